@@ -1,0 +1,459 @@
+//! The per-pair circuit breaker as a pure state machine: no clocks, no randomness, no I/O.
+//! The pair actor feeds it outcomes with the current time (and a random sample for jitter)
+//! and acts on the transitions it reports.
+//!
+//! closed --N consecutive failures--> open(level) --backoff elapsed--> half-open
+//! half-open --`half_open_permits` successes--> closed (level reset)
+//! half-open --any failure--> open(level + 1)
+//!
+//! The open time is `base_open x 2^level`, capped at `max_open`, with jitter so that pairs
+//! tripped together do not all come back in the same instant (Linkerd: 1 s to 60 s, 0.5).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Breaker knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open a closed breaker (Envoy's `consecutive_5xx` is 5).
+    pub consecutive_failures: u32,
+    /// Open time at level 0.
+    #[serde(with = "humantime_serde")]
+    pub base_open: Duration,
+    /// Cap on the open time.
+    #[serde(with = "humantime_serde")]
+    pub max_open: Duration,
+    /// Trial calls allowed (and needed to succeed) while half-open.
+    pub half_open_permits: u32,
+    /// Jitter as a fraction of the open time: 0.5 spreads it over +-25 %.
+    pub jitter: f64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: 5,
+            base_open: Duration::from_secs(1),
+            max_open: Duration::from_secs(60),
+            half_open_permits: 1,
+            jitter: 0.5,
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// Checks the knobs make sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.consecutive_failures == 0 {
+            return Err("breaker.consecutive_failures must be at least 1".into());
+        }
+        if self.half_open_permits == 0 {
+            return Err("breaker.half_open_permits must be at least 1".into());
+        }
+        if self.base_open.is_zero() || self.max_open < self.base_open {
+            return Err(
+                "breaker.base_open must be positive and no larger than breaker.max_open".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(&self.jitter) {
+            return Err("breaker.jitter must be between 0 and 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// The observable state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Traffic flows.
+    Closed,
+    /// No traffic until the backoff elapses.
+    Open,
+    /// A limited number of trial calls decide.
+    HalfOpen,
+}
+
+impl State {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// A state change and why it happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// State before.
+    pub from: State,
+    /// State after.
+    pub to: State,
+    /// Why (stable, for logs and metrics).
+    pub reason: &'static str,
+}
+
+/// What the breaker says about one more call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Normal traffic.
+    Allowed,
+    /// A half-open trial call.
+    Trial,
+    /// Refused: open (until the instant given) or no trial permit left.
+    Refused(Option<Instant>),
+}
+
+/// The breaker.
+#[derive(Debug, Clone)]
+pub struct Breaker {
+    cfg: BreakerConfig,
+    state: State,
+    open_until: Option<Instant>,
+    level: u32,
+    consecutive_failures: u32,
+    trials_in_flight: u32,
+    trial_successes: u32,
+}
+
+impl Breaker {
+    /// A closed breaker.
+    pub fn new(cfg: BreakerConfig) -> Self {
+        Self {
+            cfg,
+            state: State::Closed,
+            open_until: None,
+            level: 0,
+            consecutive_failures: 0,
+            trials_in_flight: 0,
+            trial_successes: 0,
+        }
+    }
+
+    /// Restores a persisted breaker: open ones stay open until `open_until` (or become
+    /// half-open at the next call if that has passed); half-open ones restart their trials.
+    pub fn restore(
+        cfg: BreakerConfig,
+        state: State,
+        level: u32,
+        open_until: Option<Instant>,
+    ) -> Self {
+        let mut b = Self::new(cfg);
+        b.level = level;
+        match state {
+            State::Closed => {}
+            State::Open | State::HalfOpen => {
+                b.state = State::Open;
+                b.open_until = Some(open_until.unwrap_or_else(Instant::now));
+            }
+        }
+        b
+    }
+
+    /// Current state (an open breaker whose time is up still reads open until a call asks).
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// When an open breaker lets a trial through.
+    pub fn open_until(&self) -> Option<Instant> {
+        self.open_until
+    }
+
+    /// How many times in a row it has opened without closing in between.
+    pub fn level(&self) -> u32 {
+        self.level
+    }
+
+    /// Consecutive failures counted while closed.
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.cfg
+    }
+
+    /// Replaces the configuration (policy change); state is kept.
+    pub fn set_config(&mut self, cfg: BreakerConfig) {
+        self.cfg = cfg;
+    }
+
+    /// Whether a call could be admitted at `now` (no state change).
+    pub fn would_admit(&self, now: Instant) -> bool {
+        match self.state {
+            State::Closed => true,
+            State::Open => self.open_until.is_none_or(|t| now >= t),
+            State::HalfOpen => {
+                self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits
+            }
+        }
+    }
+
+    /// Asks to admit one call at `now`; may move open -> half-open.
+    pub fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
+        let mut transition = None;
+        if self.state == State::Open {
+            match self.open_until {
+                Some(t) if now < t => return (Admission::Refused(Some(t)), None),
+                _ => {
+                    transition = Some(self.go(State::HalfOpen, "backoff-elapsed"));
+                    self.open_until = None;
+                    self.trials_in_flight = 0;
+                    self.trial_successes = 0;
+                }
+            }
+        }
+        let admission = match self.state {
+            State::Closed => Admission::Allowed,
+            State::HalfOpen
+                if self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits =>
+            {
+                self.trials_in_flight += 1;
+                Admission::Trial
+            }
+            _ => Admission::Refused(None),
+        };
+        (admission, transition)
+    }
+
+    /// Gives back a trial permit that was admitted but never used (the call did not happen).
+    pub fn release_trial(&mut self) {
+        self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
+    }
+
+    /// Records a success.
+    pub fn on_success(&mut self) -> Option<Transition> {
+        self.consecutive_failures = 0;
+        if self.state == State::HalfOpen {
+            self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
+            self.trial_successes += 1;
+            if self.trial_successes >= self.cfg.half_open_permits {
+                self.level = 0;
+                self.trial_successes = 0;
+                return Some(self.go(State::Closed, "trials-succeeded"));
+            }
+        }
+        None
+    }
+
+    /// Records a failure at `now`; `u` is a uniform sample in [0, 1) for jitter.
+    pub fn on_failure(&mut self, now: Instant, u: f64) -> Option<Transition> {
+        match self.state {
+            State::Closed => {
+                self.consecutive_failures += 1;
+                if self.consecutive_failures >= self.cfg.consecutive_failures {
+                    Some(self.open(now, u, "consecutive-failures"))
+                } else {
+                    None
+                }
+            }
+            State::HalfOpen => {
+                self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
+                self.level = self.level.saturating_add(1);
+                Some(self.open(now, u, "trial-failed"))
+            }
+            // A call admitted before the breaker opened may still fail: nothing more to do.
+            State::Open => None,
+        }
+    }
+
+    /// Forces the breaker open (operator action), one level up from where it is.
+    pub fn trip(&mut self, now: Instant, u: f64) -> Option<Transition> {
+        if self.state == State::Open {
+            return None;
+        }
+        Some(self.open(now, u, "forced-trip"))
+    }
+
+    /// Forces the breaker closed and forgets its history (operator action).
+    pub fn reset(&mut self) -> Option<Transition> {
+        self.level = 0;
+        self.consecutive_failures = 0;
+        self.trials_in_flight = 0;
+        self.trial_successes = 0;
+        self.open_until = None;
+        if self.state == State::Closed {
+            return None;
+        }
+        Some(self.go(State::Closed, "forced-reset"))
+    }
+
+    /// The open time for the current level, before jitter.
+    pub fn backoff(&self) -> Duration {
+        let factor = 2u32.saturating_pow(self.level.min(30));
+        self.cfg
+            .base_open
+            .saturating_mul(factor)
+            .min(self.cfg.max_open)
+    }
+
+    fn open(&mut self, now: Instant, u: f64, reason: &'static str) -> Transition {
+        let base = self.backoff().as_secs_f64();
+        let spread = self.cfg.jitter * (u.clamp(0.0, 1.0) - 0.5);
+        let secs = (base * (1.0 + spread)).clamp(0.001, self.cfg.max_open.as_secs_f64());
+        self.open_until = Some(now + Duration::from_secs_f64(secs));
+        self.consecutive_failures = 0;
+        self.trials_in_flight = 0;
+        self.trial_successes = 0;
+        self.go(State::Open, reason)
+    }
+
+    fn go(&mut self, to: State, reason: &'static str) -> Transition {
+        let from = self.state;
+        self.state = to;
+        Transition { from, to, reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(n: u32, permits: u32) -> BreakerConfig {
+        BreakerConfig {
+            consecutive_failures: n,
+            half_open_permits: permits,
+            jitter: 0.0,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn opens_after_n_consecutive_failures_only() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(3, 1));
+        assert_eq!(b.on_failure(now, 0.5), None);
+        assert_eq!(b.on_failure(now, 0.5), None);
+        assert_eq!(b.on_success(), None); // resets the run
+        assert_eq!(b.on_failure(now, 0.5), None);
+        assert_eq!(b.on_failure(now, 0.5), None);
+        let t = b.on_failure(now, 0.5).expect("opens");
+        assert_eq!(
+            (t.from, t.to, t.reason),
+            (State::Closed, State::Open, "consecutive-failures")
+        );
+        assert_eq!(b.open_until(), Some(now + Duration::from_secs(1)));
+        assert_eq!(
+            b.admit(now).0,
+            Admission::Refused(Some(now + Duration::from_secs(1)))
+        );
+    }
+
+    #[test]
+    fn half_open_success_closes_and_failure_reopens_one_level_up() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(1, 1));
+        b.on_failure(now, 0.5);
+        let later = now + Duration::from_secs(1);
+        let (adm, t) = b.admit(later);
+        assert_eq!(adm, Admission::Trial);
+        assert_eq!(t.map(|t| t.to), Some(State::HalfOpen));
+        // Only one permit.
+        assert_eq!(b.admit(later).0, Admission::Refused(None));
+        // Trial fails: open at level 1, 2 s.
+        let t = b.on_failure(later, 0.5).expect("reopens");
+        assert_eq!(t.reason, "trial-failed");
+        assert_eq!(b.level(), 1);
+        assert_eq!(b.open_until(), Some(later + Duration::from_secs(2)));
+        // Next trial succeeds: closed, level reset.
+        let later2 = later + Duration::from_secs(2);
+        assert_eq!(b.admit(later2).0, Admission::Trial);
+        let t = b.on_success().expect("closes");
+        assert_eq!((t.to, t.reason), (State::Closed, "trials-succeeded"));
+        assert_eq!(b.level(), 0);
+        assert_eq!(b.admit(later2).0, Admission::Allowed);
+    }
+
+    #[test]
+    fn several_permits_need_several_successes() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(1, 2));
+        b.on_failure(now, 0.5);
+        let later = now + Duration::from_secs(5);
+        assert_eq!(b.admit(later).0, Admission::Trial);
+        assert_eq!(b.admit(later).0, Admission::Trial);
+        assert_eq!(b.admit(later).0, Admission::Refused(None));
+        assert_eq!(b.on_success(), None);
+        assert_eq!(b.on_success().map(|t| t.to), Some(State::Closed));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let mut b = Breaker::new(BreakerConfig {
+            max_open: Duration::from_secs(60),
+            ..cfg(1, 1)
+        });
+        let mut now = Instant::now();
+        let mut seen = vec![];
+        for _ in 0..9 {
+            b.on_failure(now, 0.5);
+            let until = b.open_until().expect("open");
+            seen.push((until - now).as_secs());
+            now = until;
+            assert_eq!(b.admit(now).0, Admission::Trial);
+        }
+        assert_eq!(seen, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds() {
+        let now = Instant::now();
+        for u in [0.0, 0.25, 0.5, 0.999] {
+            let mut b = Breaker::new(BreakerConfig {
+                jitter: 0.5,
+                ..cfg(1, 1)
+            });
+            b.on_failure(now, u);
+            let d = (b.open_until().expect("open") - now).as_secs_f64();
+            assert!((0.75..=1.25).contains(&d), "u={u} d={d}");
+        }
+    }
+
+    #[test]
+    fn trip_and_reset_are_forced_transitions() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(5, 1));
+        assert_eq!(b.trip(now, 0.5).map(|t| t.reason), Some("forced-trip"));
+        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.trip(now, 0.5), None);
+        assert_eq!(b.reset().map(|t| t.reason), Some("forced-reset"));
+        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.reset(), None);
+    }
+
+    #[test]
+    fn restore_keeps_open_until() {
+        let now = Instant::now();
+        let until = now + Duration::from_secs(30);
+        let mut b = Breaker::restore(cfg(5, 1), State::Open, 3, Some(until));
+        assert_eq!(b.level(), 3);
+        assert_eq!(b.admit(now).0, Admission::Refused(Some(until)));
+        assert_eq!(b.admit(until).0, Admission::Trial);
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        assert!(BreakerConfig::default().validate().is_ok());
+        assert!(cfg(0, 1).validate().is_err());
+        assert!(cfg(1, 0).validate().is_err());
+        assert!(BreakerConfig {
+            jitter: 2.0,
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+        assert!(BreakerConfig {
+            max_open: Duration::from_millis(1),
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
+}

@@ -1,0 +1,32 @@
+//! The domain of byoc-gateway: actors, their messages, the pure health state machines, the
+//! Livepeer BYOC protocol client and the store. Nothing here knows about HTTP routing.
+//!
+//! # Layout
+//! - [`capability`], [`orchestrator`]: the validated names the registry is keyed by.
+//! - [`protocol`]: the wire protocol (job header codec, token probe, job forwarding, signer).
+//! - [`breaker`], [`score`]: pure, unit-tested health logic (no clocks, no I/O).
+//! - [`policy`]: per-capability routing policy (profiles, retry knobs).
+//! - [`pair`]: `PairActor`, one per (orchestrator, capability), owning that pair's health.
+//! - [`dispatcher`]: `Dispatcher`, the per-capability scoreboard that selects pairs.
+//! - [`supervisor`]: `Supervisor`, the registry; starts, restarts and retires pair actors.
+//! - [`store`]: `Store`, the sled database on a `SyncArbiter`.
+//! - [`route`]: the attempt loop of one job (select, admit, call, record, fail over).
+//! - [`metrics`]: metric names.
+//!
+//! # Threads
+//! The dispatcher, supervisor and pair actors live on one arbiter and share state only
+//! through messages and the views pairs publish. The store has its own thread. Upstream
+//! calls run on the HTTP worker threads, each with its own `awc::Client`.
+
+pub mod breaker;
+pub mod capability;
+pub mod dispatcher;
+pub mod metrics;
+pub mod orchestrator;
+pub mod pair;
+pub mod policy;
+pub mod protocol;
+pub mod route;
+pub mod score;
+pub mod store;
+pub mod supervisor;

@@ -1,0 +1,70 @@
+//! Metric names (one place, `byoc_gateway_` prefix) and their descriptions.
+//!
+//! Labels are bounded: `capability` is only ever a capability some orchestrator has offered
+//! (anything else is reported as `unknown`), `outcome`/`class`/`state`/`reason` come from
+//! fixed sets in the code.
+
+/// Jobs answered, by `capability` and `outcome` (`success`, `client-error`, or an error code).
+pub const REQUESTS_TOTAL: &str = "byoc_gateway_requests_total";
+/// End-to-end job duration in seconds, by `capability`.
+pub const REQUEST_DURATION_SECONDS: &str = "byoc_gateway_request_duration_seconds";
+/// Upstream attempts, by `capability` and `result` (`success`, `http-4xx`, `http-5xx`, or an
+/// upstream error class).
+pub const ATTEMPTS_TOTAL: &str = "byoc_gateway_attempts_total";
+/// Upstream call duration in seconds, by `capability`.
+pub const UPSTREAM_DURATION_SECONDS: &str = "byoc_gateway_upstream_duration_seconds";
+/// Pairs by breaker `state` (`closed`, `open`, `half_open`); refreshed every second.
+pub const PAIRS: &str = "byoc_gateway_pairs";
+/// Routable pairs; refreshed every second.
+pub const PAIRS_ROUTABLE: &str = "byoc_gateway_pairs_routable";
+/// Breaker transitions, by `from`, `to` and `reason`.
+pub const BREAKER_TRANSITIONS_TOTAL: &str = "byoc_gateway_breaker_transitions_total";
+/// Token probes, by `result` (`ok`, or a failure class).
+pub const TOKEN_PROBES_TOTAL: &str = "byoc_gateway_token_probes_total";
+/// Pair actor restarts by the supervisor.
+pub const ACTOR_RESTARTS_TOTAL: &str = "byoc_gateway_actor_restarts_total";
+/// Registered orchestrators.
+pub const ORCHESTRATORS: &str = "byoc_gateway_orchestrators";
+/// Messages that could not be delivered in time (full or closed mailbox), by `actor`.
+pub const MAILBOX_ERRORS_TOTAL: &str = "byoc_gateway_mailbox_errors_total";
+
+/// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+];
+
+/// Registers the description of every metric with the installed recorder.
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(REQUESTS_TOTAL, "Jobs answered, by capability and outcome");
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "End-to-end job duration"
+    );
+    describe_counter!(
+        ATTEMPTS_TOTAL,
+        "Upstream attempts, by capability and result"
+    );
+    describe_histogram!(
+        UPSTREAM_DURATION_SECONDS,
+        Unit::Seconds,
+        "Upstream call duration"
+    );
+    describe_gauge!(PAIRS, "Pair actors by breaker state");
+    describe_gauge!(PAIRS_ROUTABLE, "Pair actors that can take a job now");
+    describe_counter!(
+        BREAKER_TRANSITIONS_TOTAL,
+        "Breaker transitions by from, to and reason"
+    );
+    describe_counter!(TOKEN_PROBES_TOTAL, "Token probes by result");
+    describe_counter!(
+        ACTOR_RESTARTS_TOTAL,
+        "Pair actor restarts by the supervisor"
+    );
+    describe_gauge!(ORCHESTRATORS, "Registered orchestrators");
+    describe_counter!(
+        MAILBOX_ERRORS_TOTAL,
+        "Messages not delivered in time, by actor"
+    );
+}

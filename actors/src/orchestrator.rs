@@ -1,0 +1,141 @@
+//! Orchestrators as the registry knows them: id, normalised URL, declared capabilities and
+//! where the entry came from.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::capability::Capability;
+
+/// Gateway-assigned orchestrator id (`orch-1`, `orch-2`, ...). Stable across restarts because
+/// the registry is persisted and entries are found again by URL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrchestratorId(pub String);
+
+impl fmt::Display for OrchestratorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a registry entry came from; decides what may remove it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// `--orch-addr` or the config file: re-read at every start, removed when no longer listed.
+    Config,
+    /// Added through the admin API: kept until deleted through the admin API.
+    Admin,
+}
+
+/// One registered orchestrator.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Orchestrator {
+    /// Gateway-assigned id.
+    pub id: OrchestratorId,
+    /// Normalised base URL (scheme, host, port; no path).
+    pub url: String,
+    /// Capabilities the operator declared for it. Pairs for these are created at once; any
+    /// other capability a client asks for is probed lazily.
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// Unix time in milliseconds when the entry was first added.
+    pub added_at: u64,
+    /// Where the entry came from.
+    pub source: Source,
+}
+
+/// Why an orchestrator URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not parseable as a URL or `host:port`.
+    #[error("'{0}' is not a URL or host:port: {1}")]
+    Parse(String, String),
+    /// A scheme other than http or https.
+    #[error("'{0}' has scheme '{1}'; only http and https are supported")]
+    Scheme(String, String),
+    /// No host.
+    #[error("'{0}' has no host")]
+    NoHost(String),
+    /// A path, query, fragment or credentials, which the protocol has no place for.
+    #[error("'{0}' must be a bare origin (scheme://host:port) without path, query or credentials")]
+    NotOrigin(String),
+}
+
+/// Normalises an orchestrator address the way go-livepeer's `-orchAddr` does: a bare
+/// `host:port` becomes `https://host:port`; an explicit `http://` is honoured. The result has
+/// no trailing slash, so `service_addr + path` concatenation is exact.
+pub fn normalize_url(raw: &str) -> Result<String, UrlError> {
+    let raw = raw.trim();
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("https://{raw}")
+    };
+    let url = Url::parse(&with_scheme).map_err(|e| UrlError::Parse(raw.into(), e.to_string()))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => return Err(UrlError::Scheme(raw.into(), other.into())),
+    }
+    let Some(host) = url.host_str() else {
+        return Err(UrlError::NoHost(raw.into()));
+    };
+    if host.is_empty() {
+        return Err(UrlError::NoHost(raw.into()));
+    }
+    if (url.path() != "/" && !url.path().is_empty())
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(UrlError::NotOrigin(raw.into()));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_host_port_becomes_https() {
+        assert_eq!(
+            normalize_url("1.2.3.4:8935").as_deref(),
+            Ok("https://1.2.3.4:8935")
+        );
+        assert_eq!(
+            normalize_url("http://127.0.0.1:9/").as_deref(),
+            Ok("http://127.0.0.1:9")
+        );
+        assert_eq!(
+            normalize_url(" https://Orch.Example:8935 ").as_deref(),
+            Ok("https://orch.example:8935")
+        );
+    }
+
+    #[test]
+    fn refuses_what_the_protocol_cannot_use() {
+        assert!(matches!(
+            normalize_url("ftp://x:1"),
+            Err(UrlError::Scheme(..))
+        ));
+        assert!(matches!(
+            normalize_url("http://x:1/path"),
+            Err(UrlError::NotOrigin(..))
+        ));
+        assert!(matches!(
+            normalize_url("http://u:p@x:1"),
+            Err(UrlError::NotOrigin(..))
+        ));
+        assert!(matches!(
+            normalize_url("http://x:1?q=1"),
+            Err(UrlError::NotOrigin(..))
+        ));
+        assert!(normalize_url("not a url at all").is_err());
+        assert!(normalize_url("").is_err());
+        assert!(normalize_url("http://:80").is_err());
+    }
+}

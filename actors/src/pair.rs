@@ -1,0 +1,617 @@
+//! `PairActor`: one per (orchestrator, capability). It owns that pair's health (breaker,
+//! latency and success statistics), its in-flight leases and its cached token, which it
+//! refreshes on a jittered timer so that no request ever waits for a token probe.
+//!
+//! Work is admitted with [`Admit`] (which hands out a lease) and accounted for with
+//! [`Record`]; the upstream call itself runs on the HTTP worker that holds the client's
+//! connection, so bytes never cross threads. After every change the actor publishes a
+//! [`PairView`] that the dispatcher selects from.
+
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+
+use crate::breaker::{Admission, Breaker, BreakerConfig, State, Transition};
+use crate::metrics as m;
+use crate::orchestrator::normalize_url;
+use crate::protocol::client::{excerpt, fetch_token, TokenError, UpstreamError};
+use crate::protocol::signer::SharedSigner;
+use crate::protocol::token::JobToken;
+use crate::score::{PeakEwma, SuccessRate};
+use view::{unix_ms_now, unix_ms_to_instant, Counters};
+pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, SharedView, Unroutable};
+
+/// Settings shared by every pair actor.
+#[derive(Clone)]
+pub struct PairSettings {
+    /// Token refresh period while healthy (jittered by +-20 %).
+    pub token_refresh: Duration,
+    /// Token refresh period while the last probe failed or reported no capacity, so that a
+    /// recovered orchestrator comes back quickly.
+    pub token_retry: Duration,
+    /// Bound on one token probe (go-livepeer: 500 ms per request, 1 s overall).
+    pub token_timeout: Duration,
+    /// Breaker knobs.
+    pub breaker: BreakerConfig,
+    /// Identity used on token probes.
+    pub signer: SharedSigner,
+    /// Peak-EWMA decay.
+    pub ewma_decay: Duration,
+    /// Latency a pair starts with before it has answered (neutral).
+    pub initial_latency_ms: f64,
+    /// Extra time past a lease's own deadline before it is presumed lost.
+    pub lease_slack: Duration,
+    /// Mailbox capacity of each pair actor.
+    pub mailbox_capacity: usize,
+}
+
+impl Default for PairSettings {
+    fn default() -> Self {
+        Self {
+            token_refresh: Duration::from_secs(10),
+            token_retry: Duration::from_secs(1),
+            token_timeout: Duration::from_secs(1),
+            breaker: BreakerConfig::default(),
+            signer: Arc::new(crate::protocol::signer::Offchain),
+            ewma_decay: Duration::from_secs(10),
+            initial_latency_ms: 100.0,
+            lease_slack: Duration::from_secs(5),
+            mailbox_capacity: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    deadline: Instant,
+    trial: bool,
+}
+
+/// The actor.
+pub struct PairActor {
+    settings: Arc<PairSettings>,
+    client: awc::Client,
+    key: PairKey,
+    orchestrator_url: Arc<str>,
+    view: SharedView,
+    breaker: Breaker,
+    latency: PeakEwma,
+    success: SuccessRate,
+    token: Option<JobToken>,
+    service_addr: Option<Arc<str>>,
+    probed: bool,
+    token_ok: bool,
+    offered: bool,
+    leases: HashMap<u64, Lease>,
+    next_lease: u64,
+    cold_start_ms: Option<u64>,
+    last_error: Option<Arc<LastError>>,
+    restarts: u32,
+    counters: Counters,
+    retired: bool,
+    refresh: Option<SpawnHandle>,
+}
+
+impl PairActor {
+    /// A pair actor, warm-started from `record` when the store had one. `offered` marks a
+    /// capability the operator declared for this orchestrator.
+    pub fn new(
+        settings: Arc<PairSettings>,
+        client: awc::Client,
+        key: PairKey,
+        orchestrator_url: Arc<str>,
+        record: Option<&PairRecord>,
+        offered: bool,
+    ) -> Self {
+        let now = Instant::now();
+        let view = Arc::new(RwLock::new(PairView::new(
+            key.clone(),
+            orchestrator_url.clone(),
+        )));
+        let mut latency = PeakEwma::new(settings.initial_latency_ms, settings.ewma_decay);
+        let mut success = SuccessRate::new(1.0, 0.1);
+        let mut breaker = Breaker::new(settings.breaker.clone());
+        let mut actor_offered = offered;
+        let (mut cold_start_ms, mut counters, mut restarts) = (None, Counters::default(), 0);
+        if let Some(r) = record {
+            latency = PeakEwma::new(r.latency_ewma_ms, settings.ewma_decay);
+            success = SuccessRate::new(r.success_rate, 0.1);
+            let open_until = r.open_until_unix_ms.map(|ms| unix_ms_to_instant(ms, now));
+            breaker = Breaker::restore(
+                settings.breaker.clone(),
+                r.breaker,
+                r.breaker_level,
+                open_until,
+            );
+            actor_offered |= r.offered;
+            cold_start_ms = r.cold_start_ms;
+            counters = r.counters;
+            restarts = r.restarts;
+        }
+        let mut actor = Self {
+            settings,
+            client,
+            key,
+            orchestrator_url,
+            view,
+            breaker,
+            latency,
+            success,
+            token: None,
+            service_addr: None,
+            probed: false,
+            token_ok: false,
+            offered: actor_offered,
+            leases: HashMap::new(),
+            next_lease: 1,
+            cold_start_ms,
+            last_error: None,
+            restarts,
+            counters,
+            retired: false,
+            refresh: None,
+        };
+        actor.publish();
+        actor
+    }
+
+    /// The cell this actor publishes into.
+    pub fn view(&self) -> SharedView {
+        self.view.clone()
+    }
+
+    fn publish(&mut self) {
+        let now = Instant::now();
+        let mut v = self.view.write();
+        let generation = v.generation + 1;
+        *v = PairView {
+            key: self.key.clone(),
+            orchestrator_url: self.orchestrator_url.clone(),
+            service_addr: self.service_addr.clone(),
+            breaker: self.breaker.state(),
+            breaker_level: self.breaker.level(),
+            open_until: self.breaker.open_until(),
+            trial_available: self.breaker.state() == State::HalfOpen
+                && self.breaker.would_admit(now),
+            consecutive_failures: self.breaker.consecutive_failures(),
+            probed: self.probed,
+            token_ok: self.token_ok,
+            available_capacity: self.token.as_ref().map_or(0, |t| t.available_capacity),
+            price_per_unit: self
+                .token
+                .as_ref()
+                .and_then(|t| t.price)
+                .map_or(0, |p| p.price_per_unit),
+            pixels_per_unit: self
+                .token
+                .as_ref()
+                .and_then(|t| t.price)
+                .map_or(1, |p| p.pixels_per_unit),
+            offered: self.offered,
+            latency_ewma_ms: self.latency.estimate_ms(),
+            success_rate: self.success.value(),
+            inflight: self.leases.len() as u32,
+            cold_start_ms: self.cold_start_ms,
+            last_error: self.last_error.clone(),
+            restarts: self.restarts,
+            counters: self.counters,
+            retired: self.retired,
+            generation,
+        };
+    }
+
+    fn note_error(&mut self, class: &str, message: String) {
+        self.last_error = Some(Arc::new(LastError {
+            class: class.to_string(),
+            message,
+            at_unix_ms: unix_ms_now(),
+        }));
+    }
+
+    fn on_transition(&self, t: Transition, cause: &str) {
+        metrics::counter!(m::BREAKER_TRANSITIONS_TOTAL,
+            "from" => t.from.as_str(), "to" => t.to.as_str(), "reason" => t.reason)
+        .increment(1);
+        match t.to {
+            State::Open => {
+                tracing::warn!(pair = %self.key, from = t.from.as_str(), reason = t.reason, cause,
+                open_for_ms = self.breaker.open_until().map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64),
+                "breaker opened")
+            }
+            _ => {
+                tracing::info!(pair = %self.key, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason, "breaker transition")
+            }
+        }
+    }
+
+    /// Probes the token. The first probe after (re)start pauses the mailbox so that callers
+    /// asking for a [`Snapshot`] see the probed state.
+    fn probe(&mut self, ctx: &mut Context<Self>, first: bool) {
+        let client = self.client.clone();
+        let url = self.orchestrator_url.clone();
+        let cap = self.key.capability.clone();
+        let signer = self.settings.signer.clone();
+        let timeout = self.settings.token_timeout;
+        let fut = async move { fetch_token(&client, &url, &cap, signer.as_ref(), timeout).await }
+            .into_actor(self)
+            .map(|res, act, ctx| {
+                act.apply_token(res);
+                act.schedule_probe(ctx);
+            });
+        if first {
+            ctx.wait(fut);
+        } else {
+            ctx.spawn(fut);
+        }
+    }
+
+    fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        let healthy = self.token_ok
+            && self
+                .token
+                .as_ref()
+                .is_some_and(|t| t.available_capacity > 0);
+        let base = if healthy || !self.offered && self.token_ok {
+            self.settings.token_refresh
+        } else {
+            self.settings.token_retry.min(self.settings.token_refresh)
+        };
+        let jitter = 0.8 + 0.4 * rand::random::<f64>();
+        let delay = base.mul_f64(jitter);
+        self.refresh = Some(ctx.run_later(delay, |act, ctx| {
+            act.sweep_leases();
+            act.probe(ctx, false);
+        }));
+    }
+
+    fn apply_token(&mut self, res: Result<JobToken, TokenError>) {
+        self.probed = true;
+        match res {
+            Ok(token) => {
+                let service = if token.service_addr.trim().is_empty() {
+                    Ok(self.orchestrator_url.to_string())
+                } else {
+                    normalize_url(&token.service_addr)
+                };
+                match service {
+                    Ok(addr) => {
+                        if self.service_addr.as_deref() != Some(addr.as_str()) {
+                            self.service_addr = Some(Arc::from(addr));
+                        }
+                        if token.available_capacity > 0 {
+                            self.offered = true;
+                        }
+                        self.token_ok = true;
+                        self.token = Some(token);
+                        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
+                    }
+                    Err(e) => {
+                        self.token_ok = false;
+                        self.note_error(
+                            "token",
+                            format!("token names an unusable service_addr: {e}"),
+                        );
+                        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "bad-token")
+                            .increment(1);
+                    }
+                }
+            }
+            Err(e) => {
+                let class = match &e {
+                    TokenError::Upstream(u) => u.class(),
+                    TokenError::Status(..) => "status",
+                    TokenError::Body(_) => "bad-token",
+                };
+                if self.token_ok {
+                    tracing::warn!(pair = %self.key, error = %e, "token probe failed; pair leaves rotation");
+                }
+                self.token_ok = false;
+                self.note_error("token", e.to_string());
+                metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => class).increment(1);
+            }
+        }
+        self.publish();
+    }
+
+    /// Forgets leases whose holder never reported back (a lost [`Record`]).
+    fn sweep_leases(&mut self) {
+        let now = Instant::now();
+        let before = self.leases.len();
+        let breaker = &mut self.breaker;
+        self.leases.retain(|_, l| {
+            let keep = l.deadline > now;
+            if !keep && l.trial {
+                breaker.release_trial();
+            }
+            keep
+        });
+        if self.leases.len() != before {
+            tracing::debug!(pair = %self.key, dropped = before - self.leases.len(), "expired leases dropped");
+            self.publish();
+        }
+    }
+}
+
+impl Actor for PairActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
+        if !self.retired {
+            self.probe(ctx, true);
+        }
+    }
+}
+
+impl actix::Supervised for PairActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // The same struct is reused: leases of the old incarnation are gone (their holders
+        // get a mailbox error or their Record lands on the new one and is ignored).
+        for lease in self.leases.values() {
+            if lease.trial {
+                self.breaker.release_trial();
+            }
+        }
+        self.leases.clear();
+        self.refresh = None;
+        self.probed = false;
+        self.restarts += 1;
+        metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "actor" => "pair").increment(1);
+        tracing::warn!(pair = %self.key, restarts = self.restarts, "pair actor restarted by the supervisor");
+        self.publish();
+    }
+}
+
+/// A permission to send one job to this pair.
+#[derive(Debug, Clone)]
+pub struct Permit {
+    /// Lease id to quote in [`Record`].
+    pub lease: u64,
+    /// Where to send the job.
+    pub service_addr: Arc<str>,
+    /// Whether this is a half-open trial call.
+    pub trial: bool,
+}
+
+/// Asks the pair to admit one job that may run for up to `timeout`.
+#[derive(Message)]
+#[rtype(result = "Result<Permit, Unroutable>")]
+pub struct Admit {
+    /// The attempt's own deadline (the lease expires after it plus slack).
+    pub timeout: Duration,
+}
+
+impl Handler<Admit> for PairActor {
+    type Result = Result<Permit, Unroutable>;
+
+    fn handle(&mut self, msg: Admit, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        if self.retired {
+            return Err(Unroutable::Retired);
+        }
+        if !self.offered {
+            return Err(Unroutable::NotOffered);
+        }
+        let Some(service_addr) = self.service_addr.clone().filter(|_| self.token_ok) else {
+            return Err(Unroutable::TokenUnavailable);
+        };
+        if self
+            .token
+            .as_ref()
+            .is_none_or(|t| t.available_capacity <= 0)
+        {
+            return Err(Unroutable::NoCapacity);
+        }
+        let (admission, transition) = self.breaker.admit(now);
+        if let Some(t) = transition {
+            self.on_transition(t, "admit");
+        }
+        let trial = match admission {
+            Admission::Allowed => false,
+            Admission::Trial => true,
+            Admission::Refused(until) => {
+                self.publish();
+                return Err(Unroutable::BreakerOpen(until));
+            }
+        };
+        let lease = self.next_lease;
+        self.next_lease += 1;
+        self.leases.insert(
+            lease,
+            Lease {
+                deadline: now + msg.timeout + self.settings.lease_slack,
+                trial,
+            },
+        );
+        self.publish();
+        Ok(Permit {
+            lease,
+            service_addr,
+            trial,
+        })
+    }
+}
+
+/// How one upstream call ended, as far as the pair's health is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx/3xx answer.
+    Success,
+    /// A 4xx answer: the client's fault, relayed, not held against the pair.
+    ClientError(u16),
+    /// A 5xx answer, with a body excerpt.
+    ServerError(u16, String),
+    /// No usable answer.
+    Failed(UpstreamError),
+}
+
+impl Outcome {
+    /// Stable class name (metrics label).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError(_) => "http-4xx",
+            Outcome::ServerError(..) => "http-5xx",
+            Outcome::Failed(e) => e.class(),
+        }
+    }
+
+    /// Classifies an HTTP answer.
+    pub fn from_status(status: u16, body: &[u8]) -> Self {
+        match status {
+            0..=399 => Outcome::Success,
+            400..=499 => Outcome::ClientError(status),
+            _ => Outcome::ServerError(status, excerpt(body)),
+        }
+    }
+}
+
+/// Reports how an admitted job ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Record {
+    /// The lease from [`Permit`].
+    pub lease: u64,
+    /// The outcome.
+    pub outcome: Outcome,
+    /// How long the call took.
+    pub elapsed: Duration,
+}
+
+impl Handler<Record> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Record, _ctx: &mut Self::Context) {
+        let now = Instant::now();
+        let Some(lease) = self.leases.remove(&msg.lease) else {
+            // Expired or from before a restart: the breaker already moved on without it.
+            tracing::debug!(pair = %self.key, lease = msg.lease, "record for an unknown lease ignored");
+            return;
+        };
+        let elapsed_ms = msg.elapsed.as_secs_f64() * 1000.0;
+        let transition = match &msg.outcome {
+            Outcome::Success => {
+                self.counters.success += 1;
+                self.latency.observe(elapsed_ms, now);
+                self.success.observe(true);
+                self.offered = true;
+                if self.cold_start_ms.is_none() {
+                    self.cold_start_ms = Some(msg.elapsed.as_millis() as u64);
+                }
+                self.breaker.on_success()
+            }
+            Outcome::ClientError(_) => {
+                // The orchestrator answered: it is alive, so a trial call counts as passed.
+                self.counters.http_4xx += 1;
+                self.breaker.on_success()
+            }
+            failure => {
+                match failure {
+                    Outcome::ServerError(status, body) => {
+                        self.counters.http_5xx += 1;
+                        self.note_error("http-5xx", format!("{status}: {body}"));
+                    }
+                    Outcome::Failed(e) => {
+                        match e {
+                            UpstreamError::Connect(_) => self.counters.connect += 1,
+                            UpstreamError::Timeout(_) => self.counters.timeout += 1,
+                            _ => self.counters.transport += 1,
+                        }
+                        self.note_error(e.class(), e.to_string());
+                    }
+                    _ => {}
+                }
+                self.latency.observe_failure(elapsed_ms, now);
+                self.success.observe(false);
+                self.breaker.on_failure(now, rand::random::<f64>())
+            }
+        };
+        if lease.trial && matches!(msg.outcome, Outcome::Success | Outcome::ClientError(_)) {
+            tracing::info!(pair = %self.key, "half-open trial passed");
+        }
+        if let Some(t) = transition {
+            self.on_transition(t, msg.outcome.class());
+        }
+        self.publish();
+    }
+}
+
+/// Returns the pair's current view. Answered only after the first token probe of the
+/// current incarnation, which is what lazy capability discovery waits for.
+#[derive(Message)]
+#[rtype(result = "PairView")]
+pub struct Snapshot;
+
+impl Handler<Snapshot> for PairActor {
+    type Result = MessageResult<Snapshot>;
+
+    fn handle(&mut self, _msg: Snapshot, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.view.read().clone())
+    }
+}
+
+/// Takes the pair out of service for good (its orchestrator was removed): no new leases,
+/// no more probes. In-flight jobs finish; the actor stops once nobody holds its address.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Retire;
+
+impl Handler<Retire> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Retire, ctx: &mut Self::Context) {
+        self.retired = true;
+        if let Some(h) = self.refresh.take() {
+            ctx.cancel_future(h);
+        }
+        self.publish();
+    }
+}
+
+/// Fault injection: stops the actor's context as an internal failure would, so that the
+/// supervisor restarts it. Used by the supervision tests and chaos runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Crash;
+
+impl Handler<Crash> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Crash, ctx: &mut Self::Context) {
+        tracing::warn!(pair = %self.key, "fault injected: pair actor stops");
+        ctx.stop();
+    }
+}
+
+/// Forces the breaker open (`trip: true`) or closed (`trip: false`); operator action.
+#[derive(Message)]
+#[rtype(result = "PairView")]
+pub struct ForceBreaker {
+    /// Open it (true) or close and reset it (false).
+    pub trip: bool,
+}
+
+impl Handler<ForceBreaker> for PairActor {
+    type Result = MessageResult<ForceBreaker>;
+
+    fn handle(&mut self, msg: ForceBreaker, _ctx: &mut Self::Context) -> Self::Result {
+        let transition = if msg.trip {
+            self.breaker.trip(Instant::now(), rand::random::<f64>())
+        } else {
+            self.breaker.reset()
+        };
+        if let Some(t) = transition {
+            self.on_transition(t, "operator");
+        }
+        self.publish();
+        MessageResult(self.view.read().clone())
+    }
+}

@@ -1,0 +1,434 @@
+//! What a pair actor publishes about itself: the live [`PairView`] the dispatcher selects
+//! from and the admin API reports, and the [`PairRecord`] the store persists.
+//!
+//! Only the pair actor writes its view (after every change of its state); the dispatcher and
+//! the supervisor read it without a message round trip, which keeps selection O(1) and
+//! `/admin/pairs` cheap with thousands of pairs.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+
+use crate::breaker::State;
+use crate::capability::Capability;
+use crate::orchestrator::OrchestratorId;
+
+/// Identifies a pair: one orchestrator serving one capability.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PairKey {
+    /// The orchestrator.
+    pub orchestrator: OrchestratorId,
+    /// The capability.
+    pub capability: Capability,
+}
+
+impl fmt::Display for PairKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.orchestrator, self.capability)
+    }
+}
+
+/// The last failure a pair saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastError {
+    /// Failure class (`connect`, `timeout`, `http-5xx`, `token`, ...).
+    pub class: String,
+    /// Human-readable detail.
+    pub message: String,
+    /// Unix time in milliseconds.
+    pub at_unix_ms: u64,
+}
+
+/// Outcome counters of a pair, by class.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// 2xx answers.
+    pub success: u64,
+    /// 4xx answers (the client's fault; relayed, not held against the pair).
+    pub http_4xx: u64,
+    /// 5xx answers.
+    pub http_5xx: u64,
+    /// Connect refused, reset or unreachable.
+    pub connect: u64,
+    /// No answer in time.
+    pub timeout: u64,
+    /// Broken transport or unusable answer.
+    pub transport: u64,
+}
+
+/// The live state of a pair as published by its actor.
+#[derive(Debug, Clone)]
+pub struct PairView {
+    /// Which pair.
+    pub key: PairKey,
+    /// Orchestrator base URL (where tokens are probed).
+    pub orchestrator_url: Arc<str>,
+    /// Where jobs go (the token's `service_addr`), once a token was seen.
+    pub service_addr: Option<Arc<str>>,
+    /// Breaker state.
+    pub breaker: State,
+    /// Breaker level (consecutive openings).
+    pub breaker_level: u32,
+    /// When an open breaker admits a trial.
+    pub open_until: Option<Instant>,
+    /// Whether a half-open breaker has a trial permit left.
+    pub trial_available: bool,
+    /// Consecutive failures while closed.
+    pub consecutive_failures: u32,
+    /// The first token probe of this incarnation has finished.
+    pub probed: bool,
+    /// The last token probe succeeded.
+    pub token_ok: bool,
+    /// Capacity from the last token.
+    pub available_capacity: i64,
+    /// Price from the last token (wei per `pixels_per_unit`).
+    pub price_per_unit: i64,
+    /// Units the price covers.
+    pub pixels_per_unit: i64,
+    /// The orchestrator has offered this capability at least once (capacity > 0 or an answer).
+    pub offered: bool,
+    /// Peak-EWMA latency estimate.
+    pub latency_ewma_ms: f64,
+    /// Decaying success rate.
+    pub success_rate: f64,
+    /// Calls admitted and not yet recorded.
+    pub inflight: u32,
+    /// Duration of the first answer this pair gave.
+    pub cold_start_ms: Option<u64>,
+    /// The last failure.
+    pub last_error: Option<Arc<LastError>>,
+    /// Restarts by the supervisor.
+    pub restarts: u32,
+    /// Outcome counters.
+    pub counters: Counters,
+    /// Retired (orchestrator removed): takes no new work.
+    pub retired: bool,
+    /// Bumped on every publish; the supervisor persists pairs whose generation moved.
+    pub generation: u64,
+}
+
+/// Why a pair cannot take a job now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unroutable {
+    /// Its orchestrator was removed.
+    Retired,
+    /// Its first token probe has not finished yet.
+    TokenPending,
+    /// It never offered the capability.
+    NotOffered,
+    /// The last token probe failed.
+    TokenUnavailable,
+    /// The token reports no capacity.
+    NoCapacity,
+    /// The breaker is open (until the instant, if known) or out of trial permits.
+    BreakerOpen(Option<Instant>),
+}
+
+impl Unroutable {
+    /// Stable kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unroutable::Retired => "retired",
+            Unroutable::TokenPending => "token-pending",
+            Unroutable::NotOffered => "not-offered",
+            Unroutable::TokenUnavailable => "token-unavailable",
+            Unroutable::NoCapacity => "no-capacity",
+            Unroutable::BreakerOpen(_) => "breaker-open",
+        }
+    }
+}
+
+impl PairView {
+    /// A fresh view for a pair that has not probed yet.
+    pub fn new(key: PairKey, orchestrator_url: Arc<str>) -> Self {
+        Self {
+            key,
+            orchestrator_url,
+            service_addr: None,
+            breaker: State::Closed,
+            breaker_level: 0,
+            open_until: None,
+            trial_available: false,
+            consecutive_failures: 0,
+            probed: false,
+            token_ok: false,
+            available_capacity: 0,
+            price_per_unit: 0,
+            pixels_per_unit: 1,
+            offered: false,
+            latency_ewma_ms: 0.0,
+            success_rate: 1.0,
+            inflight: 0,
+            cold_start_ms: None,
+            last_error: None,
+            restarts: 0,
+            counters: Counters::default(),
+            retired: false,
+            generation: 0,
+        }
+    }
+
+    /// Whether the pair can take a job at `now`, and if not, why.
+    pub fn routable_at(&self, now: Instant) -> Result<(), Unroutable> {
+        if self.retired {
+            return Err(Unroutable::Retired);
+        }
+        if !self.probed {
+            return Err(Unroutable::TokenPending);
+        }
+        if !self.offered {
+            return Err(Unroutable::NotOffered);
+        }
+        if !self.token_ok {
+            return Err(Unroutable::TokenUnavailable);
+        }
+        if self.available_capacity <= 0 {
+            return Err(Unroutable::NoCapacity);
+        }
+        match self.breaker {
+            State::Closed => Ok(()),
+            State::Open => match self.open_until {
+                Some(t) if now < t => Err(Unroutable::BreakerOpen(Some(t))),
+                _ => Ok(()),
+            },
+            State::HalfOpen if self.trial_available => Ok(()),
+            State::HalfOpen => Err(Unroutable::BreakerOpen(None)),
+        }
+    }
+
+    /// The admin API's JSON shape of this view at `now`.
+    pub fn report(&self, now: Instant) -> PairReport {
+        let routable = self.routable_at(now);
+        PairReport {
+            orchestrator: self.key.orchestrator.to_string(),
+            orchestrator_url: self.orchestrator_url.to_string(),
+            capability: self.key.capability.to_string(),
+            service_addr: self.service_addr.as_deref().map(str::to_string),
+            breaker: BreakerReport {
+                state: self.breaker.as_str(),
+                level: self.breaker_level,
+                consecutive_failures: self.consecutive_failures,
+                open_until_unix_ms: self.open_until.map(|t| instant_to_unix_ms(t, now)),
+            },
+            routable: routable.is_ok(),
+            unroutable_reason: routable.err().map(Unroutable::as_str),
+            latency_ewma_ms: (self.latency_ewma_ms * 1000.0).round() / 1000.0,
+            success_rate: (self.success_rate * 10_000.0).round() / 10_000.0,
+            inflight: self.inflight,
+            available_capacity: self.available_capacity,
+            price_per_unit: self.price_per_unit,
+            pixels_per_unit: self.pixels_per_unit,
+            offered: self.offered,
+            token_ok: self.token_ok,
+            cold_start_ms: self.cold_start_ms,
+            last_error: self.last_error.as_deref().cloned(),
+            restarts: self.restarts,
+            counters: self.counters,
+            retired: self.retired,
+        }
+    }
+
+    /// The persisted form.
+    pub fn record(&self, now: Instant) -> PairRecord {
+        PairRecord {
+            orchestrator: self.key.orchestrator.clone(),
+            capability: self.key.capability.clone(),
+            latency_ewma_ms: self.latency_ewma_ms,
+            success_rate: self.success_rate,
+            breaker: self.breaker,
+            breaker_level: self.breaker_level,
+            open_until_unix_ms: self.open_until.map(|t| instant_to_unix_ms(t, now)),
+            offered: self.offered,
+            cold_start_ms: self.cold_start_ms,
+            counters: self.counters,
+            restarts: self.restarts,
+            saved_at_unix_ms: unix_ms_now(),
+        }
+    }
+}
+
+/// Breaker part of [`PairReport`].
+#[derive(Debug, Clone, Serialize)]
+pub struct BreakerReport {
+    /// `closed`, `open` or `half_open`.
+    pub state: &'static str,
+    /// Consecutive openings.
+    pub level: u32,
+    /// Consecutive failures while closed.
+    pub consecutive_failures: u32,
+    /// When an open breaker admits a trial (Unix ms).
+    pub open_until_unix_ms: Option<u64>,
+}
+
+/// One element of `GET /admin/pairs`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairReport {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Orchestrator URL.
+    pub orchestrator_url: String,
+    /// Capability.
+    pub capability: String,
+    /// Where jobs go.
+    pub service_addr: Option<String>,
+    /// Breaker.
+    pub breaker: BreakerReport,
+    /// Can take a job now.
+    pub routable: bool,
+    /// Why not, when not.
+    pub unroutable_reason: Option<&'static str>,
+    /// Latency estimate.
+    pub latency_ewma_ms: f64,
+    /// Success rate.
+    pub success_rate: f64,
+    /// In flight.
+    pub inflight: u32,
+    /// Capacity from the last token.
+    pub available_capacity: i64,
+    /// Price.
+    pub price_per_unit: i64,
+    /// Price units.
+    pub pixels_per_unit: i64,
+    /// Ever offered.
+    pub offered: bool,
+    /// Last token probe succeeded.
+    pub token_ok: bool,
+    /// First answer time.
+    pub cold_start_ms: Option<u64>,
+    /// Last failure.
+    pub last_error: Option<LastError>,
+    /// Restarts.
+    pub restarts: u32,
+    /// Outcome counters.
+    pub counters: Counters,
+    /// Retired.
+    pub retired: bool,
+}
+
+/// A pair's learned state as persisted in the store; restored at start (warm start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairRecord {
+    /// Orchestrator id.
+    pub orchestrator: OrchestratorId,
+    /// Capability.
+    pub capability: Capability,
+    /// Latency estimate.
+    pub latency_ewma_ms: f64,
+    /// Success rate.
+    pub success_rate: f64,
+    /// Breaker state.
+    pub breaker: State,
+    /// Breaker level.
+    pub breaker_level: u32,
+    /// Open until (Unix ms).
+    pub open_until_unix_ms: Option<u64>,
+    /// Ever offered.
+    pub offered: bool,
+    /// First answer time.
+    pub cold_start_ms: Option<u64>,
+    /// Outcome counters.
+    #[serde(default)]
+    pub counters: Counters,
+    /// Restarts.
+    #[serde(default)]
+    pub restarts: u32,
+    /// When saved (Unix ms).
+    pub saved_at_unix_ms: u64,
+}
+
+impl PairRecord {
+    /// The key of the pair this record belongs to.
+    pub fn key(&self) -> PairKey {
+        PairKey {
+            orchestrator: self.orchestrator.clone(),
+            capability: self.capability.clone(),
+        }
+    }
+}
+
+/// The cell a pair publishes into.
+pub type SharedView = Arc<RwLock<PairView>>;
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Converts a monotonic instant to Unix milliseconds, relative to `now`.
+pub fn instant_to_unix_ms(t: Instant, now: Instant) -> u64 {
+    let base = unix_ms_now();
+    if t >= now {
+        base.saturating_add((t - now).as_millis() as u64)
+    } else {
+        base.saturating_sub((now - t).as_millis() as u64)
+    }
+}
+
+/// Converts Unix milliseconds to a monotonic instant, relative to `now`.
+pub fn unix_ms_to_instant(ms: u64, now: Instant) -> Instant {
+    let base = unix_ms_now();
+    if ms >= base {
+        now + std::time::Duration::from_millis(ms - base)
+    } else {
+        now.checked_sub(std::time::Duration::from_millis(base - ms))
+            .unwrap_or(now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn view() -> PairView {
+        let key = PairKey {
+            orchestrator: OrchestratorId("orch-1".into()),
+            capability: Capability::new("depth").expect("valid"),
+        };
+        PairView::new(key, Arc::from("http://x"))
+    }
+
+    #[test]
+    fn routable_needs_offer_token_capacity_and_breaker() {
+        let now = Instant::now();
+        let mut v = view();
+        assert_eq!(v.routable_at(now), Err(Unroutable::TokenPending));
+        v.probed = true;
+        assert_eq!(v.routable_at(now), Err(Unroutable::NotOffered));
+        v.offered = true;
+        assert_eq!(v.routable_at(now), Err(Unroutable::TokenUnavailable));
+        v.token_ok = true;
+        assert_eq!(v.routable_at(now), Err(Unroutable::NoCapacity));
+        v.available_capacity = 2;
+        assert_eq!(v.routable_at(now), Ok(()));
+        v.breaker = State::Open;
+        v.open_until = Some(now + Duration::from_secs(3));
+        assert_eq!(
+            v.routable_at(now),
+            Err(Unroutable::BreakerOpen(v.open_until))
+        );
+        assert_eq!(v.routable_at(now + Duration::from_secs(3)), Ok(()));
+        v.retired = true;
+        assert_eq!(v.routable_at(now), Err(Unroutable::Retired));
+    }
+
+    #[test]
+    fn unix_conversion_round_trips_within_a_millisecond_or_two() {
+        let now = Instant::now();
+        let later = now + Duration::from_secs(42);
+        let ms = instant_to_unix_ms(later, now);
+        let back = unix_ms_to_instant(ms, now);
+        let diff = if back > later {
+            back - later
+        } else {
+            later - back
+        };
+        assert!(diff < Duration::from_millis(50), "{diff:?}");
+    }
+}

@@ -1,0 +1,26 @@
+//! The Livepeer BYOC wire protocol as the gateway speaks it: the client's `Livepeer` job
+//! header, the `/process/token` probe, and forwarding a job to an orchestrator.
+//!
+//! Source of truth: go-livepeer `byoc/` (see `shared/reference/livepeer-byoc-protocol.md`).
+//! Everything here is plain async functions and data, so actors and HTTP handlers can both
+//! use it and the codecs are unit-testable without a server.
+
+pub mod client;
+pub mod header;
+pub mod signer;
+pub mod token;
+
+/// Request header carrying the base64 JSON job description (client -> gateway -> orchestrator).
+pub const HEADER_LIVEPEER: &str = "Livepeer";
+/// Token probe header: base64 JSON `{"addr","sig"}` of the gateway's identity.
+pub const HEADER_ETH_ADDRESS: &str = "Livepeer-Eth-Address";
+/// Token probe header: the single capability asked about.
+pub const HEADER_CAPABILITY: &str = "Livepeer-Capability";
+/// Response header: the sender's balance at the orchestrator (non-SSE name).
+pub const HEADER_BALANCE: &str = "Livepeer-Balance";
+/// Response header copied from the worker through the orchestrator.
+pub const HEADER_METADATA: &str = "X-Metadata";
+/// Response header the gateway adds: the orchestrator `service_addr` that answered.
+pub const HEADER_ORCHESTRATOR_URL: &str = "X-Orchestrator-Url";
+/// The path prefix of BYOC batch jobs at both hops.
+pub const PROCESS_REQUEST_PREFIX: &str = "/process/request/";

@@ -1,0 +1,262 @@
+//! The gateway's HTTP side of the protocol: building the shared `awc` client, probing
+//! `/process/token`, and forwarding a job to an orchestrator.
+//!
+//! Orchestrators serve HTTPS with self-signed certificates, so certificate verification is
+//! off unless the operator asks for it, exactly as go-livepeer's gateway does
+//! (`InsecureSkipVerify`). Plain `http://` orchestrators work too.
+
+use std::time::Duration;
+
+use awc::error::{PayloadError, SendRequestError};
+use awc::http::header::CONTENT_TYPE;
+use bytes::Bytes;
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+
+use super::signer::Signer;
+use super::token::{eth_address_header, JobToken};
+use super::{
+    HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA,
+};
+use crate::capability::Capability;
+
+/// How the upstream client is built. One client is built per thread that calls
+/// orchestrators (an `awc::Client` is `!Send`), all from the same settings.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// Verify orchestrator TLS certificates. Off by default: orchestrators self-sign.
+    pub tls_verify: bool,
+    /// Bound on TCP connect plus TLS handshake (go-livepeer uses 2 s).
+    pub connect_timeout: Duration,
+    /// Simultaneous upstream connections per client (awc's default of 100 is too low for a
+    /// gateway).
+    pub max_connections: usize,
+    /// Largest response body accepted from an orchestrator.
+    pub max_response_bytes: usize,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        Self {
+            tls_verify: false,
+            connect_timeout: Duration::from_secs(2),
+            max_connections: 4096,
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The client could not be built (TLS library setup).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS for the upstream client: {0}")]
+pub struct ClientBuildError(#[from] openssl::error::ErrorStack);
+
+/// Builds an upstream client: no redirects (a job must not wander), no default headers,
+/// keep-alive pooling, TLS per `settings`.
+pub fn build_client(settings: &ClientSettings) -> Result<awc::Client, ClientBuildError> {
+    let mut tls = SslConnector::builder(SslMethod::tls())?;
+    if !settings.tls_verify {
+        tls.set_verify(SslVerifyMode::NONE);
+    }
+    // HTTP/1.1 only: ALPN h2 towards self-signed orchestrators gains nothing for
+    // request/response jobs and costs a code path.
+    tls.set_alpn_protos(b"\x08http/1.1")?;
+    let connector = awc::Connector::new()
+        .openssl(tls.build())
+        .timeout(settings.connect_timeout)
+        .handshake_timeout(settings.connect_timeout)
+        .limit(settings.max_connections)
+        .conn_keep_alive(Duration::from_secs(60));
+    Ok(awc::Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .disable_timeout()
+        .no_default_headers()
+        .finish())
+}
+
+/// A failure to get an answer from an orchestrator. The classes matter: the dispatcher
+/// treats all of them as retryable, the pair's health model weighs them differently.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect or TLS handshake failed (refused, reset, unreachable).
+    #[error("connect failed: {0}")]
+    Connect(String),
+    /// No complete answer within the deadline.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// The connection broke or the answer was not HTTP.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// The answer's body was over the configured limit.
+    #[error("response body over the {0}-byte limit")]
+    ResponseTooLarge(usize),
+    /// The target URL could not be used.
+    #[error("invalid upstream URL: {0}")]
+    InvalidUrl(String),
+}
+
+impl UpstreamError {
+    /// Short stable name of the class (for metrics labels and the admin view).
+    pub fn class(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Transport(_) => "transport",
+            UpstreamError::ResponseTooLarge(_) => "too-large",
+            UpstreamError::InvalidUrl(_) => "invalid-url",
+        }
+    }
+}
+
+fn map_send_error(e: SendRequestError, timeout: Duration) -> UpstreamError {
+    match e {
+        SendRequestError::Connect(c) => UpstreamError::Connect(c.to_string()),
+        SendRequestError::Timeout => UpstreamError::Timeout(timeout),
+        SendRequestError::Url(u) => UpstreamError::InvalidUrl(u.to_string()),
+        other => UpstreamError::Transport(other.to_string()),
+    }
+}
+
+fn map_payload_error(e: PayloadError, limit: usize) -> UpstreamError {
+    match e {
+        PayloadError::Overflow => UpstreamError::ResponseTooLarge(limit),
+        other => UpstreamError::Transport(other.to_string()),
+    }
+}
+
+/// Why a token probe failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// The orchestrator could not be reached or did not answer in time.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// It answered with a non-200 status (body excerpt attached).
+    #[error("token probe answered {0}: {1}")]
+    Status(u16, String),
+    /// It answered 200 with a body that is not a token.
+    #[error("token body is not valid JSON: {0}")]
+    Body(String),
+}
+
+const TOKEN_BODY_LIMIT: usize = 256 * 1024;
+
+/// Probes `GET {orch_url}/process/token` for `capability`, bounded by `timeout` overall.
+pub async fn fetch_token(
+    client: &awc::Client,
+    orch_url: &str,
+    capability: &Capability,
+    signer: &dyn Signer,
+    timeout: Duration,
+) -> Result<JobToken, TokenError> {
+    let url = format!("{orch_url}/process/token");
+    let fut = async {
+        let mut resp = client
+            .get(&url)
+            .insert_header((HEADER_ETH_ADDRESS, eth_address_header(signer)))
+            .insert_header((HEADER_CAPABILITY, capability.as_str()))
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| map_send_error(e, timeout))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body()
+            .limit(TOKEN_BODY_LIMIT)
+            .await
+            .map_err(|e| map_payload_error(e, TOKEN_BODY_LIMIT))?;
+        if status != 200 {
+            return Err(TokenError::Status(status, excerpt(&body)));
+        }
+        serde_json::from_slice::<JobToken>(&body).map_err(|e| TokenError::Body(e.to_string()))
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout(timeout).into()),
+    }
+}
+
+/// What an orchestrator answered to a job.
+#[derive(Debug, Clone)]
+pub struct UpstreamReply {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`, if any.
+    pub content_type: Option<String>,
+    /// `Livepeer-Balance`, if any.
+    pub balance: Option<String>,
+    /// `X-Metadata`, if any.
+    pub metadata: Option<String>,
+    /// The whole body.
+    pub body: Bytes,
+}
+
+/// A job ready to send to one orchestrator.
+#[derive(Debug, Clone, Copy)]
+pub struct Forward<'a> {
+    /// Full target URL: the token's `service_addr` plus the client's path.
+    pub url: &'a str,
+    /// The `Livepeer` header value (already signed for this attempt).
+    pub job_header: &'a str,
+    /// The client's `Content-Type`, forwarded unchanged.
+    pub content_type: Option<&'a str>,
+    /// The request id, sent upstream as `X-Request-Id`.
+    pub request_id: &'a str,
+    /// Deadline for the whole exchange, body included.
+    pub timeout: Duration,
+    /// Largest body accepted back.
+    pub max_response_bytes: usize,
+}
+
+/// POSTs a job and reads the whole answer, bounded by `fwd.timeout`.
+pub async fn forward_job(
+    client: &awc::Client,
+    fwd: Forward<'_>,
+    body: Bytes,
+) -> Result<UpstreamReply, UpstreamError> {
+    let fut = async {
+        let mut req = client
+            .post(fwd.url)
+            .insert_header((HEADER_LIVEPEER, fwd.job_header))
+            .insert_header(("X-Request-Id", fwd.request_id))
+            .timeout(fwd.timeout);
+        if let Some(ct) = fwd.content_type {
+            req = req.insert_header((CONTENT_TYPE, ct));
+        }
+        let mut resp = req
+            .send_body(body)
+            .await
+            .map_err(|e| map_send_error(e, fwd.timeout))?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let status = resp.status().as_u16();
+        let content_type = header(CONTENT_TYPE.as_str());
+        let balance = header(HEADER_BALANCE);
+        let metadata = header(HEADER_METADATA);
+        let body = resp
+            .body()
+            .limit(fwd.max_response_bytes)
+            .await
+            .map_err(|e| map_payload_error(e, fwd.max_response_bytes))?;
+        Ok(UpstreamReply {
+            status,
+            content_type,
+            balance,
+            metadata,
+            body,
+        })
+    };
+    match tokio::time::timeout(fwd.timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(UpstreamError::Timeout(fwd.timeout)),
+    }
+}
+
+/// First 200 characters of a body, lossily decoded, for error messages.
+pub fn excerpt(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    s.trim().to_string()
+}

@@ -1,0 +1,132 @@
+//! `GET /process/token`: the orchestrator's answer (capacity, price, where to send jobs) and
+//! the credential header the gateway presents to get it.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use super::signer::Signer;
+
+/// The orchestrator's price for a capability: `price_per_unit` wei per `pixels_per_unit`
+/// units (for BYOC a unit is a second of compute).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Price {
+    /// Wei per `pixels_per_unit` units. Omitted by go-livepeer when zero (offchain).
+    #[serde(rename = "pricePerUnit", default)]
+    pub price_per_unit: i64,
+    /// Units the price covers; treated as 1 when missing or zero.
+    #[serde(rename = "pixelsPerUnit", default = "one")]
+    pub pixels_per_unit: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+impl Default for Price {
+    fn default() -> Self {
+        Self {
+            price_per_unit: 0,
+            pixels_per_unit: 1,
+        }
+    }
+}
+
+impl Price {
+    /// Price per single unit as a float (for comparison against a ceiling).
+    pub fn per_unit(&self) -> f64 {
+        let ppu = if self.pixels_per_unit <= 0 {
+            1
+        } else {
+            self.pixels_per_unit
+        };
+        self.price_per_unit as f64 / ppu as f64
+    }
+}
+
+/// The `JobToken` JSON body (go-livepeer `byoc/types.go`). Every field is optional because
+/// go omits zero values; ticket parameters are kept opaque (payments are not implemented).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct JobToken {
+    /// Where to POST jobs. Empty means the orchestrator's own URL.
+    #[serde(default)]
+    pub service_addr: String,
+    /// Capacity left for this capability right now (0 also when the capability is unknown).
+    #[serde(default)]
+    pub available_capacity: i64,
+    /// The price, when the orchestrator charges.
+    #[serde(default)]
+    pub price: Option<Price>,
+    /// The sender's credit at the orchestrator, in wei.
+    #[serde(default)]
+    pub balance: i64,
+    /// Ticket parameters (on-chain only), kept as-is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_params: Option<serde_json::Value>,
+}
+
+/// The `{"addr","sig"}` credential of `Livepeer-Eth-Address`.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EthAddressCredential {
+    /// The gateway's address (checksummed).
+    pub addr: String,
+    /// Signature of `addr` by the gateway's key.
+    pub sig: String,
+}
+
+/// Builds the `Livepeer-Eth-Address` header value: base64 of `{"addr","sig"}` where `sig`
+/// signs the address string itself (go-livepeer `genOrchestratorReq`).
+pub fn eth_address_header(signer: &dyn Signer) -> String {
+    let addr = signer.address();
+    let sig = signer.sign(addr.as_bytes());
+    let json = serde_json::to_vec(&EthAddressCredential { addr, sig }).unwrap_or_default();
+    STANDARD.encode(json)
+}
+
+/// Decodes a `Livepeer-Eth-Address` value (the simulator checks it as an orchestrator does).
+pub fn decode_eth_address_header(value: &str) -> Option<EthAddressCredential> {
+    let json = STANDARD.decode(value.trim()).ok()?;
+    serde_json::from_slice(&json).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::signer::Offchain;
+
+    #[test]
+    fn offchain_token_parses_with_omitted_fields() {
+        let body = r#"{"sender_address":{"addr":"0x0","sig":""},"price":{"pixelsPerUnit":1},
+            "service_addr":"https://o:8935","LastNonce":0}"#;
+        let t: JobToken = serde_json::from_str(body).expect("parses");
+        assert_eq!(t.service_addr, "https://o:8935");
+        assert_eq!(t.available_capacity, 0);
+        assert_eq!(
+            t.price,
+            Some(Price {
+                price_per_unit: 0,
+                pixels_per_unit: 1
+            })
+        );
+    }
+
+    #[test]
+    fn onchain_token_parses() {
+        let body = r#"{"ticket_params":{"recipient":"AA=="},"balance":12,
+            "price":{"pricePerUnit":1000,"pixelsPerUnit":4},"service_addr":"https://o","available_capacity":3}"#;
+        let t: JobToken = serde_json::from_str(body).expect("parses");
+        assert_eq!(t.available_capacity, 3);
+        assert_eq!(t.balance, 12);
+        assert_eq!(t.price.map(|p| p.per_unit()), Some(250.0));
+        assert!(t.ticket_params.is_some());
+    }
+
+    #[test]
+    fn credential_round_trips() {
+        let h = eth_address_header(&Offchain);
+        let c = decode_eth_address_header(&h).expect("decodes");
+        assert_eq!(c.addr, Offchain.address());
+        assert_eq!(c.sig, "");
+        assert!(decode_eth_address_header("!!").is_none());
+    }
+}

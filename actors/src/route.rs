@@ -1,0 +1,432 @@
+//! The job router: the attempt loop of one job.
+//!
+//! `select (Dispatcher) -> admit (PairActor) -> call the orchestrator -> record (PairActor)`,
+//! repeated on a retryable failure (connect error, timeout, 5xx) with the orchestrators
+//! already tried excluded, until success, a 4xx (relayed as is), the capability's attempt
+//! limit, or its retry timeout. The upstream call runs here, on the HTTP worker that owns the
+//! client's connection, with that worker's `awc::Client`; actors only decide and account.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::capability::Capability;
+use crate::dispatcher::{Dispatcher, Select, Selection, Unavailable};
+use crate::metrics as m;
+use crate::orchestrator::OrchestratorId;
+use crate::pair::{Admit, Outcome, Record};
+use crate::policy::PolicyBook;
+use crate::protocol::client::{forward_job, Forward, UpstreamError};
+use crate::protocol::header::{ClientJob, JobRequest};
+use crate::protocol::signer::SharedSigner;
+use crate::supervisor::{Availability, EnsureCapability, Supervisor};
+
+/// Admission refusals tolerated per job beyond the attempt limit (a pair's state can change
+/// between its published view and the admit; each refusal excludes that pair).
+const MAX_REFUSALS: usize = 16;
+
+/// One job as received.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The decoded client header.
+    pub client: ClientJob,
+    /// The path to forward (`/process/request/...`), without the query string.
+    pub path: String,
+    /// The request body, buffered once and replayed on failover.
+    pub body: Bytes,
+    /// The client's `Content-Type`.
+    pub content_type: Option<String>,
+    /// The request id (sent upstream as `X-Request-Id`).
+    pub request_id: String,
+}
+
+/// One attempt, as reported back to the client on failure and logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptReport {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Where the job was sent.
+    pub url: String,
+    /// `http-5xx`, `http-4xx`, `connect`, `timeout`, ...
+    pub result: &'static str,
+    /// HTTP status, when there was an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Detail (error text or body excerpt).
+    pub detail: String,
+    /// Duration of the attempt.
+    pub elapsed_ms: u64,
+}
+
+/// The answer relayed to the client.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The orchestrator's status (2xx or 4xx).
+    pub status: u16,
+    /// Its `Content-Type`.
+    pub content_type: Option<String>,
+    /// Its `Livepeer-Balance`.
+    pub balance: Option<String>,
+    /// Its `X-Metadata`.
+    pub metadata: Option<String>,
+    /// The `service_addr` that answered.
+    pub orchestrator_url: Arc<str>,
+    /// The body.
+    pub body: Bytes,
+    /// Attempts made, the answering one included.
+    pub attempts: usize,
+}
+
+/// Why a job got no orchestrator answer to relay. Each maps to one status and error code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouteError {
+    /// No orchestrator has ever offered the capability.
+    #[error("no orchestrator offers capability '{0}'")]
+    UnknownCapability(Capability),
+    /// Orchestrators offer it, but none can take the job now.
+    #[error("no orchestrator can take a '{capability}' job now ({})", describe(.why))]
+    NoneRoutable {
+        /// The capability.
+        capability: Capability,
+        /// Why, summarised.
+        why: Unavailable,
+        /// Seconds until the earliest breaker admits a trial, if a breaker is the reason.
+        retry_after: Option<u64>,
+        /// Attempts made before running out of candidates.
+        attempts: Vec<AttemptReport>,
+    },
+    /// Every attempt failed and the attempt limit was reached.
+    #[error("all {} attempts failed", .attempts.len())]
+    AttemptsExhausted {
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
+    /// The retry timeout passed before an answer.
+    #[error("no answer within the retry timeout of {}s", .timeout.as_secs_f64())]
+    RetryTimeout {
+        /// The capability's retry timeout.
+        timeout: Duration,
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
+    /// An actor's mailbox did not take the message in time: the gateway is overloaded.
+    #[error("the gateway is overloaded ({0} did not answer in time)")]
+    Overloaded(&'static str),
+}
+
+fn describe(why: &Unavailable) -> String {
+    let mut parts: Vec<String> = why
+        .reasons
+        .iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect();
+    if why.tried > 0 {
+        parts.push(format!("{} already tried", why.tried));
+    }
+    if parts.is_empty() {
+        "no pairs".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl RouteError {
+    /// The attempts made, if any.
+    pub fn attempts(&self) -> &[AttemptReport] {
+        match self {
+            RouteError::NoneRoutable { attempts, .. }
+            | RouteError::AttemptsExhausted { attempts }
+            | RouteError::RetryTimeout { attempts, .. } => attempts,
+            _ => &[],
+        }
+    }
+
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouteError::UnknownCapability(_) => "unknown-capability",
+            RouteError::NoneRoutable { .. } => "no-routable-orchestrator",
+            RouteError::AttemptsExhausted { .. } => "upstream-failed",
+            RouteError::RetryTimeout { .. } => "retry-timeout",
+            RouteError::Overloaded(_) => "overloaded",
+        }
+    }
+}
+
+/// Everything the attempt loop needs; one per HTTP worker (it holds that worker's client).
+#[derive(Clone)]
+pub struct Router {
+    /// The dispatcher.
+    pub dispatcher: Addr<Dispatcher>,
+    /// The supervisor (lazy capability discovery).
+    pub supervisor: Addr<Supervisor>,
+    /// This worker's upstream client.
+    pub client: awc::Client,
+    /// Capability policies.
+    pub policies: PolicyBook,
+    /// The gateway's identity.
+    pub signer: SharedSigner,
+    /// Largest orchestrator answer accepted.
+    pub max_response_bytes: usize,
+    /// Bound on waiting for an actor's answer.
+    pub mailbox_timeout: Duration,
+    /// Bound on lazy capability discovery.
+    pub probe_wait: Duration,
+}
+
+impl Router {
+    /// Runs one job to an answer or an error. Metrics are recorded here; the HTTP layer
+    /// only maps the result.
+    pub async fn run(&self, job: &Job) -> Result<Reply, RouteError> {
+        let started = Instant::now();
+        let cap = &job.client.capability;
+        let result = self.attempts(job, started).await;
+        // Only offered capabilities become label values (bounded cardinality).
+        let label = match &result {
+            Err(RouteError::UnknownCapability(_)) => "unknown".to_string(),
+            _ => cap.to_string(),
+        };
+        let outcome = match &result {
+            Ok(r) if r.status < 400 => "success",
+            Ok(_) => "client-error",
+            Err(e) => e.code(),
+        };
+        metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn attempts(&self, job: &Job, started: Instant) -> Result<Reply, RouteError> {
+        let cap = &job.client.capability;
+        let policy = self.policies.effective(cap);
+        let job_timeout = Duration::from_secs(job.client.timeout_seconds);
+        let mut tried: Vec<OrchestratorId> = Vec::new();
+        let mut attempts: Vec<AttemptReport> = Vec::new();
+        let mut ensured = false;
+        let mut refusals = 0usize;
+
+        // The job header is the same for every attempt (offchain signing is per job).
+        let sig_input = format!("{}{}", job.client.request, job.client.parameters);
+        let header = JobRequest::for_job(
+            &job.client,
+            self.signer.address(),
+            self.signer.sign(sig_input.as_bytes()),
+        )
+        .encode();
+
+        loop {
+            if attempts.len() >= policy.max_attempts as usize {
+                return Err(RouteError::AttemptsExhausted { attempts });
+            }
+            let elapsed = started.elapsed();
+            if !attempts.is_empty() && elapsed >= policy.retry_timeout {
+                return Err(RouteError::RetryTimeout {
+                    timeout: policy.retry_timeout,
+                    attempts,
+                });
+            }
+            let selection = self
+                .dispatcher
+                .send(Select {
+                    capability: cap.clone(),
+                    exclude: tried.clone(),
+                })
+                .timeout(self.mailbox_timeout)
+                .await
+                .map_err(|_| mailbox_error("dispatcher"))?;
+            let slot = match selection {
+                Selection::Picked(slot) => slot,
+                Selection::Unknown if !ensured && attempts.is_empty() => {
+                    ensured = true;
+                    let availability = self
+                        .supervisor
+                        .send(EnsureCapability {
+                            capability: cap.clone(),
+                        })
+                        .timeout(self.probe_wait + self.mailbox_timeout)
+                        .await
+                        .map_err(|_| mailbox_error("supervisor"))?;
+                    match availability {
+                        Availability::Offered => continue,
+                        Availability::NotOffered => {
+                            return Err(RouteError::UnknownCapability(cap.clone()))
+                        }
+                    }
+                }
+                Selection::Unknown if attempts.is_empty() => {
+                    return Err(RouteError::UnknownCapability(cap.clone()))
+                }
+                Selection::Unknown => return Err(RouteError::AttemptsExhausted { attempts }),
+                Selection::Unavailable(why)
+                    if !ensured
+                        && attempts.is_empty()
+                        && why.reasons.iter().any(|(r, _)| *r == "token-pending") =>
+                {
+                    // Pairs just started (gateway start-up, hot-add, restart): wait for their
+                    // first probes rather than refuse the job.
+                    ensured = true;
+                    self.supervisor
+                        .send(EnsureCapability {
+                            capability: cap.clone(),
+                        })
+                        .timeout(self.probe_wait + self.mailbox_timeout)
+                        .await
+                        .map_err(|_| mailbox_error("supervisor"))?;
+                    continue;
+                }
+                Selection::Unavailable(why) => {
+                    if !attempts.is_empty() && why.reasons.is_empty() {
+                        // Every candidate was tried and failed.
+                        return Err(RouteError::AttemptsExhausted { attempts });
+                    }
+                    let retry_after = why.retry_at.map(|t| {
+                        t.saturating_duration_since(Instant::now())
+                            .as_secs_f64()
+                            .ceil()
+                            .max(1.0) as u64
+                    });
+                    return Err(RouteError::NoneRoutable {
+                        capability: cap.clone(),
+                        why,
+                        retry_after,
+                        attempts,
+                    });
+                }
+            };
+
+            // The first attempt gets its full per-try timeout; later ones only what is left
+            // of the retry timeout.
+            let mut per_try = policy.per_try_timeout.min(job_timeout);
+            if !attempts.is_empty() {
+                per_try = per_try.min(policy.retry_timeout.saturating_sub(started.elapsed()));
+            }
+            let per_try = per_try.max(Duration::from_millis(1));
+
+            let permit = match slot
+                .addr
+                .send(Admit { timeout: per_try })
+                .timeout(self.mailbox_timeout)
+                .await
+            {
+                Ok(Ok(p)) => p,
+                Ok(Err(reason)) => {
+                    tracing::debug!(pair = %slot.key, reason = reason.as_str(), "admission refused; selecting again");
+                    tried.push(slot.key.orchestrator.clone());
+                    refusals += 1;
+                    if refusals > MAX_REFUSALS {
+                        return Err(RouteError::AttemptsExhausted { attempts });
+                    }
+                    continue;
+                }
+                Err(_) => {
+                    metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
+                    tried.push(slot.key.orchestrator.clone());
+                    refusals += 1;
+                    continue;
+                }
+            };
+
+            let url = format!("{}{}", permit.service_addr, job.path);
+            let t0 = Instant::now();
+            let res = forward_job(
+                &self.client,
+                Forward {
+                    url: &url,
+                    job_header: &header,
+                    content_type: job.content_type.as_deref(),
+                    request_id: &job.request_id,
+                    timeout: per_try,
+                    max_response_bytes: self.max_response_bytes,
+                },
+                job.body.clone(),
+            )
+            .await;
+            let elapsed = t0.elapsed();
+            let outcome = match &res {
+                Ok(reply) => Outcome::from_status(reply.status, &reply.body),
+                Err(e) => Outcome::Failed(e.clone()),
+            };
+            metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => cap.to_string(), "result" => outcome.class()).increment(1);
+            metrics::histogram!(m::UPSTREAM_DURATION_SECONDS, "capability" => cap.to_string())
+                .record(elapsed.as_secs_f64());
+            if slot
+                .addr
+                .send(Record {
+                    lease: permit.lease,
+                    outcome: outcome.clone(),
+                    elapsed,
+                })
+                .timeout(self.mailbox_timeout)
+                .await
+                .is_err()
+            {
+                // The lease expires on its own; the pair just misses one sample.
+                metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
+            }
+
+            match res {
+                Ok(reply) if reply.status < 500 => {
+                    if !attempts.is_empty() {
+                        tracing::warn!(capability = %cap, attempts = attempts.len() + 1, orchestrator = %slot.key.orchestrator,
+                            "job recovered by failover");
+                    }
+                    return Ok(Reply {
+                        status: reply.status,
+                        content_type: reply.content_type,
+                        balance: reply.balance,
+                        metadata: reply.metadata,
+                        orchestrator_url: permit.service_addr,
+                        body: reply.body,
+                        attempts: attempts.len() + 1,
+                    });
+                }
+                Ok(reply) => {
+                    let detail = match &outcome {
+                        Outcome::ServerError(_, body) => body.clone(),
+                        _ => String::new(),
+                    };
+                    tracing::info!(capability = %cap, orchestrator = %slot.key.orchestrator, status = reply.status,
+                        "orchestrator answered 5xx; failing over");
+                    attempts.push(AttemptReport {
+                        orchestrator: slot.key.orchestrator.to_string(),
+                        url,
+                        result: "http-5xx",
+                        status: Some(reply.status),
+                        detail,
+                        elapsed_ms: elapsed.as_millis() as u64,
+                    });
+                }
+                Err(e) => {
+                    tracing::info!(capability = %cap, orchestrator = %slot.key.orchestrator, error = %e,
+                        "attempt failed; failing over");
+                    let timed_out = matches!(e, UpstreamError::Timeout(_));
+                    attempts.push(AttemptReport {
+                        orchestrator: slot.key.orchestrator.to_string(),
+                        url,
+                        result: e.class(),
+                        status: None,
+                        detail: e.to_string(),
+                        elapsed_ms: elapsed.as_millis() as u64,
+                    });
+                    if timed_out && started.elapsed() >= policy.retry_timeout {
+                        return Err(RouteError::RetryTimeout {
+                            timeout: policy.retry_timeout,
+                            attempts,
+                        });
+                    }
+                }
+            }
+            tried.push(slot.key.orchestrator.clone());
+        }
+    }
+}
+
+fn mailbox_error(actor: &'static str) -> RouteError {
+    metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => actor).increment(1);
+    RouteError::Overloaded(actor)
+}

@@ -1,0 +1,267 @@
+//! Pure scoring: peak-EWMA latency, a decaying success rate, the selection cost, and the
+//! power-of-two-choices pick that keeps selection O(1) however many pairs a capability has.
+
+use std::time::{Duration, Instant};
+
+/// Latency estimate that jumps up at once on a slow sample and decays down slowly
+/// (Finagle / tower `PeakEwma`): a pair that just got slow stops attracting traffic now,
+/// one that got fast earns it back over `decay`.
+#[derive(Debug, Clone)]
+pub struct PeakEwma {
+    estimate_ms: f64,
+    updated: Option<Instant>,
+    decay: Duration,
+}
+
+impl PeakEwma {
+    /// Starts at `initial_ms` (a neutral guess, so new pairs are neither favoured nor shunned).
+    pub fn new(initial_ms: f64, decay: Duration) -> Self {
+        Self {
+            estimate_ms: initial_ms.max(0.0),
+            updated: None,
+            decay,
+        }
+    }
+
+    /// The current estimate in milliseconds.
+    pub fn estimate_ms(&self) -> f64 {
+        self.estimate_ms
+    }
+
+    /// Folds in one sample taken at `now`.
+    pub fn observe(&mut self, sample_ms: f64, now: Instant) {
+        let sample_ms = sample_ms.max(0.0);
+        if sample_ms >= self.estimate_ms || self.updated.is_none() {
+            // Peak: a slower sample (or the first one) replaces the estimate at once.
+            self.estimate_ms = sample_ms;
+        } else {
+            let elapsed = self
+                .updated
+                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            let w = (-elapsed.as_secs_f64() / self.decay.as_secs_f64().max(1e-3)).exp();
+            self.estimate_ms = self.estimate_ms * w + sample_ms * (1.0 - w);
+        }
+        self.updated = Some(now);
+    }
+
+    /// A failure counts as a sample twice as slow as the worse of its own duration and the
+    /// current estimate, so a pair that fails fast never looks cheap.
+    pub fn observe_failure(&mut self, elapsed_ms: f64, now: Instant) {
+        let penalty = (elapsed_ms.max(self.estimate_ms) * 2.0).max(1.0);
+        self.observe(penalty, now);
+    }
+}
+
+/// Success rate as an exponentially weighted moving average of outcomes (1 = success).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SuccessRate {
+    value: f64,
+    alpha: f64,
+}
+
+impl SuccessRate {
+    /// Starts at `initial` with weight `alpha` per new outcome.
+    pub fn new(initial: f64, alpha: f64) -> Self {
+        Self {
+            value: initial.clamp(0.0, 1.0),
+            alpha: alpha.clamp(0.001, 1.0),
+        }
+    }
+
+    /// Current rate in [0, 1].
+    pub fn value(&self) -> f64 {
+        self.value
+    }
+
+    /// Folds in one outcome.
+    pub fn observe(&mut self, success: bool) {
+        let x = if success { 1.0 } else { 0.0 };
+        self.value += self.alpha * (x - self.value);
+    }
+}
+
+/// The inputs of a pair's selection cost.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostInputs {
+    /// Peak-EWMA latency in milliseconds.
+    pub latency_ms: f64,
+    /// Calls in flight now.
+    pub inflight: u32,
+    /// Success rate in [0, 1].
+    pub success_rate: f64,
+}
+
+/// `cost = latency x (inflight + 1) / health`; lower is better. Health is floored so that a
+/// pair at 0 % success still has a finite (very high) cost rather than a division by zero.
+pub fn cost(inputs: CostInputs) -> f64 {
+    let health = inputs.success_rate.clamp(0.05, 1.0);
+    inputs.latency_ms.max(0.1) * (f64::from(inputs.inflight) + 1.0) / health
+}
+
+/// Samples drawn before giving up on finding two eligible slots at random.
+const P2C_SAMPLES: usize = 8;
+
+/// Power of two choices over `len` slots. `cost_of(i)` returns `None` for a slot that may
+/// not be picked (unroutable, already tried) and its cost otherwise; `rand(n)` returns a
+/// uniform index below `n`.
+///
+/// Up to [`P2C_SAMPLES`] random probes look for two eligible slots, so a pick is O(1) when
+/// a reasonable share of slots is eligible. When probing finds fewer than two (most slots
+/// excluded), it falls back to a scan, which is exact and only costs O(n) in that rare case.
+pub fn p2c<F, R>(len: usize, mut cost_of: F, mut rand: R) -> Option<usize>
+where
+    F: FnMut(usize) -> Option<f64>,
+    R: FnMut(usize) -> usize,
+{
+    match len {
+        0 => return None,
+        1 => return cost_of(0).map(|_| 0),
+        _ => {}
+    }
+    let mut found: [Option<(usize, f64)>; 2] = [None, None];
+    for _ in 0..P2C_SAMPLES {
+        let i = rand(len);
+        if found[0].is_some_and(|(j, _)| j == i) {
+            continue;
+        }
+        if let Some(c) = cost_of(i) {
+            if found[0].is_none() {
+                found[0] = Some((i, c));
+            } else {
+                found[1] = Some((i, c));
+                break;
+            }
+        }
+    }
+    match found {
+        [Some((a, ca)), Some((b, cb))] => Some(if cb < ca { b } else { a }),
+        _ => {
+            // Scan: the cheapest eligible slot (ties go to the first).
+            let mut best: Option<(usize, f64)> = None;
+            for i in 0..len {
+                if let Some(c) = cost_of(i) {
+                    if best.is_none_or(|(_, bc)| c < bc) {
+                        best = Some((i, c));
+                    }
+                }
+            }
+            best.map(|(i, _)| i)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peak_ewma_jumps_up_and_decays_down() {
+        let t0 = Instant::now();
+        let mut e = PeakEwma::new(100.0, Duration::from_secs(10));
+        e.observe(500.0, t0);
+        assert_eq!(e.estimate_ms(), 500.0);
+        e.observe(100.0, t0 + Duration::from_secs(10));
+        let v = e.estimate_ms();
+        // One decay period: weight e^-1 on the old value.
+        assert!(
+            (v - (500.0 * (-1f64).exp() + 100.0 * (1.0 - (-1f64).exp()))).abs() < 1e-6,
+            "{v}"
+        );
+        // A sample right after barely moves it.
+        e.observe(10.0, t0 + Duration::from_secs(10));
+        assert!((e.estimate_ms() - v).abs() < 1e-9);
+    }
+
+    #[test]
+    fn failures_look_expensive() {
+        let t0 = Instant::now();
+        let mut e = PeakEwma::new(50.0, Duration::from_secs(10));
+        e.observe(50.0, t0);
+        e.observe_failure(1.0, t0);
+        assert_eq!(e.estimate_ms(), 100.0);
+    }
+
+    #[test]
+    fn success_rate_moves_towards_outcomes() {
+        let mut s = SuccessRate::new(1.0, 0.5);
+        s.observe(false);
+        assert_eq!(s.value(), 0.5);
+        s.observe(false);
+        assert_eq!(s.value(), 0.25);
+        s.observe(true);
+        assert_eq!(s.value(), 0.625);
+    }
+
+    #[test]
+    fn cost_orders_by_latency_load_and_health() {
+        let base = CostInputs {
+            latency_ms: 100.0,
+            inflight: 0,
+            success_rate: 1.0,
+        };
+        assert!(
+            cost(base)
+                < cost(CostInputs {
+                    latency_ms: 200.0,
+                    ..base
+                })
+        );
+        assert!(
+            cost(base)
+                < cost(CostInputs {
+                    inflight: 1,
+                    ..base
+                })
+        );
+        assert!(
+            cost(base)
+                < cost(CostInputs {
+                    success_rate: 0.5,
+                    ..base
+                })
+        );
+        assert!(cost(CostInputs {
+            success_rate: 0.0,
+            ..base
+        })
+        .is_finite());
+    }
+
+    #[test]
+    fn p2c_picks_the_cheaper_of_two_samples() {
+        let costs = [5.0, 1.0, 9.0];
+        let mut seq = [0usize, 2].into_iter();
+        let pick = p2c(3, |i| Some(costs[i]), |_| seq.next().unwrap_or(1));
+        assert_eq!(pick, Some(0));
+    }
+
+    #[test]
+    fn p2c_skips_ineligible_and_falls_back_to_scan() {
+        // Only slot 3 is eligible; random probes always hit slot 0.
+        let pick = p2c(5, |i| (i == 3).then_some(1.0), |_| 0);
+        assert_eq!(pick, Some(3));
+        assert_eq!(p2c(5, |_| None, |n| n - 1), None);
+        assert_eq!(p2c(0, |_| Some(1.0), |_| 0), None);
+        assert_eq!(p2c(1, |_| Some(1.0), |_| 0), Some(0));
+        assert_eq!(p2c(1, |_| None, |_| 0), None);
+    }
+
+    #[test]
+    fn p2c_probes_a_bounded_number_of_slots_when_many_are_eligible() {
+        let mut probes = 0;
+        let mut i = 0;
+        let pick = p2c(
+            10_000,
+            |_| {
+                probes += 1;
+                Some(1.0)
+            },
+            |n| {
+                i = (i + 7919) % n;
+                i
+            },
+        );
+        assert!(pick.is_some());
+        assert_eq!(probes, 2);
+    }
+}

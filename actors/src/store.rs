@@ -1,0 +1,549 @@
+//! `Store`: owns the sled database. It runs on a `SyncArbiter` thread, so its handlers may
+//! block on disk without stalling any async actor or HTTP worker.
+//!
+//! Layout (one tree per relation, JSON values with serde defaults for forward compatibility):
+//! - `meta`: `schema_version` = 1
+//! - `orchestrators`: id -> [`Orchestrator`]
+//! - `orchestrator_urls`: normalised URL -> id (uniqueness index)
+//! - `pairs`: `orch-id \0 capability` -> [`PairRecord`]
+//!
+//! Every mutation that answers an operator is flushed to disk before the reply, so an
+//! acknowledged change survives `kill -9`. Pair scores are written in batches and flushed
+//! with them.
+
+use std::path::{Path, PathBuf};
+
+use actix::prelude::*;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::capability::Capability;
+use crate::orchestrator::{Orchestrator, OrchestratorId, Source};
+use crate::pair::view::{unix_ms_now, PairRecord};
+
+/// Version of the on-disk layout described in the module docs.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Sub-directory of the data dir that holds the database (versioned so a future layout can
+/// live beside it during a migration).
+pub const DB_DIR: &str = "store-v1";
+
+/// A store failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// sled reported corruption: the database cannot be trusted.
+    #[error("the store at {path} is corrupt ({detail}). Recovery: stop the gateway, move {path} aside, \
+             restore it from a `store export` backup or start with an empty data dir (orchestrators \
+             added through the admin API must then be added again)")]
+    Corrupt {
+        /// Database directory.
+        path: String,
+        /// sled's words.
+        detail: String,
+    },
+    /// The database was written by a newer gateway.
+    #[error(
+        "the store at {path} has schema version {found}; this gateway understands {SCHEMA_VERSION}"
+    )]
+    Schema {
+        /// Database directory.
+        path: String,
+        /// Version found.
+        found: u32,
+    },
+    /// Any other I/O or sled error (disk full, read-only, locked by another process).
+    #[error("store I/O error: {0}")]
+    Io(String),
+    /// A value could not be decoded.
+    #[error("store holds an undecodable value under {key}: {detail}")]
+    Decode {
+        /// The key.
+        key: String,
+        /// serde's words.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    fn from_sled(e: sled::Error, path: &Path) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => StoreError::Corrupt {
+                path: path.display().to_string(),
+                detail: e.to_string(),
+            },
+            other => StoreError::Io(other.to_string()),
+        }
+    }
+}
+
+/// Opens (or creates) the database under `data_dir` and checks its schema version.
+pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+    let path = data_dir.join(DB_DIR);
+    std::fs::create_dir_all(&path)
+        .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+    let db = sled::Config::new()
+        .path(&path)
+        .cache_capacity(32 * 1024 * 1024)
+        .flush_every_ms(Some(500))
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("lock") =>
+            {
+                StoreError::Io(format!(
+                    "{} is locked: another byoc-gateway process is using this data dir ({io})",
+                    path.display()
+                ))
+            }
+            other => StoreError::from_sled(other, &path),
+        })?;
+    let store = Store::from_db(db, path)?;
+    Ok(store)
+}
+
+/// The store actor. Cloning shares the same database (sled handles are reference counted),
+/// which is what `SyncArbiter::start`'s factory needs.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    meta: sled::Tree,
+    orchestrators: sled::Tree,
+    urls: sled::Tree,
+    pairs: sled::Tree,
+}
+
+impl Store {
+    fn from_db(db: sled::Db, path: PathBuf) -> Result<Self, StoreError> {
+        let e = |err| StoreError::from_sled(err, &path);
+        let meta = db.open_tree("meta").map_err(e)?;
+        let orchestrators = db.open_tree("orchestrators").map_err(e)?;
+        let urls = db.open_tree("orchestrator_urls").map_err(e)?;
+        let pairs = db.open_tree("pairs").map_err(e)?;
+        let store = Self {
+            db,
+            path,
+            meta,
+            orchestrators,
+            urls,
+            pairs,
+        };
+        match store.meta.get(SCHEMA_KEY).map_err(|err| store.err(err))? {
+            None => {
+                store
+                    .meta
+                    .insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())
+                    .map_err(|err| store.err(err))?;
+                store.flush()?;
+            }
+            Some(v) => {
+                let found = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .unwrap_or(u32::MAX);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema {
+                        path: store.path.display().to_string(),
+                        found,
+                    });
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    fn err(&self, e: sled::Error) -> StoreError {
+        StoreError::from_sled(e, &self.path)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(value).map_err(|e| StoreError::Decode {
+            key: String::from_utf8_lossy(key).into_owned(),
+            detail: e.to_string(),
+        })
+    }
+
+    fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+        // Our record types are plain data; serialisation cannot fail.
+        serde_json::to_vec(value).unwrap_or_default()
+    }
+
+    fn pair_key(orch: &OrchestratorId, cap: &Capability) -> Vec<u8> {
+        let mut k = Vec::with_capacity(orch.0.len() + 1 + cap.as_str().len());
+        k.extend_from_slice(orch.0.as_bytes());
+        k.push(0);
+        k.extend_from_slice(cap.as_str().as_bytes());
+        k
+    }
+
+    fn list_orchestrators(&self) -> Result<Vec<Orchestrator>, StoreError> {
+        self.orchestrators
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                Self::decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn list_pairs(&self) -> Result<Vec<PairRecord>, StoreError> {
+        self.pairs
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                Self::decode(&k, &v)
+            })
+            .collect()
+    }
+
+    fn insert(
+        &self,
+        url: &str,
+        capabilities: Vec<Capability>,
+        source: Source,
+    ) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
+        let n = self.db.generate_id().map_err(|e| self.err(e))?;
+        let orch = Orchestrator {
+            id: OrchestratorId(format!("orch-{}", n + 1)),
+            url: url.to_string(),
+            capabilities,
+            added_at: unix_ms_now(),
+            source,
+        };
+        let value = Self::encode(&orch);
+        let res: Result<Result<(), OrchestratorId>, TransactionError<()>> =
+            (&self.orchestrators, &self.urls).transaction(|(o, u)| {
+                if let Some(existing) = u.get(url.as_bytes())? {
+                    let id = String::from_utf8_lossy(&existing).into_owned();
+                    return Ok(Err(OrchestratorId(id)));
+                }
+                u.insert(url.as_bytes(), orch.id.0.as_bytes())?;
+                o.insert(orch.id.0.as_bytes(), value.as_slice())?;
+                Ok(Ok(()))
+            });
+        match res {
+            Ok(Ok(())) => {
+                self.flush()?;
+                Ok(Ok(orch))
+            }
+            Ok(Err(id)) => Ok(Err(Duplicate {
+                id,
+                url: url.to_string(),
+            })),
+            Err(TransactionError::Storage(e)) => Err(self.err(e)),
+            Err(TransactionError::Abort(())) => Err(StoreError::Io("transaction aborted".into())),
+        }
+    }
+
+    fn delete(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError> {
+        let Some(raw) = self
+            .orchestrators
+            .get(id.0.as_bytes())
+            .map_err(|e| self.err(e))?
+        else {
+            return Ok(None);
+        };
+        let orch: Orchestrator = Self::decode(id.0.as_bytes(), &raw)?;
+        let mut prefix = id.0.as_bytes().to_vec();
+        prefix.push(0);
+        let pair_keys: Vec<sled::IVec> = self
+            .pairs
+            .scan_prefix(&prefix)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        let res: Result<(), TransactionError<()>> = (&self.orchestrators, &self.urls, &self.pairs)
+            .transaction(|(o, u, p)| {
+                o.remove(id.0.as_bytes())?;
+                u.remove(orch.url.as_bytes())?;
+                for k in &pair_keys {
+                    p.remove(k)?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        res.map_err(|e| match e {
+            TransactionError::Storage(e) => self.err(e),
+            TransactionError::Abort(()) => StoreError::Io("transaction aborted".into()),
+        })?;
+        self.flush()?;
+        Ok(Some(orch))
+    }
+}
+
+impl Actor for Store {
+    type Context = SyncContext<Self>;
+}
+
+/// Everything persisted, as loaded at start.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The registry.
+    pub orchestrators: Vec<Orchestrator>,
+    /// Learned pair state.
+    pub pairs: Vec<PairRecord>,
+}
+
+/// The URL is already registered (under `id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Duplicate {
+    /// The existing entry's id.
+    pub id: OrchestratorId,
+    /// The URL.
+    pub url: String,
+}
+
+/// Loads everything persisted.
+#[derive(Message)]
+#[rtype(result = "Result<Snapshot, StoreError>")]
+pub struct Load;
+
+impl Handler<Load> for Store {
+    type Result = Result<Snapshot, StoreError>;
+    fn handle(&mut self, _msg: Load, _ctx: &mut Self::Context) -> Self::Result {
+        Ok(Snapshot {
+            orchestrators: self.list_orchestrators()?,
+            pairs: self.list_pairs()?,
+        })
+    }
+}
+
+/// Makes the registry's config-sourced entries match `entries` (URL, declared
+/// capabilities): adds missing ones, updates declared capabilities, removes config entries
+/// no longer listed (with their pair records). Admin-added entries are left alone. Returns
+/// the resulting snapshot.
+#[derive(Message)]
+#[rtype(result = "Result<Snapshot, StoreError>")]
+pub struct ReconcileConfig {
+    /// Normalised URLs with their declared capabilities.
+    pub entries: Vec<(String, Vec<Capability>)>,
+}
+
+impl Handler<ReconcileConfig> for Store {
+    type Result = Result<Snapshot, StoreError>;
+    fn handle(&mut self, msg: ReconcileConfig, _ctx: &mut Self::Context) -> Self::Result {
+        let existing = self.list_orchestrators()?;
+        for (url, caps) in &msg.entries {
+            match existing.iter().find(|o| &o.url == url) {
+                Some(o) if o.capabilities != *caps && o.source == Source::Config => {
+                    let updated = Orchestrator {
+                        capabilities: caps.clone(),
+                        ..o.clone()
+                    };
+                    self.orchestrators
+                        .insert(o.id.0.as_bytes(), Self::encode(&updated))
+                        .map_err(|e| self.err(e))?;
+                }
+                Some(_) => {}
+                None => {
+                    // A concurrent duplicate cannot happen here (start-up, single thread).
+                    let _ = self.insert(url, caps.clone(), Source::Config)?;
+                }
+            }
+        }
+        for o in existing.iter().filter(|o| o.source == Source::Config) {
+            if !msg.entries.iter().any(|(url, _)| url == &o.url) {
+                tracing::info!(id = %o.id, url = %o.url, "orchestrator no longer in the config: removed");
+                self.delete(&o.id)?;
+            }
+        }
+        self.flush()?;
+        Ok(Snapshot {
+            orchestrators: self.list_orchestrators()?,
+            pairs: self.list_pairs()?,
+        })
+    }
+}
+
+/// Adds an orchestrator unless its URL is already registered. Durable when it answers.
+#[derive(Message)]
+#[rtype(result = "Result<Result<Orchestrator, Duplicate>, StoreError>")]
+pub struct InsertOrchestrator {
+    /// Normalised URL.
+    pub url: String,
+    /// Declared capabilities.
+    pub capabilities: Vec<Capability>,
+    /// Where it came from.
+    pub source: Source,
+}
+
+impl Handler<InsertOrchestrator> for Store {
+    type Result = Result<Result<Orchestrator, Duplicate>, StoreError>;
+    fn handle(&mut self, msg: InsertOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
+        self.insert(&msg.url, msg.capabilities, msg.source)
+    }
+}
+
+/// Removes an orchestrator and its pair records. Durable when it answers; `None` if absent.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Orchestrator>, StoreError>")]
+pub struct DeleteOrchestrator {
+    /// Which one.
+    pub id: OrchestratorId,
+}
+
+impl Handler<DeleteOrchestrator> for Store {
+    type Result = Result<Option<Orchestrator>, StoreError>;
+    fn handle(&mut self, msg: DeleteOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
+        self.delete(&msg.id)
+    }
+}
+
+/// Writes a batch of pair records (only for orchestrators still registered) and flushes.
+#[derive(Message)]
+#[rtype(result = "Result<usize, StoreError>")]
+pub struct SavePairs {
+    /// The records.
+    pub records: Vec<PairRecord>,
+}
+
+impl Handler<SavePairs> for Store {
+    type Result = Result<usize, StoreError>;
+    fn handle(&mut self, msg: SavePairs, _ctx: &mut Self::Context) -> Self::Result {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for r in &msg.records {
+            // A pair whose orchestrator was deleted meanwhile must not come back.
+            if !self
+                .orchestrators
+                .contains_key(r.orchestrator.0.as_bytes())
+                .map_err(|e| self.err(e))?
+            {
+                continue;
+            }
+            batch.insert(
+                Self::pair_key(&r.orchestrator, &r.capability),
+                Self::encode(r),
+            );
+            n += 1;
+        }
+        self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
+        self.flush()?;
+        Ok(n)
+    }
+}
+
+/// Flushes everything to disk (shutdown).
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Flush;
+
+impl Handler<Flush> for Store {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _msg: Flush, _ctx: &mut Self::Context) -> Self::Result {
+        self.flush()
+    }
+}
+
+/// Readiness probe: reads the schema key.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct Ping;
+
+impl Handler<Ping> for Store {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, _msg: Ping, _ctx: &mut Self::Context) -> Self::Result {
+        self.meta
+            .get(SCHEMA_KEY)
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cap(s: &str) -> Capability {
+        Capability::new(s).expect("valid")
+    }
+
+    #[test]
+    fn insert_is_unique_by_url_and_survives_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = {
+            let s = open(dir.path()).expect("open");
+            let o = s
+                .insert("http://a:1", vec![cap("depth")], Source::Admin)
+                .expect("io")
+                .expect("new");
+            let dup = s.insert("http://a:1", vec![], Source::Admin).expect("io");
+            assert_eq!(
+                dup,
+                Err(Duplicate {
+                    id: o.id.clone(),
+                    url: "http://a:1".into()
+                })
+            );
+            o.id
+        };
+        let s = open(dir.path()).expect("reopen");
+        let all = s.list_orchestrators().expect("list");
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].id, id);
+        assert_eq!(all[0].capabilities, vec![cap("depth")]);
+        // Ids keep growing after a reopen.
+        let o2 = s
+            .insert("http://b:1", vec![], Source::Admin)
+            .expect("io")
+            .expect("new");
+        assert_ne!(o2.id, id);
+    }
+
+    #[test]
+    fn delete_removes_url_index_and_pairs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path()).expect("open");
+        let o = s
+            .insert("http://a:1", vec![], Source::Admin)
+            .expect("io")
+            .expect("new");
+        let rec = PairRecord {
+            orchestrator: o.id.clone(),
+            capability: cap("depth"),
+            latency_ewma_ms: 12.0,
+            success_rate: 1.0,
+            breaker: crate::breaker::State::Closed,
+            breaker_level: 0,
+            open_until_unix_ms: None,
+            offered: true,
+            cold_start_ms: Some(5),
+            counters: Default::default(),
+            restarts: 0,
+            saved_at_unix_ms: 0,
+        };
+        let mut batch = sled::Batch::default();
+        batch.insert(Store::pair_key(&o.id, &rec.capability), Store::encode(&rec));
+        s.pairs.apply_batch(batch).expect("batch");
+        assert_eq!(s.list_pairs().expect("pairs").len(), 1);
+        assert_eq!(
+            s.delete(&o.id).expect("io").map(|o| o.url),
+            Some("http://a:1".into())
+        );
+        assert!(s.list_pairs().expect("pairs").is_empty());
+        assert_eq!(s.delete(&o.id).expect("io"), None);
+        // The URL can be added again.
+        assert!(s
+            .insert("http://a:1", vec![], Source::Admin)
+            .expect("io")
+            .is_ok());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(dir.path()).expect("open");
+            s.meta.insert(SCHEMA_KEY, b"99".as_slice()).expect("insert");
+            s.flush().expect("flush");
+        }
+        match open(dir.path()) {
+            Err(StoreError::Schema { found: 99, .. }) => {}
+            other => panic!("expected schema error, got {:?}", other.map(|_| ())),
+        }
+    }
+}

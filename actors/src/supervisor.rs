@@ -1,0 +1,722 @@
+//! `Supervisor`: owns the registry of orchestrators and capabilities and the address of every
+//! pair actor. It starts pair actors under actix supervision (so a pair that stops is
+//! restarted with its learned state), hot-adds and removes orchestrators, creates pairs
+//! lazily the first time a capability is asked for, keeps the dispatcher's boards in step,
+//! and persists pair scores in batches.
+//!
+//! The invariant it maintains: for every *registered* capability (declared in config or for
+//! an orchestrator, or offered by some orchestrator at some time), every registered
+//! orchestrator has a pair, and every such pair is on the dispatcher's board.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::future::join_all;
+use serde::Serialize;
+
+use crate::capability::{Capability, CapabilityError};
+use crate::dispatcher::{Dispatcher, RegisterPair, Slot, UnregisterPair};
+use crate::metrics as m;
+use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, UrlError};
+use crate::pair::{
+    Crash, ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, Retire,
+    SharedView, Snapshot,
+};
+use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
+use crate::store::{self, DeleteOrchestrator, InsertOrchestrator, SavePairs, Store, StoreError};
+
+/// How long "nobody offers capability X" is remembered, so that clients asking for an
+/// unserved capability get a fast 404 instead of a probe fan-out each time.
+const NOT_OFFERED_TTL: Duration = Duration::from_secs(5);
+/// Bound on that memory (each entry is a client-chosen name).
+const NOT_OFFERED_MAX: usize = 10_000;
+/// Bound on a store round trip from the supervisor.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A registry failure; each maps to an admin API status.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    /// The URL is not usable.
+    #[error(transparent)]
+    InvalidUrl(#[from] UrlError),
+    /// A declared capability name is not valid.
+    #[error("invalid capability '{0}': {1}")]
+    InvalidCapability(String, CapabilityError),
+    /// The URL is already registered.
+    #[error("{url} is already registered as {id}")]
+    Duplicate {
+        /// Existing id.
+        id: OrchestratorId,
+        /// The URL.
+        url: String,
+    },
+    /// No such orchestrator.
+    #[error("no orchestrator with id '{0}'")]
+    NotFound(String),
+    /// No such pair.
+    #[error("no pair for orchestrator '{0}' and capability '{1}'")]
+    PairNotFound(String, String),
+    /// The store failed; nothing was changed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An actor did not answer in time.
+    #[error("the {0} did not answer in time")]
+    Unavailable(&'static str),
+}
+
+struct PairEntry {
+    addr: Addr<PairActor>,
+    view: SharedView,
+}
+
+/// Everything the supervisor starts from.
+pub struct SupervisorInit {
+    /// Settings shared by all pair actors.
+    pub settings: Arc<PairSettings>,
+    /// How the pairs' upstream client (token probes) is built.
+    pub client: ClientSettings,
+    /// The store.
+    pub store: Addr<Store>,
+    /// The dispatcher.
+    pub dispatcher: Addr<Dispatcher>,
+    /// The registry and learned scores as loaded.
+    pub snapshot: store::Snapshot,
+    /// Capabilities named in the config: pairs are created for them at start.
+    pub eager: Vec<Capability>,
+    /// How long the first request for a new capability waits for the token probes.
+    pub probe_wait: Duration,
+    /// How often dirty pair scores are written.
+    pub flush_every: Duration,
+}
+
+/// The actor.
+pub struct Supervisor {
+    settings: Arc<PairSettings>,
+    client: awc::Client,
+    store: Addr<Store>,
+    dispatcher: Addr<Dispatcher>,
+    orchestrators: BTreeMap<OrchestratorId, Orchestrator>,
+    pairs: BTreeMap<PairKey, PairEntry>,
+    registered: BTreeSet<Capability>,
+    not_offered: HashMap<Capability, Instant>,
+    warm: HashMap<PairKey, PairRecord>,
+    saved: HashMap<PairKey, u64>,
+    probe_wait: Duration,
+    flush_every: Duration,
+    last_flush: Instant,
+    flushing: bool,
+}
+
+impl Supervisor {
+    /// Builds the supervisor; must run on the arbiter it will be started on (it builds an
+    /// `awc::Client`, which is bound to its thread).
+    pub fn new(init: SupervisorInit) -> Result<Self, ClientBuildError> {
+        let client = build_client(&init.client)?;
+        let mut registered: BTreeSet<Capability> = init.eager.iter().cloned().collect();
+        registered.extend(
+            init.snapshot
+                .orchestrators
+                .iter()
+                .flat_map(|o| o.capabilities.iter().cloned()),
+        );
+        registered.extend(
+            init.snapshot
+                .pairs
+                .iter()
+                .filter(|r| r.offered)
+                .map(|r| r.capability.clone()),
+        );
+        Ok(Self {
+            settings: init.settings,
+            client,
+            store: init.store,
+            dispatcher: init.dispatcher,
+            orchestrators: init
+                .snapshot
+                .orchestrators
+                .into_iter()
+                .map(|o| (o.id.clone(), o))
+                .collect(),
+            pairs: BTreeMap::new(),
+            registered,
+            not_offered: HashMap::new(),
+            warm: init
+                .snapshot
+                .pairs
+                .into_iter()
+                .map(|r| (r.key(), r))
+                .collect(),
+            saved: HashMap::new(),
+            probe_wait: init.probe_wait,
+            flush_every: init.flush_every,
+            last_flush: Instant::now(),
+            flushing: false,
+        })
+    }
+
+    /// Starts a pair actor under actix supervision. `register` puts it on the board.
+    fn spawn_pair(&mut self, key: PairKey, register: bool) {
+        if self.pairs.contains_key(&key) {
+            return;
+        }
+        let Some(orch) = self.orchestrators.get(&key.orchestrator) else {
+            return;
+        };
+        let declared = orch.capabilities.contains(&key.capability);
+        let record = self.warm.remove(&key);
+        let actor = PairActor::new(
+            self.settings.clone(),
+            self.client.clone(),
+            key.clone(),
+            Arc::from(orch.url.as_str()),
+            record.as_ref(),
+            declared,
+        );
+        let view = actor.view();
+        if record.is_some() {
+            // Just loaded from disk: not dirty until it changes.
+            self.saved.insert(key.clone(), view.read().generation);
+        }
+        let addr = actix::Supervisor::start(move |_ctx| actor);
+        if register {
+            self.dispatcher.do_send(RegisterPair(Slot {
+                key: key.clone(),
+                addr: addr.clone(),
+                view: view.clone(),
+            }));
+        }
+        self.pairs.insert(key, PairEntry { addr, view });
+    }
+
+    /// Makes sure every orchestrator has a registered pair for every registered capability.
+    fn fill_pairs(&mut self) {
+        let keys: Vec<PairKey> = self
+            .orchestrators
+            .keys()
+            .flat_map(|o| {
+                self.registered.iter().map(move |c| PairKey {
+                    orchestrator: o.clone(),
+                    capability: c.clone(),
+                })
+            })
+            .filter(|k| !self.pairs.contains_key(k))
+            .collect();
+        for key in keys {
+            self.spawn_pair(key, true);
+        }
+    }
+
+    fn register_capability(&mut self, cap: &Capability) {
+        if self.registered.insert(cap.clone()) {
+            tracing::info!(capability = %cap, "capability registered");
+            for (key, entry) in self.pairs.range(..).filter(|(k, _)| &k.capability == cap) {
+                self.dispatcher.do_send(RegisterPair(Slot {
+                    key: key.clone(),
+                    addr: entry.addr.clone(),
+                    view: entry.view.clone(),
+                }));
+            }
+            self.fill_pairs();
+        }
+    }
+
+    fn remove_pair(&mut self, key: &PairKey) {
+        if let Some(entry) = self.pairs.remove(key) {
+            self.dispatcher.do_send(UnregisterPair(key.clone()));
+            entry.addr.do_send(Retire);
+        }
+        self.saved.remove(key);
+    }
+
+    /// Records of pairs whose view changed since last saved, with the generation read, so
+    /// that a change made while the write is under way keeps the pair dirty.
+    fn dirty_records(&self) -> (Vec<PairRecord>, Vec<(PairKey, u64)>) {
+        let now = Instant::now();
+        self.pairs
+            .iter()
+            .filter_map(|(key, entry)| {
+                let v = entry.view.read();
+                (self.saved.get(key) != Some(&v.generation) && !v.retired)
+                    .then(|| (v.record(now), (key.clone(), v.generation)))
+            })
+            .unzip()
+    }
+
+    fn mark_saved(&mut self, generations: Vec<(PairKey, u64)>) {
+        for (key, generation) in generations {
+            if self.pairs.contains_key(&key) {
+                self.saved.insert(key, generation);
+            }
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let (mut closed, mut open, mut half, mut routable) = (0u32, 0u32, 0u32, 0u32);
+        for entry in self.pairs.values() {
+            let v = entry.view.read();
+            match v.breaker {
+                crate::breaker::State::Closed => closed += 1,
+                crate::breaker::State::Open => open += 1,
+                crate::breaker::State::HalfOpen => half += 1,
+            }
+            if v.routable_at(now).is_ok() {
+                routable += 1;
+            }
+        }
+        metrics::gauge!(m::PAIRS, "state" => "closed").set(closed);
+        metrics::gauge!(m::PAIRS, "state" => "open").set(open);
+        metrics::gauge!(m::PAIRS, "state" => "half_open").set(half);
+        metrics::gauge!(m::PAIRS_ROUTABLE).set(routable);
+        metrics::gauge!(m::ORCHESTRATORS).set(self.orchestrators.len() as f64);
+        self.not_offered.retain(|_, until| *until > now);
+
+        if !self.flushing && now.duration_since(self.last_flush) >= self.flush_every {
+            self.last_flush = now;
+            let (records, generations) = self.dirty_records();
+            if records.is_empty() {
+                return;
+            }
+            self.flushing = true;
+            let fut = self
+                .store
+                .send(SavePairs { records })
+                .timeout(STORE_TIMEOUT);
+            ctx.spawn(fut.into_actor(self).map(move |res, act, _ctx| {
+                act.flushing = false;
+                match res {
+                    Ok(Ok(n)) => {
+                        tracing::debug!(pairs = n, "pair scores saved");
+                        act.mark_saved(generations);
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "saving pair scores failed; will retry"),
+                    Err(e) => tracing::warn!(error = %e, "store did not answer; pair scores will be retried"),
+                }
+            }));
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1024);
+        self.fill_pairs();
+        // Declared capabilities of each orchestrator are registered; `fill_pairs` covered them.
+        tracing::info!(
+            orchestrators = self.orchestrators.len(),
+            capabilities = self.registered.len(),
+            pairs = self.pairs.len(),
+            "supervisor started"
+        );
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+    }
+}
+
+/// Registers an orchestrator (durably) and starts its pairs.
+#[derive(Message)]
+#[rtype(result = "Result<Orchestrator, RegistryError>")]
+pub struct AddOrchestrator {
+    /// URL or `host:port` (normalised as go-livepeer's `-orchAddr`).
+    pub url: String,
+    /// Declared capabilities (optional).
+    pub capabilities: Vec<String>,
+    /// Where the request came from.
+    pub source: Source,
+}
+
+impl Handler<AddOrchestrator> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Orchestrator, RegistryError>>;
+
+    fn handle(&mut self, msg: AddOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
+        let prepared = (|| {
+            let url = normalize_url(&msg.url)?;
+            let mut caps = Vec::new();
+            for c in &msg.capabilities {
+                let cap = Capability::new(c)
+                    .map_err(|e| RegistryError::InvalidCapability(c.clone(), e))?;
+                if !caps.contains(&cap) {
+                    caps.push(cap);
+                }
+            }
+            Ok::<_, RegistryError>((url, caps))
+        })();
+        let (url, capabilities) = match prepared {
+            Ok(v) => v,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        let fut = self
+            .store
+            .send(InsertOrchestrator {
+                url,
+                capabilities,
+                source: msg.source,
+            })
+            .timeout(STORE_TIMEOUT);
+        Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
+            let orch = match res {
+                Ok(Ok(Ok(o))) => o,
+                Ok(Ok(Err(dup))) => return Err(RegistryError::Duplicate { id: dup.id, url: dup.url }),
+                Ok(Err(e)) => return Err(RegistryError::Store(e)),
+                Err(_) => return Err(RegistryError::Unavailable("store")),
+            };
+            tracing::info!(id = %orch.id, url = %orch.url, capabilities = ?orch.capabilities, "orchestrator added");
+            act.orchestrators.insert(orch.id.clone(), orch.clone());
+            act.not_offered.clear();
+            for cap in &orch.capabilities {
+                act.register_capability(cap);
+            }
+            act.fill_pairs();
+            Ok(orch)
+        }))
+    }
+}
+
+/// Removes an orchestrator (durably); its pairs leave the boards at once and retire once
+/// their in-flight jobs finish.
+#[derive(Message)]
+#[rtype(result = "Result<Orchestrator, RegistryError>")]
+pub struct RemoveOrchestrator {
+    /// Which one.
+    pub id: String,
+}
+
+impl Handler<RemoveOrchestrator> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Orchestrator, RegistryError>>;
+
+    fn handle(&mut self, msg: RemoveOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
+        let id = OrchestratorId(msg.id);
+        if !self.orchestrators.contains_key(&id) {
+            return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0))));
+        }
+        let fut = self
+            .store
+            .send(DeleteOrchestrator { id: id.clone() })
+            .timeout(STORE_TIMEOUT);
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            match res {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(RegistryError::Store(e)),
+                Err(_) => return Err(RegistryError::Unavailable("store")),
+            }
+            let Some(orch) = act.orchestrators.remove(&id) else {
+                return Err(RegistryError::NotFound(id.0));
+            };
+            let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.orchestrator == id).cloned().collect();
+            for key in &keys {
+                act.remove_pair(key);
+            }
+            tracing::info!(id = %orch.id, url = %orch.url, pairs = keys.len(), "orchestrator removed; its pairs drain");
+            Ok(orch)
+        }))
+    }
+}
+
+/// Lists the registry.
+#[derive(Message)]
+#[rtype(result = "Vec<Orchestrator>")]
+pub struct ListOrchestrators;
+
+impl Handler<ListOrchestrators> for Supervisor {
+    type Result = MessageResult<ListOrchestrators>;
+
+    fn handle(&mut self, _msg: ListOrchestrators, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.orchestrators.values().cloned().collect())
+    }
+}
+
+/// Lists pairs, optionally filtered.
+#[derive(Message, Default)]
+#[rtype(result = "Vec<PairReport>")]
+pub struct ListPairs {
+    /// Only this capability.
+    pub capability: Option<String>,
+    /// Only this orchestrator id.
+    pub orchestrator: Option<String>,
+}
+
+impl Handler<ListPairs> for Supervisor {
+    type Result = MessageResult<ListPairs>;
+
+    fn handle(&mut self, msg: ListPairs, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let out = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| {
+                msg.capability
+                    .as_deref()
+                    .is_none_or(|c| k.capability.as_str() == c)
+            })
+            .filter(|(k, _)| {
+                msg.orchestrator
+                    .as_deref()
+                    .is_none_or(|o| k.orchestrator.0 == o)
+            })
+            .map(|(_, e)| e.view.read().report(now))
+            .collect();
+        MessageResult(out)
+    }
+}
+
+/// Whether some orchestrator offers a capability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    /// At least one orchestrator offers (or has offered) it; its pairs are on the board.
+    Offered,
+    /// Nobody offers it.
+    NotOffered,
+}
+
+/// Makes sure pairs exist for a capability and waits (up to the probe wait) for their first
+/// token probes. Called by the router when the dispatcher does not know a capability, or
+/// knows it but some of its pairs are still waiting for their first probe.
+#[derive(Message)]
+#[rtype(result = "Availability")]
+pub struct EnsureCapability {
+    /// The capability asked for.
+    pub capability: Capability,
+}
+
+impl Handler<EnsureCapability> for Supervisor {
+    type Result = ResponseActFuture<Self, Availability>;
+
+    fn handle(&mut self, msg: EnsureCapability, _ctx: &mut Self::Context) -> Self::Result {
+        let cap = msg.capability;
+        let now = Instant::now();
+        if self.not_offered.get(&cap).is_some_and(|t| *t > now) || self.orchestrators.is_empty() {
+            return Box::pin(actix::fut::ready(Availability::NotOffered));
+        }
+        let register = self.registered.contains(&cap);
+        let keys: Vec<PairKey> = self
+            .orchestrators
+            .keys()
+            .map(|o| PairKey {
+                orchestrator: o.clone(),
+                capability: cap.clone(),
+            })
+            .collect();
+        let mut addrs = Vec::with_capacity(keys.len());
+        for key in keys {
+            self.spawn_pair(key.clone(), register);
+            if let Some(e) = self.pairs.get(&key) {
+                if register && e.view.read().routable_at(now).is_ok() {
+                    return Box::pin(actix::fut::ready(Availability::Offered));
+                }
+                addrs.push(e.addr.clone());
+            }
+        }
+        // Each pair answers the snapshot after its first token probe: waiting on all of them
+        // (bounded) lets a job that arrived during start-up or right after a hot-add be routed
+        // instead of refused.
+        let wait = self.probe_wait;
+        let probes = join_all(
+            addrs
+                .into_iter()
+                .map(move |a| a.send(Snapshot).timeout(wait)),
+        );
+        Box::pin(probes.into_actor(self).map(move |results, act, _ctx| {
+            let offered = results.iter().any(|r| matches!(r, Ok(v) if v.offered));
+            if offered {
+                act.not_offered.remove(&cap);
+                act.register_capability(&cap);
+                return Availability::Offered;
+            }
+            if !act.registered.contains(&cap) {
+                let keys: Vec<PairKey> = act
+                    .pairs
+                    .keys()
+                    .filter(|k| k.capability == cap)
+                    .cloned()
+                    .collect();
+                for key in &keys {
+                    act.remove_pair(key);
+                }
+            }
+            if act.not_offered.len() >= NOT_OFFERED_MAX {
+                act.not_offered.clear();
+            }
+            act.not_offered
+                .insert(cap.clone(), Instant::now() + NOT_OFFERED_TTL);
+            tracing::debug!(capability = %cap, "no orchestrator offers this capability");
+            Availability::NotOffered
+        }))
+    }
+}
+
+/// Forces a pair's breaker open or closed.
+#[derive(Message)]
+#[rtype(result = "Result<PairReport, RegistryError>")]
+pub struct ForcePairBreaker {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Capability name.
+    pub capability: String,
+    /// Trip (true) or reset (false).
+    pub trip: bool,
+}
+
+impl Handler<ForcePairBreaker> for Supervisor {
+    type Result = ResponseFuture<Result<PairReport, RegistryError>>;
+
+    fn handle(&mut self, msg: ForcePairBreaker, _ctx: &mut Self::Context) -> Self::Result {
+        let addr = self.find_pair(&msg.orchestrator, &msg.capability);
+        Box::pin(async move {
+            let addr = addr?;
+            let view = addr
+                .send(ForceBreaker { trip: msg.trip })
+                .timeout(Duration::from_secs(5))
+                .await
+                .map_err(|_| RegistryError::Unavailable("pair actor"))?;
+            Ok(view.report(Instant::now()))
+        })
+    }
+}
+
+impl Supervisor {
+    fn find_pair(
+        &self,
+        orchestrator: &str,
+        capability: &str,
+    ) -> Result<Addr<PairActor>, RegistryError> {
+        let not_found =
+            || RegistryError::PairNotFound(orchestrator.to_string(), capability.to_string());
+        let cap = Capability::new(capability).map_err(|_| not_found())?;
+        let key = PairKey {
+            orchestrator: OrchestratorId(orchestrator.to_string()),
+            capability: cap,
+        };
+        self.pairs
+            .get(&key)
+            .map(|e| e.addr.clone())
+            .ok_or_else(not_found)
+    }
+}
+
+/// Fault injection: makes a pair actor stop as an internal failure would (it is restarted by
+/// actix supervision). Used by the supervision tests and chaos runs.
+#[derive(Message)]
+#[rtype(result = "Result<(), RegistryError>")]
+pub struct CrashPair {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Capability name.
+    pub capability: String,
+}
+
+impl Handler<CrashPair> for Supervisor {
+    type Result = ResponseFuture<Result<(), RegistryError>>;
+
+    fn handle(&mut self, msg: CrashPair, _ctx: &mut Self::Context) -> Self::Result {
+        let addr = self.find_pair(&msg.orchestrator, &msg.capability);
+        Box::pin(async move {
+            addr?
+                .send(Crash)
+                .timeout(Duration::from_secs(5))
+                .await
+                .map_err(|_| RegistryError::Unavailable("pair actor"))
+        })
+    }
+}
+
+/// Writes every dirty pair score now (shutdown, or an operator's explicit flush).
+#[derive(Message)]
+#[rtype(result = "Result<usize, RegistryError>")]
+pub struct FlushScores;
+
+impl Handler<FlushScores> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<usize, RegistryError>>;
+
+    fn handle(&mut self, _msg: FlushScores, _ctx: &mut Self::Context) -> Self::Result {
+        let (records, generations) = self.dirty_records();
+        let fut = self
+            .store
+            .send(SavePairs { records })
+            .timeout(STORE_TIMEOUT);
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match res {
+            Ok(Ok(n)) => {
+                act.mark_saved(generations);
+                Ok(n)
+            }
+            Ok(Err(e)) => Err(RegistryError::Store(e)),
+            Err(_) => Err(RegistryError::Unavailable("store")),
+        }))
+    }
+}
+
+/// The supervisor's own view for `/admin/supervisor`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SupervisorReport {
+    /// Registered orchestrators.
+    pub orchestrators: usize,
+    /// Registered capabilities.
+    pub capabilities: Vec<String>,
+    /// Pair actors alive.
+    pub pair_actors: usize,
+    /// Pair actors by breaker state.
+    pub pairs_by_state: BTreeMap<&'static str, u32>,
+    /// Routable pairs.
+    pub routable: u32,
+    /// Restarts summed over all pair actors.
+    pub restarts_total: u64,
+    /// Pairs that have been restarted, with their counts.
+    pub restarted_pairs: Vec<RestartedPair>,
+    /// Capabilities remembered as offered by nobody (fast 404s).
+    pub not_offered_cached: usize,
+}
+
+/// A pair with restarts.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartedPair {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Capability.
+    pub capability: String,
+    /// Restarts.
+    pub restarts: u32,
+}
+
+/// Asks for the supervisor's view.
+#[derive(Message)]
+#[rtype(result = "SupervisorReport")]
+pub struct GetSupervisorReport;
+
+impl Handler<GetSupervisorReport> for Supervisor {
+    type Result = MessageResult<GetSupervisorReport>;
+
+    fn handle(&mut self, _msg: GetSupervisorReport, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let mut by_state: BTreeMap<&'static str, u32> = BTreeMap::new();
+        let mut routable = 0;
+        let mut restarts_total = 0u64;
+        let mut restarted = Vec::new();
+        for (key, entry) in &self.pairs {
+            let v = entry.view.read();
+            *by_state.entry(v.breaker.as_str()).or_default() += 1;
+            if v.routable_at(now).is_ok() {
+                routable += 1;
+            }
+            restarts_total += u64::from(v.restarts);
+            if v.restarts > 0 {
+                restarted.push(RestartedPair {
+                    orchestrator: key.orchestrator.to_string(),
+                    capability: key.capability.to_string(),
+                    restarts: v.restarts,
+                });
+            }
+        }
+        MessageResult(SupervisorReport {
+            orchestrators: self.orchestrators.len(),
+            capabilities: self.registered.iter().map(|c| c.to_string()).collect(),
+            pair_actors: self.pairs.len(),
+            pairs_by_state: by_state,
+            routable,
+            restarts_total,
+            restarted_pairs: restarted,
+            not_offered_cached: self.not_offered.len(),
+        })
+    }
+}

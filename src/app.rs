@@ -1,0 +1,275 @@
+//! Assembles and runs the gateway: opens the store, reconciles the configured orchestrators,
+//! starts the actors, binds the two listeners, and on a signal drains, flushes and exits.
+//!
+//! Order matters: configuration is validated before anything else (no port bound, no store
+//! opened on a bad config); the store is opened before any port is bound (a locked or corrupt
+//! store fails fast); at shutdown the public listener drains first, then scores are flushed,
+//! then the store.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use byoc_actors::dispatcher::Dispatcher;
+use byoc_actors::pair::PairSettings;
+use byoc_actors::policy::PolicyBook;
+use byoc_actors::protocol::client::{build_client, ClientSettings};
+use byoc_actors::protocol::signer::{Offchain, SharedSigner};
+use byoc_actors::route::Router;
+use byoc_actors::store::{self, Flush, ReconcileConfig, Store};
+use byoc_actors::supervisor::{FlushScores, Supervisor, SupervisorInit};
+
+use crate::config::Validated;
+use crate::http::admin::AdminState;
+use crate::http::error::ApiError;
+use crate::http::public::PublicState;
+use crate::telemetry;
+
+/// A running gateway.
+pub struct Gateway {
+    /// Where the public API listens.
+    pub http_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// The supervisor (registry).
+    pub supervisor: Addr<Supervisor>,
+    /// The dispatcher.
+    pub dispatcher: Addr<Dispatcher>,
+    /// The store.
+    pub store: Addr<Store>,
+    public: ServerHandle,
+    admin: ServerHandle,
+    grace: Duration,
+}
+
+fn not_found(
+    req: actix_web::HttpRequest,
+) -> impl std::future::Future<Output = Result<actix_web::HttpResponse, ApiError>> {
+    let err = ApiError::route_not_found(req.method().as_str(), req.path());
+    async move { Err(err) }
+}
+
+impl Gateway {
+    /// Starts everything; must run inside an actix system (`#[actix_web::main]`).
+    pub async fn start(v: Validated) -> anyhow::Result<Self> {
+        let cfg = v.config.clone();
+        let metrics = telemetry::install_metrics().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+
+        // Store first: a locked or corrupt store must fail before any port is bound.
+        let data_dir = cfg.data_dir.clone();
+        let db = tokio::task::spawn_blocking(move || store::open(&data_dir))
+            .await
+            .context("store open task")?
+            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+        let store = SyncArbiter::start(1, move || db.clone());
+        let snapshot = store
+            .send(ReconcileConfig {
+                entries: v.orchestrators.clone(),
+            })
+            .await
+            .context("store actor")?
+            .context("cannot reconcile configured orchestrators with the store")?;
+        tracing::info!(
+            orchestrators = snapshot.orchestrators.len(),
+            pair_records = snapshot.pairs.len(),
+            data_dir = %cfg.data_dir.display(),
+            "store opened"
+        );
+
+        let signer: SharedSigner = Arc::new(Offchain);
+        let client_settings = ClientSettings {
+            tls_verify: cfg.routing.tls_verify,
+            connect_timeout: cfg.routing.connect_timeout,
+            max_connections: cfg.routing.max_connections,
+            max_response_bytes: cfg.limits.max_response_bytes,
+        };
+        // Fail now, not inside a worker, if TLS cannot be set up.
+        build_client(&client_settings).context("upstream client")?;
+        let settings = Arc::new(PairSettings {
+            token_refresh: cfg.routing.token_refresh,
+            token_retry: cfg.routing.token_retry,
+            token_timeout: cfg.routing.token_timeout,
+            breaker: cfg.breaker.clone(),
+            signer: signer.clone(),
+            ..PairSettings::default()
+        });
+        let policies = PolicyBook::new(
+            cfg.default_policy.clone(),
+            v.policies.iter().cloned().collect(),
+        );
+
+        let dispatcher = Dispatcher::new(65_536).start();
+        let supervisor = Supervisor::new(SupervisorInit {
+            settings,
+            client: client_settings.clone(),
+            store: store.clone(),
+            dispatcher: dispatcher.clone(),
+            snapshot,
+            eager: v.policies.iter().map(|(c, _)| c.clone()).collect(),
+            probe_wait: cfg.routing.probe_wait,
+            flush_every: cfg.routing.flush_every,
+        })
+        .context("supervisor")?
+        .start();
+
+        let public_listener = TcpListener::bind(v.http_addr)
+            .with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
+        let admin_listener = TcpListener::bind(v.admin_addr)
+            .with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
+        let http_addr = public_listener.local_addr()?;
+        let admin_addr = admin_listener.local_addr()?;
+
+        let workers = if cfg.workers == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            cfg.workers
+        };
+        let grace = cfg.shutdown_grace;
+        let (d, s, st, pol) = (
+            dispatcher.clone(),
+            supervisor.clone(),
+            store.clone(),
+            policies.clone(),
+        );
+        let (max_body, max_resp, mailbox_timeout, probe_wait) = (
+            cfg.limits.max_body_bytes,
+            cfg.limits.max_response_bytes,
+            cfg.routing.mailbox_timeout,
+            cfg.routing.probe_wait,
+        );
+        let public = HttpServer::new(move || {
+            let client = build_client(&client_settings).unwrap_or_else(|e| {
+                tracing::error!(error = %e, "upstream client setup failed in a worker; using defaults");
+                awc::Client::default()
+            });
+            let router = Router {
+                dispatcher: d.clone(),
+                supervisor: s.clone(),
+                client,
+                policies: pol.clone(),
+                signer: signer.clone(),
+                max_response_bytes: max_resp,
+                mailbox_timeout,
+                probe_wait,
+            };
+            App::new()
+                .app_data(web::Data::new(PublicState {
+                    router,
+                    store: st.clone(),
+                    supervisor: s.clone(),
+                    max_body_bytes: max_body,
+                }))
+                .configure(crate::http::public::configure)
+                .default_service(web::to(not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(grace.as_secs().max(1))
+        .listen(public_listener)?
+        .run();
+
+        let admin_state = web::Data::new(AdminState {
+            supervisor: supervisor.clone(),
+            policies,
+            metrics,
+            token: cfg.admin_token.as_deref().map(Arc::from),
+        });
+        let admin_json_limit = cfg.limits.admin_body_bytes;
+        let admin = HttpServer::new(move || {
+            App::new()
+                .app_data(admin_state.clone())
+                .configure(|c| crate::http::admin::configure(c, admin_json_limit))
+                .default_service(web::to(not_found))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(admin_listener)?
+        .run();
+
+        let (public_handle, admin_handle) = (public.handle(), admin.handle());
+        actix_web::rt::spawn(public);
+        actix_web::rt::spawn(admin);
+        tracing::info!(%http_addr, %admin_addr, workers, "byoc-gateway listening");
+        Ok(Self {
+            http_addr,
+            admin_addr,
+            supervisor,
+            dispatcher,
+            store,
+            public: public_handle,
+            admin: admin_handle,
+            grace,
+        })
+    }
+
+    /// Graceful stop: stop accepting and drain in-flight jobs (bounded by the grace period),
+    /// stop the admin listener, write dirty scores, flush the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        tracing::info!(
+            grace_s = self.grace.as_secs(),
+            "shutting down: draining in-flight jobs"
+        );
+        if tokio::time::timeout(self.grace + Duration::from_secs(1), self.public.stop(true))
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain did not finish within the grace period");
+        }
+        self.admin.stop(true).await;
+        match self
+            .supervisor
+            .send(FlushScores)
+            .timeout(Duration::from_secs(10))
+            .await
+        {
+            Ok(Ok(n)) => tracing::info!(pairs = n, "pair scores saved"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "saving pair scores at shutdown failed"),
+            Err(e) => tracing::warn!(error = %e, "supervisor did not answer at shutdown"),
+        }
+        self.store
+            .send(Flush)
+            .timeout(Duration::from_secs(10))
+            .await
+            .context("store did not answer at shutdown")?
+            .context("store flush failed")?;
+        tracing::info!("store flushed; bye");
+        Ok(())
+    }
+}
+
+/// Waits for SIGTERM or SIGINT.
+pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
+}
+
+/// `byoc-gateway run`: start, print the ready line, wait for a signal, shut down.
+pub async fn run(v: Validated) -> anyhow::Result<()> {
+    let gw = Gateway::start(v).await?;
+    print_ready(&gw);
+    let sig = shutdown_signal().await?;
+    tracing::info!(signal = sig, "signal received");
+    gw.shutdown().await
+}
+
+/// The line scripts and tests wait for (stdout, flushed).
+pub fn print_ready(gw: &Gateway) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "byoc-gateway ready http={} admin={}",
+        gw.http_addr, gw.admin_addr
+    );
+    let _ = out.flush();
+}

@@ -1,0 +1,75 @@
+//! Command-line interface: `run` (the default), `check-config`, `sim` and `demo`.
+//!
+//! Every `run` flag is optional and also readable from a `BYOC_GATEWAY_*` environment
+//! variable; clap resolves flag over env, and [`crate::config`] layers the result over the
+//! config file and the defaults (defaults < file < env < flags).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// byoc-gateway: routes Livepeer BYOC jobs by capability to the healthiest orchestrator.
+#[derive(Debug, Parser)]
+#[command(
+    name = "byoc-gateway",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    /// What to do (default: run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `run` when no subcommand is given.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default).
+    Run(RunArgs),
+    /// Validate the configuration and exit (non-zero with a clear message when invalid).
+    CheckConfig(RunArgs),
+    /// Run one simulated orchestrator.
+    Sim(crate::sim::SimArgs),
+    /// Run the gateway with several simulated orchestrators and print curl commands.
+    Demo(crate::demo::DemoArgs),
+}
+
+/// Flags of `run` and `check-config`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "BYOC_GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Public API listen address [default: 127.0.0.1:9935].
+    #[arg(long, env = "BYOC_GATEWAY_HTTP_ADDR", value_name = "ADDR")]
+    pub http_addr: Option<String>,
+    /// Admin API listen address [default: 127.0.0.1:5935].
+    #[arg(long, env = "BYOC_GATEWAY_ADMIN_ADDR", value_name = "ADDR")]
+    pub admin_addr: Option<String>,
+    /// Data directory (sled store) [default: ./data].
+    #[arg(long, env = "BYOC_GATEWAY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Orchestrators, comma separated, like go-livepeer's -orchAddr (host:port means https).
+    #[arg(
+        long,
+        env = "BYOC_GATEWAY_ORCH_ADDR",
+        value_name = "URL[,URL...]",
+        value_delimiter = ','
+    )]
+    pub orch_addr: Option<Vec<String>>,
+    /// Bearer token required on the admin API.
+    #[arg(
+        long,
+        env = "BYOC_GATEWAY_ADMIN_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "BYOC_GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}

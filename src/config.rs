@@ -1,0 +1,471 @@
+//! Configuration: a typed [`Config`] built from defaults, then the TOML file, then
+//! environment variables and flags (clap resolves those two), validated as a whole before
+//! any port is bound or the store is opened.
+//!
+//! Unknown keys in the file are errors, so a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use byoc_actors::breaker::BreakerConfig;
+use byoc_actors::capability::Capability;
+use byoc_actors::orchestrator::normalize_url;
+use byoc_actors::policy::CapabilityPolicy;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::RunArgs;
+
+/// A configuration problem; the message says what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's words (with line and column).
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// An orchestrator listed in the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticOrchestrator {
+    /// URL or host:port.
+    pub url: String,
+    /// Capabilities declared for it (pairs are created at start).
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+}
+
+/// Size limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest job body accepted from a client (it is buffered for failover).
+    pub max_body_bytes: usize,
+    /// Largest answer accepted from an orchestrator.
+    pub max_response_bytes: usize,
+    /// Largest admin API JSON body.
+    pub admin_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 << 20,
+            max_response_bytes: 64 << 20,
+            admin_body_bytes: 64 << 10,
+        }
+    }
+}
+
+/// Routing and upstream knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Routing {
+    /// Token refresh period per pair (jittered).
+    #[serde(with = "humantime_serde")]
+    pub token_refresh: Duration,
+    /// Token refresh period while a pair has no token or no capacity.
+    #[serde(with = "humantime_serde")]
+    pub token_retry: Duration,
+    /// Bound on one token probe.
+    #[serde(with = "humantime_serde")]
+    pub token_timeout: Duration,
+    /// How long the first request for a capability nobody has offered yet waits for probes.
+    #[serde(with = "humantime_serde")]
+    pub probe_wait: Duration,
+    /// Verify orchestrator TLS certificates (they are usually self-signed: off).
+    pub tls_verify: bool,
+    /// Bound on connect plus TLS handshake.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Upstream connections per HTTP worker.
+    pub max_connections: usize,
+    /// Bound on waiting for an actor's answer on the request path.
+    #[serde(with = "humantime_serde")]
+    pub mailbox_timeout: Duration,
+    /// How often dirty pair scores are written to the store.
+    #[serde(with = "humantime_serde")]
+    pub flush_every: Duration,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Self {
+            token_refresh: Duration::from_secs(10),
+            token_retry: Duration::from_secs(1),
+            token_timeout: Duration::from_secs(1),
+            probe_wait: Duration::from_millis(1500),
+            tls_verify: false,
+            connect_timeout: Duration::from_secs(2),
+            max_connections: 4096,
+            mailbox_timeout: Duration::from_secs(2),
+            flush_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    /// Default filter when `RUST_LOG` is unset (tracing-subscriber EnvFilter syntax).
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Public API listen address.
+    pub http_addr: String,
+    /// Admin API listen address.
+    pub admin_addr: String,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Admin bearer token (also `BYOC_GATEWAY_ADMIN_TOKEN` / `--admin-token`).
+    pub admin_token: Option<String>,
+    /// Orchestrators as go-livepeer's `-orchAddr` list.
+    pub orch_addr: Vec<String>,
+    /// Orchestrators with declared capabilities.
+    pub orchestrators: Vec<StaticOrchestrator>,
+    /// HTTP workers for the public API (0 = one per core).
+    pub workers: usize,
+    /// Bound on draining in-flight jobs at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+    /// Size limits.
+    pub limits: Limits,
+    /// Routing knobs.
+    pub routing: Routing,
+    /// Breaker knobs (all pairs).
+    pub breaker: BreakerConfig,
+    /// Policy of capabilities without an entry in `capabilities`.
+    pub default_policy: CapabilityPolicy,
+    /// Per-capability policies; the capabilities named here get pairs at start.
+    pub capabilities: BTreeMap<String, CapabilityPolicy>,
+    /// Logging.
+    pub log: Log,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_addr: "127.0.0.1:9935".into(),
+            admin_addr: "127.0.0.1:5935".into(),
+            data_dir: PathBuf::from("./data"),
+            admin_token: None,
+            orch_addr: Vec::new(),
+            orchestrators: Vec::new(),
+            workers: 0,
+            shutdown_grace: Duration::from_secs(20),
+            limits: Limits::default(),
+            routing: Routing::default(),
+            breaker: BreakerConfig::default(),
+            default_policy: CapabilityPolicy::default(),
+            capabilities: BTreeMap::new(),
+            log: Log::default(),
+        }
+    }
+}
+
+/// The checked configuration, with parsed forms of the string fields.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    /// The configuration as given.
+    pub config: Config,
+    /// Parsed public address.
+    pub http_addr: SocketAddr,
+    /// Parsed admin address.
+    pub admin_addr: SocketAddr,
+    /// Static orchestrators: normalised URL and declared capabilities (deduplicated).
+    pub orchestrators: Vec<(String, Vec<Capability>)>,
+    /// Per-capability policies.
+    pub policies: Vec<(Capability, CapabilityPolicy)>,
+}
+
+impl Config {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.into(),
+            message,
+        })
+    }
+
+    /// Parses TOML text over the defaults.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Builds the configuration from flags/env (already merged by clap) over the file over
+    /// the defaults, and validates it.
+    pub fn load(args: &RunArgs) -> Result<Validated, ConfigError> {
+        let mut cfg = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        cfg.apply(args);
+        cfg.validate()
+    }
+
+    /// Overlays the flags (and env values) that were given.
+    pub fn apply(&mut self, args: &RunArgs) {
+        if let Some(v) = &args.http_addr {
+            self.http_addr = v.clone();
+        }
+        if let Some(v) = &args.admin_addr {
+            self.admin_addr = v.clone();
+        }
+        if let Some(v) = &args.data_dir {
+            self.data_dir = v.clone();
+        }
+        if let Some(v) = &args.orch_addr {
+            self.orch_addr = v
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
+        }
+        if let Some(v) = &args.admin_token {
+            self.admin_token = Some(v.clone());
+        }
+        if let Some(v) = &args.log_format {
+            self.log.format = v.clone();
+        }
+    }
+
+    /// Checks every value and derives the parsed forms.
+    pub fn validate(self) -> Result<Validated, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let http_addr: SocketAddr = self.http_addr.parse().map_err(|e| {
+            invalid(format!(
+                "http_addr '{}' is not an IP:port address: {e}",
+                self.http_addr
+            ))
+        })?;
+        let admin_addr: SocketAddr = self.admin_addr.parse().map_err(|e| {
+            invalid(format!(
+                "admin_addr '{}' is not an IP:port address: {e}",
+                self.admin_addr
+            ))
+        })?;
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(invalid("admin_token is set but empty".into()));
+        }
+        if !admin_addr.ip().is_loopback() && self.admin_token.is_none() {
+            return Err(invalid(format!(
+                "admin_addr {admin_addr} is not a loopback address and no admin token is set; \
+                 set --admin-token or BYOC_GATEWAY_ADMIN_TOKEN, or bind the admin API to 127.0.0.1"
+            )));
+        }
+        if http_addr == admin_addr && http_addr.port() != 0 {
+            return Err(invalid(format!(
+                "http_addr and admin_addr are both {http_addr}"
+            )));
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(format!(
+                "log.format must be 'text' or 'json', not '{}'",
+                self.log.format
+            )));
+        }
+        if self.limits.max_body_bytes == 0
+            || self.limits.max_response_bytes == 0
+            || self.limits.admin_body_bytes == 0
+        {
+            return Err(invalid("limits must be positive".into()));
+        }
+        let r = &self.routing;
+        for (name, d) in [
+            ("routing.token_refresh", r.token_refresh),
+            ("routing.token_retry", r.token_retry),
+            ("routing.token_timeout", r.token_timeout),
+            ("routing.probe_wait", r.probe_wait),
+            ("routing.connect_timeout", r.connect_timeout),
+            ("routing.mailbox_timeout", r.mailbox_timeout),
+            ("routing.flush_every", r.flush_every),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(format!("{name} must be positive")));
+            }
+        }
+        self.breaker.validate().map_err(invalid)?;
+        self.default_policy
+            .validate()
+            .map_err(|e| invalid(format!("default_policy: {e}")))?;
+
+        let mut policies = Vec::new();
+        for (name, policy) in &self.capabilities {
+            let cap =
+                Capability::new(name).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
+            policy
+                .validate()
+                .map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
+            policies.push((cap, policy.clone()));
+        }
+
+        let mut orchestrators: Vec<(String, Vec<Capability>)> = Vec::new();
+        let listed = self.orch_addr.iter().map(|u| (u.as_str(), &[][..])).chain(
+            self.orchestrators
+                .iter()
+                .map(|o| (o.url.as_str(), o.capabilities.as_slice())),
+        );
+        for (raw, caps) in listed {
+            let url = normalize_url(raw).map_err(|e| invalid(format!("orchestrator: {e}")))?;
+            let mut parsed = Vec::new();
+            for c in caps {
+                let cap = Capability::new(c)
+                    .map_err(|e| invalid(format!("orchestrator {url} capability '{c}': {e}")))?;
+                if !parsed.contains(&cap) {
+                    parsed.push(cap);
+                }
+            }
+            match orchestrators.iter_mut().find(|(u, _)| *u == url) {
+                Some((_, existing)) => {
+                    for cap in parsed {
+                        if !existing.contains(&cap) {
+                            existing.push(cap);
+                        }
+                    }
+                }
+                None => orchestrators.push((url, parsed)),
+            }
+        }
+        Ok(Validated {
+            config: self,
+            http_addr,
+            admin_addr,
+            orchestrators,
+            policies,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_design() {
+        let v = Config::default().validate().expect("valid");
+        assert_eq!(v.http_addr.to_string(), "127.0.0.1:9935");
+        assert_eq!(v.admin_addr.to_string(), "127.0.0.1:5935");
+        assert_eq!(v.config.data_dir, PathBuf::from("./data"));
+    }
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let mut cfg =
+            Config::from_toml("http_addr = \"127.0.0.1:1000\"\nadmin_addr = \"127.0.0.1:1001\"\n")
+                .expect("toml");
+        assert_eq!(cfg.http_addr, "127.0.0.1:1000");
+        cfg.apply(&RunArgs {
+            http_addr: Some("127.0.0.1:2000".into()),
+            ..Default::default()
+        });
+        let v = cfg.validate().expect("valid");
+        assert_eq!(v.http_addr.port(), 2000);
+        assert_eq!(v.admin_addr.port(), 1001);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::from_toml("htp_addr = \"x\"").is_err());
+        assert!(Config::from_toml("[routing]\ntoken_refresh = \"ten\"").is_err());
+        let bad = Config {
+            http_addr: "nope".into(),
+            ..Default::default()
+        };
+        assert!(matches!(bad.validate(), Err(ConfigError::Invalid(m)) if m.contains("http_addr")));
+    }
+
+    #[test]
+    fn public_admin_without_token_is_refused() {
+        let cfg = Config {
+            admin_addr: "0.0.0.0:5935".into(),
+            ..Default::default()
+        };
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(m)) if m.contains("token")));
+        let ok = Config {
+            admin_addr: "0.0.0.0:5935".into(),
+            admin_token: Some("t".into()),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
+    }
+
+    #[test]
+    fn orchestrators_are_normalised_and_merged() {
+        let mut cfg = Config::from_toml(
+            "orch_addr = [\"1.2.3.4:8935\"]\n[[orchestrators]]\nurl = \"https://1.2.3.4:8935\"\ncapabilities = [\"depth\", \"depth\"]\n",
+        )
+        .expect("toml");
+        cfg.apply(&RunArgs::default());
+        let v = cfg.validate().expect("valid");
+        assert_eq!(v.orchestrators.len(), 1);
+        assert_eq!(v.orchestrators[0].0, "https://1.2.3.4:8935");
+        assert_eq!(v.orchestrators[0].1.len(), 1);
+        let bad = Config {
+            orch_addr: vec!["ftp://x:1".into()],
+            ..Default::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn capability_policies_are_validated() {
+        let cfg = Config::from_toml("[capabilities.\"bad name\"]\nprofile = \"chained\"\n")
+            .expect("toml");
+        assert!(cfg.validate().is_err());
+        let cfg = Config::from_toml("[capabilities.depth]\nmax_attempts = 0\n").expect("toml");
+        assert!(cfg.validate().is_err());
+        let cfg = Config::from_toml(
+            "[capabilities.depth]\nprofile = \"per-frame\"\nretry_timeout = \"12s\"\n",
+        )
+        .expect("toml");
+        assert_eq!(cfg.validate().expect("valid").policies.len(), 1);
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/gateway.toml");
+        let cfg = Config::from_file(&path).expect("example parses");
+        cfg.validate().expect("example is valid");
+    }
+}

@@ -1,0 +1,40 @@
+//! The HTTP surface: the public API (jobs, health) and the admin API (registry, pairs,
+//! supervisor, metrics). Handlers are thin: parse, one domain call, map the result through
+//! [`error::ApiError`].
+
+pub mod admin;
+pub mod error;
+pub mod public;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+
+use error::ApiError;
+
+/// Reads a request body up to `limit` bytes: a declared `Content-Length` over the limit is
+/// refused before reading anything, a chunked body as soon as it crosses the limit.
+pub async fn read_body(
+    req: &actix_web::HttpRequest,
+    mut payload: actix_web::web::Payload,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::body_too_large(limit));
+    }
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("bad-body", format!("cannot read the request body: {e}"))
+        })?;
+        if buf.len() + chunk.len() > limit {
+            return Err(ApiError::body_too_large(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}

@@ -1,0 +1,185 @@
+//! The one mapping from every failure to an HTTP status and a stable error code.
+//!
+//! Body shape: `{"error":{"code":"kebab-case","message":"...", ...}}` plus, on failed jobs,
+//! the list of attempts, and on the AI-runner paths `{"detail":{"msg":...}}` as well.
+//! Statuses follow the design: 400 bad input, 401 token, 404 unknown, 409 duplicate,
+//! 413 too large, 502 upstream failed, 503 nothing routable or overloaded, 504 retry timeout.
+
+use std::fmt;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use byoc_actors::protocol::header::HeaderError;
+use byoc_actors::route::{AttemptReport, RouteError};
+use byoc_actors::store::StoreError;
+use byoc_actors::supervisor::RegistryError;
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable kebab-case code.
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// Seconds for `Retry-After`, when known.
+    pub retry_after: Option<u64>,
+    /// Attempts made, for failed jobs.
+    pub attempts: Vec<AttemptReport>,
+}
+
+impl ApiError {
+    /// A new error.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            attempts: Vec::new(),
+        }
+    }
+
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 413.
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body-too-large",
+            format!("the request body is over the {limit}-byte limit"),
+        )
+    }
+
+    /// 401.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid 'Authorization: Bearer <token>' header is required",
+        )
+    }
+
+    /// 404 for an unknown route.
+    pub fn route_not_found(method: &str, path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no route for {method} {path}"),
+        )
+    }
+
+    /// 405.
+    pub fn method_not_allowed(allowed: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            format!("only {allowed} is allowed here"),
+        )
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if !self.attempts.is_empty() {
+            error["attempts"] = json!(self.attempts);
+        }
+        if let Some(s) = self.retry_after {
+            error["retry_after_seconds"] = json!(s);
+        }
+        json!({ "error": error })
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.code,
+            self.status.as_u16(),
+            self.message
+        )
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut resp = HttpResponse::build(self.status);
+        if let Some(s) = self.retry_after {
+            resp.insert_header((header::RETRY_AFTER, s.to_string()));
+        }
+        resp.json(self.body())
+    }
+}
+
+impl From<HeaderError> for ApiError {
+    fn from(e: HeaderError) -> Self {
+        let code = match &e {
+            HeaderError::Missing => "missing-livepeer-header",
+            HeaderError::Malformed(_) => "invalid-livepeer-header",
+            HeaderError::MissingTimeout => "missing-timeout",
+            HeaderError::TimeoutTooLong(_) => "timeout-too-long",
+            HeaderError::MissingCapability => "missing-capability",
+            HeaderError::InvalidCapability(_) => "invalid-capability",
+        };
+        Self::bad_request(code, e.to_string())
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        let status = match &e {
+            RouteError::UnknownCapability(_) => StatusCode::NOT_FOUND,
+            RouteError::NoneRoutable { .. } | RouteError::Overloaded(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            RouteError::AttemptsExhausted { .. } => StatusCode::BAD_GATEWAY,
+            RouteError::RetryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        };
+        let mut err = Self::new(status, e.code(), e.to_string());
+        err.attempts = e.attempts().to_vec();
+        err.retry_after = match &e {
+            RouteError::NoneRoutable { retry_after, .. } => Some(retry_after.unwrap_or(1)),
+            RouteError::Overloaded(_) => Some(1),
+            _ => None,
+        };
+        err
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        let (status, code) = match &e {
+            RegistryError::InvalidUrl(_) => (StatusCode::BAD_REQUEST, "invalid-url"),
+            RegistryError::InvalidCapability(..) => (StatusCode::BAD_REQUEST, "invalid-capability"),
+            RegistryError::Duplicate { .. } => (StatusCode::CONFLICT, "duplicate-orchestrator"),
+            RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "orchestrator-not-found"),
+            RegistryError::PairNotFound(..) => (StatusCode::NOT_FOUND, "pair-not-found"),
+            RegistryError::Store(StoreError::Corrupt { .. }) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "store-corrupt")
+            }
+            RegistryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
+            RegistryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "actor-unavailable"),
+        };
+        Self::new(status, code, e.to_string())
+    }
+}
+
+/// Maps an actix mailbox failure on an admin path.
+pub fn mailbox(actor: &'static str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "actor-unavailable",
+        format!("the {actor} did not answer in time"),
+    )
+}

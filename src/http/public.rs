@@ -1,0 +1,149 @@
+//! The public API: `POST /process/request/{path...}` (BYOC jobs, go-livepeer compatible),
+//! `GET /healthz`, `GET /readyz`.
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{web, HttpRequest, HttpResponse};
+use byoc_actors::protocol::header::decode_client_header;
+use byoc_actors::protocol::{
+    HEADER_BALANCE, HEADER_LIVEPEER, HEADER_METADATA, HEADER_ORCHESTRATOR_URL,
+    PROCESS_REQUEST_PREFIX,
+};
+use byoc_actors::route::{Job, Router};
+use byoc_actors::store::{Ping, Store};
+use byoc_actors::supervisor::{GetSupervisorReport, Supervisor};
+use serde_json::json;
+use tracing::Instrument as _;
+
+use super::error::ApiError;
+use super::read_body;
+
+/// Per-worker state of the public listener.
+pub struct PublicState {
+    /// The attempt loop (holds this worker's upstream client).
+    pub router: Router,
+    /// For `/readyz`.
+    pub store: Addr<Store>,
+    /// For `/readyz`.
+    pub supervisor: Addr<Supervisor>,
+    /// Largest accepted job body.
+    pub max_body_bytes: usize,
+}
+
+/// Registers the public routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/healthz").route(web::get().to(healthz)))
+        .service(web::resource("/readyz").route(web::get().to(readyz)))
+        .service(
+            web::resource("/process/request/{tail:.*}")
+                .route(web::post().to(process_request))
+                .route(
+                    web::route().to(|| async {
+                        Err::<HttpResponse, _>(ApiError::method_not_allowed("POST"))
+                    }),
+                ),
+        );
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<PublicState>) -> Result<HttpResponse, ApiError> {
+    let t = Duration::from_secs(2);
+    let store = state.store.send(Ping).timeout(t).await;
+    let supervisor = state.supervisor.send(GetSupervisorReport).timeout(t).await;
+    match (store, supervisor) {
+        (Ok(Ok(())), Ok(report)) => Ok(HttpResponse::Ok().json(json!({
+            "status": "ready",
+            "orchestrators": report.orchestrators,
+            "pair_actors": report.pair_actors,
+            "routable": report.routable,
+        }))),
+        (Ok(Err(e)), _) => Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            format!("store: {e}"),
+        )),
+        _ => Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "an actor did not answer in time",
+        )),
+    }
+}
+
+/// Returns the client's `X-Request-Id` if it is sane, or a fresh one.
+pub fn request_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("X-Request-Id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+}
+
+async fn process_request(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<PublicState>,
+) -> Result<HttpResponse, ApiError> {
+    let request_id = request_id(&req);
+    let client = decode_client_header(
+        req.headers()
+            .get(HEADER_LIVEPEER)
+            .map(HeaderValue::as_bytes),
+    )?;
+    let path = req.path();
+    debug_assert!(path.starts_with(PROCESS_REQUEST_PREFIX));
+    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let job = Job {
+        client,
+        path: path.to_string(),
+        body,
+        content_type,
+        request_id: request_id.clone(),
+    };
+    let span =
+        tracing::info_span!("job", capability = %job.client.capability, request_id = %request_id);
+    let result = state.router.run(&job).instrument(span).await;
+    let mut resp = match result {
+        Ok(reply) => {
+            let status = actix_web::http::StatusCode::from_u16(reply.status)
+                .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+            let mut b = HttpResponse::build(status);
+            if let Some(ct) = &reply.content_type {
+                b.insert_header((header::CONTENT_TYPE, ct.as_str()));
+            }
+            if let Some(v) = &reply.balance {
+                b.insert_header((HEADER_BALANCE, v.as_str()));
+            }
+            if let Some(v) = &reply.metadata {
+                b.insert_header((HEADER_METADATA, v.as_str()));
+            }
+            b.insert_header((HEADER_ORCHESTRATOR_URL, &*reply.orchestrator_url));
+            b.insert_header(("X-Gateway-Attempts", reply.attempts.to_string()));
+            b.body(reply.body)
+        }
+        Err(e) => {
+            let err = ApiError::from(e);
+            if err.status.is_server_error() {
+                tracing::error!(capability = %job.client.capability, request_id = %request_id, code = err.code,
+                    attempts = err.attempts.len(), "job failed: {}", err.message);
+            }
+            actix_web::ResponseError::error_response(&err)
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut()
+            .insert(header::HeaderName::from_static("x-request-id"), v);
+    }
+    Ok(resp)
+}

@@ -1,0 +1,62 @@
+//! Entry point: parse the command line and run the chosen subcommand.
+
+use std::process::ExitCode;
+
+use byoc_gateway::cli::{Cli, Command};
+use byoc_gateway::config::Config;
+use byoc_gateway::{app, demo, sim, telemetry};
+use clap::Parser as _;
+
+/// Exit status for an invalid configuration (sysexits `EX_CONFIG`).
+const EX_CONFIG: u8 = 78;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::CheckConfig(args)) => match Config::load(&args) {
+            Ok(v) => {
+                println!(
+                    "configuration OK: http={} admin={} data_dir={} orchestrators={} capabilities={}",
+                    v.http_addr,
+                    v.admin_addr,
+                    v.config.data_dir.display(),
+                    v.orchestrators.len(),
+                    v.policies.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("byoc-gateway: {e}");
+                ExitCode::from(EX_CONFIG)
+            }
+        },
+        Some(Command::Sim(args)) => {
+            report(actix_web::rt::System::new().block_on(sim::run_cli(args)))
+        }
+        Some(Command::Demo(args)) => report(actix_web::rt::System::new().block_on(demo::run(args))),
+    }
+}
+
+fn run(args: byoc_gateway::cli::RunArgs) -> ExitCode {
+    let v = match Config::load(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("byoc-gateway: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    telemetry::init_tracing(&v.config.log.format, &v.config.log.level);
+    report(actix_web::rt::System::new().block_on(app::run(v)))
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("byoc-gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

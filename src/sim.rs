@@ -1,0 +1,577 @@
+//! A simulated BYOC orchestrator speaking the orchestrator side of the real protocol
+//! (`GET /process/token`, `POST /process/request/...`, `POST /capability/register`), with
+//! faults that can be changed at runtime: latency, cold start, error rate, GPU out-of-memory
+//! 500s, hang, wrong content type, forced status, capacity, price.
+//!
+//! Used by the demo, the integration tests and the benchmarks; operators can run it with
+//! `byoc-gateway sim` to rehearse routing policies. Control endpoints live under `/sim/`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::StatusCode;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use byoc_actors::protocol::header::decode_job_request;
+use byoc_actors::protocol::token::decode_eth_address_header;
+use byoc_actors::protocol::{
+    HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA,
+};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Behaviour of one capability on the simulator. Every field can be changed at runtime with
+/// `POST /sim/knobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Knobs {
+    /// Time to answer a job.
+    pub latency_ms: u64,
+    /// Share of jobs answered `500 job not able to be processed`.
+    pub error_rate: f64,
+    /// Share of jobs answered `500 CUDA out of memory`.
+    pub oom_rate: f64,
+    /// Capacity reported in tokens (minus jobs in flight).
+    pub capacity: i64,
+    /// Price in wei per `pixels_per_unit`.
+    pub price_per_unit: i64,
+    /// Units the price covers.
+    pub pixels_per_unit: i64,
+    /// The first this-many jobs are cold starts.
+    pub cold_start_jobs: u64,
+    /// Extra time of a cold-start job.
+    pub cold_start_ms: u64,
+    /// Never answer jobs (the caller's timeout decides).
+    pub hang: bool,
+    /// Answer successes as `text/plain` instead of JSON.
+    pub wrong_content_type: bool,
+    /// Answer every job with this status (and `status_body`).
+    pub status: Option<u16>,
+    /// Body sent with `status`.
+    pub status_body: String,
+    /// Answer jobs 503 `No capacity available for capability` (as an orchestrator at
+    /// capacity or without the capability does).
+    pub refuse: bool,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            error_rate: 0.0,
+            oom_rate: 0.0,
+            capacity: 4,
+            price_per_unit: 0,
+            pixels_per_unit: 1,
+            cold_start_jobs: 0,
+            cold_start_ms: 0,
+            hang: false,
+            wrong_content_type: false,
+            status: None,
+            status_body: String::new(),
+            refuse: false,
+        }
+    }
+}
+
+/// Counters per capability.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapStats {
+    /// Token probes answered.
+    pub tokens: u64,
+    /// Jobs received (valid header).
+    pub jobs: u64,
+    /// Jobs answered 2xx.
+    pub ok: u64,
+    /// Jobs answered with an error status.
+    pub errors: u64,
+}
+
+#[derive(Debug)]
+struct Capability {
+    knobs: Knobs,
+    stats: CapStats,
+    inflight: Arc<AtomicI64>,
+}
+
+/// Shared state of one simulator.
+#[derive(Debug)]
+pub struct SimState {
+    /// Name echoed in answers (`"sim"` field and `X-Metadata`).
+    pub name: String,
+    /// `service_addr` advertised in tokens.
+    pub service_addr: Mutex<String>,
+    caps: Mutex<BTreeMap<String, Capability>>,
+    server: Mutex<Option<ServerHandle>>,
+}
+
+impl SimState {
+    /// Current knobs and stats of every capability.
+    pub fn report(&self) -> serde_json::Value {
+        let caps = self.caps.lock();
+        let c: BTreeMap<&String, serde_json::Value> = caps
+            .iter()
+            .map(|(k, v)| (k, json!({"knobs": v.knobs, "stats": v.stats, "inflight": v.inflight.load(Ordering::Relaxed)})))
+            .collect();
+        json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c})
+    }
+
+    /// Stats of one capability.
+    pub fn stats(&self, capability: &str) -> CapStats {
+        self.caps
+            .lock()
+            .get(capability)
+            .map(|c| c.stats.clone())
+            .unwrap_or_default()
+    }
+
+    /// Applies `patch` (a JSON object of knob fields) to one capability, or to all when
+    /// `capability` is `None`. Returns an error (and changes nothing) on an invalid patch.
+    pub fn patch(&self, capability: Option<&str>, patch: &serde_json::Value) -> Result<(), String> {
+        let Some(fields) = patch.as_object() else {
+            return Err("knobs must be a JSON object".into());
+        };
+        let mut caps = self.caps.lock();
+        let names: Vec<String> = match capability {
+            Some(c) if caps.contains_key(c) => vec![c.to_string()],
+            Some(c) => return Err(format!("capability '{c}' is not served here")),
+            None => caps.keys().cloned().collect(),
+        };
+        let mut updated = Vec::new();
+        for name in &names {
+            let mut v = serde_json::to_value(&caps[name].knobs).map_err(|e| e.to_string())?;
+            if let Some(obj) = v.as_object_mut() {
+                for (k, val) in fields {
+                    obj.insert(k.clone(), val.clone());
+                }
+            }
+            let knobs: Knobs = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            updated.push((name.clone(), knobs));
+        }
+        for (name, knobs) in updated {
+            if let Some(c) = caps.get_mut(&name) {
+                c.knobs = knobs;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets knobs of a capability (adding it if new).
+    pub fn set(&self, capability: &str, knobs: Knobs) {
+        let mut caps = self.caps.lock();
+        match caps.get_mut(capability) {
+            Some(c) => c.knobs = knobs,
+            None => {
+                caps.insert(
+                    capability.to_string(),
+                    Capability {
+                        knobs,
+                        stats: CapStats::default(),
+                        inflight: Arc::new(AtomicI64::new(0)),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Stops listening (a crash as the gateway sees it: connections refused).
+    pub async fn crash(&self) {
+        let handle = self.server.lock().take();
+        if let Some(h) = handle {
+            h.stop(false).await;
+        }
+    }
+}
+
+/// A running simulator.
+#[derive(Clone)]
+pub struct SimHandle {
+    /// Base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// Its state (knobs, stats).
+    pub state: Arc<SimState>,
+}
+
+impl SimHandle {
+    /// Stops listening: later connections are refused.
+    pub async fn stop(&self) {
+        self.state.crash().await;
+    }
+}
+
+/// Starts a simulator on `listener` serving `capabilities` with `knobs` each; must run
+/// inside an actix system.
+pub fn start(
+    name: &str,
+    listener: TcpListener,
+    capabilities: &[(&str, Knobs)],
+) -> std::io::Result<SimHandle> {
+    let addr = listener.local_addr()?;
+    let url = format!("http://{addr}");
+    let state = Arc::new(SimState {
+        name: name.to_string(),
+        service_addr: Mutex::new(url.clone()),
+        caps: Mutex::new(BTreeMap::new()),
+        server: Mutex::new(None),
+    });
+    for (cap, knobs) in capabilities {
+        state.set(cap, knobs.clone());
+    }
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)?
+        .run();
+    *state.server.lock() = Some(server.handle());
+    actix_web::rt::spawn(server);
+    Ok(SimHandle { url, state })
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(256 << 20))
+        .service(web::resource("/process/token").route(web::get().to(token)))
+        .service(web::resource("/process/request/{tail:.*}").route(web::post().to(job)))
+        .service(web::resource("/capability/register").route(web::post().to(register)))
+        .service(web::resource("/sim/state").route(web::get().to(state_report)))
+        .service(web::resource("/sim/knobs").route(web::post().to(knobs)))
+        .service(web::resource("/sim/crash").route(web::post().to(crash)));
+}
+
+fn text(status: StatusCode, body: &str) -> HttpResponse {
+    // go-livepeer answers errors with http.Error: text/plain and a trailing newline.
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(format!("{body}\n"))
+}
+
+async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let Some(cred) = header(HEADER_ETH_ADDRESS) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Must have eth address and signature on request",
+        );
+    };
+    if decode_eth_address_header(&cred).is_none() {
+        return text(StatusCode::BAD_REQUEST, "Invalid eth address header ");
+    }
+    let Some(cap) = header(HEADER_CAPABILITY).filter(|c| !c.is_empty()) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Job capabilities not provided, must provide comma separated capabilities",
+        );
+    };
+    let mut caps = state.caps.lock();
+    let (capacity, price) = match caps.get_mut(&cap) {
+        Some(c) => {
+            c.stats.tokens += 1;
+            let load = c.inflight.load(Ordering::Relaxed);
+            (
+                (c.knobs.capacity - load).max(0),
+                (c.knobs.price_per_unit, c.knobs.pixels_per_unit),
+            )
+        }
+        None => (0, (0, 1)),
+    };
+    drop(caps);
+    // Shaped like go-livepeer's offchain JobToken: zero values omitted.
+    let mut body = json!({
+        "sender_address": {"addr": "0x0000000000000000000000000000000000000000", "sig": ""},
+        "price": {"pixelsPerUnit": price.1},
+        "service_addr": *state.service_addr.lock(),
+        "LastNonce": 0,
+    });
+    if price.0 > 0 {
+        body["price"]["pricePerUnit"] = json!(price.0);
+    }
+    if capacity > 0 {
+        body["available_capacity"] = json!(capacity);
+    }
+    HttpResponse::Ok().json(body)
+}
+
+/// Decrements the in-flight count when the job ends, however it ends (including a client
+/// that hangs up on a hanging job).
+struct InflightGuard(Arc<AtomicI64>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn job(
+    req: HttpRequest,
+    body: web::Bytes,
+    tail: web::Path<String>,
+    state: web::Data<SimState>,
+) -> HttpResponse {
+    let Some(raw) = req
+        .headers()
+        .get(HEADER_LIVEPEER)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
+    };
+    let Ok(header) = decode_job_request(raw) else {
+        return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
+    };
+    if header.timeout_seconds == 0 {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "no timeout_seconds set with request, timeout_seconds is required",
+        );
+    }
+    let (knobs, inflight, nth) = {
+        let mut caps = state.caps.lock();
+        let Some(c) = caps.get_mut(&header.capability) else {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "No capacity available for capability",
+            );
+        };
+        c.stats.jobs += 1;
+        (c.knobs.clone(), c.inflight.clone(), c.stats.jobs)
+    };
+    let record = |ok: bool| {
+        if let Some(c) = state.caps.lock().get_mut(&header.capability) {
+            if ok {
+                c.stats.ok += 1;
+            } else {
+                c.stats.errors += 1;
+            }
+        }
+    };
+    if knobs.refuse {
+        record(false);
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "No capacity available for capability",
+        );
+    }
+    inflight.fetch_add(1, Ordering::Relaxed);
+    let _guard = InflightGuard(inflight);
+
+    let mut delay = Duration::from_millis(knobs.latency_ms);
+    if nth <= knobs.cold_start_jobs {
+        delay += Duration::from_millis(knobs.cold_start_ms);
+    }
+    if knobs.hang {
+        delay = Duration::from_secs(3600);
+    }
+    let deadline = Duration::from_secs(header.timeout_seconds);
+    if delay > deadline {
+        tokio::time::sleep(deadline).await;
+        record(false);
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "job not able to be processed, removing capability err=context deadline exceeded",
+        );
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(status) = knobs.status {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        record(status.is_success());
+        return text(status, &knobs.status_body);
+    }
+    let roll: f64 = rand::random();
+    if roll < knobs.oom_rate {
+        record(false);
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 23.65 GiB total capacity)",
+        );
+    }
+    if roll < knobs.oom_rate + knobs.error_rate {
+        record(false);
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "job not able to be processed, removing capability err=worker error",
+        );
+    }
+    record(true);
+    let answer = json!({
+        "sim": state.name,
+        "capability": header.capability,
+        "path": tail.into_inner(),
+        "job_id": header.id,
+        "request": header.request,
+        "parameters": header.parameters,
+        "body_bytes": body.len(),
+        "content_type": req.headers().get("content-type").and_then(|v| v.to_str().ok()),
+    });
+    let content_type = if knobs.wrong_content_type {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((HEADER_BALANCE, "1000"))
+        .insert_header((HEADER_METADATA, json!({"sim": state.name}).to_string()))
+        .body(answer.to_string())
+}
+
+/// Body of `POST /capability/register` (the fields the simulator uses; go-livepeer's body has
+/// more, which are ignored).
+#[derive(Debug, Deserialize)]
+struct Register {
+    name: String,
+    #[serde(default)]
+    capacity: Option<i64>,
+    #[serde(default)]
+    price_per_unit: Option<i64>,
+}
+
+async fn register(body: web::Json<Register>, state: web::Data<SimState>) -> HttpResponse {
+    let r = body.into_inner();
+    let knobs = Knobs {
+        capacity: r.capacity.unwrap_or(4),
+        price_per_unit: r.price_per_unit.unwrap_or(0),
+        ..Knobs::default()
+    };
+    state.set(&r.name, knobs);
+    HttpResponse::Ok().body("")
+}
+
+async fn state_report(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.report())
+}
+
+#[derive(Debug, Deserialize)]
+struct KnobQuery {
+    capability: Option<String>,
+}
+
+async fn knobs(
+    q: web::Query<KnobQuery>,
+    body: web::Json<serde_json::Value>,
+    state: web::Data<SimState>,
+) -> HttpResponse {
+    match state.patch(q.capability.as_deref(), &body) {
+        Ok(()) => HttpResponse::Ok().json(state.report()),
+        Err(e) => HttpResponse::BadRequest()
+            .json(json!({"error": {"code": "invalid-knobs", "message": e}})),
+    }
+}
+
+async fn crash(state: web::Data<SimState>) -> HttpResponse {
+    let s = state.into_inner();
+    actix_web::rt::spawn(async move { s.crash().await });
+    HttpResponse::Ok().json(json!({"crashing": true}))
+}
+
+/// `byoc-gateway sim` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimArgs {
+    /// Listen address.
+    #[arg(long, default_value = "127.0.0.1:8935")]
+    pub addr: String,
+    /// Name echoed in answers.
+    #[arg(long, default_value = "sim")]
+    pub name: String,
+    /// Capabilities served (repeat or comma separate).
+    #[arg(
+        long = "capability",
+        value_delimiter = ',',
+        default_value = "image-to-image"
+    )]
+    pub capabilities: Vec<String>,
+    /// Job latency in ms.
+    #[arg(long, default_value_t = 20)]
+    pub latency_ms: u64,
+    /// Share of jobs answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Share of jobs answered 500 CUDA out of memory.
+    #[arg(long, default_value_t = 0.0)]
+    pub oom_rate: f64,
+    /// Capacity reported in tokens.
+    #[arg(long, default_value_t = 4)]
+    pub capacity: i64,
+    /// Price per unit in wei.
+    #[arg(long, default_value_t = 0)]
+    pub price: i64,
+    /// Cold-start jobs at start.
+    #[arg(long, default_value_t = 0)]
+    pub cold_start_jobs: u64,
+    /// Extra time of a cold-start job in ms.
+    #[arg(long, default_value_t = 0)]
+    pub cold_start_ms: u64,
+}
+
+/// Runs `byoc-gateway sim` until SIGINT/SIGTERM.
+pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
+    crate::telemetry::init_tracing("text", "info");
+    let knobs = Knobs {
+        latency_ms: args.latency_ms,
+        error_rate: args.error_rate,
+        oom_rate: args.oom_rate,
+        capacity: args.capacity,
+        price_per_unit: args.price,
+        cold_start_jobs: args.cold_start_jobs,
+        cold_start_ms: args.cold_start_ms,
+        ..Knobs::default()
+    };
+    let caps: Vec<(&str, Knobs)> = args
+        .capabilities
+        .iter()
+        .map(|c| (c.as_str(), knobs.clone()))
+        .collect();
+    let listener = TcpListener::bind(&args.addr)
+        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.addr))?;
+    let sim = start(&args.name, listener, &caps)?;
+    println!(
+        "byoc-gateway sim ready url={} capabilities={}",
+        sim.url,
+        args.capabilities.join(",")
+    );
+    println!("  change faults at runtime: curl -X POST '{}/sim/knobs?capability={}' -d '{{\"error_rate\":1.0}}' -H 'Content-Type: application/json'", sim.url, args.capabilities[0]);
+    let _ = crate::app::shutdown_signal().await?;
+    sim.stop().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> SimState {
+        let s = SimState {
+            name: "t".into(),
+            service_addr: Mutex::new(String::new()),
+            caps: Mutex::new(BTreeMap::new()),
+            server: Mutex::new(None),
+        };
+        s.set("a", Knobs::default());
+        s.set("b", Knobs::default());
+        s
+    }
+
+    #[test]
+    fn patch_changes_one_or_all_and_rejects_bad_fields_atomically() {
+        let s = state();
+        s.patch(Some("a"), &json!({"error_rate": 1.0})).expect("ok");
+        assert_eq!(s.caps.lock()["a"].knobs.error_rate, 1.0);
+        assert_eq!(s.caps.lock()["b"].knobs.error_rate, 0.0);
+        s.patch(None, &json!({"latency_ms": 7})).expect("ok");
+        assert_eq!(s.caps.lock()["b"].knobs.latency_ms, 7);
+        assert!(s.patch(None, &json!({"nonsense": 1})).is_err());
+        assert!(s.patch(None, &json!({"latency_ms": "slow"})).is_err());
+        assert!(s.patch(Some("zzz"), &json!({})).is_err());
+        assert_eq!(s.caps.lock()["a"].knobs.latency_ms, 7);
+    }
+}

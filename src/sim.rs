@@ -203,15 +203,34 @@ impl SimHandle {
     }
 }
 
-/// Starts a simulator on `listener` serving `capabilities` with `knobs` each; must run
-/// inside an actix system.
+/// Starts a plain-HTTP simulator on `listener` serving `capabilities` with `knobs` each;
+/// must run inside an actix system.
 pub fn start(
     name: &str,
     listener: TcpListener,
     capabilities: &[(&str, Knobs)],
 ) -> std::io::Result<SimHandle> {
+    start_with(name, listener, capabilities, false)
+}
+
+/// Like [`start`], but serving HTTPS with a self-signed certificate generated now, as
+/// go-livepeer orchestrators do.
+pub fn start_tls(
+    name: &str,
+    listener: TcpListener,
+    capabilities: &[(&str, Knobs)],
+) -> std::io::Result<SimHandle> {
+    start_with(name, listener, capabilities, true)
+}
+
+fn start_with(
+    name: &str,
+    listener: TcpListener,
+    capabilities: &[(&str, Knobs)],
+    tls: bool,
+) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
-    let url = format!("http://{addr}");
+    let url = format!("{}://{addr}", if tls { "https" } else { "http" });
     let state = Arc::new(SimState {
         name: name.to_string(),
         service_addr: Mutex::new(url.clone()),
@@ -225,12 +244,56 @@ pub fn start(
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)?
-        .run();
+        .shutdown_timeout(1);
+    let server = if tls {
+        let acceptor =
+            self_signed_acceptor().map_err(|e| std::io::Error::other(format!("TLS setup: {e}")))?;
+        server.listen_openssl(listener, acceptor)?.run()
+    } else {
+        server.listen(listener)?.run()
+    };
     *state.server.lock() = Some(server.handle());
     actix_web::rt::spawn(server);
     Ok(SimHandle { url, state })
+}
+
+/// A TLS acceptor with a fresh self-signed P-256 certificate for `localhost`/127.0.0.1.
+fn self_signed_acceptor() -> Result<openssl::ssl::SslAcceptorBuilder, openssl::error::ErrorStack> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::ssl::{SslAcceptor, SslMethod};
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+    let key = PKey::from_ec_key(EcKey::generate(&group)?)?;
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, "byoc-gateway-sim")?;
+    let name = name.build();
+    let mut cert = X509Builder::new()?;
+    cert.set_version(2)?;
+    let serial = BigNum::from_u32(rand::random::<u32>() >> 1)?.to_asn1_integer()?;
+    cert.set_serial_number(&serial)?;
+    cert.set_subject_name(&name)?;
+    cert.set_issuer_name(&name)?;
+    cert.set_pubkey(&key)?;
+    let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
+    cert.set_not_before(&not_before)?;
+    cert.set_not_after(&not_after)?;
+    let san = SubjectAlternativeName::new()
+        .dns("localhost")
+        .ip("127.0.0.1")
+        .build(&cert.x509v3_context(None, None))?;
+    cert.append_extension(san)?;
+    cert.sign(&key, MessageDigest::sha256())?;
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+    acceptor.set_private_key(&key)?;
+    acceptor.set_certificate(&cert.build())?;
+    Ok(acceptor)
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
@@ -511,6 +574,9 @@ pub struct SimArgs {
     /// Extra time of a cold-start job in ms.
     #[arg(long, default_value_t = 0)]
     pub cold_start_ms: u64,
+    /// Serve HTTPS with a self-signed certificate generated at start (as go-livepeer does).
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// Runs `byoc-gateway sim` until SIGINT/SIGTERM.
@@ -533,7 +599,11 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         .collect();
     let listener = TcpListener::bind(&args.addr)
         .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.addr))?;
-    let sim = start(&args.name, listener, &caps)?;
+    let sim = if args.tls {
+        start_tls(&args.name, listener, &caps)?
+    } else {
+        start(&args.name, listener, &caps)?
+    };
     println!(
         "byoc-gateway sim ready url={} capabilities={}",
         sim.url,

@@ -22,30 +22,26 @@ pub fn init_tracing(format: &str, level: &str) {
     };
 }
 
-static RECORDER: OnceLock<PrometheusHandle> = OnceLock::new();
+static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once (the `metrics` facade is global) and
-/// returns its handle for `/metrics`.
+/// returns its handle for `/metrics`. Concurrent callers (tests starting several gateways)
+/// wait for the first one's installation.
 pub fn install_metrics() -> Result<PrometheusHandle, String> {
-    if let Some(h) = RECORDER.get() {
-        return Ok(h.clone());
-    }
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Suffix("_duration_seconds".into()),
-            byoc_actors::metrics::DURATION_BUCKETS,
-        )
-        .map_err(|e| e.to_string())?
-        .build_recorder();
-    let handle = recorder.handle();
-    if metrics::set_global_recorder(recorder).is_err() {
-        // Another thread won the race; use its handle.
-        return RECORDER
-            .get()
-            .cloned()
-            .ok_or_else(|| "a different metrics recorder is installed".to_string());
-    }
-    byoc_actors::metrics::describe();
-    let _ = RECORDER.set(handle.clone());
-    Ok(RECORDER.get().cloned().unwrap_or(handle))
+    RECORDER
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_duration_seconds".into()),
+                    byoc_actors::metrics::DURATION_BUCKETS,
+                )
+                .map_err(|e| e.to_string())?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder)
+                .map_err(|e| format!("a metrics recorder is already installed: {e}"))?;
+            byoc_actors::metrics::describe();
+            Ok(handle)
+        })
+        .clone()
 }

@@ -1,0 +1,119 @@
+//! The command line: check-config, invalid configuration exits before binding, flag/env
+//! precedence.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = Command::new(binary())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run binary");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_example_and_rejects_bad_files() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/gateway.toml");
+    let (code, out, _) = run(&["check-config", "--config", example], &[]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("configuration OK"), "{out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "http_addr = \"127.0.0.1:1\"\n[routing]\ntoken_refesh = \"1s\"\n",
+    )
+    .expect("write");
+    let (code, _, err) = run(
+        &["check-config", "--config", bad.to_str().expect("path")],
+        &[],
+    );
+    assert_eq!(code, Some(78));
+    assert!(
+        err.contains("token_refesh"),
+        "the message names the bad key: {err}"
+    );
+
+    let (code, _, err) = run(
+        &["check-config", "--config", "/nonexistent/gateway.toml"],
+        &[],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("cannot read config file"), "{err}");
+}
+
+#[test]
+fn invalid_config_exits_before_binding_or_opening_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (code, _, err) = run(
+        &[
+            "--admin-addr",
+            "0.0.0.0:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().expect("path"),
+        ],
+        &[("BYOC_GATEWAY_ADMIN_TOKEN", "")],
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("admin"), "{err}");
+    assert!(
+        !data.exists(),
+        "the store must not be created for an invalid config"
+    );
+    let (code, _, err) = run(
+        &[
+            "run",
+            "--orch-addr",
+            "ftp://x:1",
+            "--data-dir",
+            data.to_str().expect("path"),
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(78));
+    assert!(err.contains("ftp"), "{err}");
+    assert!(!data.exists());
+}
+
+#[test]
+fn flags_beat_env_which_beats_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("g.toml");
+    std::fs::write(&file, "http_addr = \"127.0.0.1:1111\"\nadmin_addr = \"127.0.0.1:2222\"\ndata_dir = \"/from/file\"\n").expect("write");
+    let f = file.to_str().expect("path");
+    let (code, out, err) = run(
+        &["check-config", "--config", f],
+        &[("BYOC_GATEWAY_HTTP_ADDR", "127.0.0.1:3333")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("http=127.0.0.1:3333")
+            && out.contains("admin=127.0.0.1:2222")
+            && out.contains("data_dir=/from/file"),
+        "{out}"
+    );
+    let (_, out, _) = run(
+        &[
+            "check-config",
+            "--config",
+            f,
+            "--http-addr",
+            "127.0.0.1:4444",
+        ],
+        &[("BYOC_GATEWAY_HTTP_ADDR", "127.0.0.1:3333")],
+    );
+    assert!(out.contains("http=127.0.0.1:4444"), "{out}");
+    let (_, out, _) = run(&["check-config", "--orch-addr", "a:1,b:2"], &[]);
+    assert!(out.contains("orchestrators=2"), "{out}");
+}

@@ -1,0 +1,13 @@
+//! Integration tests: real simulated orchestrators and the real gateway on port 0, a real
+//! sled store in a temp dir, real HTTP clients. No component of ours is mocked.
+
+// Harness helpers outside #[test] functions may panic: that is how a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod admin;
+mod cli;
+mod errors;
+mod persistence;
+mod routing;
+mod supervision;
+mod support;

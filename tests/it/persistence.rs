@@ -1,0 +1,190 @@
+//! Persistence across real restarts of the gateway process on the same data dir, and
+//! graceful shutdown on SIGTERM/SIGINT.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::*;
+use byoc_gateway::sim::Knobs;
+
+fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
+async fn get(c: &awc::Client, url: &str) -> Answer {
+    read(c.get(url).bearer_auth(TOKEN).send().await).await
+}
+
+#[actix_web::test]
+async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
+    let a = sim(
+        "a",
+        &[(
+            "depth",
+            Knobs {
+                latency_ms: 40,
+                ..healthy()
+            },
+        )],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let args = [
+        "run",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--admin-token",
+        TOKEN,
+    ];
+    let c = client();
+
+    let first = Process::spawn(&args);
+    let added = read(
+        c.post(format!("{}/admin/orchestrators", first.admin))
+            .bearer_auth(TOKEN)
+            .send_json(&json!({"url": a.url}))
+            .await,
+    )
+    .await;
+    assert_eq!(added.status, 201);
+    let id = added.json()["id"].as_str().expect("id").to_string();
+    for i in 0..4 {
+        let req = c
+            .post(format!("{}/process/request/depth", first.http))
+            .insert_header(("Livepeer", job_header("depth", &i.to_string())));
+        assert_eq!(read(req.send_body("{}").await).await.status, 200);
+    }
+    let before = get(&c, &format!("{}/admin/pairs?capability=depth", first.admin))
+        .await
+        .json()[0]
+        .clone();
+    assert_eq!(before["counters"]["success"], 4);
+    assert_eq!(
+        first.signal_and_wait("TERM"),
+        Some(0),
+        "graceful shutdown exits 0"
+    );
+
+    let second = Process::spawn(&args);
+    let orchs = get(&c, &format!("{}/admin/orchestrators", second.admin))
+        .await
+        .json();
+    assert_eq!(orchs.as_array().map(Vec::len), Some(1), "{orchs}");
+    assert_eq!(orchs[0]["id"], id.as_str());
+    assert_eq!(orchs[0]["url"], a.url.as_str());
+    // The learned pair state was saved at shutdown and resumed at start (no job yet).
+    let after = get(
+        &c,
+        &format!("{}/admin/pairs?capability=depth", second.admin),
+    )
+    .await
+    .json()[0]
+        .clone();
+    assert_eq!(after["counters"]["success"], 4, "{after}");
+    assert_eq!(
+        after["latency_ewma_ms"], before["latency_ewma_ms"],
+        "{after}"
+    );
+    assert_eq!(after["cold_start_ms"], before["cold_start_ms"]);
+    // And it routes.
+    let req = c
+        .post(format!("{}/process/request/depth", second.http))
+        .insert_header(("Livepeer", job_header("depth", "x")));
+    let ans = read(req.send_body("{}").await).await;
+    assert_eq!(ans.status, 200);
+    assert_eq!(ans.json()["sim"], "a");
+    assert_eq!(second.signal_and_wait("INT"), Some(0));
+}
+
+#[actix_web::test]
+async fn an_admin_change_acknowledged_before_kill_9_is_not_lost() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let args = [
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--admin-token",
+        TOKEN,
+    ];
+    let c = client();
+    let first = Process::spawn(&args);
+    let added = read(
+        c.post(format!("{}/admin/orchestrators", first.admin))
+            .bearer_auth(TOKEN)
+            .send_json(&json!({"url": "http://127.0.0.1:9", "capabilities": ["depth"]}))
+            .await,
+    )
+    .await;
+    assert_eq!(added.status, 201);
+    // No graceful shutdown: the 201 promised durability.
+    assert_eq!(first.signal_and_wait("KILL"), None);
+    let second = Process::spawn(&args);
+    let orchs = get(&c, &format!("{}/admin/orchestrators", second.admin))
+        .await
+        .json();
+    assert_eq!(orchs[0]["url"], "http://127.0.0.1:9", "{orchs}");
+    assert_eq!(orchs[0]["capabilities"], json!(["depth"]));
+}
+
+#[actix_web::test]
+async fn sigterm_drains_an_in_flight_job_before_exiting() {
+    let a = sim(
+        "a",
+        &[(
+            "depth",
+            Knobs {
+                latency_ms: 700,
+                ..healthy()
+            },
+        )],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let orch = a.url.clone();
+    let gw = Process::spawn(&[
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--orch-addr",
+        &orch,
+    ]);
+    let c = client();
+    let url = format!("{}/process/request/depth", gw.http);
+    let job = actix_web::rt::spawn(async move {
+        let req = client()
+            .post(url)
+            .insert_header(("Livepeer", job_header("depth", "slow")));
+        read(req.send_body("{}").await).await
+    });
+    // Signal once the orchestrator has the job in hand (an observable event, not a delay).
+    eventually("job in flight at the orchestrator", 250, || async {
+        (a.state.stats("depth").jobs == 1).then_some(())
+    })
+    .await;
+    let pid = gw.child.id();
+    let exit = actix_web::rt::task::spawn_blocking(move || gw.signal_and_wait("TERM"))
+        .await
+        .expect("join");
+    assert_eq!(exit, Some(0));
+    let ans = job.await.expect("job task");
+    assert_eq!(
+        ans.status, 200,
+        "the in-flight job finished during the drain (pid {pid})"
+    );
+    assert_eq!(ans.json()["sim"], "a");
+    let _ = c;
+}

@@ -1,0 +1,321 @@
+//! Test harness: simulators, an in-process gateway, a gateway subprocess, and HTTP helpers.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use byoc_actors::protocol::header::encode_client_header;
+use byoc_gateway::app::Gateway;
+use byoc_gateway::config::{Config, StaticOrchestrator};
+use byoc_gateway::sim::{self, Knobs, SimHandle};
+use serde_json::{json, Value};
+
+pub const TOKEN: &str = "test-token";
+
+/// Starts a simulator on a free loopback port.
+pub fn sim(name: &str, caps: &[(&str, Knobs)]) -> SimHandle {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind sim");
+    sim::start(name, listener, caps).expect("start sim")
+}
+
+/// Knobs with a small latency (so in-flight counts are visible) and nothing else.
+pub fn healthy() -> Knobs {
+    Knobs {
+        latency_ms: 2,
+        ..Knobs::default()
+    }
+}
+
+/// A config for tests: loopback port 0, a temp data dir, a token, fast token retries.
+pub fn config(data_dir: &Path, orchestrators: &[(&SimHandle, &[&str])]) -> Config {
+    let mut cfg = Config {
+        http_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+        admin_token: Some(TOKEN.into()),
+        workers: 2,
+        shutdown_grace: Duration::from_secs(5),
+        orchestrators: orchestrators
+            .iter()
+            .map(|(s, caps)| StaticOrchestrator {
+                url: s.url.clone(),
+                capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect(),
+        ..Config::default()
+    };
+    // Token refreshes are off the request path; make them rare so tests control when a pair
+    // learns about a change (only jobs and explicit waits move state).
+    cfg.routing.token_refresh = Duration::from_secs(60);
+    cfg.routing.token_retry = Duration::from_millis(200);
+    cfg
+}
+
+/// An in-process gateway plus an HTTP client.
+pub struct TestGateway {
+    pub gw: Gateway,
+    pub http: String,
+    pub admin: String,
+    pub client: awc::Client,
+    _dir: Option<tempfile::TempDir>,
+}
+
+/// Starts a gateway from `cfg` (its data dir is kept alive by `dir`).
+pub async fn start(cfg: Config, dir: Option<tempfile::TempDir>) -> TestGateway {
+    let v = cfg.validate().expect("valid test config");
+    let gw = Gateway::start(v).await.expect("gateway starts");
+    let http = format!("http://{}", gw.http_addr);
+    let admin = format!("http://{}", gw.admin_addr);
+    let client = awc::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .finish();
+    TestGateway {
+        gw,
+        http,
+        admin,
+        client,
+        _dir: dir,
+    }
+}
+
+/// A gateway in front of the given simulators, with a fresh temp data dir.
+pub async fn gateway(orchestrators: &[(&SimHandle, &[&str])]) -> TestGateway {
+    gateway_with(orchestrators, |_| {}).await
+}
+
+/// Like [`gateway`], with a chance to adjust the config first.
+pub async fn gateway_with(
+    orchestrators: &[(&SimHandle, &[&str])],
+    adjust: impl FnOnce(&mut Config),
+) -> TestGateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path(), orchestrators);
+    adjust(&mut cfg);
+    start(cfg, Some(dir)).await
+}
+
+/// A healthy orchestrator slower than the neutral latency a new pair starts with (100 ms):
+/// once it has answered, an untried pair looks cheaper, so selection tries that one next.
+/// This makes "the faulty orchestrator gets tried" deterministic within two jobs.
+pub fn healthy_but_slower() -> Knobs {
+    Knobs {
+        latency_ms: 150,
+        ..Knobs::default()
+    }
+}
+
+/// A `Livepeer` header for `capability`.
+pub fn job_header(capability: &str, id: &str) -> String {
+    encode_client_header(
+        &json!({"id": id, "capability": capability, "request": "{\"stream_id\":\"s\"}", "timeout_seconds": 10}),
+    )
+}
+
+/// An HTTP answer, fully read.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: awc::http::header::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
+    /// Asserts the body is the documented JSON error with `code`; returns it.
+    pub fn error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert!(
+            self.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "error must be JSON, headers {:?}",
+            self.headers
+        );
+        let v = self.json();
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{v}"
+        );
+        v
+    }
+}
+
+pub async fn read(
+    resp: Result<
+        awc::ClientResponse<
+            impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+        >,
+        awc::error::SendRequestError,
+    >,
+) -> Answer {
+    let mut resp = resp.expect("request sent");
+    let body = resp.body().limit(64 << 20).await.expect("body read");
+    Answer {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        body,
+    }
+}
+
+impl TestGateway {
+    /// Posts a job for `capability` with a JSON body.
+    pub async fn job(&self, capability: &str, id: &str) -> Answer {
+        let req = self
+            .client
+            .post(format!("{}/process/request/{capability}", self.http))
+            .insert_header(("Livepeer", job_header(capability, id)))
+            .insert_header(("Content-Type", "application/json"));
+        read(req.send_body(format!("{{\"job\":\"{id}\"}}")).await).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Answer {
+        read(
+            self.client
+                .get(format!("{}{path}", self.admin))
+                .bearer_auth(TOKEN)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Answer {
+        read(
+            self.client
+                .post(format!("{}{path}", self.admin))
+                .bearer_auth(TOKEN)
+                .send_json(&body)
+                .await,
+        )
+        .await
+    }
+
+    pub async fn admin_delete(&self, path: &str) -> Answer {
+        read(
+            self.client
+                .delete(format!("{}{path}", self.admin))
+                .bearer_auth(TOKEN)
+                .send()
+                .await,
+        )
+        .await
+    }
+
+    /// The pairs of one capability, as the admin API shows them.
+    pub async fn pairs(&self, capability: &str) -> Vec<Value> {
+        let a = self
+            .admin_get(&format!("/admin/pairs?capability={capability}"))
+            .await;
+        assert_eq!(a.status, 200);
+        a.json().as_array().cloned().unwrap_or_default()
+    }
+
+    /// The pair of `capability` on the orchestrator at `url`.
+    pub async fn pair(&self, capability: &str, url: &str) -> Value {
+        self.pairs(capability)
+            .await
+            .into_iter()
+            .find(|p| p["orchestrator_url"] == url)
+            .unwrap_or_else(|| panic!("no {capability} pair for {url}"))
+    }
+}
+
+/// Polls `check` until it returns `Some`, at most `tries` times, 20 ms apart: awaiting an
+/// observable state change (for example a restart visible in the admin API) without
+/// assuming how long it takes.
+pub async fn eventually<T, F, Fut>(what: &str, tries: usize, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    for _ in 0..tries {
+        if let Some(v) = check().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting for: {what}");
+}
+
+/// A gateway running as a separate process (for restarts, signals and exit codes).
+pub struct Process {
+    pub child: Child,
+    pub http: String,
+    pub admin: String,
+}
+
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_byoc-gateway"))
+}
+
+impl Process {
+    /// Spawns `byoc-gateway run` with `args` and waits for its ready line.
+    pub fn spawn(args: &[&str]) -> Process {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn gateway");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("byoc-gateway ready") => break line,
+                Some(Ok(_)) => continue,
+                _ => panic!("gateway exited before it was ready: {:?}", child.wait()),
+            }
+        };
+        let field = |k: &str| {
+            ready
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(|a| format!("http://{a}"))
+                .expect("address in ready line")
+        };
+        Process {
+            http: field("http="),
+            admin: field("admin="),
+            child,
+        }
+    }
+
+    /// Sends `signal` (TERM, INT, KILL) and returns the exit code (None if killed by a signal).
+    pub fn signal_and_wait(mut self, signal: &str) -> Option<i32> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        self.child.wait().expect("wait").code()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

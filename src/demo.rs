@@ -139,7 +139,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     println!("simulated orchestrators: fast={} (30 ms)  slow={} (250 ms)  broken={} (500s; depth: CUDA OOM)", fast.url, slow.url, broken.url);
     burst(&gw, &names, args.jobs).await;
-    print_curls(&gw, &args.admin_token, &broken.url);
+    print_curls(&gw, &args.admin_token, &fast.url, &broken.url);
     app::print_ready(&gw);
 
     if !args.exit {
@@ -206,7 +206,7 @@ async fn burst(gw: &Gateway, names: &BTreeMap<String, &str>, jobs: usize) {
     }
 }
 
-fn print_curls(gw: &Gateway, token: &str, broken_url: &str) {
+fn print_curls(gw: &Gateway, token: &str, fast_url: &str, broken_url: &str) {
     let h = header("image-to-image");
     let d = header("depth");
     println!(
@@ -216,8 +216,14 @@ Try it (paste into another terminal):
   # a job, routed by capability; see X-Orchestrator-Url in the answer
   curl -si http://{http}/process/request/image-to-image -H 'Livepeer: {h}' -H 'Content-Type: application/json' -d '{{"prompt":"a cat"}}'
 
-  # depth: 'broken' answers CUDA out-of-memory, the gateway fails over to 'fast'
+  # depth: 'broken' answers CUDA out-of-memory; a job that lands there fails over to 'fast',
+  # and the scorer then steers depth jobs away from 'broken' (see its counters in /admin/pairs)
   curl -si http://{http}/process/request/depth -H 'Livepeer: {d}' -d '{{}}'
+
+  # make 'fast' fail too: the next jobs fail over to 'slow' (X-Gateway-Attempts: 2) until the
+  # scorer steers away from 'fast'; its breaker opens after 5 failures in a row
+  curl -s -X POST '{fast_url}/sim/knobs?capability=image-to-image' -H 'Content-Type: application/json' -d '{{"error_rate":1.0}}'
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -D - http://{http}/process/request/image-to-image -H 'Livepeer: {h}' -d '{{}}' | grep -i -E '^x-(orchestrator-url|gateway-attempts)'; done
 
   # every pair actor with its breaker, latency, success rate, in-flight count, capacity, last error
   curl -s http://{admin}/admin/pairs -H 'Authorization: Bearer {token}'
@@ -232,8 +238,8 @@ Try it (paste into another terminal):
   curl -s http://{admin}/metrics | grep byoc_gateway_
 
   # an unknown capability answers 404 at once; a bad header answers 400
-  curl -si http://{http}/process/request/nope -H "Livepeer: $(printf '{{"capability":"nope","timeout_seconds":5}}' | base64 -w0)"
-  curl -si http://{http}/process/request/x -H 'Livepeer: not-base64!'
+  curl -si http://{http}/process/request/nope -d '{{}}' -H "Livepeer: $(printf '{{"capability":"nope","timeout_seconds":5}}' | base64 -w0)"
+  curl -si http://{http}/process/request/x -d '{{}}' -H 'Livepeer: not-base64!'
 
 Ctrl-C stops the demo."#,
         http = gw.http_addr,

@@ -160,7 +160,7 @@ impl Handler<Select> for Dispatcher {
             let v = slot.view.read();
             v.routable_at(now).ok()?;
             Some(cost(CostInputs {
-                latency_ms: v.latency_ewma_ms,
+                latency_ms: v.latency.estimate_at(now),
                 inflight: v.inflight,
                 success_rate: v.success_rate,
             }))

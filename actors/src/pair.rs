@@ -119,7 +119,10 @@ impl PairActor {
         let mut actor_offered = offered;
         let (mut cold_start_ms, mut counters, mut restarts) = (None, Counters::default(), 0);
         if let Some(r) = record {
-            latency = PeakEwma::new(r.latency_ewma_ms, settings.ewma_decay);
+            let updated = r
+                .latency_updated_unix_ms
+                .map(|ms| unix_ms_to_instant(ms, now));
+            latency = PeakEwma::restore(r.latency_ewma_ms, updated, settings.ewma_decay);
             success = SuccessRate::new(r.success_rate, 0.1);
             let open_until = r.open_until_unix_ms.map(|ms| unix_ms_to_instant(ms, now));
             breaker = Breaker::restore(
@@ -193,7 +196,7 @@ impl PairActor {
                 .and_then(|t| t.price)
                 .map_or(1, |p| p.pixels_per_unit),
             offered: self.offered,
-            latency_ewma_ms: self.latency.estimate_ms(),
+            latency: self.latency,
             success_rate: self.success.value(),
             inflight: self.leases.len() as u32,
             cold_start_ms: self.cold_start_ms,

@@ -6,7 +6,12 @@ use std::time::{Duration, Instant};
 /// Latency estimate that jumps up at once on a slow sample and decays down slowly
 /// (Finagle / tower `PeakEwma`): a pair that just got slow stops attracting traffic now,
 /// one that got fast earns it back over `decay`.
-#[derive(Debug, Clone)]
+///
+/// Read through [`PeakEwma::estimate_at`], the estimate also decays towards zero while no
+/// sample arrives (as Finagle's `getCost` does). That is what lets an idle pair, passed over
+/// after failures or slowness, be tried again now and then: without it a pair that lost every
+/// comparison once would never get the sample that shows it has recovered.
+#[derive(Debug, Clone, Copy)]
 pub struct PeakEwma {
     estimate_ms: f64,
     updated: Option<Instant>,
@@ -23,9 +28,35 @@ impl PeakEwma {
         }
     }
 
-    /// The current estimate in milliseconds.
+    /// Restores a persisted estimate whose last sample was taken at `updated`.
+    pub fn restore(estimate_ms: f64, updated: Option<Instant>, decay: Duration) -> Self {
+        Self {
+            estimate_ms: estimate_ms.max(0.0),
+            updated,
+            decay,
+        }
+    }
+
+    /// When the last sample was taken.
+    pub fn updated(&self) -> Option<Instant> {
+        self.updated
+    }
+
+    /// The estimate as of the last sample, in milliseconds (what is persisted).
     pub fn estimate_ms(&self) -> f64 {
         self.estimate_ms
+    }
+
+    /// The estimate at `now`: decayed towards zero for the time since the last sample. A pair
+    /// that never had a sample keeps its neutral initial value.
+    pub fn estimate_at(&self, now: Instant) -> f64 {
+        match self.updated {
+            Some(t) => {
+                let idle = now.saturating_duration_since(t).as_secs_f64();
+                self.estimate_ms * (-idle / self.decay.as_secs_f64().max(1e-3)).exp()
+            }
+            None => self.estimate_ms,
+        }
     }
 
     /// Folds in one sample taken at `now`.
@@ -170,6 +201,26 @@ mod tests {
         // A sample right after barely moves it.
         e.observe(10.0, t0 + Duration::from_secs(10));
         assert!((e.estimate_ms() - v).abs() < 1e-9);
+    }
+
+    #[test]
+    fn idle_estimate_decays_towards_zero_on_read() {
+        let t0 = Instant::now();
+        let mut e = PeakEwma::new(100.0, Duration::from_secs(10));
+        assert_eq!(
+            e.estimate_at(t0 + Duration::from_secs(100)),
+            100.0,
+            "no sample: neutral value kept"
+        );
+        e.observe(400.0, t0);
+        assert_eq!(e.estimate_at(t0), 400.0);
+        let later = e.estimate_at(t0 + Duration::from_secs(20));
+        assert!((later - 400.0 * (-2f64).exp()).abs() < 1e-9, "{later}");
+        assert_eq!(
+            e.estimate_ms(),
+            400.0,
+            "reading does not change the stored estimate"
+        );
     }
 
     #[test]

@@ -506,6 +506,7 @@ mod tests {
             orchestrator: o.id.clone(),
             capability: cap("depth"),
             latency_ewma_ms: 12.0,
+            latency_updated_unix_ms: None,
             success_rate: 1.0,
             breaker: crate::breaker::State::Closed,
             breaker_level: 0,

@@ -231,11 +231,14 @@ impl Supervisor {
     }
 
     /// Records of pairs whose view changed since last saved, with the generation read, so
-    /// that a change made while the write is under way keeps the pair dirty.
+    /// that a change made while the write is under way keeps the pair dirty. Pairs of
+    /// capabilities nobody has offered (probes for a client-chosen name) are never saved:
+    /// otherwise arbitrary names would grow the store.
     fn dirty_records(&self) -> (Vec<PairRecord>, Vec<(PairKey, u64)>) {
         let now = Instant::now();
         self.pairs
             .iter()
+            .filter(|(key, _)| self.registered.contains(&key.capability))
             .filter_map(|(key, entry)| {
                 let v = entry.view.read();
                 (self.saved.get(key) != Some(&v.generation) && !v.retired)

@@ -89,8 +89,12 @@ async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
         .clone();
     assert_eq!(after["counters"]["success"], 4, "{after}");
     assert_eq!(
-        after["latency_ewma_ms"], before["latency_ewma_ms"],
+        after["latency_peak_ms"], before["latency_peak_ms"],
         "{after}"
+    );
+    assert!(
+        after["latency_peak_ms"].as_f64() >= Some(40.0),
+        "learned from 40 ms jobs: {after}"
     );
     assert_eq!(after["cold_start_ms"], before["cold_start_ms"]);
     // And it routes.

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::State;
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
+use crate::score::PeakEwma;
 
 /// Identifies a pair: one orchestrator serving one capability.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -91,8 +92,8 @@ pub struct PairView {
     pub pixels_per_unit: i64,
     /// The orchestrator has offered this capability at least once (capacity > 0 or an answer).
     pub offered: bool,
-    /// Peak-EWMA latency estimate.
-    pub latency_ewma_ms: f64,
+    /// Peak-EWMA latency estimate (read it with `latency.estimate_at(now)`).
+    pub latency: PeakEwma,
     /// Decaying success rate.
     pub success_rate: f64,
     /// Calls admitted and not yet recorded.
@@ -160,7 +161,7 @@ impl PairView {
             price_per_unit: 0,
             pixels_per_unit: 1,
             offered: false,
-            latency_ewma_ms: 0.0,
+            latency: PeakEwma::new(0.0, std::time::Duration::from_secs(10)),
             success_rate: 1.0,
             inflight: 0,
             cold_start_ms: None,
@@ -216,7 +217,8 @@ impl PairView {
             },
             routable: routable.is_ok(),
             unroutable_reason: routable.err().map(Unroutable::as_str),
-            latency_ewma_ms: (self.latency_ewma_ms * 1000.0).round() / 1000.0,
+            latency_ewma_ms: (self.latency.estimate_at(now) * 1000.0).round() / 1000.0,
+            latency_peak_ms: (self.latency.estimate_ms() * 1000.0).round() / 1000.0,
             success_rate: (self.success_rate * 10_000.0).round() / 10_000.0,
             inflight: self.inflight,
             available_capacity: self.available_capacity,
@@ -237,7 +239,8 @@ impl PairView {
         PairRecord {
             orchestrator: self.key.orchestrator.clone(),
             capability: self.key.capability.clone(),
-            latency_ewma_ms: self.latency_ewma_ms,
+            latency_ewma_ms: self.latency.estimate_ms(),
+            latency_updated_unix_ms: self.latency.updated().map(|t| instant_to_unix_ms(t, now)),
             success_rate: self.success_rate,
             breaker: self.breaker,
             breaker_level: self.breaker_level,
@@ -281,8 +284,10 @@ pub struct PairReport {
     pub routable: bool,
     /// Why not, when not.
     pub unroutable_reason: Option<&'static str>,
-    /// Latency estimate.
+    /// Latency estimate now (decayed while idle; what selection uses).
     pub latency_ewma_ms: f64,
+    /// Latency estimate as of the last sample.
+    pub latency_peak_ms: f64,
     /// Success rate.
     pub success_rate: f64,
     /// In flight.
@@ -316,8 +321,11 @@ pub struct PairRecord {
     pub orchestrator: OrchestratorId,
     /// Capability.
     pub capability: Capability,
-    /// Latency estimate.
+    /// Latency estimate as of its last sample.
     pub latency_ewma_ms: f64,
+    /// When that sample was taken (Unix ms), so idle decay continues across restarts.
+    #[serde(default)]
+    pub latency_updated_unix_ms: Option<u64>,
     /// Success rate.
     pub success_rate: f64,
     /// Breaker state.

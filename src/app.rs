@@ -14,6 +14,7 @@ use actix::prelude::*;
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
+use byoc_actors::budget::RetryBudgets;
 use byoc_actors::dispatcher::Dispatcher;
 use byoc_actors::pair::PairSettings;
 use byoc_actors::policy::PolicyBook;
@@ -67,9 +68,7 @@ impl Gateway {
             .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
         let store = SyncArbiter::start(1, move || db.clone());
         let snapshot = store
-            .send(ReconcileConfig {
-                entries: v.orchestrators.clone(),
-            })
+            .send(ReconcileConfig { entries: v.orchestrators.clone() })
             .await
             .context("store actor")?
             .context("cannot reconcile configured orchestrators with the store")?;
@@ -93,14 +92,21 @@ impl Gateway {
             token_refresh: cfg.routing.token_refresh,
             token_retry: cfg.routing.token_retry,
             token_timeout: cfg.routing.token_timeout,
-            breaker: cfg.breaker.clone(),
             signer: signer.clone(),
             ..PairSettings::default()
         });
-        let policies = PolicyBook::new(
-            cfg.default_policy.clone(),
-            v.policies.iter().cloned().collect(),
-        );
+        // Policies: the config file's, then those set through the admin API (persisted),
+        // which win: they are the operator's most recent word.
+        let mut per_capability: std::collections::HashMap<_, _> = v.policies.iter().cloned().collect();
+        for (cap, policy) in &snapshot.policies {
+            if per_capability.contains_key(cap) {
+                tracing::info!(capability = %cap, "policy set through the admin API overrides the config file's");
+            }
+            per_capability.insert(cap.clone(), policy.clone());
+        }
+        let eager: Vec<_> = per_capability.keys().cloned().collect();
+        let policies = PolicyBook::new(cfg.breaker.clone(), cfg.default_policy.clone(), per_capability);
+        let budgets = RetryBudgets::default();
 
         let dispatcher = Dispatcher::new(65_536).start();
         let supervisor = Supervisor::new(SupervisorInit {
@@ -109,32 +115,25 @@ impl Gateway {
             store: store.clone(),
             dispatcher: dispatcher.clone(),
             snapshot,
-            eager: v.policies.iter().map(|(c, _)| c.clone()).collect(),
+            eager,
             probe_wait: cfg.routing.probe_wait,
             flush_every: cfg.routing.flush_every,
+            policies: policies.clone(),
         })
         .context("supervisor")?
         .start();
 
-        let public_listener = TcpListener::bind(v.http_addr)
-            .with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
-        let admin_listener = TcpListener::bind(v.admin_addr)
-            .with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
+        let public_listener =
+            TcpListener::bind(v.http_addr).with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
+        let admin_listener =
+            TcpListener::bind(v.admin_addr).with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
         let http_addr = public_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 
-        let workers = if cfg.workers == 0 {
-            std::thread::available_parallelism().map_or(2, |n| n.get())
-        } else {
-            cfg.workers
-        };
+        let workers =
+            if cfg.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.workers };
         let grace = cfg.shutdown_grace;
-        let (d, s, st, pol) = (
-            dispatcher.clone(),
-            supervisor.clone(),
-            store.clone(),
-            policies.clone(),
-        );
+        let (d, s, st, pol) = (dispatcher.clone(), supervisor.clone(), store.clone(), policies.clone());
         let (max_body, max_resp, mailbox_timeout, probe_wait) = (
             cfg.limits.max_body_bytes,
             cfg.limits.max_response_bytes,
@@ -155,6 +154,7 @@ impl Gateway {
                 max_response_bytes: max_resp,
                 mailbox_timeout,
                 probe_wait,
+                budgets: budgets.clone(),
             };
             App::new()
                 .app_data(web::Data::new(PublicState {
@@ -174,7 +174,6 @@ impl Gateway {
 
         let admin_state = web::Data::new(AdminState {
             supervisor: supervisor.clone(),
-            policies,
             metrics,
             token: cfg.admin_token.as_deref().map(Arc::from),
         });
@@ -210,23 +209,12 @@ impl Gateway {
     /// Graceful stop: stop accepting and drain in-flight jobs (bounded by the grace period),
     /// stop the admin listener, write dirty scores, flush the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        tracing::info!(
-            grace_s = self.grace.as_secs(),
-            "shutting down: draining in-flight jobs"
-        );
-        if tokio::time::timeout(self.grace + Duration::from_secs(1), self.public.stop(true))
-            .await
-            .is_err()
-        {
+        tracing::info!(grace_s = self.grace.as_secs(), "shutting down: draining in-flight jobs");
+        if tokio::time::timeout(self.grace + Duration::from_secs(1), self.public.stop(true)).await.is_err() {
             tracing::warn!("drain did not finish within the grace period");
         }
         self.admin.stop(true).await;
-        match self
-            .supervisor
-            .send(FlushScores)
-            .timeout(Duration::from_secs(10))
-            .await
-        {
+        match self.supervisor.send(FlushScores).timeout(Duration::from_secs(10)).await {
             Ok(Ok(n)) => tracing::info!(pairs = n, "pair scores saved"),
             Ok(Err(e)) => tracing::warn!(error = %e, "saving pair scores at shutdown failed"),
             Err(e) => tracing::warn!(error = %e, "supervisor did not answer at shutdown"),
@@ -266,10 +254,6 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
 pub fn print_ready(gw: &Gateway) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "byoc-gateway ready http={} admin={}",
-        gw.http_addr, gw.admin_addr
-    );
+    let _ = writeln!(out, "byoc-gateway ready http={} admin={}", gw.http_addr, gw.admin_addr);
     let _ = out.flush();
 }

@@ -10,12 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// byoc-gateway: routes Livepeer BYOC jobs by capability to the healthiest orchestrator.
 #[derive(Debug, Parser)]
-#[command(
-    name = "byoc-gateway",
-    version,
-    about,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "byoc-gateway", version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do (default: run).
     #[command(subcommand)]
@@ -54,20 +49,10 @@ pub struct RunArgs {
     #[arg(long, env = "BYOC_GATEWAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
     /// Orchestrators, comma separated, like go-livepeer's -orchAddr (host:port means https).
-    #[arg(
-        long,
-        env = "BYOC_GATEWAY_ORCH_ADDR",
-        value_name = "URL[,URL...]",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "BYOC_GATEWAY_ORCH_ADDR", value_name = "URL[,URL...]", value_delimiter = ',')]
     pub orch_addr: Option<Vec<String>>,
     /// Bearer token required on the admin API.
-    #[arg(
-        long,
-        env = "BYOC_GATEWAY_ADMIN_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "BYOC_GATEWAY_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Log format: text or json [default: text].
     #[arg(long, env = "BYOC_GATEWAY_LOG_FORMAT", value_name = "FORMAT")]

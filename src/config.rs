@@ -66,11 +66,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_body_bytes: 64 << 20,
-            max_response_bytes: 64 << 20,
-            admin_body_bytes: 64 << 10,
-        }
+        Self { max_body_bytes: 64 << 20, max_response_bytes: 64 << 20, admin_body_bytes: 64 << 10 }
     }
 }
 
@@ -133,10 +129,7 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Self {
-            format: "text".into(),
-            level: "info".into(),
-        }
+        Self { format: "text".into(), level: "info".into() }
     }
 }
 
@@ -214,14 +207,8 @@ pub struct Validated {
 impl Config {
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
-            path: path.into(),
-            message,
-        })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.into(), message })
     }
 
     /// Parses TOML text over the defaults.
@@ -252,11 +239,7 @@ impl Config {
             self.data_dir = v.clone();
         }
         if let Some(v) = &args.orch_addr {
-            self.orch_addr = v
-                .iter()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect();
+            self.orch_addr = v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         }
         if let Some(v) = &args.admin_token {
             self.admin_token = Some(v.clone());
@@ -269,23 +252,15 @@ impl Config {
     /// Checks every value and derives the parsed forms.
     pub fn validate(self) -> Result<Validated, ConfigError> {
         let invalid = |m: String| ConfigError::Invalid(m);
-        let http_addr: SocketAddr = self.http_addr.parse().map_err(|e| {
-            invalid(format!(
-                "http_addr '{}' is not an IP:port address: {e}",
-                self.http_addr
-            ))
-        })?;
-        let admin_addr: SocketAddr = self.admin_addr.parse().map_err(|e| {
-            invalid(format!(
-                "admin_addr '{}' is not an IP:port address: {e}",
-                self.admin_addr
-            ))
-        })?;
-        if self
-            .admin_token
-            .as_deref()
-            .is_some_and(|t| t.trim().is_empty())
-        {
+        let http_addr: SocketAddr = self
+            .http_addr
+            .parse()
+            .map_err(|e| invalid(format!("http_addr '{}' is not an IP:port address: {e}", self.http_addr)))?;
+        let admin_addr: SocketAddr = self
+            .admin_addr
+            .parse()
+            .map_err(|e| invalid(format!("admin_addr '{}' is not an IP:port address: {e}", self.admin_addr)))?;
+        if self.admin_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(invalid("admin_token is set but empty".into()));
         }
         if !admin_addr.ip().is_loopback() && self.admin_token.is_none() {
@@ -295,20 +270,12 @@ impl Config {
             )));
         }
         if http_addr == admin_addr && http_addr.port() != 0 {
-            return Err(invalid(format!(
-                "http_addr and admin_addr are both {http_addr}"
-            )));
+            return Err(invalid(format!("http_addr and admin_addr are both {http_addr}")));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid(format!(
-                "log.format must be 'text' or 'json', not '{}'",
-                self.log.format
-            )));
+            return Err(invalid(format!("log.format must be 'text' or 'json', not '{}'", self.log.format)));
         }
-        if self.limits.max_body_bytes == 0
-            || self.limits.max_response_bytes == 0
-            || self.limits.admin_body_bytes == 0
-        {
+        if self.limits.max_body_bytes == 0 || self.limits.max_response_bytes == 0 || self.limits.admin_body_bytes == 0 {
             return Err(invalid("limits must be positive".into()));
         }
         let r = &self.routing;
@@ -326,32 +293,27 @@ impl Config {
             }
         }
         self.breaker.validate().map_err(invalid)?;
-        self.default_policy
-            .validate()
-            .map_err(|e| invalid(format!("default_policy: {e}")))?;
+        self.default_policy.validate().map_err(|e| invalid(format!("default_policy: {e}")))?;
 
         let mut policies = Vec::new();
         for (name, policy) in &self.capabilities {
-            let cap =
-                Capability::new(name).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
-            policy
-                .validate()
-                .map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
+            let cap = Capability::new(name).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
+            policy.validate().map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
             policies.push((cap, policy.clone()));
         }
 
         let mut orchestrators: Vec<(String, Vec<Capability>)> = Vec::new();
-        let listed = self.orch_addr.iter().map(|u| (u.as_str(), &[][..])).chain(
-            self.orchestrators
-                .iter()
-                .map(|o| (o.url.as_str(), o.capabilities.as_slice())),
-        );
+        let listed = self
+            .orch_addr
+            .iter()
+            .map(|u| (u.as_str(), &[][..]))
+            .chain(self.orchestrators.iter().map(|o| (o.url.as_str(), o.capabilities.as_slice())));
         for (raw, caps) in listed {
             let url = normalize_url(raw).map_err(|e| invalid(format!("orchestrator: {e}")))?;
             let mut parsed = Vec::new();
             for c in caps {
-                let cap = Capability::new(c)
-                    .map_err(|e| invalid(format!("orchestrator {url} capability '{c}': {e}")))?;
+                let cap =
+                    Capability::new(c).map_err(|e| invalid(format!("orchestrator {url} capability '{c}': {e}")))?;
                 if !parsed.contains(&cap) {
                     parsed.push(cap);
                 }
@@ -367,13 +329,7 @@ impl Config {
                 None => orchestrators.push((url, parsed)),
             }
         }
-        Ok(Validated {
-            config: self,
-            http_addr,
-            admin_addr,
-            orchestrators,
-            policies,
-        })
+        Ok(Validated { config: self, http_addr, admin_addr, orchestrators, policies })
     }
 }
 
@@ -392,13 +348,9 @@ mod tests {
     #[test]
     fn flags_override_file_which_overrides_defaults() {
         let mut cfg =
-            Config::from_toml("http_addr = \"127.0.0.1:1000\"\nadmin_addr = \"127.0.0.1:1001\"\n")
-                .expect("toml");
+            Config::from_toml("http_addr = \"127.0.0.1:1000\"\nadmin_addr = \"127.0.0.1:1001\"\n").expect("toml");
         assert_eq!(cfg.http_addr, "127.0.0.1:1000");
-        cfg.apply(&RunArgs {
-            http_addr: Some("127.0.0.1:2000".into()),
-            ..Default::default()
-        });
+        cfg.apply(&RunArgs { http_addr: Some("127.0.0.1:2000".into()), ..Default::default() });
         let v = cfg.validate().expect("valid");
         assert_eq!(v.http_addr.port(), 2000);
         assert_eq!(v.admin_addr.port(), 1001);
@@ -408,25 +360,15 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(Config::from_toml("htp_addr = \"x\"").is_err());
         assert!(Config::from_toml("[routing]\ntoken_refresh = \"ten\"").is_err());
-        let bad = Config {
-            http_addr: "nope".into(),
-            ..Default::default()
-        };
+        let bad = Config { http_addr: "nope".into(), ..Default::default() };
         assert!(matches!(bad.validate(), Err(ConfigError::Invalid(m)) if m.contains("http_addr")));
     }
 
     #[test]
     fn public_admin_without_token_is_refused() {
-        let cfg = Config {
-            admin_addr: "0.0.0.0:5935".into(),
-            ..Default::default()
-        };
+        let cfg = Config { admin_addr: "0.0.0.0:5935".into(), ..Default::default() };
         assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(m)) if m.contains("token")));
-        let ok = Config {
-            admin_addr: "0.0.0.0:5935".into(),
-            admin_token: Some("t".into()),
-            ..Default::default()
-        };
+        let ok = Config { admin_addr: "0.0.0.0:5935".into(), admin_token: Some("t".into()), ..Default::default() };
         assert!(ok.validate().is_ok());
     }
 
@@ -441,24 +383,18 @@ mod tests {
         assert_eq!(v.orchestrators.len(), 1);
         assert_eq!(v.orchestrators[0].0, "https://1.2.3.4:8935");
         assert_eq!(v.orchestrators[0].1.len(), 1);
-        let bad = Config {
-            orch_addr: vec!["ftp://x:1".into()],
-            ..Default::default()
-        };
+        let bad = Config { orch_addr: vec!["ftp://x:1".into()], ..Default::default() };
         assert!(bad.validate().is_err());
     }
 
     #[test]
     fn capability_policies_are_validated() {
-        let cfg = Config::from_toml("[capabilities.\"bad name\"]\nprofile = \"chained\"\n")
-            .expect("toml");
+        let cfg = Config::from_toml("[capabilities.\"bad name\"]\nprofile = \"chained\"\n").expect("toml");
         assert!(cfg.validate().is_err());
         let cfg = Config::from_toml("[capabilities.depth]\nmax_attempts = 0\n").expect("toml");
         assert!(cfg.validate().is_err());
-        let cfg = Config::from_toml(
-            "[capabilities.depth]\nprofile = \"per-frame\"\nretry_timeout = \"12s\"\n",
-        )
-        .expect("toml");
+        let cfg = Config::from_toml("[capabilities.depth]\nprofile = \"per-frame\"\nretry_timeout = \"12s\"\n")
+            .expect("toml");
         assert_eq!(cfg.validate().expect("valid").policies.len(), 1);
     }
 

@@ -51,52 +51,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "fast",
         bind()?,
         &[
-            (
-                "image-to-image",
-                Knobs {
-                    latency_ms: 30,
-                    ..Knobs::default()
-                },
-            ),
-            (
-                "depth",
-                Knobs {
-                    latency_ms: 15,
-                    ..Knobs::default()
-                },
-            ),
+            ("image-to-image", Knobs { latency_ms: 30, ..Knobs::default() }),
+            ("depth", Knobs { latency_ms: 15, ..Knobs::default() }),
         ],
     )?;
-    let slow = sim::start(
-        "slow",
-        bind()?,
-        &[(
-            "image-to-image",
-            Knobs {
-                latency_ms: 250,
-                ..Knobs::default()
-            },
-        )],
-    )?;
+    let slow = sim::start("slow", bind()?, &[("image-to-image", Knobs { latency_ms: 250, ..Knobs::default() })])?;
     let broken = sim::start(
         "broken",
         bind()?,
         &[
-            (
-                "image-to-image",
-                Knobs {
-                    error_rate: 1.0,
-                    latency_ms: 5,
-                    ..Knobs::default()
-                },
-            ),
-            (
-                "depth",
-                Knobs {
-                    oom_rate: 1.0,
-                    ..Knobs::default()
-                },
-            ),
+            ("image-to-image", Knobs { error_rate: 1.0, latency_ms: 5, ..Knobs::default() }),
+            ("depth", Knobs { oom_rate: 1.0, ..Knobs::default() }),
         ],
     )?;
     let (temp, data_dir) = match &args.data_dir {
@@ -125,19 +90,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ..Config::default()
     };
     let gw = Gateway::start(cfg.validate()?).await?;
-    let names: BTreeMap<String, &str> = [
-        (fast.url.clone(), "fast"),
-        (slow.url.clone(), "slow"),
-        (broken.url.clone(), "broken"),
-    ]
-    .into_iter()
-    .collect();
+    let names: BTreeMap<String, &str> =
+        [(fast.url.clone(), "fast"), (slow.url.clone(), "slow"), (broken.url.clone(), "broken")].into_iter().collect();
 
+    println!("byoc-gateway demo: gateway http://{} admin http://{}", gw.http_addr, gw.admin_addr);
     println!(
-        "byoc-gateway demo: gateway http://{} admin http://{}",
-        gw.http_addr, gw.admin_addr
+        "simulated orchestrators: fast={} (30 ms)  slow={} (250 ms)  broken={} (500s; depth: CUDA OOM)",
+        fast.url, slow.url, broken.url
     );
-    println!("simulated orchestrators: fast={} (30 ms)  slow={} (250 ms)  broken={} (500s; depth: CUDA OOM)", fast.url, slow.url, broken.url);
     burst(&gw, &names, args.jobs).await;
     print_curls(&gw, &args.admin_token, &fast.url, &broken.url);
     app::print_ready(&gw);
@@ -156,9 +116,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 }
 
 async fn burst(gw: &Gateway, names: &BTreeMap<String, &str>, jobs: usize) {
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
     let url = format!("http://{}/process/request/image-to-image", gw.http_addr);
     let mut by_orch: BTreeMap<String, usize> = BTreeMap::new();
     let mut failovers = 0;
@@ -172,19 +130,10 @@ async fn burst(gw: &Gateway, names: &BTreeMap<String, &str>, jobs: usize) {
             .await;
         match res {
             Ok(resp) if resp.status().is_success() => {
-                let orch = resp
-                    .headers()
-                    .get("X-Orchestrator-Url")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("?");
-                *by_orch
-                    .entry(names.get(orch).copied().unwrap_or(orch).to_string())
-                    .or_default() += 1;
-                let attempts: u32 = resp
-                    .headers()
-                    .get("X-Gateway-Attempts")
-                    .and_then(|v| v.to_str().ok()?.parse().ok())
-                    .unwrap_or(1);
+                let orch = resp.headers().get("X-Orchestrator-Url").and_then(|v| v.to_str().ok()).unwrap_or("?");
+                *by_orch.entry(names.get(orch).copied().unwrap_or(orch).to_string()).or_default() += 1;
+                let attempts: u32 =
+                    resp.headers().get("X-Gateway-Attempts").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1);
                 failovers += attempts.saturating_sub(1);
             }
             _ => errors += 1,
@@ -192,16 +141,18 @@ async fn burst(gw: &Gateway, names: &BTreeMap<String, &str>, jobs: usize) {
     }
     println!("\nsent {jobs} image-to-image jobs: answered by {by_orch:?}, {failovers} failed over, {errors} errors");
     println!("pair actors now (from /admin/pairs):");
-    let pairs = gw
-        .supervisor
-        .send(ListPairs::default())
-        .await
-        .unwrap_or_default();
+    let pairs = gw.supervisor.send(ListPairs::default()).await.unwrap_or_default();
     for p in pairs {
         let name = names.get(&p.orchestrator_url).copied().unwrap_or("?");
         println!(
             "  {name:<7} {:<15} breaker={:<9} routable={:<5} latency_ewma={:>7.1} ms  success_rate={:.2}  ok={} 5xx={}",
-            p.capability, p.breaker.state, p.routable, p.latency_ewma_ms, p.success_rate, p.counters.success, p.counters.http_5xx
+            p.capability,
+            p.breaker.state,
+            p.routable,
+            p.latency_ewma_ms,
+            p.success_rate,
+            p.counters.success,
+            p.counters.http_5xx
         );
     }
 }

@@ -28,9 +28,8 @@ pub async fn read_body(
     }
     let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("bad-body", format!("cannot read the request body: {e}"))
-        })?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request("bad-body", format!("cannot read the request body: {e}")))?;
         if buf.len() + chunk.len() > limit {
             return Err(ApiError::body_too_large(limit));
         }

@@ -32,9 +32,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
-        Some(Command::Sim(args)) => {
-            report(actix_web::rt::System::new().block_on(sim::run_cli(args)))
-        }
+        Some(Command::Sim(args)) => report(actix_web::rt::System::new().block_on(sim::run_cli(args))),
         Some(Command::Demo(args)) => report(actix_web::rt::System::new().block_on(demo::run(args))),
     }
 }

@@ -17,9 +17,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use byoc_actors::protocol::header::decode_job_request;
 use byoc_actors::protocol::token::decode_eth_address_header;
-use byoc_actors::protocol::{
-    HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA,
-};
+use byoc_actors::protocol::{HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -115,18 +113,16 @@ impl SimState {
         let caps = self.caps.lock();
         let c: BTreeMap<&String, serde_json::Value> = caps
             .iter()
-            .map(|(k, v)| (k, json!({"knobs": v.knobs, "stats": v.stats, "inflight": v.inflight.load(Ordering::Relaxed)})))
+            .map(|(k, v)| {
+                (k, json!({"knobs": v.knobs, "stats": v.stats, "inflight": v.inflight.load(Ordering::Relaxed)}))
+            })
             .collect();
         json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c})
     }
 
     /// Stats of one capability.
     pub fn stats(&self, capability: &str) -> CapStats {
-        self.caps
-            .lock()
-            .get(capability)
-            .map(|c| c.stats.clone())
-            .unwrap_or_default()
+        self.caps.lock().get(capability).map(|c| c.stats.clone()).unwrap_or_default()
     }
 
     /// Applies `patch` (a JSON object of knob fields) to one capability, or to all when
@@ -168,11 +164,7 @@ impl SimState {
             None => {
                 caps.insert(
                     capability.to_string(),
-                    Capability {
-                        knobs,
-                        stats: CapStats::default(),
-                        inflight: Arc::new(AtomicI64::new(0)),
-                    },
+                    Capability { knobs, stats: CapStats::default(), inflight: Arc::new(AtomicI64::new(0)) },
                 );
             }
         }
@@ -205,21 +197,13 @@ impl SimHandle {
 
 /// Starts a plain-HTTP simulator on `listener` serving `capabilities` with `knobs` each;
 /// must run inside an actix system.
-pub fn start(
-    name: &str,
-    listener: TcpListener,
-    capabilities: &[(&str, Knobs)],
-) -> std::io::Result<SimHandle> {
+pub fn start(name: &str, listener: TcpListener, capabilities: &[(&str, Knobs)]) -> std::io::Result<SimHandle> {
     start_with(name, listener, capabilities, false)
 }
 
 /// Like [`start`], but serving HTTPS with a self-signed certificate generated now, as
 /// go-livepeer orchestrators do.
-pub fn start_tls(
-    name: &str,
-    listener: TcpListener,
-    capabilities: &[(&str, Knobs)],
-) -> std::io::Result<SimHandle> {
+pub fn start_tls(name: &str, listener: TcpListener, capabilities: &[(&str, Knobs)]) -> std::io::Result<SimHandle> {
     start_with(name, listener, capabilities, true)
 }
 
@@ -246,8 +230,7 @@ fn start_with(
         .disable_signals()
         .shutdown_timeout(1);
     let server = if tls {
-        let acceptor =
-            self_signed_acceptor().map_err(|e| std::io::Error::other(format!("TLS setup: {e}")))?;
+        let acceptor = self_signed_acceptor().map_err(|e| std::io::Error::other(format!("TLS setup: {e}")))?;
         server.listen_openssl(listener, acceptor)?.run()
     } else {
         server.listen(listener)?.run()
@@ -284,10 +267,7 @@ fn self_signed_acceptor() -> Result<openssl::ssl::SslAcceptorBuilder, openssl::e
     let (not_before, not_after) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
     cert.set_not_before(&not_before)?;
     cert.set_not_after(&not_after)?;
-    let san = SubjectAlternativeName::new()
-        .dns("localhost")
-        .ip("127.0.0.1")
-        .build(&cert.x509v3_context(None, None))?;
+    let san = SubjectAlternativeName::new().dns("localhost").ip("127.0.0.1").build(&cert.x509v3_context(None, None))?;
     cert.append_extension(san)?;
     cert.sign(&key, MessageDigest::sha256())?;
     let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
@@ -308,23 +288,13 @@ fn routes(cfg: &mut web::ServiceConfig) {
 
 fn text(status: StatusCode, body: &str) -> HttpResponse {
     // go-livepeer answers errors with http.Error: text/plain and a trailing newline.
-    HttpResponse::build(status)
-        .content_type("text/plain; charset=utf-8")
-        .body(format!("{body}\n"))
+    HttpResponse::build(status).content_type("text/plain; charset=utf-8").body(format!("{body}\n"))
 }
 
 async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
-    let header = |n: &str| {
-        req.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
     let Some(cred) = header(HEADER_ETH_ADDRESS) else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "Must have eth address and signature on request",
-        );
+        return text(StatusCode::BAD_REQUEST, "Must have eth address and signature on request");
     };
     if decode_eth_address_header(&cred).is_none() {
         return text(StatusCode::BAD_REQUEST, "Invalid eth address header ");
@@ -340,10 +310,7 @@ async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
         Some(c) => {
             c.stats.tokens += 1;
             let load = c.inflight.load(Ordering::Relaxed);
-            (
-                (c.knobs.capacity - load).max(0),
-                (c.knobs.price_per_unit, c.knobs.pixels_per_unit),
-            )
+            ((c.knobs.capacity - load).max(0), (c.knobs.price_per_unit, c.knobs.pixels_per_unit))
         }
         None => (0, (0, 1)),
     };
@@ -374,35 +341,20 @@ impl Drop for InflightGuard {
     }
 }
 
-async fn job(
-    req: HttpRequest,
-    body: web::Bytes,
-    tail: web::Path<String>,
-    state: web::Data<SimState>,
-) -> HttpResponse {
-    let Some(raw) = req
-        .headers()
-        .get(HEADER_LIVEPEER)
-        .and_then(|v| v.to_str().ok())
-    else {
+async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state: web::Data<SimState>) -> HttpResponse {
+    let Some(raw) = req.headers().get(HEADER_LIVEPEER).and_then(|v| v.to_str().ok()) else {
         return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
     };
     let Ok(header) = decode_job_request(raw) else {
         return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
     };
     if header.timeout_seconds == 0 {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "no timeout_seconds set with request, timeout_seconds is required",
-        );
+        return text(StatusCode::BAD_REQUEST, "no timeout_seconds set with request, timeout_seconds is required");
     }
     let (knobs, inflight, nth) = {
         let mut caps = state.caps.lock();
         let Some(c) = caps.get_mut(&header.capability) else {
-            return text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "No capacity available for capability",
-            );
+            return text(StatusCode::SERVICE_UNAVAILABLE, "No capacity available for capability");
         };
         c.stats.jobs += 1;
         (c.knobs.clone(), c.inflight.clone(), c.stats.jobs)
@@ -418,10 +370,7 @@ async fn job(
     };
     if knobs.refuse {
         record(false);
-        return text(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "No capacity available for capability",
-        );
+        return text(StatusCode::SERVICE_UNAVAILABLE, "No capacity available for capability");
     }
     inflight.fetch_add(1, Ordering::Relaxed);
     let _guard = InflightGuard(inflight);
@@ -476,11 +425,7 @@ async fn job(
         "body_bytes": body.len(),
         "content_type": req.headers().get("content-type").and_then(|v| v.to_str().ok()),
     });
-    let content_type = if knobs.wrong_content_type {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/json"
-    };
+    let content_type = if knobs.wrong_content_type { "text/plain; charset=utf-8" } else { "application/json" };
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((HEADER_BALANCE, "1000"))
@@ -501,11 +446,8 @@ struct Register {
 
 async fn register(body: web::Json<Register>, state: web::Data<SimState>) -> HttpResponse {
     let r = body.into_inner();
-    let knobs = Knobs {
-        capacity: r.capacity.unwrap_or(4),
-        price_per_unit: r.price_per_unit.unwrap_or(0),
-        ..Knobs::default()
-    };
+    let knobs =
+        Knobs { capacity: r.capacity.unwrap_or(4), price_per_unit: r.price_per_unit.unwrap_or(0), ..Knobs::default() };
     state.set(&r.name, knobs);
     HttpResponse::Ok().body("")
 }
@@ -526,8 +468,7 @@ async fn knobs(
 ) -> HttpResponse {
     match state.patch(q.capability.as_deref(), &body) {
         Ok(()) => HttpResponse::Ok().json(state.report()),
-        Err(e) => HttpResponse::BadRequest()
-            .json(json!({"error": {"code": "invalid-knobs", "message": e}})),
+        Err(e) => HttpResponse::BadRequest().json(json!({"error": {"code": "invalid-knobs", "message": e}})),
     }
 }
 
@@ -547,11 +488,7 @@ pub struct SimArgs {
     #[arg(long, default_value = "sim")]
     pub name: String,
     /// Capabilities served (repeat or comma separate).
-    #[arg(
-        long = "capability",
-        value_delimiter = ',',
-        default_value = "image-to-image"
-    )]
+    #[arg(long = "capability", value_delimiter = ',', default_value = "image-to-image")]
     pub capabilities: Vec<String>,
     /// Job latency in ms.
     #[arg(long, default_value_t = 20)]
@@ -592,23 +529,10 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         cold_start_ms: args.cold_start_ms,
         ..Knobs::default()
     };
-    let caps: Vec<(&str, Knobs)> = args
-        .capabilities
-        .iter()
-        .map(|c| (c.as_str(), knobs.clone()))
-        .collect();
-    let listener = TcpListener::bind(&args.addr)
-        .map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.addr))?;
-    let sim = if args.tls {
-        start_tls(&args.name, listener, &caps)?
-    } else {
-        start(&args.name, listener, &caps)?
-    };
-    println!(
-        "byoc-gateway sim ready url={} capabilities={}",
-        sim.url,
-        args.capabilities.join(",")
-    );
+    let caps: Vec<(&str, Knobs)> = args.capabilities.iter().map(|c| (c.as_str(), knobs.clone())).collect();
+    let listener = TcpListener::bind(&args.addr).map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.addr))?;
+    let sim = if args.tls { start_tls(&args.name, listener, &caps)? } else { start(&args.name, listener, &caps)? };
+    println!("byoc-gateway sim ready url={} capabilities={}", sim.url, args.capabilities.join(","));
     println!("  change faults at runtime: curl -X POST '{}/sim/knobs?capability={}' -d '{{\"error_rate\":1.0}}' -H 'Content-Type: application/json'", sim.url, args.capabilities[0]);
     let _ = crate::app::shutdown_signal().await?;
     sim.stop().await;

@@ -2,9 +2,16 @@
 //! The pair actor feeds it outcomes with the current time (and a random sample for jitter)
 //! and acts on the transitions it reports.
 //!
-//! closed --N consecutive failures--> open(level) --backoff elapsed--> half-open
+//! closed --N consecutive failures, or failure rate / slow-call rate over the last
+//!          `window` calls (once `min_calls` are in)--> open(level)
+//! open --backoff elapsed--> half-open
 //! half-open --`half_open_permits` successes--> closed (level reset)
 //! half-open --any failure--> open(level + 1)
+//!
+//! A slow call is a success that took longer than the capability's slow-call threshold: the
+//! caller says so. Slow calls trip the breaker only through the slow-call rate, so a pair
+//! that is merely slower than others is steered away from by scoring, and only one that is
+//! slow nearly all the time (resilience4j's `slowCallRateThreshold`) is cut off.
 //!
 //! The open time is `base_open x 2^level`, capped at `max_open`, with jitter so that pairs
 //! tripped together do not all come back in the same instant (Linkerd: 1 s to 60 s, 0.5).
@@ -29,6 +36,14 @@ pub struct BreakerConfig {
     pub half_open_permits: u32,
     /// Jitter as a fraction of the open time: 0.5 spreads it over +-25 %.
     pub jitter: f64,
+    /// Calls in the sliding window used for the rate triggers.
+    pub window: u32,
+    /// Calls needed in the window before a rate can trip the breaker.
+    pub min_calls: u32,
+    /// Share of failures in the window that opens the breaker (0 < x <= 1).
+    pub failure_rate: f64,
+    /// Share of slow calls in the window that opens the breaker (0 < x <= 1).
+    pub slow_call_rate: f64,
 }
 
 impl Default for BreakerConfig {
@@ -39,6 +54,10 @@ impl Default for BreakerConfig {
             max_open: Duration::from_secs(60),
             half_open_permits: 1,
             jitter: 0.5,
+            window: 20,
+            min_calls: 10,
+            failure_rate: 0.5,
+            slow_call_rate: 0.8,
         }
     }
 }
@@ -53,12 +72,21 @@ impl BreakerConfig {
             return Err("breaker.half_open_permits must be at least 1".into());
         }
         if self.base_open.is_zero() || self.max_open < self.base_open {
-            return Err(
-                "breaker.base_open must be positive and no larger than breaker.max_open".into(),
-            );
+            return Err("breaker.base_open must be positive and no larger than breaker.max_open".into());
         }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err("breaker.jitter must be between 0 and 1".into());
+        }
+        if self.window == 0 || self.window > 1000 {
+            return Err("breaker.window must be between 1 and 1000".into());
+        }
+        if self.min_calls == 0 || self.min_calls > self.window {
+            return Err("breaker.min_calls must be between 1 and breaker.window".into());
+        }
+        for (name, v) in [("failure_rate", self.failure_rate), ("slow_call_rate", self.slow_call_rate)] {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(format!("breaker.{name} must be above 0 and at most 1"));
+            }
         }
         Ok(())
     }
@@ -109,10 +137,46 @@ pub enum Admission {
     Refused(Option<Instant>),
 }
 
+/// The last `window` outcomes while closed, as a ring of (failed, slow) flags with running
+/// counts, so each call is O(1).
+#[derive(Debug, Clone, Default)]
+struct Window {
+    calls: std::collections::VecDeque<(bool, bool)>,
+    failures: u32,
+    slow: u32,
+}
+
+impl Window {
+    fn push(&mut self, failed: bool, slow: bool, size: u32) {
+        while self.calls.len() >= size.max(1) as usize {
+            if let Some((f, s)) = self.calls.pop_front() {
+                self.failures -= u32::from(f);
+                self.slow -= u32::from(s);
+            }
+        }
+        self.calls.push_back((failed, slow));
+        self.failures += u32::from(failed);
+        self.slow += u32::from(slow);
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+
+    fn rates(&self) -> (u32, f64, f64) {
+        let n = self.calls.len() as u32;
+        if n == 0 {
+            return (0, 0.0, 0.0);
+        }
+        (n, f64::from(self.failures) / f64::from(n), f64::from(self.slow) / f64::from(n))
+    }
+}
+
 /// The breaker.
 #[derive(Debug, Clone)]
 pub struct Breaker {
     cfg: BreakerConfig,
+    window: Window,
     state: State,
     open_until: Option<Instant>,
     level: u32,
@@ -126,6 +190,7 @@ impl Breaker {
     pub fn new(cfg: BreakerConfig) -> Self {
         Self {
             cfg,
+            window: Window::default(),
             state: State::Closed,
             open_until: None,
             level: 0,
@@ -137,12 +202,7 @@ impl Breaker {
 
     /// Restores a persisted breaker: open ones stay open until `open_until` (or become
     /// half-open at the next call if that has passed); half-open ones restart their trials.
-    pub fn restore(
-        cfg: BreakerConfig,
-        state: State,
-        level: u32,
-        open_until: Option<Instant>,
-    ) -> Self {
+    pub fn restore(cfg: BreakerConfig, state: State, level: u32, open_until: Option<Instant>) -> Self {
         let mut b = Self::new(cfg);
         b.level = level;
         match state {
@@ -175,6 +235,11 @@ impl Breaker {
         self.consecutive_failures
     }
 
+    /// Calls in the window, and the failure and slow-call rates over them.
+    pub fn window_rates(&self) -> (u32, f64, f64) {
+        self.window.rates()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &BreakerConfig {
         &self.cfg
@@ -190,9 +255,7 @@ impl Breaker {
         match self.state {
             State::Closed => true,
             State::Open => self.open_until.is_none_or(|t| now >= t),
-            State::HalfOpen => {
-                self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits
-            }
+            State::HalfOpen => self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits,
         }
     }
 
@@ -212,9 +275,7 @@ impl Breaker {
         }
         let admission = match self.state {
             State::Closed => Admission::Allowed,
-            State::HalfOpen
-                if self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits =>
-            {
+            State::HalfOpen if self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits => {
                 self.trials_in_flight += 1;
                 Admission::Trial
             }
@@ -228,8 +289,38 @@ impl Breaker {
         self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
     }
 
-    /// Records a success.
-    pub fn on_success(&mut self) -> Option<Transition> {
+    /// Records a success; `slow` when it took longer than the slow-call threshold. `now` and
+    /// `u` (uniform in [0, 1), for jitter) matter only if the slow-call rate trips it.
+    pub fn on_success(&mut self, now: Instant, u: f64, slow: bool) -> Option<Transition> {
+        self.consecutive_failures = 0;
+        match self.state {
+            State::HalfOpen => {
+                self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
+                self.trial_successes += 1;
+                if self.trial_successes >= self.cfg.half_open_permits {
+                    self.level = 0;
+                    self.trial_successes = 0;
+                    self.window.clear();
+                    return Some(self.go(State::Closed, "trials-succeeded"));
+                }
+                None
+            }
+            State::Closed => {
+                self.window.push(false, slow, self.cfg.window);
+                let (n, _, slow_rate) = self.window.rates();
+                if slow && n >= self.cfg.min_calls && slow_rate >= self.cfg.slow_call_rate {
+                    return Some(self.open(now, u, "slow-call-rate"));
+                }
+                None
+            }
+            State::Open => None,
+        }
+    }
+
+    /// Records an answer that says nothing about health (a 4xx: the client's fault). It ends
+    /// a half-open trial as passed, since the orchestrator did answer, and breaks a run of
+    /// consecutive failures, but does not enter the rate window.
+    pub fn on_neutral(&mut self) -> Option<Transition> {
         self.consecutive_failures = 0;
         if self.state == State::HalfOpen {
             self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
@@ -237,6 +328,7 @@ impl Breaker {
             if self.trial_successes >= self.cfg.half_open_permits {
                 self.level = 0;
                 self.trial_successes = 0;
+                self.window.clear();
                 return Some(self.go(State::Closed, "trials-succeeded"));
             }
         }
@@ -248,8 +340,12 @@ impl Breaker {
         match self.state {
             State::Closed => {
                 self.consecutive_failures += 1;
+                self.window.push(true, false, self.cfg.window);
+                let (n, failure_rate, _) = self.window.rates();
                 if self.consecutive_failures >= self.cfg.consecutive_failures {
                     Some(self.open(now, u, "consecutive-failures"))
+                } else if n >= self.cfg.min_calls && failure_rate >= self.cfg.failure_rate {
+                    Some(self.open(now, u, "failure-rate"))
                 } else {
                     None
                 }
@@ -274,6 +370,7 @@ impl Breaker {
 
     /// Forces the breaker closed and forgets its history (operator action).
     pub fn reset(&mut self) -> Option<Transition> {
+        self.window.clear();
         self.level = 0;
         self.consecutive_failures = 0;
         self.trials_in_flight = 0;
@@ -288,13 +385,11 @@ impl Breaker {
     /// The open time for the current level, before jitter.
     pub fn backoff(&self) -> Duration {
         let factor = 2u32.saturating_pow(self.level.min(30));
-        self.cfg
-            .base_open
-            .saturating_mul(factor)
-            .min(self.cfg.max_open)
+        self.cfg.base_open.saturating_mul(factor).min(self.cfg.max_open)
     }
 
     fn open(&mut self, now: Instant, u: f64, reason: &'static str) -> Transition {
+        self.window.clear();
         let base = self.backoff().as_secs_f64();
         let spread = self.cfg.jitter * (u.clamp(0.0, 1.0) - 0.5);
         let secs = (base * (1.0 + spread)).clamp(0.001, self.cfg.max_open.as_secs_f64());
@@ -317,12 +412,72 @@ mod tests {
     use super::*;
 
     fn cfg(n: u32, permits: u32) -> BreakerConfig {
-        BreakerConfig {
-            consecutive_failures: n,
-            half_open_permits: permits,
-            jitter: 0.0,
-            ..Default::default()
+        BreakerConfig { consecutive_failures: n, half_open_permits: permits, jitter: 0.0, ..Default::default() }
+    }
+
+    #[test]
+    fn failure_rate_opens_only_with_enough_volume() {
+        let now = Instant::now();
+        // 100 consecutive failures would be needed; the rate trigger fires first.
+        let c = BreakerConfig { window: 10, min_calls: 6, failure_rate: 0.5, ..cfg(100, 1) };
+        let mut b = Breaker::new(c);
+        // Alternate, so never two failures in a row: 50 % failures.
+        for i in 0..3 {
+            assert_eq!(b.on_failure(now, 0.5), None, "call {i}: below min_calls");
+            assert_eq!(b.on_success(now, 0.5, false), None);
         }
+        // 6 calls in, 3 failures: the next failure makes 4 of 7, over 50 %.
+        let t = b.on_failure(now, 0.5).expect("rate trips");
+        assert_eq!(t.reason, "failure-rate");
+        assert_eq!(b.window_rates().0, 0, "window cleared on opening");
+    }
+
+    #[test]
+    fn failure_rate_below_threshold_keeps_it_closed() {
+        let now = Instant::now();
+        let c = BreakerConfig { window: 10, min_calls: 5, failure_rate: 0.5, ..cfg(100, 1) };
+        let mut b = Breaker::new(c);
+        for _ in 0..50 {
+            assert_eq!(b.on_failure(now, 0.5), None);
+            for _ in 0..2 {
+                assert_eq!(b.on_success(now, 0.5, false), None);
+            }
+        }
+        assert_eq!(b.state(), State::Closed);
+        let (n, f, _) = b.window_rates();
+        assert_eq!(n, 10);
+        assert!(f < 0.5);
+    }
+
+    #[test]
+    fn slow_call_rate_opens_a_pair_that_is_slow_nearly_always() {
+        let now = Instant::now();
+        let c = BreakerConfig { window: 10, min_calls: 10, slow_call_rate: 0.8, ..cfg(5, 1) };
+        let mut b = Breaker::new(c.clone());
+        // 70 % slow: stays closed.
+        for i in 0..30 {
+            assert_eq!(b.on_success(now, 0.5, i % 10 < 7), None);
+        }
+        let mut b = Breaker::new(c);
+        let mut opened = None;
+        for _ in 0..10 {
+            opened = opened.or(b.on_success(now, 0.5, true));
+        }
+        assert_eq!(opened.map(|t| t.reason), Some("slow-call-rate"));
+    }
+
+    #[test]
+    fn neutral_answers_break_failure_runs_and_pass_trials() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(2, 1));
+        b.on_failure(now, 0.5);
+        b.on_neutral();
+        assert_eq!(b.on_failure(now, 0.5), None, "the run was broken");
+        b.on_failure(now, 0.5);
+        assert_eq!(b.state(), State::Open);
+        let later = now + Duration::from_secs(5);
+        assert_eq!(b.admit(later).0, Admission::Trial);
+        assert_eq!(b.on_neutral().map(|t| t.to), Some(State::Closed));
     }
 
     #[test]
@@ -331,19 +486,13 @@ mod tests {
         let mut b = Breaker::new(cfg(3, 1));
         assert_eq!(b.on_failure(now, 0.5), None);
         assert_eq!(b.on_failure(now, 0.5), None);
-        assert_eq!(b.on_success(), None); // resets the run
+        assert_eq!(b.on_success(now, 0.5, false), None); // resets the run
         assert_eq!(b.on_failure(now, 0.5), None);
         assert_eq!(b.on_failure(now, 0.5), None);
         let t = b.on_failure(now, 0.5).expect("opens");
-        assert_eq!(
-            (t.from, t.to, t.reason),
-            (State::Closed, State::Open, "consecutive-failures")
-        );
+        assert_eq!((t.from, t.to, t.reason), (State::Closed, State::Open, "consecutive-failures"));
         assert_eq!(b.open_until(), Some(now + Duration::from_secs(1)));
-        assert_eq!(
-            b.admit(now).0,
-            Admission::Refused(Some(now + Duration::from_secs(1)))
-        );
+        assert_eq!(b.admit(now).0, Admission::Refused(Some(now + Duration::from_secs(1))));
     }
 
     #[test]
@@ -365,7 +514,7 @@ mod tests {
         // Next trial succeeds: closed, level reset.
         let later2 = later + Duration::from_secs(2);
         assert_eq!(b.admit(later2).0, Admission::Trial);
-        let t = b.on_success().expect("closes");
+        let t = b.on_success(later2, 0.5, false).expect("closes");
         assert_eq!((t.to, t.reason), (State::Closed, "trials-succeeded"));
         assert_eq!(b.level(), 0);
         assert_eq!(b.admit(later2).0, Admission::Allowed);
@@ -380,16 +529,13 @@ mod tests {
         assert_eq!(b.admit(later).0, Admission::Trial);
         assert_eq!(b.admit(later).0, Admission::Trial);
         assert_eq!(b.admit(later).0, Admission::Refused(None));
-        assert_eq!(b.on_success(), None);
-        assert_eq!(b.on_success().map(|t| t.to), Some(State::Closed));
+        assert_eq!(b.on_success(later, 0.5, false), None);
+        assert_eq!(b.on_success(later, 0.5, false).map(|t| t.to), Some(State::Closed));
     }
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let mut b = Breaker::new(BreakerConfig {
-            max_open: Duration::from_secs(60),
-            ..cfg(1, 1)
-        });
+        let mut b = Breaker::new(BreakerConfig { max_open: Duration::from_secs(60), ..cfg(1, 1) });
         let mut now = Instant::now();
         let mut seen = vec![];
         for _ in 0..9 {
@@ -406,10 +552,7 @@ mod tests {
     fn jitter_stays_within_bounds() {
         let now = Instant::now();
         for u in [0.0, 0.25, 0.5, 0.999] {
-            let mut b = Breaker::new(BreakerConfig {
-                jitter: 0.5,
-                ..cfg(1, 1)
-            });
+            let mut b = Breaker::new(BreakerConfig { jitter: 0.5, ..cfg(1, 1) });
             b.on_failure(now, u);
             let d = (b.open_until().expect("open") - now).as_secs_f64();
             assert!((0.75..=1.25).contains(&d), "u={u} d={d}");
@@ -443,17 +586,7 @@ mod tests {
         assert!(BreakerConfig::default().validate().is_ok());
         assert!(cfg(0, 1).validate().is_err());
         assert!(cfg(1, 0).validate().is_err());
-        assert!(BreakerConfig {
-            jitter: 2.0,
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
-        assert!(BreakerConfig {
-            max_open: Duration::from_millis(1),
-            ..Default::default()
-        }
-        .validate()
-        .is_err());
+        assert!(BreakerConfig { jitter: 2.0, ..Default::default() }.validate().is_err());
+        assert!(BreakerConfig { max_open: Duration::from_millis(1), ..Default::default() }.validate().is_err());
     }
 }

@@ -41,10 +41,7 @@ impl Capability {
         if name.len() > MAX_CAPABILITY_LEN {
             return Err(CapabilityError::TooLong(name.len()));
         }
-        if !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        {
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':')) {
             return Err(CapabilityError::BadCharacter);
         }
         Ok(Self(Arc::from(name)))
@@ -82,10 +79,7 @@ mod tests {
     #[test]
     fn accepts_real_names() {
         for name in ["image-to-image", "depth", "text_reversal", "llm:v2", "a.b"] {
-            assert_eq!(
-                Capability::new(name).map(|c| c.to_string()),
-                Ok(name.to_string())
-            );
+            assert_eq!(Capability::new(name).map(|c| c.to_string()), Ok(name.to_string()));
         }
     }
 

@@ -14,7 +14,7 @@ use rand::Rng;
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
 use crate::pair::{PairActor, PairKey, SharedView, Unroutable};
-use crate::score::{cost, p2c, CostInputs};
+use crate::score::p2c;
 
 /// One pair as the dispatcher sees it.
 #[derive(Clone)]
@@ -43,10 +43,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher with the given mailbox capacity (it sees one message per attempt).
     pub fn new(mailbox_capacity: usize) -> Self {
-        Self {
-            boards: HashMap::new(),
-            mailbox_capacity,
-        }
+        Self { boards: HashMap::new(), mailbox_capacity }
     }
 }
 
@@ -71,9 +68,7 @@ impl Handler<RegisterPair> for Dispatcher {
         match board.index.get(&slot.key.orchestrator) {
             Some(&i) => board.slots[i] = slot,
             None => {
-                board
-                    .index
-                    .insert(slot.key.orchestrator.clone(), board.slots.len());
+                board.index.insert(slot.key.orchestrator.clone(), board.slots.len());
                 board.slots.push(slot);
             }
         }
@@ -159,11 +154,7 @@ impl Handler<Select> for Dispatcher {
             }
             let v = slot.view.read();
             v.routable_at(now).ok()?;
-            Some(cost(CostInputs {
-                latency_ms: v.latency.estimate_at(now),
-                inflight: v.inflight,
-                success_rate: v.success_rate,
-            }))
+            Some(v.cost_at(now))
         };
         if let Some(i) = p2c(board.slots.len(), eligible, |n| rng.random_range(0..n)) {
             return MessageResult(Selection::Picked(board.slots[i].clone()));
@@ -180,7 +171,7 @@ impl Handler<Select> for Dispatcher {
                 continue;
             }
             if let Err(reason) = v.routable_at(now) {
-                if let Unroutable::BreakerOpen(Some(t)) = reason {
+                if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = reason {
                     why.retry_at = Some(why.retry_at.map_or(t, |r: Instant| r.min(t)));
                 }
                 *counts.entry(reason.as_str()).or_default() += 1;
@@ -204,11 +195,7 @@ impl Handler<BoardSizes> for Dispatcher {
     type Result = MessageResult<BoardSizes>;
 
     fn handle(&mut self, _msg: BoardSizes, _ctx: &mut Self::Context) -> Self::Result {
-        let mut v: Vec<_> = self
-            .boards
-            .iter()
-            .map(|(c, b)| (c.clone(), b.slots.len()))
-            .collect();
+        let mut v: Vec<_> = self.boards.iter().map(|(c, b)| (c.clone(), b.slots.len())).collect();
         v.sort();
         MessageResult(v)
     }

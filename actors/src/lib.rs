@@ -4,7 +4,7 @@
 //! # Layout
 //! - [`capability`], [`orchestrator`]: the validated names the registry is keyed by.
 //! - [`protocol`]: the wire protocol (job header codec, token probe, job forwarding, signer).
-//! - [`breaker`], [`score`]: pure, unit-tested health logic (no clocks, no I/O).
+//! - [`breaker`], [`score`], [`budget`]: pure, unit-tested health logic (no clocks, no I/O).
 //! - [`policy`]: per-capability routing policy (profiles, retry knobs).
 //! - [`pair`]: `PairActor`, one per (orchestrator, capability), owning that pair's health.
 //! - [`dispatcher`]: `Dispatcher`, the per-capability scoreboard that selects pairs.
@@ -19,6 +19,7 @@
 //! calls run on the HTTP worker threads, each with its own `awc::Client`.
 
 pub mod breaker;
+pub mod budget;
 pub mod capability;
 pub mod dispatcher;
 pub mod metrics;

@@ -28,43 +28,39 @@ pub const ORCHESTRATORS: &str = "byoc_gateway_orchestrators";
 /// Messages that could not be delivered in time (full or closed mailbox), by `actor`.
 pub const MAILBOX_ERRORS_TOTAL: &str = "byoc_gateway_mailbox_errors_total";
 
+/// Retries (attempts after the first), by `capability`.
+pub const RETRIES_TOTAL: &str = "byoc_gateway_retries_total";
+/// Retries refused because the capability's retry budget was spent, by `capability`.
+pub const RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "byoc_gateway_retry_budget_exhausted_total";
+/// First answers of new or recovered pairs, by `slow` (`true` when over the threshold).
+pub const COLD_STARTS_TOTAL: &str = "byoc_gateway_cold_starts_total";
+/// Pairs out of rotation, by `reason` (`price-over-ceiling`, `breaker-open`, ...);
+/// refreshed every second.
+pub const PAIRS_UNROUTABLE: &str = "byoc_gateway_pairs_unroutable";
+/// Node-level connect failures signalled to an orchestrator's sibling pairs.
+pub const NODE_UNREACHABLE_TOTAL: &str = "byoc_gateway_node_unreachable_total";
+
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
-];
+pub const DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
 
 /// Registers the description of every metric with the installed recorder.
 pub fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(REQUESTS_TOTAL, "Jobs answered, by capability and outcome");
-    describe_histogram!(
-        REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "End-to-end job duration"
-    );
-    describe_counter!(
-        ATTEMPTS_TOTAL,
-        "Upstream attempts, by capability and result"
-    );
-    describe_histogram!(
-        UPSTREAM_DURATION_SECONDS,
-        Unit::Seconds,
-        "Upstream call duration"
-    );
+    describe_histogram!(REQUEST_DURATION_SECONDS, Unit::Seconds, "End-to-end job duration");
+    describe_counter!(ATTEMPTS_TOTAL, "Upstream attempts, by capability and result");
+    describe_histogram!(UPSTREAM_DURATION_SECONDS, Unit::Seconds, "Upstream call duration");
     describe_gauge!(PAIRS, "Pair actors by breaker state");
     describe_gauge!(PAIRS_ROUTABLE, "Pair actors that can take a job now");
-    describe_counter!(
-        BREAKER_TRANSITIONS_TOTAL,
-        "Breaker transitions by from, to and reason"
-    );
+    describe_counter!(BREAKER_TRANSITIONS_TOTAL, "Breaker transitions by from, to and reason");
     describe_counter!(TOKEN_PROBES_TOTAL, "Token probes by result");
-    describe_counter!(
-        ACTOR_RESTARTS_TOTAL,
-        "Pair actor restarts by the supervisor"
-    );
+    describe_counter!(ACTOR_RESTARTS_TOTAL, "Pair actor restarts by the supervisor");
     describe_gauge!(ORCHESTRATORS, "Registered orchestrators");
-    describe_counter!(
-        MAILBOX_ERRORS_TOTAL,
-        "Messages not delivered in time, by actor"
-    );
+    describe_counter!(MAILBOX_ERRORS_TOTAL, "Messages not delivered in time, by actor");
+    describe_counter!(RETRIES_TOTAL, "Retries (attempts after the first), by capability");
+    describe_counter!(RETRY_BUDGET_EXHAUSTED_TOTAL, "Retries refused by the retry budget, by capability");
+    describe_counter!(COLD_STARTS_TOTAL, "First answers of new or recovered pairs, by slow");
+    describe_gauge!(PAIRS_UNROUTABLE, "Pairs out of rotation, by reason");
+    describe_counter!(NODE_UNREACHABLE_TOTAL, "Connect failures signalled to sibling pairs");
 }

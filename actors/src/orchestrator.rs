@@ -69,11 +69,7 @@ pub enum UrlError {
 /// no trailing slash, so `service_addr + path` concatenation is exact.
 pub fn normalize_url(raw: &str) -> Result<String, UrlError> {
     let raw = raw.trim();
-    let with_scheme = if raw.contains("://") {
-        raw.to_string()
-    } else {
-        format!("https://{raw}")
-    };
+    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
     let url = Url::parse(&with_scheme).map_err(|e| UrlError::Parse(raw.into(), e.to_string()))?;
     match url.scheme() {
         "http" | "https" => {}
@@ -102,38 +98,17 @@ mod tests {
 
     #[test]
     fn bare_host_port_becomes_https() {
-        assert_eq!(
-            normalize_url("1.2.3.4:8935").as_deref(),
-            Ok("https://1.2.3.4:8935")
-        );
-        assert_eq!(
-            normalize_url("http://127.0.0.1:9/").as_deref(),
-            Ok("http://127.0.0.1:9")
-        );
-        assert_eq!(
-            normalize_url(" https://Orch.Example:8935 ").as_deref(),
-            Ok("https://orch.example:8935")
-        );
+        assert_eq!(normalize_url("1.2.3.4:8935").as_deref(), Ok("https://1.2.3.4:8935"));
+        assert_eq!(normalize_url("http://127.0.0.1:9/").as_deref(), Ok("http://127.0.0.1:9"));
+        assert_eq!(normalize_url(" https://Orch.Example:8935 ").as_deref(), Ok("https://orch.example:8935"));
     }
 
     #[test]
     fn refuses_what_the_protocol_cannot_use() {
-        assert!(matches!(
-            normalize_url("ftp://x:1"),
-            Err(UrlError::Scheme(..))
-        ));
-        assert!(matches!(
-            normalize_url("http://x:1/path"),
-            Err(UrlError::NotOrigin(..))
-        ));
-        assert!(matches!(
-            normalize_url("http://u:p@x:1"),
-            Err(UrlError::NotOrigin(..))
-        ));
-        assert!(matches!(
-            normalize_url("http://x:1?q=1"),
-            Err(UrlError::NotOrigin(..))
-        ));
+        assert!(matches!(normalize_url("ftp://x:1"), Err(UrlError::Scheme(..))));
+        assert!(matches!(normalize_url("http://x:1/path"), Err(UrlError::NotOrigin(..))));
+        assert!(matches!(normalize_url("http://u:p@x:1"), Err(UrlError::NotOrigin(..))));
+        assert!(matches!(normalize_url("http://x:1?q=1"), Err(UrlError::NotOrigin(..))));
         assert!(normalize_url("not a url at all").is_err());
         assert!(normalize_url("").is_err());
         assert!(normalize_url("http://:80").is_err());

@@ -1,6 +1,7 @@
 //! `PairActor`: one per (orchestrator, capability). It owns that pair's health (breaker,
-//! latency and success statistics), its in-flight leases and its cached token, which it
-//! refreshes on a jittered timer so that no request ever waits for a token probe.
+//! latency and success statistics, cold start, capacity back-off), its in-flight leases and
+//! its cached token, which it refreshes on a jittered timer so that no request ever waits for
+//! a token probe.
 //!
 //! Work is admitted with [`Admit`] (which hands out a lease) and accounted for with
 //! [`Record`]; the upstream call itself runs on the HTTP worker that holds the client's
@@ -16,17 +17,19 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use parking_lot::RwLock;
 
-use crate::breaker::{Admission, Breaker, BreakerConfig, State, Transition};
+use crate::breaker::{Admission, Breaker, State, Transition};
 use crate::metrics as m;
 use crate::orchestrator::normalize_url;
-use crate::protocol::client::{excerpt, fetch_token, TokenError, UpstreamError};
+use crate::policy::Effective;
+use crate::protocol::client::{excerpt, fetch_token, forward_job, Forward, TokenError, UpstreamError};
+use crate::protocol::header::JobRequest;
 use crate::protocol::signer::SharedSigner;
 use crate::protocol::token::JobToken;
 use crate::score::{PeakEwma, SuccessRate};
 use view::{unix_ms_now, unix_ms_to_instant, Counters};
 pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, SharedView, Unroutable};
 
-/// Settings shared by every pair actor.
+/// Settings shared by every pair actor (per-capability knobs come from its policy).
 #[derive(Clone)]
 pub struct PairSettings {
     /// Token refresh period while healthy (jittered by +-20 %).
@@ -36,9 +39,7 @@ pub struct PairSettings {
     pub token_retry: Duration,
     /// Bound on one token probe (go-livepeer: 500 ms per request, 1 s overall).
     pub token_timeout: Duration,
-    /// Breaker knobs.
-    pub breaker: BreakerConfig,
-    /// Identity used on token probes.
+    /// Identity used on token probes and warm-up jobs.
     pub signer: SharedSigner,
     /// Peak-EWMA decay.
     pub ewma_decay: Duration,
@@ -48,6 +49,8 @@ pub struct PairSettings {
     pub lease_slack: Duration,
     /// Mailbox capacity of each pair actor.
     pub mailbox_capacity: usize,
+    /// First back-off after a capacity refusal (doubles on repeats, up to 30 s).
+    pub capacity_backoff: Duration,
 }
 
 impl Default for PairSettings {
@@ -56,15 +59,18 @@ impl Default for PairSettings {
             token_refresh: Duration::from_secs(10),
             token_retry: Duration::from_secs(1),
             token_timeout: Duration::from_secs(1),
-            breaker: BreakerConfig::default(),
             signer: Arc::new(crate::protocol::signer::Offchain),
             ewma_decay: Duration::from_secs(10),
             initial_latency_ms: 100.0,
             lease_slack: Duration::from_secs(5),
             mailbox_capacity: 1024,
+            capacity_backoff: Duration::from_secs(1),
         }
     }
 }
+
+/// Longest capacity back-off.
+const MAX_CAPACITY_BACKOFF: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy)]
 struct Lease {
@@ -75,6 +81,7 @@ struct Lease {
 /// The actor.
 pub struct PairActor {
     settings: Arc<PairSettings>,
+    policy: Arc<Effective>,
     client: awc::Client,
     key: PairKey,
     orchestrator_url: Arc<str>,
@@ -85,11 +92,19 @@ pub struct PairActor {
     token: Option<JobToken>,
     service_addr: Option<Arc<str>>,
     probed: bool,
+    probing: bool,
     token_ok: bool,
     offered: bool,
+    node_unreachable: bool,
     leases: HashMap<u64, Lease>,
     next_lease: u64,
+    warming: bool,
+    warmup_pending: bool,
+    warmup_in_flight: bool,
     cold_start_ms: Option<u64>,
+    deprioritized_until: Option<Instant>,
+    capacity_backoff: Duration,
+    capacity_backoff_until: Option<Instant>,
     last_error: Option<Arc<LastError>>,
     restarts: u32,
     counters: Counters,
@@ -102,6 +117,7 @@ impl PairActor {
     /// capability the operator declared for this orchestrator.
     pub fn new(
         settings: Arc<PairSettings>,
+        policy: Arc<Effective>,
         client: awc::Client,
         key: PairKey,
         orchestrator_url: Arc<str>,
@@ -109,35 +125,30 @@ impl PairActor {
         offered: bool,
     ) -> Self {
         let now = Instant::now();
-        let view = Arc::new(RwLock::new(PairView::new(
-            key.clone(),
-            orchestrator_url.clone(),
-        )));
+        let view = Arc::new(RwLock::new(PairView::new(key.clone(), orchestrator_url.clone())));
         let mut latency = PeakEwma::new(settings.initial_latency_ms, settings.ewma_decay);
         let mut success = SuccessRate::new(1.0, 0.1);
-        let mut breaker = Breaker::new(settings.breaker.clone());
+        let mut breaker = Breaker::new(policy.breaker.clone());
         let mut actor_offered = offered;
         let (mut cold_start_ms, mut counters, mut restarts) = (None, Counters::default(), 0);
         if let Some(r) = record {
-            let updated = r
-                .latency_updated_unix_ms
-                .map(|ms| unix_ms_to_instant(ms, now));
+            let updated = r.latency_updated_unix_ms.map(|ms| unix_ms_to_instant(ms, now));
             latency = PeakEwma::restore(r.latency_ewma_ms, updated, settings.ewma_decay);
             success = SuccessRate::new(r.success_rate, 0.1);
             let open_until = r.open_until_unix_ms.map(|ms| unix_ms_to_instant(ms, now));
-            breaker = Breaker::restore(
-                settings.breaker.clone(),
-                r.breaker,
-                r.breaker_level,
-                open_until,
-            );
+            breaker = Breaker::restore(policy.breaker.clone(), r.breaker, r.breaker_level, open_until);
             actor_offered |= r.offered;
             cold_start_ms = r.cold_start_ms;
             counters = r.counters;
             restarts = r.restarts;
         }
+        // A pair that has never answered is cold: limited concurrency until it has.
+        let warming = cold_start_ms.is_none();
+        let warmup_pending = warming && policy.warmup.is_some();
+        let capacity_backoff = settings.capacity_backoff;
         let mut actor = Self {
             settings,
+            policy,
             client,
             key,
             orchestrator_url,
@@ -148,11 +159,19 @@ impl PairActor {
             token: None,
             service_addr: None,
             probed: false,
+            probing: false,
             token_ok: false,
             offered: actor_offered,
+            node_unreachable: false,
             leases: HashMap::new(),
             next_lease: 1,
+            warming,
+            warmup_pending,
+            warmup_in_flight: false,
             cold_start_ms,
+            deprioritized_until: None,
+            capacity_backoff,
+            capacity_backoff_until: None,
             last_error: None,
             restarts,
             counters,
@@ -168,8 +187,17 @@ impl PairActor {
         self.view.clone()
     }
 
+    fn over_ceiling(&self) -> bool {
+        self.token
+            .as_ref()
+            .and_then(|t| t.price)
+            .is_some_and(|p| self.policy.over_ceiling(p.price_per_unit, p.pixels_per_unit))
+    }
+
     fn publish(&mut self) {
         let now = Instant::now();
+        let price = self.token.as_ref().and_then(|t| t.price);
+        let (price_per_unit, pixels_per_unit) = price.map_or((0, 1), |p| (p.price_per_unit, p.pixels_per_unit));
         let mut v = self.view.write();
         let generation = v.generation + 1;
         *v = PairView {
@@ -179,22 +207,13 @@ impl PairActor {
             breaker: self.breaker.state(),
             breaker_level: self.breaker.level(),
             open_until: self.breaker.open_until(),
-            trial_available: self.breaker.state() == State::HalfOpen
-                && self.breaker.would_admit(now),
+            trial_available: self.breaker.state() == State::HalfOpen && self.breaker.would_admit(now),
             consecutive_failures: self.breaker.consecutive_failures(),
             probed: self.probed,
             token_ok: self.token_ok,
             available_capacity: self.token.as_ref().map_or(0, |t| t.available_capacity),
-            price_per_unit: self
-                .token
-                .as_ref()
-                .and_then(|t| t.price)
-                .map_or(0, |p| p.price_per_unit),
-            pixels_per_unit: self
-                .token
-                .as_ref()
-                .and_then(|t| t.price)
-                .map_or(1, |p| p.pixels_per_unit),
+            price_per_unit,
+            pixels_per_unit,
             offered: self.offered,
             latency: self.latency,
             success_rate: self.success.value(),
@@ -204,16 +223,20 @@ impl PairActor {
             restarts: self.restarts,
             counters: self.counters,
             retired: self.retired,
+            node_unreachable: self.node_unreachable,
+            over_ceiling: self.over_ceiling(),
+            price_share: self.policy.price_share(price_per_unit, pixels_per_unit),
+            warming: self.warming,
+            cold_start_concurrency: self.policy.cold_start_concurrency,
+            warmup_pending: self.warmup_pending,
+            deprioritized_until: self.deprioritized_until,
+            capacity_backoff_until: self.capacity_backoff_until,
             generation,
         };
     }
 
     fn note_error(&mut self, class: &str, message: String) {
-        self.last_error = Some(Arc::new(LastError {
-            class: class.to_string(),
-            message,
-            at_unix_ms: unix_ms_now(),
-        }));
+        self.last_error = Some(Arc::new(LastError { class: class.to_string(), message, at_unix_ms: unix_ms_now() }));
     }
 
     fn on_transition(&self, t: Transition, cause: &str) {
@@ -221,11 +244,10 @@ impl PairActor {
             "from" => t.from.as_str(), "to" => t.to.as_str(), "reason" => t.reason)
         .increment(1);
         match t.to {
-            State::Open => {
-                tracing::warn!(pair = %self.key, from = t.from.as_str(), reason = t.reason, cause,
+            State::Open => tracing::warn!(pair = %self.key, from = t.from.as_str(), reason = t.reason, cause,
+                level = self.breaker.level(),
                 open_for_ms = self.breaker.open_until().map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64),
-                "breaker opened")
-            }
+                "breaker opened"),
             _ => {
                 tracing::info!(pair = %self.key, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason, "breaker transition")
             }
@@ -235,17 +257,23 @@ impl PairActor {
     /// Probes the token. The first probe after (re)start pauses the mailbox so that callers
     /// asking for a [`Snapshot`] see the probed state.
     fn probe(&mut self, ctx: &mut Context<Self>, first: bool) {
+        if self.probing {
+            return;
+        }
+        self.probing = true;
         let client = self.client.clone();
         let url = self.orchestrator_url.clone();
         let cap = self.key.capability.clone();
         let signer = self.settings.signer.clone();
         let timeout = self.settings.token_timeout;
-        let fut = async move { fetch_token(&client, &url, &cap, signer.as_ref(), timeout).await }
-            .into_actor(self)
-            .map(|res, act, ctx| {
+        let fut = async move { fetch_token(&client, &url, &cap, signer.as_ref(), timeout).await }.into_actor(self).map(
+            |res, act, ctx| {
+                act.probing = false;
                 act.apply_token(res);
                 act.schedule_probe(ctx);
-            });
+                act.maybe_warm_up(ctx);
+            },
+        );
         if first {
             ctx.wait(fut);
         } else {
@@ -257,19 +285,18 @@ impl PairActor {
         if self.retired {
             return;
         }
-        let healthy = self.token_ok
-            && self
-                .token
-                .as_ref()
-                .is_some_and(|t| t.available_capacity > 0);
+        if let Some(h) = self.refresh.take() {
+            ctx.cancel_future(h);
+        }
+        let healthy = self.token_ok && self.token.as_ref().is_some_and(|t| t.available_capacity > 0);
         let base = if healthy || !self.offered && self.token_ok {
             self.settings.token_refresh
         } else {
             self.settings.token_retry.min(self.settings.token_refresh)
         };
         let jitter = 0.8 + 0.4 * rand::random::<f64>();
-        let delay = base.mul_f64(jitter);
-        self.refresh = Some(ctx.run_later(delay, |act, ctx| {
+        self.refresh = Some(ctx.run_later(base.mul_f64(jitter), |act, ctx| {
+            act.refresh = None;
             act.sweep_leases();
             act.probe(ctx, false);
         }));
@@ -277,6 +304,7 @@ impl PairActor {
 
     fn apply_token(&mut self, res: Result<JobToken, TokenError>) {
         self.probed = true;
+        let was_unreachable = std::mem::take(&mut self.node_unreachable);
         match res {
             Ok(token) => {
                 let service = if token.service_addr.trim().is_empty() {
@@ -292,18 +320,24 @@ impl PairActor {
                         if token.available_capacity > 0 {
                             self.offered = true;
                         }
+                        if was_unreachable || !self.token_ok && self.cold_start_ms.is_some() {
+                            // The orchestrator is back after being unreachable: its container
+                            // probably restarted, so treat the pair as cold again.
+                            self.warming = true;
+                            self.warmup_pending = self.policy.warmup.is_some();
+                        }
+                        let was_over = self.over_ceiling();
                         self.token_ok = true;
                         self.token = Some(token);
+                        if self.over_ceiling() && !was_over {
+                            tracing::warn!(pair = %self.key, "advertised price is over the capability's ceiling; pair leaves rotation");
+                        }
                         metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
                     }
                     Err(e) => {
                         self.token_ok = false;
-                        self.note_error(
-                            "token",
-                            format!("token names an unusable service_addr: {e}"),
-                        );
-                        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "bad-token")
-                            .increment(1);
+                        self.note_error("token", format!("token names an unusable service_addr: {e}"));
+                        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "bad-token").increment(1);
                     }
                 }
             }
@@ -322,6 +356,87 @@ impl PairActor {
             }
         }
         self.publish();
+    }
+
+    /// Sends the capability's warm-up job, if it has one and the pair is ready for it.
+    fn maybe_warm_up(&mut self, ctx: &mut Context<Self>) {
+        let Some(warmup) = self.policy.warmup.clone() else { return };
+        if !self.warmup_pending || self.warmup_in_flight || !self.token_ok || self.retired {
+            return;
+        }
+        let Some(service_addr) = self.service_addr.clone() else { return };
+        if self.token.as_ref().is_none_or(|t| t.available_capacity <= 0) {
+            return;
+        }
+        self.warmup_in_flight = true;
+        let client = self.client.clone();
+        let signer = self.settings.signer.clone();
+        let capability = self.key.capability.to_string();
+        let max_response_bytes = 16 << 20;
+        let fut = async move {
+            let request = "{}".to_string();
+            let parameters = "{}".to_string();
+            let sig = signer.sign(format!("{request}{parameters}").as_bytes());
+            let header = JobRequest {
+                id: "byoc-gateway-warmup".into(),
+                request,
+                parameters,
+                capability,
+                capability_url: String::new(),
+                sender: signer.address(),
+                sig,
+                timeout_seconds: warmup.timeout_seconds,
+            }
+            .encode();
+            let url = format!("{service_addr}/process/request/{}", warmup.path.trim_start_matches('/'));
+            let started = Instant::now();
+            let res = forward_job(
+                &client,
+                Forward {
+                    url: &url,
+                    job_header: &header,
+                    content_type: Some(&warmup.content_type),
+                    request_id: "byoc-gateway-warmup",
+                    timeout: Duration::from_secs(warmup.timeout_seconds),
+                    max_response_bytes,
+                },
+                bytes::Bytes::from(warmup.body.into_bytes()),
+            )
+            .await;
+            (res, started.elapsed())
+        };
+        ctx.spawn(fut.into_actor(self).map(|(res, elapsed), act, _ctx| {
+            act.warmup_in_flight = false;
+            match res {
+                Ok(reply) if (200..300).contains(&reply.status) => {
+                    act.warmup_pending = false;
+                    act.first_answer(elapsed, Instant::now());
+                    tracing::info!(pair = %act.key, elapsed_ms = elapsed.as_millis() as u64, "warm-up job answered; pair takes traffic");
+                }
+                Ok(reply) => {
+                    act.note_error("warmup", format!("warm-up job answered {}: {}", reply.status, excerpt(&reply.body)));
+                }
+                Err(e) => act.note_error("warmup", format!("warm-up job failed: {e}")),
+            }
+            act.publish();
+        }));
+    }
+
+    /// The pair's first answer since it started or came back: it is warm now. A slow one
+    /// deprioritises it for a while.
+    fn first_answer(&mut self, elapsed: Duration, now: Instant) {
+        if !self.warming {
+            return;
+        }
+        self.warming = false;
+        self.cold_start_ms = Some(elapsed.as_millis() as u64);
+        let slow = elapsed > self.policy.cold_start_threshold;
+        metrics::counter!(m::COLD_STARTS_TOTAL, "slow" => if slow { "true" } else { "false" }).increment(1);
+        if slow {
+            self.deprioritized_until = Some(now + self.policy.cold_start_penalty);
+            tracing::warn!(pair = %self.key, cold_start_ms = elapsed.as_millis() as u64,
+                penalty_s = self.policy.cold_start_penalty.as_secs(), "slow cold start; pair deprioritised");
+        }
     }
 
     /// Forgets leases whose holder never reported back (a lost [`Record`]).
@@ -366,6 +481,8 @@ impl actix::Supervised for PairActor {
         self.leases.clear();
         self.refresh = None;
         self.probed = false;
+        self.probing = false;
+        self.warmup_in_flight = false;
         self.restarts += 1;
         metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "actor" => "pair").increment(1);
         tracing::warn!(pair = %self.key, restarts = self.restarts, "pair actor restarted by the supervisor");
@@ -397,22 +514,20 @@ impl Handler<Admit> for PairActor {
 
     fn handle(&mut self, msg: Admit, _ctx: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        if self.retired {
-            return Err(Unroutable::Retired);
+        // Everything but the breaker is decided by the published view (one source of truth).
+        let refusal = {
+            let v = self.view.read();
+            match v.routable_at(now) {
+                Err(Unroutable::BreakerOpen(_)) | Ok(()) => None,
+                Err(other) => Some(other),
+            }
+        };
+        if let Some(reason) = refusal {
+            return Err(reason);
         }
-        if !self.offered {
-            return Err(Unroutable::NotOffered);
-        }
-        let Some(service_addr) = self.service_addr.clone().filter(|_| self.token_ok) else {
+        let Some(service_addr) = self.service_addr.clone() else {
             return Err(Unroutable::TokenUnavailable);
         };
-        if self
-            .token
-            .as_ref()
-            .is_none_or(|t| t.available_capacity <= 0)
-        {
-            return Err(Unroutable::NoCapacity);
-        }
         let (admission, transition) = self.breaker.admit(now);
         if let Some(t) = transition {
             self.on_transition(t, "admit");
@@ -427,52 +542,73 @@ impl Handler<Admit> for PairActor {
         };
         let lease = self.next_lease;
         self.next_lease += 1;
-        self.leases.insert(
-            lease,
-            Lease {
-                deadline: now + msg.timeout + self.settings.lease_slack,
-                trial,
-            },
-        );
+        self.leases.insert(lease, Lease { deadline: now + msg.timeout + self.settings.lease_slack, trial });
         self.publish();
-        Ok(Permit {
-            lease,
-            service_addr,
-            trial,
-        })
+        Ok(Permit { lease, service_addr, trial })
     }
 }
 
 /// How one upstream call ended, as far as the pair's health is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// A 2xx/3xx answer.
+    /// A 2xx/3xx answer honouring the response contract.
     Success,
     /// A 4xx answer: the client's fault, relayed, not held against the pair.
     ClientError(u16),
-    /// A 5xx answer, with a body excerpt.
+    /// A 503 or 429: the orchestrator is busy. Retried elsewhere; the pair backs off without
+    /// being treated as broken.
+    CapacityRefused(u16),
+    /// A 5xx whose body says the GPU ran out of memory.
+    OutOfMemory(String),
+    /// Another 5xx, with a body excerpt.
     ServerError(u16, String),
+    /// A 2xx with another content type than the capability's contract (the one received).
+    ContractMismatch(String),
     /// No usable answer.
     Failed(UpstreamError),
 }
 
+/// Body fragments by which GPU out-of-memory errors are recognised (PyTorch, CUDA, ONNX
+/// runtime, TensorFlow).
+const OOM_MARKERS: &[&str] = &["out of memory", "outofmemoryerror", "cuda_error_out_of_memory", "oom when allocating"];
+
 impl Outcome {
-    /// Stable class name (metrics label).
+    /// Stable class name (metrics label, attempt reports).
     pub fn class(&self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::ClientError(_) => "http-4xx",
+            Outcome::CapacityRefused(_) => "capacity",
+            Outcome::OutOfMemory(_) => "oom",
             Outcome::ServerError(..) => "http-5xx",
+            Outcome::ContractMismatch(_) => "contract-mismatch",
             Outcome::Failed(e) => e.class(),
         }
     }
 
-    /// Classifies an HTTP answer.
-    pub fn from_status(status: u16, body: &[u8]) -> Self {
+    /// Whether the job should go to another orchestrator.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Outcome::Success | Outcome::ClientError(_))
+    }
+
+    /// Classifies an HTTP answer against the capability's policy.
+    pub fn classify(status: u16, content_type: Option<&str>, body: &[u8], policy: &Effective) -> Self {
         match status {
+            0..=399 if policy.contract_mismatch(content_type) => {
+                Outcome::ContractMismatch(content_type.unwrap_or("(none)").to_string())
+            }
             0..=399 => Outcome::Success,
+            429 | 503 => Outcome::CapacityRefused(status),
             400..=499 => Outcome::ClientError(status),
-            _ => Outcome::ServerError(status, excerpt(body)),
+            _ => {
+                let text = excerpt(body);
+                let lower = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+                if OOM_MARKERS.iter().any(|m| lower.contains(m)) {
+                    Outcome::OutOfMemory(text)
+                } else {
+                    Outcome::ServerError(status, text)
+                }
+            }
         }
     }
 }
@@ -492,7 +628,7 @@ pub struct Record {
 impl Handler<Record> for PairActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Record, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Record, ctx: &mut Self::Context) {
         let now = Instant::now();
         let Some(lease) = self.leases.remove(&msg.lease) else {
             // Expired or from before a restart: the breaker already moved on without it.
@@ -506,25 +642,55 @@ impl Handler<Record> for PairActor {
                 self.latency.observe(elapsed_ms, now);
                 self.success.observe(true);
                 self.offered = true;
-                if self.cold_start_ms.is_none() {
-                    self.cold_start_ms = Some(msg.elapsed.as_millis() as u64);
-                }
-                self.breaker.on_success()
+                self.capacity_backoff = self.settings.capacity_backoff;
+                self.first_answer(msg.elapsed, now);
+                let slow = msg.elapsed > self.policy.slow_call_threshold;
+                self.breaker.on_success(now, rand::random::<f64>(), slow)
             }
             Outcome::ClientError(_) => {
                 // The orchestrator answered: it is alive, so a trial call counts as passed.
                 self.counters.http_4xx += 1;
-                self.breaker.on_success()
+                self.breaker.on_neutral()
+            }
+            Outcome::CapacityRefused(status) => {
+                self.counters.capacity += 1;
+                if lease.trial {
+                    self.breaker.release_trial();
+                }
+                self.capacity_backoff_until = Some(now + self.capacity_backoff);
+                self.note_error(
+                    "capacity",
+                    format!("{status}: refused for capacity; backing off {:?}", self.capacity_backoff),
+                );
+                self.capacity_backoff = (self.capacity_backoff * 2).min(MAX_CAPACITY_BACKOFF);
+                None
             }
             failure => {
                 match failure {
+                    Outcome::OutOfMemory(body) => {
+                        self.counters.oom += 1;
+                        self.note_error("oom", body.clone());
+                    }
                     Outcome::ServerError(status, body) => {
                         self.counters.http_5xx += 1;
                         self.note_error("http-5xx", format!("{status}: {body}"));
                     }
+                    Outcome::ContractMismatch(ct) => {
+                        self.counters.contract += 1;
+                        let expected = self.policy.response_content_type.as_deref().unwrap_or("?");
+                        self.note_error(
+                            "contract-mismatch",
+                            format!("answered {ct}, the capability's contract is {expected}"),
+                        );
+                    }
                     Outcome::Failed(e) => {
                         match e {
-                            UpstreamError::Connect(_) => self.counters.connect += 1,
+                            UpstreamError::Connect(_) => {
+                                self.counters.connect += 1;
+                                // Nothing listens: out of rotation until a probe finds it back.
+                                self.node_unreachable = true;
+                                self.probe(ctx, false);
+                            }
                             UpstreamError::Timeout(_) => self.counters.timeout += 1,
                             _ => self.counters.transport += 1,
                         }
@@ -547,6 +713,44 @@ impl Handler<Record> for PairActor {
     }
 }
 
+/// A sibling pair on the same orchestrator could not connect: this pair leaves rotation at
+/// once and re-probes (a container crash is a node-level event).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerUnreachable;
+
+impl Handler<PeerUnreachable> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: PeerUnreachable, ctx: &mut Self::Context) {
+        if self.retired || self.node_unreachable {
+            return;
+        }
+        self.node_unreachable = true;
+        self.publish();
+        self.probe(ctx, false);
+    }
+}
+
+/// Replaces the capability policy this pair follows (operator changed it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetPolicy(pub Arc<Effective>);
+
+impl Handler<SetPolicy> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, SetPolicy(policy): SetPolicy, ctx: &mut Self::Context) {
+        self.breaker.set_config(policy.breaker.clone());
+        if policy.warmup.is_none() {
+            self.warmup_pending = false;
+        }
+        self.policy = policy;
+        self.publish();
+        self.maybe_warm_up(ctx);
+    }
+}
+
 /// Returns the pair's current view. Answered only after the first token probe of the
 /// current incarnation, which is what lazy capability discovery waits for.
 #[derive(Message)]
@@ -558,6 +762,21 @@ impl Handler<Snapshot> for PairActor {
 
     fn handle(&mut self, _msg: Snapshot, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.view.read().clone())
+    }
+}
+
+/// Asks the pair to probe its token now (operator action, or after a policy change).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ProbeNow;
+
+impl Handler<ProbeNow> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: ProbeNow, ctx: &mut Self::Context) {
+        if !self.retired {
+            self.probe(ctx, false);
+        }
     }
 }
 
@@ -609,6 +828,7 @@ impl Handler<ForceBreaker> for PairActor {
         let transition = if msg.trip {
             self.breaker.trip(Instant::now(), rand::random::<f64>())
         } else {
+            self.capacity_backoff_until = None;
             self.breaker.reset()
         };
         if let Some(t) = transition {
@@ -616,5 +836,43 @@ impl Handler<ForceBreaker> for PairActor {
         }
         self.publish();
         MessageResult(self.view.read().clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::CapabilityPolicy;
+
+    #[test]
+    fn classify_recognises_every_class() {
+        let plain = CapabilityPolicy::default().effective();
+        let json = CapabilityPolicy { response_content_type: Some("application/json".into()), ..Default::default() }
+            .effective();
+        assert_eq!(Outcome::classify(200, Some("image/png"), b"", &plain), Outcome::Success);
+        assert_eq!(Outcome::classify(200, Some("application/json"), b"{}", &json), Outcome::Success);
+        assert_eq!(
+            Outcome::classify(200, Some("text/plain"), b"x", &json),
+            Outcome::ContractMismatch("text/plain".into())
+        );
+        assert_eq!(Outcome::classify(422, None, b"bad", &plain), Outcome::ClientError(422));
+        assert_eq!(
+            Outcome::classify(503, None, b"No capacity available for capability", &plain),
+            Outcome::CapacityRefused(503)
+        );
+        assert_eq!(Outcome::classify(429, None, b"", &plain), Outcome::CapacityRefused(429));
+        assert!(matches!(
+            Outcome::classify(500, None, b"CUDA out of memory. Tried to allocate 2.00 GiB", &plain),
+            Outcome::OutOfMemory(_)
+        ));
+        assert!(matches!(
+            Outcome::classify(500, None, b"torch.OutOfMemoryError: ...", &plain),
+            Outcome::OutOfMemory(_)
+        ));
+        assert!(matches!(Outcome::classify(502, None, b"bad gateway", &plain), Outcome::ServerError(502, _)));
+        assert!(!Outcome::Success.retryable());
+        assert!(!Outcome::ClientError(404).retryable());
+        assert!(Outcome::CapacityRefused(503).retryable());
+        assert!(Outcome::ContractMismatch(String::new()).retryable());
     }
 }

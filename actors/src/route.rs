@@ -1,9 +1,10 @@
 //! The job router: the attempt loop of one job.
 //!
 //! `select (Dispatcher) -> admit (PairActor) -> call the orchestrator -> record (PairActor)`,
-//! repeated on a retryable failure (connect error, timeout, 5xx) with the orchestrators
-//! already tried excluded, until success, a 4xx (relayed as is), the capability's attempt
-//! limit, or its retry timeout. The upstream call runs here, on the HTTP worker that owns the
+//! repeated on a retryable failure (connect error, timeout, 5xx including GPU out-of-memory,
+//! capacity refusal, response contract mismatch) with the orchestrators already tried
+//! excluded, until success, a 4xx (relayed as is), the capability's attempt limit, its retry
+//! timeout, or its retry budget. The upstream call runs here, on the HTTP worker that owns the
 //! client's connection, with that worker's `awc::Client`; actors only decide and account.
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use actix::prelude::*;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::budget::RetryBudgets;
 use crate::capability::Capability;
 use crate::dispatcher::{Dispatcher, Select, Selection, Unavailable};
 use crate::metrics as m;
@@ -22,7 +24,7 @@ use crate::policy::PolicyBook;
 use crate::protocol::client::{forward_job, Forward, UpstreamError};
 use crate::protocol::header::{ClientJob, JobRequest};
 use crate::protocol::signer::SharedSigner;
-use crate::supervisor::{Availability, EnsureCapability, Supervisor};
+use crate::supervisor::{Availability, EnsureCapability, NodeUnreachable, Supervisor};
 
 /// Admission refusals tolerated per job beyond the attempt limit (a pair's state can change
 /// between its published view and the admit; each refusal excludes that pair).
@@ -104,6 +106,13 @@ pub enum RouteError {
         /// The attempts.
         attempts: Vec<AttemptReport>,
     },
+    /// A retry was needed but the capability's retry budget is spent (the pool is failing
+    /// too much for retries to be safe).
+    #[error("the retry budget of this capability is spent; not retrying after {} failed attempt(s)", .attempts.len())]
+    BudgetExhausted {
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
     /// The retry timeout passed before an answer.
     #[error("no answer within the retry timeout of {}s", .timeout.as_secs_f64())]
     RetryTimeout {
@@ -118,11 +127,7 @@ pub enum RouteError {
 }
 
 fn describe(why: &Unavailable) -> String {
-    let mut parts: Vec<String> = why
-        .reasons
-        .iter()
-        .map(|(r, n)| format!("{n} {r}"))
-        .collect();
+    let mut parts: Vec<String> = why.reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
     if why.tried > 0 {
         parts.push(format!("{} already tried", why.tried));
     }
@@ -139,6 +144,7 @@ impl RouteError {
         match self {
             RouteError::NoneRoutable { attempts, .. }
             | RouteError::AttemptsExhausted { attempts }
+            | RouteError::BudgetExhausted { attempts }
             | RouteError::RetryTimeout { attempts, .. } => attempts,
             _ => &[],
         }
@@ -150,6 +156,7 @@ impl RouteError {
             RouteError::UnknownCapability(_) => "unknown-capability",
             RouteError::NoneRoutable { .. } => "no-routable-orchestrator",
             RouteError::AttemptsExhausted { .. } => "upstream-failed",
+            RouteError::BudgetExhausted { .. } => "retry-budget-exhausted",
             RouteError::RetryTimeout { .. } => "retry-timeout",
             RouteError::Overloaded(_) => "overloaded",
         }
@@ -175,6 +182,8 @@ pub struct Router {
     pub mailbox_timeout: Duration,
     /// Bound on lazy capability discovery.
     pub probe_wait: Duration,
+    /// Retry budgets, shared by all workers.
+    pub budgets: RetryBudgets,
 }
 
 impl Router {
@@ -194,10 +203,8 @@ impl Router {
             Ok(_) => "client-error",
             Err(e) => e.code(),
         };
-        metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome)
-            .increment(1);
-        metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label)
-            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label).record(started.elapsed().as_secs_f64());
         result
     }
 
@@ -209,33 +216,24 @@ impl Router {
         let mut attempts: Vec<AttemptReport> = Vec::new();
         let mut ensured = false;
         let mut refusals = 0usize;
+        let mut budget_checked_for: Option<usize> = None;
 
-        // The job header is the same for every attempt (offchain signing is per job).
+        // The job header is the same for every attempt.
         let sig_input = format!("{}{}", job.client.request, job.client.parameters);
-        let header = JobRequest::for_job(
-            &job.client,
-            self.signer.address(),
-            self.signer.sign(sig_input.as_bytes()),
-        )
-        .encode();
+        let header =
+            JobRequest::for_job(&job.client, self.signer.address(), self.signer.sign(sig_input.as_bytes())).encode();
 
         loop {
             if attempts.len() >= policy.max_attempts as usize {
                 return Err(RouteError::AttemptsExhausted { attempts });
             }
-            let elapsed = started.elapsed();
-            if !attempts.is_empty() && elapsed >= policy.retry_timeout {
-                return Err(RouteError::RetryTimeout {
-                    timeout: policy.retry_timeout,
-                    attempts,
-                });
+            if !attempts.is_empty() && started.elapsed() >= policy.retry_timeout {
+                return Err(RouteError::RetryTimeout { timeout: policy.retry_timeout, attempts });
             }
+            let select = Select { capability: cap.clone(), exclude: tried.clone() };
             let selection = self
                 .dispatcher
-                .send(Select {
-                    capability: cap.clone(),
-                    exclude: tried.clone(),
-                })
+                .send(select)
                 .timeout(self.mailbox_timeout)
                 .await
                 .map_err(|_| mailbox_error("dispatcher"))?;
@@ -243,40 +241,20 @@ impl Router {
                 Selection::Picked(slot) => slot,
                 Selection::Unknown if !ensured && attempts.is_empty() => {
                     ensured = true;
-                    let availability = self
-                        .supervisor
-                        .send(EnsureCapability {
-                            capability: cap.clone(),
-                        })
-                        .timeout(self.probe_wait + self.mailbox_timeout)
-                        .await
-                        .map_err(|_| mailbox_error("supervisor"))?;
-                    match availability {
+                    match self.ensure(cap).await? {
                         Availability::Offered => continue,
-                        Availability::NotOffered => {
-                            return Err(RouteError::UnknownCapability(cap.clone()))
-                        }
+                        Availability::NotOffered => return Err(RouteError::UnknownCapability(cap.clone())),
                     }
                 }
-                Selection::Unknown if attempts.is_empty() => {
-                    return Err(RouteError::UnknownCapability(cap.clone()))
-                }
+                Selection::Unknown if attempts.is_empty() => return Err(RouteError::UnknownCapability(cap.clone())),
                 Selection::Unknown => return Err(RouteError::AttemptsExhausted { attempts }),
                 Selection::Unavailable(why)
-                    if !ensured
-                        && attempts.is_empty()
-                        && why.reasons.iter().any(|(r, _)| *r == "token-pending") =>
+                    if !ensured && attempts.is_empty() && why.reasons.iter().any(|(r, _)| *r == "token-pending") =>
                 {
                     // Pairs just started (gateway start-up, hot-add, restart): wait for their
                     // first probes rather than refuse the job.
                     ensured = true;
-                    self.supervisor
-                        .send(EnsureCapability {
-                            capability: cap.clone(),
-                        })
-                        .timeout(self.probe_wait + self.mailbox_timeout)
-                        .await
-                        .map_err(|_| mailbox_error("supervisor"))?;
+                    self.ensure(cap).await?;
                     continue;
                 }
                 Selection::Unavailable(why) => {
@@ -284,18 +262,10 @@ impl Router {
                         // Every candidate was tried and failed.
                         return Err(RouteError::AttemptsExhausted { attempts });
                     }
-                    let retry_after = why.retry_at.map(|t| {
-                        t.saturating_duration_since(Instant::now())
-                            .as_secs_f64()
-                            .ceil()
-                            .max(1.0) as u64
-                    });
-                    return Err(RouteError::NoneRoutable {
-                        capability: cap.clone(),
-                        why,
-                        retry_after,
-                        attempts,
-                    });
+                    let retry_after = why
+                        .retry_at
+                        .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil().max(1.0) as u64);
+                    return Err(RouteError::NoneRoutable { capability: cap.clone(), why, retry_after, attempts });
                 }
             };
 
@@ -307,12 +277,27 @@ impl Router {
             }
             let per_try = per_try.max(Duration::from_millis(1));
 
-            let permit = match slot
-                .addr
-                .send(Admit { timeout: per_try })
-                .timeout(self.mailbox_timeout)
-                .await
-            {
+            // Retries are paid from the capability's budget; first attempts fill it. Checked
+            // once per attempt number (an admission refusal below does not pay twice), and
+            // only once a pair was picked, so unknown names never create a budget.
+            if budget_checked_for != Some(attempts.len()) {
+                budget_checked_for = Some(attempts.len());
+                if attempts.is_empty() {
+                    self.budgets.deposit(cap, Instant::now());
+                } else if self.budgets.withdraw(
+                    cap,
+                    Instant::now(),
+                    policy.retry_budget_percent,
+                    policy.retry_budget_min_per_sec,
+                ) {
+                    metrics::counter!(m::RETRIES_TOTAL, "capability" => cap.to_string()).increment(1);
+                } else {
+                    metrics::counter!(m::RETRY_BUDGET_EXHAUSTED_TOTAL, "capability" => cap.to_string()).increment(1);
+                    return Err(RouteError::BudgetExhausted { attempts });
+                }
+            }
+
+            let permit = match slot.addr.send(Admit { timeout: per_try }).timeout(self.mailbox_timeout).await {
                 Ok(Ok(p)) => p,
                 Ok(Err(reason)) => {
                     tracing::debug!(pair = %slot.key, reason = reason.as_str(), "admission refused; selecting again");
@@ -348,29 +333,28 @@ impl Router {
             .await;
             let elapsed = t0.elapsed();
             let outcome = match &res {
-                Ok(reply) => Outcome::from_status(reply.status, &reply.body),
+                Ok(reply) => Outcome::classify(reply.status, reply.content_type.as_deref(), &reply.body, &policy),
                 Err(e) => Outcome::Failed(e.clone()),
             };
-            metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => cap.to_string(), "result" => outcome.class()).increment(1);
+            metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => cap.to_string(), "result" => outcome.class())
+                .increment(1);
             metrics::histogram!(m::UPSTREAM_DURATION_SECONDS, "capability" => cap.to_string())
                 .record(elapsed.as_secs_f64());
-            if slot
-                .addr
-                .send(Record {
-                    lease: permit.lease,
-                    outcome: outcome.clone(),
-                    elapsed,
-                })
-                .timeout(self.mailbox_timeout)
-                .await
-                .is_err()
-            {
+            if matches!(res, Err(UpstreamError::Connect(_))) {
+                // A container crash is a node-level event: the orchestrator's other pairs
+                // leave rotation now rather than each paying a failed attempt. Best effort:
+                // dropped if the supervisor's mailbox is full.
+                metrics::counter!(m::NODE_UNREACHABLE_TOTAL).increment(1);
+                let _ = self.supervisor.try_send(NodeUnreachable { orchestrator: slot.key.orchestrator.clone() });
+            }
+            let record = Record { lease: permit.lease, outcome: outcome.clone(), elapsed };
+            if slot.addr.send(record).timeout(self.mailbox_timeout).await.is_err() {
                 // The lease expires on its own; the pair just misses one sample.
                 metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
             }
 
-            match res {
-                Ok(reply) if reply.status < 500 => {
+            let (status, detail) = match res {
+                Ok(reply) if !outcome.retryable() => {
                     if !attempts.is_empty() {
                         tracing::warn!(capability = %cap, attempts = attempts.len() + 1, orchestrator = %slot.key.orchestrator,
                             "job recovered by failover");
@@ -387,42 +371,39 @@ impl Router {
                 }
                 Ok(reply) => {
                     let detail = match &outcome {
-                        Outcome::ServerError(_, body) => body.clone(),
-                        _ => String::new(),
+                        Outcome::ServerError(_, body) | Outcome::OutOfMemory(body) => body.clone(),
+                        Outcome::ContractMismatch(ct) => format!("answered {ct}"),
+                        _ => crate::protocol::client::excerpt(&reply.body),
                     };
-                    tracing::info!(capability = %cap, orchestrator = %slot.key.orchestrator, status = reply.status,
-                        "orchestrator answered 5xx; failing over");
-                    attempts.push(AttemptReport {
-                        orchestrator: slot.key.orchestrator.to_string(),
-                        url,
-                        result: "http-5xx",
-                        status: Some(reply.status),
-                        detail,
-                        elapsed_ms: elapsed.as_millis() as u64,
-                    });
+                    (Some(reply.status), detail)
                 }
-                Err(e) => {
-                    tracing::info!(capability = %cap, orchestrator = %slot.key.orchestrator, error = %e,
-                        "attempt failed; failing over");
-                    let timed_out = matches!(e, UpstreamError::Timeout(_));
-                    attempts.push(AttemptReport {
-                        orchestrator: slot.key.orchestrator.to_string(),
-                        url,
-                        result: e.class(),
-                        status: None,
-                        detail: e.to_string(),
-                        elapsed_ms: elapsed.as_millis() as u64,
-                    });
-                    if timed_out && started.elapsed() >= policy.retry_timeout {
-                        return Err(RouteError::RetryTimeout {
-                            timeout: policy.retry_timeout,
-                            attempts,
-                        });
-                    }
-                }
-            }
+                Err(e) => (None, e.to_string()),
+            };
+            tracing::info!(capability = %cap, orchestrator = %slot.key.orchestrator, result = outcome.class(), ?status,
+                "attempt failed; failing over");
+            attempts.push(AttemptReport {
+                orchestrator: slot.key.orchestrator.to_string(),
+                url,
+                result: outcome.class(),
+                status,
+                detail,
+                elapsed_ms: elapsed.as_millis() as u64,
+            });
             tried.push(slot.key.orchestrator.clone());
+            if matches!(outcome, Outcome::Failed(UpstreamError::Timeout(_)))
+                && started.elapsed() >= policy.retry_timeout
+            {
+                return Err(RouteError::RetryTimeout { timeout: policy.retry_timeout, attempts });
+            }
         }
+    }
+
+    async fn ensure(&self, cap: &Capability) -> Result<Availability, RouteError> {
+        self.supervisor
+            .send(EnsureCapability { capability: cap.clone() })
+            .timeout(self.probe_wait + self.mailbox_timeout)
+            .await
+            .map_err(|_| mailbox_error("supervisor"))
     }
 }
 

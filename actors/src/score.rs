@@ -21,20 +21,12 @@ pub struct PeakEwma {
 impl PeakEwma {
     /// Starts at `initial_ms` (a neutral guess, so new pairs are neither favoured nor shunned).
     pub fn new(initial_ms: f64, decay: Duration) -> Self {
-        Self {
-            estimate_ms: initial_ms.max(0.0),
-            updated: None,
-            decay,
-        }
+        Self { estimate_ms: initial_ms.max(0.0), updated: None, decay }
     }
 
     /// Restores a persisted estimate whose last sample was taken at `updated`.
     pub fn restore(estimate_ms: f64, updated: Option<Instant>, decay: Duration) -> Self {
-        Self {
-            estimate_ms: estimate_ms.max(0.0),
-            updated,
-            decay,
-        }
+        Self { estimate_ms: estimate_ms.max(0.0), updated, decay }
     }
 
     /// When the last sample was taken.
@@ -66,9 +58,7 @@ impl PeakEwma {
             // Peak: a slower sample (or the first one) replaces the estimate at once.
             self.estimate_ms = sample_ms;
         } else {
-            let elapsed = self
-                .updated
-                .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+            let elapsed = self.updated.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
             let w = (-elapsed.as_secs_f64() / self.decay.as_secs_f64().max(1e-3)).exp();
             self.estimate_ms = self.estimate_ms * w + sample_ms * (1.0 - w);
         }
@@ -93,10 +83,7 @@ pub struct SuccessRate {
 impl SuccessRate {
     /// Starts at `initial` with weight `alpha` per new outcome.
     pub fn new(initial: f64, alpha: f64) -> Self {
-        Self {
-            value: initial.clamp(0.0, 1.0),
-            alpha: alpha.clamp(0.001, 1.0),
-        }
+        Self { value: initial.clamp(0.0, 1.0), alpha: alpha.clamp(0.001, 1.0) }
     }
 
     /// Current rate in [0, 1].
@@ -194,10 +181,7 @@ mod tests {
         e.observe(100.0, t0 + Duration::from_secs(10));
         let v = e.estimate_ms();
         // One decay period: weight e^-1 on the old value.
-        assert!(
-            (v - (500.0 * (-1f64).exp() + 100.0 * (1.0 - (-1f64).exp()))).abs() < 1e-6,
-            "{v}"
-        );
+        assert!((v - (500.0 * (-1f64).exp() + 100.0 * (1.0 - (-1f64).exp()))).abs() < 1e-6, "{v}");
         // A sample right after barely moves it.
         e.observe(10.0, t0 + Duration::from_secs(10));
         assert!((e.estimate_ms() - v).abs() < 1e-9);
@@ -207,20 +191,12 @@ mod tests {
     fn idle_estimate_decays_towards_zero_on_read() {
         let t0 = Instant::now();
         let mut e = PeakEwma::new(100.0, Duration::from_secs(10));
-        assert_eq!(
-            e.estimate_at(t0 + Duration::from_secs(100)),
-            100.0,
-            "no sample: neutral value kept"
-        );
+        assert_eq!(e.estimate_at(t0 + Duration::from_secs(100)), 100.0, "no sample: neutral value kept");
         e.observe(400.0, t0);
         assert_eq!(e.estimate_at(t0), 400.0);
         let later = e.estimate_at(t0 + Duration::from_secs(20));
         assert!((later - 400.0 * (-2f64).exp()).abs() < 1e-9, "{later}");
-        assert_eq!(
-            e.estimate_ms(),
-            400.0,
-            "reading does not change the stored estimate"
-        );
+        assert_eq!(e.estimate_ms(), 400.0, "reading does not change the stored estimate");
     }
 
     #[test]
@@ -245,37 +221,11 @@ mod tests {
 
     #[test]
     fn cost_orders_by_latency_load_and_health() {
-        let base = CostInputs {
-            latency_ms: 100.0,
-            inflight: 0,
-            success_rate: 1.0,
-        };
-        assert!(
-            cost(base)
-                < cost(CostInputs {
-                    latency_ms: 200.0,
-                    ..base
-                })
-        );
-        assert!(
-            cost(base)
-                < cost(CostInputs {
-                    inflight: 1,
-                    ..base
-                })
-        );
-        assert!(
-            cost(base)
-                < cost(CostInputs {
-                    success_rate: 0.5,
-                    ..base
-                })
-        );
-        assert!(cost(CostInputs {
-            success_rate: 0.0,
-            ..base
-        })
-        .is_finite());
+        let base = CostInputs { latency_ms: 100.0, inflight: 0, success_rate: 1.0 };
+        assert!(cost(base) < cost(CostInputs { latency_ms: 200.0, ..base }));
+        assert!(cost(base) < cost(CostInputs { inflight: 1, ..base }));
+        assert!(cost(base) < cost(CostInputs { success_rate: 0.5, ..base }));
+        assert!(cost(CostInputs { success_rate: 0.0, ..base }).is_finite());
     }
 
     #[test]

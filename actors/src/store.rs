@@ -6,6 +6,7 @@
 //! - `orchestrators`: id -> [`Orchestrator`]
 //! - `orchestrator_urls`: normalised URL -> id (uniqueness index)
 //! - `pairs`: `orch-id \0 capability` -> [`PairRecord`]
+//! - `policies`: capability -> [`CapabilityPolicy`] (set through the admin API)
 //!
 //! Every mutation that answers an operator is flushed to disk before the reply, so an
 //! acknowledged change survives `kill -9`. Pair scores are written in batches and flushed
@@ -20,6 +21,7 @@ use sled::Transactional;
 use crate::capability::Capability;
 use crate::orchestrator::{Orchestrator, OrchestratorId, Source};
 use crate::pair::view::{unix_ms_now, PairRecord};
+use crate::policy::CapabilityPolicy;
 
 /// Version of the on-disk layout described in the module docs.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -32,9 +34,11 @@ pub const DB_DIR: &str = "store-v1";
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// sled reported corruption: the database cannot be trusted.
-    #[error("the store at {path} is corrupt ({detail}). Recovery: stop the gateway, move {path} aside, \
+    #[error(
+        "the store at {path} is corrupt ({detail}). Recovery: stop the gateway, move {path} aside, \
              restore it from a `store export` backup or start with an empty data dir (orchestrators \
-             added through the admin API must then be added again)")]
+             added through the admin API must then be added again)"
+    )]
     Corrupt {
         /// Database directory.
         path: String,
@@ -42,9 +46,7 @@ pub enum StoreError {
         detail: String,
     },
     /// The database was written by a newer gateway.
-    #[error(
-        "the store at {path} has schema version {found}; this gateway understands {SCHEMA_VERSION}"
-    )]
+    #[error("the store at {path} has schema version {found}; this gateway understands {SCHEMA_VERSION}")]
     Schema {
         /// Database directory.
         path: String,
@@ -67,10 +69,9 @@ pub enum StoreError {
 impl StoreError {
     fn from_sled(e: sled::Error, path: &Path) -> Self {
         match e {
-            sled::Error::Corruption { .. } => StoreError::Corrupt {
-                path: path.display().to_string(),
-                detail: e.to_string(),
-            },
+            sled::Error::Corruption { .. } => {
+                StoreError::Corrupt { path: path.display().to_string(), detail: e.to_string() }
+            }
             other => StoreError::Io(other.to_string()),
         }
     }
@@ -79,18 +80,14 @@ impl StoreError {
 /// Opens (or creates) the database under `data_dir` and checks its schema version.
 pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
     let path = data_dir.join(DB_DIR);
-    std::fs::create_dir_all(&path)
-        .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
+    std::fs::create_dir_all(&path).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
     let db = sled::Config::new()
         .path(&path)
         .cache_capacity(32 * 1024 * 1024)
         .flush_every_ms(Some(500))
         .open()
         .map_err(|e| match e {
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("lock") =>
-            {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 StoreError::Io(format!(
                     "{} is locked: another byoc-gateway process is using this data dir ({io})",
                     path.display()
@@ -112,6 +109,7 @@ pub struct Store {
     orchestrators: sled::Tree,
     urls: sled::Tree,
     pairs: sled::Tree,
+    policies: sled::Tree,
 }
 
 impl Store {
@@ -121,32 +119,17 @@ impl Store {
         let orchestrators = db.open_tree("orchestrators").map_err(e)?;
         let urls = db.open_tree("orchestrator_urls").map_err(e)?;
         let pairs = db.open_tree("pairs").map_err(e)?;
-        let store = Self {
-            db,
-            path,
-            meta,
-            orchestrators,
-            urls,
-            pairs,
-        };
+        let policies = db.open_tree("policies").map_err(e)?;
+        let store = Self { db, path, meta, orchestrators, urls, pairs, policies };
         match store.meta.get(SCHEMA_KEY).map_err(|err| store.err(err))? {
             None => {
-                store
-                    .meta
-                    .insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())
-                    .map_err(|err| store.err(err))?;
+                store.meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes()).map_err(|err| store.err(err))?;
                 store.flush()?;
             }
             Some(v) => {
-                let found = std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|s| s.parse::<u32>().ok())
-                    .unwrap_or(u32::MAX);
+                let found = std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u32>().ok()).unwrap_or(u32::MAX);
                 if found != SCHEMA_VERSION {
-                    return Err(StoreError::Schema {
-                        path: store.path.display().to_string(),
-                        found,
-                    });
+                    return Err(StoreError::Schema { path: store.path.display().to_string(), found });
                 }
             }
         }
@@ -162,10 +145,8 @@ impl Store {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
-        serde_json::from_slice(value).map_err(|e| StoreError::Decode {
-            key: String::from_utf8_lossy(key).into_owned(),
-            detail: e.to_string(),
-        })
+        serde_json::from_slice(value)
+            .map_err(|e| StoreError::Decode { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
     }
 
     fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -201,6 +182,27 @@ impl Store {
             .collect()
     }
 
+    fn list_policies(&self) -> Result<Vec<(Capability, CapabilityPolicy)>, StoreError> {
+        self.policies
+            .iter()
+            .map(|kv| {
+                let (k, v) = kv.map_err(|e| self.err(e))?;
+                let name = String::from_utf8_lossy(&k).into_owned();
+                let cap = Capability::new(&name)
+                    .map_err(|e| StoreError::Decode { key: name.clone(), detail: e.to_string() })?;
+                Ok((cap, Self::decode(&k, &v)?))
+            })
+            .collect()
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(Snapshot {
+            orchestrators: self.list_orchestrators()?,
+            pairs: self.list_pairs()?,
+            policies: self.list_policies()?,
+        })
+    }
+
     fn insert(
         &self,
         url: &str,
@@ -216,8 +218,8 @@ impl Store {
             source,
         };
         let value = Self::encode(&orch);
-        let res: Result<Result<(), OrchestratorId>, TransactionError<()>> =
-            (&self.orchestrators, &self.urls).transaction(|(o, u)| {
+        let res: Result<Result<(), OrchestratorId>, TransactionError<()>> = (&self.orchestrators, &self.urls)
+            .transaction(|(o, u)| {
                 if let Some(existing) = u.get(url.as_bytes())? {
                     let id = String::from_utf8_lossy(&existing).into_owned();
                     return Ok(Err(OrchestratorId(id)));
@@ -231,34 +233,23 @@ impl Store {
                 self.flush()?;
                 Ok(Ok(orch))
             }
-            Ok(Err(id)) => Ok(Err(Duplicate {
-                id,
-                url: url.to_string(),
-            })),
+            Ok(Err(id)) => Ok(Err(Duplicate { id, url: url.to_string() })),
             Err(TransactionError::Storage(e)) => Err(self.err(e)),
             Err(TransactionError::Abort(())) => Err(StoreError::Io("transaction aborted".into())),
         }
     }
 
     fn delete(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError> {
-        let Some(raw) = self
-            .orchestrators
-            .get(id.0.as_bytes())
-            .map_err(|e| self.err(e))?
-        else {
+        let Some(raw) = self.orchestrators.get(id.0.as_bytes()).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
         let orch: Orchestrator = Self::decode(id.0.as_bytes(), &raw)?;
         let mut prefix = id.0.as_bytes().to_vec();
         prefix.push(0);
-        let pair_keys: Vec<sled::IVec> = self
-            .pairs
-            .scan_prefix(&prefix)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
-        let res: Result<(), TransactionError<()>> = (&self.orchestrators, &self.urls, &self.pairs)
-            .transaction(|(o, u, p)| {
+        let pair_keys: Vec<sled::IVec> =
+            self.pairs.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let res: Result<(), TransactionError<()>> =
+            (&self.orchestrators, &self.urls, &self.pairs).transaction(|(o, u, p)| {
                 o.remove(id.0.as_bytes())?;
                 u.remove(orch.url.as_bytes())?;
                 for k in &pair_keys {
@@ -286,6 +277,8 @@ pub struct Snapshot {
     pub orchestrators: Vec<Orchestrator>,
     /// Learned pair state.
     pub pairs: Vec<PairRecord>,
+    /// Capability policies set through the admin API.
+    pub policies: Vec<(Capability, CapabilityPolicy)>,
 }
 
 /// The URL is already registered (under `id`).
@@ -305,10 +298,7 @@ pub struct Load;
 impl Handler<Load> for Store {
     type Result = Result<Snapshot, StoreError>;
     fn handle(&mut self, _msg: Load, _ctx: &mut Self::Context) -> Self::Result {
-        Ok(Snapshot {
-            orchestrators: self.list_orchestrators()?,
-            pairs: self.list_pairs()?,
-        })
+        self.snapshot()
     }
 }
 
@@ -330,13 +320,8 @@ impl Handler<ReconcileConfig> for Store {
         for (url, caps) in &msg.entries {
             match existing.iter().find(|o| &o.url == url) {
                 Some(o) if o.capabilities != *caps && o.source == Source::Config => {
-                    let updated = Orchestrator {
-                        capabilities: caps.clone(),
-                        ..o.clone()
-                    };
-                    self.orchestrators
-                        .insert(o.id.0.as_bytes(), Self::encode(&updated))
-                        .map_err(|e| self.err(e))?;
+                    let updated = Orchestrator { capabilities: caps.clone(), ..o.clone() };
+                    self.orchestrators.insert(o.id.0.as_bytes(), Self::encode(&updated)).map_err(|e| self.err(e))?;
                 }
                 Some(_) => {}
                 None => {
@@ -352,10 +337,7 @@ impl Handler<ReconcileConfig> for Store {
             }
         }
         self.flush()?;
-        Ok(Snapshot {
-            orchestrators: self.list_orchestrators()?,
-            pairs: self.list_pairs()?,
-        })
+        self.snapshot()
     }
 }
 
@@ -408,22 +390,33 @@ impl Handler<SavePairs> for Store {
         let mut n = 0;
         for r in &msg.records {
             // A pair whose orchestrator was deleted meanwhile must not come back.
-            if !self
-                .orchestrators
-                .contains_key(r.orchestrator.0.as_bytes())
-                .map_err(|e| self.err(e))?
-            {
+            if !self.orchestrators.contains_key(r.orchestrator.0.as_bytes()).map_err(|e| self.err(e))? {
                 continue;
             }
-            batch.insert(
-                Self::pair_key(&r.orchestrator, &r.capability),
-                Self::encode(r),
-            );
+            batch.insert(Self::pair_key(&r.orchestrator, &r.capability), Self::encode(r));
             n += 1;
         }
         self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
         self.flush()?;
         Ok(n)
+    }
+}
+
+/// Stores a capability's policy. Durable when it answers.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct PutPolicy {
+    /// The capability.
+    pub capability: Capability,
+    /// Its policy.
+    pub policy: CapabilityPolicy,
+}
+
+impl Handler<PutPolicy> for Store {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: PutPolicy, _ctx: &mut Self::Context) -> Self::Result {
+        self.policies.insert(msg.capability.as_str().as_bytes(), Self::encode(&msg.policy)).map_err(|e| self.err(e))?;
+        self.flush()
     }
 }
 
@@ -447,10 +440,7 @@ pub struct Ping;
 impl Handler<Ping> for Store {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, _msg: Ping, _ctx: &mut Self::Context) -> Self::Result {
-        self.meta
-            .get(SCHEMA_KEY)
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+        self.meta.get(SCHEMA_KEY).map(|_| ()).map_err(|e| self.err(e))
     }
 }
 
@@ -467,18 +457,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let id = {
             let s = open(dir.path()).expect("open");
-            let o = s
-                .insert("http://a:1", vec![cap("depth")], Source::Admin)
-                .expect("io")
-                .expect("new");
+            let o = s.insert("http://a:1", vec![cap("depth")], Source::Admin).expect("io").expect("new");
             let dup = s.insert("http://a:1", vec![], Source::Admin).expect("io");
-            assert_eq!(
-                dup,
-                Err(Duplicate {
-                    id: o.id.clone(),
-                    url: "http://a:1".into()
-                })
-            );
+            assert_eq!(dup, Err(Duplicate { id: o.id.clone(), url: "http://a:1".into() }));
             o.id
         };
         let s = open(dir.path()).expect("reopen");
@@ -487,10 +468,7 @@ mod tests {
         assert_eq!(all[0].id, id);
         assert_eq!(all[0].capabilities, vec![cap("depth")]);
         // Ids keep growing after a reopen.
-        let o2 = s
-            .insert("http://b:1", vec![], Source::Admin)
-            .expect("io")
-            .expect("new");
+        let o2 = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
         assert_ne!(o2.id, id);
     }
 
@@ -498,10 +476,7 @@ mod tests {
     fn delete_removes_url_index_and_pairs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = open(dir.path()).expect("open");
-        let o = s
-            .insert("http://a:1", vec![], Source::Admin)
-            .expect("io")
-            .expect("new");
+        let o = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
         let rec = PairRecord {
             orchestrator: o.id.clone(),
             capability: cap("depth"),
@@ -521,17 +496,11 @@ mod tests {
         batch.insert(Store::pair_key(&o.id, &rec.capability), Store::encode(&rec));
         s.pairs.apply_batch(batch).expect("batch");
         assert_eq!(s.list_pairs().expect("pairs").len(), 1);
-        assert_eq!(
-            s.delete(&o.id).expect("io").map(|o| o.url),
-            Some("http://a:1".into())
-        );
+        assert_eq!(s.delete(&o.id).expect("io").map(|o| o.url), Some("http://a:1".into()));
         assert!(s.list_pairs().expect("pairs").is_empty());
         assert_eq!(s.delete(&o.id).expect("io"), None);
         // The URL can be added again.
-        assert!(s
-            .insert("http://a:1", vec![], Source::Admin)
-            .expect("io")
-            .is_ok());
+        assert!(s.insert("http://a:1", vec![], Source::Admin).expect("io").is_ok());
     }
 
     #[test]

@@ -21,11 +21,12 @@ use crate::dispatcher::{Dispatcher, RegisterPair, Slot, UnregisterPair};
 use crate::metrics as m;
 use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, UrlError};
 use crate::pair::{
-    Crash, ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, Retire,
+    Crash, ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Retire, SetPolicy,
     SharedView, Snapshot,
 };
+use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
-use crate::store::{self, DeleteOrchestrator, InsertOrchestrator, SavePairs, Store, StoreError};
+use crate::store::{self, DeleteOrchestrator, InsertOrchestrator, PutPolicy, SavePairs, Store, StoreError};
 
 /// How long "nobody offers capability X" is remembered, so that clients asking for an
 /// unserved capability get a fast 404 instead of a probe fan-out each time.
@@ -58,9 +59,15 @@ pub enum RegistryError {
     /// No such pair.
     #[error("no pair for orchestrator '{0}' and capability '{1}'")]
     PairNotFound(String, String),
+    /// No such capability (none registered, no policy).
+    #[error("no capability named '{0}' is registered")]
+    CapabilityNotFound(String),
     /// The store failed; nothing was changed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A capability policy is not valid.
+    #[error("invalid policy for '{0}': {1}")]
+    InvalidPolicy(String, String),
     /// An actor did not answer in time.
     #[error("the {0} did not answer in time")]
     Unavailable(&'static str),
@@ -89,6 +96,8 @@ pub struct SupervisorInit {
     pub probe_wait: Duration,
     /// How often dirty pair scores are written.
     pub flush_every: Duration,
+    /// Capability policies (shared with the routers).
+    pub policies: PolicyBook,
 }
 
 /// The actor.
@@ -97,6 +106,7 @@ pub struct Supervisor {
     client: awc::Client,
     store: Addr<Store>,
     dispatcher: Addr<Dispatcher>,
+    policies: PolicyBook,
     orchestrators: BTreeMap<OrchestratorId, Orchestrator>,
     pairs: BTreeMap<PairKey, PairEntry>,
     registered: BTreeSet<Capability>,
@@ -115,39 +125,19 @@ impl Supervisor {
     pub fn new(init: SupervisorInit) -> Result<Self, ClientBuildError> {
         let client = build_client(&init.client)?;
         let mut registered: BTreeSet<Capability> = init.eager.iter().cloned().collect();
-        registered.extend(
-            init.snapshot
-                .orchestrators
-                .iter()
-                .flat_map(|o| o.capabilities.iter().cloned()),
-        );
-        registered.extend(
-            init.snapshot
-                .pairs
-                .iter()
-                .filter(|r| r.offered)
-                .map(|r| r.capability.clone()),
-        );
+        registered.extend(init.snapshot.orchestrators.iter().flat_map(|o| o.capabilities.iter().cloned()));
+        registered.extend(init.snapshot.pairs.iter().filter(|r| r.offered).map(|r| r.capability.clone()));
         Ok(Self {
             settings: init.settings,
             client,
             store: init.store,
             dispatcher: init.dispatcher,
-            orchestrators: init
-                .snapshot
-                .orchestrators
-                .into_iter()
-                .map(|o| (o.id.clone(), o))
-                .collect(),
+            policies: init.policies,
+            orchestrators: init.snapshot.orchestrators.into_iter().map(|o| (o.id.clone(), o)).collect(),
             pairs: BTreeMap::new(),
             registered,
             not_offered: HashMap::new(),
-            warm: init
-                .snapshot
-                .pairs
-                .into_iter()
-                .map(|r| (r.key(), r))
-                .collect(),
+            warm: init.snapshot.pairs.into_iter().map(|r| (r.key(), r)).collect(),
             saved: HashMap::new(),
             probe_wait: init.probe_wait,
             flush_every: init.flush_every,
@@ -168,6 +158,7 @@ impl Supervisor {
         let record = self.warm.remove(&key);
         let actor = PairActor::new(
             self.settings.clone(),
+            self.policies.effective(&key.capability),
             self.client.clone(),
             key.clone(),
             Arc::from(orch.url.as_str()),
@@ -181,11 +172,7 @@ impl Supervisor {
         }
         let addr = actix::Supervisor::start(move |_ctx| actor);
         if register {
-            self.dispatcher.do_send(RegisterPair(Slot {
-                key: key.clone(),
-                addr: addr.clone(),
-                view: view.clone(),
-            }));
+            self.dispatcher.do_send(RegisterPair(Slot { key: key.clone(), addr: addr.clone(), view: view.clone() }));
         }
         self.pairs.insert(key, PairEntry { addr, view });
     }
@@ -196,10 +183,7 @@ impl Supervisor {
             .orchestrators
             .keys()
             .flat_map(|o| {
-                self.registered.iter().map(move |c| PairKey {
-                    orchestrator: o.clone(),
-                    capability: c.clone(),
-                })
+                self.registered.iter().map(move |c| PairKey { orchestrator: o.clone(), capability: c.clone() })
             })
             .filter(|k| !self.pairs.contains_key(k))
             .collect();
@@ -274,6 +258,29 @@ impl Supervisor {
         metrics::gauge!(m::PAIRS, "state" => "half_open").set(half);
         metrics::gauge!(m::PAIRS_ROUTABLE).set(routable);
         metrics::gauge!(m::ORCHESTRATORS).set(self.orchestrators.len() as f64);
+        let mut unroutable: BTreeMap<&'static str, u32> = [
+            "token-pending",
+            "not-offered",
+            "token-unavailable",
+            "node-unreachable",
+            "no-capacity",
+            "price-over-ceiling",
+            "warming-up",
+            "capacity-backoff",
+            "cold-start",
+            "breaker-open",
+        ]
+        .into_iter()
+        .map(|r| (r, 0))
+        .collect();
+        for entry in self.pairs.values() {
+            if let Err(reason) = entry.view.read().routable_at(now) {
+                *unroutable.entry(reason.as_str()).or_default() += 1;
+            }
+        }
+        for (reason, n) in unroutable {
+            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason).set(n);
+        }
         self.not_offered.retain(|_, until| *until > now);
 
         if !self.flushing && now.duration_since(self.last_flush) >= self.flush_every {
@@ -283,10 +290,7 @@ impl Supervisor {
                 return;
             }
             self.flushing = true;
-            let fut = self
-                .store
-                .send(SavePairs { records })
-                .timeout(STORE_TIMEOUT);
+            let fut = self.store.send(SavePairs { records }).timeout(STORE_TIMEOUT);
             ctx.spawn(fut.into_actor(self).map(move |res, act, _ctx| {
                 act.flushing = false;
                 match res {
@@ -339,8 +343,7 @@ impl Handler<AddOrchestrator> for Supervisor {
             let url = normalize_url(&msg.url)?;
             let mut caps = Vec::new();
             for c in &msg.capabilities {
-                let cap = Capability::new(c)
-                    .map_err(|e| RegistryError::InvalidCapability(c.clone(), e))?;
+                let cap = Capability::new(c).map_err(|e| RegistryError::InvalidCapability(c.clone(), e))?;
                 if !caps.contains(&cap) {
                     caps.push(cap);
                 }
@@ -351,14 +354,7 @@ impl Handler<AddOrchestrator> for Supervisor {
             Ok(v) => v,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        let fut = self
-            .store
-            .send(InsertOrchestrator {
-                url,
-                capabilities,
-                source: msg.source,
-            })
-            .timeout(STORE_TIMEOUT);
+        let fut = self.store.send(InsertOrchestrator { url, capabilities, source: msg.source }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
             let orch = match res {
                 Ok(Ok(Ok(o))) => o,
@@ -395,10 +391,7 @@ impl Handler<RemoveOrchestrator> for Supervisor {
         if !self.orchestrators.contains_key(&id) {
             return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0))));
         }
-        let fut = self
-            .store
-            .send(DeleteOrchestrator { id: id.clone() })
-            .timeout(STORE_TIMEOUT);
+        let fut = self.store.send(DeleteOrchestrator { id: id.clone() }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
             match res {
                 Ok(Ok(_)) => {}
@@ -449,16 +442,8 @@ impl Handler<ListPairs> for Supervisor {
         let out = self
             .pairs
             .iter()
-            .filter(|(k, _)| {
-                msg.capability
-                    .as_deref()
-                    .is_none_or(|c| k.capability.as_str() == c)
-            })
-            .filter(|(k, _)| {
-                msg.orchestrator
-                    .as_deref()
-                    .is_none_or(|o| k.orchestrator.0 == o)
-            })
+            .filter(|(k, _)| msg.capability.as_deref().is_none_or(|c| k.capability.as_str() == c))
+            .filter(|(k, _)| msg.orchestrator.as_deref().is_none_or(|o| k.orchestrator.0 == o))
             .map(|(_, e)| e.view.read().report(now))
             .collect();
         MessageResult(out)
@@ -494,14 +479,8 @@ impl Handler<EnsureCapability> for Supervisor {
             return Box::pin(actix::fut::ready(Availability::NotOffered));
         }
         let register = self.registered.contains(&cap);
-        let keys: Vec<PairKey> = self
-            .orchestrators
-            .keys()
-            .map(|o| PairKey {
-                orchestrator: o.clone(),
-                capability: cap.clone(),
-            })
-            .collect();
+        let keys: Vec<PairKey> =
+            self.orchestrators.keys().map(|o| PairKey { orchestrator: o.clone(), capability: cap.clone() }).collect();
         let mut addrs = Vec::with_capacity(keys.len());
         for key in keys {
             self.spawn_pair(key.clone(), register);
@@ -516,11 +495,7 @@ impl Handler<EnsureCapability> for Supervisor {
         // (bounded) lets a job that arrived during start-up or right after a hot-add be routed
         // instead of refused.
         let wait = self.probe_wait;
-        let probes = join_all(
-            addrs
-                .into_iter()
-                .map(move |a| a.send(Snapshot).timeout(wait)),
-        );
+        let probes = join_all(addrs.into_iter().map(move |a| a.send(Snapshot).timeout(wait)));
         Box::pin(probes.into_actor(self).map(move |results, act, _ctx| {
             let offered = results.iter().any(|r| matches!(r, Ok(v) if v.offered));
             if offered {
@@ -529,12 +504,7 @@ impl Handler<EnsureCapability> for Supervisor {
                 return Availability::Offered;
             }
             if !act.registered.contains(&cap) {
-                let keys: Vec<PairKey> = act
-                    .pairs
-                    .keys()
-                    .filter(|k| k.capability == cap)
-                    .cloned()
-                    .collect();
+                let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.capability == cap).cloned().collect();
                 for key in &keys {
                     act.remove_pair(key);
                 }
@@ -542,8 +512,7 @@ impl Handler<EnsureCapability> for Supervisor {
             if act.not_offered.len() >= NOT_OFFERED_MAX {
                 act.not_offered.clear();
             }
-            act.not_offered
-                .insert(cap.clone(), Instant::now() + NOT_OFFERED_TTL);
+            act.not_offered.insert(cap.clone(), Instant::now() + NOT_OFFERED_TTL);
             tracing::debug!(capability = %cap, "no orchestrator offers this capability");
             Availability::NotOffered
         }))
@@ -580,22 +549,11 @@ impl Handler<ForcePairBreaker> for Supervisor {
 }
 
 impl Supervisor {
-    fn find_pair(
-        &self,
-        orchestrator: &str,
-        capability: &str,
-    ) -> Result<Addr<PairActor>, RegistryError> {
-        let not_found =
-            || RegistryError::PairNotFound(orchestrator.to_string(), capability.to_string());
+    fn find_pair(&self, orchestrator: &str, capability: &str) -> Result<Addr<PairActor>, RegistryError> {
+        let not_found = || RegistryError::PairNotFound(orchestrator.to_string(), capability.to_string());
         let cap = Capability::new(capability).map_err(|_| not_found())?;
-        let key = PairKey {
-            orchestrator: OrchestratorId(orchestrator.to_string()),
-            capability: cap,
-        };
-        self.pairs
-            .get(&key)
-            .map(|e| e.addr.clone())
-            .ok_or_else(not_found)
+        let key = PairKey { orchestrator: OrchestratorId(orchestrator.to_string()), capability: cap };
+        self.pairs.get(&key).map(|e| e.addr.clone()).ok_or_else(not_found)
     }
 }
 
@@ -635,10 +593,7 @@ impl Handler<FlushScores> for Supervisor {
 
     fn handle(&mut self, _msg: FlushScores, _ctx: &mut Self::Context) -> Self::Result {
         let (records, generations) = self.dirty_records();
-        let fut = self
-            .store
-            .send(SavePairs { records })
-            .timeout(STORE_TIMEOUT);
+        let fut = self.store.send(SavePairs { records }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match res {
             Ok(Ok(n)) => {
                 act.mark_saved(generations);
@@ -721,5 +676,150 @@ impl Handler<GetSupervisorReport> for Supervisor {
             restarted_pairs: restarted,
             not_offered_cached: self.not_offered.len(),
         })
+    }
+}
+
+/// A connect failure on an orchestrator: all its pairs leave rotation and re-probe.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct NodeUnreachable {
+    /// The orchestrator.
+    pub orchestrator: OrchestratorId,
+}
+
+impl Handler<NodeUnreachable> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: NodeUnreachable, _ctx: &mut Self::Context) {
+        let mut n = 0;
+        for (key, entry) in &self.pairs {
+            if key.orchestrator == msg.orchestrator {
+                // Bounded fan-out (one message per pair of one orchestrator), control plane.
+                entry.addr.do_send(PeerUnreachable);
+                n += 1;
+            }
+        }
+        tracing::warn!(orchestrator = %msg.orchestrator, pairs = n,
+            "connect failure: the orchestrator's pairs leave rotation until re-probed");
+    }
+}
+
+/// One capability as `/admin/capabilities` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapabilityReport {
+    /// Name.
+    pub name: String,
+    /// Its own policy, if it has one (otherwise the default policy applies).
+    pub policy: Option<CapabilityPolicy>,
+    /// The knobs in force.
+    pub effective: Arc<Effective>,
+    /// Pair actors of this capability.
+    pub pairs: usize,
+    /// Pairs whose orchestrator has offered it.
+    pub offered_by: usize,
+    /// Pairs that can take a job now.
+    pub routable: usize,
+}
+
+impl Supervisor {
+    fn capability_report(&self, cap: &Capability) -> CapabilityReport {
+        let now = Instant::now();
+        let (mut pairs, mut offered_by, mut routable) = (0, 0, 0);
+        for entry in self.pairs.iter().filter(|(k, _)| &k.capability == cap).map(|(_, e)| e) {
+            let v = entry.view.read();
+            pairs += 1;
+            offered_by += usize::from(v.offered);
+            routable += usize::from(v.routable_at(now).is_ok());
+        }
+        CapabilityReport {
+            name: cap.to_string(),
+            policy: self.policies.get(cap),
+            effective: self.policies.effective(cap),
+            pairs,
+            offered_by,
+            routable,
+        }
+    }
+}
+
+/// Lists registered capabilities (and those with a policy) with their policies.
+#[derive(Message)]
+#[rtype(result = "Vec<CapabilityReport>")]
+pub struct ListCapabilities;
+
+impl Handler<ListCapabilities> for Supervisor {
+    type Result = MessageResult<ListCapabilities>;
+
+    fn handle(&mut self, _msg: ListCapabilities, _ctx: &mut Self::Context) -> Self::Result {
+        let mut names: BTreeSet<Capability> = self.registered.clone();
+        names.extend(self.policies.list().into_iter().map(|(c, _, _)| c));
+        MessageResult(names.iter().map(|c| self.capability_report(c)).collect())
+    }
+}
+
+/// One capability's report; an error if the name is invalid or unknown.
+#[derive(Message)]
+#[rtype(result = "Result<CapabilityReport, RegistryError>")]
+pub struct GetCapability {
+    /// The name.
+    pub name: String,
+}
+
+impl Handler<GetCapability> for Supervisor {
+    type Result = Result<CapabilityReport, RegistryError>;
+
+    fn handle(&mut self, msg: GetCapability, _ctx: &mut Self::Context) -> Self::Result {
+        let cap = Capability::new(&msg.name).map_err(|e| RegistryError::InvalidCapability(msg.name.clone(), e))?;
+        if !self.registered.contains(&cap) && self.policies.get(&cap).is_none() {
+            return Err(RegistryError::CapabilityNotFound(msg.name));
+        }
+        Ok(self.capability_report(&cap))
+    }
+}
+
+/// Sets a capability's policy: validated, stored durably, then applied to the routers and
+/// to every pair of the capability at once. The capability becomes registered (its pairs are
+/// created for every orchestrator).
+#[derive(Message)]
+#[rtype(result = "Result<CapabilityReport, RegistryError>")]
+pub struct SetCapabilityPolicy {
+    /// The capability.
+    pub name: String,
+    /// Its new policy.
+    pub policy: CapabilityPolicy,
+}
+
+impl Handler<SetCapabilityPolicy> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<CapabilityReport, RegistryError>>;
+
+    fn handle(&mut self, msg: SetCapabilityPolicy, _ctx: &mut Self::Context) -> Self::Result {
+        let checked = Capability::new(&msg.name)
+            .map_err(|e| RegistryError::InvalidCapability(msg.name.clone(), e))
+            .and_then(|cap| {
+                msg.policy.validate().map_err(|e| RegistryError::InvalidPolicy(msg.name.clone(), e))?;
+                Ok(cap)
+            });
+        let cap = match checked {
+            Ok(c) => c,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        let policy = msg.policy;
+        let fut = self.store.send(PutPolicy { capability: cap.clone(), policy: policy.clone() }).timeout(STORE_TIMEOUT);
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            match res {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(RegistryError::Store(e)),
+                Err(_) => return Err(RegistryError::Unavailable("store")),
+            }
+            let effective = act.policies.set(cap.clone(), policy);
+            for (key, entry) in &act.pairs {
+                if key.capability == cap {
+                    entry.addr.do_send(SetPolicy(effective.clone()));
+                }
+            }
+            act.register_capability(&cap);
+            tracing::info!(capability = %cap, "capability policy set");
+            Ok(act.capability_report(&cap))
+        }))
     }
 }

@@ -33,13 +33,7 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after: None,
-            attempts: Vec::new(),
-        }
+        Self { status, code, message: message.into(), retry_after: None, attempts: Vec::new() }
     }
 
     /// 400 with a code.
@@ -67,20 +61,12 @@ impl ApiError {
 
     /// 404 for an unknown route.
     pub fn route_not_found(method: &str, path: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not-found",
-            format!("no route for {method} {path}"),
-        )
+        Self::new(StatusCode::NOT_FOUND, "not-found", format!("no route for {method} {path}"))
     }
 
     /// 405.
     pub fn method_not_allowed(allowed: &str) -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            format!("only {allowed} is allowed here"),
-        )
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", format!("only {allowed} is allowed here"))
     }
 
     /// The JSON body.
@@ -98,13 +84,7 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.code,
-            self.status.as_u16(),
-            self.message
-        )
+        write!(f, "{} ({}): {}", self.code, self.status.as_u16(), self.message)
     }
 }
 
@@ -140,17 +120,16 @@ impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> Self {
         let status = match &e {
             RouteError::UnknownCapability(_) => StatusCode::NOT_FOUND,
-            RouteError::NoneRoutable { .. } | RouteError::Overloaded(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            RouteError::NoneRoutable { .. } | RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::AttemptsExhausted { .. } => StatusCode::BAD_GATEWAY,
+            RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::RetryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         };
         let mut err = Self::new(status, e.code(), e.to_string());
         err.attempts = e.attempts().to_vec();
         err.retry_after = match &e {
             RouteError::NoneRoutable { retry_after, .. } => Some(retry_after.unwrap_or(1)),
-            RouteError::Overloaded(_) => Some(1),
+            RouteError::Overloaded(_) | RouteError::BudgetExhausted { .. } => Some(1),
             _ => None,
         };
         err
@@ -165,9 +144,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::Duplicate { .. } => (StatusCode::CONFLICT, "duplicate-orchestrator"),
             RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "orchestrator-not-found"),
             RegistryError::PairNotFound(..) => (StatusCode::NOT_FOUND, "pair-not-found"),
-            RegistryError::Store(StoreError::Corrupt { .. }) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "store-corrupt")
-            }
+            RegistryError::CapabilityNotFound(_) => (StatusCode::NOT_FOUND, "capability-not-found"),
+            RegistryError::InvalidPolicy(..) => (StatusCode::BAD_REQUEST, "invalid-policy"),
+            RegistryError::Store(StoreError::Corrupt { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "store-corrupt"),
             RegistryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
             RegistryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "actor-unavailable"),
         };
@@ -177,9 +156,5 @@ impl From<RegistryError> for ApiError {
 
 /// Maps an actix mailbox failure on an admin path.
 pub fn mailbox(actor: &'static str) -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "actor-unavailable",
-        format!("the {actor} did not answer in time"),
-    )
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "actor-unavailable", format!("the {actor} did not answer in time"))
 }

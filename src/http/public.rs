@@ -8,8 +8,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use byoc_actors::protocol::header::decode_client_header;
 use byoc_actors::protocol::{
-    HEADER_BALANCE, HEADER_LIVEPEER, HEADER_METADATA, HEADER_ORCHESTRATOR_URL,
-    PROCESS_REQUEST_PREFIX,
+    HEADER_BALANCE, HEADER_LIVEPEER, HEADER_METADATA, HEADER_ORCHESTRATOR_URL, PROCESS_REQUEST_PREFIX,
 };
 use byoc_actors::route::{Job, Router};
 use byoc_actors::store::{Ping, Store};
@@ -39,11 +38,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             web::resource("/process/request/{tail:.*}")
                 .route(web::post().to(process_request))
-                .route(
-                    web::route().to(|| async {
-                        Err::<HttpResponse, _>(ApiError::method_not_allowed("POST"))
-                    }),
-                ),
+                .route(web::route().to(|| async { Err::<HttpResponse, _>(ApiError::method_not_allowed("POST")) })),
         );
 }
 
@@ -62,11 +57,9 @@ async fn readyz(state: web::Data<PublicState>) -> Result<HttpResponse, ApiError>
             "pair_actors": report.pair_actors,
             "routable": report.routable,
         }))),
-        (Ok(Err(e)), _) => Err(ApiError::new(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            format!("store: {e}"),
-        )),
+        (Ok(Err(e)), _) => {
+            Err(ApiError::new(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "not-ready", format!("store: {e}")))
+        }
         _ => Err(ApiError::new(
             actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
@@ -91,33 +84,18 @@ async fn process_request(
     state: web::Data<PublicState>,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id(&req);
-    let client = decode_client_header(
-        req.headers()
-            .get(HEADER_LIVEPEER)
-            .map(HeaderValue::as_bytes),
-    )?;
+    let client = decode_client_header(req.headers().get(HEADER_LIVEPEER).map(HeaderValue::as_bytes))?;
     let path = req.path();
     debug_assert!(path.starts_with(PROCESS_REQUEST_PREFIX));
     let body = read_body(&req, payload, state.max_body_bytes).await?;
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let job = Job {
-        client,
-        path: path.to_string(),
-        body,
-        content_type,
-        request_id: request_id.clone(),
-    };
-    let span =
-        tracing::info_span!("job", capability = %job.client.capability, request_id = %request_id);
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let job = Job { client, path: path.to_string(), body, content_type, request_id: request_id.clone() };
+    let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %request_id);
     let result = state.router.run(&job).instrument(span).await;
     let mut resp = match result {
         Ok(reply) => {
-            let status = actix_web::http::StatusCode::from_u16(reply.status)
-                .unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
+            let status =
+                actix_web::http::StatusCode::from_u16(reply.status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
             let mut b = HttpResponse::build(status);
             if let Some(ct) = &reply.content_type {
                 b.insert_header((header::CONTENT_TYPE, ct.as_str()));
@@ -142,8 +120,7 @@ async fn process_request(
         }
     };
     if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut()
-            .insert(header::HeaderName::from_static("x-request-id"), v);
+        resp.headers_mut().insert(header::HeaderName::from_static("x-request-id"), v);
     }
     Ok(resp)
 }

@@ -9,37 +9,17 @@ use crate::support::*;
 async fn admin_requires_the_bearer_token() {
     let gw = gateway(&[]).await;
     let url = format!("{}/admin/orchestrators", gw.admin);
-    read(gw.client.get(&url).send().await)
+    read(gw.client.get(&url).send().await).await.error(401, "unauthorized");
+    read(gw.client.get(&url).bearer_auth("wrong").send().await).await.error(401, "unauthorized");
+    read(gw.client.get(&url).insert_header(("Authorization", "Basic dGVzdA==")).send().await)
         .await
         .error(401, "unauthorized");
-    read(gw.client.get(&url).bearer_auth("wrong").send().await)
-        .await
-        .error(401, "unauthorized");
-    read(
-        gw.client
-            .get(&url)
-            .insert_header(("Authorization", "Basic dGVzdA=="))
-            .send()
-            .await,
-    )
-    .await
-    .error(401, "unauthorized");
     // A rejected mutation changes nothing.
-    let add = gw
-        .client
-        .post(&url)
-        .bearer_auth("wrong")
-        .send_json(&json!({"url": "http://127.0.0.1:9"}))
-        .await;
+    let add = gw.client.post(&url).bearer_auth("wrong").send_json(&json!({"url": "http://127.0.0.1:9"})).await;
     read(add).await.error(401, "unauthorized");
     assert_eq!(gw.admin_get("/admin/orchestrators").await.json(), json!([]));
     // /metrics needs no token.
-    assert_eq!(
-        read(gw.client.get(format!("{}/metrics", gw.admin)).send().await)
-            .await
-            .status,
-        200
-    );
+    assert_eq!(read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await.status, 200);
 }
 
 #[actix_web::test]
@@ -47,12 +27,7 @@ async fn orchestrator_registry_mutations_and_their_errors() {
     let a = sim("a", &[("depth", healthy())]);
     let gw = gateway(&[]).await;
 
-    let created = gw
-        .admin_post(
-            "/admin/orchestrators",
-            json!({"url": a.url, "capabilities": ["depth"]}),
-        )
-        .await;
+    let created = gw.admin_post("/admin/orchestrators", json!({"url": a.url, "capabilities": ["depth"]})).await;
     assert_eq!(created.status, 201);
     let orch = created.json();
     assert_eq!(orch["url"], a.url.as_str());
@@ -62,74 +37,37 @@ async fn orchestrator_registry_mutations_and_their_errors() {
     let id = orch["id"].as_str().expect("id").to_string();
 
     // Same URL again (also with a trailing slash): 409, nothing added.
-    gw.admin_post("/admin/orchestrators", json!({"url": a.url}))
+    gw.admin_post("/admin/orchestrators", json!({"url": a.url})).await.error(409, "duplicate-orchestrator");
+    gw.admin_post("/admin/orchestrators", json!({"url": format!("{}/", a.url)}))
         .await
         .error(409, "duplicate-orchestrator");
-    gw.admin_post(
-        "/admin/orchestrators",
-        json!({"url": format!("{}/", a.url)}),
-    )
-    .await
-    .error(409, "duplicate-orchestrator");
     // Bad URLs, bad capability names, bad JSON, wrong field types, unknown fields: 400.
     for bad in ["ftp://x:1", "http://x:1/path", "", "http://"] {
-        gw.admin_post("/admin/orchestrators", json!({"url": bad}))
-            .await
-            .error(400, "invalid-url");
+        gw.admin_post("/admin/orchestrators", json!({"url": bad})).await.error(400, "invalid-url");
     }
-    gw.admin_post(
-        "/admin/orchestrators",
-        json!({"url": "http://127.0.0.1:1", "capabilities": ["no spaces"]}),
-    )
-    .await
-    .error(400, "invalid-capability");
-    gw.admin_post("/admin/orchestrators", json!({"url": 5}))
+    gw.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:1", "capabilities": ["no spaces"]}))
+        .await
+        .error(400, "invalid-capability");
+    gw.admin_post("/admin/orchestrators", json!({"url": 5})).await.error(400, "invalid-json");
+    gw.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:1", "bogus": true}))
         .await
         .error(400, "invalid-json");
-    gw.admin_post(
-        "/admin/orchestrators",
-        json!({"url": "http://127.0.0.1:1", "bogus": true}),
-    )
-    .await
-    .error(400, "invalid-json");
-    let raw = gw
-        .client
-        .post(format!("{}/admin/orchestrators", gw.admin))
-        .bearer_auth(TOKEN)
-        .content_type("application/json");
-    read(raw.send_body("{not json").await)
-        .await
-        .error(400, "invalid-json");
+    let raw =
+        gw.client.post(format!("{}/admin/orchestrators", gw.admin)).bearer_auth(TOKEN).content_type("application/json");
+    read(raw.send_body("{not json").await).await.error(400, "invalid-json");
     let big = "x".repeat(100 * 1024);
-    gw.admin_post("/admin/orchestrators", json!({"url": big}))
-        .await
-        .error(413, "body-too-large");
+    gw.admin_post("/admin/orchestrators", json!({"url": big})).await.error(413, "body-too-large");
 
     let list = gw.admin_get("/admin/orchestrators").await.json();
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
 
-    gw.admin_delete("/admin/orchestrators/orch-999")
-        .await
-        .error(404, "orchestrator-not-found");
-    assert_eq!(
-        gw.admin_delete(&format!("/admin/orchestrators/{id}"))
-            .await
-            .status,
-        204
-    );
-    gw.admin_delete(&format!("/admin/orchestrators/{id}"))
-        .await
-        .error(404, "orchestrator-not-found");
+    gw.admin_delete("/admin/orchestrators/orch-999").await.error(404, "orchestrator-not-found");
+    assert_eq!(gw.admin_delete(&format!("/admin/orchestrators/{id}")).await.status, 204);
+    gw.admin_delete(&format!("/admin/orchestrators/{id}")).await.error(404, "orchestrator-not-found");
     assert_eq!(gw.admin_get("/admin/orchestrators").await.json(), json!([]));
-    read(
-        gw.client
-            .get(format!("{}/admin/nope", gw.admin))
-            .bearer_auth(TOKEN)
-            .send()
-            .await,
-    )
-    .await
-    .error(404, "not-found");
+    read(gw.client.get(format!("{}/admin/nope", gw.admin)).bearer_auth(TOKEN).send().await)
+        .await
+        .error(404, "not-found");
 }
 
 #[actix_web::test]
@@ -157,47 +95,26 @@ async fn pairs_supervisor_and_breaker_controls() {
         "last_error",
         "restarts",
     ] {
-        assert!(
-            depth.get(field).is_some(),
-            "pair view lacks {field}: {depth}"
-        );
+        assert!(depth.get(field).is_some(), "pair view lacks {field}: {depth}");
     }
     assert_eq!(depth["breaker"]["state"], "closed");
     assert_eq!(depth["available_capacity"], 4);
     assert_eq!(depth["counters"]["success"], 1);
-    assert!(
-        depth["cold_start_ms"].as_u64().is_some(),
-        "first answer time recorded: {depth}"
-    );
+    assert!(depth["cold_start_ms"].as_u64().is_some(), "first answer time recorded: {depth}");
     let orch = depth["orchestrator"].as_str().expect("id").to_string();
-    let filtered = gw
-        .admin_get(&format!(
-            "/admin/pairs?orchestrator={orch}&capability=upscale"
-        ))
-        .await
-        .json();
+    let filtered = gw.admin_get(&format!("/admin/pairs?orchestrator={orch}&capability=upscale")).await.json();
     assert_eq!(filtered.as_array().map(Vec::len), Some(1));
 
     // Trip: the pair leaves rotation, jobs get a 503; reset: it is back.
-    let tripped = gw
-        .admin_post(&format!("/admin/pairs/{orch}/depth/trip"), json!({}))
-        .await;
+    let tripped = gw.admin_post(&format!("/admin/pairs/{orch}/depth/trip"), json!({})).await;
     assert_eq!(tripped.status, 200);
     assert_eq!(tripped.json()["breaker"]["state"], "open");
-    gw.job("depth", "while-open")
-        .await
-        .error(503, "no-routable-orchestrator");
-    let reset = gw
-        .admin_post(&format!("/admin/pairs/{orch}/depth/reset"), json!({}))
-        .await;
+    gw.job("depth", "while-open").await.error(503, "no-routable-orchestrator");
+    let reset = gw.admin_post(&format!("/admin/pairs/{orch}/depth/reset"), json!({})).await;
     assert_eq!(reset.json()["breaker"]["state"], "closed");
     assert_eq!(gw.job("depth", "after-reset").await.status, 200);
-    gw.admin_post("/admin/pairs/orch-999/depth/trip", json!({}))
-        .await
-        .error(404, "pair-not-found");
-    gw.admin_post(&format!("/admin/pairs/{orch}/bad%20name/trip"), json!({}))
-        .await
-        .error(404, "pair-not-found");
+    gw.admin_post("/admin/pairs/orch-999/depth/trip", json!({})).await.error(404, "pair-not-found");
+    gw.admin_post(&format!("/admin/pairs/{orch}/bad%20name/trip"), json!({})).await.error(404, "pair-not-found");
 
     let sup = gw.admin_get("/admin/supervisor").await.json();
     assert_eq!(sup["orchestrators"], 1);
@@ -211,15 +128,9 @@ async fn metrics_count_requests_by_capability_and_outcome() {
     let a = sim("a", &[("depth", healthy())]);
     let gw = gateway(&[(&a, &["depth"])]).await;
     assert_eq!(gw.job("depth", "m").await.status, 200);
-    gw.job("nothing-here", "m")
-        .await
-        .error(404, "unknown-capability");
-    let text = String::from_utf8_lossy(
-        &read(gw.client.get(format!("{}/metrics", gw.admin)).send().await)
-            .await
-            .body,
-    )
-    .into_owned();
+    gw.job("nothing-here", "m").await.error(404, "unknown-capability");
+    let text = String::from_utf8_lossy(&read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await.body)
+        .into_owned();
     // The recorder is process-wide (tests share it), so check presence, not exact totals.
     for needle in [
         "byoc_gateway_requests_total{capability=\"depth\",outcome=\"success\"}",
@@ -232,9 +143,7 @@ async fn metrics_count_requests_by_capability_and_outcome() {
     // Gauges are refreshed by the supervisor's one-second tick.
     eventually("pair state gauge", 250, || async {
         let m = read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await;
-        String::from_utf8_lossy(&m.body)
-            .contains("byoc_gateway_pairs{state=\"closed\"}")
-            .then_some(())
+        String::from_utf8_lossy(&m.body).contains("byoc_gateway_pairs{state=\"closed\"}").then_some(())
     })
     .await;
 }

@@ -6,11 +6,7 @@ use std::process::Command;
 use crate::support::*;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("run binary");
+    let out = Command::new(binary()).args(args).envs(env.iter().copied()).output().expect("run binary");
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -27,25 +23,12 @@ fn check_config_accepts_the_example_and_rejects_bad_files() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        "http_addr = \"127.0.0.1:1\"\n[routing]\ntoken_refesh = \"1s\"\n",
-    )
-    .expect("write");
-    let (code, _, err) = run(
-        &["check-config", "--config", bad.to_str().expect("path")],
-        &[],
-    );
+    std::fs::write(&bad, "http_addr = \"127.0.0.1:1\"\n[routing]\ntoken_refesh = \"1s\"\n").expect("write");
+    let (code, _, err) = run(&["check-config", "--config", bad.to_str().expect("path")], &[]);
     assert_eq!(code, Some(78));
-    assert!(
-        err.contains("token_refesh"),
-        "the message names the bad key: {err}"
-    );
+    assert!(err.contains("token_refesh"), "the message names the bad key: {err}");
 
-    let (code, _, err) = run(
-        &["check-config", "--config", "/nonexistent/gateway.toml"],
-        &[],
-    );
+    let (code, _, err) = run(&["check-config", "--config", "/nonexistent/gateway.toml"], &[]);
     assert_eq!(code, Some(78));
     assert!(err.contains("cannot read config file"), "{err}");
 }
@@ -55,32 +38,13 @@ fn invalid_config_exits_before_binding_or_opening_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let (code, _, err) = run(
-        &[
-            "--admin-addr",
-            "0.0.0.0:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().expect("path"),
-        ],
+        &["--admin-addr", "0.0.0.0:0", "--http-addr", "127.0.0.1:0", "--data-dir", data.to_str().expect("path")],
         &[("BYOC_GATEWAY_ADMIN_TOKEN", "")],
     );
     assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("admin"), "{err}");
-    assert!(
-        !data.exists(),
-        "the store must not be created for an invalid config"
-    );
-    let (code, _, err) = run(
-        &[
-            "run",
-            "--orch-addr",
-            "ftp://x:1",
-            "--data-dir",
-            data.to_str().expect("path"),
-        ],
-        &[],
-    );
+    assert!(!data.exists(), "the store must not be created for an invalid config");
+    let (code, _, err) = run(&["run", "--orch-addr", "ftp://x:1", "--data-dir", data.to_str().expect("path")], &[]);
     assert_eq!(code, Some(78));
     assert!(err.contains("ftp"), "{err}");
     assert!(!data.exists());
@@ -90,12 +54,13 @@ fn invalid_config_exits_before_binding_or_opening_the_store() {
 fn flags_beat_env_which_beats_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("g.toml");
-    std::fs::write(&file, "http_addr = \"127.0.0.1:1111\"\nadmin_addr = \"127.0.0.1:2222\"\ndata_dir = \"/from/file\"\n").expect("write");
+    std::fs::write(
+        &file,
+        "http_addr = \"127.0.0.1:1111\"\nadmin_addr = \"127.0.0.1:2222\"\ndata_dir = \"/from/file\"\n",
+    )
+    .expect("write");
     let f = file.to_str().expect("path");
-    let (code, out, err) = run(
-        &["check-config", "--config", f],
-        &[("BYOC_GATEWAY_HTTP_ADDR", "127.0.0.1:3333")],
-    );
+    let (code, out, err) = run(&["check-config", "--config", f], &[("BYOC_GATEWAY_HTTP_ADDR", "127.0.0.1:3333")]);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         out.contains("http=127.0.0.1:3333")
@@ -104,13 +69,7 @@ fn flags_beat_env_which_beats_the_file() {
         "{out}"
     );
     let (_, out, _) = run(
-        &[
-            "check-config",
-            "--config",
-            f,
-            "--http-addr",
-            "127.0.0.1:4444",
-        ],
+        &["check-config", "--config", f, "--http-addr", "127.0.0.1:4444"],
         &[("BYOC_GATEWAY_HTTP_ADDR", "127.0.0.1:3333")],
     );
     assert!(out.contains("http=127.0.0.1:4444"), "{out}");

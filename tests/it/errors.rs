@@ -24,56 +24,26 @@ async fn malformed_missing_and_incomplete_headers_are_400s_that_reach_no_orchest
     let gw = gateway(&[(&a, &["depth"])]).await;
     let p = "/process/request/depth";
 
-    post_with_header(&gw, p, None)
-        .await
-        .error(400, "missing-livepeer-header");
-    post_with_header(&gw, p, Some("%%%not base64%%%"))
-        .await
-        .error(400, "invalid-livepeer-header");
-    post_with_header(
-        &gw,
-        p,
-        Some(&base64::engine::general_purpose::STANDARD.encode("not json")),
-    )
-    .await
-    .error(400, "invalid-livepeer-header");
-    post_with_header(&gw, p, Some(&b64(&json!([1, 2]))))
+    post_with_header(&gw, p, None).await.error(400, "missing-livepeer-header");
+    post_with_header(&gw, p, Some("%%%not base64%%%")).await.error(400, "invalid-livepeer-header");
+    post_with_header(&gw, p, Some(&base64::engine::general_purpose::STANDARD.encode("not json")))
         .await
         .error(400, "invalid-livepeer-header");
-    post_with_header(&gw, p, Some(&b64(&json!({"capability": "depth"}))))
+    post_with_header(&gw, p, Some(&b64(&json!([1, 2])))).await.error(400, "invalid-livepeer-header");
+    post_with_header(&gw, p, Some(&b64(&json!({"capability": "depth"})))).await.error(400, "missing-timeout");
+    post_with_header(&gw, p, Some(&b64(&json!({"capability": "depth", "timeout_seconds": 0}))))
         .await
         .error(400, "missing-timeout");
-    post_with_header(
-        &gw,
-        p,
-        Some(&b64(&json!({"capability": "depth", "timeout_seconds": 0}))),
-    )
-    .await
-    .error(400, "missing-timeout");
-    post_with_header(&gw, p, Some(&b64(&json!({"timeout_seconds": 5}))))
-        .await
-        .error(400, "missing-capability");
+    post_with_header(&gw, p, Some(&b64(&json!({"timeout_seconds": 5})))).await.error(400, "missing-capability");
     let long = "x".repeat(5000);
-    post_with_header(
-        &gw,
-        p,
-        Some(&b64(&json!({"capability": long, "timeout_seconds": 5}))),
-    )
-    .await
-    .error(400, "invalid-capability");
-    post_with_header(
-        &gw,
-        p,
-        Some(&b64(&json!({"capability": "a b", "timeout_seconds": 5}))),
-    )
-    .await
-    .error(400, "invalid-capability");
+    post_with_header(&gw, p, Some(&b64(&json!({"capability": long, "timeout_seconds": 5}))))
+        .await
+        .error(400, "invalid-capability");
+    post_with_header(&gw, p, Some(&b64(&json!({"capability": "a b", "timeout_seconds": 5}))))
+        .await
+        .error(400, "invalid-capability");
 
-    assert_eq!(
-        a.state.stats("depth").jobs,
-        0,
-        "no bad request may reach an orchestrator"
-    );
+    assert_eq!(a.state.stats("depth").jobs, 0, "no bad request may reach an orchestrator");
 }
 
 #[actix_web::test]
@@ -81,23 +51,15 @@ async fn unknown_capability_is_a_prompt_404_and_leaves_no_pairs_behind() {
     let a = sim("a", &[("depth", healthy())]);
     let gw = gateway(&[(&a, &["depth"])]).await;
     for i in 0..3 {
-        gw.job("no-such-capability", &format!("j{i}"))
-            .await
-            .error(404, "unknown-capability");
+        gw.job("no-such-capability", &format!("j{i}")).await.error(404, "unknown-capability");
     }
-    assert!(
-        gw.pairs("no-such-capability").await.is_empty(),
-        "probe pairs of an unserved capability are dropped"
-    );
+    assert!(gw.pairs("no-such-capability").await.is_empty(), "probe pairs of an unserved capability are dropped");
     let sup = gw.admin_get("/admin/supervisor").await.json();
     assert_eq!(sup["pair_actors"], 1, "{sup}");
     // The metrics label of an unknown capability is bounded.
     let metrics = read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await;
     let text = String::from_utf8_lossy(&metrics.body);
-    assert!(
-        !text.contains("no-such-capability"),
-        "client-chosen names must not become labels"
-    );
+    assert!(!text.contains("no-such-capability"), "client-chosen names must not become labels");
     assert!(text.contains("capability=\"unknown\""));
 }
 
@@ -109,20 +71,11 @@ async fn oversize_body_is_413_and_wrong_method_is_405() {
         .client
         .post(format!("{}/process/request/depth", gw.http))
         .insert_header(("Livepeer", job_header("depth", "big")));
-    read(req.send_body(vec![b'x'; 4096]).await)
+    read(req.send_body(vec![b'x'; 4096]).await).await.error(413, "body-too-large");
+    read(gw.client.get(format!("{}/process/request/depth", gw.http)).send().await)
         .await
-        .error(413, "body-too-large");
-    read(
-        gw.client
-            .get(format!("{}/process/request/depth", gw.http))
-            .send()
-            .await,
-    )
-    .await
-    .error(405, "method-not-allowed");
-    read(gw.client.get(format!("{}/nope", gw.http)).send().await)
-        .await
-        .error(404, "not-found");
+        .error(405, "method-not-allowed");
+    read(gw.client.get(format!("{}/nope", gw.http)).send().await).await.error(404, "not-found");
     assert_eq!(a.state.stats("depth").jobs, 0);
     // A body at the limit is fine.
     let req = gw

@@ -9,9 +9,7 @@ use crate::support::*;
 use byoc_gateway::sim::Knobs;
 
 fn client() -> awc::Client {
-    awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish()
+    awc::Client::builder().timeout(Duration::from_secs(30)).finish()
 }
 
 async fn get(c: &awc::Client, url: &str) -> Answer {
@@ -20,16 +18,7 @@ async fn get(c: &awc::Client, url: &str) -> Answer {
 
 #[actix_web::test]
 async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
-    let a = sim(
-        "a",
-        &[(
-            "depth",
-            Knobs {
-                latency_ms: 40,
-                ..healthy()
-            },
-        )],
-    );
+    let a = sim("a", &[("depth", Knobs { latency_ms: 40, ..healthy() })]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
     let args = [
@@ -61,46 +50,24 @@ async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
             .insert_header(("Livepeer", job_header("depth", &i.to_string())));
         assert_eq!(read(req.send_body("{}").await).await.status, 200);
     }
-    let before = get(&c, &format!("{}/admin/pairs?capability=depth", first.admin))
-        .await
-        .json()[0]
-        .clone();
+    let before = get(&c, &format!("{}/admin/pairs?capability=depth", first.admin)).await.json()[0].clone();
     assert_eq!(before["counters"]["success"], 4);
-    assert_eq!(
-        first.signal_and_wait("TERM"),
-        Some(0),
-        "graceful shutdown exits 0"
-    );
+    assert_eq!(first.signal_and_wait("TERM"), Some(0), "graceful shutdown exits 0");
 
     let second = Process::spawn(&args);
-    let orchs = get(&c, &format!("{}/admin/orchestrators", second.admin))
-        .await
-        .json();
+    let orchs = get(&c, &format!("{}/admin/orchestrators", second.admin)).await.json();
     assert_eq!(orchs.as_array().map(Vec::len), Some(1), "{orchs}");
     assert_eq!(orchs[0]["id"], id.as_str());
     assert_eq!(orchs[0]["url"], a.url.as_str());
     // The learned pair state was saved at shutdown and resumed at start (no job yet).
-    let after = get(
-        &c,
-        &format!("{}/admin/pairs?capability=depth", second.admin),
-    )
-    .await
-    .json()[0]
-        .clone();
+    let after = get(&c, &format!("{}/admin/pairs?capability=depth", second.admin)).await.json()[0].clone();
     assert_eq!(after["counters"]["success"], 4, "{after}");
-    assert_eq!(
-        after["latency_peak_ms"], before["latency_peak_ms"],
-        "{after}"
-    );
-    assert!(
-        after["latency_peak_ms"].as_f64() >= Some(40.0),
-        "learned from 40 ms jobs: {after}"
-    );
+    assert_eq!(after["latency_peak_ms"], before["latency_peak_ms"], "{after}");
+    assert!(after["latency_peak_ms"].as_f64() >= Some(40.0), "learned from 40 ms jobs: {after}");
     assert_eq!(after["cold_start_ms"], before["cold_start_ms"]);
     // And it routes.
-    let req = c
-        .post(format!("{}/process/request/depth", second.http))
-        .insert_header(("Livepeer", job_header("depth", "x")));
+    let req =
+        c.post(format!("{}/process/request/depth", second.http)).insert_header(("Livepeer", job_header("depth", "x")));
     let ans = read(req.send_body("{}").await).await;
     assert_eq!(ans.status, 200);
     assert_eq!(ans.json()["sim"], "a");
@@ -111,16 +78,8 @@ async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
 async fn an_admin_change_acknowledged_before_kill_9_is_not_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
-    let args = [
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--admin-token",
-        TOKEN,
-    ];
+    let args =
+        ["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", data, "--admin-token", TOKEN];
     let c = client();
     let first = Process::spawn(&args);
     let added = read(
@@ -134,25 +93,14 @@ async fn an_admin_change_acknowledged_before_kill_9_is_not_lost() {
     // No graceful shutdown: the 201 promised durability.
     assert_eq!(first.signal_and_wait("KILL"), None);
     let second = Process::spawn(&args);
-    let orchs = get(&c, &format!("{}/admin/orchestrators", second.admin))
-        .await
-        .json();
+    let orchs = get(&c, &format!("{}/admin/orchestrators", second.admin)).await.json();
     assert_eq!(orchs[0]["url"], "http://127.0.0.1:9", "{orchs}");
     assert_eq!(orchs[0]["capabilities"], json!(["depth"]));
 }
 
 #[actix_web::test]
 async fn sigterm_drains_an_in_flight_job_before_exiting() {
-    let a = sim(
-        "a",
-        &[(
-            "depth",
-            Knobs {
-                latency_ms: 700,
-                ..healthy()
-            },
-        )],
-    );
+    let a = sim("a", &[("depth", Knobs { latency_ms: 700, ..healthy() })]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
     let orch = a.url.clone();
@@ -169,26 +117,17 @@ async fn sigterm_drains_an_in_flight_job_before_exiting() {
     let c = client();
     let url = format!("{}/process/request/depth", gw.http);
     let job = actix_web::rt::spawn(async move {
-        let req = client()
-            .post(url)
-            .insert_header(("Livepeer", job_header("depth", "slow")));
+        let req = client().post(url).insert_header(("Livepeer", job_header("depth", "slow")));
         read(req.send_body("{}").await).await
     });
     // Signal once the orchestrator has the job in hand (an observable event, not a delay).
-    eventually("job in flight at the orchestrator", 250, || async {
-        (a.state.stats("depth").jobs == 1).then_some(())
-    })
-    .await;
+    eventually("job in flight at the orchestrator", 250, || async { (a.state.stats("depth").jobs == 1).then_some(()) })
+        .await;
     let pid = gw.child.id();
-    let exit = actix_web::rt::task::spawn_blocking(move || gw.signal_and_wait("TERM"))
-        .await
-        .expect("join");
+    let exit = actix_web::rt::task::spawn_blocking(move || gw.signal_and_wait("TERM")).await.expect("join");
     assert_eq!(exit, Some(0));
     let ans = job.await.expect("job task");
-    assert_eq!(
-        ans.status, 200,
-        "the in-flight job finished during the drain (pid {pid})"
-    );
+    assert_eq!(ans.status, 200, "the in-flight job finished during the drain (pid {pid})");
     assert_eq!(ans.json()["sim"], "a");
     let _ = c;
 }

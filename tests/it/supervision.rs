@@ -12,17 +12,11 @@ async fn a_stopped_pair_actor_is_restarted_and_routing_continues() {
     for i in 0..3 {
         assert_eq!(gw.job("depth", &format!("before{i}")).await.status, 200);
     }
-    let orch = gw.pair("depth", &a.url).await["orchestrator"]
-        .as_str()
-        .expect("id")
-        .to_string();
+    let orch = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
 
     gw.gw
         .supervisor
-        .send(CrashPair {
-            orchestrator: orch.clone(),
-            capability: "depth".into(),
-        })
+        .send(CrashPair { orchestrator: orch.clone(), capability: "depth".into() })
         .await
         .expect("supervisor answers")
         .expect("pair exists");

@@ -22,10 +22,7 @@ pub fn sim(name: &str, caps: &[(&str, Knobs)]) -> SimHandle {
 
 /// Knobs with a small latency (so in-flight counts are visible) and nothing else.
 pub fn healthy() -> Knobs {
-    Knobs {
-        latency_ms: 2,
-        ..Knobs::default()
-    }
+    Knobs { latency_ms: 2, ..Knobs::default() }
 }
 
 /// A config for tests: loopback port 0, a temp data dir, a token, fast token retries.
@@ -68,16 +65,8 @@ pub async fn start(cfg: Config, dir: Option<tempfile::TempDir>) -> TestGateway {
     let gw = Gateway::start(v).await.expect("gateway starts");
     let http = format!("http://{}", gw.http_addr);
     let admin = format!("http://{}", gw.admin_addr);
-    let client = awc::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .finish();
-    TestGateway {
-        gw,
-        http,
-        admin,
-        client,
-        _dir: dir,
-    }
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    TestGateway { gw, http, admin, client, _dir: dir }
 }
 
 /// A gateway in front of the given simulators, with a fresh temp data dir.
@@ -86,10 +75,7 @@ pub async fn gateway(orchestrators: &[(&SimHandle, &[&str])]) -> TestGateway {
 }
 
 /// Like [`gateway`], with a chance to adjust the config first.
-pub async fn gateway_with(
-    orchestrators: &[(&SimHandle, &[&str])],
-    adjust: impl FnOnce(&mut Config),
-) -> TestGateway {
+pub async fn gateway_with(orchestrators: &[(&SimHandle, &[&str])], adjust: impl FnOnce(&mut Config)) -> TestGateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = config(dir.path(), orchestrators);
     adjust(&mut cfg);
@@ -100,10 +86,7 @@ pub async fn gateway_with(
 /// once it has answered, an untried pair looks cheaper, so selection tries that one next.
 /// This makes "the faulty orchestrator gets tried" deterministic within two jobs.
 pub fn healthy_but_slower() -> Knobs {
-    Knobs {
-        latency_ms: 150,
-        ..Knobs::default()
-    }
+    Knobs { latency_ms: 150, ..Knobs::default() }
 }
 
 /// A `Livepeer` header for `capability`.
@@ -128,53 +111,33 @@ impl Answer {
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
     /// Asserts the body is the documented JSON error with `code`; returns it.
     pub fn error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(
-            self.status,
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
         assert!(
-            self.header("content-type")
-                .is_some_and(|c| c.starts_with("application/json")),
+            self.header("content-type").is_some_and(|c| c.starts_with("application/json")),
             "error must be JSON, headers {:?}",
             self.headers
         );
         let v = self.json();
         assert_eq!(v["error"]["code"], code, "{v}");
-        assert!(
-            v["error"]["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
-            "{v}"
-        );
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
         v
     }
 }
 
 pub async fn read(
     resp: Result<
-        awc::ClientResponse<
-            impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
-        >,
+        awc::ClientResponse<impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin>,
         awc::error::SendRequestError,
     >,
 ) -> Answer {
     let mut resp = resp.expect("request sent");
     let body = resp.body().limit(64 << 20).await.expect("body read");
-    Answer {
-        status: resp.status().as_u16(),
-        headers: resp.headers().clone(),
-        body,
-    }
+    Answer { status: resp.status().as_u16(), headers: resp.headers().clone(), body }
 }
 
 impl TestGateway {
@@ -189,43 +152,20 @@ impl TestGateway {
     }
 
     pub async fn admin_get(&self, path: &str) -> Answer {
-        read(
-            self.client
-                .get(format!("{}{path}", self.admin))
-                .bearer_auth(TOKEN)
-                .send()
-                .await,
-        )
-        .await
+        read(self.client.get(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send().await).await
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> Answer {
-        read(
-            self.client
-                .post(format!("{}{path}", self.admin))
-                .bearer_auth(TOKEN)
-                .send_json(&body)
-                .await,
-        )
-        .await
+        read(self.client.post(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send_json(&body).await).await
     }
 
     pub async fn admin_delete(&self, path: &str) -> Answer {
-        read(
-            self.client
-                .delete(format!("{}{path}", self.admin))
-                .bearer_auth(TOKEN)
-                .send()
-                .await,
-        )
-        .await
+        read(self.client.delete(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send().await).await
     }
 
     /// The pairs of one capability, as the admin API shows them.
     pub async fn pairs(&self, capability: &str) -> Vec<Value> {
-        let a = self
-            .admin_get(&format!("/admin/pairs?capability={capability}"))
-            .await;
+        let a = self.admin_get(&format!("/admin/pairs?capability={capability}")).await;
         assert_eq!(a.status, 200);
         a.json().as_array().cloned().unwrap_or_default()
     }
@@ -294,20 +234,13 @@ impl Process {
                 .map(|a| format!("http://{a}"))
                 .expect("address in ready line")
         };
-        Process {
-            http: field("http="),
-            admin: field("admin="),
-            child,
-        }
+        Process { http: field("http="), admin: field("admin="), child }
     }
 
     /// Sends `signal` (TERM, INT, KILL) and returns the exit code (None if killed by a signal).
     pub fn signal_and_wait(mut self, signal: &str) -> Option<i32> {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("kill");
+        let status =
+            Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status().expect("kill");
         assert!(status.success());
         self.child.wait().expect("wait").code()
     }

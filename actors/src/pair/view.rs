@@ -59,6 +59,12 @@ pub struct Counters {
     pub timeout: u64,
     /// Broken transport or unusable answer.
     pub transport: u64,
+    /// 5xx answers recognised as GPU out-of-memory (counted here, not in `http_5xx`).
+    pub oom: u64,
+    /// Capacity refusals (503/429): backed off, not held against health.
+    pub capacity: u64,
+    /// 2xx answers with the wrong content type (response contract broken).
+    pub contract: u64,
 }
 
 /// The live state of a pair as published by its actor.
@@ -108,6 +114,23 @@ pub struct PairView {
     pub counters: Counters,
     /// Retired (orchestrator removed): takes no new work.
     pub retired: bool,
+    /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
+    pub node_unreachable: bool,
+    /// The advertised price is over the capability's ceiling.
+    pub over_ceiling: bool,
+    /// Price relative to the ceiling in [0, 1], a factor in the selection cost.
+    pub price_share: f64,
+    /// No answer yet since the pair started (or its orchestrator came back): limited
+    /// concurrency.
+    pub warming: bool,
+    /// Jobs a warming pair may have in flight.
+    pub cold_start_concurrency: u32,
+    /// A configured warm-up job has not succeeded yet: no client traffic.
+    pub warmup_pending: bool,
+    /// A slow cold start deprioritises the pair until then.
+    pub deprioritized_until: Option<Instant>,
+    /// A capacity refusal keeps the pair out of rotation until then.
+    pub capacity_backoff_until: Option<Instant>,
     /// Bumped on every publish; the supervisor persists pairs whose generation moved.
     pub generation: u64,
 }
@@ -125,6 +148,16 @@ pub enum Unroutable {
     TokenUnavailable,
     /// The token reports no capacity.
     NoCapacity,
+    /// A connect failure on this orchestrator; waiting for a re-probe.
+    NodeUnreachable,
+    /// The advertised price is over the capability's ceiling.
+    PriceOverCeiling,
+    /// The configured warm-up job has not succeeded yet.
+    WarmingUp,
+    /// The orchestrator refused for capacity; backing off until the instant.
+    CapacityBackoff(Instant),
+    /// Not answered yet since start and already at its cold-start concurrency.
+    ColdStart,
     /// The breaker is open (until the instant, if known) or out of trial permits.
     BreakerOpen(Option<Instant>),
 }
@@ -138,6 +171,11 @@ impl Unroutable {
             Unroutable::NotOffered => "not-offered",
             Unroutable::TokenUnavailable => "token-unavailable",
             Unroutable::NoCapacity => "no-capacity",
+            Unroutable::NodeUnreachable => "node-unreachable",
+            Unroutable::PriceOverCeiling => "price-over-ceiling",
+            Unroutable::WarmingUp => "warming-up",
+            Unroutable::CapacityBackoff(_) => "capacity-backoff",
+            Unroutable::ColdStart => "cold-start",
             Unroutable::BreakerOpen(_) => "breaker-open",
         }
     }
@@ -169,6 +207,14 @@ impl PairView {
             restarts: 0,
             counters: Counters::default(),
             retired: false,
+            node_unreachable: false,
+            over_ceiling: false,
+            price_share: 0.0,
+            warming: false,
+            cold_start_concurrency: 1,
+            warmup_pending: false,
+            deprioritized_until: None,
+            capacity_backoff_until: None,
             generation: 0,
         }
     }
@@ -187,8 +233,23 @@ impl PairView {
         if !self.token_ok {
             return Err(Unroutable::TokenUnavailable);
         }
+        if self.node_unreachable {
+            return Err(Unroutable::NodeUnreachable);
+        }
         if self.available_capacity <= 0 {
             return Err(Unroutable::NoCapacity);
+        }
+        if self.over_ceiling {
+            return Err(Unroutable::PriceOverCeiling);
+        }
+        if self.warmup_pending {
+            return Err(Unroutable::WarmingUp);
+        }
+        if let Some(t) = self.capacity_backoff_until.filter(|t| now < *t) {
+            return Err(Unroutable::CapacityBackoff(t));
+        }
+        if self.warming && self.inflight >= self.cold_start_concurrency {
+            return Err(Unroutable::ColdStart);
         }
         match self.breaker {
             State::Closed => Ok(()),
@@ -199,6 +260,19 @@ impl PairView {
             State::HalfOpen if self.trial_available => Ok(()),
             State::HalfOpen => Err(Unroutable::BreakerOpen(None)),
         }
+    }
+
+    /// Selection cost at `now` (lower is better): peak-EWMA latency x (in-flight + 1) /
+    /// success rate, times 1 + half the price share of the ceiling (a pair at the ceiling
+    /// must be 1.5x better to win), times 10 while a slow cold start deprioritises it.
+    pub fn cost_at(&self, now: Instant) -> f64 {
+        let base = crate::score::cost(crate::score::CostInputs {
+            latency_ms: self.latency.estimate_at(now),
+            inflight: self.inflight,
+            success_rate: self.success_rate,
+        });
+        let deprioritized = self.deprioritized_until.is_some_and(|t| now < t);
+        base * (1.0 + 0.5 * self.price_share) * if deprioritized { 10.0 } else { 1.0 }
     }
 
     /// The admin API's JSON shape of this view at `now`.
@@ -231,6 +305,16 @@ impl PairView {
             restarts: self.restarts,
             counters: self.counters,
             retired: self.retired,
+            warming: self.warming,
+            deprioritized_until_unix_ms: self
+                .deprioritized_until
+                .filter(|t| *t > now)
+                .map(|t| instant_to_unix_ms(t, now)),
+            capacity_backoff_until_unix_ms: self
+                .capacity_backoff_until
+                .filter(|t| *t > now)
+                .map(|t| instant_to_unix_ms(t, now)),
+            cost: if routable.is_ok() { Some((self.cost_at(now) * 1000.0).round() / 1000.0) } else { None },
         }
     }
 
@@ -312,6 +396,14 @@ pub struct PairReport {
     pub counters: Counters,
     /// Retired.
     pub retired: bool,
+    /// No answer yet since start or recovery (limited concurrency).
+    pub warming: bool,
+    /// Deprioritised after a slow cold start until (Unix ms).
+    pub deprioritized_until_unix_ms: Option<u64>,
+    /// Out of rotation after a capacity refusal until (Unix ms).
+    pub capacity_backoff_until_unix_ms: Option<u64>,
+    /// Current selection cost (lower wins), when routable.
+    pub cost: Option<f64>,
 }
 
 /// A pair's learned state as persisted in the store; restored at start (warm start).
@@ -351,10 +443,7 @@ pub struct PairRecord {
 impl PairRecord {
     /// The key of the pair this record belongs to.
     pub fn key(&self) -> PairKey {
-        PairKey {
-            orchestrator: self.orchestrator.clone(),
-            capability: self.capability.clone(),
-        }
+        PairKey { orchestrator: self.orchestrator.clone(), capability: self.capability.clone() }
     }
 }
 
@@ -363,9 +452,7 @@ pub type SharedView = Arc<RwLock<PairView>>;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Converts a monotonic instant to Unix milliseconds, relative to `now`.
@@ -384,8 +471,7 @@ pub fn unix_ms_to_instant(ms: u64, now: Instant) -> Instant {
     if ms >= base {
         now + std::time::Duration::from_millis(ms - base)
     } else {
-        now.checked_sub(std::time::Duration::from_millis(base - ms))
-            .unwrap_or(now)
+        now.checked_sub(std::time::Duration::from_millis(base - ms)).unwrap_or(now)
     }
 }
 
@@ -417,10 +503,7 @@ mod tests {
         assert_eq!(v.routable_at(now), Ok(()));
         v.breaker = State::Open;
         v.open_until = Some(now + Duration::from_secs(3));
-        assert_eq!(
-            v.routable_at(now),
-            Err(Unroutable::BreakerOpen(v.open_until))
-        );
+        assert_eq!(v.routable_at(now), Err(Unroutable::BreakerOpen(v.open_until)));
         assert_eq!(v.routable_at(now + Duration::from_secs(3)), Ok(()));
         v.retired = true;
         assert_eq!(v.routable_at(now), Err(Unroutable::Retired));
@@ -432,11 +515,7 @@ mod tests {
         let later = now + Duration::from_secs(42);
         let ms = instant_to_unix_ms(later, now);
         let back = unix_ms_to_instant(ms, now);
-        let diff = if back > later {
-            back - later
-        } else {
-            later - back
-        };
+        let diff = if back > later { back - later } else { later - back };
         assert!(diff < Duration::from_millis(50), "{diff:?}");
     }
 }

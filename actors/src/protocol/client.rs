@@ -14,9 +14,7 @@ use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
 use super::signer::Signer;
 use super::token::{eth_address_header, JobToken};
-use super::{
-    HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA,
-};
+use super::{HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA};
 use crate::capability::Capability;
 
 /// How the upstream client is built. One client is built per thread that calls
@@ -66,12 +64,7 @@ pub fn build_client(settings: &ClientSettings) -> Result<awc::Client, ClientBuil
         .handshake_timeout(settings.connect_timeout)
         .limit(settings.max_connections)
         .conn_keep_alive(Duration::from_secs(60));
-    Ok(awc::Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .disable_timeout()
-        .no_default_headers()
-        .finish())
+    Ok(awc::Client::builder().connector(connector).disable_redirects().disable_timeout().no_default_headers().finish())
 }
 
 /// A failure to get an answer from an orchestrator. The classes matter: the dispatcher
@@ -159,11 +152,7 @@ pub async fn fetch_token(
             .await
             .map_err(|e| map_send_error(e, timeout))?;
         let status = resp.status().as_u16();
-        let body = resp
-            .body()
-            .limit(TOKEN_BODY_LIMIT)
-            .await
-            .map_err(|e| map_payload_error(e, TOKEN_BODY_LIMIT))?;
+        let body = resp.body().limit(TOKEN_BODY_LIMIT).await.map_err(|e| map_payload_error(e, TOKEN_BODY_LIMIT))?;
         if status != 200 {
             return Err(TokenError::Status(status, excerpt(&body)));
         }
@@ -208,11 +197,7 @@ pub struct Forward<'a> {
 }
 
 /// POSTs a job and reads the whole answer, bounded by `fwd.timeout`.
-pub async fn forward_job(
-    client: &awc::Client,
-    fwd: Forward<'_>,
-    body: Bytes,
-) -> Result<UpstreamReply, UpstreamError> {
+pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) -> Result<UpstreamReply, UpstreamError> {
     let fut = async {
         let mut req = client
             .post(fwd.url)
@@ -222,16 +207,8 @@ pub async fn forward_job(
         if let Some(ct) = fwd.content_type {
             req = req.insert_header((CONTENT_TYPE, ct));
         }
-        let mut resp = req
-            .send_body(body)
-            .await
-            .map_err(|e| map_send_error(e, fwd.timeout))?;
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
+        let mut resp = req.send_body(body).await.map_err(|e| map_send_error(e, fwd.timeout))?;
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let status = resp.status().as_u16();
         let content_type = header(CONTENT_TYPE.as_str());
         let balance = header(HEADER_BALANCE);
@@ -241,13 +218,7 @@ pub async fn forward_job(
             .limit(fwd.max_response_bytes)
             .await
             .map_err(|e| map_payload_error(e, fwd.max_response_bytes))?;
-        Ok(UpstreamReply {
-            status,
-            content_type,
-            balance,
-            metadata,
-            body,
-        })
+        Ok(UpstreamReply { status, content_type, balance, metadata, body })
     };
     match tokio::time::timeout(fwd.timeout, fut).await {
         Ok(r) => r,

@@ -105,11 +105,9 @@ pub fn decode_client_header(value: Option<&[u8]>) -> Result<ClientJob, HeaderErr
         Some(v) if !v.iter().all(u8::is_ascii_whitespace) => v,
         _ => return Err(HeaderError::Missing),
     };
-    let raw = std::str::from_utf8(raw)
-        .map_err(|_| HeaderError::Malformed("header is not ASCII".into()))?;
+    let raw = std::str::from_utf8(raw).map_err(|_| HeaderError::Malformed("header is not ASCII".into()))?;
     let json = decode_base64(raw)?;
-    let wire: WireClientJob =
-        serde_json::from_slice(&json).map_err(|e| HeaderError::Malformed(e.to_string()))?;
+    let wire: WireClientJob = serde_json::from_slice(&json).map_err(|e| HeaderError::Malformed(e.to_string()))?;
 
     let timeout_seconds = match wire.timeout_seconds {
         None => return Err(HeaderError::MissingTimeout),
@@ -118,9 +116,7 @@ pub fn decode_client_header(value: Option<&[u8]>) -> Result<ClientJob, HeaderErr
             Some(t) if t > MAX_TIMEOUT_SECONDS => return Err(HeaderError::TimeoutTooLong(t)),
             Some(t) => t,
             None => {
-                return Err(HeaderError::Malformed(format!(
-                    "timeout_seconds must be a positive whole number, got {n}"
-                )))
+                return Err(HeaderError::Malformed(format!("timeout_seconds must be a positive whole number, got {n}")))
             }
         },
     };
@@ -128,22 +124,10 @@ pub fn decode_client_header(value: Option<&[u8]>) -> Result<ClientJob, HeaderErr
         None | Some("") => return Err(HeaderError::MissingCapability),
         Some(c) => Capability::new(c)?,
     };
-    let parameters = wire
-        .parameters
-        .map(JsonText::into_text)
-        .filter(|p| !p.trim().is_empty())
-        .unwrap_or_else(|| "{}".to_string());
-    let request = wire
-        .request
-        .map(JsonText::into_text)
-        .unwrap_or_else(|| "{}".to_string());
-    Ok(ClientJob {
-        capability,
-        id: wire.id.unwrap_or_default(),
-        request,
-        parameters,
-        timeout_seconds,
-    })
+    let parameters =
+        wire.parameters.map(JsonText::into_text).filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "{}".to_string());
+    let request = wire.request.map(JsonText::into_text).unwrap_or_else(|| "{}".to_string());
+    Ok(ClientJob { capability, id: wire.id.unwrap_or_default(), request, parameters, timeout_seconds })
 }
 
 /// The job header the gateway sends to an orchestrator (go-livepeer `JobRequest`).
@@ -213,11 +197,9 @@ mod tests {
 
     #[test]
     fn go_livepeer_shape_decodes() {
-        let job = decode(
-            json!({"id":"j1","request":"{\"a\":1}","parameters":"{}","capability":"depth",
+        let job = decode(json!({"id":"j1","request":"{\"a\":1}","parameters":"{}","capability":"depth",
             "capability_url":"","sender":"0xabc","sig":"0x00","timeout_seconds":30,
-            "OrchSearchTimeout":1000000000}),
-        )
+            "OrchSearchTimeout":1000000000}))
         .expect("valid");
         assert_eq!(job.capability.as_str(), "depth");
         assert_eq!(job.id, "j1");
@@ -227,59 +209,33 @@ mod tests {
 
     #[test]
     fn missing_or_empty_parameters_mean_empty_object() {
-        let a =
-            decode(json!({"capability":"d","request":"{}","timeout_seconds":5})).expect("valid");
+        let a = decode(json!({"capability":"d","request":"{}","timeout_seconds":5})).expect("valid");
         assert_eq!(a.parameters, "{}");
-        let b =
-            decode(json!({"capability":"d","request":"{}","parameters":"","timeout_seconds":5}))
-                .expect("valid");
+        let b = decode(json!({"capability":"d","request":"{}","parameters":"","timeout_seconds":5})).expect("valid");
         assert_eq!(b.parameters, "{}");
     }
 
     #[test]
     fn objects_are_accepted_where_strings_are_expected() {
-        let j = decode(
-            json!({"capability":"d","request":{"x":1},"parameters":{"p":true},"timeout_seconds":5}),
-        )
-        .expect("valid");
+        let j = decode(json!({"capability":"d","request":{"x":1},"parameters":{"p":true},"timeout_seconds":5}))
+            .expect("valid");
         assert_eq!(j.request, "{\"x\":1}");
         assert_eq!(j.parameters, "{\"p\":true}");
     }
 
     #[test]
     fn timeout_is_required_positive_and_bounded() {
-        assert_eq!(
-            decode(json!({"capability":"d"})),
-            Err(HeaderError::MissingTimeout)
-        );
-        assert_eq!(
-            decode(json!({"capability":"d","timeout_seconds":0})),
-            Err(HeaderError::MissingTimeout)
-        );
-        assert!(matches!(
-            decode(json!({"capability":"d","timeout_seconds":-3})),
-            Err(HeaderError::Malformed(_))
-        ));
-        assert!(matches!(
-            decode(json!({"capability":"d","timeout_seconds":1.5})),
-            Err(HeaderError::Malformed(_))
-        ));
-        assert_eq!(
-            decode(json!({"capability":"d","timeout_seconds":86401})),
-            Err(HeaderError::TimeoutTooLong(86401))
-        );
+        assert_eq!(decode(json!({"capability":"d"})), Err(HeaderError::MissingTimeout));
+        assert_eq!(decode(json!({"capability":"d","timeout_seconds":0})), Err(HeaderError::MissingTimeout));
+        assert!(matches!(decode(json!({"capability":"d","timeout_seconds":-3})), Err(HeaderError::Malformed(_))));
+        assert!(matches!(decode(json!({"capability":"d","timeout_seconds":1.5})), Err(HeaderError::Malformed(_))));
+        assert_eq!(decode(json!({"capability":"d","timeout_seconds":86401})), Err(HeaderError::TimeoutTooLong(86401)));
     }
 
     #[test]
     fn capability_is_required_and_validated() {
-        assert_eq!(
-            decode(json!({"timeout_seconds":5})),
-            Err(HeaderError::MissingCapability)
-        );
-        assert_eq!(
-            decode(json!({"capability":"","timeout_seconds":5})),
-            Err(HeaderError::MissingCapability)
-        );
+        assert_eq!(decode(json!({"timeout_seconds":5})), Err(HeaderError::MissingCapability));
+        assert_eq!(decode(json!({"capability":"","timeout_seconds":5})), Err(HeaderError::MissingCapability));
         assert!(matches!(
             decode(json!({"capability":"a b","timeout_seconds":5})),
             Err(HeaderError::InvalidCapability(_))
@@ -291,19 +247,10 @@ mod tests {
         assert_eq!(decode_client_header(None), Err(HeaderError::Missing));
         assert_eq!(decode_client_header(Some(b"  ")), Err(HeaderError::Missing));
         for raw in [&b"%%%"[..], b"bm90IGpzb24=", b"WzEsMl0=", &[0xff, 0xfe][..]] {
-            assert!(
-                matches!(
-                    decode_client_header(Some(raw)),
-                    Err(HeaderError::Malformed(_))
-                ),
-                "{raw:?}"
-            );
+            assert!(matches!(decode_client_header(Some(raw)), Err(HeaderError::Malformed(_))), "{raw:?}");
         }
         // Wrong type for a field.
-        assert!(matches!(
-            decode(json!({"capability":5,"timeout_seconds":5})),
-            Err(HeaderError::Malformed(_))
-        ));
+        assert!(matches!(decode(json!({"capability":5,"timeout_seconds":5})), Err(HeaderError::Malformed(_))));
     }
 
     #[test]
@@ -314,8 +261,7 @@ mod tests {
 
     #[test]
     fn job_request_round_trips() {
-        let job = decode(json!({"id":"x","capability":"depth","request":"{}","timeout_seconds":9}))
-            .expect("valid");
+        let job = decode(json!({"id":"x","capability":"depth","request":"{}","timeout_seconds":9})).expect("valid");
         let req = JobRequest::for_job(&job, String::new(), String::new());
         let back = decode_job_request(&req.encode()).expect("round trip");
         assert_eq!(back, req);

@@ -25,21 +25,14 @@ fn one() -> i64 {
 
 impl Default for Price {
     fn default() -> Self {
-        Self {
-            price_per_unit: 0,
-            pixels_per_unit: 1,
-        }
+        Self { price_per_unit: 0, pixels_per_unit: 1 }
     }
 }
 
 impl Price {
     /// Price per single unit as a float (for comparison against a ceiling).
     pub fn per_unit(&self) -> f64 {
-        let ppu = if self.pixels_per_unit <= 0 {
-            1
-        } else {
-            self.pixels_per_unit
-        };
+        let ppu = if self.pixels_per_unit <= 0 { 1 } else { self.pixels_per_unit };
         self.price_per_unit as f64 / ppu as f64
     }
 }
@@ -101,13 +94,7 @@ mod tests {
         let t: JobToken = serde_json::from_str(body).expect("parses");
         assert_eq!(t.service_addr, "https://o:8935");
         assert_eq!(t.available_capacity, 0);
-        assert_eq!(
-            t.price,
-            Some(Price {
-                price_per_unit: 0,
-                pixels_per_unit: 1
-            })
-        );
+        assert_eq!(t.price, Some(Price { price_per_unit: 0, pixels_per_unit: 1 }));
     }
 
     #[test]

@@ -217,6 +217,9 @@ impl Router {
         let mut ensured = false;
         let mut refusals = 0usize;
         let mut budget_checked_for: Option<usize> = None;
+        // Pairs that refused admission (their published view was a moment behind): their
+        // reasons, so that a client refused for them is told why, not just "already tried".
+        let mut refused: Vec<crate::pair::Unroutable> = Vec::new();
 
         // The job header is the same for every attempt.
         let sig_input = format!("{}{}", job.client.request, job.client.parameters);
@@ -257,7 +260,8 @@ impl Router {
                     self.ensure(cap).await?;
                     continue;
                 }
-                Selection::Unavailable(why) => {
+                Selection::Unavailable(mut why) => {
+                    fold_refusals(&mut why, &refused);
                     if !attempts.is_empty() && why.reasons.is_empty() {
                         // Every candidate was tried and failed.
                         return Err(RouteError::AttemptsExhausted { attempts });
@@ -301,6 +305,7 @@ impl Router {
                 Ok(Ok(p)) => p,
                 Ok(Err(reason)) => {
                     tracing::debug!(pair = %slot.key, reason = reason.as_str(), "admission refused; selecting again");
+                    refused.push(reason);
                     tried.push(slot.key.orchestrator.clone());
                     refusals += 1;
                     if refusals > MAX_REFUSALS {
@@ -405,6 +410,23 @@ impl Router {
             .await
             .map_err(|_| mailbox_error("supervisor"))
     }
+}
+
+/// Counts pairs that refused admission under their reason instead of "already tried", and
+/// lets their back-off times feed `Retry-After`.
+fn fold_refusals(why: &mut Unavailable, refused: &[crate::pair::Unroutable]) {
+    use crate::pair::Unroutable;
+    for reason in refused {
+        why.tried = why.tried.saturating_sub(1);
+        match why.reasons.iter_mut().find(|(r, _)| *r == reason.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => why.reasons.push((reason.as_str(), 1)),
+        }
+        if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = *reason {
+            why.retry_at = Some(why.retry_at.map_or(t, |r| r.min(t)));
+        }
+    }
+    why.reasons.sort();
 }
 
 fn mailbox_error(actor: &'static str) -> RouteError {

@@ -7,6 +7,7 @@
 mod admin;
 mod cli;
 mod errors;
+mod health;
 mod persistence;
 mod routing;
 mod supervision;

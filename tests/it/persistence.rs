@@ -131,3 +131,69 @@ async fn sigterm_drains_an_in_flight_job_before_exiting() {
     assert_eq!(ans.json()["sim"], "a");
     let _ = c;
 }
+
+#[actix_web::test]
+async fn open_breakers_and_policies_set_at_runtime_survive_a_restart() {
+    let a = sim("a", &[("depth", Knobs { error_rate: 1.0, ..healthy() })]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, "[breaker]\nbase_open = \"60s\"\nmax_open = \"120s\"\n").expect("config");
+    let data = dir.path().join("data");
+    let (cfg, data) = (cfg.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
+    let orch = a.url.clone();
+    let args = [
+        "--config",
+        cfg,
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--admin-token",
+        TOKEN,
+        "--orch-addr",
+        &orch,
+    ];
+    let c = client();
+
+    let first = Process::spawn(&args);
+    let put = read(
+        c.put(format!("{}/admin/capabilities/depth", first.admin))
+            .bearer_auth(TOKEN)
+            .send_json(&json!({"max_attempts": 1, "profile": "per-frame"}))
+            .await,
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    for i in 0..5 {
+        let req = c
+            .post(format!("{}/process/request/depth", first.http))
+            .insert_header(("Livepeer", job_header("depth", &i.to_string())));
+        assert_eq!(read(req.send_body("{}").await).await.status, 502);
+    }
+    let before = get(&c, &format!("{}/admin/pairs?capability=depth", first.admin)).await.json()[0].clone();
+    assert_eq!(before["breaker"]["state"], "open", "{before}");
+    assert_eq!(first.signal_and_wait("TERM"), Some(0));
+
+    let second = Process::spawn(&args);
+    let after = get(&c, &format!("{}/admin/pairs?capability=depth", second.admin)).await.json()[0].clone();
+    assert_eq!(after["breaker"]["state"], "open", "the breaker stays open across the restart: {after}");
+    let (b, a_) = (
+        before["breaker"]["open_until_unix_ms"].as_u64().expect("until"),
+        after["breaker"]["open_until_unix_ms"].as_u64().expect("until"),
+    );
+    assert!(b.abs_diff(a_) < 1000, "open-until resumed: {b} vs {a_}");
+    assert_eq!(after["counters"]["http_5xx"], 5);
+    // Still open: refused without a call, with Retry-After.
+    let jobs_before = a.state.stats("depth").jobs;
+    let req =
+        c.post(format!("{}/process/request/depth", second.http)).insert_header(("Livepeer", job_header("depth", "x")));
+    let ans = read(req.send_body("{}").await).await;
+    ans.error(503, "no-routable-orchestrator");
+    assert!(ans.header("retry-after").and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s > 10));
+    assert_eq!(a.state.stats("depth").jobs, jobs_before);
+    let policy = get(&c, &format!("{}/admin/capabilities/depth", second.admin)).await.json();
+    assert_eq!(policy["policy"]["max_attempts"], 1, "{policy}");
+    assert_eq!(policy["effective"]["retry_timeout"], "30s");
+}

@@ -159,6 +159,10 @@ impl TestGateway {
         read(self.client.post(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send_json(&body).await).await
     }
 
+    pub async fn admin_put(&self, path: &str, body: Value) -> Answer {
+        read(self.client.put(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send_json(&body).await).await
+    }
+
     pub async fn admin_delete(&self, path: &str) -> Answer {
         read(self.client.delete(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send().await).await
     }

@@ -97,8 +97,15 @@ impl Gateway {
         });
         // Policies: the config file's, then those set through the admin API (persisted),
         // which win: they are the operator's most recent word.
-        let mut per_capability: std::collections::HashMap<_, _> = v.policies.iter().cloned().collect();
+        let config_policies: std::collections::HashMap<_, _> = v.policies.iter().cloned().collect();
+        let mut per_capability = config_policies.clone();
         for (cap, policy) in &snapshot.policies {
+            if let Err(e) = policy.validate_with(&cfg.breaker) {
+                tracing::error!(capability = %cap, error = %e,
+                    "the policy stored through the admin API does not fit the current [breaker] table; ignoring it \
+                     (fix it with PUT /admin/capabilities/NAME or remove it with DELETE)");
+                continue;
+            }
             if per_capability.contains_key(cap) {
                 tracing::info!(capability = %cap, "policy set through the admin API overrides the config file's");
             }
@@ -119,6 +126,7 @@ impl Gateway {
             probe_wait: cfg.routing.probe_wait,
             flush_every: cfg.routing.flush_every,
             policies: policies.clone(),
+            config_policies,
         })
         .context("supervisor")?
         .start();

@@ -298,7 +298,7 @@ impl Config {
         let mut policies = Vec::new();
         for (name, policy) in &self.capabilities {
             let cap = Capability::new(name).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
-            policy.validate().map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
+            policy.validate_with(&self.breaker).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
             policies.push((cap, policy.clone()));
         }
 
@@ -396,6 +396,16 @@ mod tests {
         let cfg = Config::from_toml("[capabilities.depth]\nprofile = \"per-frame\"\nretry_timeout = \"12s\"\n")
             .expect("toml");
         assert_eq!(cfg.validate().expect("valid").policies.len(), 1);
+    }
+
+    #[test]
+    fn capability_breaker_overrides_are_checked_against_the_global_table() {
+        let cfg =
+            Config::from_toml("[breaker]\nwindow = 10\n[capabilities.depth.breaker]\nmin_calls = 15\n").expect("toml");
+        assert!(matches!(cfg.validate(), Err(ConfigError::Invalid(m)) if m.contains("min_calls")));
+        let cfg =
+            Config::from_toml("[breaker]\nwindow = 30\n[capabilities.depth.breaker]\nmin_calls = 15\n").expect("toml");
+        assert!(cfg.validate().is_ok());
     }
 
     #[test]

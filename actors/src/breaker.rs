@@ -360,7 +360,7 @@ impl Breaker {
         }
     }
 
-    /// Forces the breaker open (operator action), one level up from where it is.
+    /// Forces the breaker open at its current level (operator action).
     pub fn trip(&mut self, now: Instant, u: f64) -> Option<Transition> {
         if self.state == State::Open {
             return None;

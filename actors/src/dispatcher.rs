@@ -30,6 +30,9 @@ pub struct Slot {
 #[derive(Default)]
 struct Board {
     slots: Vec<Slot>,
+    /// `slots[i].view` for every `i`, kept in step with `slots`, so a select hands [`pick`]
+    /// a plain slice without collecting one (no allocation on the hot path).
+    views: Vec<SharedView>,
     index: HashMap<OrchestratorId, usize>,
 }
 
@@ -66,9 +69,13 @@ impl Handler<RegisterPair> for Dispatcher {
     fn handle(&mut self, RegisterPair(slot): RegisterPair, _ctx: &mut Self::Context) {
         let board = self.boards.entry(slot.key.capability.clone()).or_default();
         match board.index.get(&slot.key.orchestrator) {
-            Some(&i) => board.slots[i] = slot,
+            Some(&i) => {
+                board.views[i] = slot.view.clone();
+                board.slots[i] = slot;
+            }
             None => {
                 board.index.insert(slot.key.orchestrator.clone(), board.slots.len());
+                board.views.push(slot.view.clone());
                 board.slots.push(slot);
             }
         }
@@ -90,7 +97,9 @@ impl Handler<UnregisterPair> for Dispatcher {
         let Some(i) = board.index.remove(&key.orchestrator) else {
             return;
         };
+        // Same swap on both vectors keeps `views[i]` the view of `slots[i]`.
         board.slots.swap_remove(i);
+        board.views.swap_remove(i);
         if let Some(moved) = board.slots.get(i) {
             board.index.insert(moved.key.orchestrator.clone(), i);
         }
@@ -147,43 +156,63 @@ impl Handler<Select> for Dispatcher {
         };
         let now = Instant::now();
         let mut rng = rand::rng();
-        let eligible = |i: usize| -> Option<f64> {
-            let slot = &board.slots[i];
-            if msg.exclude.contains(&slot.key.orchestrator) {
-                return None;
-            }
-            let v = slot.view.read();
-            v.routable_at(now).ok()?;
-            Some(v.cost_at(now))
-        };
-        if let Some(i) = p2c(board.slots.len(), eligible, |n| rng.random_range(0..n)) {
+        if let Some(i) = pick(&board.views, &msg.exclude, now, &mut rng) {
             return MessageResult(Selection::Picked(board.slots[i].clone()));
         }
-        // Failure path: explain why (O(n), only when nothing is routable).
-        let mut offered = false;
-        let mut why = Unavailable::default();
-        let mut counts: HashMap<&'static str, u32> = HashMap::new();
-        for slot in &board.slots {
-            let v = slot.view.read();
-            offered |= v.offered;
-            if msg.exclude.contains(&slot.key.orchestrator) {
-                why.tried += 1;
-                continue;
-            }
-            if let Err(reason) = v.routable_at(now) {
-                if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = reason {
-                    why.retry_at = Some(why.retry_at.map_or(t, |r: Instant| r.min(t)));
-                }
-                *counts.entry(reason.as_str()).or_default() += 1;
-            }
+        match unavailable(&board.views, &msg.exclude, now) {
+            Some(why) => MessageResult(Selection::Unavailable(why)),
+            None => MessageResult(Selection::Unknown),
         }
-        if !offered {
-            return MessageResult(Selection::Unknown);
-        }
-        why.reasons = counts.into_iter().collect();
-        why.reasons.sort();
-        MessageResult(Selection::Unavailable(why))
     }
+}
+
+/// Power of two choices over `views`: the index of the cheaper of two random routable views
+/// whose orchestrator is not in `exclude`, or `None` when no view is eligible.
+///
+/// O(1) while a fair share of views is eligible (see [`p2c`]); it takes no actor system, so
+/// the selection benchmark measures exactly what [`Select`] runs.
+pub fn pick(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
+    let eligible = |i: usize| -> Option<f64> {
+        let v = views[i].read();
+        // The view's key is the pair's key (its actor publishes it), so the lock we need for
+        // the cost anyway also answers "already tried".
+        if exclude.contains(&v.key.orchestrator) {
+            return None;
+        }
+        v.routable_at(now).ok()?;
+        Some(v.cost_at(now))
+    };
+    p2c(views.len(), eligible, |n| rng.random_range(0..n))
+}
+
+/// Why [`pick`] found nothing among `views`, or `None` when none of them ever offered the
+/// capability (the caller reports it as unknown rather than unavailable).
+///
+/// O(n), but it only runs when nothing is routable, where the explanation is worth a scan.
+pub fn unavailable(views: &[SharedView], exclude: &[OrchestratorId], now: Instant) -> Option<Unavailable> {
+    let mut offered = false;
+    let mut why = Unavailable::default();
+    let mut counts: HashMap<&'static str, u32> = HashMap::new();
+    for view in views {
+        let v = view.read();
+        offered |= v.offered;
+        if exclude.contains(&v.key.orchestrator) {
+            why.tried += 1;
+            continue;
+        }
+        if let Err(reason) = v.routable_at(now) {
+            if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = reason {
+                why.retry_at = Some(why.retry_at.map_or(t, |r: Instant| r.min(t)));
+            }
+            *counts.entry(reason.as_str()).or_default() += 1;
+        }
+    }
+    if !offered {
+        return None;
+    }
+    why.reasons = counts.into_iter().collect();
+    why.reasons.sort();
+    Some(why)
 }
 
 /// Pairs on the board per capability (for the supervisor view and tests).
@@ -198,5 +227,45 @@ impl Handler<BoardSizes> for Dispatcher {
         let mut v: Vec<_> = self.boards.iter().map(|(c, b)| (c.clone(), b.slots.len())).collect();
         v.sort();
         MessageResult(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::RwLock;
+
+    use super::*;
+    use crate::pair::PairView;
+
+    fn view(orch: &str, capacity: i64) -> SharedView {
+        let key =
+            PairKey { orchestrator: OrchestratorId(orch.into()), capability: Capability::new("depth").expect("valid") };
+        let mut v = PairView::new(key, Arc::from("http://x"));
+        v.probed = true;
+        v.offered = true;
+        v.token_ok = true;
+        v.available_capacity = capacity;
+        Arc::new(RwLock::new(v))
+    }
+
+    #[test]
+    fn pick_skips_tried_and_unroutable_and_explains_failure() {
+        let now = Instant::now();
+        let mut rng = rand::rng();
+        let views = [view("a", 1), view("b", 0), view("c", 1)];
+        let tried = [OrchestratorId("a".into())];
+        for _ in 0..20 {
+            assert_eq!(pick(&views, &tried, now, &mut rng), Some(2));
+        }
+        let tried = [OrchestratorId("a".into()), OrchestratorId("c".into())];
+        assert_eq!(pick(&views, &tried, now, &mut rng), None);
+        let why = unavailable(&views, &tried, now).expect("offered");
+        assert_eq!((why.tried, why.reasons), (2, vec![("no-capacity", 1)]));
+        views[1].write().offered = false;
+        views[0].write().offered = false;
+        views[2].write().offered = false;
+        assert_eq!(unavailable(&views, &tried, now), None);
     }
 }

@@ -93,6 +93,12 @@ pub struct PairActor {
     service_addr: Option<Arc<str>>,
     probed: bool,
     probing: bool,
+    /// A connect failure was seen while a probe was already under way: that probe's answer
+    /// may predate the failure, so it must not put the pair back; probe again instead.
+    reprobe: bool,
+    /// The orchestrator refused a connection (job or probe): its container probably
+    /// restarted, so the pair is cold again once it answers probes.
+    crashed: bool,
     token_ok: bool,
     offered: bool,
     node_unreachable: bool,
@@ -160,6 +166,8 @@ impl PairActor {
             service_addr: None,
             probed: false,
             probing: false,
+            reprobe: false,
+            crashed: false,
             token_ok: false,
             offered: actor_offered,
             node_unreachable: false,
@@ -269,6 +277,11 @@ impl PairActor {
         let fut = async move { fetch_token(&client, &url, &cap, signer.as_ref(), timeout).await }.into_actor(self).map(
             |res, act, ctx| {
                 act.probing = false;
+                if std::mem::take(&mut act.reprobe) {
+                    // Started before the connect failure: its answer proves nothing.
+                    act.probe(ctx, false);
+                    return;
+                }
                 act.apply_token(res);
                 act.schedule_probe(ctx);
                 act.maybe_warm_up(ctx);
@@ -304,7 +317,7 @@ impl PairActor {
 
     fn apply_token(&mut self, res: Result<JobToken, TokenError>) {
         self.probed = true;
-        let was_unreachable = std::mem::take(&mut self.node_unreachable);
+        self.node_unreachable = false;
         match res {
             Ok(token) => {
                 let service = if token.service_addr.trim().is_empty() {
@@ -320,9 +333,11 @@ impl PairActor {
                         if token.available_capacity > 0 {
                             self.offered = true;
                         }
-                        if was_unreachable || !self.token_ok && self.cold_start_ms.is_some() {
-                            // The orchestrator is back after being unreachable: its container
-                            // probably restarted, so treat the pair as cold again.
+                        if std::mem::take(&mut self.crashed) && self.cold_start_ms.is_some() {
+                            // The orchestrator is back after refusing connections: its
+                            // container probably restarted, so the pair is cold again. (A
+                            // gateway restart or a slow probe is not a reason: the model is
+                            // still loaded.)
                             self.warming = true;
                             self.warmup_pending = self.policy.warmup.is_some();
                         }
@@ -342,6 +357,9 @@ impl PairActor {
                 }
             }
             Err(e) => {
+                if matches!(e, TokenError::Upstream(UpstreamError::Connect(_))) {
+                    self.crashed = true;
+                }
                 let class = match &e {
                     TokenError::Upstream(u) => u.class(),
                     TokenError::Status(..) => "status",
@@ -439,6 +457,18 @@ impl PairActor {
         }
     }
 
+    /// Takes the pair out of rotation after a connect failure (its own or a sibling's) and
+    /// re-probes; a probe already under way is not trusted to bring it back.
+    fn mark_unreachable(&mut self, ctx: &mut Context<Self>) {
+        self.node_unreachable = true;
+        self.crashed = true;
+        if self.probing {
+            self.reprobe = true;
+        } else {
+            self.probe(ctx, false);
+        }
+    }
+
     /// Forgets leases whose holder never reported back (a lost [`Record`]).
     fn sweep_leases(&mut self) {
         let now = Instant::now();
@@ -482,6 +512,7 @@ impl actix::Supervised for PairActor {
         self.refresh = None;
         self.probed = false;
         self.probing = false;
+        self.reprobe = false;
         self.warmup_in_flight = false;
         self.restarts += 1;
         metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "actor" => "pair").increment(1);
@@ -688,8 +719,7 @@ impl Handler<Record> for PairActor {
                             UpstreamError::Connect(_) => {
                                 self.counters.connect += 1;
                                 // Nothing listens: out of rotation until a probe finds it back.
-                                self.node_unreachable = true;
-                                self.probe(ctx, false);
+                                self.mark_unreachable(ctx);
                             }
                             UpstreamError::Timeout(_) => self.counters.timeout += 1,
                             _ => self.counters.transport += 1,
@@ -726,9 +756,8 @@ impl Handler<PeerUnreachable> for PairActor {
         if self.retired || self.node_unreachable {
             return;
         }
-        self.node_unreachable = true;
+        self.mark_unreachable(ctx);
         self.publish();
-        self.probe(ctx, false);
     }
 }
 
@@ -829,6 +858,7 @@ impl Handler<ForceBreaker> for PairActor {
             self.breaker.trip(Instant::now(), rand::random::<f64>())
         } else {
             self.capacity_backoff_until = None;
+            self.capacity_backoff = self.settings.capacity_backoff;
             self.breaker.reset()
         };
         if let Some(t) = transition {

@@ -294,8 +294,13 @@ impl CapabilityPolicy {
         self.effective_with(&BreakerConfig::default())
     }
 
-    /// Checks the overrides are usable (against the global breaker config they modify).
+    /// Checks the overrides are usable against the default breaker config.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_with(&BreakerConfig::default())
+    }
+
+    /// Checks the overrides are usable against the global breaker config they modify.
+    pub fn validate_with(&self, global: &BreakerConfig) -> Result<(), String> {
         if self.max_attempts == Some(0) {
             return Err("max_attempts must be at least 1".into());
         }
@@ -338,7 +343,7 @@ impl CapabilityPolicy {
             }
         }
         if let Some(b) = &self.breaker {
-            b.apply(&BreakerConfig::default()).validate()?;
+            b.apply(global).validate()?;
         }
         Ok(())
     }
@@ -393,6 +398,19 @@ impl PolicyBook {
         let e = Arc::new(policy.effective_with(&p.breaker));
         p.per_capability.insert(capability, (policy, e.clone()));
         e
+    }
+
+    /// Checks `policy` against this book's global breaker config.
+    pub fn validate(&self, policy: &CapabilityPolicy) -> Result<(), String> {
+        policy.validate_with(&self.inner.read().breaker)
+    }
+
+    /// Removes a capability's own policy (it falls back to the default); returns the
+    /// effective knobs now in force for it.
+    pub fn remove(&self, capability: &Capability) -> Arc<Effective> {
+        let mut p = self.inner.write();
+        p.per_capability.remove(capability);
+        p.default.1.clone()
     }
 
     /// Every capability with its own policy, sorted by name.

@@ -228,7 +228,7 @@ impl Router {
 
         loop {
             if attempts.len() >= policy.max_attempts as usize {
-                return Err(RouteError::AttemptsExhausted { attempts });
+                return Err(exhausted(cap, attempts));
             }
             if !attempts.is_empty() && started.elapsed() >= policy.retry_timeout {
                 return Err(RouteError::RetryTimeout { timeout: policy.retry_timeout, attempts });
@@ -264,7 +264,7 @@ impl Router {
                     fold_refusals(&mut why, &refused);
                     if !attempts.is_empty() && why.reasons.is_empty() {
                         // Every candidate was tried and failed.
-                        return Err(RouteError::AttemptsExhausted { attempts });
+                        return Err(exhausted(cap, attempts));
                     }
                     let retry_after = why
                         .retry_at
@@ -309,7 +309,7 @@ impl Router {
                     tried.push(slot.key.orchestrator.clone());
                     refusals += 1;
                     if refusals > MAX_REFUSALS {
-                        return Err(RouteError::AttemptsExhausted { attempts });
+                        return Err(exhausted(cap, attempts));
                     }
                     continue;
                 }
@@ -317,6 +317,9 @@ impl Router {
                     metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
                     tried.push(slot.key.orchestrator.clone());
                     refusals += 1;
+                    if refusals > MAX_REFUSALS {
+                        return Err(exhausted(cap, attempts));
+                    }
                     continue;
                 }
             };
@@ -410,6 +413,16 @@ impl Router {
             .await
             .map_err(|_| mailbox_error("supervisor"))
     }
+}
+
+/// The error once no further attempt will be made. When every attempt was refused for
+/// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
+fn exhausted(cap: &Capability, attempts: Vec<AttemptReport>) -> RouteError {
+    if !attempts.is_empty() && attempts.iter().all(|a| a.result == "capacity") {
+        let why = Unavailable { retry_at: None, tried: 0, reasons: vec![("capacity-backoff", attempts.len() as u32)] };
+        return RouteError::NoneRoutable { capability: cap.clone(), why, retry_after: Some(1), attempts };
+    }
+    RouteError::AttemptsExhausted { attempts }
 }
 
 /// Counts pairs that refused admission under their reason instead of "already tried", and

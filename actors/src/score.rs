@@ -116,16 +116,19 @@ pub fn cost(inputs: CostInputs) -> f64 {
     inputs.latency_ms.max(0.1) * (f64::from(inputs.inflight) + 1.0) / health
 }
 
-/// Samples drawn before giving up on finding two eligible slots at random.
+/// Random samples drawn before falling back to a walk.
 const P2C_SAMPLES: usize = 8;
 
 /// Power of two choices over `len` slots. `cost_of(i)` returns `None` for a slot that may
 /// not be picked (unroutable, already tried) and its cost otherwise; `rand(n)` returns a
 /// uniform index below `n`.
 ///
-/// Up to [`P2C_SAMPLES`] random probes look for two eligible slots, so a pick is O(1) when
-/// a reasonable share of slots is eligible. When probing finds fewer than two (most slots
-/// excluded), it falls back to a scan, which is exact and only costs O(n) in that rare case.
+/// Up to [`P2C_SAMPLES`] random probes look for two eligible slots. When most slots are
+/// ineligible (a pool mostly out of rotation) the probes can miss; then a walk from a random
+/// start collects the next two eligible slots. Either way the expected work is about
+/// `2 / p` probes for an eligible share `p`, independent of `len`; only when almost nothing
+/// is eligible does the walk approach `len` (and it is exact: it finds the last eligible slot
+/// or proves there is none).
 pub fn p2c<F, R>(len: usize, mut cost_of: F, mut rand: R) -> Option<usize>
 where
     F: FnMut(usize) -> Option<f64>,
@@ -136,36 +139,35 @@ where
         1 => return cost_of(0).map(|_| 0),
         _ => {}
     }
-    let mut found: [Option<(usize, f64)>; 2] = [None, None];
+    let better = |a: (usize, f64), b: (usize, f64)| if b.1 < a.1 { b.0 } else { a.0 };
+    let mut first: Option<(usize, f64)> = None;
     for _ in 0..P2C_SAMPLES {
         let i = rand(len);
-        if found[0].is_some_and(|(j, _)| j == i) {
+        if first.is_some_and(|(j, _)| j == i) {
             continue;
         }
         if let Some(c) = cost_of(i) {
-            if found[0].is_none() {
-                found[0] = Some((i, c));
-            } else {
-                found[1] = Some((i, c));
-                break;
+            match first {
+                None => first = Some((i, c)),
+                Some(a) => return Some(better(a, (i, c))),
             }
         }
     }
-    match found {
-        [Some((a, ca)), Some((b, cb))] => Some(if cb < ca { b } else { a }),
-        _ => {
-            // Scan: the cheapest eligible slot (ties go to the first).
-            let mut best: Option<(usize, f64)> = None;
-            for i in 0..len {
-                if let Some(c) = cost_of(i) {
-                    if best.is_none_or(|(_, bc)| c < bc) {
-                        best = Some((i, c));
-                    }
-                }
+    // Walk: from a random start, wrapping once, until a second eligible slot turns up.
+    let start = rand(len);
+    for k in 0..len {
+        let i = (start + k) % len;
+        if first.is_some_and(|(j, _)| j == i) {
+            continue;
+        }
+        if let Some(c) = cost_of(i) {
+            match first {
+                None => first = Some((i, c)),
+                Some(a) => return Some(better(a, (i, c))),
             }
-            best.map(|(i, _)| i)
         }
     }
+    first.map(|(i, _)| i)
 }
 
 #[cfg(test)]
@@ -245,6 +247,33 @@ mod tests {
         assert_eq!(p2c(0, |_| Some(1.0), |_| 0), None);
         assert_eq!(p2c(1, |_| Some(1.0), |_| 0), Some(0));
         assert_eq!(p2c(1, |_| None, |_| 0), None);
+    }
+
+    #[test]
+    fn p2c_walk_cost_does_not_grow_with_the_board_when_few_are_eligible() {
+        // 10 % eligible: the work is about the same at 1,000 and 100,000 slots.
+        let probes_for = |len: usize| {
+            let mut probes = 0usize;
+            let mut seed = 12345u64;
+            for _ in 0..200 {
+                let pick = p2c(
+                    len,
+                    |i| {
+                        probes += 1;
+                        (i % 10 == 3).then_some(i as f64)
+                    },
+                    |n| {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        (seed >> 33) as usize % n
+                    },
+                );
+                assert!(pick.is_some_and(|i| i % 10 == 3));
+            }
+            probes as f64 / 200.0
+        };
+        let (small, large) = (probes_for(1_000), probes_for(100_000));
+        assert!(large < small * 1.5 + 5.0, "probes per pick: {small} at 1k vs {large} at 100k");
+        assert!(large < 60.0, "{large}");
     }
 
     #[test]

@@ -420,6 +420,23 @@ impl Handler<PutPolicy> for Store {
     }
 }
 
+/// Removes a capability's stored policy. Durable when it answers; false if there was none.
+#[derive(Message)]
+#[rtype(result = "Result<bool, StoreError>")]
+pub struct DeletePolicy {
+    /// The capability.
+    pub capability: Capability,
+}
+
+impl Handler<DeletePolicy> for Store {
+    type Result = Result<bool, StoreError>;
+    fn handle(&mut self, msg: DeletePolicy, _ctx: &mut Self::Context) -> Self::Result {
+        let existed = self.policies.remove(msg.capability.as_str().as_bytes()).map_err(|e| self.err(e))?.is_some();
+        self.flush()?;
+        Ok(existed)
+    }
+}
+
 /// Flushes everything to disk (shutdown).
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]

@@ -26,7 +26,9 @@ use crate::pair::{
 };
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
-use crate::store::{self, DeleteOrchestrator, InsertOrchestrator, PutPolicy, SavePairs, Store, StoreError};
+use crate::store::{
+    self, DeleteOrchestrator, DeletePolicy, InsertOrchestrator, PutPolicy, SavePairs, Store, StoreError,
+};
 
 /// How long "nobody offers capability X" is remembered, so that clients asking for an
 /// unserved capability get a fast 404 instead of a probe fan-out each time.
@@ -98,6 +100,8 @@ pub struct SupervisorInit {
     pub flush_every: Duration,
     /// Capability policies (shared with the routers).
     pub policies: PolicyBook,
+    /// The config file's own policies (what a deleted runtime policy falls back to).
+    pub config_policies: HashMap<Capability, CapabilityPolicy>,
 }
 
 /// The actor.
@@ -107,6 +111,7 @@ pub struct Supervisor {
     store: Addr<Store>,
     dispatcher: Addr<Dispatcher>,
     policies: PolicyBook,
+    config_policies: HashMap<Capability, CapabilityPolicy>,
     orchestrators: BTreeMap<OrchestratorId, Orchestrator>,
     pairs: BTreeMap<PairKey, PairEntry>,
     registered: BTreeSet<Capability>,
@@ -133,6 +138,7 @@ impl Supervisor {
             store: init.store,
             dispatcher: init.dispatcher,
             policies: init.policies,
+            config_policies: init.config_policies,
             orchestrators: init.snapshot.orchestrators.into_iter().map(|o| (o.id.clone(), o)).collect(),
             pairs: BTreeMap::new(),
             registered,
@@ -796,7 +802,7 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
         let checked = Capability::new(&msg.name)
             .map_err(|e| RegistryError::InvalidCapability(msg.name.clone(), e))
             .and_then(|cap| {
-                msg.policy.validate().map_err(|e| RegistryError::InvalidPolicy(msg.name.clone(), e))?;
+                self.policies.validate(&msg.policy).map_err(|e| RegistryError::InvalidPolicy(msg.name.clone(), e))?;
                 Ok(cap)
             });
         let cap = match checked {
@@ -819,6 +825,48 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
             }
             act.register_capability(&cap);
             tracing::info!(capability = %cap, "capability policy set");
+            Ok(act.capability_report(&cap))
+        }))
+    }
+}
+
+/// Removes a capability's runtime policy (set through the admin API): it falls back to the
+/// config file's policy for it, or to the default policy. Durable when it answers.
+#[derive(Message)]
+#[rtype(result = "Result<CapabilityReport, RegistryError>")]
+pub struct DeleteCapabilityPolicy {
+    /// The capability.
+    pub name: String,
+}
+
+impl Handler<DeleteCapabilityPolicy> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<CapabilityReport, RegistryError>>;
+
+    fn handle(&mut self, msg: DeleteCapabilityPolicy, _ctx: &mut Self::Context) -> Self::Result {
+        let cap = match Capability::new(&msg.name) {
+            Ok(c) => c,
+            Err(e) => return Box::pin(actix::fut::ready(Err(RegistryError::InvalidCapability(msg.name, e)))),
+        };
+        let fut = self.store.send(DeletePolicy { capability: cap.clone() }).timeout(STORE_TIMEOUT);
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            match res {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    return Err(RegistryError::CapabilityNotFound(format!("{cap} (it has no runtime policy)")))
+                }
+                Ok(Err(e)) => return Err(RegistryError::Store(e)),
+                Err(_) => return Err(RegistryError::Unavailable("store")),
+            }
+            let effective = match act.config_policies.get(&cap) {
+                Some(p) => act.policies.set(cap.clone(), p.clone()),
+                None => act.policies.remove(&cap),
+            };
+            for (key, entry) in &act.pairs {
+                if key.capability == cap {
+                    entry.addr.do_send(SetPolicy(effective.clone()));
+                }
+            }
+            tracing::info!(capability = %cap, "runtime capability policy removed");
             Ok(act.capability_report(&cap))
         }))
     }

@@ -13,8 +13,8 @@ use actix_web::{web, HttpResponse};
 use byoc_actors::orchestrator::Source;
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::supervisor::{
-    AddOrchestrator, ForcePairBreaker, GetCapability, GetSupervisorReport, ListCapabilities, ListOrchestrators,
-    ListPairs, RemoveOrchestrator, SetCapabilityPolicy, Supervisor,
+    AddOrchestrator, DeleteCapabilityPolicy, ForcePairBreaker, GetCapability, GetSupervisorReport, ListCapabilities,
+    ListOrchestrators, ListPairs, RemoveOrchestrator, SetCapabilityPolicy, Supervisor,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -76,7 +76,8 @@ pub fn configure(cfg: &mut web::ServiceConfig, json_limit: usize) {
             .service(
                 web::resource("/capabilities/{name}")
                     .route(web::get().to(get_capability))
-                    .route(web::put().to(put_capability)),
+                    .route(web::put().to(put_capability))
+                    .route(web::delete().to(delete_capability)),
             ),
     );
 }
@@ -207,6 +208,16 @@ async fn get_capability(state: web::Data<AdminState>, name: web::Path<String>) -
     let report = state
         .supervisor
         .send(GetCapability { name: name.into_inner() })
+        .timeout(ADMIN_TIMEOUT)
+        .await
+        .map_err(|_| mailbox("supervisor"))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+async fn delete_capability(state: web::Data<AdminState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let report = state
+        .supervisor
+        .send(DeleteCapabilityPolicy { name: name.into_inner() })
         .timeout(ADMIN_TIMEOUT)
         .await
         .map_err(|_| mailbox("supervisor"))??;

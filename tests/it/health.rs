@@ -9,11 +9,8 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn metrics_text(gw: &TestGateway) -> impl std::future::Future<Output = String> + '_ {
-    async move {
-        String::from_utf8_lossy(&read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await.body)
-            .into_owned()
-    }
+async fn metrics_text(gw: &TestGateway) -> String {
+    String::from_utf8_lossy(&read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await.body).into_owned()
 }
 
 #[actix_web::test]
@@ -255,7 +252,8 @@ async fn a_capacity_refusal_backs_off_without_counting_against_health() {
     while a.state.stats("depth").jobs == 0 {
         sent += 1;
         assert!(sent <= 3, "a was never tried");
-        assert_eq!(gw.job("depth", &format!("j{sent}")).await.json()["sim"], "b");
+        let ans = gw.job("depth", &format!("j{sent}")).await;
+        assert_eq!(ans.json()["sim"], "b", "{}", ans.json());
     }
     let pair = gw.pair("depth", &a.url).await;
     assert_eq!(pair["counters"]["capacity"], 1, "{pair}");
@@ -323,4 +321,70 @@ async fn capability_policy_can_be_changed_at_runtime_and_bad_policies_change_not
     assert_eq!(got["policy"]["max_attempts"], 1, "rejected updates changed nothing: {got}");
     let all = gw.admin_get("/admin/capabilities").await.json();
     assert!(all.as_array().is_some_and(|v| v.iter().any(|c| c["name"] == "depth" && c["pairs"] == 2)), "{all}");
+}
+
+#[actix_web::test]
+async fn a_warm_up_job_gates_client_traffic_to_a_new_pair() {
+    let a = sim("a", &[("depth", Knobs { status: Some(500), status_body: "model loading".into(), ..healthy() })]);
+    let gw = gateway_with(&[(&a, &["depth"])], |c| {
+        c.routing.token_refresh = Duration::from_millis(100);
+        c.capabilities.insert(
+            "depth".into(),
+            serde_json::from_value(json!({"warmup": {"path": "depth", "body": "{\"warm\":true}"}})).expect("policy"),
+        );
+    })
+    .await;
+    // The warm-up keeps failing: the pair stays out of rotation and clients are told why.
+    let pair = eventually("warm-up attempted", 250, || async {
+        let p = gw.pair("depth", &a.url).await;
+        (p["last_error"]["class"] == "warmup").then_some(p)
+    })
+    .await;
+    assert_eq!(pair["unroutable_reason"], "warming-up", "{pair}");
+    let v = gw.job("depth", "early").await.error(503, "no-routable-orchestrator");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("warming-up")), "{v}");
+    let warmups = a.state.stats("depth").jobs;
+    assert!(warmups >= 1);
+
+    // The model is loaded: the next warm-up (on the next token refresh) passes, then clients get it.
+    a.state.patch(Some("depth"), &json!({"status": null})).expect("knob");
+    let pair = eventually("warm-up passed", 250, || async {
+        let p = gw.pair("depth", &a.url).await;
+        (p["routable"] == true).then_some(p)
+    })
+    .await;
+    assert!(pair["cold_start_ms"].as_u64().is_some(), "the warm-up's answer is the cold start: {pair}");
+    assert_eq!(pair["counters"]["success"], 0, "warm-ups are not client jobs");
+    let ans = gw.job("depth", "after").await;
+    assert_eq!(ans.status, 200);
+    assert_eq!(ans.json()["job_id"], "after");
+}
+
+#[actix_web::test]
+async fn a_runtime_policy_can_be_deleted_and_falls_back_to_the_config_files() {
+    let a = sim("a", &[("depth", healthy())]);
+    let gw = gateway_with(&[(&a, &["depth"])], |c| {
+        c.capabilities.insert("depth".into(), serde_json::from_value(json!({"max_attempts": 2})).expect("policy"));
+    })
+    .await;
+    gw.admin_delete("/admin/capabilities/depth").await.error(404, "capability-not-found");
+    assert_eq!(
+        gw.admin_put("/admin/capabilities/depth", json!({"max_attempts": 5})).await.json()["effective"]["max_attempts"],
+        5
+    );
+    let back = gw.admin_delete("/admin/capabilities/depth").await;
+    assert_eq!(back.status, 200);
+    assert_eq!(back.json()["effective"]["max_attempts"], 2, "the config file's policy is back");
+    gw.admin_delete("/admin/capabilities/depth").await.error(404, "capability-not-found");
+}
+
+#[actix_web::test]
+async fn a_pool_that_is_full_answers_503_with_retry_after_not_502() {
+    let a = sim("a", &[("depth", Knobs { refuse: true, ..healthy() })]);
+    let b = sim("b", &[("depth", Knobs { refuse: true, ..healthy() })]);
+    let gw = gateway(&[(&a, &["depth"]), (&b, &["depth"])]).await;
+    let ans = gw.job("depth", "full").await;
+    let v = ans.error(503, "no-routable-orchestrator");
+    assert!(ans.header("retry-after").is_some(), "{v}");
+    assert_eq!(v["error"]["attempts"].as_array().map(Vec::len), Some(2), "{v}");
 }

@@ -65,6 +65,7 @@ async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
     assert_eq!(after["latency_peak_ms"], before["latency_peak_ms"], "{after}");
     assert!(after["latency_peak_ms"].as_f64() >= Some(40.0), "learned from 40 ms jobs: {after}");
     assert_eq!(after["cold_start_ms"], before["cold_start_ms"]);
+    assert_eq!(after["warming"], false, "a gateway restart does not make a warm pair cold: {after}");
     // And it routes.
     let req =
         c.post(format!("{}/process/request/depth", second.http)).insert_header(("Livepeer", job_header("depth", "x")));

@@ -22,11 +22,11 @@ use byoc_actors::protocol::client::{build_client, ClientSettings};
 use byoc_actors::protocol::signer::{Offchain, SharedSigner};
 use byoc_actors::route::Router;
 use byoc_actors::store::{self, Flush, ReconcileConfig, Store};
-use byoc_actors::supervisor::{FlushScores, Supervisor, SupervisorInit};
+use byoc_actors::supervisor::{FlushScores, Reload, Supervisor, SupervisorInit};
 
-use crate::config::Validated;
+use crate::cli::RunArgs;
+use crate::config::{Config, Validated};
 use crate::http::admin::AdminState;
-use crate::http::error::ApiError;
 use crate::http::public::PublicState;
 use crate::telemetry;
 
@@ -45,13 +45,6 @@ pub struct Gateway {
     public: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
-}
-
-fn not_found(
-    req: actix_web::HttpRequest,
-) -> impl std::future::Future<Output = Result<actix_web::HttpResponse, ApiError>> {
-    let err = ApiError::route_not_found(req.method().as_str(), req.path());
-    async move { Err(err) }
 }
 
 impl Gateway {
@@ -172,7 +165,7 @@ impl Gateway {
                     max_body_bytes: max_body,
                 }))
                 .configure(crate::http::public::configure)
-                .default_service(web::to(not_found))
+                .default_service(web::to(crate::http::not_found))
         })
         .workers(workers)
         .disable_signals()
@@ -180,23 +173,21 @@ impl Gateway {
         .listen(public_listener)?
         .run();
 
+        let source = v.source.clone();
         let admin_state = web::Data::new(AdminState {
             supervisor: supervisor.clone(),
             metrics,
             token: cfg.admin_token.as_deref().map(Arc::from),
+            metrics_require_token: cfg.metrics_require_token,
+            reloader: Arc::new(move || reload_message(&source)),
         });
         let admin_json_limit = cfg.limits.admin_body_bytes;
-        let admin = HttpServer::new(move || {
-            App::new()
-                .app_data(admin_state.clone())
-                .configure(|c| crate::http::admin::configure(c, admin_json_limit))
-                .default_service(web::to(not_found))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .listen(admin_listener)?
-        .run();
+        let admin = HttpServer::new(move || crate::http::admin::app(admin_state.clone(), admin_json_limit))
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(5)
+            .listen(admin_listener)?
+            .run();
 
         let (public_handle, admin_handle) = (public.handle(), admin.handle());
         actix_web::rt::spawn(public);
@@ -238,6 +229,17 @@ impl Gateway {
     }
 }
 
+/// Re-reads the configuration the gateway was started with, as a [`Reload`] for the
+/// supervisor. `None` when there is no config file to re-read.
+pub fn reload_message(source: &RunArgs) -> Option<Result<Reload, String>> {
+    source.config.as_ref()?;
+    Some(
+        Config::load(source)
+            .map_err(|e| e.to_string())
+            .map(|v| Reload { orchestrators: v.orchestrators, policies: v.policies.into_iter().collect() }),
+    )
+}
+
 /// Waits for SIGTERM or SIGINT.
 pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
     use tokio::signal::unix::{signal, SignalKind};
@@ -249,12 +251,33 @@ pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
     })
 }
 
-/// `byoc-gateway run`: start, print the ready line, wait for a signal, shut down.
+/// `byoc-gateway run`: start, print the ready line, serve (reloading on SIGHUP) until
+/// SIGTERM or SIGINT, shut down.
 pub async fn run(v: Validated) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let source = v.source.clone();
     let gw = Gateway::start(v).await?;
     print_ready(&gw);
-    let sig = shutdown_signal().await?;
-    tracing::info!(signal = sig, "signal received");
+    let mut hup = signal(SignalKind::hangup())?;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            sig = &mut shutdown => {
+                tracing::info!(signal = sig?, "signal received");
+                break;
+            }
+            _ = hup.recv() => match reload_message(&source) {
+                None => tracing::warn!("SIGHUP: started without --config; nothing to reload"),
+                Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: the config file is invalid; nothing changed"),
+                Some(Ok(msg)) => match gw.supervisor.send(msg).timeout(Duration::from_secs(10)).await {
+                    Ok(Ok(report)) => tracing::info!(?report, "SIGHUP: configuration reloaded"),
+                    Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: reload failed"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: the supervisor did not answer"),
+                },
+            },
+        }
+    }
     gw.shutdown().await
 }
 

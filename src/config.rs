@@ -145,6 +145,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Admin bearer token (also `BYOC_GATEWAY_ADMIN_TOKEN` / `--admin-token`).
     pub admin_token: Option<String>,
+    /// Require the admin token on `/metrics` too (Prometheus `authorization` / bearer).
+    pub metrics_require_token: bool,
     /// Orchestrators as go-livepeer's `-orchAddr` list.
     pub orch_addr: Vec<String>,
     /// Orchestrators with declared capabilities.
@@ -175,6 +177,7 @@ impl Default for Config {
             admin_addr: "127.0.0.1:5935".into(),
             data_dir: PathBuf::from("./data"),
             admin_token: None,
+            metrics_require_token: false,
             orch_addr: Vec::new(),
             orchestrators: Vec::new(),
             workers: 0,
@@ -202,6 +205,8 @@ pub struct Validated {
     pub orchestrators: Vec<(String, Vec<Capability>)>,
     /// Per-capability policies.
     pub policies: Vec<(Capability, CapabilityPolicy)>,
+    /// The flags and env it was loaded from (what a reload reads again).
+    pub source: RunArgs,
 }
 
 impl Config {
@@ -224,7 +229,9 @@ impl Config {
             None => Self::default(),
         };
         cfg.apply(args);
-        cfg.validate()
+        let mut v = cfg.validate()?;
+        v.source = args.clone();
+        Ok(v)
     }
 
     /// Overlays the flags (and env values) that were given.
@@ -329,7 +336,10 @@ impl Config {
                 None => orchestrators.push((url, parsed)),
             }
         }
-        Ok(Validated { config: self, http_addr, admin_addr, orchestrators, policies })
+        if self.metrics_require_token && self.admin_token.is_none() {
+            return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
+        }
+        Ok(Validated { config: self, http_addr, admin_addr, orchestrators, policies, source: RunArgs::default() })
     }
 }
 

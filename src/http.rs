@@ -11,6 +11,11 @@ use futures_util::StreamExt as _;
 
 use error::ApiError;
 
+/// The JSON 404 of both listeners.
+pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::route_not_found(req.method().as_str(), req.path()))
+}
+
 /// Reads a request body up to `limit` bytes: a declared `Content-Length` over the limit is
 /// refused before reading anything, a chunked body as soon as it crosses the limit.
 pub async fn read_body(

@@ -21,16 +21,18 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// Breaker knobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct BreakerConfig {
     /// Consecutive failures that open a closed breaker (Envoy's `consecutive_5xx` is 5).
     pub consecutive_failures: u32,
     /// Open time at level 0.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub base_open: Duration,
     /// Cap on the open time.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub max_open: Duration,
     /// Trial calls allowed (and needed to succeed) while half-open.
     pub half_open_permits: u32,
@@ -93,7 +95,7 @@ impl BreakerConfig {
 }
 
 /// The observable state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
     /// Traffic flows.

@@ -65,6 +65,18 @@ impl fmt::Debug for Capability {
     }
 }
 
+impl utoipa::PartialSchema for Capability {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("Capability name: 1-128 ASCII letters, digits, '-', '_', '.' or ':'"))
+            .max_length(Some(MAX_CAPABILITY_LEN))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Capability {}
+
 impl<'de> Deserialize<'de> for Capability {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

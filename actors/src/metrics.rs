@@ -40,6 +40,11 @@ pub const PAIRS_UNROUTABLE: &str = "byoc_gateway_pairs_unroutable";
 /// Node-level connect failures signalled to an orchestrator's sibling pairs.
 pub const NODE_UNREACHABLE_TOTAL: &str = "byoc_gateway_node_unreachable_total";
 
+/// Bytes the store takes on disk; refreshed every ten seconds.
+pub const STORE_SIZE_BYTES: &str = "byoc_gateway_store_size_bytes";
+/// Duration of store flushes (fsync) in seconds.
+pub const STORE_FLUSH_SECONDS: &str = "byoc_gateway_store_flush_duration_seconds";
+
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -63,4 +68,6 @@ pub fn describe() {
     describe_counter!(COLD_STARTS_TOTAL, "First answers of new or recovered pairs, by slow");
     describe_gauge!(PAIRS_UNROUTABLE, "Pairs out of rotation, by reason");
     describe_counter!(NODE_UNREACHABLE_TOTAL, "Connect failures signalled to sibling pairs");
+    describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
+    describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
 }

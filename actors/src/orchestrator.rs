@@ -10,7 +10,7 @@ use crate::capability::Capability;
 
 /// Gateway-assigned orchestrator id (`orch-1`, `orch-2`, ...). Stable across restarts because
 /// the registry is persisted and entries are found again by URL.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct OrchestratorId(pub String);
 
@@ -21,7 +21,7 @@ impl fmt::Display for OrchestratorId {
 }
 
 /// Where a registry entry came from; decides what may remove it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Source {
     /// `--orch-addr` or the config file: re-read at every start, removed when no longer listed.
@@ -31,7 +31,7 @@ pub enum Source {
 }
 
 /// One registered orchestrator.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Orchestrator {
     /// Gateway-assigned id.
     pub id: OrchestratorId,
@@ -45,6 +45,14 @@ pub struct Orchestrator {
     pub added_at: u64,
     /// Where the entry came from.
     pub source: Source,
+    /// Whether it takes new jobs. A disabled orchestrator's pairs drain: in-flight jobs finish,
+    /// no new ones are sent, tokens are still probed so the view stays current.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+fn enabled_default() -> bool {
+    true
 }
 
 /// Why an orchestrator URL was refused.

@@ -115,6 +115,7 @@ pub struct PairActor {
     restarts: u32,
     counters: Counters,
     retired: bool,
+    disabled: bool,
     refresh: Option<SpawnHandle>,
 }
 
@@ -184,10 +185,18 @@ impl PairActor {
             restarts,
             counters,
             retired: false,
+            disabled: false,
             refresh: None,
         };
         actor.publish();
         actor
+    }
+
+    /// Starts the pair disabled (draining) when its orchestrator is disabled.
+    pub fn with_enabled(mut self, enabled: bool) -> Self {
+        self.disabled = !enabled;
+        self.publish();
+        self
     }
 
     /// The cell this actor publishes into.
@@ -231,6 +240,7 @@ impl PairActor {
             restarts: self.restarts,
             counters: self.counters,
             retired: self.retired,
+            disabled: self.disabled,
             node_unreachable: self.node_unreachable,
             over_ceiling: self.over_ceiling(),
             price_share: self.policy.price_share(price_per_unit, pixels_per_unit),
@@ -806,6 +816,20 @@ impl Handler<ProbeNow> for PairActor {
         if !self.retired {
             self.probe(ctx, false);
         }
+    }
+}
+
+/// Enables or disables (drains) the pair because its orchestrator was toggled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SetEnabled(pub bool);
+
+impl Handler<SetEnabled> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, SetEnabled(enabled): SetEnabled, _ctx: &mut Self::Context) {
+        self.disabled = !enabled;
+        self.publish();
     }
 }
 

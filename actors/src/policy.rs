@@ -16,7 +16,7 @@ use crate::breaker::BreakerConfig;
 use crate::capability::Capability;
 
 /// Routing profile of a capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Profile {
     /// Interactive jobs (image-to-image, depth): fail over fast.
@@ -74,7 +74,7 @@ pub struct ProfileDefaults {
 }
 
 /// A warm-up job the gateway sends to a new pair before giving it client traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Warmup {
     /// Path after `/process/request/` (usually the capability name).
@@ -99,7 +99,7 @@ fn warmup_timeout() -> u64 {
 }
 
 /// Per-capability overrides of the global `[breaker]` table; unset fields inherit it.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerOverrides {
     /// See [`BreakerConfig::consecutive_failures`].
@@ -107,9 +107,11 @@ pub struct BreakerOverrides {
     pub consecutive_failures: Option<u32>,
     /// See [`BreakerConfig::base_open`].
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub base_open: Option<Duration>,
     /// See [`BreakerConfig::max_open`].
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub max_open: Option<Duration>,
     /// See [`BreakerConfig::half_open_permits`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,7 +149,7 @@ impl BreakerOverrides {
 
 /// A capability's policy as configured: a profile plus optional overrides. The same shape
 /// is used in the config file (`[capabilities.NAME]`) and by `PUT /admin/capabilities/NAME`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CapabilityPolicy {
     /// The routing profile whose defaults apply.
@@ -155,15 +157,18 @@ pub struct CapabilityPolicy {
     pub profile: Profile,
     /// Overall time within which new attempts may start.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub retry_timeout: Option<Duration>,
     /// Attempts per job, the first included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
     /// Bound on one attempt (also capped by the job's own `timeout_seconds`).
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub per_try_timeout: Option<Duration>,
     /// A success slower than this is a slow call (breaker slow-call rate).
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub slow_call_threshold: Option<Duration>,
     /// Retries allowed as a share of recent requests (Envoy/Linkerd retry budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,9 +189,11 @@ pub struct CapabilityPolicy {
     pub response_content_type: Option<String>,
     /// A first answer slower than this deprioritises the pair for `cold_start_penalty`.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub cold_start_threshold: Option<Duration>,
     /// How long a slow cold start deprioritises the pair.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub cold_start_penalty: Option<Duration>,
     /// Concurrent jobs a new or recovered pair gets until it has answered once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -200,18 +207,21 @@ pub struct CapabilityPolicy {
 }
 
 /// The knobs in force after applying overrides to the profile.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Effective {
     /// Overall time within which new attempts may start.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub retry_timeout: Duration,
     /// Attempts per job.
     pub max_attempts: u32,
     /// Bound on one attempt.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub per_try_timeout: Duration,
     /// Slow-call threshold.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub slow_call_threshold: Duration,
     /// Retry budget share.
     pub retry_budget_percent: f64,
@@ -225,9 +235,11 @@ pub struct Effective {
     pub response_content_type: Option<String>,
     /// Cold-start threshold.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub cold_start_threshold: Duration,
     /// Cold-start penalty duration.
     #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
     pub cold_start_penalty: Duration,
     /// Concurrency of a pair until its first answer.
     pub cold_start_concurrency: u32,

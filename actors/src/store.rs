@@ -141,7 +141,67 @@ impl Store {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.err(e))
+        let started = std::time::Instant::now();
+        let res = self.db.flush().map(|_| ()).map_err(|e| self.err(e));
+        metrics::histogram!(crate::metrics::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+        res
+    }
+
+    /// Everything in the store as one consistent document (the actor serialises all writes,
+    /// so reading every tree inside one handler is a point-in-time snapshot).
+    pub fn export(&self) -> Result<StoreExport, StoreError> {
+        let s = self.snapshot()?;
+        Ok(StoreExport {
+            format: EXPORT_FORMAT.to_string(),
+            schema_version: SCHEMA_VERSION,
+            exported_at_unix_ms: unix_ms_now(),
+            orchestrators: s.orchestrators,
+            pairs: s.pairs,
+            policies: s
+                .policies
+                .into_iter()
+                .map(|(capability, policy)| ExportedPolicy { capability, policy })
+                .collect(),
+        })
+    }
+
+    /// Loads an export into this store: orchestrators keep their ids, pair records and
+    /// policies are written as they are. Refuses (changing nothing) an export of another
+    /// schema version or one whose orchestrators clash with entries already here.
+    pub fn import(&self, export: &StoreExport) -> Result<ImportSummary, ImportError> {
+        if export.format != EXPORT_FORMAT || export.schema_version != SCHEMA_VERSION {
+            return Err(ImportError::Format(format!(
+                "expected format {EXPORT_FORMAT} schema {SCHEMA_VERSION}, got {} schema {}",
+                export.format, export.schema_version
+            )));
+        }
+        for o in &export.orchestrators {
+            crate::orchestrator::normalize_url(&o.url).map_err(|e| ImportError::Format(e.to_string()))?;
+            let url_taken = self.urls.get(o.url.as_bytes()).map_err(|e| self.err(e))?;
+            let id_taken = self.orchestrators.contains_key(o.id.0.as_bytes()).map_err(|e| self.err(e))?;
+            if url_taken.is_some() || id_taken {
+                return Err(ImportError::Conflict(format!("{} ({}) is already in this store", o.id, o.url)));
+            }
+        }
+        for o in &export.orchestrators {
+            if let Err(d) = self.put_new(o.clone())? {
+                return Err(ImportError::Conflict(format!("{} ({}) is already in this store", d.id, d.url)));
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for r in &export.pairs {
+            batch.insert(Self::pair_key(&r.orchestrator, &r.capability), Self::encode(r));
+        }
+        self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
+        for p in &export.policies {
+            self.policies.insert(p.capability.as_str().as_bytes(), Self::encode(&p.policy)).map_err(|e| self.err(e))?;
+        }
+        self.flush()?;
+        Ok(ImportSummary {
+            orchestrators: export.orchestrators.len(),
+            pairs: export.pairs.len(),
+            policies: export.policies.len(),
+        })
     }
 
     fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
@@ -209,20 +269,32 @@ impl Store {
         capabilities: Vec<Capability>,
         source: Source,
     ) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
-        let n = self.db.generate_id().map_err(|e| self.err(e))?;
-        let orch = Orchestrator {
-            id: OrchestratorId(format!("orch-{}", n + 1)),
-            url: url.to_string(),
-            capabilities,
-            added_at: unix_ms_now(),
-            source,
+        // Ids come from sled's monotonic counter; skip any taken by an imported entry.
+        let id = loop {
+            let n = self.db.generate_id().map_err(|e| self.err(e))?;
+            let id = OrchestratorId(format!("orch-{}", n + 1));
+            if !self.orchestrators.contains_key(id.0.as_bytes()).map_err(|e| self.err(e))? {
+                break id;
+            }
         };
+        let orch =
+            Orchestrator { id, url: url.to_string(), capabilities, added_at: unix_ms_now(), source, enabled: true };
+        self.put_new(orch)
+    }
+
+    /// Inserts `orch` with its own id unless its URL (or id) is already registered.
+    fn put_new(&self, orch: Orchestrator) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
+        let url = orch.url.clone();
+        let url = url.as_str();
         let value = Self::encode(&orch);
         let res: Result<Result<(), OrchestratorId>, TransactionError<()>> = (&self.orchestrators, &self.urls)
             .transaction(|(o, u)| {
                 if let Some(existing) = u.get(url.as_bytes())? {
                     let id = String::from_utf8_lossy(&existing).into_owned();
                     return Ok(Err(OrchestratorId(id)));
+                }
+                if o.get(orch.id.0.as_bytes())?.is_some() {
+                    return Ok(Err(orch.id.clone()));
                 }
                 u.insert(url.as_bytes(), orch.id.0.as_bytes())?;
                 o.insert(orch.id.0.as_bytes(), value.as_slice())?;
@@ -268,6 +340,62 @@ impl Store {
 
 impl Actor for Store {
     type Context = SyncContext<Self>;
+}
+
+/// The `format` tag of export files.
+pub const EXPORT_FORMAT: &str = "byoc-gateway-store";
+
+/// A store export: a versioned JSON document with everything persisted.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoreExport {
+    /// Always [`EXPORT_FORMAT`].
+    pub format: String,
+    /// The schema version of the store it came from.
+    pub schema_version: u32,
+    /// When it was taken (Unix ms).
+    pub exported_at_unix_ms: u64,
+    /// The registry.
+    pub orchestrators: Vec<Orchestrator>,
+    /// Learned pair state.
+    pub pairs: Vec<PairRecord>,
+    /// Capability policies set through the admin API.
+    pub policies: Vec<ExportedPolicy>,
+}
+
+/// One policy in an export.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportedPolicy {
+    /// The capability.
+    pub capability: Capability,
+    /// Its policy.
+    pub policy: CapabilityPolicy,
+}
+
+/// What an import wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    /// Orchestrators added.
+    pub orchestrators: usize,
+    /// Pair records written.
+    pub pairs: usize,
+    /// Policies written.
+    pub policies: usize,
+}
+
+/// Why an import was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// The file is not an export this gateway understands.
+    #[error("not an importable export: {0}")]
+    Format(String),
+    /// It clashes with what the store already holds.
+    #[error("conflict: {0}; import into an empty data dir")]
+    Conflict(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Everything persisted, as loaded at start.
@@ -437,6 +565,54 @@ impl Handler<DeletePolicy> for Store {
     }
 }
 
+/// Exports everything (a consistent snapshot, taken while the gateway runs).
+#[derive(Message)]
+#[rtype(result = "Result<StoreExport, StoreError>")]
+pub struct Export;
+
+impl Handler<Export> for Store {
+    type Result = Result<StoreExport, StoreError>;
+    fn handle(&mut self, _msg: Export, _ctx: &mut Self::Context) -> Self::Result {
+        self.export()
+    }
+}
+
+/// Sets an orchestrator's `enabled` flag. Durable when it answers; `None` if absent.
+#[derive(Message)]
+#[rtype(result = "Result<Option<Orchestrator>, StoreError>")]
+pub struct SetOrchestratorEnabled {
+    /// Which one.
+    pub id: OrchestratorId,
+    /// The new flag.
+    pub enabled: bool,
+}
+
+impl Handler<SetOrchestratorEnabled> for Store {
+    type Result = Result<Option<Orchestrator>, StoreError>;
+    fn handle(&mut self, msg: SetOrchestratorEnabled, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(raw) = self.orchestrators.get(msg.id.0.as_bytes()).map_err(|e| self.err(e))? else {
+            return Ok(None);
+        };
+        let mut orch: Orchestrator = Self::decode(msg.id.0.as_bytes(), &raw)?;
+        orch.enabled = msg.enabled;
+        self.orchestrators.insert(msg.id.0.as_bytes(), Self::encode(&orch)).map_err(|e| self.err(e))?;
+        self.flush()?;
+        Ok(Some(orch))
+    }
+}
+
+/// Bytes the database takes on disk.
+#[derive(Message)]
+#[rtype(result = "Result<u64, StoreError>")]
+pub struct Size;
+
+impl Handler<Size> for Store {
+    type Result = Result<u64, StoreError>;
+    fn handle(&mut self, _msg: Size, _ctx: &mut Self::Context) -> Self::Result {
+        self.db.size_on_disk().map_err(|e| self.err(e))
+    }
+}
+
 /// Flushes everything to disk (shutdown).
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
@@ -518,6 +694,34 @@ mod tests {
         assert_eq!(s.delete(&o.id).expect("io"), None);
         // The URL can be added again.
         assert!(s.insert("http://a:1", vec![], Source::Admin).expect("io").is_ok());
+    }
+
+    #[test]
+    fn export_then_import_into_a_fresh_store_reproduces_it() {
+        let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+        let src = open(a.path()).expect("open");
+        let o1 = src.insert("http://a:1", vec![cap("depth")], Source::Admin).expect("io").expect("new");
+        src.policies
+            .insert(b"depth", Store::encode(&CapabilityPolicy { max_attempts: Some(2), ..Default::default() }))
+            .expect("policy");
+        let export = src.export().expect("export");
+        let json = serde_json::to_string(&export).expect("json");
+        let back: StoreExport = serde_json::from_str(&json).expect("parse");
+
+        let dst = open(b.path()).expect("open");
+        let summary = dst.import(&back).expect("import");
+        assert_eq!(summary, ImportSummary { orchestrators: 1, pairs: 0, policies: 1 });
+        let snap = dst.snapshot().expect("snapshot");
+        assert_eq!(snap.orchestrators, vec![o1.clone()]);
+        assert_eq!(snap.policies[0].1.max_attempts, Some(2));
+        // New ids do not collide with imported ones; a second import conflicts and changes nothing.
+        let o2 = dst.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
+        assert_ne!(o2.id, o1.id);
+        assert!(matches!(dst.import(&back), Err(ImportError::Conflict(_))));
+        assert_eq!(dst.snapshot().expect("snapshot").orchestrators.len(), 2);
+        let mut wrong = back.clone();
+        wrong.schema_version = 99;
+        assert!(matches!(dst.import(&wrong), Err(ImportError::Format(_))));
     }
 
     #[test]

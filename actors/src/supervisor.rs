@@ -17,9 +17,11 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::capability::{Capability, CapabilityError};
+use crate::dispatcher::BoardSizes;
 use crate::dispatcher::{Dispatcher, RegisterPair, Slot, UnregisterPair};
 use crate::metrics as m;
 use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, UrlError};
+use crate::pair::SetEnabled;
 use crate::pair::{
     Crash, ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Retire, SetPolicy,
     SharedView, Snapshot,
@@ -27,7 +29,8 @@ use crate::pair::{
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
 use crate::store::{
-    self, DeleteOrchestrator, DeletePolicy, InsertOrchestrator, PutPolicy, SavePairs, Store, StoreError,
+    self, DeleteOrchestrator, DeletePolicy, Export, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
+    SetOrchestratorEnabled, Size, Store, StoreError, StoreExport,
 };
 
 /// How long "nobody offers capability X" is remembered, so that clients asking for an
@@ -122,6 +125,15 @@ pub struct Supervisor {
     flush_every: Duration,
     last_flush: Instant,
     flushing: bool,
+    /// Capabilities whose policy was set through the admin API (they win over the file's).
+    runtime_policies: BTreeSet<Capability>,
+    /// When the last tick ran, to measure how late the next one is (mailbox pressure).
+    last_tick: Instant,
+    /// How late the last tick ran, in milliseconds.
+    tick_lag_ms: u64,
+    /// Last measured dispatcher round trip, in microseconds.
+    dispatcher_rtt_us: Option<u64>,
+    ticks: u64,
 }
 
 impl Supervisor {
@@ -143,12 +155,17 @@ impl Supervisor {
             pairs: BTreeMap::new(),
             registered,
             not_offered: HashMap::new(),
+            runtime_policies: init.snapshot.policies.iter().map(|(c, _)| c.clone()).collect(),
             warm: init.snapshot.pairs.into_iter().map(|r| (r.key(), r)).collect(),
             saved: HashMap::new(),
             probe_wait: init.probe_wait,
             flush_every: init.flush_every,
             last_flush: Instant::now(),
             flushing: false,
+            last_tick: Instant::now(),
+            tick_lag_ms: 0,
+            dispatcher_rtt_us: None,
+            ticks: 0,
         })
     }
 
@@ -170,7 +187,8 @@ impl Supervisor {
             Arc::from(orch.url.as_str()),
             record.as_ref(),
             declared,
-        );
+        )
+        .with_enabled(orch.enabled);
         let view = actor.view();
         if record.is_some() {
             // Just loaded from disk: not dirty until it changes.
@@ -247,6 +265,25 @@ impl Supervisor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        // Mailbox pressure: how late this tick runs, and how long the dispatcher takes to
+        // answer a message behind whatever is queued.
+        self.tick_lag_ms =
+            now.saturating_duration_since(self.last_tick).saturating_sub(Duration::from_secs(1)).as_millis() as u64;
+        self.last_tick = now;
+        self.ticks += 1;
+        let sent = Instant::now();
+        ctx.spawn(self.dispatcher.send(BoardSizes).timeout(Duration::from_secs(5)).into_actor(self).map(
+            move |res, act, _ctx| {
+                act.dispatcher_rtt_us = res.ok().map(|_| sent.elapsed().as_micros() as u64);
+            },
+        ));
+        if self.ticks % 10 == 1 {
+            ctx.spawn(self.store.send(Size).timeout(Duration::from_secs(5)).into_actor(self).map(|res, _act, _ctx| {
+                if let Ok(Ok(bytes)) = res {
+                    metrics::gauge!(m::STORE_SIZE_BYTES).set(bytes as f64);
+                }
+            }));
+        }
         let (mut closed, mut open, mut half, mut routable) = (0u32, 0u32, 0u32, 0u32);
         for entry in self.pairs.values() {
             let v = entry.view.read();
@@ -612,7 +649,7 @@ impl Handler<FlushScores> for Supervisor {
 }
 
 /// The supervisor's own view for `/admin/supervisor`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SupervisorReport {
     /// Registered orchestrators.
     pub orchestrators: usize,
@@ -621,6 +658,7 @@ pub struct SupervisorReport {
     /// Pair actors alive.
     pub pair_actors: usize,
     /// Pair actors by breaker state.
+    #[schema(value_type = Object)]
     pub pairs_by_state: BTreeMap<&'static str, u32>,
     /// Routable pairs.
     pub routable: u32,
@@ -630,10 +668,21 @@ pub struct SupervisorReport {
     pub restarted_pairs: Vec<RestartedPair>,
     /// Capabilities remembered as offered by nobody (fast 404s).
     pub not_offered_cached: usize,
+    /// Mailbox pressure on the central actors.
+    pub mailbox: MailboxPressure,
+}
+
+/// How loaded the central actors' mailboxes are, measured every second.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MailboxPressure {
+    /// How late the supervisor's one-second tick last ran (ms): its mailbox backlog.
+    pub supervisor_tick_lag_ms: u64,
+    /// Round trip of a message to the dispatcher behind its queue (µs); null if it timed out.
+    pub dispatcher_round_trip_us: Option<u64>,
 }
 
 /// A pair with restarts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RestartedPair {
     /// Orchestrator id.
     pub orchestrator: String,
@@ -681,6 +730,10 @@ impl Handler<GetSupervisorReport> for Supervisor {
             restarts_total,
             restarted_pairs: restarted,
             not_offered_cached: self.not_offered.len(),
+            mailbox: MailboxPressure {
+                supervisor_tick_lag_ms: self.tick_lag_ms,
+                dispatcher_round_trip_us: self.dispatcher_rtt_us,
+            },
         })
     }
 }
@@ -711,13 +764,14 @@ impl Handler<NodeUnreachable> for Supervisor {
 }
 
 /// One capability as `/admin/capabilities` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CapabilityReport {
     /// Name.
     pub name: String,
     /// Its own policy, if it has one (otherwise the default policy applies).
     pub policy: Option<CapabilityPolicy>,
     /// The knobs in force.
+    #[schema(value_type = Effective)]
     pub effective: Arc<Effective>,
     /// Pair actors of this capability.
     pub pairs: usize,
@@ -818,6 +872,7 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
                 Err(_) => return Err(RegistryError::Unavailable("store")),
             }
             let effective = act.policies.set(cap.clone(), policy);
+            act.runtime_policies.insert(cap.clone());
             for (key, entry) in &act.pairs {
                 if key.capability == cap {
                     entry.addr.do_send(SetPolicy(effective.clone()));
@@ -857,6 +912,7 @@ impl Handler<DeleteCapabilityPolicy> for Supervisor {
                 Ok(Err(e)) => return Err(RegistryError::Store(e)),
                 Err(_) => return Err(RegistryError::Unavailable("store")),
             }
+            act.runtime_policies.remove(&cap);
             let effective = match act.config_policies.get(&cap) {
                 Some(p) => act.policies.set(cap.clone(), p.clone()),
                 None => act.policies.remove(&cap),
@@ -868,6 +924,176 @@ impl Handler<DeleteCapabilityPolicy> for Supervisor {
             }
             tracing::info!(capability = %cap, "runtime capability policy removed");
             Ok(act.capability_report(&cap))
+        }))
+    }
+}
+
+/// Enables an orchestrator or disables (drains) it: durably, then its pairs follow at once.
+#[derive(Message)]
+#[rtype(result = "Result<Orchestrator, RegistryError>")]
+pub struct SetEnabledOrchestrator {
+    /// Which one.
+    pub id: String,
+    /// The new flag.
+    pub enabled: bool,
+}
+
+impl Handler<SetEnabledOrchestrator> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Orchestrator, RegistryError>>;
+
+    fn handle(&mut self, msg: SetEnabledOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
+        let id = OrchestratorId(msg.id);
+        if !self.orchestrators.contains_key(&id) {
+            return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0))));
+        }
+        let enabled = msg.enabled;
+        let fut = self.store.send(SetOrchestratorEnabled { id: id.clone(), enabled }).timeout(STORE_TIMEOUT);
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let orch = match res {
+                Ok(Ok(Some(o))) => o,
+                Ok(Ok(None)) => return Err(RegistryError::NotFound(id.0)),
+                Ok(Err(e)) => return Err(RegistryError::Store(e)),
+                Err(_) => return Err(RegistryError::Unavailable("store")),
+            };
+            act.orchestrators.insert(id.clone(), orch.clone());
+            for (key, entry) in &act.pairs {
+                if key.orchestrator == id {
+                    entry.addr.do_send(SetEnabled(enabled));
+                }
+            }
+            tracing::info!(id = %id, enabled, "orchestrator {}", if enabled { "enabled" } else { "disabled: draining" });
+            Ok(orch)
+        }))
+    }
+}
+
+/// Exports the store (a consistent snapshot) while the gateway runs. Scores are saved first
+/// so the export is current.
+#[derive(Message)]
+#[rtype(result = "Result<StoreExport, RegistryError>")]
+pub struct ExportStore;
+
+impl Handler<ExportStore> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<StoreExport, RegistryError>>;
+
+    fn handle(&mut self, _msg: ExportStore, _ctx: &mut Self::Context) -> Self::Result {
+        let (records, generations) = self.dirty_records();
+        let store = self.store.clone();
+        let fut = async move {
+            store
+                .send(SavePairs { records })
+                .timeout(STORE_TIMEOUT)
+                .await
+                .map_err(|_| RegistryError::Unavailable("store"))??;
+            store
+                .send(Export)
+                .timeout(STORE_TIMEOUT)
+                .await
+                .map_err(|_| RegistryError::Unavailable("store"))?
+                .map_err(Into::into)
+        };
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            if res.is_ok() {
+                act.mark_saved(generations);
+            }
+            res
+        }))
+    }
+}
+
+/// What a configuration reload changed.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct ReloadReport {
+    /// Orchestrators added from the config.
+    pub orchestrators_added: Vec<String>,
+    /// Config orchestrators no longer listed, removed (their pairs drain).
+    pub orchestrators_removed: Vec<String>,
+    /// Capabilities whose policy changed.
+    pub policies_changed: Vec<String>,
+    /// Capabilities whose config policy was not applied because a runtime policy wins.
+    pub policies_shadowed: Vec<String>,
+}
+
+/// Applies a re-read configuration file: static orchestrators (added and removed, with
+/// declared capabilities) and capability policies (runtime policies still win). In-flight jobs
+/// are not touched; removed orchestrators' pairs drain.
+#[derive(Message)]
+#[rtype(result = "Result<ReloadReport, RegistryError>")]
+pub struct Reload {
+    /// Normalised URLs with declared capabilities.
+    pub orchestrators: Vec<(String, Vec<Capability>)>,
+    /// The file's per-capability policies (already validated).
+    pub policies: HashMap<Capability, CapabilityPolicy>,
+}
+
+impl Handler<Reload> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<ReloadReport, RegistryError>>;
+
+    fn handle(&mut self, msg: Reload, _ctx: &mut Self::Context) -> Self::Result {
+        let fut = self.store.send(ReconcileConfig { entries: msg.orchestrators }).timeout(STORE_TIMEOUT);
+        let policies = msg.policies;
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let snapshot = match res {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(RegistryError::Store(e)),
+                Err(_) => return Err(RegistryError::Unavailable("store")),
+            };
+            let mut report = ReloadReport::default();
+            // Registry: what the store now holds is the truth.
+            let now_ids: BTreeSet<OrchestratorId> = snapshot.orchestrators.iter().map(|o| o.id.clone()).collect();
+            let gone: Vec<OrchestratorId> =
+                act.orchestrators.keys().filter(|id| !now_ids.contains(*id)).cloned().collect();
+            for id in gone {
+                if let Some(o) = act.orchestrators.remove(&id) {
+                    report.orchestrators_removed.push(o.url);
+                }
+                let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.orchestrator == id).cloned().collect();
+                for key in &keys {
+                    act.remove_pair(key);
+                }
+            }
+            let mut new_caps = Vec::new();
+            for o in snapshot.orchestrators {
+                if !act.orchestrators.contains_key(&o.id) {
+                    report.orchestrators_added.push(o.url.clone());
+                    act.not_offered.clear();
+                }
+                new_caps.extend(o.capabilities.iter().cloned());
+                act.orchestrators.insert(o.id.clone(), o);
+            }
+            // Policies: the file's, unless a runtime policy wins.
+            let names: BTreeSet<Capability> = act.config_policies.keys().chain(policies.keys()).cloned().collect();
+            for cap in names {
+                let old = act.config_policies.get(&cap).cloned();
+                let new = policies.get(&cap).cloned();
+                if old == new {
+                    continue;
+                }
+                if act.runtime_policies.contains(&cap) {
+                    report.policies_shadowed.push(cap.to_string());
+                    continue;
+                }
+                let effective = match &new {
+                    Some(p) => act.policies.set(cap.clone(), p.clone()),
+                    None => act.policies.remove(&cap),
+                };
+                for (key, entry) in &act.pairs {
+                    if key.capability == cap {
+                        entry.addr.do_send(SetPolicy(effective.clone()));
+                    }
+                }
+                report.policies_changed.push(cap.to_string());
+                if new.is_some() {
+                    new_caps.push(cap.clone());
+                }
+            }
+            act.config_policies = policies;
+            for cap in &new_caps {
+                act.register_capability(cap);
+            }
+            act.fill_pairs();
+            tracing::info!(?report, "configuration reloaded");
+            Ok(report)
         }))
     }
 }

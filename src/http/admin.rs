@@ -1,5 +1,9 @@
 //! The admin API (bearer token when configured): the orchestrator registry, pair actors and
-//! their breakers, the supervisor's view, capability policies, and `/metrics`.
+//! their breakers, capability policies, the supervisor's view, configuration reload, store
+//! export, `/metrics`, the live status page, and the OpenAPI document of all of it.
+//!
+//! Every route is registered through `utoipa-actix-web` from the same `#[utoipa::path]` +
+//! actix route macros that define it, so `/admin/openapi.json` cannot drift from the handlers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,82 +13,157 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{web, HttpResponse};
-use byoc_actors::orchestrator::Source;
+use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use byoc_actors::orchestrator::{Orchestrator, Source};
+use byoc_actors::pair::PairReport;
 use byoc_actors::policy::CapabilityPolicy;
+use byoc_actors::store::StoreExport;
 use byoc_actors::supervisor::{
-    AddOrchestrator, DeleteCapabilityPolicy, ForcePairBreaker, GetCapability, GetSupervisorReport, ListCapabilities,
-    ListOrchestrators, ListPairs, RemoveOrchestrator, SetCapabilityPolicy, Supervisor,
+    AddOrchestrator, CapabilityReport, DeleteCapabilityPolicy, ExportStore, ForcePairBreaker, GetCapability,
+    GetSupervisorReport, ListCapabilities, ListOrchestrators, ListPairs, ReloadReport, RemoveOrchestrator,
+    SetCapabilityPolicy, SetEnabledOrchestrator, Supervisor, SupervisorReport,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_actix_web::AppExt;
 
-use super::error::{mailbox, ApiError};
+use super::error::{mailbox, ApiError, ErrorBody};
 
 /// Bound on an admin call to an actor.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Re-reads the configuration file and hands the result to the supervisor; `None` when the
+/// gateway was started without a config file.
+pub type Reloader = Arc<dyn Fn() -> Option<Result<byoc_actors::supervisor::Reload, String>> + Send + Sync>;
 
 /// State of the admin listener.
 pub struct AdminState {
     /// The registry.
     pub supervisor: Addr<Supervisor>,
-
     /// Prometheus handle.
     pub metrics: PrometheusHandle,
     /// Required bearer token, if any.
     pub token: Option<Arc<str>>,
+    /// Whether `/metrics` also requires the token.
+    pub metrics_require_token: bool,
+    /// Config reload.
+    pub reloader: Reloader,
 }
 
-/// Registers the admin routes with the token check and JSON error handling.
-pub fn configure(cfg: &mut web::ServiceConfig, json_limit: usize) {
-    cfg.app_data(web::JsonConfig::default().limit(json_limit).content_type_required(false).error_handler(
-        |err, _req| {
-            let api = match &err {
-                actix_web::error::JsonPayloadError::Overflow { limit }
-                | actix_web::error::JsonPayloadError::OverflowKnownLength { limit, .. } => {
-                    ApiError::body_too_large(*limit)
-                }
-                other => {
-                    ApiError::bad_request("invalid-json", format!("the body is not valid JSON for this call: {other}"))
-                }
-            };
-            api.into()
-        },
-    ))
-    .app_data(web::QueryConfig::default().error_handler(|err, _req| {
-        ApiError::bad_request("invalid-query", format!("invalid query string: {err}")).into()
-    }))
-    .app_data(
-        web::PathConfig::default()
-            .error_handler(|err, _req| ApiError::bad_request("invalid-path", format!("invalid path: {err}")).into()),
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "byoc-gateway admin API", description = "Registry, pair actors, capability policies and operations of byoc-gateway."),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "orchestrators", description = "The orchestrator registry"),
+        (name = "pairs", description = "Pair actors (orchestrator x capability) and their breakers"),
+        (name = "capabilities", description = "Capability routing policies"),
+        (name = "operations", description = "Supervisor, reload, store, metrics, status page"),
     )
-    .service(web::resource("/metrics").route(web::get().to(metrics)))
-    .service(
-        web::scope("/admin")
-            .wrap(actix_web::middleware::from_fn(require_token))
-            .service(
-                web::resource("/orchestrators")
-                    .route(web::get().to(list_orchestrators))
-                    .route(web::post().to(add_orchestrator)),
-            )
-            .service(web::resource("/orchestrators/{id}").route(web::delete().to(remove_orchestrator)))
-            .service(web::resource("/pairs").route(web::get().to(list_pairs)))
-            .service(web::resource("/pairs/{orchestrator}/{capability}/trip").route(web::post().to(trip)))
-            .service(web::resource("/pairs/{orchestrator}/{capability}/reset").route(web::post().to(reset)))
-            .service(web::resource("/supervisor").route(web::get().to(supervisor)))
-            .service(web::resource("/capabilities").route(web::get().to(capabilities)))
-            .service(
-                web::resource("/capabilities/{name}")
-                    .route(web::get().to(get_capability))
-                    .route(web::put().to(put_capability))
-                    .route(web::delete().to(delete_capability)),
-            ),
-    );
+)]
+struct AdminApi;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Builds the admin app: JSON error handling, the token check, every route, the OpenAPI
+/// document and the JSON 404.
+pub fn app(
+    state: web::Data<AdminState>,
+    json_limit: usize,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let scope = utoipa_actix_web::scope("/admin")
+        .wrap(actix_web::middleware::from_fn(require_token))
+        .service(list_orchestrators)
+        .service(add_orchestrator)
+        .service(get_orchestrator)
+        .service(patch_orchestrator)
+        .service(remove_orchestrator)
+        .service(list_pairs)
+        .service(get_pair)
+        .service(trip_pair)
+        .service(reset_pair)
+        .service(capabilities)
+        .service(get_capability)
+        .service(put_capability)
+        .service(delete_capability)
+        .service(supervisor)
+        .service(reload)
+        .service(export_store);
+    actix_web::App::new()
+        .app_data(state)
+        .app_data(json_config(json_limit))
+        .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+            ApiError::bad_request("invalid-query", format!("invalid query string: {err}")).into()
+        }))
+        .app_data(
+            web::PathConfig::default().error_handler(|err, _req| {
+                ApiError::bad_request("invalid-path", format!("invalid path: {err}")).into()
+            }),
+        )
+        .into_utoipa_app()
+        .openapi(AdminApi::openapi())
+        .service(metrics)
+        .service(ui)
+        .service(scope)
+        .openapi_service(|api| {
+            let api = web::Data::new(api);
+            web::resource("/admin/openapi.json")
+                .app_data(api)
+                .wrap(actix_web::middleware::from_fn(require_token))
+                .route(web::get().to(|api: web::Data<utoipa::openapi::OpenApi>| async move {
+                    HttpResponse::Ok().json(api.get_ref())
+                }))
+        })
+        .into_app()
+        .default_service(web::to(super::not_found))
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).content_type_required(false).error_handler(|err, _req| {
+        let api = match &err {
+            actix_web::error::JsonPayloadError::Overflow { limit }
+            | actix_web::error::JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::body_too_large(*limit),
+            other => {
+                ApiError::bad_request("invalid-json", format!("the body is not valid JSON for this call: {other}"))
+            }
+        };
+        api.into()
+    })
 }
 
 /// Constant-time comparison, so response timing does not leak how much of a guess matched.
 fn token_matches(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && openssl::memcmp::eq(given, expected)
+}
+
+fn authorized(req: &HttpRequest, expected: &str) -> bool {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .is_some_and(|g| token_matches(g.as_bytes(), expected.as_bytes()))
 }
 
 async fn require_token(
@@ -93,23 +172,46 @@ async fn require_token(
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let expected = req.app_data::<web::Data<AdminState>>().and_then(|s| s.token.clone());
     if let Some(expected) = expected {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        if !given.is_some_and(|g| token_matches(g.as_bytes(), expected.as_bytes())) {
+        if !authorized(req.request(), &expected) {
             return Err(ApiError::unauthorized().into());
         }
     }
     next.call(req).await
 }
 
-async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+/// Prometheus metrics (token required only when `metrics_require_token` is set).
+#[utoipa::path(tag = "operations", security(()), responses(
+    (status = 200, description = "Prometheus text format", content_type = "text/plain"),
+    (status = 401, body = ErrorBody),
+))]
+#[get("/metrics")]
+async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    if let (true, Some(token)) = (state.metrics_require_token, &state.token) {
+        if !authorized(&req, token) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render()))
 }
 
+/// The live status page: a self-contained HTML page (no build step, no CDN). It holds no data;
+/// it asks for the token and calls the admin API from the browser.
+#[utoipa::path(tag = "operations", security(()), responses((status = 200, description = "HTML page", content_type = "text/html")))]
+#[get("/admin/ui")]
+async fn ui() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+        ))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(include_str!("ui.html"))
+}
+
+/// The registry.
+#[utoipa::path(tag = "orchestrators", responses((status = 200, body = [Orchestrator]), (status = 401, body = ErrorBody)))]
+#[get("/orchestrators")]
 async fn list_orchestrators(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let list =
         state.supervisor.send(ListOrchestrators).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
@@ -117,16 +219,24 @@ async fn list_orchestrators(state: web::Data<AdminState>) -> Result<HttpResponse
 }
 
 /// Body of `POST /admin/orchestrators`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
-    /// URL or host:port.
+    /// URL or host:port (host:port means https, as go-livepeer's -orchAddr).
     pub url: String,
-    /// Declared capabilities.
+    /// Declared capabilities (pairs start at once); others are discovered as jobs ask.
     #[serde(default)]
     pub capabilities: Vec<String>,
 }
 
+/// Registers an orchestrator; durable before the 201.
+#[utoipa::path(tag = "orchestrators", request_body = AddBody, responses(
+    (status = 201, body = Orchestrator),
+    (status = 400, body = ErrorBody, description = "invalid-url, invalid-capability, invalid-json"),
+    (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "duplicate-orchestrator"),
+    (status = 413, body = ErrorBody), (status = 503, body = ErrorBody, description = "store-unavailable"),
+))]
+#[post("/orchestrators")]
 async fn add_orchestrator(state: web::Data<AdminState>, body: web::Json<AddBody>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let orch = state
@@ -138,6 +248,52 @@ async fn add_orchestrator(state: web::Data<AdminState>, body: web::Json<AddBody>
     Ok(HttpResponse::Created().json(orch))
 }
 
+/// One orchestrator.
+#[utoipa::path(tag = "orchestrators", params(("id" = String, Path, description = "Orchestrator id")), responses(
+    (status = 200, body = Orchestrator), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+#[get("/orchestrators/{id}")]
+async fn get_orchestrator(state: web::Data<AdminState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let list =
+        state.supervisor.send(ListOrchestrators).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
+    let orch = list.into_iter().find(|o| o.id.0 == id).ok_or(byoc_actors::supervisor::RegistryError::NotFound(id))?;
+    Ok(HttpResponse::Ok().json(orch))
+}
+
+/// Body of `PATCH /admin/orchestrators/{id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchBody {
+    /// false drains the orchestrator (in-flight jobs finish, no new ones); true takes it back.
+    pub enabled: bool,
+}
+
+/// Enables or disables (drains) an orchestrator; durable before the answer.
+#[utoipa::path(tag = "orchestrators", params(("id" = String, Path, description = "Orchestrator id")), request_body = PatchBody,
+    responses((status = 200, body = Orchestrator), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+#[patch("/orchestrators/{id}")]
+async fn patch_orchestrator(
+    state: web::Data<AdminState>,
+    id: web::Path<String>,
+    body: web::Json<PatchBody>,
+) -> Result<HttpResponse, ApiError> {
+    let orch = state
+        .supervisor
+        .send(SetEnabledOrchestrator { id: id.into_inner(), enabled: body.enabled })
+        .timeout(ADMIN_TIMEOUT)
+        .await
+        .map_err(|_| mailbox("supervisor"))??;
+    Ok(HttpResponse::Ok().json(orch))
+}
+
+/// Removes an orchestrator (durably); its pairs leave rotation at once and stop once their
+/// in-flight jobs have finished.
+#[utoipa::path(tag = "orchestrators", params(("id" = String, Path, description = "Orchestrator id")), responses(
+    (status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+))]
+#[delete("/orchestrators/{id}")]
 async fn remove_orchestrator(state: web::Data<AdminState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     state
         .supervisor
@@ -149,8 +305,9 @@ async fn remove_orchestrator(state: web::Data<AdminState>, id: web::Path<String>
 }
 
 /// Query of `GET /admin/pairs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PairFilter {
     /// Only this capability.
     pub capability: Option<String>,
@@ -158,6 +315,11 @@ pub struct PairFilter {
     pub orchestrator: Option<String>,
 }
 
+/// Every pair actor's state, optionally filtered.
+#[utoipa::path(tag = "pairs", params(PairFilter), responses(
+    (status = 200, body = [PairReport]), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+))]
+#[get("/pairs")]
 async fn list_pairs(state: web::Data<AdminState>, q: web::Query<PairFilter>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let pairs = state
@@ -167,6 +329,26 @@ async fn list_pairs(state: web::Data<AdminState>, q: web::Query<PairFilter>) -> 
         .await
         .map_err(|_| mailbox("supervisor"))?;
     Ok(HttpResponse::Ok().json(pairs))
+}
+
+/// One pair actor's state.
+#[utoipa::path(tag = "pairs", params(("orchestrator" = String, Path), ("capability" = String, Path)), responses(
+    (status = 200, body = PairReport), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+#[get("/pairs/{orchestrator}/{capability}")]
+async fn get_pair(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+    let (orchestrator, capability) = path.into_inner();
+    let pairs = state
+        .supervisor
+        .send(ListPairs { capability: Some(capability.clone()), orchestrator: Some(orchestrator.clone()) })
+        .timeout(ADMIN_TIMEOUT)
+        .await
+        .map_err(|_| mailbox("supervisor"))?;
+    let pair = pairs
+        .into_iter()
+        .next()
+        .ok_or(byoc_actors::supervisor::RegistryError::PairNotFound(orchestrator, capability))?;
+    Ok(HttpResponse::Ok().json(pair))
 }
 
 async fn force(
@@ -184,26 +366,39 @@ async fn force(
     Ok(HttpResponse::Ok().json(report))
 }
 
-async fn trip(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+/// Forces a pair's breaker open (at its current level).
+#[utoipa::path(tag = "pairs", params(("orchestrator" = String, Path), ("capability" = String, Path)), responses(
+    (status = 200, body = PairReport), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+#[post("/pairs/{orchestrator}/{capability}/trip")]
+async fn trip_pair(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     force(state, path, true).await
 }
 
-async fn reset(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
+/// Forces a pair's breaker closed and forgets its failure history and capacity back-off.
+#[utoipa::path(tag = "pairs", params(("orchestrator" = String, Path), ("capability" = String, Path)), responses(
+    (status = 200, body = PairReport), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+))]
+#[post("/pairs/{orchestrator}/{capability}/reset")]
+async fn reset_pair(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     force(state, path, false).await
 }
 
-async fn supervisor(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let report =
-        state.supervisor.send(GetSupervisorReport).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
-    Ok(HttpResponse::Ok().json(report))
-}
-
+/// Registered capabilities and those with a policy.
+#[utoipa::path(tag = "capabilities", responses((status = 200, body = [CapabilityReport]), (status = 401, body = ErrorBody)))]
+#[get("/capabilities")]
 async fn capabilities(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let list =
         state.supervisor.send(ListCapabilities).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
     Ok(HttpResponse::Ok().json(list))
 }
 
+/// One capability: its policy, the knobs in force and its pair counts.
+#[utoipa::path(tag = "capabilities", params(("name" = String, Path)), responses(
+    (status = 200, body = CapabilityReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody),
+))]
+#[get("/capabilities/{name}")]
 async fn get_capability(state: web::Data<AdminState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let report = state
         .supervisor
@@ -214,16 +409,12 @@ async fn get_capability(state: web::Data<AdminState>, name: web::Path<String>) -
     Ok(HttpResponse::Ok().json(report))
 }
 
-async fn delete_capability(state: web::Data<AdminState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let report = state
-        .supervisor
-        .send(DeleteCapabilityPolicy { name: name.into_inner() })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
-    Ok(HttpResponse::Ok().json(report))
-}
-
+/// Sets a capability's policy (replacing it): validated, durable, applied at once.
+#[utoipa::path(tag = "capabilities", params(("name" = String, Path)), request_body = CapabilityPolicy, responses(
+    (status = 200, body = CapabilityReport), (status = 400, body = ErrorBody, description = "invalid-policy, invalid-json, invalid-capability"),
+    (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
+))]
+#[put("/capabilities/{name}")]
 async fn put_capability(
     state: web::Data<AdminState>,
     name: web::Path<String>,
@@ -236,6 +427,65 @@ async fn put_capability(
         .await
         .map_err(|_| mailbox("supervisor"))??;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// Removes a capability's runtime policy; the config file's (or the default) applies again.
+#[utoipa::path(tag = "capabilities", params(("name" = String, Path)), responses(
+    (status = 200, body = CapabilityReport), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+    (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+))]
+#[delete("/capabilities/{name}")]
+async fn delete_capability(state: web::Data<AdminState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let report = state
+        .supervisor
+        .send(DeleteCapabilityPolicy { name: name.into_inner() })
+        .timeout(ADMIN_TIMEOUT)
+        .await
+        .map_err(|_| mailbox("supervisor"))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The supervisor: actor counts, restarts per pair, mailbox pressure.
+#[utoipa::path(tag = "operations", responses((status = 200, body = SupervisorReport), (status = 401, body = ErrorBody)))]
+#[get("/supervisor")]
+async fn supervisor(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let report =
+        state.supervisor.send(GetSupervisorReport).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Re-reads the config file's static orchestrators and capability policies (as SIGHUP does),
+/// without dropping in-flight jobs. An invalid file changes nothing.
+#[utoipa::path(tag = "operations", responses(
+    (status = 200, body = ReloadReport), (status = 400, body = ErrorBody, description = "invalid-config, no-config-file"),
+    (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
+))]
+#[post("/reload")]
+async fn reload(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let msg = match (state.reloader)() {
+        None => {
+            return Err(ApiError::bad_request(
+                "no-config-file",
+                "the gateway was started without --config; nothing to reload",
+            ))
+        }
+        Some(Err(e)) => return Err(ApiError::bad_request("invalid-config", e)),
+        Some(Ok(msg)) => msg,
+    };
+    let report = state.supervisor.send(msg).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// A consistent snapshot of the store (registry, learned scores, policies), for
+/// `byoc-gateway store export` and backups.
+#[utoipa::path(tag = "operations", responses(
+    (status = 200, body = StoreExport), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody),
+))]
+#[get("/store/export")]
+async fn export_store(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let export =
+        state.supervisor.send(ExportStore).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))??;
+    Ok(HttpResponse::Ok().json(export))
 }
 
 #[cfg(test)]

@@ -13,7 +13,29 @@ use byoc_actors::protocol::header::HeaderError;
 use byoc_actors::route::{AttemptReport, RouteError};
 use byoc_actors::store::StoreError;
 use byoc_actors::supervisor::RegistryError;
-use serde_json::json;
+
+/// The JSON shape of every error answer.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The `error` object.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable kebab-case code (`unknown-capability`, `invalid-json`, ...).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// The attempts of a failed job (orchestrator, url, result, status, detail, elapsed_ms).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub attempts: Vec<AttemptReport>,
+    /// Seconds until a retry may succeed (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
 
 /// An error answer.
 #[derive(Debug, Clone)]
@@ -70,15 +92,15 @@ impl ApiError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
-        let mut error = json!({"code": self.code, "message": self.message});
-        if !self.attempts.is_empty() {
-            error["attempts"] = json!(self.attempts);
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message.clone(),
+                attempts: self.attempts.clone(),
+                retry_after_seconds: self.retry_after,
+            },
         }
-        if let Some(s) = self.retry_after {
-            error["retry_after_seconds"] = json!(s);
-        }
-        json!({ "error": error })
     }
 }
 

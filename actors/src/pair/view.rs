@@ -33,7 +33,7 @@ impl fmt::Display for PairKey {
 }
 
 /// The last failure a pair saw.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastError {
     /// Failure class (`connect`, `timeout`, `http-5xx`, `token`, ...).
     pub class: String,
@@ -44,7 +44,7 @@ pub struct LastError {
 }
 
 /// Outcome counters of a pair, by class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct Counters {
     /// 2xx answers.
@@ -114,6 +114,8 @@ pub struct PairView {
     pub counters: Counters,
     /// Retired (orchestrator removed): takes no new work.
     pub retired: bool,
+    /// Its orchestrator is disabled by the operator (draining).
+    pub disabled: bool,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub node_unreachable: bool,
     /// The advertised price is over the capability's ceiling.
@@ -140,6 +142,8 @@ pub struct PairView {
 pub enum Unroutable {
     /// Its orchestrator was removed.
     Retired,
+    /// Its orchestrator is disabled (draining) by the operator.
+    Disabled,
     /// Its first token probe has not finished yet.
     TokenPending,
     /// It never offered the capability.
@@ -167,6 +171,7 @@ impl Unroutable {
     pub fn as_str(self) -> &'static str {
         match self {
             Unroutable::Retired => "retired",
+            Unroutable::Disabled => "disabled",
             Unroutable::TokenPending => "token-pending",
             Unroutable::NotOffered => "not-offered",
             Unroutable::TokenUnavailable => "token-unavailable",
@@ -207,6 +212,7 @@ impl PairView {
             restarts: 0,
             counters: Counters::default(),
             retired: false,
+            disabled: false,
             node_unreachable: false,
             over_ceiling: false,
             price_share: 0.0,
@@ -223,6 +229,9 @@ impl PairView {
     pub fn routable_at(&self, now: Instant) -> Result<(), Unroutable> {
         if self.retired {
             return Err(Unroutable::Retired);
+        }
+        if self.disabled {
+            return Err(Unroutable::Disabled);
         }
         if !self.probed {
             return Err(Unroutable::TokenPending);
@@ -305,6 +314,7 @@ impl PairView {
             restarts: self.restarts,
             counters: self.counters,
             retired: self.retired,
+            disabled: self.disabled,
             warming: self.warming,
             deprioritized_until_unix_ms: self
                 .deprioritized_until
@@ -339,9 +349,10 @@ impl PairView {
 }
 
 /// Breaker part of [`PairReport`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BreakerReport {
     /// `closed`, `open` or `half_open`.
+    #[schema(value_type = String)]
     pub state: &'static str,
     /// Consecutive openings.
     pub level: u32,
@@ -352,7 +363,7 @@ pub struct BreakerReport {
 }
 
 /// One element of `GET /admin/pairs`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PairReport {
     /// Orchestrator id.
     pub orchestrator: String,
@@ -367,6 +378,7 @@ pub struct PairReport {
     /// Can take a job now.
     pub routable: bool,
     /// Why not, when not.
+    #[schema(value_type = Option<String>)]
     pub unroutable_reason: Option<&'static str>,
     /// Latency estimate now (decayed while idle; what selection uses).
     pub latency_ewma_ms: f64,
@@ -396,6 +408,8 @@ pub struct PairReport {
     pub counters: Counters,
     /// Retired.
     pub retired: bool,
+    /// Its orchestrator is disabled (draining).
+    pub disabled: bool,
     /// No answer yet since start or recovery (limited concurrency).
     pub warming: bool,
     /// Deprioritised after a slow cold start until (Unix ms).
@@ -407,7 +421,7 @@ pub struct PairReport {
 }
 
 /// A pair's learned state as persisted in the store; restored at start (warm start).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PairRecord {
     /// Orchestrator id.
     pub orchestrator: OrchestratorId,

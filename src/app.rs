@@ -182,12 +182,14 @@ impl Gateway {
             reloader: Arc::new(move || reload_message(&source)),
         });
         let admin_json_limit = cfg.limits.admin_body_bytes;
-        let admin = HttpServer::new(move || crate::http::admin::app(admin_state.clone(), admin_json_limit))
-            .workers(1)
-            .disable_signals()
-            .shutdown_timeout(5)
-            .listen(admin_listener)?
-            .run();
+        let admin_api = web::Data::new(crate::http::admin::openapi());
+        let admin =
+            HttpServer::new(move || crate::http::admin::app(admin_state.clone(), admin_api.clone(), admin_json_limit))
+                .workers(1)
+                .disable_signals()
+                .shutdown_timeout(5)
+                .listen(admin_listener)?
+                .run();
 
         let (public_handle, admin_handle) = (public.handle(), admin.handle());
         actix_web::rt::spawn(public);

@@ -31,6 +31,9 @@ pub enum Command {
     Sim(crate::sim::SimArgs),
     /// Run the gateway with several simulated orchestrators and print curl commands.
     Demo(crate::demo::DemoArgs),
+    /// Export or import the store (backups, moving a gateway).
+    #[command(subcommand)]
+    Store(crate::store_cmd::StoreCommand),
 }
 
 /// Flags of `run` and `check-config`.

@@ -10,6 +10,7 @@
 //! - [`telemetry`]: tracing and the Prometheus recorder.
 //! - [`sim`]: a simulated BYOC orchestrator with runtime-changeable faults.
 //! - [`demo`]: the gateway plus simulators in one process.
+//! - [`store_cmd`]: `store export|import`.
 
 pub mod app;
 pub mod cli;
@@ -17,4 +18,5 @@ pub mod config;
 pub mod demo;
 pub mod http;
 pub mod sim;
+pub mod store_cmd;
 pub mod telemetry;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use byoc_gateway::cli::{Cli, Command};
 use byoc_gateway::config::Config;
-use byoc_gateway::{app, demo, sim, telemetry};
+use byoc_gateway::{app, demo, sim, store_cmd, telemetry};
 use clap::Parser as _;
 
 /// Exit status for an invalid configuration (sysexits `EX_CONFIG`).
@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         },
         Some(Command::Sim(args)) => report(actix_web::rt::System::new().block_on(sim::run_cli(args))),
         Some(Command::Demo(args)) => report(actix_web::rt::System::new().block_on(demo::run(args))),
+        Some(Command::Store(cmd)) => report(actix_web::rt::System::new().block_on(store_cmd::run(cmd))),
     }
 }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use bytes::Bytes;
 use serde::Serialize;
+use tracing::Instrument as _;
 
 use crate::budget::RetryBudgets;
 use crate::capability::Capability;
@@ -204,6 +205,12 @@ impl Router {
             Err(e) => e.code(),
         };
         metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome).increment(1);
+        tracing::debug!(
+            outcome,
+            attempts = result.as_ref().map_or(0, |r| r.attempts),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "job answered"
+        );
         metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label).record(started.elapsed().as_secs_f64());
         result
     }
@@ -338,6 +345,12 @@ impl Router {
                 },
                 job.body.clone(),
             )
+            .instrument(tracing::info_span!(
+                "attempt",
+                n = attempts.len() + 1,
+                orchestrator = %slot.key.orchestrator,
+                trial = permit.trial
+            ))
             .await;
             let elapsed = t0.elapsed();
             let outcome = match &res {

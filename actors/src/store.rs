@@ -45,6 +45,19 @@ pub enum StoreError {
         /// sled's words.
         detail: String,
     },
+    /// The database could not be opened (damaged files, a foreign or too old format).
+    #[error(
+        "the store at {path} cannot be opened ({detail}). Recovery: stop the gateway, move {path} aside, \
+             then either restore a backup with `byoc-gateway store import FILE --data-dir DIR` into the now empty data \
+             dir, or start with the empty data dir (orchestrators added through the admin API must then be added \
+             again; configured ones come back from the config)"
+    )]
+    Unopenable {
+        /// Database directory.
+        path: String,
+        /// sled's words.
+        detail: String,
+    },
     /// The database was written by a newer gateway.
     #[error("the store at {path} has schema version {found}; this gateway understands {SCHEMA_VERSION}")]
     Schema {
@@ -93,7 +106,7 @@ pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
                     path.display()
                 ))
             }
-            other => StoreError::from_sled(other, &path),
+            other => StoreError::Unopenable { path: path.display().to_string(), detail: other.to_string() },
         })?;
     let store = Store::from_db(db, path)?;
     Ok(store)
@@ -722,6 +735,28 @@ mod tests {
         let mut wrong = back.clone();
         wrong.schema_version = 99;
         assert!(matches!(dst.import(&wrong), Err(ImportError::Format(_))));
+    }
+
+    #[test]
+    fn a_corrupt_store_fails_to_open_with_recovery_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(dir.path()).expect("open");
+            s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
+        }
+        // Overwrite every file of the database with garbage, as a failing disk would.
+        for entry in std::fs::read_dir(dir.path().join(DB_DIR)).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0).max(64) as usize;
+                std::fs::write(&path, vec![0xA5u8; len]).expect("scribble");
+            }
+        }
+        let err = match open(dir.path()) {
+            Ok(_) => panic!("a scribbled store opened"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("Recovery"), "{err}");
     }
 
     #[test]

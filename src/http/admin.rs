@@ -78,12 +78,9 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Builds the admin app: JSON error handling, the token check, every route, the OpenAPI
-/// document and the JSON 404.
-pub fn app(
-    state: web::Data<AdminState>,
-    json_limit: usize,
-) -> actix_web::App<
+/// The `/admin` routes behind the token check. One list, used both to serve and to document
+/// them, so the document is exactly what is served.
+fn admin_scope() -> utoipa_actix_web::scope::Scope<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
         Config = (),
@@ -92,7 +89,7 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let scope = utoipa_actix_web::scope("/admin")
+    utoipa_actix_web::scope("/admin")
         .wrap(actix_web::middleware::from_fn(require_token))
         .service(list_orchestrators)
         .service(add_orchestrator)
@@ -109,7 +106,40 @@ pub fn app(
         .service(delete_capability)
         .service(supervisor)
         .service(reload)
-        .service(export_store);
+        .service(export_store)
+}
+
+/// The OpenAPI document of the admin listener, collected from the registered handlers.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = actix_web::App::new()
+        .into_utoipa_app()
+        .openapi(AdminApi::openapi())
+        .service(metrics)
+        .service(ui)
+        .service(admin_scope())
+        .split_for_parts();
+    api
+}
+
+/// Builds the admin app: JSON error handling, the token check, every route, the OpenAPI
+/// document (`api`, from [`openapi`]) and the JSON 404.
+pub fn app(
+    state: web::Data<AdminState>,
+    api: web::Data<utoipa::openapi::OpenApi>,
+    json_limit: usize,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let scope = admin_scope().app_data(api).route(
+        "/openapi.json",
+        web::get().to(|api: web::Data<utoipa::openapi::OpenApi>| async move { HttpResponse::Ok().json(api.get_ref()) }),
+    );
     actix_web::App::new()
         .app_data(state)
         .app_data(json_config(json_limit))
@@ -122,19 +152,9 @@ pub fn app(
             }),
         )
         .into_utoipa_app()
-        .openapi(AdminApi::openapi())
         .service(metrics)
         .service(ui)
         .service(scope)
-        .openapi_service(|api| {
-            let api = web::Data::new(api);
-            web::resource("/admin/openapi.json")
-                .app_data(api)
-                .wrap(actix_web::middleware::from_fn(require_token))
-                .route(web::get().to(|api: web::Data<utoipa::openapi::OpenApi>| async move {
-                    HttpResponse::Ok().json(api.get_ref())
-                }))
-        })
         .into_app()
         .default_service(web::to(super::not_found))
 }

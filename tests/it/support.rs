@@ -89,6 +89,17 @@ pub fn healthy_but_slower() -> Knobs {
     Knobs { latency_ms: 150, ..Knobs::default() }
 }
 
+/// Starts a gateway the way `byoc-gateway run` does: from flags (and a config file), so that
+/// a reload re-reads that file.
+pub async fn start_from_args(args: byoc_gateway::cli::RunArgs, dir: Option<tempfile::TempDir>) -> TestGateway {
+    let v = Config::load(&args).expect("valid config");
+    let gw = Gateway::start(v).await.expect("gateway starts");
+    let http = format!("http://{}", gw.http_addr);
+    let admin = format!("http://{}", gw.admin_addr);
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    TestGateway { gw, http, admin, client, _dir: dir }
+}
+
 /// A `Livepeer` header for `capability`.
 pub fn job_header(capability: &str, id: &str) -> String {
     encode_client_header(
@@ -163,6 +174,10 @@ impl TestGateway {
         read(self.client.put(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send_json(&body).await).await
     }
 
+    pub async fn admin_patch(&self, path: &str, body: Value) -> Answer {
+        read(self.client.patch(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send_json(&body).await).await
+    }
+
     pub async fn admin_delete(&self, path: &str) -> Answer {
         read(self.client.delete(format!("{}{path}", self.admin)).bearer_auth(TOKEN).send().await).await
     }
@@ -215,11 +230,20 @@ pub fn binary() -> PathBuf {
 impl Process {
     /// Spawns `byoc-gateway run` with `args` and waits for its ready line.
     pub fn spawn(args: &[&str]) -> Process {
+        Self::spawn_with(args, &[("RUST_LOG", "warn")], None)
+    }
+
+    /// Like [`Process::spawn`] with extra environment and, optionally, stderr to a file.
+    pub fn spawn_with(args: &[&str], env: &[(&str, &str)], stderr: Option<&Path>) -> Process {
+        let stderr = match stderr {
+            Some(p) => Stdio::from(std::fs::File::create(p).expect("stderr file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(binary())
             .args(args)
-            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("spawn gateway");
         let stdout = child.stdout.take().expect("stdout");

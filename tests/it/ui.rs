@@ -1,0 +1,142 @@
+//! The live status page in a real headless browser (Debian's chromium driven through
+//! chromedriver's WebDriver HTTP API): it loads with the token, lists the pairs of a running
+//! gateway, and its trip button opens a pair's breaker.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The W3C WebDriver element reference key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+struct Driver {
+    child: Child,
+    url: String,
+    client: awc::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let req = self.client.request(method.parse().expect("method"), format!("{}{path}", self.url));
+        let ans = match body {
+            Some(b) => read(req.send_json(&b).await).await,
+            None => read(req.send().await).await,
+        };
+        let v = ans.json();
+        assert!(ans.status < 400, "webdriver {method} {path}: {v}");
+        v["value"].clone()
+    }
+}
+
+/// Whether the browser is installed; in CI (`CI` set) its absence is a failure, elsewhere the
+/// test says why it cannot run (`.ci/run` installs chromium and chromium-driver).
+fn browser_available() -> bool {
+    let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
+    if !present {
+        let msg = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver; .ci/run does it)";
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("SKIPPED status page browser test: {msg}");
+    }
+    present
+}
+
+#[actix_web::test]
+async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
+    if !browser_available() {
+        return;
+    }
+    let a = sim("a", &[("depth", healthy()), ("upscale", healthy())]);
+    let gw = gateway(&[(&a, &["depth", "upscale"])]).await;
+    assert_eq!(gw.job("depth", "j").await.status, 200);
+    let orch = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
+
+    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let child = Command::new(CHROMEDRIVER)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let driver = Driver { child, url: format!("http://127.0.0.1:{port}"), client: awc::Client::default() };
+    eventually("chromedriver ready", 500, || async {
+        let r = driver.client.get(format!("{}/status", driver.url)).send().await.ok()?;
+        r.status().is_success().then_some(())
+    })
+    .await;
+    let profile = tempfile::tempdir().expect("profile dir");
+    let session = driver
+        .call(
+            "POST",
+            "/session",
+            Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                         "--no-first-run", "--window-size=1280,800", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         format!("--user-data-dir={}", profile.path().display())]
+            }}}})),
+        )
+        .await;
+    let sid = session["sessionId"].as_str().expect("session id").to_string();
+    let s = |p: &str| format!("/session/{sid}{p}");
+
+    driver.call("POST", &s("/url"), Some(json!({"url": format!("{}/admin/ui#token={TOKEN}", gw.admin)}))).await;
+    let key = format!("{orch}/depth");
+    let state_of = |key: String| {
+        let script = "const r = document.querySelector(`tr[data-pair=\"${arguments[0]}\"] .state`); return r ? r.textContent : null;";
+        let driver = &driver;
+        let path = s("/execute/sync");
+        async move { driver.call("POST", &path, Some(json!({"script": script, "args": [key]}))).await }
+    };
+    eventually("the page lists the depth pair as closed", 250, || async {
+        (state_of(key.clone()).await == "closed").then_some(())
+    })
+    .await;
+    let rows = driver
+        .call(
+            "POST",
+            &s("/execute/sync"),
+            Some(json!({"script": "return document.querySelectorAll('tr[data-pair]').length", "args": []})),
+        )
+        .await;
+    assert_eq!(rows, 2, "both pairs of the running gateway are listed");
+    let url_now = driver.call("GET", &s("/url"), None).await;
+    assert!(!url_now.as_str().unwrap_or("").contains(TOKEN), "the token is removed from the address bar");
+
+    // A real click on the trip button of that row.
+    let button = driver
+        .call(
+            "POST",
+            &s("/element"),
+            Some(json!({"using": "css selector", "value": format!("tr[data-pair=\"{key}\"] button.trip")})),
+        )
+        .await;
+    let eid = button[ELEMENT].as_str().unwrap_or_else(|| panic!("element id in {button}")).to_string();
+    driver.call("POST", &s(&format!("/element/{eid}/click")), Some(json!({}))).await;
+    eventually("the page shows the breaker open", 250, || async {
+        (state_of(key.clone()).await == "open").then_some(())
+    })
+    .await;
+    assert_eq!(gw.pair("depth", &a.url).await["breaker"]["state"], "open", "the click reached the gateway");
+    assert_eq!(gw.pair("upscale", &a.url).await["breaker"]["state"], "closed");
+
+    if let Some(dir) = std::env::var_os("BYOC_SCREENSHOT_DIR") {
+        use base64::Engine as _;
+        let png = driver.call("GET", &s("/screenshot"), None).await;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(png.as_str().unwrap_or("")).expect("png");
+        std::fs::write(Path::new(&dir).join("status-page.png"), bytes).expect("write screenshot");
+    }
+    driver.call("DELETE", &format!("/session/{sid}"), None).await;
+}

@@ -25,7 +25,8 @@ pub const TOKEN_PROBES_TOTAL: &str = "byoc_gateway_token_probes_total";
 pub const ACTOR_RESTARTS_TOTAL: &str = "byoc_gateway_actor_restarts_total";
 /// Registered orchestrators.
 pub const ORCHESTRATORS: &str = "byoc_gateway_orchestrators";
-/// Messages that could not be delivered in time (full or closed mailbox), by `actor`.
+/// Messages that could not be delivered in time or at all (mailbox full, timed out or closed),
+/// by `actor`.
 pub const MAILBOX_ERRORS_TOTAL: &str = "byoc_gateway_mailbox_errors_total";
 
 /// Retries (attempts after the first), by `capability`.

@@ -366,7 +366,9 @@ impl Router {
                 // leave rotation now rather than each paying a failed attempt. Best effort:
                 // dropped if the supervisor's mailbox is full.
                 metrics::counter!(m::NODE_UNREACHABLE_TOTAL).increment(1);
-                let _ = self.supervisor.try_send(NodeUnreachable { orchestrator: slot.key.orchestrator.clone() });
+                if self.supervisor.try_send(NodeUnreachable { orchestrator: slot.key.orchestrator.clone() }).is_err() {
+                    metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "supervisor").increment(1);
+                }
             }
             let record = Record { lease: permit.lease, outcome: outcome.clone(), elapsed };
             if slot.addr.send(record).timeout(self.mailbox_timeout).await.is_err() {

@@ -63,6 +63,23 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
     expected.sort();
     assert_eq!(documented, expected);
 
+    // Every /admin route but the page itself needs the token: 401 JSON without it, nothing done.
+    for (method, path) in documented.iter().filter(|(_, p)| p.starts_with("/admin/") && p != "/admin/ui") {
+        let concrete = path
+            .replace("{id}", "orch-1")
+            .replace("{orchestrator}", "orch-1")
+            .replace("{capability}", "depth")
+            .replace("{name}", "depth");
+        let req = gw.client.request(method.parse().expect("method"), format!("{}{concrete}", gw.admin));
+        let ans = match method.as_str() {
+            "POST" | "PUT" | "PATCH" => read(req.send_json(&json!({"url": "http://127.0.0.1:9"})).await).await,
+            _ => read(req.send().await).await,
+        };
+        ans.error(401, "unauthorized");
+    }
+    assert_eq!(gw.admin_get("/admin/orchestrators").await.json(), json!([]), "nothing was added without the token");
+    assert!(gw.admin_get("/admin/capabilities/depth").await.status == 404, "no policy was set without the token");
+
     // Every documented route is served (no route-level 404 or 405), with the token.
     for (method, path) in &documented {
         let concrete = path

@@ -134,6 +134,7 @@ impl Gateway {
         let workers =
             if cfg.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.workers };
         let grace = cfg.shutdown_grace;
+        let (body_read_timeout, header_read_timeout) = (cfg.limits.body_read_timeout, cfg.limits.header_read_timeout);
         let (d, s, st, pol) = (dispatcher.clone(), supervisor.clone(), store.clone(), policies.clone());
         let (max_body, max_resp, mailbox_timeout, probe_wait) = (
             cfg.limits.max_body_bytes,
@@ -163,11 +164,13 @@ impl Gateway {
                     store: st.clone(),
                     supervisor: s.clone(),
                     max_body_bytes: max_body,
+                    body_read_timeout,
                 }))
                 .configure(crate::http::public::configure)
                 .default_service(web::to(crate::http::not_found))
         })
         .workers(workers)
+        .client_request_timeout(header_read_timeout)
         .disable_signals()
         .shutdown_timeout(grace.as_secs().max(1))
         .listen(public_listener)?

@@ -62,11 +62,23 @@ pub struct Limits {
     pub max_response_bytes: usize,
     /// Largest admin API JSON body.
     pub admin_body_bytes: usize,
+    /// A client must send its request headers within this time (slow-client bound).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A client must send its whole body within this time (slow-client bound); 408 otherwise.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 64 << 20, max_response_bytes: 64 << 20, admin_body_bytes: 64 << 10 }
+        Self {
+            max_body_bytes: 64 << 20,
+            max_response_bytes: 64 << 20,
+            admin_body_bytes: 64 << 10,
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(30),
+        }
     }
 }
 
@@ -282,7 +294,13 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err(invalid(format!("log.format must be 'text' or 'json', not '{}'", self.log.format)));
         }
-        if self.limits.max_body_bytes == 0 || self.limits.max_response_bytes == 0 || self.limits.admin_body_bytes == 0 {
+        let l = &self.limits;
+        if l.max_body_bytes == 0
+            || l.max_response_bytes == 0
+            || l.admin_body_bytes == 0
+            || l.header_read_timeout.is_zero()
+            || l.body_read_timeout.is_zero()
+        {
             return Err(invalid("limits must be positive".into()));
         }
         let r = &self.routing;

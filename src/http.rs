@@ -20,6 +20,23 @@ pub async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRes
 /// refused before reading anything, a chunked body as soon as it crosses the limit.
 pub async fn read_body(
     req: &actix_web::HttpRequest,
+    payload: actix_web::web::Payload,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    // A client trickling its body must not hold a connection and a buffer forever.
+    match tokio::time::timeout(timeout, read_body_inner(req, payload, limit)).await {
+        Ok(r) => r,
+        Err(_) => Err(ApiError::new(
+            actix_web::http::StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            format!("the request body did not arrive within {}s", timeout.as_secs_f64()),
+        )),
+    }
+}
+
+async fn read_body_inner(
+    req: &actix_web::HttpRequest,
     mut payload: actix_web::web::Payload,
     limit: usize,
 ) -> Result<Bytes, ApiError> {

@@ -123,6 +123,8 @@ pub struct Store {
     urls: sled::Tree,
     pairs: sled::Tree,
     policies: sled::Tree,
+    /// Fault injection: every write fails as on a full or read-only disk.
+    fail_writes: bool,
 }
 
 impl Store {
@@ -133,7 +135,7 @@ impl Store {
         let urls = db.open_tree("orchestrator_urls").map_err(e)?;
         let pairs = db.open_tree("pairs").map_err(e)?;
         let policies = db.open_tree("policies").map_err(e)?;
-        let store = Self { db, path, meta, orchestrators, urls, pairs, policies };
+        let store = Self { db, path, meta, orchestrators, urls, pairs, policies, fail_writes: false };
         match store.meta.get(SCHEMA_KEY).map_err(|err| store.err(err))? {
             None => {
                 store.meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes()).map_err(|err| store.err(err))?;
@@ -153,7 +155,16 @@ impl Store {
         StoreError::from_sled(e, &self.path)
     }
 
+    /// Refuses writes while a write failure is injected.
+    fn writable(&self) -> Result<(), StoreError> {
+        if self.fail_writes {
+            return Err(StoreError::Io("write failed: fault injected (as on a full or read-only disk)".into()));
+        }
+        Ok(())
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
+        self.writable()?;
         let started = std::time::Instant::now();
         let res = self.db.flush().map(|_| ()).map_err(|e| self.err(e));
         metrics::histogram!(crate::metrics::STORE_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
@@ -297,6 +308,7 @@ impl Store {
 
     /// Inserts `orch` with its own id unless its URL (or id) is already registered.
     fn put_new(&self, orch: Orchestrator) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
+        self.writable()?;
         let url = orch.url.clone();
         let url = url.as_str();
         let value = Self::encode(&orch);
@@ -325,6 +337,7 @@ impl Store {
     }
 
     fn delete(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError> {
+        self.writable()?;
         let Some(raw) = self.orchestrators.get(id.0.as_bytes()).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
@@ -457,6 +470,7 @@ pub struct ReconcileConfig {
 impl Handler<ReconcileConfig> for Store {
     type Result = Result<Snapshot, StoreError>;
     fn handle(&mut self, msg: ReconcileConfig, _ctx: &mut Self::Context) -> Self::Result {
+        self.writable()?;
         let existing = self.list_orchestrators()?;
         for (url, caps) in &msg.entries {
             match existing.iter().find(|o| &o.url == url) {
@@ -527,6 +541,7 @@ pub struct SavePairs {
 impl Handler<SavePairs> for Store {
     type Result = Result<usize, StoreError>;
     fn handle(&mut self, msg: SavePairs, _ctx: &mut Self::Context) -> Self::Result {
+        self.writable()?;
         let mut batch = sled::Batch::default();
         let mut n = 0;
         for r in &msg.records {
@@ -556,6 +571,7 @@ pub struct PutPolicy {
 impl Handler<PutPolicy> for Store {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: PutPolicy, _ctx: &mut Self::Context) -> Self::Result {
+        self.writable()?;
         self.policies.insert(msg.capability.as_str().as_bytes(), Self::encode(&msg.policy)).map_err(|e| self.err(e))?;
         self.flush()
     }
@@ -572,6 +588,7 @@ pub struct DeletePolicy {
 impl Handler<DeletePolicy> for Store {
     type Result = Result<bool, StoreError>;
     fn handle(&mut self, msg: DeletePolicy, _ctx: &mut Self::Context) -> Self::Result {
+        self.writable()?;
         let existed = self.policies.remove(msg.capability.as_str().as_bytes()).map_err(|e| self.err(e))?.is_some();
         self.flush()?;
         Ok(existed)
@@ -603,6 +620,7 @@ pub struct SetOrchestratorEnabled {
 impl Handler<SetOrchestratorEnabled> for Store {
     type Result = Result<Option<Orchestrator>, StoreError>;
     fn handle(&mut self, msg: SetOrchestratorEnabled, _ctx: &mut Self::Context) -> Self::Result {
+        self.writable()?;
         let Some(raw) = self.orchestrators.get(msg.id.0.as_bytes()).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
@@ -611,6 +629,20 @@ impl Handler<SetOrchestratorEnabled> for Store {
         self.orchestrators.insert(msg.id.0.as_bytes(), Self::encode(&orch)).map_err(|e| self.err(e))?;
         self.flush()?;
         Ok(Some(orch))
+    }
+}
+
+/// Fault injection: makes every store write fail (`true`) as on a full or read-only disk, or
+/// restores normal operation (`false`). Used by the disk-trouble tests and chaos runs.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct InjectWriteFailure(pub bool);
+
+impl Handler<InjectWriteFailure> for Store {
+    type Result = ();
+    fn handle(&mut self, msg: InjectWriteFailure, _ctx: &mut Self::Context) {
+        tracing::warn!(failing = msg.0, "fault injected: store writes {}", if msg.0 { "fail" } else { "work again" });
+        self.fail_writes = msg.0;
     }
 }
 

@@ -134,6 +134,8 @@ pub struct Supervisor {
     /// Last measured dispatcher round trip, in microseconds.
     dispatcher_rtt_us: Option<u64>,
     ticks: u64,
+    /// When a batch of scores was last written (Unix ms).
+    scores_saved_at: Option<u64>,
 }
 
 impl Supervisor {
@@ -166,6 +168,7 @@ impl Supervisor {
             tick_lag_ms: 0,
             dispatcher_rtt_us: None,
             ticks: 0,
+            scores_saved_at: None,
         })
     }
 
@@ -256,6 +259,7 @@ impl Supervisor {
     }
 
     fn mark_saved(&mut self, generations: Vec<(PairKey, u64)>) {
+        self.scores_saved_at = Some(crate::pair::view::unix_ms_now());
         for (key, generation) in generations {
             if self.pairs.contains_key(&key) {
                 self.saved.insert(key, generation);
@@ -670,6 +674,9 @@ pub struct SupervisorReport {
     pub not_offered_cached: usize,
     /// Mailbox pressure on the central actors.
     pub mailbox: MailboxPressure,
+    /// When changed pair scores were last written to the store (Unix ms); scores learned
+    /// since then are lost by a crash.
+    pub scores_saved_at_unix_ms: Option<u64>,
 }
 
 /// How loaded the central actors' mailboxes are, measured every second.
@@ -730,6 +737,7 @@ impl Handler<GetSupervisorReport> for Supervisor {
             restarts_total,
             restarted_pairs: restarted,
             not_offered_cached: self.not_offered.len(),
+            scores_saved_at_unix_ms: self.scores_saved_at,
             mailbox: MailboxPressure {
                 supervisor_tick_lag_ms: self.tick_lag_ms,
                 dispatcher_round_trip_us: self.dispatcher_rtt_us,

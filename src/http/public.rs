@@ -29,6 +29,8 @@ pub struct PublicState {
     pub supervisor: Addr<Supervisor>,
     /// Largest accepted job body.
     pub max_body_bytes: usize,
+    /// Bound on receiving the body.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// Registers the public routes.
@@ -87,7 +89,7 @@ async fn process_request(
     let client = decode_client_header(req.headers().get(HEADER_LIVEPEER).map(HeaderValue::as_bytes))?;
     let path = req.path();
     debug_assert!(path.starts_with(PROCESS_REQUEST_PREFIX));
-    let body = read_body(&req, payload, state.max_body_bytes).await?;
+    let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let job = Job { client, path: path.to_string(), body, content_type, request_id: request_id.clone() };
     let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %request_id);

@@ -10,6 +10,7 @@ mod errors;
 mod health;
 mod operator;
 mod persistence;
+mod reliability;
 mod routing;
 mod supervision;
 mod support;

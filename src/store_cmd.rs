@@ -67,7 +67,12 @@ pub async fn run(cmd: StoreCommand) -> anyhow::Result<()> {
                 data_dir.display()
             );
             let db = open_offline(&data_dir)?;
-            let summary = db.import(&export).context("import refused; nothing was changed")?;
+            let summary = db.import(&export).map_err(|e| match e {
+                byoc_actors::store::ImportError::Store(e) => anyhow::anyhow!(
+                    "import failed part way ({e}); the data dir may hold part of the export: move it aside and import into an empty one"
+                ),
+                refused => anyhow::anyhow!("import refused, nothing was changed: {refused}"),
+            })?;
             println!(
                 "imported {} orchestrators, {} pair records, {} policies",
                 summary.orchestrators, summary.pairs, summary.policies
@@ -110,10 +115,20 @@ async fn export_online(url: &str, token: Option<&str>) -> anyhow::Result<StoreEx
     serde_json::from_slice(&body).context("the gateway's answer is not a store export")
 }
 
+/// Writes next to the target (`FILE.tmp`), syncs it to disk, then renames it into place, so a
+/// crash leaves either the old file or the complete new one.
 fn write_atomically(file: &Path, export: &StoreExport) -> anyhow::Result<()> {
+    use std::io::Write as _;
     let json = serde_json::to_vec_pretty(export)?;
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, json).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let mut tmp_name = file.as_os_str().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = PathBuf::from(tmp_name);
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(&json).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, file).with_context(|| format!("cannot move {} to {}", tmp.display(), file.display()))?;
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // Make the rename itself durable (best effort: not every filesystem allows it).
+        let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    }
     Ok(())
 }

@@ -59,7 +59,10 @@ pub enum StoreError {
         detail: String,
     },
     /// The database was written by a newer gateway.
-    #[error("the store at {path} has schema version {found}; this gateway understands {SCHEMA_VERSION}")]
+    #[error(
+        "the store at {path} has schema version {found}; this gateway understands only {SCHEMA_VERSION} \
+             (export it with the gateway version that wrote it, then import)"
+    )]
     Schema {
         /// Database directory.
         path: String,
@@ -327,7 +330,13 @@ impl Store {
             });
         match res {
             Ok(Ok(())) => {
-                self.flush()?;
+                if let Err(e) = self.flush() {
+                    // Not durable: undo it in memory too, so that the 503 means "not added"
+                    // and a retry is not refused as a duplicate.
+                    let _ = self.urls.remove(orch.url.as_bytes());
+                    let _ = self.orchestrators.remove(orch.id.0.as_bytes());
+                    return Err(e);
+                }
                 Ok(Ok(orch))
             }
             Ok(Err(id)) => Ok(Err(Duplicate { id, url: url.to_string() })),
@@ -344,8 +353,9 @@ impl Store {
         let orch: Orchestrator = Self::decode(id.0.as_bytes(), &raw)?;
         let mut prefix = id.0.as_bytes().to_vec();
         prefix.push(0);
-        let pair_keys: Vec<sled::IVec> =
-            self.pairs.scan_prefix(&prefix).keys().collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let pair_entries: Vec<(sled::IVec, sled::IVec)> =
+            self.pairs.scan_prefix(&prefix).collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        let pair_keys: Vec<sled::IVec> = pair_entries.iter().map(|(k, _)| k.clone()).collect();
         let res: Result<(), TransactionError<()>> =
             (&self.orchestrators, &self.urls, &self.pairs).transaction(|(o, u, p)| {
                 o.remove(id.0.as_bytes())?;
@@ -359,7 +369,15 @@ impl Store {
             TransactionError::Storage(e) => self.err(e),
             TransactionError::Abort(()) => StoreError::Io("transaction aborted".into()),
         })?;
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            // Not durable: put everything back so that memory and the answer agree.
+            let _ = self.orchestrators.insert(id.0.as_bytes(), raw);
+            let _ = self.urls.insert(orch.url.as_bytes(), id.0.as_bytes());
+            for (k, v) in pair_entries {
+                let _ = self.pairs.insert(k, v);
+            }
+            return Err(e);
+        }
         Ok(Some(orch))
     }
 }
@@ -572,8 +590,16 @@ impl Handler<PutPolicy> for Store {
     type Result = Result<(), StoreError>;
     fn handle(&mut self, msg: PutPolicy, _ctx: &mut Self::Context) -> Self::Result {
         self.writable()?;
-        self.policies.insert(msg.capability.as_str().as_bytes(), Self::encode(&msg.policy)).map_err(|e| self.err(e))?;
-        self.flush()
+        let key = msg.capability.as_str().as_bytes();
+        let previous = self.policies.insert(key, Self::encode(&msg.policy)).map_err(|e| self.err(e))?;
+        if let Err(e) = self.flush() {
+            let _ = match previous {
+                Some(v) => self.policies.insert(key, v),
+                None => self.policies.remove(key),
+            };
+            return Err(e);
+        }
+        Ok(())
     }
 }
 
@@ -589,9 +615,15 @@ impl Handler<DeletePolicy> for Store {
     type Result = Result<bool, StoreError>;
     fn handle(&mut self, msg: DeletePolicy, _ctx: &mut Self::Context) -> Self::Result {
         self.writable()?;
-        let existed = self.policies.remove(msg.capability.as_str().as_bytes()).map_err(|e| self.err(e))?.is_some();
-        self.flush()?;
-        Ok(existed)
+        let key = msg.capability.as_str().as_bytes();
+        let previous = self.policies.remove(key).map_err(|e| self.err(e))?;
+        if let Err(e) = self.flush() {
+            if let Some(v) = previous {
+                let _ = self.policies.insert(key, v);
+            }
+            return Err(e);
+        }
+        Ok(previous.is_some())
     }
 }
 
@@ -627,7 +659,10 @@ impl Handler<SetOrchestratorEnabled> for Store {
         let mut orch: Orchestrator = Self::decode(msg.id.0.as_bytes(), &raw)?;
         orch.enabled = msg.enabled;
         self.orchestrators.insert(msg.id.0.as_bytes(), Self::encode(&orch)).map_err(|e| self.err(e))?;
-        self.flush()?;
+        if let Err(e) = self.flush() {
+            let _ = self.orchestrators.insert(msg.id.0.as_bytes(), raw);
+            return Err(e);
+        }
         Ok(Some(orch))
     }
 }

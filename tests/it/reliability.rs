@@ -187,26 +187,21 @@ async fn chaos_under_load_never_produces_a_wrong_answer() {
                 let i = rand::random_range(0..chaos.len());
                 let kind = ["crash", "hang", "oom", "cold", "wrong-type", "refuse", "price", "actor-crash", "heal"]
                     [rand::random_range(0..9)];
-                let mut c = chaos[i].borrow_mut();
-                // A crashed simulator comes back (on the same port) before anything else.
-                if c.sim.is_none() {
+                // Borrows of the shared state never span an await.
+                let current = chaos[i].borrow().sim.clone();
+                let Some(s) = current else {
+                    // A crashed simulator comes back (on the same port) before anything else.
+                    let mut c = chaos[i].borrow_mut();
                     let l = TcpListener::bind(c.addr).expect("rebind");
-                    c.sim = Some(
-                        sim::start(
-                            &c.name,
-                            l,
-                            &[("depth", Knobs { latency_ms: 3, capacity: 1000, ..Knobs::default() })],
-                        )
-                        .expect("restart"),
-                    );
+                    let knobs = [("depth", Knobs { latency_ms: 3, capacity: 1000, ..Knobs::default() })];
+                    c.sim = Some(sim::start(&c.name, l, &knobs).expect("restart"));
                     *faults.borrow_mut().entry("restart").or_default() += 1;
                     continue;
-                }
-                let Some(s) = c.sim.clone() else { continue };
+                };
                 let patch = match kind {
                     "crash" => {
                         s.stop().await;
-                        c.sim = None;
+                        chaos[i].borrow_mut().sim = None;
                         None
                     }
                     "hang" => Some(json!({"hang": true})),

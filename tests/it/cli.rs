@@ -76,3 +76,22 @@ fn flags_beat_env_which_beats_the_file() {
     let (_, out, _) = run(&["check-config", "--orch-addr", "a:1,b:2"], &[]);
     assert!(out.contains("orchestrators=2"), "{out}");
 }
+
+#[test]
+fn a_damaged_store_stops_the_gateway_before_it_binds_with_recovery_steps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let store = data.join("store-v1");
+    std::fs::create_dir_all(&store).expect("dir");
+    // What a failing disk leaves behind: files of the right names with garbage in them.
+    for name in ["conf", "db"] {
+        std::fs::write(store.join(name), vec![0xA5u8; 4096]).expect("scribble");
+    }
+    let (code, out, err) = run(
+        &["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", data.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot be opened") && err.contains("Recovery"), "{err}");
+    assert!(!out.contains("ready"), "it never got as far as serving: {out}");
+}

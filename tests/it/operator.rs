@@ -249,7 +249,11 @@ async fn export_then_import_into_a_fresh_data_dir_reproduces_registry_policies_a
         .output()
         .expect("import");
     assert!(!again.status.success());
-        assert!(String::from_utf8_lossy(&again.stderr).contains("refused, nothing was changed"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("refused, nothing was changed"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     let second = Process::spawn(&[
         "--http-addr",

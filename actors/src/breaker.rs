@@ -296,17 +296,7 @@ impl Breaker {
     pub fn on_success(&mut self, now: Instant, u: f64, slow: bool) -> Option<Transition> {
         self.consecutive_failures = 0;
         match self.state {
-            State::HalfOpen => {
-                self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
-                self.trial_successes += 1;
-                if self.trial_successes >= self.cfg.half_open_permits {
-                    self.level = 0;
-                    self.trial_successes = 0;
-                    self.window.clear();
-                    return Some(self.go(State::Closed, "trials-succeeded"));
-                }
-                None
-            }
+            State::HalfOpen => self.trial_passed(),
             State::Closed => {
                 self.window.push(false, slow, self.cfg.window);
                 let (n, _, slow_rate) = self.window.rates();
@@ -325,16 +315,22 @@ impl Breaker {
     pub fn on_neutral(&mut self) -> Option<Transition> {
         self.consecutive_failures = 0;
         if self.state == State::HalfOpen {
-            self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
-            self.trial_successes += 1;
-            if self.trial_successes >= self.cfg.half_open_permits {
-                self.level = 0;
-                self.trial_successes = 0;
-                self.window.clear();
-                return Some(self.go(State::Closed, "trials-succeeded"));
-            }
+            return self.trial_passed();
         }
         None
+    }
+
+    /// A half-open trial ended well: close once enough have.
+    fn trial_passed(&mut self) -> Option<Transition> {
+        self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
+        self.trial_successes += 1;
+        if self.trial_successes < self.cfg.half_open_permits {
+            return None;
+        }
+        self.level = 0;
+        self.trial_successes = 0;
+        self.window.clear();
+        Some(self.go(State::Closed, "trials-succeeded"))
     }
 
     /// Records a failure at `now`; `u` is a uniform sample in [0, 1) for jitter.

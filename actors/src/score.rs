@@ -141,30 +141,30 @@ where
     }
     let better = |a: (usize, f64), b: (usize, f64)| if b.1 < a.1 { b.0 } else { a.0 };
     let mut first: Option<(usize, f64)> = None;
-    for _ in 0..P2C_SAMPLES {
-        let i = rand(len);
+    // Looks at slot `i`; returns the pick once a second eligible slot is found.
+    let mut consider = |i: usize, first: &mut Option<(usize, f64)>| -> Option<usize> {
         if first.is_some_and(|(j, _)| j == i) {
-            continue;
+            return None;
         }
-        if let Some(c) = cost_of(i) {
-            match first {
-                None => first = Some((i, c)),
-                Some(a) => return Some(better(a, (i, c))),
+        let c = cost_of(i)?;
+        match *first {
+            None => {
+                *first = Some((i, c));
+                None
             }
+            Some(a) => Some(better(a, (i, c))),
+        }
+    };
+    for _ in 0..P2C_SAMPLES {
+        if let Some(pick) = consider(rand(len), &mut first) {
+            return Some(pick);
         }
     }
     // Walk: from a random start, wrapping once, until a second eligible slot turns up.
     let start = rand(len);
     for k in 0..len {
-        let i = (start + k) % len;
-        if first.is_some_and(|(j, _)| j == i) {
-            continue;
-        }
-        if let Some(c) = cost_of(i) {
-            match first {
-                None => first = Some((i, c)),
-                Some(a) => return Some(better(a, (i, c))),
-            }
+        if let Some(pick) = consider((start + k) % len, &mut first) {
+            return Some(pick);
         }
     }
     first.map(|(i, _)| i)

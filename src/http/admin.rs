@@ -172,6 +172,16 @@ fn json_config(limit: usize) -> web::JsonConfig {
     })
 }
 
+/// Sends one message to the supervisor with the admin bound and maps a mailbox failure.
+async fn ask<M>(state: &AdminState, msg: M) -> Result<M::Result, ApiError>
+where
+    M: actix::Message + Send + 'static,
+    M::Result: Send,
+    Supervisor: actix::Handler<M>,
+{
+    state.supervisor.send(msg).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))
+}
+
 /// Constant-time comparison, so response timing does not leak how much of a guess matched.
 fn token_matches(given: &[u8], expected: &[u8]) -> bool {
     given.len() == expected.len() && openssl::memcmp::eq(given, expected)
@@ -233,8 +243,7 @@ async fn ui() -> HttpResponse {
 #[utoipa::path(tag = "orchestrators", responses((status = 200, body = [Orchestrator]), (status = 401, body = ErrorBody)))]
 #[get("/orchestrators")]
 async fn list_orchestrators(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let list =
-        state.supervisor.send(ListOrchestrators).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
+    let list = ask(&state, ListOrchestrators).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -259,12 +268,8 @@ pub struct AddBody {
 #[post("/orchestrators")]
 async fn add_orchestrator(state: web::Data<AdminState>, body: web::Json<AddBody>) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
-    let orch = state
-        .supervisor
-        .send(AddOrchestrator { url: body.url, capabilities: body.capabilities, source: Source::Admin })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
+    let orch = ask(&state, AddOrchestrator { url: body.url, capabilities: body.capabilities, source: Source::Admin })
+        .await??;
     Ok(HttpResponse::Created().json(orch))
 }
 
@@ -275,8 +280,7 @@ async fn add_orchestrator(state: web::Data<AdminState>, body: web::Json<AddBody>
 #[get("/orchestrators/{id}")]
 async fn get_orchestrator(state: web::Data<AdminState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let list =
-        state.supervisor.send(ListOrchestrators).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
+    let list = ask(&state, ListOrchestrators).await?;
     let orch = list.into_iter().find(|o| o.id.0 == id).ok_or(byoc_actors::supervisor::RegistryError::NotFound(id))?;
     Ok(HttpResponse::Ok().json(orch))
 }
@@ -299,12 +303,7 @@ async fn patch_orchestrator(
     id: web::Path<String>,
     body: web::Json<PatchBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let orch = state
-        .supervisor
-        .send(SetEnabledOrchestrator { id: id.into_inner(), enabled: body.enabled })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
+    let orch = ask(&state, SetEnabledOrchestrator { id: id.into_inner(), enabled: body.enabled }).await??;
     Ok(HttpResponse::Ok().json(orch))
 }
 
@@ -315,12 +314,7 @@ async fn patch_orchestrator(
 ))]
 #[delete("/orchestrators/{id}")]
 async fn remove_orchestrator(state: web::Data<AdminState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state
-        .supervisor
-        .send(RemoveOrchestrator { id: id.into_inner() })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
+    ask(&state, RemoveOrchestrator { id: id.into_inner() }).await??;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -342,12 +336,7 @@ pub struct PairFilter {
 #[get("/pairs")]
 async fn list_pairs(state: web::Data<AdminState>, q: web::Query<PairFilter>) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
-    let pairs = state
-        .supervisor
-        .send(ListPairs { capability: q.capability, orchestrator: q.orchestrator })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))?;
+    let pairs = ask(&state, ListPairs { capability: q.capability, orchestrator: q.orchestrator }).await?;
     Ok(HttpResponse::Ok().json(pairs))
 }
 
@@ -358,12 +347,9 @@ async fn list_pairs(state: web::Data<AdminState>, q: web::Query<PairFilter>) -> 
 #[get("/pairs/{orchestrator}/{capability}")]
 async fn get_pair(state: web::Data<AdminState>, path: web::Path<(String, String)>) -> Result<HttpResponse, ApiError> {
     let (orchestrator, capability) = path.into_inner();
-    let pairs = state
-        .supervisor
-        .send(ListPairs { capability: Some(capability.clone()), orchestrator: Some(orchestrator.clone()) })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))?;
+    let pairs =
+        ask(&state, ListPairs { capability: Some(capability.clone()), orchestrator: Some(orchestrator.clone()) })
+            .await?;
     let pair = pairs
         .into_iter()
         .next()
@@ -377,12 +363,7 @@ async fn force(
     trip: bool,
 ) -> Result<HttpResponse, ApiError> {
     let (orchestrator, capability) = path.into_inner();
-    let report = state
-        .supervisor
-        .send(ForcePairBreaker { orchestrator, capability, trip })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
+    let report = ask(&state, ForcePairBreaker { orchestrator, capability, trip }).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -408,8 +389,7 @@ async fn reset_pair(state: web::Data<AdminState>, path: web::Path<(String, Strin
 #[utoipa::path(tag = "capabilities", responses((status = 200, body = [CapabilityReport]), (status = 401, body = ErrorBody)))]
 #[get("/capabilities")]
 async fn capabilities(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let list =
-        state.supervisor.send(ListCapabilities).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
+    let list = ask(&state, ListCapabilities).await?;
     Ok(HttpResponse::Ok().json(list))
 }
 
@@ -420,12 +400,7 @@ async fn capabilities(state: web::Data<AdminState>) -> Result<HttpResponse, ApiE
 ))]
 #[get("/capabilities/{name}")]
 async fn get_capability(state: web::Data<AdminState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let report = state
-        .supervisor
-        .send(GetCapability { name: name.into_inner() })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
+    let report = ask(&state, GetCapability { name: name.into_inner() }).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -440,12 +415,7 @@ async fn put_capability(
     name: web::Path<String>,
     body: web::Json<CapabilityPolicy>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = state
-        .supervisor
-        .send(SetCapabilityPolicy { name: name.into_inner(), policy: body.into_inner() })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
+    let report = ask(&state, SetCapabilityPolicy { name: name.into_inner(), policy: body.into_inner() }).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -456,12 +426,7 @@ async fn put_capability(
 ))]
 #[delete("/capabilities/{name}")]
 async fn delete_capability(state: web::Data<AdminState>, name: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let report = state
-        .supervisor
-        .send(DeleteCapabilityPolicy { name: name.into_inner() })
-        .timeout(ADMIN_TIMEOUT)
-        .await
-        .map_err(|_| mailbox("supervisor"))??;
+    let report = ask(&state, DeleteCapabilityPolicy { name: name.into_inner() }).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -469,8 +434,7 @@ async fn delete_capability(state: web::Data<AdminState>, name: web::Path<String>
 #[utoipa::path(tag = "operations", responses((status = 200, body = SupervisorReport), (status = 401, body = ErrorBody)))]
 #[get("/supervisor")]
 async fn supervisor(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let report =
-        state.supervisor.send(GetSupervisorReport).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))?;
+    let report = ask(&state, GetSupervisorReport).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -492,7 +456,7 @@ async fn reload(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> 
         Some(Err(e)) => return Err(ApiError::bad_request("invalid-config", e)),
         Some(Ok(msg)) => msg,
     };
-    let report = state.supervisor.send(msg).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))??;
+    let report = ask(&state, msg).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -503,8 +467,7 @@ async fn reload(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> 
 ))]
 #[get("/store/export")]
 async fn export_store(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
-    let export =
-        state.supervisor.send(ExportStore).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))??;
+    let export = ask(&state, ExportStore).await??;
     Ok(HttpResponse::Ok().json(export))
 }
 

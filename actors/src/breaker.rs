@@ -76,6 +76,9 @@ impl BreakerConfig {
         if self.base_open.is_zero() || self.max_open < self.base_open {
             return Err("breaker.base_open must be positive and no larger than breaker.max_open".into());
         }
+        if self.max_open > crate::policy::MAX_DURATION {
+            return Err("breaker.max_open must be at most 7 days".into());
+        }
         if !(0.0..=1.0).contains(&self.jitter) {
             return Err("breaker.jitter must be between 0 and 1".into());
         }
@@ -391,7 +394,9 @@ impl Breaker {
         let base = self.backoff().as_secs_f64();
         let spread = self.cfg.jitter * (u.clamp(0.0, 1.0) - 0.5);
         let secs = (base * (1.0 + spread)).clamp(0.001, self.cfg.max_open.as_secs_f64());
-        self.open_until = Some(now + Duration::from_secs_f64(secs));
+        // Validation bounds the durations; stay total anyway (no panic on a clock edge).
+        let open_for = Duration::try_from_secs_f64(secs).unwrap_or(self.cfg.max_open);
+        self.open_until = Some(now.checked_add(open_for).unwrap_or(now));
         self.consecutive_failures = 0;
         self.trials_in_flight = 0;
         self.trial_successes = 0;

@@ -461,7 +461,7 @@ impl PairActor {
         let slow = elapsed > self.policy.cold_start_threshold;
         metrics::counter!(m::COLD_STARTS_TOTAL, "slow" => if slow { "true" } else { "false" }).increment(1);
         if slow {
-            self.deprioritized_until = Some(now + self.policy.cold_start_penalty);
+            self.deprioritized_until = now.checked_add(self.policy.cold_start_penalty);
             tracing::warn!(pair = %self.key, cold_start_ms = elapsed.as_millis() as u64,
                 penalty_s = self.policy.cold_start_penalty.as_secs(), "slow cold start; pair deprioritised");
         }

@@ -73,6 +73,10 @@ pub struct ProfileDefaults {
     pub cold_start_threshold: Duration,
 }
 
+/// Longest duration any policy or breaker knob may take (7 days): longer is a unit mistake, and
+/// it keeps every `Instant` arithmetic far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// A warm-up job the gateway sends to a new pair before giving it client traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -191,7 +195,7 @@ pub struct CapabilityPolicy {
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub cold_start_threshold: Option<Duration>,
-    /// How long a slow cold start deprioritises the pair.
+    /// How long a slow cold start deprioritises the pair (`0s` turns deprioritisation off).
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub cold_start_penalty: Option<Duration>,
@@ -327,6 +331,17 @@ impl CapabilityPolicy {
         ] {
             if d.is_some_and(|d| d.is_zero()) {
                 return Err(format!("{name} must be positive"));
+            }
+        }
+        for (name, d) in [
+            ("retry_timeout", self.retry_timeout),
+            ("per_try_timeout", self.per_try_timeout),
+            ("slow_call_threshold", self.slow_call_threshold),
+            ("cold_start_threshold", self.cold_start_threshold),
+            ("cold_start_penalty", self.cold_start_penalty),
+        ] {
+            if d.is_some_and(|d| d > MAX_DURATION) {
+                return Err(format!("{name} must be at most 7 days"));
             }
         }
         if self.retry_budget_percent.is_some_and(|p| !(0.0..=10.0).contains(&p)) {

@@ -483,7 +483,8 @@ pub fn instant_to_unix_ms(t: Instant, now: Instant) -> u64 {
 pub fn unix_ms_to_instant(ms: u64, now: Instant) -> Instant {
     let base = unix_ms_now();
     if ms >= base {
-        now + std::time::Duration::from_millis(ms - base)
+        // A stored time comes from disk or an import file: never trust it not to overflow.
+        now.checked_add(std::time::Duration::from_millis(ms - base)).unwrap_or(now)
     } else {
         now.checked_sub(std::time::Duration::from_millis(base - ms)).unwrap_or(now)
     }

@@ -57,20 +57,14 @@ pub struct ClientJob {
 }
 
 /// A JSON value that go-livepeer carries as a string holding JSON. Clients written in other
-/// languages sometimes send the object itself; both are accepted.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum JsonText {
-    Text(String),
-    Value(serde_json::Value),
-}
-
-impl JsonText {
-    fn into_text(self) -> String {
-        match self {
-            JsonText::Text(s) => s,
-            JsonText::Value(v) => v.to_string(),
-        }
+/// languages sometimes send the document itself; both are accepted. The document is kept as
+/// the exact text the client sent (a re-serialisation could change a float's last digit).
+fn json_text(raw: &serde_json::value::RawValue) -> Result<String, HeaderError> {
+    let text = raw.get();
+    if text.starts_with('"') {
+        serde_json::from_str::<String>(text).map_err(|e| HeaderError::Malformed(e.to_string()))
+    } else {
+        Ok(text.to_string())
     }
 }
 
@@ -81,9 +75,9 @@ struct WireClientJob {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    request: Option<JsonText>,
+    request: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
-    parameters: Option<JsonText>,
+    parameters: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     capability: Option<String>,
     #[serde(default)]
@@ -124,9 +118,14 @@ pub fn decode_client_header(value: Option<&[u8]>) -> Result<ClientJob, HeaderErr
         None | Some("") => return Err(HeaderError::MissingCapability),
         Some(c) => Capability::new(c)?,
     };
-    let parameters =
-        wire.parameters.map(JsonText::into_text).filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "{}".to_string());
-    let request = wire.request.map(JsonText::into_text).unwrap_or_else(|| "{}".to_string());
+    let parameters = wire
+        .parameters
+        .map(|r| json_text(&r))
+        .transpose()?
+        .filter(|p| !p.trim().is_empty() && p != "null")
+        .unwrap_or_else(|| "{}".to_string());
+    let request =
+        wire.request.map(|r| json_text(&r)).transpose()?.filter(|r| r != "null").unwrap_or_else(|| "{}".to_string());
     Ok(ClientJob { capability, id: wire.id.unwrap_or_default(), request, parameters, timeout_seconds })
 }
 
@@ -251,6 +250,15 @@ mod tests {
         }
         // Wrong type for a field.
         assert!(matches!(decode(json!({"capability":5,"timeout_seconds":5})), Err(HeaderError::Malformed(_))));
+    }
+
+    #[test]
+    fn object_documents_are_kept_byte_for_byte() {
+        let h = STANDARD
+            .encode(r#"{"capability":"A","timeout_seconds":1,"request":{"x":1.8843825863965322},"parameters":[1, 2]}"#);
+        let job = decode_client_header(Some(h.as_bytes())).expect("valid");
+        assert_eq!(job.request, r#"{"x":1.8843825863965322}"#);
+        assert_eq!(job.parameters, "[1, 2]");
     }
 
     #[test]

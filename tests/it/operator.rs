@@ -155,6 +155,15 @@ async fn reload_applies_the_config_files_orchestrators_and_policies_in_place() {
     bad.error(400, "invalid-config");
     assert_eq!(gw.admin_get("/admin/orchestrators").await.json().as_array().map(Vec::len), Some(1));
 
+    // A slow job is in flight on the orchestrator the reload will remove.
+    a.state.patch(Some("depth"), &json!({"latency_ms": 800})).expect("knob");
+    let in_flight = {
+        let (c, url) = (gw.client.clone(), format!("{}/process/request/depth", gw.http));
+        actix_web::rt::spawn(async move {
+            read(c.post(url).insert_header(("Livepeer", job_header("depth", "slow"))).send_body("{}").await).await
+        })
+    };
+    eventually("the slow job reached a", 250, || async { (a.state.stats("depth").jobs == 2).then_some(()) }).await;
     write(&b.url, 4);
     let report = gw.admin_post("/admin/reload", json!({})).await;
     assert_eq!(report.status, 200, "{}", String::from_utf8_lossy(&report.body));
@@ -169,6 +178,9 @@ async fn reload_applies_the_config_files_orchestrators_and_policies_in_place() {
         assert_eq!(gw.job("depth", &format!("after{i}")).await.json()["sim"], "b");
     }
     assert!(gw.pairs("depth").await.iter().all(|p| p["orchestrator_url"] != a.url.as_str()));
+    let slow = in_flight.await.expect("job task");
+    assert_eq!(slow.status, 200, "the in-flight job survived the reload that removed its orchestrator");
+    assert_eq!(slow.json()["sim"], "a");
 }
 
 #[actix_web::test]

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark, all on loopback, in one run and interleaved:
+#   direct  -> simulated orchestrator (release build, answers from memory)
+#   haproxy -> plain HTTP reverse proxy (Debian haproxy, nbthread = cores) -> the same simulator
+#   gateway -> byoc-gateway (release) -> the same simulator
+# Same load generator (wrk, POSTing BYOC jobs with a Livepeer header) for all three; several
+# rounds; prints throughput and p50/p99 per target, their medians, and the ratios.
+#
+# Usage: bench/proxy.sh [ROUNDS=3] [SECONDS=10] [CONNECTIONS=32]
+# Needs: wrk, haproxy (apt-get install wrk haproxy). Every loop is bounded in count and time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}; SECS=${2:-10}; CONNS=${3:-32}
+for tool in wrk haproxy; do command -v "$tool" >/dev/null || { echo "missing $tool: apt-get install wrk haproxy" >&2; exit 1; }; done
+cargo build --release --quiet
+BIN=target/release/byoc-gateway
+WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SIM=$(free_port); HAP=$(free_port); GW=$(free_port); ADM=$(free_port)
+
+"$BIN" sim --addr 127.0.0.1:$SIM --name bench --capability bench --latency-ms 0 --capacity 1000000 >"$WORK/sim.log" 2>&1 &
+cat >"$WORK/haproxy.cfg" <<CFG
+global
+  nbthread $(nproc)
+  log stderr local0 err
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  option http-keep-alive
+frontend fe
+  bind 127.0.0.1:$HAP
+  default_backend be
+backend be
+  http-reuse always
+  server sim 127.0.0.1:$SIM
+CFG
+haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
+cat >"$WORK/gateway.toml" <<CFG
+[[orchestrators]]
+url = "http://127.0.0.1:$SIM"
+capabilities = ["bench"]
+[log]
+level = "error"
+CFG
+"$BIN" --config "$WORK/gateway.toml" --http-addr 127.0.0.1:$GW --admin-addr 127.0.0.1:$ADM --data-dir "$WORK/data" >"$WORK/gw.out" 2>"$WORK/gw.log" &
+for i in $(seq 100); do grep -q ready "$WORK/gw.out" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$WORK/gw.out" || { echo "gateway did not start" >&2; cat "$WORK/gw.log" >&2; exit 1; }
+
+# A job header valid for both the gateway (client side) and the simulator (orchestrator side).
+HEADER=$(printf '%s' '{"id":"b","request":"{}","parameters":"{}","capability":"bench","capability_url":"","sender":"","sig":"","timeout_seconds":30}' | base64 -w0)
+cat >"$WORK/post.lua" <<LUA
+wrk.method = "POST"
+wrk.body = '{"prompt":"x"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Livepeer"] = "$HEADER"
+LUA
+URL_PATH=/process/request/bench
+# Warm-up (connections, JIT-free but caches and pools).
+for port in $SIM $HAP $GW; do wrk -t1 -c4 -d1s -s "$WORK/post.lua" "http://127.0.0.1:$port$URL_PATH" >/dev/null; done
+
+run() { # target port -> "rps p50_ms p99_ms errors"
+  wrk -t2 -c"$CONNS" -d"${SECS}s" --latency -s "$WORK/post.lua" "http://127.0.0.1:$2$URL_PATH" | python3 -c '
+import sys, re
+t = sys.stdin.read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+def ms(p):
+    m = re.search(r"\s" + p + r"%\s+([\d.]+)(us|ms|s)", t)
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
+print(rps, ms("50"), ms("99"), errs.group(1) if errs else 0)'
+}
+declare -A RES
+for r in $(seq "$ROUNDS"); do
+  for t in direct haproxy gateway; do
+    case $t in direct) p=$SIM;; haproxy) p=$HAP;; gateway) p=$GW;; esac
+    RES[$t,$r]=$(run "$t" "$p")
+    echo "round $r $t: rps p50_ms p99_ms non2xx = ${RES[$t,$r]}"
+  done
+done
+python3 - "$ROUNDS" <<PY
+import statistics, sys
+rounds = int(sys.argv[1])
+res = {$(for t in direct haproxy gateway; do for r in $(seq "$ROUNDS"); do printf '("%s",%s):"%s",' "$t" "$r" "${RES[$t,$r]}"; done; done)}
+med = {}
+for t in ("direct", "haproxy", "gateway"):
+    rows = [list(map(float, res[(t, r)].split())) for r in range(1, rounds + 1)]
+    med[t] = [statistics.median(c) for c in zip(*rows)]
+    print(f"median {t:8s} {med[t][0]:10.0f} req/s  p50 {med[t][1]:7.3f} ms  p99 {med[t][2]:7.3f} ms  non-2xx {med[t][3]:.0f}")
+d, h, g = med["direct"], med["haproxy"], med["gateway"]
+print(f"throughput gateway/haproxy = {g[0]/h[0]:.2f}   (target >= 1.0)")
+print(f"added p50: gateway {g[1]-d[1]:.3f} ms vs haproxy {h[1]-d[1]:.3f} ms;  added p99: gateway {g[2]-d[2]:.3f} ms vs haproxy {h[2]-d[2]:.3f} ms")
+PY

@@ -78,6 +78,15 @@ pub enum RegistryError {
     Unavailable(&'static str),
 }
 
+/// Flattens a store round trip: a store error or a mailbox failure becomes the registry error
+/// the admin API maps (503).
+fn stored<T>(res: Result<Result<T, StoreError>, MailboxError>) -> Result<T, RegistryError> {
+    match res {
+        Ok(r) => r.map_err(RegistryError::Store),
+        Err(_) => Err(RegistryError::Unavailable("store")),
+    }
+}
+
 struct PairEntry {
     addr: Addr<PairActor>,
     view: SharedView,
@@ -403,12 +412,7 @@ impl Handler<AddOrchestrator> for Supervisor {
         };
         let fut = self.store.send(InsertOrchestrator { url, capabilities, source: msg.source }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
-            let orch = match res {
-                Ok(Ok(Ok(o))) => o,
-                Ok(Ok(Err(dup))) => return Err(RegistryError::Duplicate { id: dup.id, url: dup.url }),
-                Ok(Err(e)) => return Err(RegistryError::Store(e)),
-                Err(_) => return Err(RegistryError::Unavailable("store")),
-            };
+            let orch = stored(res)?.map_err(|dup| RegistryError::Duplicate { id: dup.id, url: dup.url })?;
             tracing::info!(id = %orch.id, url = %orch.url, capabilities = ?orch.capabilities, "orchestrator added");
             act.orchestrators.insert(orch.id.clone(), orch.clone());
             act.not_offered.clear();
@@ -440,11 +444,7 @@ impl Handler<RemoveOrchestrator> for Supervisor {
         }
         let fut = self.store.send(DeleteOrchestrator { id: id.clone() }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            match res {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(RegistryError::Store(e)),
-                Err(_) => return Err(RegistryError::Unavailable("store")),
-            }
+            stored(res)?;
             let Some(orch) = act.orchestrators.remove(&id) else {
                 return Err(RegistryError::NotFound(id.0));
             };
@@ -641,13 +641,10 @@ impl Handler<FlushScores> for Supervisor {
     fn handle(&mut self, _msg: FlushScores, _ctx: &mut Self::Context) -> Self::Result {
         let (records, generations) = self.dirty_records();
         let fut = self.store.send(SavePairs { records }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match res {
-            Ok(Ok(n)) => {
-                act.mark_saved(generations);
-                Ok(n)
-            }
-            Ok(Err(e)) => Err(RegistryError::Store(e)),
-            Err(_) => Err(RegistryError::Unavailable("store")),
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+            let n = stored(res)?;
+            act.mark_saved(generations);
+            Ok(n)
         }))
     }
 }
@@ -874,11 +871,7 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
         let policy = msg.policy;
         let fut = self.store.send(PutPolicy { capability: cap.clone(), policy: policy.clone() }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            match res {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(RegistryError::Store(e)),
-                Err(_) => return Err(RegistryError::Unavailable("store")),
-            }
+            stored(res)?;
             let effective = act.policies.set(cap.clone(), policy);
             act.runtime_policies.insert(cap.clone());
             for (key, entry) in &act.pairs {
@@ -912,13 +905,8 @@ impl Handler<DeleteCapabilityPolicy> for Supervisor {
         };
         let fut = self.store.send(DeletePolicy { capability: cap.clone() }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            match res {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    return Err(RegistryError::CapabilityNotFound(format!("{cap} (it has no runtime policy)")))
-                }
-                Ok(Err(e)) => return Err(RegistryError::Store(e)),
-                Err(_) => return Err(RegistryError::Unavailable("store")),
+            if !stored(res)? {
+                return Err(RegistryError::CapabilityNotFound(format!("{cap} (it has no runtime policy)")));
             }
             act.runtime_policies.remove(&cap);
             let effective = match act.config_policies.get(&cap) {
@@ -957,11 +945,8 @@ impl Handler<SetEnabledOrchestrator> for Supervisor {
         let enabled = msg.enabled;
         let fut = self.store.send(SetOrchestratorEnabled { id: id.clone(), enabled }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let orch = match res {
-                Ok(Ok(Some(o))) => o,
-                Ok(Ok(None)) => return Err(RegistryError::NotFound(id.0)),
-                Ok(Err(e)) => return Err(RegistryError::Store(e)),
-                Err(_) => return Err(RegistryError::Unavailable("store")),
+                        let Some(orch) = stored(res)? else {
+                return Err(RegistryError::NotFound(id.0));
             };
             act.orchestrators.insert(id.clone(), orch.clone());
             for (key, entry) in &act.pairs {
@@ -1041,11 +1026,7 @@ impl Handler<Reload> for Supervisor {
         let fut = self.store.send(ReconcileConfig { entries: msg.orchestrators }).timeout(STORE_TIMEOUT);
         let policies = msg.policies;
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let snapshot = match res {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(RegistryError::Store(e)),
-                Err(_) => return Err(RegistryError::Unavailable("store")),
-            };
+            let snapshot = stored(res)?;
             let mut report = ReloadReport::default();
             // Registry: what the store now holds is the truth.
             let now_ids: BTreeSet<OrchestratorId> = snapshot.orchestrators.iter().map(|o| o.id.clone()).collect();

@@ -804,21 +804,6 @@ impl Handler<Snapshot> for PairActor {
     }
 }
 
-/// Asks the pair to probe its token now (operator action, or after a policy change).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct ProbeNow;
-
-impl Handler<ProbeNow> for PairActor {
-    type Result = ();
-
-    fn handle(&mut self, _msg: ProbeNow, ctx: &mut Self::Context) {
-        if !self.retired {
-            self.probe(ctx, false);
-        }
-    }
-}
-
 /// Enables or disables (drains) the pair because its orchestrator was toggled.
 #[derive(Message)]
 #[rtype(result = "()")]

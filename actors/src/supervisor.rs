@@ -242,6 +242,16 @@ impl Supervisor {
         }
     }
 
+    /// Hands a capability's new effective policy to each of its pairs (control plane: one
+    /// message per pair of one capability).
+    fn push_policy(&self, cap: &Capability, effective: &Arc<Effective>) {
+        for (key, entry) in &self.pairs {
+            if &key.capability == cap {
+                entry.addr.do_send(SetPolicy(effective.clone()));
+            }
+        }
+    }
+
     fn remove_pair(&mut self, key: &PairKey) {
         if let Some(entry) = self.pairs.remove(key) {
             self.dispatcher.do_send(UnregisterPair(key.clone()));
@@ -874,11 +884,7 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
             stored(res)?;
             let effective = act.policies.set(cap.clone(), policy);
             act.runtime_policies.insert(cap.clone());
-            for (key, entry) in &act.pairs {
-                if key.capability == cap {
-                    entry.addr.do_send(SetPolicy(effective.clone()));
-                }
-            }
+            act.push_policy(&cap, &effective);
             act.register_capability(&cap);
             tracing::info!(capability = %cap, "capability policy set");
             Ok(act.capability_report(&cap))
@@ -913,11 +919,7 @@ impl Handler<DeleteCapabilityPolicy> for Supervisor {
                 Some(p) => act.policies.set(cap.clone(), p.clone()),
                 None => act.policies.remove(&cap),
             };
-            for (key, entry) in &act.pairs {
-                if key.capability == cap {
-                    entry.addr.do_send(SetPolicy(effective.clone()));
-                }
-            }
+            act.push_policy(&cap, &effective);
             tracing::info!(capability = %cap, "runtime capability policy removed");
             Ok(act.capability_report(&cap))
         }))
@@ -1066,11 +1068,7 @@ impl Handler<Reload> for Supervisor {
                     Some(p) => act.policies.set(cap.clone(), p.clone()),
                     None => act.policies.remove(&cap),
                 };
-                for (key, entry) in &act.pairs {
-                    if key.capability == cap {
-                        entry.addr.do_send(SetPolicy(effective.clone()));
-                    }
-                }
+                act.push_policy(&cap, &effective);
                 report.policies_changed.push(cap.to_string());
                 if new.is_some() {
                     new_caps.push(cap.clone());

@@ -280,3 +280,36 @@ impl Drop for Process {
         let _ = self.child.wait();
     }
 }
+
+/// The Python 3.12 interpreter of the test virtualenv (`.ci/run` creates `.venv` from
+/// `tests/python/requirements.txt`; `BYOC_TEST_PYTHON` overrides). `None` when absent outside
+/// CI, so a plain `cargo test` on a machine without it skips the Python-client tests with a
+/// message; under `CI` its absence fails the test.
+pub fn python() -> Option<PathBuf> {
+    let path = std::env::var_os("BYOC_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+    if path.exists() {
+        return Some(path);
+    }
+    let msg = format!("{} not found: run .ci/run (or create .venv from tests/python/requirements.txt)", path.display());
+    assert!(std::env::var_os("CI").is_none(), "{msg}");
+    eprintln!("skipping: {msg}");
+    None
+}
+
+/// Runs `script` with the test virtualenv's Python and `args`; returns stdout, failing the test
+/// with stderr if it exits non-zero.
+pub async fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
+    let out = tokio::process::Command::new(python)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .await
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python failed ({}):\nstdout: {stdout}\nstderr: {stderr}", out.status);
+    stdout
+}

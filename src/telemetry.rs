@@ -15,6 +15,9 @@ pub fn init_tracing(format: &str, level: &str) {
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
+/// How often queued histogram samples are folded into their buckets.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 static RECORDER: OnceLock<Result<PrometheusHandle, String>> = OnceLock::new();
 
 /// Installs the process-wide Prometheus recorder once (the `metrics` facade is global) and
@@ -31,6 +34,18 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
                 .map_err(|e| e.to_string())?
                 .build_recorder();
             let handle = recorder.handle();
+            // Histogram samples queue in the recorder until drained; without a scrape they
+            // would grow with every request. Drain them on a timer (what the crate's own
+            // `install` does with its upkeep task), on a plain thread because the recorder is
+            // process-wide and outlives any one actix system.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                })
+                .map_err(|e| format!("cannot start the metrics upkeep thread: {e}"))?;
             metrics::set_global_recorder(recorder)
                 .map_err(|e| format!("a metrics recorder is already installed: {e}"))?;
             byoc_actors::metrics::describe();

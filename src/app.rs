@@ -108,12 +108,15 @@ impl Gateway {
         let policies = PolicyBook::new(cfg.breaker.clone(), cfg.default_policy.clone(), per_capability);
         let budgets = RetryBudgets::default();
 
-        let dispatcher = Dispatcher::new(65_536).start();
+        let dispatcher = Dispatcher::new(65_536);
+        let scoreboard = dispatcher.scoreboard();
+        let dispatcher = dispatcher.start();
         let supervisor = Supervisor::new(SupervisorInit {
             settings,
             client: client_settings.clone(),
             store: store.clone(),
             dispatcher: dispatcher.clone(),
+            scoreboard: scoreboard.clone(),
             snapshot,
             eager,
             probe_wait: cfg.routing.probe_wait,
@@ -135,7 +138,7 @@ impl Gateway {
             if cfg.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.workers };
         let grace = cfg.shutdown_grace;
         let (body_read_timeout, header_read_timeout) = (cfg.limits.body_read_timeout, cfg.limits.header_read_timeout);
-        let (d, s, st, pol) = (dispatcher.clone(), supervisor.clone(), store.clone(), policies.clone());
+        let (sb, s, st, pol) = (scoreboard.clone(), supervisor.clone(), store.clone(), policies.clone());
         let (max_body, max_resp, mailbox_timeout, probe_wait) = (
             cfg.limits.max_body_bytes,
             cfg.limits.max_response_bytes,
@@ -148,7 +151,8 @@ impl Gateway {
                 awc::Client::default()
             });
             let router = Router {
-                dispatcher: d.clone(),
+                scoreboard: sb.clone(),
+                metrics: Default::default(),
                 supervisor: s.clone(),
                 client,
                 policies: pol.clone(),

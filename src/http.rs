@@ -48,14 +48,27 @@ async fn read_body_inner(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::body_too_large(limit));
     }
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    // A body that arrives in one chunk (the usual case for small jobs) is kept as is; only a
+    // body in several chunks is copied into one buffer.
+    let mut single: Option<Bytes> = None;
+    let mut buf = BytesMut::new();
+    let mut total = 0usize;
     while let Some(chunk) = payload.next().await {
         let chunk =
             chunk.map_err(|e| ApiError::bad_request("bad-body", format!("cannot read the request body: {e}")))?;
-        if buf.len() + chunk.len() > limit {
+        total += chunk.len();
+        if total > limit {
             return Err(ApiError::body_too_large(limit));
+        }
+        if single.is_none() && buf.is_empty() {
+            single = Some(chunk);
+            continue;
+        }
+        if let Some(first) = single.take() {
+            buf.reserve(declared.unwrap_or(total).clamp(total, limit));
+            buf.extend_from_slice(&first);
         }
         buf.extend_from_slice(&chunk);
     }
-    Ok(buf.freeze())
+    Ok(single.unwrap_or_else(|| buf.freeze()))
 }

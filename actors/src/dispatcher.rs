@@ -2,18 +2,25 @@
 //! actors publish. For each job attempt it picks the healthiest routable pair by power of two
 //! choices (O(1) per pick), excluding orchestrators already tried for that job.
 //!
-//! The supervisor keeps it in step with the registry through [`RegisterPair`] and
-//! [`UnregisterPair`]; selection itself reads the pairs' published views directly.
+//! The boards live in a [`Scoreboard`] that the HTTP workers read in place
+//! ([`Scoreboard::select`]), so picking a pair for an attempt costs no message round trip to
+//! the actor thread: on a 2-core machine that round trip was the largest single cost of a job.
+//! The supervisor keeps the boards in step with the registry ([`Scoreboard::register`],
+//! [`Scoreboard::unregister`]) as it changes it, so a pair it has registered is selectable at
+//! once; selection reads the pairs' published views directly. The actor answers [`Select`]
+//! for callers without a scoreboard and reports board sizes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
+use parking_lot::RwLock;
 use rand::Rng;
 
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
-use crate::pair::{PairActor, PairKey, SharedView, Unroutable};
+use crate::pair::{PairActor, PairKey, SharedView, Tally, Unroutable};
 use crate::score::p2c;
 
 /// One pair as the dispatcher sees it.
@@ -25,9 +32,11 @@ pub struct Slot {
     pub addr: Addr<PairActor>,
     /// Its published view.
     pub view: SharedView,
+    /// Where fast-path answers are deposited for its accounting.
+    pub tally: Arc<Tally>,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Board {
     slots: Vec<Slot>,
     /// `slots[i].view` for every `i`, kept in step with `slots`, so a select hands [`pick`]
@@ -36,38 +45,43 @@ struct Board {
     index: HashMap<OrchestratorId, usize>,
 }
 
-/// The actor.
-#[derive(Default)]
-pub struct Dispatcher {
-    boards: HashMap<Capability, Board>,
-    mailbox_capacity: usize,
+/// The boards, for lock-light reads from any thread.
+///
+/// Readers take the map's read lock only to clone one board's `Arc`; a registration updates
+/// a board in place when no reader holds it and copies it otherwise (`Arc::make_mut`), so a
+/// pick never waits for a registration and registrations at start-up do not copy.
+#[derive(Clone, Default)]
+pub struct Scoreboard {
+    boards: Arc<RwLock<HashMap<Capability, Arc<Board>>>>,
 }
 
-impl Dispatcher {
-    /// A dispatcher with the given mailbox capacity (it sees one message per attempt).
-    pub fn new(mailbox_capacity: usize) -> Self {
-        Self { boards: HashMap::new(), mailbox_capacity }
+impl Scoreboard {
+    fn board(&self, capability: &Capability) -> Option<Arc<Board>> {
+        self.boards.read().get(capability).cloned()
     }
-}
 
-impl Actor for Dispatcher {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox_capacity.max(16));
+    /// Picks a pair for one attempt of a job for `capability`, excluding `exclude`
+    /// (what [`Select`] answers, computed on the caller's thread).
+    pub fn select(&self, capability: &Capability, exclude: &[OrchestratorId]) -> Selection {
+        let Some(board) = self.board(capability) else {
+            return Selection::Unknown;
+        };
+        let now = Instant::now();
+        let mut rng = rand::rng();
+        if let Some(i) = pick(&board.views, exclude, now, &mut rng) {
+            return Selection::Picked(board.slots[i].clone());
+        }
+        match unavailable(&board.views, exclude, now) {
+            Some(why) => Selection::Unavailable(why),
+            None => Selection::Unknown,
+        }
     }
-}
 
-/// Adds a pair to its capability's board (or replaces it).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct RegisterPair(pub Slot);
-
-impl Handler<RegisterPair> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, RegisterPair(slot): RegisterPair, _ctx: &mut Self::Context) {
-        let board = self.boards.entry(slot.key.capability.clone()).or_default();
+    /// Adds a pair to its capability's board (or replaces it). Called by the supervisor as it
+    /// registers the pair, so the very next selection sees it.
+    pub fn register(&self, slot: Slot) {
+        let mut boards = self.boards.write();
+        let board = Arc::make_mut(boards.entry(slot.key.capability.clone()).or_default());
         match board.index.get(&slot.key.orchestrator) {
             Some(&i) => {
                 board.views[i] = slot.view.clone();
@@ -80,18 +94,11 @@ impl Handler<RegisterPair> for Dispatcher {
             }
         }
     }
-}
 
-/// Removes a pair from its board (its orchestrator was removed).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UnregisterPair(pub PairKey);
-
-impl Handler<UnregisterPair> for Dispatcher {
-    type Result = ();
-
-    fn handle(&mut self, UnregisterPair(key): UnregisterPair, _ctx: &mut Self::Context) {
-        let Some(board) = self.boards.get_mut(&key.capability) else {
+    /// Removes a pair from its board (its orchestrator was removed).
+    pub fn unregister(&self, key: &PairKey) {
+        let mut boards = self.boards.write();
+        let Some(board) = boards.get_mut(&key.capability).map(Arc::make_mut) else {
             return;
         };
         let Some(i) = board.index.remove(&key.orchestrator) else {
@@ -104,8 +111,43 @@ impl Handler<UnregisterPair> for Dispatcher {
             board.index.insert(moved.key.orchestrator.clone(), i);
         }
         if board.slots.is_empty() {
-            self.boards.remove(&key.capability);
+            boards.remove(&key.capability);
         }
+    }
+
+    /// Pairs per capability, sorted by capability.
+    pub fn sizes(&self) -> Vec<(Capability, usize)> {
+        let mut v: Vec<_> = self.boards.read().iter().map(|(c, b)| (c.clone(), b.slots.len())).collect();
+        v.sort();
+        v
+    }
+}
+
+/// The actor.
+#[derive(Default)]
+pub struct Dispatcher {
+    board: Scoreboard,
+    mailbox_capacity: usize,
+}
+
+impl Dispatcher {
+    /// A dispatcher with the given mailbox capacity.
+    pub fn new(mailbox_capacity: usize) -> Self {
+        Self { board: Scoreboard::default(), mailbox_capacity }
+    }
+
+    /// The boards this dispatcher selects from (for the supervisor, which keeps them in step,
+    /// and for readers on other threads).
+    pub fn scoreboard(&self) -> Scoreboard {
+        self.board.clone()
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity.max(16));
     }
 }
 
@@ -151,18 +193,7 @@ impl Handler<Select> for Dispatcher {
     type Result = MessageResult<Select>;
 
     fn handle(&mut self, msg: Select, _ctx: &mut Self::Context) -> Self::Result {
-        let Some(board) = self.boards.get(&msg.capability) else {
-            return MessageResult(Selection::Unknown);
-        };
-        let now = Instant::now();
-        let mut rng = rand::rng();
-        if let Some(i) = pick(&board.views, &msg.exclude, now, &mut rng) {
-            return MessageResult(Selection::Picked(board.slots[i].clone()));
-        }
-        match unavailable(&board.views, &msg.exclude, now) {
-            Some(why) => MessageResult(Selection::Unavailable(why)),
-            None => MessageResult(Selection::Unknown),
-        }
+        MessageResult(self.board.select(&msg.capability, &msg.exclude))
     }
 }
 
@@ -224,9 +255,7 @@ impl Handler<BoardSizes> for Dispatcher {
     type Result = MessageResult<BoardSizes>;
 
     fn handle(&mut self, _msg: BoardSizes, _ctx: &mut Self::Context) -> Self::Result {
-        let mut v: Vec<_> = self.boards.iter().map(|(c, b)| (c.clone(), b.slots.len())).collect();
-        v.sort();
-        MessageResult(v)
+        MessageResult(self.board.sizes())
     }
 }
 

@@ -45,6 +45,8 @@ pub const NODE_UNREACHABLE_TOTAL: &str = "byoc_gateway_node_unreachable_total";
 pub const STORE_SIZE_BYTES: &str = "byoc_gateway_store_size_bytes";
 /// Duration of store flushes (fsync) in seconds.
 pub const STORE_FLUSH_SECONDS: &str = "byoc_gateway_store_flush_duration_seconds";
+/// Fast-path answers not accounted because a pair's tally was full (its actor lagged).
+pub const TALLY_DROPPED_TOTAL: &str = "byoc_gateway_tally_dropped_total";
 
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
@@ -71,4 +73,48 @@ pub fn describe() {
     describe_counter!(NODE_UNREACHABLE_TOTAL, "Connect failures signalled to sibling pairs");
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
+    describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
+}
+
+/// Metric handles of the common outcomes of one capability's jobs, registered once: looking a
+/// metric up by name and labels costs allocations and hashing, which the hot path pays per
+/// job otherwise. Rarer outcomes (failures, refusals) use the macros directly.
+pub struct JobMetrics {
+    /// `requests_total{outcome="success"}`.
+    pub requests_success: metrics::Counter,
+    /// `requests_total{outcome="client-error"}`.
+    pub requests_client_error: metrics::Counter,
+    /// `request_duration_seconds`.
+    pub request_duration: metrics::Histogram,
+    /// `attempts_total{result="success"}`.
+    pub attempts_success: metrics::Counter,
+    /// `upstream_duration_seconds`.
+    pub upstream_duration: metrics::Histogram,
+}
+
+impl JobMetrics {
+    fn new(cap: &crate::capability::Capability) -> Self {
+        let c = cap.to_string();
+        Self {
+            requests_success: metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "success"),
+            requests_client_error: metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "client-error"),
+            request_duration: metrics::histogram!(REQUEST_DURATION_SECONDS, "capability" => c.clone()),
+            attempts_success: metrics::counter!(ATTEMPTS_TOTAL, "capability" => c.clone(), "result" => "success"),
+            upstream_duration: metrics::histogram!(UPSTREAM_DURATION_SECONDS, "capability" => c),
+        }
+    }
+}
+
+/// One HTTP worker's [`JobMetrics`] per capability. Filled only for capabilities that some
+/// orchestrator offers (the caller checks), so its size is bounded like the label values.
+#[derive(Default, Clone)]
+pub struct JobMetricsCache(
+    std::rc::Rc<std::cell::RefCell<std::collections::HashMap<crate::capability::Capability, std::rc::Rc<JobMetrics>>>>,
+);
+
+impl JobMetricsCache {
+    /// The handles of `cap`, registered on first use.
+    pub fn get(&self, cap: &crate::capability::Capability) -> std::rc::Rc<JobMetrics> {
+        self.0.borrow_mut().entry(cap.clone()).or_insert_with(|| std::rc::Rc::new(JobMetrics::new(cap))).clone()
+    }
 }

@@ -8,6 +8,7 @@
 //! connection, so bytes never cross threads. After every change the actor publishes a
 //! [`PairView`] that the dispatcher selects from.
 
+pub mod tally;
 pub mod view;
 
 use std::collections::HashMap;
@@ -26,6 +27,7 @@ use crate::protocol::header::JobRequest;
 use crate::protocol::signer::SharedSigner;
 use crate::protocol::token::JobToken;
 use crate::score::{PeakEwma, SuccessRate};
+pub use tally::{Deposit, Sample, Tally};
 use view::{unix_ms_now, unix_ms_to_instant, Counters};
 pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, SharedView, Unroutable};
 
@@ -104,6 +106,12 @@ pub struct PairActor {
     node_unreachable: bool,
     leases: HashMap<u64, Lease>,
     next_lease: u64,
+    /// Fast-path calls in flight (see [`PairView::fast_admission`]); callers count them.
+    live_inflight: Arc<std::sync::atomic::AtomicU32>,
+    /// Fast-path answers awaiting accounting.
+    tally: Arc<Tally>,
+    /// A [`DrainTally`] is scheduled.
+    drain_scheduled: bool,
     warming: bool,
     warmup_pending: bool,
     warmup_in_flight: bool,
@@ -174,6 +182,9 @@ impl PairActor {
             node_unreachable: false,
             leases: HashMap::new(),
             next_lease: 1,
+            live_inflight: Arc::default(),
+            tally: Arc::default(),
+            drain_scheduled: false,
             warming,
             warmup_pending,
             warmup_in_flight: false,
@@ -202,6 +213,11 @@ impl PairActor {
     /// The cell this actor publishes into.
     pub fn view(&self) -> SharedView {
         self.view.clone()
+    }
+
+    /// The inbox fast-path answers are deposited into.
+    pub fn tally(&self) -> Arc<Tally> {
+        self.tally.clone()
     }
 
     fn over_ceiling(&self) -> bool {
@@ -235,6 +251,7 @@ impl PairActor {
             latency: self.latency,
             success_rate: self.success.value(),
             inflight: self.leases.len() as u32,
+            live_inflight: self.live_inflight.clone(),
             cold_start_ms: self.cold_start_ms,
             last_error: self.last_error.clone(),
             restarts: self.restarts,
@@ -321,6 +338,8 @@ impl PairActor {
         self.refresh = Some(ctx.run_later(base.mul_f64(jitter), |act, ctx| {
             act.refresh = None;
             act.sweep_leases();
+            // Safety net for a drain request that could not be delivered.
+            act.drain_tally(ctx);
             act.probe(ctx, false);
         }));
     }
@@ -477,6 +496,114 @@ impl PairActor {
         } else {
             self.probe(ctx, false);
         }
+    }
+
+    /// Applies one call's outcome to the pair's health. `trial` when the breaker admitted it
+    /// as a half-open trial. The caller publishes.
+    fn account(&mut self, trial: bool, outcome: &Outcome, elapsed: Duration, now: Instant, ctx: &mut Context<Self>) {
+        // Only calls the breaker admitted in its current state speak for it: a non-trial call
+        // that started while closed and ends while half-open is not a trial result.
+        let counts = trial || self.breaker.state() == State::Closed;
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        let transition = match outcome {
+            Outcome::Success => {
+                self.counters.success += 1;
+                self.latency.observe(elapsed_ms, now);
+                self.success.observe(true);
+                self.offered = true;
+                self.capacity_backoff = self.settings.capacity_backoff;
+                self.first_answer(elapsed, now);
+                let slow = elapsed > self.policy.slow_call_threshold;
+                if counts {
+                    self.breaker.on_success(now, rand::random::<f64>(), slow)
+                } else {
+                    None
+                }
+            }
+            Outcome::ClientError(_) => {
+                // The orchestrator answered: it is alive, so a trial call counts as passed.
+                self.counters.http_4xx += 1;
+                if counts {
+                    self.breaker.on_neutral()
+                } else {
+                    None
+                }
+            }
+            Outcome::CapacityRefused(status) => {
+                self.counters.capacity += 1;
+                if trial {
+                    self.breaker.release_trial();
+                }
+                self.capacity_backoff_until = Some(now + self.capacity_backoff);
+                self.note_error(
+                    "capacity",
+                    format!("{status}: refused for capacity; backing off {:?}", self.capacity_backoff),
+                );
+                self.capacity_backoff = (self.capacity_backoff * 2).min(MAX_CAPACITY_BACKOFF);
+                None
+            }
+            failure => {
+                match failure {
+                    Outcome::OutOfMemory(body) => {
+                        self.counters.oom += 1;
+                        self.note_error("oom", body.clone());
+                    }
+                    Outcome::ServerError(status, body) => {
+                        self.counters.http_5xx += 1;
+                        self.note_error("http-5xx", format!("{status}: {body}"));
+                    }
+                    Outcome::ContractMismatch(ct) => {
+                        self.counters.contract += 1;
+                        let expected = self.policy.response_content_type.as_deref().unwrap_or("?");
+                        self.note_error(
+                            "contract-mismatch",
+                            format!("answered {ct}, the capability's contract is {expected}"),
+                        );
+                    }
+                    Outcome::Failed(e) => {
+                        match e {
+                            UpstreamError::Connect(_) => {
+                                self.counters.connect += 1;
+                                // Nothing listens: out of rotation until a probe finds it back.
+                                self.mark_unreachable(ctx);
+                            }
+                            UpstreamError::Timeout(_) => self.counters.timeout += 1,
+                            _ => self.counters.transport += 1,
+                        }
+                        self.note_error(e.class(), e.to_string());
+                    }
+                    _ => {}
+                }
+                self.latency.observe_failure(elapsed_ms, now);
+                self.success.observe(false);
+                if counts {
+                    self.breaker.on_failure(now, rand::random::<f64>())
+                } else {
+                    None
+                }
+            }
+        };
+        if trial && matches!(outcome, Outcome::Success | Outcome::ClientError(_)) {
+            tracing::info!(pair = %self.key, "half-open trial passed");
+        }
+        if let Some(t) = transition {
+            self.on_transition(t, outcome.class());
+        }
+    }
+
+    /// Applies every sample waiting in the tally.
+    fn drain_tally(&mut self, ctx: &mut Context<Self>) {
+        let (samples, dropped) = self.tally.take();
+        if dropped > 0 {
+            metrics::counter!(m::TALLY_DROPPED_TOTAL).increment(dropped);
+        }
+        if samples.is_empty() {
+            return;
+        }
+        for s in &samples {
+            self.account(false, &s.outcome, s.elapsed, s.at, ctx);
+        }
+        self.publish();
     }
 
     /// Forgets leases whose holder never reported back (a lost [`Record`]).
@@ -658,8 +785,9 @@ impl Outcome {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Record {
-    /// The lease from [`Permit`].
-    pub lease: u64,
+    /// The lease from [`Permit`], or `None` for a call admitted on the fast path
+    /// ([`PairView::fast_admission`]).
+    pub lease: Option<u64>,
     /// The outcome.
     pub outcome: Outcome,
     /// How long the call took.
@@ -671,85 +799,57 @@ impl Handler<Record> for PairActor {
 
     fn handle(&mut self, msg: Record, ctx: &mut Self::Context) {
         let now = Instant::now();
-        let Some(lease) = self.leases.remove(&msg.lease) else {
-            // Expired or from before a restart: the breaker already moved on without it.
-            tracing::debug!(pair = %self.key, lease = msg.lease, "record for an unknown lease ignored");
-            return;
-        };
-        let elapsed_ms = msg.elapsed.as_secs_f64() * 1000.0;
-        let transition = match &msg.outcome {
-            Outcome::Success => {
-                self.counters.success += 1;
-                self.latency.observe(elapsed_ms, now);
-                self.success.observe(true);
-                self.offered = true;
-                self.capacity_backoff = self.settings.capacity_backoff;
-                self.first_answer(msg.elapsed, now);
-                let slow = msg.elapsed > self.policy.slow_call_threshold;
-                self.breaker.on_success(now, rand::random::<f64>(), slow)
-            }
-            Outcome::ClientError(_) => {
-                // The orchestrator answered: it is alive, so a trial call counts as passed.
-                self.counters.http_4xx += 1;
-                self.breaker.on_neutral()
-            }
-            Outcome::CapacityRefused(status) => {
-                self.counters.capacity += 1;
-                if lease.trial {
-                    self.breaker.release_trial();
+        let trial = match msg.lease {
+            None => false,
+            Some(id) => match self.leases.remove(&id) {
+                Some(lease) => lease.trial,
+                None => {
+                    // Expired or from before a restart: the breaker already moved on without it.
+                    tracing::debug!(pair = %self.key, lease = id, "record for an unknown lease ignored");
+                    return;
                 }
-                self.capacity_backoff_until = Some(now + self.capacity_backoff);
-                self.note_error(
-                    "capacity",
-                    format!("{status}: refused for capacity; backing off {:?}", self.capacity_backoff),
-                );
-                self.capacity_backoff = (self.capacity_backoff * 2).min(MAX_CAPACITY_BACKOFF);
-                None
-            }
-            failure => {
-                match failure {
-                    Outcome::OutOfMemory(body) => {
-                        self.counters.oom += 1;
-                        self.note_error("oom", body.clone());
-                    }
-                    Outcome::ServerError(status, body) => {
-                        self.counters.http_5xx += 1;
-                        self.note_error("http-5xx", format!("{status}: {body}"));
-                    }
-                    Outcome::ContractMismatch(ct) => {
-                        self.counters.contract += 1;
-                        let expected = self.policy.response_content_type.as_deref().unwrap_or("?");
-                        self.note_error(
-                            "contract-mismatch",
-                            format!("answered {ct}, the capability's contract is {expected}"),
-                        );
-                    }
-                    Outcome::Failed(e) => {
-                        match e {
-                            UpstreamError::Connect(_) => {
-                                self.counters.connect += 1;
-                                // Nothing listens: out of rotation until a probe finds it back.
-                                self.mark_unreachable(ctx);
-                            }
-                            UpstreamError::Timeout(_) => self.counters.timeout += 1,
-                            _ => self.counters.transport += 1,
-                        }
-                        self.note_error(e.class(), e.to_string());
-                    }
-                    _ => {}
-                }
-                self.latency.observe_failure(elapsed_ms, now);
-                self.success.observe(false);
-                self.breaker.on_failure(now, rand::random::<f64>())
-            }
+            },
         };
-        if lease.trial && matches!(msg.outcome, Outcome::Success | Outcome::ClientError(_)) {
-            tracing::info!(pair = %self.key, "half-open trial passed");
-        }
-        if let Some(t) = transition {
-            self.on_transition(t, msg.outcome.class());
-        }
+        self.account(trial, &msg.outcome, msg.elapsed, now, ctx);
         self.publish();
+    }
+}
+
+/// Samples wait in the pair's [`Tally`] (the router deposited the first of a batch): drain
+/// them shortly, so that a busy pair is accounted in batches rather than per job.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DrainTally;
+
+/// How long a drain waits for more samples.
+const TALLY_BATCH: Duration = Duration::from_millis(10);
+
+impl Handler<DrainTally> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: DrainTally, ctx: &mut Self::Context) {
+        if self.drain_scheduled {
+            return;
+        }
+        self.drain_scheduled = true;
+        ctx.run_later(TALLY_BATCH, |act, ctx| {
+            act.drain_scheduled = false;
+            act.drain_tally(ctx);
+        });
+    }
+}
+
+/// Drains the pair's [`Tally`] now, so that what is read next (admin views, an export, the
+/// final flush) includes every answered job.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Settle;
+
+impl Handler<Settle> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Settle, ctx: &mut Self::Context) {
+        self.drain_tally(ctx);
     }
 }
 

@@ -22,5 +22,24 @@ pub const HEADER_BALANCE: &str = "Livepeer-Balance";
 pub const HEADER_METADATA: &str = "X-Metadata";
 /// Response header the gateway adds: the orchestrator `service_addr` that answered.
 pub const HEADER_ORCHESTRATOR_URL: &str = "X-Orchestrator-Url";
+/// The protocol's header names, parsed once (the hot path inserts and reads them on every
+/// job; turning a `&str` into a header name each time showed up in profiles).
+pub mod names {
+    use awc::http::header::HeaderName;
+
+    /// [`super::HEADER_LIVEPEER`].
+    pub const LIVEPEER: HeaderName = HeaderName::from_static("livepeer");
+    /// [`super::HEADER_BALANCE`].
+    pub const LIVEPEER_BALANCE: HeaderName = HeaderName::from_static("livepeer-balance");
+    /// [`super::HEADER_METADATA`].
+    pub const X_METADATA: HeaderName = HeaderName::from_static("x-metadata");
+    /// [`super::HEADER_ORCHESTRATOR_URL`].
+    pub const X_ORCHESTRATOR_URL: HeaderName = HeaderName::from_static("x-orchestrator-url");
+    /// The request id, both hops.
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    /// Attempts the gateway made for a job (response).
+    pub const X_GATEWAY_ATTEMPTS: HeaderName = HeaderName::from_static("x-gateway-attempts");
+}
+
 /// The path prefix of BYOC batch jobs at both hops.
 pub const PROCESS_REQUEST_PREFIX: &str = "/process/request/";

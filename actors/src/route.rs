@@ -1,11 +1,21 @@
 //! The job router: the attempt loop of one job.
 //!
-//! `select (Dispatcher) -> admit (PairActor) -> call the orchestrator -> record (PairActor)`,
+//! `select (the dispatcher's scoreboard) -> admit -> call the orchestrator -> record (PairActor)`,
 //! repeated on a retryable failure (connect error, timeout, 5xx including GPU out-of-memory,
 //! capacity refusal, response contract mismatch) with the orchestrators already tried
 //! excluded, until success, a 4xx (relayed as is), the capability's attempt limit, its retry
 //! timeout, or its retry budget. The upstream call runs here, on the HTTP worker that owns the
 //! client's connection, with that worker's `awc::Client`; actors only decide and account.
+//!
+//! The common case costs no awaited actor round trip: selection reads the scoreboard the
+//! dispatcher publishes, a pair whose breaker is closed and that is not warming admits on its
+//! published view ([`PairView::fast_admission`], counted by an [`InflightGuard`]), and a
+//! success is recorded without waiting. Half-open trials and cold-start-limited pairs ask the
+//! pair actor ([`Admit`]), and failures are recorded and awaited before the next attempt, so
+//! the breaker has seen a failure before the job's next selection. Fast-path answers go to the
+//! pair's [`Tally`](crate::pair::Tally), which its actor drains in batches.
+//!
+//! [`PairView::fast_admission`]: crate::pair::PairView::fast_admission
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +27,11 @@ use tracing::Instrument as _;
 
 use crate::budget::RetryBudgets;
 use crate::capability::Capability;
-use crate::dispatcher::{Dispatcher, Select, Selection, Unavailable};
+use crate::dispatcher::{Scoreboard, Selection, Unavailable};
 use crate::metrics as m;
 use crate::orchestrator::OrchestratorId;
-use crate::pair::{Admit, Outcome, Record};
+use crate::pair::view::InflightGuard;
+use crate::pair::{Admit, Deposit, DrainTally, Outcome, Permit, Record, Sample};
 use crate::policy::PolicyBook;
 use crate::protocol::client::{forward_job, Forward, UpstreamError};
 use crate::protocol::header::{ClientJob, JobRequest};
@@ -167,8 +178,8 @@ impl RouteError {
 /// Everything the attempt loop needs; one per HTTP worker (it holds that worker's client).
 #[derive(Clone)]
 pub struct Router {
-    /// The dispatcher.
-    pub dispatcher: Addr<Dispatcher>,
+    /// The dispatcher's published boards.
+    pub scoreboard: Scoreboard,
     /// The supervisor (lazy capability discovery).
     pub supervisor: Addr<Supervisor>,
     /// This worker's upstream client.
@@ -185,6 +196,8 @@ pub struct Router {
     pub probe_wait: Duration,
     /// Retry budgets, shared by all workers.
     pub budgets: RetryBudgets,
+    /// This worker's metric handles per offered capability.
+    pub metrics: m::JobMetricsCache,
 }
 
 impl Router {
@@ -194,24 +207,35 @@ impl Router {
         let started = Instant::now();
         let cap = &job.client.capability;
         let result = self.attempts(job, started).await;
-        // Only offered capabilities become label values (bounded cardinality).
-        let label = match &result {
-            Err(RouteError::UnknownCapability(_)) => "unknown".to_string(),
-            _ => cap.to_string(),
-        };
         let outcome = match &result {
             Ok(r) if r.status < 400 => "success",
             Ok(_) => "client-error",
             Err(e) => e.code(),
         };
-        metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome).increment(1);
+        let elapsed = started.elapsed();
         tracing::debug!(
             outcome,
             attempts = result.as_ref().map_or(0, |r| r.attempts),
-            duration_ms = started.elapsed().as_millis() as u64,
+            duration_ms = elapsed.as_millis() as u64,
             "job answered"
         );
-        metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label).record(started.elapsed().as_secs_f64());
+        match &result {
+            // An answer means an orchestrator offers the capability: a bounded label value.
+            Ok(r) => {
+                let h = self.metrics.get(cap);
+                if r.status < 400 { &h.requests_success } else { &h.requests_client_error }.increment(1);
+                h.request_duration.record(elapsed.as_secs_f64());
+            }
+            Err(e) => {
+                // Only offered capabilities become label values (bounded cardinality).
+                let label = match e {
+                    RouteError::UnknownCapability(_) => "unknown".to_string(),
+                    _ => cap.to_string(),
+                };
+                metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome).increment(1);
+                metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label).record(elapsed.as_secs_f64());
+            }
+        }
         result
     }
 
@@ -240,14 +264,7 @@ impl Router {
             if !attempts.is_empty() && started.elapsed() >= policy.retry_timeout {
                 return Err(RouteError::RetryTimeout { timeout: policy.retry_timeout, attempts });
             }
-            let select = Select { capability: cap.clone(), exclude: tried.clone() };
-            let selection = self
-                .dispatcher
-                .send(select)
-                .timeout(self.mailbox_timeout)
-                .await
-                .map_err(|_| mailbox_error("dispatcher"))?;
-            let slot = match selection {
+            let slot = match self.scoreboard.select(cap, &tried) {
                 Selection::Picked(slot) => slot,
                 Selection::Unknown if !ensured && attempts.is_empty() => {
                     ensured = true;
@@ -308,27 +325,35 @@ impl Router {
                 }
             }
 
-            let permit = match slot.addr.send(Admit { timeout: per_try }).timeout(self.mailbox_timeout).await {
-                Ok(Ok(p)) => p,
-                Ok(Err(reason)) => {
-                    tracing::debug!(pair = %slot.key, reason = reason.as_str(), "admission refused; selecting again");
-                    refused.push(reason);
-                    tried.push(slot.key.orchestrator.clone());
-                    refusals += 1;
-                    if refusals > MAX_REFUSALS {
-                        return Err(exhausted(cap, attempts));
+            // Fast path: admitted on the published view, counted by the guard until the call ends.
+            let fast = {
+                let v = slot.view.read();
+                v.fast_admission(Instant::now()).map(|addr| (addr, InflightGuard::new(&v)))
+            };
+            let (permit, guard) = match fast {
+                Some((service_addr, guard)) => (Admitted { service_addr, lease: None, trial: false }, Some(guard)),
+                None => match slot.addr.send(Admit { timeout: per_try }).timeout(self.mailbox_timeout).await {
+                    Ok(Ok(p)) => (Admitted::from(p), None),
+                    Ok(Err(reason)) => {
+                        tracing::debug!(pair = %slot.key, reason = reason.as_str(), "admission refused; selecting again");
+                        refused.push(reason);
+                        tried.push(slot.key.orchestrator.clone());
+                        refusals += 1;
+                        if refusals > MAX_REFUSALS {
+                            return Err(exhausted(cap, attempts));
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                Err(_) => {
-                    metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
-                    tried.push(slot.key.orchestrator.clone());
-                    refusals += 1;
-                    if refusals > MAX_REFUSALS {
-                        return Err(exhausted(cap, attempts));
+                    Err(_) => {
+                        metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
+                        tried.push(slot.key.orchestrator.clone());
+                        refusals += 1;
+                        if refusals > MAX_REFUSALS {
+                            return Err(exhausted(cap, attempts));
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                },
             };
 
             let url = format!("{}{}", permit.service_addr, job.path);
@@ -357,10 +382,14 @@ impl Router {
                 Ok(reply) => Outcome::classify(reply.status, reply.content_type.as_deref(), &reply.body, &policy),
                 Err(e) => Outcome::Failed(e.clone()),
             };
-            metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => cap.to_string(), "result" => outcome.class())
-                .increment(1);
-            metrics::histogram!(m::UPSTREAM_DURATION_SECONDS, "capability" => cap.to_string())
-                .record(elapsed.as_secs_f64());
+            let h = self.metrics.get(cap);
+            if outcome == Outcome::Success {
+                h.attempts_success.increment(1);
+            } else {
+                metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => cap.to_string(), "result" => outcome.class())
+                    .increment(1);
+            }
+            h.upstream_duration.record(elapsed.as_secs_f64());
             if matches!(res, Err(UpstreamError::Connect(_))) {
                 // A container crash is a node-level event: the orchestrator's other pairs
                 // leave rotation now rather than each paying a failed attempt. Best effort:
@@ -370,10 +399,23 @@ impl Router {
                     metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "supervisor").increment(1);
                 }
             }
-            let record = Record { lease: permit.lease, outcome: outcome.clone(), elapsed };
-            if slot.addr.send(record).timeout(self.mailbox_timeout).await.is_err() {
-                // The lease expires on its own; the pair just misses one sample.
-                metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
+            drop(guard);
+            if permit.lease.is_none() && !outcome.retryable() {
+                // A fast-path answer to relay: deposited for batched accounting, without making
+                // the client wait or waking the actor thread per job.
+                let sample = Sample { outcome: outcome.clone(), elapsed, at: Instant::now() };
+                if slot.tally.deposit(sample) == Deposit::RequestDrain && slot.addr.try_send(DrainTally).is_err() {
+                    slot.tally.unrequest();
+                    metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
+                }
+            } else {
+                // Leases and failures: the pair has taken them into account before the job's
+                // next selection (and before the client hears of a refusal).
+                let record = Record { lease: permit.lease, outcome: outcome.clone(), elapsed };
+                if slot.addr.send(record).timeout(self.mailbox_timeout).await.is_err() {
+                    // A lease expires on its own; the pair just misses one sample.
+                    metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
+                }
             }
 
             let (status, detail) = match res {
@@ -427,6 +469,19 @@ impl Router {
             .timeout(self.probe_wait + self.mailbox_timeout)
             .await
             .map_err(|_| mailbox_error("supervisor"))
+    }
+}
+
+/// An attempt's admission: from the fast path (no lease) or from the pair actor.
+struct Admitted {
+    service_addr: Arc<str>,
+    lease: Option<u64>,
+    trial: bool,
+}
+
+impl From<Permit> for Admitted {
+    fn from(p: Permit) -> Self {
+        Self { service_addr: p.service_addr, lease: Some(p.lease), trial: p.trial }
     }
 }
 

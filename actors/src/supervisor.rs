@@ -18,13 +18,13 @@ use serde::Serialize;
 
 use crate::capability::{Capability, CapabilityError};
 use crate::dispatcher::BoardSizes;
-use crate::dispatcher::{Dispatcher, RegisterPair, Slot, UnregisterPair};
+use crate::dispatcher::{Dispatcher, Scoreboard, Slot};
 use crate::metrics as m;
 use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, UrlError};
 use crate::pair::SetEnabled;
 use crate::pair::{
     Crash, ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Retire, SetPolicy,
-    SharedView, Snapshot,
+    Settle, SharedView, Snapshot, Tally,
 };
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
@@ -36,6 +36,8 @@ use crate::store::{
 /// How long "nobody offers capability X" is remembered, so that clients asking for an
 /// unserved capability get a fast 404 instead of a probe fan-out each time.
 const NOT_OFFERED_TTL: Duration = Duration::from_secs(5);
+/// Bound on waiting for pairs to apply their pending fast-path answers before a read.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bound on that memory (each entry is a client-chosen name).
 const NOT_OFFERED_MAX: usize = 10_000;
 /// Bound on a store round trip from the supervisor.
@@ -90,6 +92,7 @@ fn stored<T>(res: Result<Result<T, StoreError>, MailboxError>) -> Result<T, Regi
 struct PairEntry {
     addr: Addr<PairActor>,
     view: SharedView,
+    tally: Arc<Tally>,
 }
 
 /// Everything the supervisor starts from.
@@ -102,6 +105,8 @@ pub struct SupervisorInit {
     pub store: Addr<Store>,
     /// The dispatcher.
     pub dispatcher: Addr<Dispatcher>,
+    /// The dispatcher's boards, kept in step with the registry.
+    pub scoreboard: Scoreboard,
     /// The registry and learned scores as loaded.
     pub snapshot: store::Snapshot,
     /// Capabilities named in the config: pairs are created for them at start.
@@ -122,6 +127,7 @@ pub struct Supervisor {
     client: awc::Client,
     store: Addr<Store>,
     dispatcher: Addr<Dispatcher>,
+    scoreboard: Scoreboard,
     policies: PolicyBook,
     config_policies: HashMap<Capability, CapabilityPolicy>,
     orchestrators: BTreeMap<OrchestratorId, Orchestrator>,
@@ -160,6 +166,7 @@ impl Supervisor {
             client,
             store: init.store,
             dispatcher: init.dispatcher,
+            scoreboard: init.scoreboard,
             policies: init.policies,
             config_policies: init.config_policies,
             orchestrators: init.snapshot.orchestrators.into_iter().map(|o| (o.id.clone(), o)).collect(),
@@ -202,15 +209,21 @@ impl Supervisor {
         )
         .with_enabled(orch.enabled);
         let view = actor.view();
+        let tally = actor.tally();
         if record.is_some() {
             // Just loaded from disk: not dirty until it changes.
             self.saved.insert(key.clone(), view.read().generation);
         }
         let addr = actix::Supervisor::start(move |_ctx| actor);
         if register {
-            self.dispatcher.do_send(RegisterPair(Slot { key: key.clone(), addr: addr.clone(), view: view.clone() }));
+            self.scoreboard.register(Slot {
+                key: key.clone(),
+                addr: addr.clone(),
+                view: view.clone(),
+                tally: tally.clone(),
+            });
         }
-        self.pairs.insert(key, PairEntry { addr, view });
+        self.pairs.insert(key, PairEntry { addr, view, tally });
     }
 
     /// Makes sure every orchestrator has a registered pair for every registered capability.
@@ -232,11 +245,12 @@ impl Supervisor {
         if self.registered.insert(cap.clone()) {
             tracing::info!(capability = %cap, "capability registered");
             for (key, entry) in self.pairs.range(..).filter(|(k, _)| &k.capability == cap) {
-                self.dispatcher.do_send(RegisterPair(Slot {
+                self.scoreboard.register(Slot {
                     key: key.clone(),
                     addr: entry.addr.clone(),
                     view: entry.view.clone(),
-                }));
+                    tally: entry.tally.clone(),
+                });
             }
             self.fill_pairs();
         }
@@ -254,10 +268,25 @@ impl Supervisor {
 
     fn remove_pair(&mut self, key: &PairKey) {
         if let Some(entry) = self.pairs.remove(key) {
-            self.dispatcher.do_send(UnregisterPair(key.clone()));
+            self.scoreboard.unregister(key);
             entry.addr.do_send(Retire);
         }
         self.saved.remove(key);
+    }
+
+    /// Waits until every pair with fast-path answers awaiting accounting has applied them
+    /// (bounded by [`SETTLE_TIMEOUT`]), so that what is read next includes every answered job.
+    /// Only pairs with pending samples get a message.
+    fn settle(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let pending: Vec<_> = self
+            .pairs
+            .values()
+            .filter(|e| e.tally.is_pending())
+            .map(|e| e.addr.send(Settle).timeout(SETTLE_TIMEOUT))
+            .collect();
+        async move {
+            futures_util::future::join_all(pending).await;
+        }
     }
 
     /// Records of pairs whose view changed since last saved, with the generation read, so
@@ -492,18 +521,18 @@ pub struct ListPairs {
 }
 
 impl Handler<ListPairs> for Supervisor {
-    type Result = MessageResult<ListPairs>;
+    type Result = ResponseActFuture<Self, Vec<PairReport>>;
 
     fn handle(&mut self, msg: ListPairs, _ctx: &mut Self::Context) -> Self::Result {
-        let now = Instant::now();
-        let out = self
-            .pairs
-            .iter()
-            .filter(|(k, _)| msg.capability.as_deref().is_none_or(|c| k.capability.as_str() == c))
-            .filter(|(k, _)| msg.orchestrator.as_deref().is_none_or(|o| k.orchestrator.0 == o))
-            .map(|(_, e)| e.view.read().report(now))
-            .collect();
-        MessageResult(out)
+        Box::pin(self.settle().into_actor(self).map(move |(), act, _ctx| {
+            let now = Instant::now();
+            act.pairs
+                .iter()
+                .filter(|(k, _)| msg.capability.as_deref().is_none_or(|c| k.capability.as_str() == c))
+                .filter(|(k, _)| msg.orchestrator.as_deref().is_none_or(|o| k.orchestrator.0 == o))
+                .map(|(_, e)| e.view.read().report(now))
+                .collect()
+        }))
     }
 }
 
@@ -649,13 +678,15 @@ impl Handler<FlushScores> for Supervisor {
     type Result = ResponseActFuture<Self, Result<usize, RegistryError>>;
 
     fn handle(&mut self, _msg: FlushScores, _ctx: &mut Self::Context) -> Self::Result {
-        let (records, generations) = self.dirty_records();
-        let fut = self.store.send(SavePairs { records }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let n = stored(res)?;
-            act.mark_saved(generations);
-            Ok(n)
-        }))
+        let fut = self.settle().into_actor(self).then(|(), act, _ctx| {
+            let (records, generations) = act.dirty_records();
+            act.store.send(SavePairs { records }).timeout(STORE_TIMEOUT).into_actor(act).map(move |res, act, _ctx| {
+                let n = stored(res)?;
+                act.mark_saved(generations);
+                Ok(n)
+            })
+        });
+        Box::pin(fut)
     }
 }
 
@@ -972,6 +1003,12 @@ impl Handler<ExportStore> for Supervisor {
     type Result = ResponseActFuture<Self, Result<StoreExport, RegistryError>>;
 
     fn handle(&mut self, _msg: ExportStore, _ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(self.settle().into_actor(self).then(|(), act, _ctx| act.export()))
+    }
+}
+
+impl Supervisor {
+    fn export(&mut self) -> ResponseActFuture<Self, Result<StoreExport, RegistryError>> {
         let (records, generations) = self.dirty_records();
         let store = self.store.clone();
         let fut = async move {

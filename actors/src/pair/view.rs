@@ -6,6 +6,7 @@
 //! `/admin/pairs` cheap with thousands of pairs.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -102,8 +103,12 @@ pub struct PairView {
     pub latency: PeakEwma,
     /// Decaying success rate.
     pub success_rate: f64,
-    /// Calls admitted and not yet recorded.
+    /// Calls admitted with a lease (trials, cold start) and not yet recorded.
     pub inflight: u32,
+    /// Calls admitted on the fast path and not yet finished: counted by the caller (an
+    /// [`InflightGuard`] increments it and decrements it when dropped, so a cancelled call
+    /// cannot leak one), read here. Shared with the pair actor, which owns the cell.
+    pub live_inflight: Arc<AtomicU32>,
     /// Duration of the first answer this pair gave.
     pub cold_start_ms: Option<u64>,
     /// The last failure.
@@ -207,6 +212,7 @@ impl PairView {
             latency: PeakEwma::new(0.0, std::time::Duration::from_secs(10)),
             success_rate: 1.0,
             inflight: 0,
+            live_inflight: Arc::default(),
             cold_start_ms: None,
             last_error: None,
             restarts: 0,
@@ -257,7 +263,7 @@ impl PairView {
         if let Some(t) = self.capacity_backoff_until.filter(|t| now < *t) {
             return Err(Unroutable::CapacityBackoff(t));
         }
-        if self.warming && self.inflight >= self.cold_start_concurrency {
+        if self.warming && self.total_inflight() >= self.cold_start_concurrency {
             return Err(Unroutable::ColdStart);
         }
         match self.breaker {
@@ -271,13 +277,34 @@ impl PairView {
         }
     }
 
+    /// Calls in flight: leased plus fast-path.
+    pub fn total_inflight(&self) -> u32 {
+        self.inflight.saturating_add(self.live_inflight.load(Ordering::Relaxed))
+    }
+
+    /// Where to send a job admitted without asking the actor, when that is safe: the pair is
+    /// routable, its breaker closed (so no trial permit is at stake) and it is not warming
+    /// (so no cold-start concurrency limit applies). `None` means "ask the actor" ([`Admit`]).
+    ///
+    /// A breaker closed here may open a moment later; the few calls already admitted are
+    /// then recorded as non-trial calls, which an open or half-open breaker does not count.
+    ///
+    /// [`Admit`]: crate::pair::Admit
+    pub fn fast_admission(&self, now: Instant) -> Option<Arc<str>> {
+        if self.breaker != State::Closed || self.warming {
+            return None;
+        }
+        self.routable_at(now).ok()?;
+        self.service_addr.clone()
+    }
+
     /// Selection cost at `now` (lower is better): peak-EWMA latency x (in-flight + 1) /
     /// success rate, times 1 + half the price share of the ceiling (a pair at the ceiling
     /// must be 1.5x better to win), times 10 while a slow cold start deprioritises it.
     pub fn cost_at(&self, now: Instant) -> f64 {
         let base = crate::score::cost(crate::score::CostInputs {
             latency_ms: self.latency.estimate_at(now),
-            inflight: self.inflight,
+            inflight: self.total_inflight(),
             success_rate: self.success_rate,
         });
         let deprioritized = self.deprioritized_until.is_some_and(|t| now < t);
@@ -303,7 +330,7 @@ impl PairView {
             latency_ewma_ms: (self.latency.estimate_at(now) * 1000.0).round() / 1000.0,
             latency_peak_ms: (self.latency.estimate_ms() * 1000.0).round() / 1000.0,
             success_rate: (self.success_rate * 10_000.0).round() / 10_000.0,
-            inflight: self.inflight,
+            inflight: self.total_inflight(),
             available_capacity: self.available_capacity,
             price_per_unit: self.price_per_unit,
             pixels_per_unit: self.pixels_per_unit,
@@ -463,6 +490,24 @@ impl PairRecord {
 
 /// The cell a pair publishes into.
 pub type SharedView = Arc<RwLock<PairView>>;
+
+/// One fast-path call in flight on a pair: counted while the guard lives.
+#[derive(Debug)]
+pub struct InflightGuard(Arc<AtomicU32>);
+
+impl InflightGuard {
+    /// Counts one call on `view`'s pair until the guard is dropped.
+    pub fn new(view: &PairView) -> Self {
+        view.live_inflight.fetch_add(1, Ordering::Relaxed);
+        Self(view.live_inflight.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms_now() -> u64 {

@@ -8,13 +8,13 @@
 use std::time::Duration;
 
 use awc::error::{PayloadError, SendRequestError};
-use awc::http::header::CONTENT_TYPE;
+use awc::http::header::{HeaderName, CONTENT_TYPE};
 use bytes::Bytes;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
 use super::signer::Signer;
 use super::token::{eth_address_header, JobToken};
-use super::{HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA};
+use super::{names, HEADER_CAPABILITY, HEADER_ETH_ADDRESS};
 use crate::capability::Capability;
 
 /// How the upstream client is built. One client is built per thread that calls
@@ -199,20 +199,22 @@ pub struct Forward<'a> {
 /// POSTs a job and reads the whole answer, bounded by `fwd.timeout`.
 pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) -> Result<UpstreamReply, UpstreamError> {
     let fut = async {
+        // Pre-parsed header names (parsing a `&str` name costs more than the rest of the
+        // header), and no awc timeout: the `tokio::time::timeout` below bounds the whole
+        // exchange, body included, and one timer per call is enough.
         let mut req = client
             .post(fwd.url)
-            .insert_header((HEADER_LIVEPEER, fwd.job_header))
-            .insert_header(("X-Request-Id", fwd.request_id))
-            .timeout(fwd.timeout);
+            .insert_header((names::LIVEPEER, fwd.job_header))
+            .insert_header((names::X_REQUEST_ID, fwd.request_id));
         if let Some(ct) = fwd.content_type {
             req = req.insert_header((CONTENT_TYPE, ct));
         }
         let mut resp = req.send_body(body).await.map_err(|e| map_send_error(e, fwd.timeout))?;
-        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let header = |name: &HeaderName| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let status = resp.status().as_u16();
-        let content_type = header(CONTENT_TYPE.as_str());
-        let balance = header(HEADER_BALANCE);
-        let metadata = header(HEADER_METADATA);
+        let content_type = header(&CONTENT_TYPE);
+        let balance = header(&names::LIVEPEER_BALANCE);
+        let metadata = header(&names::X_METADATA);
         let body = resp
             .body()
             .limit(fwd.max_response_bytes)

@@ -145,6 +145,9 @@ impl Gateway {
             cfg.routing.mailbox_timeout,
             cfg.routing.probe_wait,
         );
+        // Fixed at start: a reload changes orchestrators and policies, not routes.
+        let runner_routes =
+            web::Data::new(crate::http::runner::RunnerRoutes::new(v.runner_routes.clone(), cfg.runner.timeout_seconds));
         let public = HttpServer::new(move || {
             let client = build_client(&client_settings).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "upstream client setup failed in a worker; using defaults");
@@ -170,7 +173,9 @@ impl Gateway {
                     max_body_bytes: max_body,
                     body_read_timeout,
                 }))
+                .app_data(runner_routes.clone())
                 .configure(crate::http::public::configure)
+                .configure(crate::http::runner::configure)
                 .default_service(web::to(crate::http::not_found))
         })
         .workers(workers)

@@ -129,6 +129,25 @@ impl Default for Routing {
     }
 }
 
+/// The AI-runner paths (`POST /text-to-image`, ...): see [`crate::http::runner`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runner {
+    /// `timeout_seconds` of the jobs built for these paths (their clients send no header).
+    pub timeout_seconds: u64,
+    /// Runner path (without `/`) -> capability it routes to, for paths whose capability has
+    /// another name (`text-to-image = "sdxl-turbo"`). Paths not listed route to the
+    /// capability of their own name. Keys must be runner paths: the aliases rename, they do
+    /// not add routes.
+    pub aliases: BTreeMap<String, String>,
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Self { timeout_seconds: crate::http::runner::DEFAULT_TIMEOUT_SECONDS, aliases: BTreeMap::new() }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -178,6 +197,8 @@ pub struct Config {
     pub default_policy: CapabilityPolicy,
     /// Per-capability policies; the capabilities named here get pairs at start.
     pub capabilities: BTreeMap<String, CapabilityPolicy>,
+    /// The AI-runner paths.
+    pub runner: Runner,
     /// Logging.
     pub log: Log,
 }
@@ -199,6 +220,7 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             default_policy: CapabilityPolicy::default(),
             capabilities: BTreeMap::new(),
+            runner: Runner::default(),
             log: Log::default(),
         }
     }
@@ -217,6 +239,8 @@ pub struct Validated {
     pub orchestrators: Vec<(String, Vec<Capability>)>,
     /// Per-capability policies.
     pub policies: Vec<(Capability, CapabilityPolicy)>,
+    /// Every AI-runner path and the capability it routes to (aliases applied).
+    pub runner_routes: Vec<(&'static str, Capability)>,
     /// The flags and env it was loaded from (what a reload reads again).
     pub source: RunArgs,
 }
@@ -357,7 +381,40 @@ impl Config {
         if self.metrics_require_token && self.admin_token.is_none() {
             return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
         }
-        Ok(Validated { config: self, http_addr, admin_addr, orchestrators, policies, source: RunArgs::default() })
+        let runner_routes = self.runner.routes().map_err(invalid)?;
+        Ok(Validated {
+            config: self,
+            http_addr,
+            admin_addr,
+            orchestrators,
+            policies,
+            runner_routes,
+            source: RunArgs::default(),
+        })
+    }
+}
+
+impl Runner {
+    /// Checks the timeout and the aliases; returns every runner path with its capability.
+    fn routes(&self) -> Result<Vec<(&'static str, Capability)>, String> {
+        use crate::http::runner::PIPELINES;
+        use byoc_actors::protocol::header::MAX_TIMEOUT_SECONDS;
+        if !(1..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
+            return Err(format!(
+                "runner.timeout_seconds must be 1 to {MAX_TIMEOUT_SECONDS}, not {}",
+                self.timeout_seconds
+            ));
+        }
+        if let Some(key) = self.aliases.keys().find(|k| !PIPELINES.contains(&k.as_str())) {
+            return Err(format!("runner.aliases.{key}: not an AI-runner path (one of {})", PIPELINES.join(", ")));
+        }
+        PIPELINES
+            .iter()
+            .map(|&p| {
+                let name = self.aliases.get(p).map_or(p, String::as_str);
+                Capability::new(name).map(|c| (p, c)).map_err(|e| format!("runner.aliases.{p} = '{name}': {e}"))
+            })
+            .collect()
     }
 }
 
@@ -434,6 +491,24 @@ mod tests {
         let cfg =
             Config::from_toml("[breaker]\nwindow = 30\n[capabilities.depth.breaker]\nmin_calls = 15\n").expect("toml");
         assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn runner_aliases_rename_known_paths_only() {
+        let v = Config::default().validate().expect("valid");
+        assert_eq!(v.runner_routes.len(), crate::http::runner::PIPELINES.len());
+        assert!(v.runner_routes.iter().all(|(p, c)| *p == c.as_str()), "no alias: the path's own name");
+        let cfg = Config::from_toml("[runner.aliases]\ntext-to-image = \"sdxl-turbo\"\n").expect("toml");
+        let v = cfg.validate().expect("valid");
+        let route = |p: &str| v.runner_routes.iter().find(|(q, _)| *q == p).map(|(_, c)| c.to_string());
+        assert_eq!(route("text-to-image").as_deref(), Some("sdxl-turbo"));
+        assert_eq!(route("llm").as_deref(), Some("llm"));
+        let unknown = Config::from_toml("[runner.aliases]\ntext-to-pizza = \"x\"\n").expect("toml");
+        assert!(matches!(unknown.validate(), Err(ConfigError::Invalid(m)) if m.contains("text-to-pizza")));
+        let bad_name = Config::from_toml("[runner.aliases]\nllm = \"bad name\"\n").expect("toml");
+        assert!(matches!(bad_name.validate(), Err(ConfigError::Invalid(m)) if m.contains("runner.aliases.llm")));
+        let zero = Config::from_toml("[runner]\ntimeout_seconds = 0\n").expect("toml");
+        assert!(matches!(zero.validate(), Err(ConfigError::Invalid(m)) if m.contains("runner.timeout_seconds")));
     }
 
     #[test]

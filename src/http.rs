@@ -1,10 +1,11 @@
-//! The HTTP surface: the public API (jobs, health) and the admin API (registry, pairs,
+//! The HTTP surface: the public API (jobs, AI-runner paths, health) and the admin API (registry, pairs,
 //! supervisor, metrics). Handlers are thin: parse, one domain call, map the result through
 //! [`error::ApiError`].
 
 pub mod admin;
 pub mod error;
 pub mod public;
+pub mod runner;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt as _;

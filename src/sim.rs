@@ -5,6 +5,13 @@
 //!
 //! Used by the demo, the integration tests and the benchmarks; operators can run it with
 //! `byoc-gateway sim` to rehearse routing policies. Control endpoints live under `/sim/`.
+//!
+//! A job's answer echoes what arrived (path, job header fields, body length and SHA-256,
+//! `Content-Type`), and on the AI-runner paths it also has the fields of the runner's response
+//! (`{"images":[{"url","seed","nsfw"}]}` for the image and video pipelines, `{"text"}` for the
+//! text ones), so the `livepeer-ai` SDK parses it. The last job received is kept whole
+//! ([`SimState::last_job`], `GET /sim/last`) so a test can compare the bytes that arrived with
+//! those it sent.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -105,6 +112,29 @@ pub struct SimState {
     pub service_addr: Mutex<String>,
     caps: Mutex<BTreeMap<String, Capability>>,
     server: Mutex<Option<ServerHandle>>,
+    last: Mutex<Option<ReceivedJob>>,
+}
+
+/// A job as it arrived at the simulator (one with a valid job header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedJob {
+    /// The path after `/process/request/`.
+    pub path: String,
+    /// The header's capability.
+    pub capability: String,
+    /// The header's `timeout_seconds`.
+    pub timeout_seconds: u64,
+    /// The header's `request`.
+    pub request: String,
+    /// The `Content-Type` received, as is.
+    pub content_type: Option<String>,
+    /// The body received, as is.
+    pub body: bytes::Bytes,
+}
+
+/// Lowercase hex SHA-256 of `data`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    openssl::sha::sha256(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl SimState {
@@ -118,6 +148,11 @@ impl SimState {
             })
             .collect();
         json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c})
+    }
+
+    /// The last job received (with a valid job header), whatever it was answered.
+    pub fn last_job(&self) -> Option<ReceivedJob> {
+        self.last.lock().clone()
     }
 
     /// Stats of one capability.
@@ -220,6 +255,7 @@ fn start_with(
         service_addr: Mutex::new(url.clone()),
         caps: Mutex::new(BTreeMap::new()),
         server: Mutex::new(None),
+        last: Mutex::new(None),
     });
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());
@@ -282,6 +318,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/process/request/{tail:.*}").route(web::post().to(job)))
         .service(web::resource("/capability/register").route(web::post().to(register)))
         .service(web::resource("/sim/state").route(web::get().to(state_report)))
+        .service(web::resource("/sim/last").route(web::get().to(last_job)))
         .service(web::resource("/sim/knobs").route(web::post().to(knobs)))
         .service(web::resource("/sim/crash").route(web::post().to(crash)));
 }
@@ -351,6 +388,17 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
     if header.timeout_seconds == 0 {
         return text(StatusCode::BAD_REQUEST, "no timeout_seconds set with request, timeout_seconds is required");
     }
+    let tail = tail.into_inner();
+    let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+    // A refcounted handle on the received buffer, not a copy.
+    *state.last.lock() = Some(ReceivedJob {
+        path: tail.clone(),
+        capability: header.capability.clone(),
+        timeout_seconds: header.timeout_seconds,
+        request: header.request.clone(),
+        content_type: content_type.clone(),
+        body: body.clone(),
+    });
     let (knobs, inflight, nth) = {
         let mut caps = state.caps.lock();
         let Some(c) = caps.get_mut(&header.capability) else {
@@ -415,22 +463,43 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
         );
     }
     record(true);
-    let answer = json!({
+    let mut answer = json!({
         "sim": state.name,
         "capability": header.capability,
-        "path": tail.into_inner(),
+        "path": tail,
         "job_id": header.id,
         "request": header.request,
         "parameters": header.parameters,
         "body_bytes": body.len(),
-        "content_type": req.headers().get("content-type").and_then(|v| v.to_str().ok()),
+        "body_sha256": sha256_hex(&body),
+        "content_type": content_type,
     });
+    if let (Some(obj), Some(serde_json::Value::Object(runner))) = (answer.as_object_mut(), runner_answer(&tail, nth)) {
+        obj.extend(runner);
+    }
     let content_type = if knobs.wrong_content_type { "text/plain; charset=utf-8" } else { "application/json" };
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header((HEADER_BALANCE, "1000"))
         .insert_header((HEADER_METADATA, json!({"sim": state.name}).to_string()))
         .body(answer.to_string())
+}
+
+/// A 1x1 PNG, the image every simulated image pipeline "generates".
+pub const SIM_IMAGE_URL: &str =
+    "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+
+/// The AI runner's response fields for a runner path (`runner/openapi.yaml`: `ImageResponse`,
+/// `VideoResponse`, `ImageToTextResponse`, `TextResponse`), or `None` for other paths. The seed
+/// is the job's number on this simulator, so a test can tell answers apart.
+fn runner_answer(path: &str, nth: u64) -> Option<serde_json::Value> {
+    let media = json!({"images": [{"url": SIM_IMAGE_URL, "seed": nth, "nsfw": false}]});
+    match path {
+        "text-to-image" | "image-to-image" | "upscale" | "image-to-video" => Some(media),
+        "image-to-text" => Some(json!({"text": "a simulated caption"})),
+        "audio-to-text" => Some(json!({"text": "a simulated transcript", "chunks": []})),
+        _ => None,
+    }
 }
 
 /// Body of `POST /capability/register` (the fields the simulator uses; go-livepeer's body has
@@ -454,6 +523,25 @@ async fn register(body: web::Json<Register>, state: web::Data<SimState>) -> Http
 
 async fn state_report(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(state.report())
+}
+
+/// `GET /sim/last`: the last job received, with its body as length and SHA-256 (404 before
+/// the first).
+async fn last_job(state: web::Data<SimState>) -> HttpResponse {
+    match state.last_job() {
+        Some(j) => HttpResponse::Ok().json(json!({
+            "path": j.path,
+            "capability": j.capability,
+            "timeout_seconds": j.timeout_seconds,
+            "request": j.request,
+            "content_type": j.content_type,
+            "body_bytes": j.body.len(),
+            "body_sha256": sha256_hex(&j.body),
+        })),
+        None => {
+            HttpResponse::NotFound().json(json!({"error": {"code": "no-job-yet", "message": "no job received yet"}}))
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -549,6 +637,7 @@ mod tests {
             service_addr: Mutex::new(String::new()),
             caps: Mutex::new(BTreeMap::new()),
             server: Mutex::new(None),
+            last: Mutex::new(None),
         };
         s.set("a", Knobs::default());
         s.set("b", Knobs::default());

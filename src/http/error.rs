@@ -1,7 +1,10 @@
 //! The one mapping from every failure to an HTTP status and a stable error code.
 //!
-//! Body shape: `{"error":{"code":"kebab-case","message":"...", ...}}` plus, on failed jobs,
-//! the list of attempts, and on the AI-runner paths `{"detail":{"msg":...}}` as well.
+//! Body shape: `{"error":{"code":"kebab-case","message":"...", ...},"detail":{"msg":"..."}}`
+//! plus, on failed jobs, the list of attempts. `detail.msg` repeats the message in the shape
+//! of the AI runner's `HTTPError`, which the `livepeer-ai` SDK parses on 400, 401 and 500; it is
+//! on every error body (not only the AI-runner paths) because one shape is simpler for clients
+//! and an extra field harms no JSON reader.
 //! Statuses follow the design: 400 bad input, 401 token, 404 unknown, 409 duplicate,
 //! 413 too large, 502 upstream failed, 503 nothing routable or overloaded, 504 retry timeout.
 
@@ -19,6 +22,15 @@ use byoc_actors::supervisor::RegistryError;
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
+    /// The same message as the AI runner shapes errors (`{"detail":{"msg":...}}`).
+    pub detail: RunnerErrorDetail,
+}
+
+/// The AI runner's error object (`HTTPError.detail` in its OpenAPI spec).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct RunnerErrorDetail {
+    /// Human-readable message (equal to `error.message`).
+    pub msg: String,
 }
 
 /// The `error` object.
@@ -100,6 +112,7 @@ impl ApiError {
                 attempts: self.attempts.clone(),
                 retry_after_seconds: self.retry_after,
             },
+            detail: RunnerErrorDetail { msg: self.message.clone() },
         }
     }
 }

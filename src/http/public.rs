@@ -92,9 +92,19 @@ async fn process_request(
     let request_id = request_id(&req);
     let client = decode_client_header(req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes))?;
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
-    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let job = Job { client, path: path.to_string(), body, content_type, request_id: request_id.clone() };
-    let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %request_id);
+    let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id };
+    Ok(run_job(&state, job).await)
+}
+
+/// The client's `Content-Type`, forwarded as is (a multipart boundary included).
+pub(super) fn content_type(req: &HttpRequest) -> Option<String> {
+    req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+/// Runs `job` through the router and maps the result to the client's answer: the
+/// orchestrator's status, body and headers, or the JSON error. Shared by every job route.
+pub(super) async fn run_job(state: &PublicState, job: Job) -> HttpResponse {
+    let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %job.request_id);
     let result = state.router.run(&job).instrument(span).await;
     let mut resp = match result {
         Ok(reply) => {
@@ -117,14 +127,14 @@ async fn process_request(
         Err(e) => {
             let err = ApiError::from(e);
             if err.status.is_server_error() {
-                tracing::error!(capability = %job.client.capability, request_id = %request_id, code = err.code,
+                tracing::error!(capability = %job.client.capability, request_id = %job.request_id, code = err.code,
                     attempts = err.attempts.len(), "job failed: {}", err.message);
             }
             actix_web::ResponseError::error_response(&err)
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(&job.request_id) {
         resp.headers_mut().insert(names::X_REQUEST_ID, v);
     }
-    Ok(resp)
+    resp
 }

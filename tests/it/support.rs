@@ -125,7 +125,8 @@ impl Answer {
         self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
     }
 
-    /// Asserts the body is the documented JSON error with `code`; returns it.
+    /// Asserts the body is the documented JSON error with `code` (and the AI runner's
+    /// `detail.msg` beside it); returns it.
     pub fn error(&self, status: u16, code: &str) -> Value {
         assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
         assert!(
@@ -136,6 +137,8 @@ impl Answer {
         let v = self.json();
         assert_eq!(v["error"]["code"], code, "{v}");
         assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        // The AI runner's error shape, which the livepeer-ai SDK parses, carries the same text.
+        assert_eq!(v["detail"]["msg"], v["error"]["message"], "{v}");
         v
     }
 }

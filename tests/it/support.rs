@@ -301,13 +301,7 @@ pub fn python() -> Option<PathBuf> {
 /// Runs `script` with the test virtualenv's Python and `args`; returns stdout, failing the test
 /// with stderr if it exits non-zero.
 pub async fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
-    let out = tokio::process::Command::new(python)
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .await
-        .expect("run python");
+    let out = tokio::process::Command::new(python).arg("-c").arg(script).args(args).output().await.expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python failed ({}):\nstdout: {stdout}\nstderr: {stderr}", out.status);

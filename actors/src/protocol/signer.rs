@@ -86,10 +86,11 @@ pub enum SignerError {
         /// Why.
         source: std::io::Error,
     },
-    /// The password file could not be read.
-    #[error("cannot read password file {path}: {source}")]
+    /// The password file could not be read. The message leaves the path out: go-livepeer's
+    /// `-ethPassword` also takes a literal password, so the value may be a secret.
+    #[error("cannot read the password file (its name is not shown, in case a password was given instead): {source}")]
     ReadPassword {
-        /// The file.
+        /// The file (not displayed).
         path: PathBuf,
         /// Why.
         source: std::io::Error,

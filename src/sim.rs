@@ -4,7 +4,9 @@
 //! 500s, hang, wrong content type, forced status, capacity, price.
 //!
 //! Used by the demo, the integration tests and the benchmarks; operators can run it with
-//! `byoc-gateway sim` to rehearse routing policies. Control endpoints live under `/sim/`.
+//! `byoc-gateway sim` to rehearse routing policies. Control endpoints live under `/sim/`;
+//! `GET /sim/last` shows the last credential and job header received, so the gateway's
+//! signatures can be checked from outside.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -15,8 +17,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use byoc_actors::protocol::header::decode_job_request;
-use byoc_actors::protocol::token::decode_eth_address_header;
+use byoc_actors::protocol::header::{decode_job_request, JobRequest};
+use byoc_actors::protocol::token::{decode_eth_address_header, EthAddressCredential};
 use byoc_actors::protocol::{HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -89,6 +91,17 @@ pub struct CapStats {
     pub errors: u64,
 }
 
+/// What the simulator last received from a gateway (`GET /sim/last`), decoded. The simulator
+/// does not verify signatures (an offchain orchestrator accepts any); this lets a test or an
+/// operator verify them independently.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeen {
+    /// The `Livepeer-Eth-Address` credential of the last token probe.
+    pub token_credential: Option<EthAddressCredential>,
+    /// The `Livepeer` header of the last job.
+    pub job: Option<JobRequest>,
+}
+
 #[derive(Debug)]
 struct Capability {
     knobs: Knobs,
@@ -105,6 +118,7 @@ pub struct SimState {
     pub service_addr: Mutex<String>,
     caps: Mutex<BTreeMap<String, Capability>>,
     server: Mutex<Option<ServerHandle>>,
+    last: Mutex<LastSeen>,
 }
 
 impl SimState {
@@ -118,6 +132,11 @@ impl SimState {
             })
             .collect();
         json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c})
+    }
+
+    /// The last credential and job header received.
+    pub fn last(&self) -> LastSeen {
+        self.last.lock().clone()
     }
 
     /// Stats of one capability.
@@ -220,6 +239,7 @@ fn start_with(
         service_addr: Mutex::new(url.clone()),
         caps: Mutex::new(BTreeMap::new()),
         server: Mutex::new(None),
+        last: Mutex::new(LastSeen::default()),
     });
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());
@@ -282,6 +302,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/process/request/{tail:.*}").route(web::post().to(job)))
         .service(web::resource("/capability/register").route(web::post().to(register)))
         .service(web::resource("/sim/state").route(web::get().to(state_report)))
+        .service(web::resource("/sim/last").route(web::get().to(last_seen)))
         .service(web::resource("/sim/knobs").route(web::post().to(knobs)))
         .service(web::resource("/sim/crash").route(web::post().to(crash)));
 }
@@ -296,9 +317,10 @@ async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let Some(cred) = header(HEADER_ETH_ADDRESS) else {
         return text(StatusCode::BAD_REQUEST, "Must have eth address and signature on request");
     };
-    if decode_eth_address_header(&cred).is_none() {
+    let Some(cred) = decode_eth_address_header(&cred) else {
         return text(StatusCode::BAD_REQUEST, "Invalid eth address header ");
-    }
+    };
+    state.last.lock().token_credential = Some(cred);
     let Some(cap) = header(HEADER_CAPABILITY).filter(|c| !c.is_empty()) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -348,6 +370,7 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
     let Ok(header) = decode_job_request(raw) else {
         return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
     };
+    state.last.lock().job = Some(header.clone());
     if header.timeout_seconds == 0 {
         return text(StatusCode::BAD_REQUEST, "no timeout_seconds set with request, timeout_seconds is required");
     }
@@ -456,6 +479,10 @@ async fn state_report(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(state.report())
 }
 
+async fn last_seen(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.last())
+}
+
 #[derive(Debug, Deserialize)]
 struct KnobQuery {
     capability: Option<String>,
@@ -549,6 +576,7 @@ mod tests {
             service_addr: Mutex::new(String::new()),
             caps: Mutex::new(BTreeMap::new()),
             server: Mutex::new(None),
+            last: Mutex::new(LastSeen::default()),
         };
         s.set("a", Knobs::default());
         s.set("b", Knobs::default());

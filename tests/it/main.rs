@@ -12,6 +12,7 @@ mod operator;
 mod persistence;
 mod reliability;
 mod routing;
+mod signing;
 mod supervision;
 mod support;
 mod ui;

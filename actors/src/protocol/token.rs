@@ -59,7 +59,7 @@ pub struct JobToken {
 }
 
 /// The `{"addr","sig"}` credential of `Livepeer-Eth-Address`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EthAddressCredential {
     /// The gateway's address (checksummed).
     pub addr: String,

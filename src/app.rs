@@ -19,7 +19,7 @@ use byoc_actors::dispatcher::Dispatcher;
 use byoc_actors::pair::PairSettings;
 use byoc_actors::policy::PolicyBook;
 use byoc_actors::protocol::client::{build_client, ClientSettings};
-use byoc_actors::protocol::signer::{Offchain, SharedSigner};
+use byoc_actors::protocol::signer::SharedSigner;
 use byoc_actors::route::Router;
 use byoc_actors::store::{self, Flush, ReconcileConfig, Store};
 use byoc_actors::supervisor::{FlushScores, Reload, Supervisor, SupervisorInit};
@@ -42,6 +42,8 @@ pub struct Gateway {
     pub dispatcher: Addr<Dispatcher>,
     /// The store.
     pub store: Addr<Store>,
+    /// The identity orchestrators see (scheme and address are shown at start).
+    pub signer: SharedSigner,
     public: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
@@ -72,7 +74,8 @@ impl Gateway {
             "store opened"
         );
 
-        let signer: SharedSigner = Arc::new(Offchain);
+        let signer: SharedSigner = v.signer.clone();
+        tracing::info!(scheme = signer.scheme(), address = %signer.address(), "signer");
         let client_settings = ClientSettings {
             tls_verify: cfg.routing.tls_verify,
             connect_timeout: cfg.routing.connect_timeout,
@@ -213,6 +216,7 @@ impl Gateway {
             supervisor,
             dispatcher,
             store,
+            signer: v.signer,
             public: public_handle,
             admin: admin_handle,
             grace,
@@ -248,7 +252,7 @@ impl Gateway {
 pub fn reload_message(source: &RunArgs) -> Option<Result<Reload, String>> {
     source.config.as_ref()?;
     Some(
-        Config::load(source)
+        Config::load_for_reload(source)
             .map_err(|e| e.to_string())
             .map(|v| Reload { orchestrators: v.orchestrators, policies: v.policies.into_iter().collect() }),
     )
@@ -299,6 +303,13 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
 pub fn print_ready(gw: &Gateway) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "byoc-gateway ready http={} admin={}", gw.http_addr, gw.admin_addr);
+    let _ = writeln!(
+        out,
+        "byoc-gateway ready http={} admin={} signer={} address={}",
+        gw.http_addr,
+        gw.admin_addr,
+        gw.signer.scheme(),
+        gw.signer.address()
+    );
     let _ = out.flush();
 }

@@ -60,4 +60,12 @@ pub struct RunArgs {
     /// Log format: text or json [default: text].
     #[arg(long, env = "BYOC_GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Keystore v3 JSON file of the gateway's Ethereum key, like go-livepeer's
+    /// -ethKeystorePath (the key file itself). Needs --eth-password. Without it: offchain.
+    #[arg(long, env = "BYOC_GATEWAY_ETH_KEYSTORE_PATH", value_name = "FILE")]
+    pub eth_keystore_path: Option<PathBuf>,
+    /// File holding the keystore's password (one trailing newline is ignored). Unlike
+    /// go-livepeer's -ethPassword, a literal password is not accepted: only a file path.
+    #[arg(long, env = "BYOC_GATEWAY_ETH_PASSWORD", value_name = "FILE")]
+    pub eth_password: Option<PathBuf>,
 }

@@ -3,16 +3,22 @@
 //! any port is bound or the store is opened.
 //!
 //! Unknown keys in the file are errors, so a typo never silently falls back to a default.
+//!
+//! Validation also unlocks the signing key when one is configured (`[signer]`), so a wrong
+//! password or a damaged keystore stops start-up (and `check-config`) like any other
+//! configuration error, before a port is bound.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_actors::breaker::BreakerConfig;
 use byoc_actors::capability::Capability;
 use byoc_actors::orchestrator::normalize_url;
 use byoc_actors::policy::CapabilityPolicy;
+use byoc_actors::protocol::signer::{self, Offchain, Scheme, SharedSigner, SignerError};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::RunArgs;
@@ -39,6 +45,9 @@ pub enum ConfigError {
     /// A value is out of range or inconsistent.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// The configured signing key could not be unlocked.
+    #[error("invalid signing key: {0}")]
+    Signer(#[from] SignerError),
 }
 
 /// An orchestrator listed in the config file.
@@ -164,6 +173,25 @@ impl Default for Log {
     }
 }
 
+/// The gateway's Ethereum identity (go-livepeer `-ethKeystorePath` / `-ethPassword`). Without
+/// a key the gateway runs offchain: zero address, empty signatures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignerConfig {
+    /// Signing scheme the orchestrators verify: only `v0` (go-livepeer master) exists.
+    pub scheme: String,
+    /// Keystore v3 JSON file holding the key (the file itself, not its directory).
+    pub keystore: Option<PathBuf>,
+    /// File whose contents (less one trailing newline) are the keystore's password.
+    pub password_file: Option<PathBuf>,
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        Self { scheme: "v0".into(), keystore: None, password_file: None }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -201,6 +229,8 @@ pub struct Config {
     pub runner: Runner,
     /// Logging.
     pub log: Log,
+    /// Signing key (none: offchain).
+    pub signer: SignerConfig,
 }
 
 impl Default for Config {
@@ -222,6 +252,7 @@ impl Default for Config {
             capabilities: BTreeMap::new(),
             runner: Runner::default(),
             log: Log::default(),
+            signer: SignerConfig::default(),
         }
     }
 }
@@ -243,6 +274,8 @@ pub struct Validated {
     pub runner_routes: Vec<(&'static str, Capability)>,
     /// The flags and env it was loaded from (what a reload reads again).
     pub source: RunArgs,
+    /// Signs the token credential and jobs: the unlocked key, or [`Offchain`].
+    pub signer: SharedSigner,
 }
 
 impl Config {
@@ -260,12 +293,23 @@ impl Config {
     /// Builds the configuration from flags/env (already merged by clap) over the file over
     /// the defaults, and validates it.
     pub fn load(args: &RunArgs) -> Result<Validated, ConfigError> {
+        Self::load_with(args, Unlock::Yes)
+    }
+
+    /// Like [`Config::load`] but without unlocking the signing key (the signer is
+    /// [`Offchain`]), for reloads: the key is not reloadable, and unlocking a standard keystore
+    /// costs about a second and 256 MiB of scrypt, which a SIGHUP or an admin call should not.
+    pub fn load_for_reload(args: &RunArgs) -> Result<Validated, ConfigError> {
+        Self::load_with(args, Unlock::No)
+    }
+
+    fn load_with(args: &RunArgs, unlock: Unlock) -> Result<Validated, ConfigError> {
         let mut cfg = match &args.config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
         };
         cfg.apply(args);
-        let mut v = cfg.validate()?;
+        let mut v = cfg.validate_with(unlock)?;
         v.source = args.clone();
         Ok(v)
     }
@@ -290,10 +334,21 @@ impl Config {
         if let Some(v) = &args.log_format {
             self.log.format = v.clone();
         }
+        if let Some(v) = &args.eth_keystore_path {
+            self.signer.keystore = Some(v.clone());
+        }
+        if let Some(v) = &args.eth_password {
+            self.signer.password_file = Some(v.clone());
+        }
     }
 
-    /// Checks every value and derives the parsed forms.
+    /// Checks every value, derives the parsed forms and unlocks the signing key if one is
+    /// configured.
     pub fn validate(self) -> Result<Validated, ConfigError> {
+        self.validate_with(Unlock::Yes)
+    }
+
+    fn validate_with(self, unlock: Unlock) -> Result<Validated, ConfigError> {
         let invalid = |m: String| ConfigError::Invalid(m);
         let http_addr: SocketAddr = self
             .http_addr
@@ -382,6 +437,8 @@ impl Config {
             return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
         }
         let runner_routes = self.runner.routes().map_err(invalid)?;
+        // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
+        let signer = self.signer.unlock(unlock)?;
         Ok(Validated {
             config: self,
             http_addr,
@@ -390,6 +447,7 @@ impl Config {
             policies,
             runner_routes,
             source: RunArgs::default(),
+            signer,
         })
     }
 }
@@ -415,6 +473,32 @@ impl Runner {
                 Capability::new(name).map(|c| (p, c)).map_err(|e| format!("runner.aliases.{p} = '{name}': {e}"))
             })
             .collect()
+    }
+}
+
+/// Whether validation unlocks the signing key (see [`Config::load_for_reload`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unlock {
+    Yes,
+    No,
+}
+
+impl SignerConfig {
+    /// Checks the section and, when `unlock` says so and a key is configured, unlocks it.
+    fn unlock(&self, unlock: Unlock) -> Result<SharedSigner, ConfigError> {
+        let scheme: Scheme = self.scheme.parse().map_err(|e| ConfigError::Invalid(format!("signer.scheme: {e}")))?;
+        match (&self.keystore, &self.password_file) {
+            (None, None) => Ok(Arc::new(Offchain)),
+            (Some(keystore), Some(password_file)) => match unlock {
+                Unlock::Yes => Ok(signer::load(scheme, keystore, password_file)?),
+                Unlock::No => Ok(Arc::new(Offchain)),
+            },
+            (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
+                "signer.keystore and signer.password_file go together: set both (--eth-keystore-path and \
+                 --eth-password) or neither (offchain)"
+                    .into(),
+            )),
+        }
     }
 }
 
@@ -491,6 +575,62 @@ mod tests {
         let cfg =
             Config::from_toml("[breaker]\nwindow = 30\n[capabilities.depth.breaker]\nmin_calls = 15\n").expect("toml");
         assert!(cfg.validate().is_ok());
+    }
+
+    fn keystore_fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/tests/fixtures/keystore").join(name)
+    }
+
+    #[test]
+    fn without_a_key_the_gateway_is_offchain() {
+        let v = Config::default().validate().expect("valid");
+        assert_eq!(v.signer.scheme(), "offchain");
+        assert_eq!(v.signer.sign(b"x"), "");
+    }
+
+    #[test]
+    fn a_configured_key_is_unlocked_at_validation() {
+        let mut cfg = Config::default();
+        cfg.apply(&RunArgs {
+            eth_keystore_path: Some(keystore_fixture("scrypt.json")),
+            eth_password: Some(keystore_fixture("password.txt")),
+            ..Default::default()
+        });
+        let v = cfg.validate().expect("valid");
+        assert_eq!(v.signer.scheme(), "v0");
+        assert_eq!(v.signer.address(), "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+        assert!(!format!("{v:?}").contains("4c0883a6"), "no key material in Debug");
+    }
+
+    #[test]
+    fn keystore_and_password_go_together_and_only_v0_exists() {
+        let only_key =
+            Config::from_toml(&format!("[signer]\nkeystore = {:?}\n", keystore_fixture("scrypt.json"))).expect("toml");
+        assert!(matches!(only_key.validate(), Err(ConfigError::Invalid(m)) if m.contains("both")));
+        let only_pw = Config::from_toml("[signer]\npassword_file = \"/x\"\n").expect("toml");
+        assert!(matches!(only_pw.validate(), Err(ConfigError::Invalid(m)) if m.contains("both")));
+        let v1 = Config::from_toml("[signer]\nscheme = \"v1\"\n").expect("toml");
+        assert!(
+            matches!(v1.validate(), Err(ConfigError::Invalid(m)) if m.contains("signer.scheme") && m.contains("v0"))
+        );
+        assert!(Config::from_toml("[signer]\nkeystor = \"/x\"\n").is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn a_wrong_password_is_a_config_error_but_not_on_reload() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "wrong\n").expect("write");
+        let args = RunArgs {
+            eth_keystore_path: Some(keystore_fixture("pbkdf2.json")),
+            eth_password: Some(pw),
+            ..Default::default()
+        };
+        let err = Config::load(&args).expect_err("wrong password");
+        assert!(matches!(err, ConfigError::Signer(_)), "{err:?}");
+        assert!(err.to_string().contains("MAC mismatch"), "{err}");
+        // A reload re-reads orchestrators and policies only; the key is not reloadable.
+        assert_eq!(Config::load_for_reload(&args).expect("reload skips the key").signer.scheme(), "offchain");
     }
 
     #[test]

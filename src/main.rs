@@ -18,12 +18,14 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => match Config::load(&args) {
             Ok(v) => {
                 println!(
-                    "configuration OK: http={} admin={} data_dir={} orchestrators={} capabilities={}",
+                    "configuration OK: http={} admin={} data_dir={} orchestrators={} capabilities={} signer={} address={}",
                     v.http_addr,
                     v.admin_addr,
                     v.config.data_dir.display(),
                     v.orchestrators.len(),
-                    v.policies.len()
+                    v.policies.len(),
+                    v.signer.scheme(),
+                    v.signer.address()
                 );
                 ExitCode::SUCCESS
             }

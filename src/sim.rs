@@ -11,7 +11,8 @@
 //! (`{"images":[{"url","seed","nsfw"}]}` for the image and video pipelines, `{"text"}` for the
 //! text ones), so the `livepeer-ai` SDK parses it. The last job received is kept whole
 //! ([`SimState::last_job`], `GET /sim/last`) so a test can compare the bytes that arrived with
-//! those it sent.
+//! those it sent; `GET /sim/last` also shows the last token credential and job header, so the
+//! gateway's signatures can be checked from outside.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -22,8 +23,8 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use byoc_actors::protocol::header::decode_job_request;
-use byoc_actors::protocol::token::decode_eth_address_header;
+use byoc_actors::protocol::header::{decode_job_request, JobRequest};
+use byoc_actors::protocol::token::{decode_eth_address_header, EthAddressCredential};
 use byoc_actors::protocol::{HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -96,6 +97,17 @@ pub struct CapStats {
     pub errors: u64,
 }
 
+/// What the simulator last received from a gateway (`GET /sim/last`), decoded. The simulator
+/// does not verify signatures (an offchain orchestrator accepts any); this lets a test or an
+/// operator verify them independently.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeen {
+    /// The `Livepeer-Eth-Address` credential of the last token probe.
+    pub token_credential: Option<EthAddressCredential>,
+    /// The `Livepeer` header of the last job.
+    pub job: Option<JobRequest>,
+}
+
 #[derive(Debug)]
 struct Capability {
     knobs: Knobs,
@@ -112,7 +124,8 @@ pub struct SimState {
     pub service_addr: Mutex<String>,
     caps: Mutex<BTreeMap<String, Capability>>,
     server: Mutex<Option<ServerHandle>>,
-    last: Mutex<Option<ReceivedJob>>,
+    last: Mutex<LastSeen>,
+    last_job: Mutex<Option<ReceivedJob>>,
 }
 
 /// A job as it arrived at the simulator (one with a valid job header).
@@ -150,9 +163,14 @@ impl SimState {
         json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c})
     }
 
+    /// The last credential and job header received.
+    pub fn last(&self) -> LastSeen {
+        self.last.lock().clone()
+    }
+
     /// The last job received (with a valid job header), whatever it was answered.
     pub fn last_job(&self) -> Option<ReceivedJob> {
-        self.last.lock().clone()
+        self.last_job.lock().clone()
     }
 
     /// Stats of one capability.
@@ -255,7 +273,8 @@ fn start_with(
         service_addr: Mutex::new(url.clone()),
         caps: Mutex::new(BTreeMap::new()),
         server: Mutex::new(None),
-        last: Mutex::new(None),
+        last: Mutex::new(LastSeen::default()),
+        last_job: Mutex::new(None),
     });
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());
@@ -318,7 +337,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/process/request/{tail:.*}").route(web::post().to(job)))
         .service(web::resource("/capability/register").route(web::post().to(register)))
         .service(web::resource("/sim/state").route(web::get().to(state_report)))
-        .service(web::resource("/sim/last").route(web::get().to(last_job)))
+        .service(web::resource("/sim/last").route(web::get().to(last_seen)))
         .service(web::resource("/sim/knobs").route(web::post().to(knobs)))
         .service(web::resource("/sim/crash").route(web::post().to(crash)));
 }
@@ -333,9 +352,10 @@ async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let Some(cred) = header(HEADER_ETH_ADDRESS) else {
         return text(StatusCode::BAD_REQUEST, "Must have eth address and signature on request");
     };
-    if decode_eth_address_header(&cred).is_none() {
+    let Some(cred) = decode_eth_address_header(&cred) else {
         return text(StatusCode::BAD_REQUEST, "Invalid eth address header ");
-    }
+    };
+    state.last.lock().token_credential = Some(cred);
     let Some(cap) = header(HEADER_CAPABILITY).filter(|c| !c.is_empty()) else {
         return text(
             StatusCode::BAD_REQUEST,
@@ -385,13 +405,14 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
     let Ok(header) = decode_job_request(raw) else {
         return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
     };
+    state.last.lock().job = Some(header.clone());
     if header.timeout_seconds == 0 {
         return text(StatusCode::BAD_REQUEST, "no timeout_seconds set with request, timeout_seconds is required");
     }
     let tail = tail.into_inner();
     let content_type = req.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
     // A refcounted handle on the received buffer, not a copy.
-    *state.last.lock() = Some(ReceivedJob {
+    *state.last_job.lock() = Some(ReceivedJob {
         path: tail.clone(),
         capability: header.capability.clone(),
         timeout_seconds: header.timeout_seconds,
@@ -527,9 +548,10 @@ async fn state_report(state: web::Data<SimState>) -> HttpResponse {
 
 /// `GET /sim/last`: the last job received, with its body as length and SHA-256 (404 before
 /// the first).
-async fn last_job(state: web::Data<SimState>) -> HttpResponse {
-    match state.last_job() {
-        Some(j) => HttpResponse::Ok().json(json!({
+async fn last_seen(state: web::Data<SimState>) -> HttpResponse {
+    // The decoded credential and job header, plus what the last job's request carried.
+    let received = state.last_job().map(|j| {
+        json!({
             "path": j.path,
             "capability": j.capability,
             "timeout_seconds": j.timeout_seconds,
@@ -537,11 +559,11 @@ async fn last_job(state: web::Data<SimState>) -> HttpResponse {
             "content_type": j.content_type,
             "body_bytes": j.body.len(),
             "body_sha256": sha256_hex(&j.body),
-        })),
-        None => {
-            HttpResponse::NotFound().json(json!({"error": {"code": "no-job-yet", "message": "no job received yet"}}))
-        }
-    }
+        })
+    });
+    let mut v = serde_json::to_value(state.last()).unwrap_or_else(|_| json!({}));
+    v["received"] = received.unwrap_or(serde_json::Value::Null);
+    HttpResponse::Ok().json(v)
 }
 
 #[derive(Debug, Deserialize)]
@@ -637,7 +659,8 @@ mod tests {
             service_addr: Mutex::new(String::new()),
             caps: Mutex::new(BTreeMap::new()),
             server: Mutex::new(None),
-            last: Mutex::new(None),
+            last: Mutex::new(LastSeen::default()),
+            last_job: Mutex::new(None),
         };
         s.set("a", Knobs::default());
         s.set("b", Knobs::default());

@@ -13,6 +13,7 @@ mod operator;
 mod persistence;
 mod reliability;
 mod routing;
+mod signing;
 mod supervision;
 mod support;
 mod ui;

@@ -130,7 +130,7 @@ pub fn decode_client_header(value: Option<&[u8]>) -> Result<ClientJob, HeaderErr
 }
 
 /// The job header the gateway sends to an orchestrator (go-livepeer `JobRequest`).
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct JobRequest {
     /// Client job id (may be empty).
     pub id: String,

@@ -59,7 +59,7 @@ pub struct JobToken {
 }
 
 /// The `{"addr","sig"}` credential of `Livepeer-Eth-Address`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EthAddressCredential {
     /// The gateway's address (checksummed).
     pub addr: String,
@@ -115,5 +115,18 @@ mod tests {
         assert_eq!(c.addr, Offchain.address());
         assert_eq!(c.sig, "");
         assert!(decode_eth_address_header("!!").is_none());
+    }
+
+    #[test]
+    fn v0_credential_signs_the_checksummed_address_string() {
+        let key = [
+            0x4c, 0x08, 0x83, 0xa6, 0x91, 0x02, 0x93, 0x7d, 0x62, 0x31, 0x47, 0x1b, 0x5d, 0xbb, 0x62, 0x04, 0xfe, 0x51,
+            0x29, 0x61, 0x70, 0x82, 0x79, 0x2a, 0xe4, 0x68, 0xd0, 0x1a, 0x3f, 0x36, 0x23, 0x18,
+        ];
+        let signer = crate::protocol::signer::v0::V0::from_secret(&key).expect("valid key");
+        let c = decode_eth_address_header(&eth_address_header(&signer)).expect("decodes");
+        assert_eq!(c.addr, "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+        assert_eq!(c.sig, signer.sign(c.addr.as_bytes()));
+        assert_eq!(c.sig.len(), 132);
     }
 }

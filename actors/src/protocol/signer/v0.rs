@@ -1,0 +1,98 @@
+//! The "V0" scheme of go-livepeer master: EIP-191 personal-sign of the keccak256 hash of the
+//! message (`eth/accountmanager.go` `Sign`), verified by orchestrators with `VerifySig`.
+//!
+//! For a message `m` the signed digest is
+//! `keccak256("\x19Ethereum Signed Message:\n32" ++ keccak256(m))`; the signature is 65 bytes
+//! `r || s || v` with low `s` and `v` in {27, 28}, sent as `0x` + 130 lowercase hex.
+
+use k256::ecdsa::{SigningKey, VerifyingKey};
+use sha3::{Digest as _, Keccak256};
+
+use super::keystore::KeystoreError;
+use super::Signer;
+
+/// A V0 signer holding an unlocked private key.
+///
+/// Its `Debug` shows the address only, so the key cannot end up in a log by accident.
+pub struct V0 {
+    /// The key (zeroed on drop by k256).
+    key: SigningKey,
+    /// EIP-55 checksum form of the key's address, computed once.
+    address: String,
+}
+
+impl std::fmt::Debug for V0 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V0").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl V0 {
+    /// A signer for the 32-byte secp256k1 private key `secret`.
+    pub fn from_secret(secret: &[u8]) -> Result<Self, KeystoreError> {
+        let key = SigningKey::from_slice(secret).map_err(|_| KeystoreError::InvalidKey)?;
+        let address = checksum_address(&address_bytes(key.verifying_key()));
+        Ok(Self { key, address })
+    }
+
+    /// The 65-byte signature `r || s || v` of `msg` (low `s`, `v` in {27, 28}).
+    pub fn sign_bytes(&self, msg: &[u8]) -> [u8; 65] {
+        let digest = personal_digest(msg);
+        let (sig, recovery) = self.key.sign_prehash_recoverable(&digest);
+        let mut out = [0u8; 65];
+        out[..64].copy_from_slice(&sig.to_bytes());
+        // Ethereum's v: 27 + parity of R's y. k256 normalises s to the low half and flips the
+        // recovery id to match, so the pair stays valid for ecrecover. (An x-reduced R, which
+        // Ethereum cannot express, has probability ~2^-128.)
+        out[64] = 27 + u8::from(recovery.is_y_odd());
+        out
+    }
+}
+
+impl Signer for V0 {
+    fn address(&self) -> String {
+        self.address.clone()
+    }
+
+    fn sign(&self, msg: &[u8]) -> String {
+        format!("0x{}", hex::encode(self.sign_bytes(msg)))
+    }
+
+    fn scheme(&self) -> &'static str {
+        "v0"
+    }
+}
+
+/// `keccak256("\x19Ethereum Signed Message:\n32" ++ keccak256(msg))`: go-livepeer signs the
+/// 32-byte hash of the message, not the message itself, hence the fixed length 32.
+pub fn personal_digest(msg: &[u8]) -> [u8; 32] {
+    let inner = Keccak256::digest(msg);
+    let mut h = Keccak256::new();
+    h.update(b"\x19Ethereum Signed Message:\n32");
+    h.update(inner);
+    h.finalize().into()
+}
+
+/// The 20-byte Ethereum address of a public key: the last 20 bytes of the keccak256 of the
+/// uncompressed point without its `0x04` prefix.
+pub fn address_bytes(key: &VerifyingKey) -> [u8; 20] {
+    let point = key.to_sec1_point(false);
+    let hash = Keccak256::digest(&point.as_bytes()[1..]);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(&hash[12..]);
+    out
+}
+
+/// EIP-55 mixed-case checksum form of `addr` (`0x` + 40 hex): a hex letter is upper case when
+/// the matching nibble of keccak256(lowercase hex) is 8 or more.
+pub fn checksum_address(addr: &[u8; 20]) -> String {
+    let lower = hex::encode(addr);
+    let hash = Keccak256::digest(lower.as_bytes());
+    let mut out = String::with_capacity(42);
+    out.push_str("0x");
+    for (i, c) in lower.chars().enumerate() {
+        let nibble = (hash[i / 2] >> if i % 2 == 0 { 4 } else { 0 }) & 0x0f;
+        out.push(if nibble >= 8 { c.to_ascii_uppercase() } else { c });
+    }
+    out
+}

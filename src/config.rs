@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use byoc_actors::breaker::BreakerConfig;
 use byoc_actors::capability::Capability;
+use byoc_actors::discovery::webhook::check_webhook_url;
+use byoc_actors::discovery::DiscoverySettings;
 use byoc_actors::orchestrator::normalize_url;
 use byoc_actors::policy::CapabilityPolicy;
 use serde::{Deserialize, Serialize};
@@ -129,6 +131,28 @@ impl Default for Routing {
     }
 }
 
+/// Orchestrator discovery (go-livepeer's `-orchWebhookUrl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Discovery {
+    /// Webhook answering `GET` with `[{"address": "https://host:port", "score": 1.0}, ...]`;
+    /// also `--orch-webhook-url` / `BYOC_GATEWAY_ORCH_WEBHOOK_URL`. Unset: no discovery.
+    pub webhook_url: Option<String>,
+    /// Period between fetches.
+    #[serde(with = "humantime_serde")]
+    pub webhook_refresh: Duration,
+    /// Bound on one fetch, body included.
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        // go-livepeer's values: refreshed every minute, 3 s timeout.
+        Self { webhook_url: None, webhook_refresh: Duration::from_secs(60), webhook_timeout: Duration::from_secs(3) }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -178,6 +202,8 @@ pub struct Config {
     pub default_policy: CapabilityPolicy,
     /// Per-capability policies; the capabilities named here get pairs at start.
     pub capabilities: BTreeMap<String, CapabilityPolicy>,
+    /// Orchestrator discovery.
+    pub discovery: Discovery,
     /// Logging.
     pub log: Log,
 }
@@ -199,6 +225,7 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             default_policy: CapabilityPolicy::default(),
             capabilities: BTreeMap::new(),
+            discovery: Discovery::default(),
             log: Log::default(),
         }
     }
@@ -217,6 +244,8 @@ pub struct Validated {
     pub orchestrators: Vec<(String, Vec<Capability>)>,
     /// Per-capability policies.
     pub policies: Vec<(Capability, CapabilityPolicy)>,
+    /// The discovery webhook, when one is configured.
+    pub discovery: Option<DiscoverySettings>,
     /// The flags and env it was loaded from (what a reload reads again).
     pub source: RunArgs,
 }
@@ -259,6 +288,11 @@ impl Config {
         }
         if let Some(v) = &args.orch_addr {
             self.orch_addr = v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(v) = &args.orch_webhook_url {
+            // An empty value (as go-livepeer's default "") means no webhook, so an env var
+            // can switch discovery off over a file that sets it.
+            self.discovery.webhook_url = Some(v.trim().to_string()).filter(|s| !s.is_empty());
         }
         if let Some(v) = &args.admin_token {
             self.admin_token = Some(v.clone());
@@ -357,7 +391,30 @@ impl Config {
         if self.metrics_require_token && self.admin_token.is_none() {
             return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
         }
-        Ok(Validated { config: self, http_addr, admin_addr, orchestrators, policies, source: RunArgs::default() })
+        let d = &self.discovery;
+        let discovery = match &d.webhook_url {
+            None => None,
+            Some(raw) => {
+                let webhook_url = check_webhook_url(raw).map_err(|e| invalid(format!("discovery.webhook_url: {e}")))?;
+                for (name, v) in
+                    [("discovery.webhook_refresh", d.webhook_refresh), ("discovery.webhook_timeout", d.webhook_timeout)]
+                {
+                    if v.is_zero() {
+                        return Err(invalid(format!("{name} must be positive")));
+                    }
+                }
+                Some(DiscoverySettings { webhook_url, refresh: d.webhook_refresh, timeout: d.webhook_timeout })
+            }
+        };
+        Ok(Validated {
+            config: self,
+            http_addr,
+            admin_addr,
+            orchestrators,
+            policies,
+            discovery,
+            source: RunArgs::default(),
+        })
     }
 }
 
@@ -434,6 +491,38 @@ mod tests {
         let cfg =
             Config::from_toml("[breaker]\nwindow = 30\n[capabilities.depth.breaker]\nmin_calls = 15\n").expect("toml");
         assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
+    fn the_webhook_url_comes_from_file_env_or_flag_and_is_checked() {
+        let mut cfg = Config::from_toml(
+            "[discovery]\nwebhook_url = \"http://127.0.0.1:8000/orchs?k=v\"\nwebhook_refresh = \"200ms\"\n",
+        )
+        .expect("toml");
+        let v = cfg.clone().validate().expect("valid");
+        let d = v.discovery.expect("configured");
+        assert_eq!(d.webhook_url, "http://127.0.0.1:8000/orchs?k=v");
+        assert_eq!((d.refresh, d.timeout), (Duration::from_millis(200), Duration::from_secs(3)));
+        // The flag (or env) wins; an empty one switches discovery off.
+        cfg.apply(&RunArgs { orch_webhook_url: Some(String::new()), ..Default::default() });
+        assert!(cfg.clone().validate().expect("valid").discovery.is_none());
+        cfg.apply(&RunArgs { orch_webhook_url: Some("https://hook.example".into()), ..Default::default() });
+        assert_eq!(cfg.validate().expect("valid").discovery.expect("on").webhook_url, "https://hook.example/");
+        assert!(Config::default().validate().expect("valid").discovery.is_none(), "off by default");
+
+        for (toml, needle) in [
+            ("[discovery]\nwebhook_url = \"ftp://x/list\"\n", "scheme"),
+            ("[discovery]\nwebhook_url = \"hook.example/list\"\n", "http://"),
+            ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_timeout = \"0s\"\n", "webhook_timeout"),
+            ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_refresh = \"0s\"\n", "webhook_refresh"),
+        ] {
+            let cfg = Config::from_toml(toml).expect("toml");
+            match cfg.validate() {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(needle) && m.contains("discovery."), "{m}"),
+                other => panic!("{toml}: expected invalid, got {other:?}"),
+            }
+        }
+        assert!(Config::from_toml("[discovery]\nwebhook_urll = \"http://x\"\n").is_err(), "typos are refused");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod admin;
 mod cli;
+mod discovery;
 mod errors;
 mod health;
 mod operator;

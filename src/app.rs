@@ -15,13 +15,15 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use byoc_actors::budget::RetryBudgets;
+use byoc_actors::discovery::{Discovery, DiscoveryReport};
 use byoc_actors::dispatcher::Dispatcher;
+use byoc_actors::orchestrator::Source;
 use byoc_actors::pair::PairSettings;
 use byoc_actors::policy::PolicyBook;
 use byoc_actors::protocol::client::{build_client, ClientSettings};
 use byoc_actors::protocol::signer::SharedSigner;
 use byoc_actors::route::Router;
-use byoc_actors::store::{self, Flush, ReconcileConfig, Store};
+use byoc_actors::store::{self, ApplyWebhook, Flush, ReconcileConfig, Store};
 use byoc_actors::supervisor::{FlushScores, Reload, Supervisor, SupervisorInit};
 
 use crate::cli::RunArgs;
@@ -67,6 +69,10 @@ impl Gateway {
             .await
             .context("store actor")?
             .context("cannot reconcile configured orchestrators with the store")?;
+        let mut snapshot = snapshot;
+        if v.discovery.is_none() {
+            forget_webhook_orchestrators(&store, &mut snapshot).await?;
+        }
         tracing::info!(
             orchestrators = snapshot.orchestrators.len(),
             pair_records = snapshot.pairs.len(),
@@ -126,9 +132,13 @@ impl Gateway {
             flush_every: cfg.routing.flush_every,
             policies: policies.clone(),
             config_policies,
+            discovery: v.discovery.as_ref().map(DiscoveryReport::configured).unwrap_or_default(),
         })
         .context("supervisor")?
         .start();
+        if let Some(settings) = v.discovery.clone() {
+            Discovery::new(settings, &client_settings, supervisor.clone()).context("discovery client")?.start();
+        }
 
         let public_listener =
             TcpListener::bind(v.http_addr).with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
@@ -245,6 +255,28 @@ impl Gateway {
         tracing::info!("store flushed; bye");
         Ok(())
     }
+}
+
+/// Without a webhook configured, orchestrators it once listed (persisted with source
+/// `webhook`) have nothing left to reconcile them, so they are removed at start, as config
+/// entries no longer in the config are.
+async fn forget_webhook_orchestrators(store: &Addr<Store>, snapshot: &mut store::Snapshot) -> anyhow::Result<()> {
+    let stale: Vec<_> =
+        snapshot.orchestrators.iter().filter(|o| o.source == Source::Webhook).map(|o| o.id.clone()).collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let delta = store
+        .send(ApplyWebhook { add: Vec::new(), remove: stale })
+        .await
+        .context("store actor")?
+        .context("cannot remove the orchestrators of a webhook no longer configured")?;
+    let gone: std::collections::HashSet<_> = delta.removed.iter().map(|o| o.id.clone()).collect();
+    snapshot.orchestrators.retain(|o| !gone.contains(&o.id));
+    snapshot.pairs.retain(|p| !gone.contains(&p.orchestrator));
+    tracing::warn!(removed = ?delta.removed.iter().map(|o| &o.url).collect::<Vec<_>>(),
+        "no discovery webhook configured: orchestrators a webhook had listed were removed");
+    Ok(())
 }
 
 /// Re-reads the configuration the gateway was started with, as a [`Reload`] for the

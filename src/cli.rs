@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Orchestrators, comma separated, like go-livepeer's -orchAddr (host:port means https).
     #[arg(long, env = "BYOC_GATEWAY_ORCH_ADDR", value_name = "URL[,URL...]", value_delimiter = ',')]
     pub orch_addr: Option<Vec<String>>,
+    /// Discovery webhook, like go-livepeer's -orchWebhookUrl: GET answers
+    /// [{"address":"https://host:port","score":1.0},...]; fetched at start and every minute.
+    #[arg(long, env = "BYOC_GATEWAY_ORCH_WEBHOOK_URL", value_name = "URL")]
+    pub orch_webhook_url: Option<String>,
     /// Bearer token required on the admin API.
     #[arg(long, env = "BYOC_GATEWAY_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use byoc_actors::breaker::BreakerConfig;
 use byoc_actors::capability::Capability;
+use byoc_actors::discovery::webhook::check_webhook_url;
+use byoc_actors::discovery::DiscoverySettings;
 use byoc_actors::orchestrator::normalize_url;
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::protocol::signer::{self, Offchain, Scheme, SharedSigner, SignerError};
@@ -157,6 +159,28 @@ impl Default for Runner {
     }
 }
 
+/// Orchestrator discovery (go-livepeer's `-orchWebhookUrl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Discovery {
+    /// Webhook answering `GET` with `[{"address": "https://host:port", "score": 1.0}, ...]`;
+    /// also `--orch-webhook-url` / `BYOC_GATEWAY_ORCH_WEBHOOK_URL`. Unset: no discovery.
+    pub webhook_url: Option<String>,
+    /// Period between fetches.
+    #[serde(with = "humantime_serde")]
+    pub webhook_refresh: Duration,
+    /// Bound on one fetch, body included.
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        // go-livepeer's values: refreshed every minute, 3 s timeout.
+        Self { webhook_url: None, webhook_refresh: Duration::from_secs(60), webhook_timeout: Duration::from_secs(3) }
+    }
+}
+
 /// Log output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -227,6 +251,8 @@ pub struct Config {
     pub capabilities: BTreeMap<String, CapabilityPolicy>,
     /// The AI-runner paths.
     pub runner: Runner,
+    /// Orchestrator discovery.
+    pub discovery: Discovery,
     /// Logging.
     pub log: Log,
     /// Signing key (none: offchain).
@@ -251,6 +277,7 @@ impl Default for Config {
             default_policy: CapabilityPolicy::default(),
             capabilities: BTreeMap::new(),
             runner: Runner::default(),
+            discovery: Discovery::default(),
             log: Log::default(),
             signer: SignerConfig::default(),
         }
@@ -272,6 +299,8 @@ pub struct Validated {
     pub policies: Vec<(Capability, CapabilityPolicy)>,
     /// Every AI-runner path and the capability it routes to (aliases applied).
     pub runner_routes: Vec<(&'static str, Capability)>,
+    /// The discovery webhook, when one is configured.
+    pub discovery: Option<DiscoverySettings>,
     /// The flags and env it was loaded from (what a reload reads again).
     pub source: RunArgs,
     /// Signs the token credential and jobs: the unlocked key, or [`Offchain`].
@@ -327,6 +356,11 @@ impl Config {
         }
         if let Some(v) = &args.orch_addr {
             self.orch_addr = v.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        }
+        if let Some(v) = &args.orch_webhook_url {
+            // An empty value (as go-livepeer's default "") means no webhook, so an env var
+            // can switch discovery off over a file that sets it.
+            self.discovery.webhook_url = Some(v.trim().to_string()).filter(|s| !s.is_empty());
         }
         if let Some(v) = &args.admin_token {
             self.admin_token = Some(v.clone());
@@ -436,6 +470,21 @@ impl Config {
         if self.metrics_require_token && self.admin_token.is_none() {
             return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
         }
+        let d = &self.discovery;
+        let discovery = match &d.webhook_url {
+            None => None,
+            Some(raw) => {
+                let webhook_url = check_webhook_url(raw).map_err(|e| invalid(format!("discovery.webhook_url: {e}")))?;
+                for (name, v) in
+                    [("discovery.webhook_refresh", d.webhook_refresh), ("discovery.webhook_timeout", d.webhook_timeout)]
+                {
+                    if v.is_zero() {
+                        return Err(invalid(format!("{name} must be positive")));
+                    }
+                }
+                Some(DiscoverySettings { webhook_url, refresh: d.webhook_refresh, timeout: d.webhook_timeout })
+            }
+        };
         let runner_routes = self.runner.routes().map_err(invalid)?;
         // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
         let signer = self.signer.unlock(unlock)?;
@@ -446,6 +495,7 @@ impl Config {
             orchestrators,
             policies,
             runner_routes,
+            discovery,
             source: RunArgs::default(),
             signer,
         })
@@ -649,6 +699,38 @@ mod tests {
         assert!(matches!(bad_name.validate(), Err(ConfigError::Invalid(m)) if m.contains("runner.aliases.llm")));
         let zero = Config::from_toml("[runner]\ntimeout_seconds = 0\n").expect("toml");
         assert!(matches!(zero.validate(), Err(ConfigError::Invalid(m)) if m.contains("runner.timeout_seconds")));
+    }
+
+    #[test]
+    fn the_webhook_url_comes_from_file_env_or_flag_and_is_checked() {
+        let mut cfg = Config::from_toml(
+            "[discovery]\nwebhook_url = \"http://127.0.0.1:8000/orchs?k=v\"\nwebhook_refresh = \"200ms\"\n",
+        )
+        .expect("toml");
+        let v = cfg.clone().validate().expect("valid");
+        let d = v.discovery.expect("configured");
+        assert_eq!(d.webhook_url, "http://127.0.0.1:8000/orchs?k=v");
+        assert_eq!((d.refresh, d.timeout), (Duration::from_millis(200), Duration::from_secs(3)));
+        // The flag (or env) wins; an empty one switches discovery off.
+        cfg.apply(&RunArgs { orch_webhook_url: Some(String::new()), ..Default::default() });
+        assert!(cfg.clone().validate().expect("valid").discovery.is_none());
+        cfg.apply(&RunArgs { orch_webhook_url: Some("https://hook.example".into()), ..Default::default() });
+        assert_eq!(cfg.validate().expect("valid").discovery.expect("on").webhook_url, "https://hook.example/");
+        assert!(Config::default().validate().expect("valid").discovery.is_none(), "off by default");
+
+        for (toml, needle) in [
+            ("[discovery]\nwebhook_url = \"ftp://x/list\"\n", "scheme"),
+            ("[discovery]\nwebhook_url = \"hook.example/list\"\n", "http://"),
+            ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_timeout = \"0s\"\n", "webhook_timeout"),
+            ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_refresh = \"0s\"\n", "webhook_refresh"),
+        ] {
+            let cfg = Config::from_toml(toml).expect("toml");
+            match cfg.validate() {
+                Err(ConfigError::Invalid(m)) => assert!(m.contains(needle) && m.contains("discovery."), "{m}"),
+                other => panic!("{toml}: expected invalid, got {other:?}"),
+            }
+        }
+        assert!(Config::from_toml("[discovery]\nwebhook_urll = \"http://x\"\n").is_err(), "typos are refused");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`pair`]: `PairActor`, one per (orchestrator, capability), owning that pair's health.
 //! - [`dispatcher`]: `Dispatcher`, the per-capability scoreboard that selects pairs.
 //! - [`supervisor`]: `Supervisor`, the registry; starts, restarts and retires pair actors.
+//! - [`discovery`]: `Discovery`, the orchestrator webhook (`--orch-webhook-url`) fetcher.
 //! - [`store`]: `Store`, the sled database on a `SyncArbiter`.
 //! - [`route`]: the attempt loop of one job (select, admit, call, record, fail over).
 //! - [`metrics`]: metric names.
@@ -21,6 +22,7 @@
 pub mod breaker;
 pub mod budget;
 pub mod capability;
+pub mod discovery;
 pub mod dispatcher;
 pub mod metrics;
 pub mod orchestrator;

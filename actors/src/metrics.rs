@@ -41,6 +41,12 @@ pub const PAIRS_UNROUTABLE: &str = "byoc_gateway_pairs_unroutable";
 /// Node-level connect failures signalled to an orchestrator's sibling pairs.
 pub const NODE_UNREACHABLE_TOTAL: &str = "byoc_gateway_node_unreachable_total";
 
+/// Discovery webhook fetches, by `outcome` (`ok`, `connect`, `timeout`, `transport`,
+/// `http-status`, `too-large`, `bad-json`, `too-many-entries`, `no-valid-entry`, `registry`).
+pub const DISCOVERY_FETCHES_TOTAL: &str = "byoc_gateway_discovery_fetches_total";
+/// Orchestrators registered with source `webhook`; set after every fetch.
+pub const DISCOVERY_ORCHESTRATORS: &str = "byoc_gateway_discovery_orchestrators";
+
 /// Bytes the store takes on disk; refreshed every ten seconds.
 pub const STORE_SIZE_BYTES: &str = "byoc_gateway_store_size_bytes";
 /// Duration of store flushes (fsync) in seconds.
@@ -71,6 +77,8 @@ pub fn describe() {
     describe_counter!(COLD_STARTS_TOTAL, "First answers of new or recovered pairs, by slow");
     describe_gauge!(PAIRS_UNROUTABLE, "Pairs out of rotation, by reason");
     describe_counter!(NODE_UNREACHABLE_TOTAL, "Connect failures signalled to sibling pairs");
+    describe_counter!(DISCOVERY_FETCHES_TOTAL, "Discovery webhook fetches, by outcome");
+    describe_gauge!(DISCOVERY_ORCHESTRATORS, "Orchestrators registered by the discovery webhook");
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");

@@ -28,6 +28,10 @@ pub enum Source {
     Config,
     /// Added through the admin API: kept until deleted through the admin API.
     Admin,
+    /// Listed by the discovery webhook (`--orch-webhook-url`): added when it appears there,
+    /// removed when a successful fetch no longer lists it. Discovery never adds a URL another
+    /// source already registered and never removes an entry of another source.
+    Webhook,
 }
 
 /// One registered orchestrator.

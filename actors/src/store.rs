@@ -296,6 +296,31 @@ impl Store {
         capabilities: Vec<Capability>,
         source: Source,
     ) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
+        let res = self.insert_unflushed(url, capabilities, source)?;
+        if let Ok(orch) = &res {
+            self.flushed_or_undo(|| self.undo_insert(orch))?;
+        }
+        Ok(res)
+    }
+
+    /// Flushes; if that fails, runs `undo` so that memory and the error agree ("not done") and
+    /// a retry is not refused as a duplicate.
+    fn flushed_or_undo(&self, undo: impl FnOnce()) -> Result<(), StoreError> {
+        self.flush().inspect_err(|_| undo())
+    }
+
+    fn undo_insert(&self, orch: &Orchestrator) {
+        let _ = self.urls.remove(orch.url.as_bytes());
+        let _ = self.orchestrators.remove(orch.id.0.as_bytes());
+    }
+
+    /// [`Store::insert`] without the flush, for batches that flush once.
+    fn insert_unflushed(
+        &self,
+        url: &str,
+        capabilities: Vec<Capability>,
+        source: Source,
+    ) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
         // Ids come from sled's monotonic counter; skip any taken by an imported entry.
         let id = loop {
             let n = self.db.generate_id().map_err(|e| self.err(e))?;
@@ -306,11 +331,19 @@ impl Store {
         };
         let orch =
             Orchestrator { id, url: url.to_string(), capabilities, added_at: unix_ms_now(), source, enabled: true };
-        self.put_new(orch)
+        self.put_new_unflushed(orch)
     }
 
     /// Inserts `orch` with its own id unless its URL (or id) is already registered.
     fn put_new(&self, orch: Orchestrator) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
+        let res = self.put_new_unflushed(orch)?;
+        if let Ok(orch) = &res {
+            self.flushed_or_undo(|| self.undo_insert(orch))?;
+        }
+        Ok(res)
+    }
+
+    fn put_new_unflushed(&self, orch: Orchestrator) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
         self.writable()?;
         let url = orch.url.clone();
         let url = url.as_str();
@@ -329,16 +362,7 @@ impl Store {
                 Ok(Ok(()))
             });
         match res {
-            Ok(Ok(())) => {
-                if let Err(e) = self.flush() {
-                    // Not durable: undo it in memory too, so that the 503 means "not added"
-                    // and a retry is not refused as a duplicate.
-                    let _ = self.urls.remove(orch.url.as_bytes());
-                    let _ = self.orchestrators.remove(orch.id.0.as_bytes());
-                    return Err(e);
-                }
-                Ok(Ok(orch))
-            }
+            Ok(Ok(())) => Ok(Ok(orch)),
             Ok(Err(id)) => Ok(Err(Duplicate { id, url: url.to_string() })),
             Err(TransactionError::Storage(e)) => Err(self.err(e)),
             Err(TransactionError::Abort(())) => Err(StoreError::Io("transaction aborted".into())),
@@ -346,6 +370,24 @@ impl Store {
     }
 
     fn delete(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError> {
+        let Some(deleted) = self.delete_unflushed(id)? else {
+            return Ok(None);
+        };
+        self.flushed_or_undo(|| self.undo_delete(&deleted))?;
+        Ok(Some(deleted.orch))
+    }
+
+    /// Puts a deleted entry back (its flush failed).
+    fn undo_delete(&self, d: &Deleted) {
+        let _ = self.orchestrators.insert(d.orch.id.0.as_bytes(), d.raw.clone());
+        let _ = self.urls.insert(d.orch.url.as_bytes(), d.orch.id.0.as_bytes());
+        for (k, v) in &d.pairs {
+            let _ = self.pairs.insert(k, v.clone());
+        }
+    }
+
+    /// [`Store::delete`] without the flush, keeping what is needed to undo it.
+    fn delete_unflushed(&self, id: &OrchestratorId) -> Result<Option<Deleted>, StoreError> {
         self.writable()?;
         let Some(raw) = self.orchestrators.get(id.0.as_bytes()).map_err(|e| self.err(e))? else {
             return Ok(None);
@@ -369,17 +411,22 @@ impl Store {
             TransactionError::Storage(e) => self.err(e),
             TransactionError::Abort(()) => StoreError::Io("transaction aborted".into()),
         })?;
-        if let Err(e) = self.flush() {
-            // Not durable: put everything back so that memory and the answer agree.
-            let _ = self.orchestrators.insert(id.0.as_bytes(), raw);
-            let _ = self.urls.insert(orch.url.as_bytes(), id.0.as_bytes());
-            for (k, v) in pair_entries {
-                let _ = self.pairs.insert(k, v);
-            }
-            return Err(e);
-        }
-        Ok(Some(orch))
+        Ok(Some(Deleted { orch, raw, pairs: pair_entries }))
     }
+
+    fn get_orchestrator(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError> {
+        match self.orchestrators.get(id.0.as_bytes()).map_err(|e| self.err(e))? {
+            Some(raw) => Ok(Some(Self::decode(id.0.as_bytes(), &raw)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A deleted registry entry with what it takes to put it back.
+struct Deleted {
+    orch: Orchestrator,
+    raw: sled::IVec,
+    pairs: Vec<(sled::IVec, sled::IVec)>,
 }
 
 impl Actor for Store {
@@ -476,8 +523,10 @@ impl Handler<Load> for Store {
 
 /// Makes the registry's config-sourced entries match `entries` (URL, declared
 /// capabilities): adds missing ones, updates declared capabilities, removes config entries
-/// no longer listed (with their pair records). Admin-added entries are left alone. Returns
-/// the resulting snapshot.
+/// no longer listed (with their pair records). Admin-added entries are left alone. An entry
+/// the discovery webhook added and the config now lists becomes a config entry (the static
+/// source wins, so the webhook dropping it later does not remove it). Returns the resulting
+/// snapshot.
 #[derive(Message)]
 #[rtype(result = "Result<Snapshot, StoreError>")]
 pub struct ReconcileConfig {
@@ -492,6 +541,11 @@ impl Handler<ReconcileConfig> for Store {
         let existing = self.list_orchestrators()?;
         for (url, caps) in &msg.entries {
             match existing.iter().find(|o| &o.url == url) {
+                Some(o) if o.source == Source::Webhook => {
+                    let adopted = Orchestrator { capabilities: caps.clone(), source: Source::Config, ..o.clone() };
+                    tracing::info!(id = %o.id, url = %o.url, "orchestrator found by the webhook is now listed in the config");
+                    self.orchestrators.insert(o.id.0.as_bytes(), Self::encode(&adopted)).map_err(|e| self.err(e))?;
+                }
                 Some(o) if o.capabilities != *caps && o.source == Source::Config => {
                     let updated = Orchestrator { capabilities: caps.clone(), ..o.clone() };
                     self.orchestrators.insert(o.id.0.as_bytes(), Self::encode(&updated)).map_err(|e| self.err(e))?;
@@ -511,6 +565,70 @@ impl Handler<ReconcileConfig> for Store {
         }
         self.flush()?;
         self.snapshot()
+    }
+}
+
+/// Applies a change of the discovery webhook's list, worked out by the supervisor against its
+/// registry: adds `add` with source `webhook` and removes the `remove` entries that still have
+/// source `webhook` (with their pair records), then flushes once. Idempotent, so a retry after
+/// a failure converges: a URL already registered (by any source) is answered as it stands, an
+/// entry already gone is skipped. On a failed flush everything is undone and nothing changed.
+#[derive(Message)]
+#[rtype(result = "Result<WebhookDelta, StoreError>")]
+pub struct ApplyWebhook {
+    /// Normalised URLs to add.
+    pub add: Vec<String>,
+    /// Webhook entries to remove.
+    pub remove: Vec<OrchestratorId>,
+}
+
+/// What [`ApplyWebhook`] did.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookDelta {
+    /// The entries now registered for the added URLs (an entry of another source if one won a
+    /// race for the URL).
+    pub added: Vec<Orchestrator>,
+    /// The entries removed.
+    pub removed: Vec<Orchestrator>,
+}
+
+impl Handler<ApplyWebhook> for Store {
+    type Result = Result<WebhookDelta, StoreError>;
+    fn handle(&mut self, msg: ApplyWebhook, _ctx: &mut Self::Context) -> Self::Result {
+        self.writable()?;
+        let (mut inserted, mut deleted) = (Vec::new(), Vec::new());
+        let mut delta = WebhookDelta::default();
+        let res = (|| {
+            for url in &msg.add {
+                match self.insert_unflushed(url, Vec::new(), Source::Webhook)? {
+                    Ok(o) => {
+                        inserted.push(o.clone());
+                        delta.added.push(o);
+                    }
+                    Err(dup) => delta.added.extend(self.get_orchestrator(&dup.id)?),
+                }
+            }
+            for id in &msg.remove {
+                // Only the webhook's own entries: a reload may have adopted one meanwhile.
+                if self.get_orchestrator(id)?.is_some_and(|o| o.source == Source::Webhook) {
+                    if let Some(d) = self.delete_unflushed(id)? {
+                        delta.removed.push(d.orch.clone());
+                        deleted.push(d);
+                    }
+                }
+            }
+            self.flush()
+        })();
+        if let Err(e) = res {
+            for o in &inserted {
+                self.undo_insert(o);
+            }
+            for d in &deleted {
+                self.undo_delete(d);
+            }
+            return Err(e);
+        }
+        Ok(delta)
     }
 }
 
@@ -824,6 +942,66 @@ mod tests {
             Err(e) => e.to_string(),
         };
         assert!(err.contains("Recovery"), "{err}");
+    }
+
+    #[actix_rt::test]
+    async fn webhook_changes_touch_only_webhook_entries_and_a_failed_write_changes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path()).expect("open");
+        let admin = s.insert("http://admin:1", vec![], Source::Admin).expect("io").expect("new");
+        let addr = SyncArbiter::start(1, {
+            let s = s.clone();
+            move || s.clone()
+        });
+        let apply = |add: &[&str], remove: Vec<OrchestratorId>| {
+            addr.send(ApplyWebhook { add: add.iter().map(|u| u.to_string()).collect(), remove })
+        };
+
+        let d = apply(&["http://w:1", "http://admin:1"], vec![]).await.expect("mailbox").expect("io");
+        let sources: Vec<(String, Source)> = d.added.iter().map(|o| (o.url.clone(), o.source)).collect();
+        assert_eq!(sources, vec![("http://w:1".into(), Source::Webhook), ("http://admin:1".into(), Source::Admin)]);
+        let w = d.added[0].id.clone();
+        // Removing an admin entry through the webhook path does nothing; a retry is harmless.
+        let d = apply(&["http://w:1"], vec![admin.id.clone()]).await.expect("mailbox").expect("io");
+        assert!(d.removed.is_empty());
+        assert_eq!(d.added.iter().map(|o| o.id.clone()).collect::<Vec<_>>(), vec![w.clone()]);
+        assert_eq!(s.list_orchestrators().expect("list").len(), 2);
+
+        // A failed write leaves the registry as it was.
+        addr.send(InjectWriteFailure(true)).await.expect("mailbox");
+        assert!(apply(&["http://w2:1"], vec![w.clone()]).await.expect("mailbox").is_err());
+        addr.send(InjectWriteFailure(false)).await.expect("mailbox");
+        let urls: Vec<String> = s.list_orchestrators().expect("list").into_iter().map(|o| o.url).collect();
+        assert_eq!(urls.len(), 2, "{urls:?}");
+        assert!(urls.contains(&"http://w:1".to_string()) && !urls.contains(&"http://w2:1".to_string()));
+
+        let d = apply(&[], vec![w.clone()]).await.expect("mailbox").expect("io");
+        assert_eq!(d.removed.iter().map(|o| o.id.clone()).collect::<Vec<_>>(), vec![w]);
+        assert_eq!(s.list_orchestrators().expect("list"), vec![admin]);
+    }
+
+    #[actix_rt::test]
+    async fn a_config_entry_adopts_the_webhook_entry_of_the_same_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path()).expect("open");
+        let w = s.insert("http://w:1", vec![], Source::Webhook).expect("io").expect("new");
+        let addr = SyncArbiter::start(1, {
+            let s = s.clone();
+            move || s.clone()
+        });
+        let snap = addr
+            .send(ReconcileConfig { entries: vec![("http://w:1".into(), vec![cap("depth")])] })
+            .await
+            .expect("mailbox")
+            .expect("io");
+        assert_eq!(snap.orchestrators.len(), 1);
+        let o = &snap.orchestrators[0];
+        assert_eq!((&o.id, o.source, &o.capabilities), (&w.id, Source::Config, &vec![cap("depth")]));
+        // Now the webhook dropping it changes nothing.
+        let d =
+            addr.send(ApplyWebhook { add: vec![], remove: vec![w.id.clone()] }).await.expect("mailbox").expect("io");
+        assert!(d.removed.is_empty());
+        assert_eq!(s.list_orchestrators().expect("list").len(), 1);
     }
 
     #[test]

@@ -7,6 +7,13 @@
 //! The invariant it maintains: for every *registered* capability (declared in config or for
 //! an orchestrator, or offered by some orchestrator at some time), every registered
 //! orchestrator has a pair, and every such pair is on the dispatcher's board.
+//!
+//! Orchestrators come from three sources ([`Source`]): flags and the config file (reconciled
+//! at start and on reload), the admin API, and the discovery webhook (reconciled after every
+//! successful fetch, see [`crate::discovery`] and `supervisor/webhook.rs`). Each source only
+//! ever removes its own entries.
+
+mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -17,6 +24,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 
 use crate::capability::{Capability, CapabilityError};
+use crate::discovery::DiscoveryReport;
 use crate::dispatcher::BoardSizes;
 use crate::dispatcher::{Dispatcher, Scoreboard, Slot};
 use crate::metrics as m;
@@ -119,6 +127,8 @@ pub struct SupervisorInit {
     pub policies: PolicyBook,
     /// The config file's own policies (what a deleted runtime policy falls back to).
     pub config_policies: HashMap<Capability, CapabilityPolicy>,
+    /// Discovery as configured ([`DiscoveryReport::default`] when no webhook is set).
+    pub discovery: DiscoveryReport,
 }
 
 /// The actor.
@@ -151,6 +161,8 @@ pub struct Supervisor {
     ticks: u64,
     /// When a batch of scores was last written (Unix ms).
     scores_saved_at: Option<u64>,
+    /// What the discovery webhook last did.
+    discovery: DiscoveryReport,
 }
 
 impl Supervisor {
@@ -185,6 +197,7 @@ impl Supervisor {
             dispatcher_rtt_us: None,
             ticks: 0,
             scores_saved_at: None,
+            discovery: init.discovery,
         })
     }
 
@@ -287,6 +300,16 @@ impl Supervisor {
         async move {
             futures_util::future::join_all(pending).await;
         }
+    }
+
+    /// Retires every pair of an orchestrator that has left the registry (they leave the boards
+    /// at once; in-flight jobs finish). Returns how many there were.
+    fn remove_orchestrator_pairs(&mut self, id: &OrchestratorId) -> usize {
+        let keys: Vec<PairKey> = self.pairs.keys().filter(|k| &k.orchestrator == id).cloned().collect();
+        for key in &keys {
+            self.remove_pair(key);
+        }
+        keys.len()
     }
 
     /// Records of pairs whose view changed since last saved, with the generation read, so
@@ -487,11 +510,8 @@ impl Handler<RemoveOrchestrator> for Supervisor {
             let Some(orch) = act.orchestrators.remove(&id) else {
                 return Err(RegistryError::NotFound(id.0));
             };
-            let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.orchestrator == id).cloned().collect();
-            for key in &keys {
-                act.remove_pair(key);
-            }
-            tracing::info!(id = %orch.id, url = %orch.url, pairs = keys.len(), "orchestrator removed; its pairs drain");
+            let pairs = act.remove_orchestrator_pairs(&id);
+            tracing::info!(id = %orch.id, url = %orch.url, pairs, "orchestrator removed; its pairs drain");
             Ok(orch)
         }))
     }
@@ -1075,10 +1095,7 @@ impl Handler<Reload> for Supervisor {
                 if let Some(o) = act.orchestrators.remove(&id) {
                     report.orchestrators_removed.push(o.url);
                 }
-                let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.orchestrator == id).cloned().collect();
-                for key in &keys {
-                    act.remove_pair(key);
-                }
+                act.remove_orchestrator_pairs(&id);
             }
             let mut new_caps = Vec::new();
             for o in snapshot.orchestrators {

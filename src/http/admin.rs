@@ -14,6 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
+use byoc_actors::discovery::{DiscoveryReport, GetDiscovery};
 use byoc_actors::orchestrator::{Orchestrator, Source};
 use byoc_actors::pair::PairReport;
 use byoc_actors::policy::CapabilityPolicy;
@@ -105,6 +106,7 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
         .service(put_capability)
         .service(delete_capability)
         .service(supervisor)
+        .service(discovery)
         .service(reload)
         .service(export_store)
 }
@@ -435,6 +437,15 @@ async fn delete_capability(state: web::Data<AdminState>, name: web::Path<String>
 #[get("/supervisor")]
 async fn supervisor(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let report = ask(&state, GetSupervisorReport).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The discovery webhook: configuration, the last fetch (time, outcome, error, entries listed
+/// and skipped, what it added and removed) and counts. `enabled: false` when none is set.
+#[utoipa::path(tag = "operations", responses((status = 200, body = DiscoveryReport), (status = 401, body = ErrorBody)))]
+#[get("/discovery")]
+async fn discovery(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let report = ask(&state, GetDiscovery).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

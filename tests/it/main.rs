@@ -7,6 +7,7 @@
 mod admin;
 mod cli;
 mod clients;
+mod discovery;
 mod errors;
 mod health;
 mod operator;

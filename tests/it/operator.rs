@@ -54,6 +54,7 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
         ("PUT", "/admin/capabilities/{name}"),
         ("DELETE", "/admin/capabilities/{name}"),
         ("GET", "/admin/supervisor"),
+        ("GET", "/admin/discovery"),
         ("POST", "/admin/reload"),
         ("GET", "/admin/store/export"),
     ]

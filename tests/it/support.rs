@@ -288,7 +288,6 @@ impl Drop for Process {
 /// `tests/python/requirements.txt`; `BYOC_TEST_PYTHON` overrides). `None` when absent outside
 /// CI, so a plain `cargo test` on a machine without it skips the Python-client tests with a
 /// message; under `CI` its absence fails the test.
-#[allow(dead_code)] // until the Python-client tests land
 pub fn python() -> Option<PathBuf> {
     let path = std::env::var_os("BYOC_TEST_PYTHON")
         .map(PathBuf::from)
@@ -304,7 +303,6 @@ pub fn python() -> Option<PathBuf> {
 
 /// Runs `script` with the test virtualenv's Python and `args`; returns stdout, failing the test
 /// with stderr if it exits non-zero.
-#[allow(dead_code)] // until the Python-client tests land
 pub async fn run_python(python: &Path, script: &str, args: &[&str]) -> String {
     let out = tokio::process::Command::new(python).arg("-c").arg(script).args(args).output().await.expect("run python");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

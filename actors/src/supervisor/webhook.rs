@@ -1,0 +1,168 @@
+//! How the supervisor applies a discovery webhook fetch ([`WebhookFetched`]) to the registry
+//! and reports it ([`GetDiscovery`]).
+//!
+//! The change is worked out against the supervisor's own registry (the truth the boards
+//! follow), not against the store, and written as a delta ([`ApplyWebhook`]): so a fetch
+//! that races an admin add or delete changes only what it means to change, and a fetch whose
+//! store write failed is simply worked out again at the next tick.
+
+use std::collections::HashSet;
+
+use actix::prelude::*;
+
+use super::{stored, Supervisor, STORE_TIMEOUT};
+use crate::discovery::webhook::{WebhookError, WebhookList};
+use crate::discovery::{DiscoveryReport, FetchReport, GetDiscovery, WebhookFetched};
+use crate::metrics as m;
+use crate::orchestrator::{OrchestratorId, Source};
+use crate::store::{ApplyWebhook, WebhookDelta};
+
+/// How many skipped-entry reasons one log line carries (the admin view has them all).
+const LOGGED_SKIPS: usize = 5;
+
+impl Supervisor {
+    fn webhook_orchestrators(&self) -> usize {
+        self.orchestrators.values().filter(|o| o.source == Source::Webhook).count()
+    }
+
+    /// Records a fetch in the report, the metrics and the log.
+    fn record_fetch(&mut self, report: FetchReport) {
+        let webhook_orchestrators = self.webhook_orchestrators();
+        let d = &mut self.discovery;
+        metrics::counter!(m::DISCOVERY_FETCHES_TOTAL, "outcome" => report.outcome).increment(1);
+        match &report.error {
+            None => {
+                d.fetches_ok += 1;
+                d.last_success_at_unix_ms = Some(report.at_unix_ms);
+                if !report.skipped.is_empty() {
+                    let first: Vec<String> = report
+                        .skipped
+                        .iter()
+                        .take(LOGGED_SKIPS)
+                        .map(|s| format!("#{}: {}", s.index, s.reason))
+                        .collect();
+                    tracing::warn!(skipped = report.skipped.len(), first = ?first,
+                        "discovery: invalid webhook entries skipped; the others applied");
+                }
+                if !report.added.is_empty() || !report.removed.is_empty() {
+                    tracing::info!(added = ?report.added, removed = ?report.removed, listed = report.listed,
+                        "discovery: webhook orchestrators changed");
+                }
+            }
+            Some(e) => {
+                d.fetches_failed += 1;
+                tracing::warn!(outcome = report.outcome, error = %e,
+                    "discovery: webhook fetch failed; nothing changed, retrying at the next tick");
+            }
+        }
+        d.last_fetch = Some(report);
+        d.orchestrators = webhook_orchestrators;
+        metrics::gauge!(m::DISCOVERY_ORCHESTRATORS).set(d.orchestrators as f64);
+    }
+
+    fn apply_webhook_delta(&mut self, delta: WebhookDelta) {
+        for o in delta.removed {
+            if self.orchestrators.remove(&o.id).is_some() {
+                self.remove_orchestrator_pairs(&o.id);
+            }
+        }
+        let mut new_caps = Vec::new();
+        for o in delta.added {
+            if !self.orchestrators.contains_key(&o.id) {
+                // A new orchestrator may offer what was cached as offered by nobody.
+                self.not_offered.clear();
+            }
+            new_caps.extend(o.capabilities.iter().cloned());
+            self.orchestrators.insert(o.id.clone(), o);
+        }
+        for cap in &new_caps {
+            self.register_capability(cap);
+        }
+        self.fill_pairs();
+    }
+}
+
+fn failed(msg: &WebhookFetched, e: &WebhookError, list: Option<&WebhookList>) -> FetchReport {
+    FetchReport {
+        at_unix_ms: msg.fetched_at_unix_ms,
+        took_ms: msg.took_ms,
+        outcome: e.outcome(),
+        error: Some(e.to_string()),
+        listed: list.map_or(0, |l| l.urls.len()),
+        skipped: list.map(|l| l.skipped.clone()).unwrap_or_default(),
+        added: Vec::new(),
+        removed: Vec::new(),
+        registered_elsewhere: Vec::new(),
+    }
+}
+
+impl Handler<WebhookFetched> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: WebhookFetched, _ctx: &mut Self::Context) -> Self::Result {
+        let list = match &msg.result {
+            Ok(list) => list.clone(),
+            Err(e) => {
+                let report = failed(&msg, e, None);
+                self.record_fetch(report);
+                return Box::pin(actix::fut::ready(()));
+            }
+        };
+        let listed: HashSet<&str> = list.urls.iter().map(String::as_str).collect();
+        let by_url: std::collections::HashMap<&str, Source> =
+            self.orchestrators.values().map(|o| (o.url.as_str(), o.source)).collect();
+        let add: Vec<String> = list.urls.iter().filter(|u| !by_url.contains_key(u.as_str())).cloned().collect();
+        let registered_elsewhere: Vec<String> = list
+            .urls
+            .iter()
+            .filter(|u| by_url.get(u.as_str()).is_some_and(|s| *s != Source::Webhook))
+            .cloned()
+            .collect();
+        let remove: Vec<OrchestratorId> = self
+            .orchestrators
+            .values()
+            .filter(|o| o.source == Source::Webhook && !listed.contains(o.url.as_str()))
+            .map(|o| o.id.clone())
+            .collect();
+        let mut report = FetchReport {
+            at_unix_ms: msg.fetched_at_unix_ms,
+            took_ms: msg.took_ms,
+            outcome: "ok",
+            error: None,
+            listed: list.urls.len(),
+            skipped: list.skipped.clone(),
+            added: Vec::new(),
+            removed: Vec::new(),
+            registered_elsewhere,
+        };
+        if add.is_empty() && remove.is_empty() {
+            self.record_fetch(report);
+            return Box::pin(actix::fut::ready(()));
+        }
+        let fut = self.store.send(ApplyWebhook { add, remove }).timeout(STORE_TIMEOUT);
+        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match stored(res) {
+            Ok(delta) => {
+                report.added =
+                    delta.added.iter().filter(|o| o.source == Source::Webhook).map(|o| o.url.clone()).collect();
+                report.removed = delta.removed.iter().map(|o| o.url.clone()).collect();
+                act.apply_webhook_delta(delta);
+                act.record_fetch(report);
+            }
+            Err(e) => {
+                let report = failed(&msg, &WebhookError::Registry(e.to_string()), Some(&list));
+                act.record_fetch(report);
+            }
+        }))
+    }
+}
+
+impl Handler<GetDiscovery> for Supervisor {
+    type Result = MessageResult<GetDiscovery>;
+
+    fn handle(&mut self, _msg: GetDiscovery, _ctx: &mut Self::Context) -> Self::Result {
+        let mut report: DiscoveryReport = self.discovery.clone();
+        // Admin adds, deletes and reloads change the count between fetches.
+        report.orchestrators = self.webhook_orchestrators();
+        MessageResult(report)
+    }
+}

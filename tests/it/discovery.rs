@@ -1,0 +1,316 @@
+//! Orchestrator discovery through a webhook (`--orch-webhook-url`, go-livepeer's
+//! `-orchWebhookUrl`): a real HTTP server in the test serves the list, which the test changes
+//! at runtime; the gateway must follow it, leave other sources alone, and change nothing when
+//! the webhook fails.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::support::*;
+use byoc_gateway::config::Config;
+use byoc_gateway::sim::SimHandle;
+
+/// What the webhook answers.
+#[derive(Clone)]
+enum Reply {
+    /// 200 with these addresses, go-livepeer's shape plus a field the gateway must tolerate.
+    List(Vec<String>),
+    /// 200 with this body as it stands.
+    Body(String),
+    /// This status with a text body.
+    Status(u16),
+}
+
+struct Webhook {
+    url: String,
+    reply: Arc<Mutex<Reply>>,
+    server: ServerHandle,
+}
+
+impl Webhook {
+    fn start(reply: Reply) -> Webhook {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
+        let url = format!("http://{}/orchestrators?key=secret-query", listener.local_addr().expect("addr"));
+        let reply = Arc::new(Mutex::new(reply));
+        let shared = web::Data::new(reply.clone());
+        let server =
+            HttpServer::new(move || App::new().app_data(shared.clone()).route("/orchestrators", web::get().to(serve)))
+                .workers(1)
+                .disable_signals()
+                .listen(listener)
+                .expect("listen")
+                .run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        Webhook { url, reply, server: handle }
+    }
+
+    fn set(&self, reply: Reply) {
+        *self.reply.lock() = reply;
+    }
+
+    fn list(&self, sims: &[&SimHandle]) {
+        self.set(Reply::List(sims.iter().map(|s| s.url.clone()).collect()));
+    }
+}
+
+async fn serve(reply: web::Data<Arc<Mutex<Reply>>>) -> HttpResponse {
+    let reply = reply.lock().clone();
+    match reply {
+        Reply::List(urls) => HttpResponse::Ok()
+            .json(urls.iter().map(|u| json!({"address": u, "score": 1.0, "region": "test"})).collect::<Vec<_>>()),
+        Reply::Body(b) => HttpResponse::Ok().content_type("application/json").body(b),
+        Reply::Status(s) => {
+            HttpResponse::build(actix_web::http::StatusCode::from_u16(s).expect("status")).body("webhook trouble")
+        }
+    }
+}
+
+fn with_webhook(hook: &Webhook) -> impl FnOnce(&mut Config) + '_ {
+    move |c: &mut Config| {
+        c.discovery.webhook_url = Some(hook.url.clone());
+        c.discovery.webhook_refresh = Duration::from_millis(200);
+        c.discovery.webhook_timeout = Duration::from_secs(2);
+    }
+}
+
+/// The registry entry for `url`, if any.
+async fn entry(gw: &TestGateway, url: &str) -> Option<Value> {
+    let list = gw.admin_get("/admin/orchestrators").await.json();
+    let found: Vec<Value> = list.as_array().expect("list").iter().filter(|o| o["url"] == url).cloned().collect();
+    assert!(found.len() <= 1, "{url} registered twice: {list}");
+    found.into_iter().next()
+}
+
+/// Waits until the webhook has been fetched with `outcome` after the fetch count `after`, and
+/// returns the discovery report then.
+async fn fetched(gw: &TestGateway, outcome: &str, after: u64) -> Value {
+    eventually(&format!("a webhook fetch with outcome {outcome}"), 500, || async {
+        let d = gw.admin_get("/admin/discovery").await.json();
+        let n = d["fetches_ok"].as_u64().expect("ok") + d["fetches_failed"].as_u64().expect("failed");
+        (n > after && d["last_fetch"]["outcome"] == outcome).then_some(d)
+    })
+    .await
+}
+
+fn fetches(d: &Value) -> u64 {
+    d["fetches_ok"].as_u64().expect("ok") + d["fetches_failed"].as_u64().expect("failed")
+}
+
+#[actix_web::test]
+async fn webhook_orchestrators_are_added_routed_to_then_drained_and_removed_when_delisted() {
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("depth", healthy())]);
+    let hook = Webhook::start(Reply::List(vec![]));
+    hook.list(&[&a]);
+    let gw = gateway_with(&[], with_webhook(&hook)).await;
+
+    let added = eventually("a discovered", 500, || entry(&gw, &a.url)).await;
+    assert_eq!(added["source"], "webhook", "{added}");
+    assert_eq!(added["capabilities"], json!([]), "webhook entries declare no capabilities");
+    // Like an --orch-addr orchestrator: its capability is probed when a job first asks.
+    let first = gw.job("depth", "first").await;
+    assert_eq!(first.status, 200, "{}", String::from_utf8_lossy(&first.body));
+    assert_eq!(first.json()["sim"], "a");
+    assert_eq!(first.header("x-orchestrator-url").as_deref(), Some(a.url.as_str()));
+
+    // A slow job is in flight on a when the webhook stops listing it.
+    a.state.patch(Some("depth"), &json!({"latency_ms": 800})).expect("knob");
+    let in_flight = {
+        let (c, url) = (gw.client.clone(), format!("{}/process/request/depth", gw.http));
+        actix_web::rt::spawn(async move {
+            read(c.post(url).insert_header(("Livepeer", job_header("depth", "slow"))).send_body("{}").await).await
+        })
+    };
+    eventually("the slow job reached a", 250, || async { (a.state.stats("depth").jobs == 2).then_some(()) }).await;
+    hook.list(&[&b]);
+    eventually("a removed", 500, || async { entry(&gw, &a.url).await.is_none().then_some(()) }).await;
+    let b_entry = eventually("b discovered", 500, || entry(&gw, &b.url)).await;
+    assert_eq!(b_entry["source"], "webhook");
+    eventually("b routable", 250, || async { (gw.pair("depth", &b.url).await["routable"] == true).then_some(()) })
+        .await;
+    for i in 0..5 {
+        assert_eq!(gw.job("depth", &format!("after{i}")).await.json()["sim"], "b");
+    }
+    assert!(gw.pairs("depth").await.iter().all(|p| p["orchestrator_url"] != a.url.as_str()), "a's pairs are gone");
+    let slow = in_flight.await.expect("job task");
+    assert_eq!(slow.status, 200, "the in-flight job finished although its orchestrator was delisted");
+    assert_eq!(slow.json()["sim"], "a");
+
+    let d = gw.admin_get("/admin/discovery").await.json();
+    assert_eq!(d["enabled"], true);
+    assert_eq!(d["orchestrators"], 1, "{d}");
+    assert_eq!(d["last_fetch"]["outcome"], "ok", "{d}");
+    assert_eq!(d["last_fetch"]["listed"], 1, "{d}");
+    assert!(d["last_success_at_unix_ms"].as_u64().is_some(), "{d}");
+    assert!(!d["webhook_url"].as_str().expect("url").contains("secret-query"), "the query is not shown: {d}");
+    hook.server.stop(false).await;
+}
+
+#[actix_web::test]
+async fn a_failing_webhook_changes_nothing_and_says_why() {
+    let a = sim("a", &[("depth", healthy())]);
+    let hook = Webhook::start(Reply::List(vec![]));
+    hook.list(&[&a]);
+    let gw = gateway_with(&[], with_webhook(&hook)).await;
+    let id = eventually("a discovered", 500, || entry(&gw, &a.url)).await["id"].clone();
+    let mut seen = fetches(&gw.admin_get("/admin/discovery").await.json());
+
+    for (reply, outcome) in [
+        (Reply::Status(500), "http-status"),
+        (Reply::Body("{\"address\": \"not a list\"}".into()), "bad-json"),
+        (Reply::Body("[{\"address\": \"ftp://nope:1\"}]".into()), "no-valid-entry"),
+    ] {
+        hook.set(reply);
+        let d = fetched(&gw, outcome, seen).await;
+        seen = fetches(&d);
+        assert!(d["last_fetch"]["error"].as_str().is_some_and(|e| !e.is_empty()), "{d}");
+        assert!(d["fetches_failed"].as_u64() > Some(0), "{d}");
+        let still = entry(&gw, &a.url).await.unwrap_or_else(|| panic!("a was removed after a {outcome} fetch"));
+        assert_eq!(still["id"], id, "same entry, untouched");
+        assert_eq!(gw.job("depth", outcome).await.json()["sim"], "a", "still routed after {outcome}");
+    }
+
+    // Invalid entries in an otherwise valid list are skipped; the rest applies.
+    hook.set(Reply::Body(format!(
+        "[{{\"address\": \"ftp://nope:1\"}}, {{\"score\": 1}}, {{\"address\": \"{}\"}}]",
+        a.url
+    )));
+    let d = eventually("a fetch with two skipped entries", 500, || async {
+        let d = gw.admin_get("/admin/discovery").await.json();
+        (fetches(&d) > seen && d["last_fetch"]["skipped"].as_array().map(Vec::len) == Some(2)).then_some(d)
+    })
+    .await;
+    assert_eq!(d["last_fetch"]["outcome"], "ok", "{d}");
+    assert_eq!(d["last_fetch"]["listed"], 1, "{d}");
+    assert!(entry(&gw, &a.url).await.is_some());
+
+    // The webhook is gone altogether: a connect failure, still nothing removed.
+    hook.server.stop(false).await;
+    fetched(&gw, "connect", fetches(&d)).await;
+    assert!(entry(&gw, &a.url).await.is_some(), "a survives the webhook going away");
+
+    let metrics = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).into_owned();
+    for outcome in ["ok", "http-status", "bad-json", "no-valid-entry", "connect"] {
+        let needle = format!("byoc_gateway_discovery_fetches_total{{outcome=\"{outcome}\"}}");
+        assert!(metrics.contains(&needle), "missing {needle}");
+    }
+    assert!(metrics.contains("byoc_gateway_discovery_orchestrators"), "missing the webhook orchestrator gauge");
+}
+
+#[actix_web::test]
+async fn orchestrators_from_the_file_or_the_admin_api_are_never_touched_by_the_webhook() {
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("depth", healthy())]);
+    let c = sim("c", &[("depth", healthy())]);
+    let hook = Webhook::start(Reply::List(vec![]));
+    hook.list(&[&a, &b]);
+    // a is in the config file with a declared capability; b only in the webhook.
+    let gw = gateway_with(&[(&a, &["depth"])], with_webhook(&hook)).await;
+    let added = gw.admin_post("/admin/orchestrators", json!({"url": c.url})).await;
+    assert_eq!(added.status, 201);
+    hook.list(&[&a, &b, &c]);
+
+    eventually("b discovered", 500, || entry(&gw, &b.url)).await;
+    let d = fetched(&gw, "ok", fetches(&gw.admin_get("/admin/discovery").await.json())).await;
+    let mut elsewhere: Vec<String> =
+        serde_json::from_value(d["last_fetch"]["registered_elsewhere"].clone()).expect("list");
+    elsewhere.sort();
+    let mut expected = vec![a.url.clone(), c.url.clone()];
+    expected.sort();
+    assert_eq!(elsewhere, expected, "{d}");
+    let before_a = entry(&gw, &a.url).await.expect("a");
+    assert_eq!(before_a["source"], "config");
+    assert_eq!(before_a["capabilities"], json!(["depth"]));
+    assert_eq!(entry(&gw, &c.url).await.expect("c")["source"], "admin");
+    assert_eq!(gw.admin_get("/admin/orchestrators").await.json().as_array().map(Vec::len), Some(3), "no duplicates");
+
+    // The webhook drops everything: only its own entry goes.
+    hook.set(Reply::List(vec![]));
+    eventually("b removed", 500, || async { entry(&gw, &b.url).await.is_none().then_some(()) }).await;
+    assert_eq!(entry(&gw, &a.url).await.expect("a survives"), before_a, "a is unchanged");
+    assert_eq!(entry(&gw, &c.url).await.expect("c survives")["source"], "admin");
+    assert_eq!(gw.admin_get("/admin/discovery").await.json()["orchestrators"], 0);
+    let served: Vec<String> = {
+        let mut v = Vec::new();
+        for i in 0..6 {
+            v.push(gw.job("depth", &format!("j{i}")).await.json()["sim"].as_str().expect("sim").to_string());
+        }
+        v
+    };
+    assert!(served.iter().all(|s| s == "a" || s == "c"), "{served:?}");
+    hook.server.stop(false).await;
+}
+
+#[actix_web::test]
+async fn webhook_orchestrators_survive_a_restart_with_the_webhook_down_and_go_when_discovery_is_off() {
+    let a = sim("a", &[("depth", healthy())]);
+    let hook = Webhook::start(Reply::List(vec![]));
+    hook.list(&[&a]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().to_str().expect("utf-8 path");
+    let base = [
+        "run",
+        "--http-addr",
+        "127.0.0.1:0",
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--data-dir",
+        data,
+        "--admin-token",
+        TOKEN,
+    ];
+    let c = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let get = |admin: String, path: &'static str| {
+        let c = c.clone();
+        async move { read(c.get(format!("{admin}{path}")).bearer_auth(TOKEN).send().await).await.json() }
+    };
+    let job = |http: String| {
+        let c = c.clone();
+        async move {
+            let req =
+                c.post(format!("{http}/process/request/depth")).insert_header(("Livepeer", job_header("depth", "j")));
+            read(req.send_body("{}").await).await
+        }
+    };
+
+    let mut args = base.to_vec();
+    args.extend(["--orch-webhook-url", &hook.url]);
+    let first = Process::spawn(&args);
+    let listed = eventually("a discovered", 500, || async {
+        let v = get(first.admin.clone(), "/admin/orchestrators").await;
+        (v.as_array().map(Vec::len) == Some(1)).then_some(v)
+    })
+    .await;
+    assert_eq!(listed[0]["source"], "webhook");
+    assert_eq!(job(first.http.clone()).await.json()["sim"], "a");
+    assert_eq!(first.signal_and_wait("TERM"), Some(0));
+
+    // Restart while the webhook fails (configured through the environment this time): the
+    // persisted entry still routes, and the failed fetch removed nothing.
+    hook.set(Reply::Status(503));
+    let second =
+        Process::spawn_with(&base, &[("RUST_LOG", "warn"), ("BYOC_GATEWAY_ORCH_WEBHOOK_URL", &hook.url)], None);
+    assert_eq!(get(second.admin.clone(), "/admin/orchestrators").await, listed, "same entry, same id");
+    eventually("the failed fetch", 500, || async {
+        let d = get(second.admin.clone(), "/admin/discovery").await;
+        (d["last_fetch"]["outcome"] == "http-status").then_some(())
+    })
+    .await;
+    assert_eq!(get(second.admin.clone(), "/admin/orchestrators").await, listed);
+    assert_eq!(job(second.http.clone()).await.json()["sim"], "a");
+    assert_eq!(second.signal_and_wait("TERM"), Some(0));
+
+    // Without a webhook nothing would ever reconcile them: they are removed at start.
+    let third = Process::spawn(&base);
+    assert_eq!(get(third.admin.clone(), "/admin/orchestrators").await, json!([]));
+    assert_eq!(get(third.admin.clone(), "/admin/discovery").await["enabled"], false);
+    drop(third);
+    hook.server.stop(false).await;
+}

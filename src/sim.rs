@@ -62,6 +62,16 @@ pub struct Knobs {
     /// Answer jobs 503 `No capacity available for capability` (as an orchestrator at
     /// capacity or without the capability does).
     pub refuse: bool,
+    /// Answer successes as Server-Sent Events: this many `data: {"n": i, ...}` events, then
+    /// `data: [DONE]` (0: a JSON answer).
+    pub sse_events: u32,
+    /// Pause between two events.
+    pub sse_interval_ms: u64,
+    /// After the first event, wait until released (`POST /sim/release`) before the rest: shows
+    /// that the first event reaches a client before the stream ends.
+    pub sse_hold: bool,
+    /// Break the stream (abort the connection) after this many events.
+    pub sse_fail_after: Option<u32>,
 }
 
 impl Default for Knobs {
@@ -80,6 +90,10 @@ impl Default for Knobs {
             status: None,
             status_body: String::new(),
             refuse: false,
+            sse_events: 0,
+            sse_interval_ms: 0,
+            sse_hold: false,
+            sse_fail_after: None,
         }
     }
 }
@@ -126,6 +140,8 @@ pub struct SimState {
     server: Mutex<Option<ServerHandle>>,
     last: Mutex<LastSeen>,
     last_job: Mutex<Option<ReceivedJob>>,
+    /// Permits for held event streams (`sse_hold`), one per stream released.
+    sse_release: tokio::sync::Semaphore,
 }
 
 /// A job as it arrived at the simulator (one with a valid job header).
@@ -166,6 +182,11 @@ impl SimState {
     /// The last credential and job header received.
     pub fn last(&self) -> LastSeen {
         self.last.lock().clone()
+    }
+
+    /// Lets one held event stream (`sse_hold`) go on past its first event.
+    pub fn release_sse(&self) {
+        self.sse_release.add_permits(1);
     }
 
     /// The last job received (with a valid job header), whatever it was answered.
@@ -275,6 +296,7 @@ fn start_with(
         server: Mutex::new(None),
         last: Mutex::new(LastSeen::default()),
         last_job: Mutex::new(None),
+        sse_release: tokio::sync::Semaphore::new(0),
     });
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());
@@ -339,7 +361,8 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/sim/state").route(web::get().to(state_report)))
         .service(web::resource("/sim/last").route(web::get().to(last_seen)))
         .service(web::resource("/sim/knobs").route(web::post().to(knobs)))
-        .service(web::resource("/sim/crash").route(web::post().to(crash)));
+        .service(web::resource("/sim/crash").route(web::post().to(crash)))
+        .service(web::resource("/sim/release").route(web::post().to(release)));
 }
 
 fn text(status: StatusCode, body: &str) -> HttpResponse {
@@ -484,6 +507,9 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
         );
     }
     record(true);
+    if knobs.sse_events > 0 {
+        return event_stream(state.into_inner(), &knobs, header.id.clone(), _guard);
+    }
     let mut answer = json!({
         "sim": state.name,
         "capability": header.capability,
@@ -504,6 +530,55 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
         .insert_header((HEADER_BALANCE, "1000"))
         .insert_header((HEADER_METADATA, json!({"sim": state.name}).to_string()))
         .body(answer.to_string())
+}
+
+/// The simulator's stream error (a broken stream aborts the connection).
+#[derive(Debug, thiserror::Error)]
+#[error("simulated stream failure")]
+struct StreamFailure;
+
+/// A `text/event-stream` answer as go-livepeer's orchestrator relays a worker's: `data:` lines,
+/// `[DONE]` at the end, `Livepeer-Payment-Balance` (its SSE name for the balance header).
+fn event_stream(state: Arc<SimState>, knobs: &Knobs, job_id: String, guard: InflightGuard) -> HttpResponse {
+    let (events, interval, hold, fail_after) =
+        (knobs.sse_events, Duration::from_millis(knobs.sse_interval_ms), knobs.sse_hold, knobs.sse_fail_after);
+    let chunks = futures_util::stream::unfold((0u32, Some(guard)), move |(n, guard)| {
+        let state = state.clone();
+        let job_id = job_id.clone();
+        async move {
+            guard.as_ref()?;
+            if n > 0 {
+                if hold && n == 1 {
+                    // Bounded: a test that never releases still ends (the stream is cut).
+                    match tokio::time::timeout(Duration::from_secs(30), state.sse_release.acquire()).await {
+                        Ok(Ok(permit)) => permit.forget(),
+                        _ => return Some((Err(StreamFailure), (n, None))),
+                    }
+                }
+                if !interval.is_zero() {
+                    tokio::time::sleep(interval).await;
+                }
+            }
+            if fail_after == Some(n) {
+                return Some((Err(StreamFailure), (n, None)));
+            }
+            if n == events {
+                return Some((Ok(web::Bytes::from_static(b"data: [DONE]\n\n")), (n + 1, None)));
+            }
+            let event = json!({"n": n, "sim": state.name, "job_id": job_id});
+            Some((Ok(web::Bytes::from(format!("data: {event}\n\n"))), (n + 1, guard)))
+        }
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("Livepeer-Payment-Balance", "1000"))
+        .streaming(chunks)
+}
+
+async fn release(state: web::Data<SimState>) -> HttpResponse {
+    state.release_sse();
+    HttpResponse::Ok().json(json!({"released": 1}))
 }
 
 /// A 1x1 PNG, the image every simulated image pipeline "generates".
@@ -624,6 +699,12 @@ pub struct SimArgs {
     /// Serve HTTPS with a self-signed certificate generated at start (as go-livepeer does).
     #[arg(long)]
     pub tls: bool,
+    /// Answer jobs as Server-Sent Events: this many events, then `data: [DONE]` (0: JSON).
+    #[arg(long, default_value_t = 0)]
+    pub sse_events: u32,
+    /// Pause between two events in ms.
+    #[arg(long, default_value_t = 0)]
+    pub sse_interval_ms: u64,
 }
 
 /// Runs `byoc-gateway sim` until SIGINT/SIGTERM.
@@ -637,6 +718,8 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         price_per_unit: args.price,
         cold_start_jobs: args.cold_start_jobs,
         cold_start_ms: args.cold_start_ms,
+        sse_events: args.sse_events,
+        sse_interval_ms: args.sse_interval_ms,
         ..Knobs::default()
     };
     let caps: Vec<(&str, Knobs)> = args.capabilities.iter().map(|c| (c.as_str(), knobs.clone())).collect();
@@ -661,6 +744,7 @@ mod tests {
             server: Mutex::new(None),
             last: Mutex::new(LastSeen::default()),
             last_job: Mutex::new(None),
+            sse_release: tokio::sync::Semaphore::new(0),
         };
         s.set("a", Knobs::default());
         s.set("b", Knobs::default());

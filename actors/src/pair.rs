@@ -446,6 +446,7 @@ impl PairActor {
                     request_id: "byoc-gateway-warmup",
                     timeout: Duration::from_secs(warmup.timeout_seconds),
                     max_response_bytes,
+                    stream_timeout: Duration::from_secs(warmup.timeout_seconds),
                 },
                 bytes::Bytes::from(warmup.body.into_bytes()),
             )

@@ -31,6 +31,8 @@ pub mod names {
     pub const LIVEPEER: HeaderName = HeaderName::from_static("livepeer");
     /// [`super::HEADER_BALANCE`].
     pub const LIVEPEER_BALANCE: HeaderName = HeaderName::from_static("livepeer-balance");
+    /// The balance header of an orchestrator's event stream (go-livepeer's SSE name).
+    pub const LIVEPEER_PAYMENT_BALANCE: HeaderName = HeaderName::from_static("livepeer-payment-balance");
     /// [`super::HEADER_METADATA`].
     pub const X_METADATA: HeaderName = HeaderName::from_static("x-metadata");
     /// [`super::HEADER_ORCHESTRATOR_URL`].

@@ -33,7 +33,7 @@ use crate::orchestrator::OrchestratorId;
 use crate::pair::view::InflightGuard;
 use crate::pair::{Admit, Deposit, DrainTally, Outcome, Permit, Record, Sample};
 use crate::policy::PolicyBook;
-use crate::protocol::client::{forward_job, Forward, UpstreamError};
+use crate::protocol::client::{forward_job, EventStream, Forward, UpstreamError};
 use crate::protocol::header::{ClientJob, JobRequest};
 use crate::protocol::signer::SharedSigner;
 use crate::supervisor::{Availability, EnsureCapability, NodeUnreachable, Supervisor};
@@ -76,7 +76,7 @@ pub struct AttemptReport {
 }
 
 /// The answer relayed to the client.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Reply {
     /// The orchestrator's status (2xx or 4xx).
     pub status: u16,
@@ -88,8 +88,11 @@ pub struct Reply {
     pub metadata: Option<String>,
     /// The `service_addr` that answered.
     pub orchestrator_url: Arc<str>,
-    /// The body.
+    /// The body (empty when `stream` is set).
     pub body: Bytes,
+    /// A `text/event-stream` answer, relayed as it arrives. Once its headers are in, the job is
+    /// committed to this orchestrator: nothing is retried after the first byte.
+    pub stream: Option<EventStream>,
     /// Attempts made, the answering one included.
     pub attempts: usize,
 }
@@ -367,6 +370,7 @@ impl Router {
                     request_id: &job.request_id,
                     timeout: per_try,
                     max_response_bytes: self.max_response_bytes,
+                    stream_timeout: job_timeout,
                 },
                 job.body.clone(),
             )
@@ -378,6 +382,19 @@ impl Router {
             ))
             .await;
             let elapsed = t0.elapsed();
+            let mut res = res;
+            // A streamed answer's call is in flight until the stream ends: its in-flight count
+            // goes with the stream.
+            let guard = match &mut res {
+                Ok(reply) if reply.stream.is_some() => {
+                    reply.stream = reply.stream.take().map(|s| match guard {
+                        Some(g) => s.hold(g),
+                        None => s,
+                    });
+                    None
+                }
+                _ => guard,
+            };
             let outcome = match &res {
                 Ok(reply) => Outcome::classify(reply.status, reply.content_type.as_deref(), &reply.body, &policy),
                 Err(e) => Outcome::Failed(e.clone()),
@@ -431,6 +448,7 @@ impl Router {
                         metadata: reply.metadata,
                         orchestrator_url: permit.service_addr,
                         body: reply.body,
+                        stream: reply.stream,
                         attempts: attempts.len() + 1,
                     });
                 }

@@ -122,7 +122,16 @@ pub(super) async fn run_job(state: &PublicState, job: Job) -> HttpResponse {
             }
             b.insert_header((names::X_ORCHESTRATOR_URL, &*reply.orchestrator_url));
             b.insert_header((names::X_GATEWAY_ATTEMPTS, reply.attempts));
-            b.body(reply.body)
+            match reply.stream {
+                // Relayed chunk by chunk as the orchestrator sends them (actix writes each one
+                // out as it comes); proxies in between must not buffer or cache it either.
+                Some(stream) => {
+                    b.insert_header((header::CACHE_CONTROL, "no-cache"));
+                    b.insert_header((header::HeaderName::from_static("x-accel-buffering"), "no"));
+                    b.streaming(stream)
+                }
+                None => b.body(reply.body),
+            }
         }
         Err(e) => {
             let err = ApiError::from(e);

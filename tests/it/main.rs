@@ -15,6 +15,7 @@ mod persistence;
 mod reliability;
 mod routing;
 mod signing;
+mod streaming;
 mod supervision;
 mod support;
 mod ui;

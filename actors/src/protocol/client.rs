@@ -5,11 +5,15 @@
 //! off unless the operator asks for it, exactly as go-livepeer's gateway does
 //! (`InsecureSkipVerify`). Plain `http://` orchestrators work too.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use awc::error::{PayloadError, SendRequestError};
 use awc::http::header::{HeaderName, CONTENT_TYPE};
 use bytes::Bytes;
+use futures_util::Stream;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 
 use super::signer::Signer;
@@ -165,18 +169,93 @@ pub async fn fetch_token(
 }
 
 /// What an orchestrator answered to a job.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct UpstreamReply {
     /// HTTP status.
     pub status: u16,
     /// `Content-Type`, if any.
     pub content_type: Option<String>,
-    /// `Livepeer-Balance`, if any.
+    /// `Livepeer-Balance` (or, on a stream, `Livepeer-Payment-Balance`), if any.
     pub balance: Option<String>,
     /// `X-Metadata`, if any.
     pub metadata: Option<String>,
-    /// The whole body.
+    /// The whole body; empty when the answer is a stream.
     pub body: Bytes,
+    /// A `text/event-stream` answer, relayed as it arrives instead of buffered.
+    pub stream: Option<EventStream>,
+}
+
+/// Whether a `Content-Type` is Server-Sent Events (go-livepeer checks "contains").
+pub fn is_event_stream(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
+
+/// The body of an orchestrator's `text/event-stream` answer, chunk by chunk as it arrives,
+/// ended at the job's deadline. Whatever is attached with [`EventStream::hold`] (the in-flight
+/// count of the call) lives as long as the stream.
+pub struct EventStream {
+    chunks: Chunks,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+    held: Option<Box<dyn std::any::Any>>,
+    done: bool,
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").field("limit", &self.limit).field("done", &self.done).finish()
+    }
+}
+
+/// A stream that broke mid-way (the orchestrator went away): the client's connection is closed
+/// rather than the stream ended as if complete.
+#[derive(Debug, thiserror::Error)]
+#[error("the orchestrator's event stream broke: {0}")]
+pub struct StreamBroken(String);
+
+impl EventStream {
+    fn new(chunks: Chunks, limit: Duration) -> Self {
+        Self { chunks, deadline: Box::pin(tokio::time::sleep(limit)), limit, held: None, done: false }
+    }
+
+    /// Keeps `value` alive until the stream ends or is dropped.
+    pub fn hold(mut self, value: impl std::any::Any) -> Self {
+        self.held = Some(Box::new(value));
+        self
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, StreamBroken>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            // The job's timeout bounds the stream, as go-livepeer's does. A comment line (which
+            // SSE parsers ignore) says why it ended, for whoever reads the raw stream.
+            self.done = true;
+            self.held = None;
+            let note = format!(": byoc-gateway: stream ended at the job's timeout of {}s\n\n", self.limit.as_secs());
+            return Poll::Ready(Some(Ok(Bytes::from(note))));
+        }
+        match self.chunks.as_mut().poll_next(cx) {
+            Poll::Ready(None) => {
+                self.done = true;
+                self.held = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => {
+                self.done = true;
+                self.held = None;
+                Poll::Ready(Some(Err(StreamBroken(e.to_string()))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(|e| StreamBroken(e.to_string())))),
+        }
+    }
 }
 
 /// A job ready to send to one orchestrator.
@@ -194,9 +273,13 @@ pub struct Forward<'a> {
     pub timeout: Duration,
     /// Largest body accepted back.
     pub max_response_bytes: usize,
+    /// Bound on an event stream once it has started (the job's own timeout).
+    pub stream_timeout: Duration,
 }
 
-/// POSTs a job and reads the whole answer, bounded by `fwd.timeout`.
+/// POSTs a job and reads the whole answer, bounded by `fwd.timeout`; a 2xx `text/event-stream`
+/// answer is returned once its headers arrive, its body left to stream (bounded by
+/// `fwd.stream_timeout`).
 pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) -> Result<UpstreamReply, UpstreamError> {
     let fut = async {
         // Pre-parsed header names (parsing a `&str` name costs more than the rest of the
@@ -213,14 +296,21 @@ pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) ->
         let header = |name: &HeaderName| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let status = resp.status().as_u16();
         let content_type = header(&CONTENT_TYPE);
-        let balance = header(&names::LIVEPEER_BALANCE);
+        // On a stream the orchestrator names the balance header differently (go-livepeer's
+        // gateway reads the wrong one and relays it empty); take either.
+        let balance = header(&names::LIVEPEER_BALANCE).or_else(|| header(&names::LIVEPEER_PAYMENT_BALANCE));
         let metadata = header(&names::X_METADATA);
+        if (200..300).contains(&status) && is_event_stream(content_type.as_deref()) {
+            let chunks: Chunks = Box::pin(resp);
+            let stream = Some(EventStream::new(chunks, fwd.stream_timeout));
+            return Ok(UpstreamReply { status, content_type, balance, metadata, body: Bytes::new(), stream });
+        }
         let body = resp
             .body()
             .limit(fwd.max_response_bytes)
             .await
             .map_err(|e| map_payload_error(e, fwd.max_response_bytes))?;
-        Ok(UpstreamReply { status, content_type, balance, metadata, body })
+        Ok(UpstreamReply { status, content_type, balance, metadata, body, stream: None })
     };
     match tokio::time::timeout(fwd.timeout, fut).await {
         Ok(r) => r,

@@ -79,6 +79,10 @@ pub struct Limits {
     /// A client must send its whole body within this time (slow-client bound); 408 otherwise.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Jobs in flight at once, gateway-wide; past it jobs get an immediate 503 `overloaded`
+    /// (with `Retry-After: 1`) before their body is read. Bounds memory to about this many
+    /// bodies (each at most `max_body_bytes`).
+    pub max_inflight_jobs: usize,
 }
 
 impl Default for Limits {
@@ -89,6 +93,7 @@ impl Default for Limits {
             admin_body_bytes: 64 << 10,
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
+            max_inflight_jobs: 4096,
         }
     }
 }
@@ -413,6 +418,7 @@ impl Config {
             || l.admin_body_bytes == 0
             || l.header_read_timeout.is_zero()
             || l.body_read_timeout.is_zero()
+            || l.max_inflight_jobs == 0
         {
             return Err(invalid("limits must be positive".into()));
         }

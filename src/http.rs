@@ -73,3 +73,47 @@ async fn read_body_inner(
     }
     Ok(single.unwrap_or_else(|| buf.freeze()))
 }
+
+/// The gateway-wide bound on jobs in flight (`limits.max_inflight_jobs`), shared by every
+/// worker. Past it a job is refused at once with 503 `overloaded` before its body is read, so
+/// overload costs a fast answer, not memory or a queue (load shedding, as Envoy's overload
+/// manager and its `max_requests` circuit breaker do).
+#[derive(Debug)]
+pub struct JobLimit {
+    limit: usize,
+    inflight: std::sync::atomic::AtomicUsize,
+}
+
+/// One admitted job; frees its place when dropped (also when the client goes away).
+#[derive(Debug)]
+pub struct JobSlot(std::sync::Arc<JobLimit>);
+
+impl JobLimit {
+    /// A limit of `limit` jobs.
+    pub fn new(limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { limit, inflight: std::sync::atomic::AtomicUsize::new(0) })
+    }
+
+    /// A place for one job, or the 503 to answer.
+    pub fn admit(self: &std::sync::Arc<Self>) -> Result<JobSlot, ApiError> {
+        use std::sync::atomic::Ordering;
+        let prev = self.inflight.fetch_add(1, Ordering::AcqRel);
+        if prev >= self.limit {
+            self.inflight.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!(byoc_actors::metrics::JOBS_SHED_TOTAL).increment(1);
+            return Err(ApiError::shed(self.limit));
+        }
+        Ok(JobSlot(self.clone()))
+    }
+
+    /// Jobs in flight now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for JobSlot {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}

@@ -54,6 +54,9 @@ pub const STORE_FLUSH_SECONDS: &str = "byoc_gateway_store_flush_duration_seconds
 /// Fast-path answers not accounted because a pair's tally was full (its actor lagged).
 pub const TALLY_DROPPED_TOTAL: &str = "byoc_gateway_tally_dropped_total";
 
+/// Jobs refused at once because the gateway was at `limits.max_inflight_jobs`.
+pub const JOBS_SHED_TOTAL: &str = "byoc_gateway_jobs_shed_total";
+
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -81,6 +84,7 @@ pub fn describe() {
     describe_gauge!(DISCOVERY_ORCHESTRATORS, "Orchestrators registered by the discovery webhook");
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
+    describe_counter!(JOBS_SHED_TOTAL, "Jobs refused with 503 at the in-flight job limit");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
 }
 

@@ -70,6 +70,17 @@ impl ApiError {
         Self { status, code, message: message.into(), retry_after: None, attempts: Vec::new() }
     }
 
+    /// 503 `overloaded`: the gateway's in-flight job limit is reached; retry in a second.
+    pub fn shed(limit: usize) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("the gateway is at its limit of {limit} jobs in flight (limits.max_inflight_jobs); retry shortly"),
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 400 with a code.
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)

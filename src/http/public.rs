@@ -29,6 +29,8 @@ pub struct PublicState {
     pub max_body_bytes: usize,
     /// Bound on receiving the body.
     pub body_read_timeout: std::time::Duration,
+    /// Jobs in flight, gateway-wide (shared by every worker).
+    pub jobs: std::sync::Arc<super::JobLimit>,
 }
 
 /// Registers the public routes.
@@ -89,11 +91,12 @@ async fn process_request(
     if req.method() != actix_web::http::Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
+    let slot = state.jobs.admit()?;
     let request_id = request_id(&req);
     let client = decode_client_header(req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes))?;
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id };
-    Ok(run_job(&state, job).await)
+    Ok(run_job(&state, job, slot).await)
 }
 
 /// The client's `Content-Type`, forwarded as is (a multipart boundary included).
@@ -103,7 +106,7 @@ pub(super) fn content_type(req: &HttpRequest) -> Option<String> {
 
 /// Runs `job` through the router and maps the result to the client's answer: the
 /// orchestrator's status, body and headers, or the JSON error. Shared by every job route.
-pub(super) async fn run_job(state: &PublicState, job: Job) -> HttpResponse {
+pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot) -> HttpResponse {
     let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %job.request_id);
     let result = state.router.run(&job).instrument(span).await;
     let mut resp = match result {
@@ -128,7 +131,8 @@ pub(super) async fn run_job(state: &PublicState, job: Job) -> HttpResponse {
                 Some(stream) => {
                     b.insert_header((header::CACHE_CONTROL, "no-cache"));
                     b.insert_header((header::HeaderName::from_static("x-accel-buffering"), "no"));
-                    b.streaming(stream)
+                    // A streaming job is in flight until its stream ends.
+                    b.streaming(stream.hold(slot))
                 }
                 None => b.body(reply.body),
             }

@@ -86,6 +86,7 @@ async fn runner_job(
         return Err(ApiError::route_not_found(req.method().as_str(), req.path()));
     };
     let client = client_job(&req, capability, routes.timeout_seconds)?;
+    let slot = state.jobs.admit()?;
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let job = Job {
         client,
@@ -94,7 +95,7 @@ async fn runner_job(
         content_type: content_type(&req),
         request_id: request_id(&req),
     };
-    Ok(run_job(&state, job).await)
+    Ok(run_job(&state, job, slot).await)
 }
 
 /// The job for a runner path. A client that does send a `Livepeer` header (a go-livepeer-style

@@ -1,6 +1,7 @@
 //! Server-Sent Events through the gateway: relayed as they arrive (the first event reaches the
 //! client while the orchestrator still holds the rest), never retried after the first byte,
-//! and bounded by the job's timeout.
+//! and bounded by the job's timeout; a held stream counts against the job limit, past which
+//! jobs are shed with an immediate 503.
 
 use byoc_actors::protocol::header::encode_client_header;
 use byoc_gateway::sim::Knobs;
@@ -120,4 +121,42 @@ async fn the_job_timeout_bounds_a_stream() {
     let all = read_until(&mut resp, "stream ended at the job's timeout").await;
     assert!(all.contains("\"n\":0") && !all.contains("\"n\":1"), "{all}");
     assert!(resp.next().await.is_none(), "the stream ends at the deadline");
+}
+
+#[actix_web::test]
+async fn past_the_job_limit_jobs_are_shed_at_once_and_admitted_again_after() {
+    // Two streams held open by the orchestrator fill a limit of two jobs in flight.
+    let a = sim("a", &[("chat", Knobs { sse_hold: true, ..sse(2) })]);
+    let gw = gateway_with(&[(&a, &["chat"])], |c| c.limits.max_inflight_jobs = 2).await;
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut resp = gw
+            .client
+            .post(format!("{}/process/request/chat", gw.http))
+            .insert_header(("Livepeer", job_header("chat", &format!("h{i}"))))
+            .send_body("{}")
+            .await
+            .expect("send");
+        read_until(&mut resp, "\"n\":0").await;
+        held.push(resp);
+    }
+    let shed = gw.job("chat", "third").await;
+    let err = shed.error(503, "overloaded");
+    assert!(err["error"]["message"].as_str().unwrap_or_default().contains("max_inflight_jobs"), "{err}");
+    assert_eq!(shed.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(a.state.stats("chat").jobs, 2, "a shed job never reaches an orchestrator");
+
+    // The held streams end: their places free up and jobs are admitted again.
+    for mut resp in held {
+        a.state.release_sse();
+        read_until(&mut resp, "[DONE]").await;
+        assert!(resp.next().await.is_none());
+    }
+    a.state.patch(Some("chat"), &json!({"sse_events": 0})).expect("knob");
+    let ok = eventually("a place is free again", 50, || async {
+        let ans = gw.job("chat", "fourth").await;
+        (ans.status == 200).then_some(ans)
+    })
+    .await;
+    assert_eq!(ok.json()["sim"], "a");
 }

@@ -199,7 +199,7 @@ pub struct EventStream {
     chunks: Chunks,
     deadline: Pin<Box<tokio::time::Sleep>>,
     limit: Duration,
-    held: Option<Box<dyn std::any::Any>>,
+    held: Vec<Box<dyn std::any::Any>>,
     done: bool,
 }
 
@@ -217,12 +217,13 @@ pub struct StreamBroken(String);
 
 impl EventStream {
     fn new(chunks: Chunks, limit: Duration) -> Self {
-        Self { chunks, deadline: Box::pin(tokio::time::sleep(limit)), limit, held: None, done: false }
+        Self { chunks, deadline: Box::pin(tokio::time::sleep(limit)), limit, held: Vec::new(), done: false }
     }
 
-    /// Keeps `value` alive until the stream ends or is dropped.
+    /// Keeps `value` alive until the stream ends or is dropped (the in-flight counts of the
+    /// call and of the job).
     pub fn hold(mut self, value: impl std::any::Any) -> Self {
-        self.held = Some(Box::new(value));
+        self.held.push(Box::new(value));
         self
     }
 }
@@ -238,19 +239,19 @@ impl Stream for EventStream {
             // The job's timeout bounds the stream, as go-livepeer's does. A comment line (which
             // SSE parsers ignore) says why it ended, for whoever reads the raw stream.
             self.done = true;
-            self.held = None;
+            self.held.clear();
             let note = format!(": byoc-gateway: stream ended at the job's timeout of {}s\n\n", self.limit.as_secs());
             return Poll::Ready(Some(Ok(Bytes::from(note))));
         }
         match self.chunks.as_mut().poll_next(cx) {
             Poll::Ready(None) => {
                 self.done = true;
-                self.held = None;
+                self.held.clear();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Err(e))) => {
                 self.done = true;
-                self.held = None;
+                self.held.clear();
                 Poll::Ready(Some(Err(StreamBroken(e.to_string()))))
             }
             other => other.map(|o| o.map(|r| r.map_err(|e| StreamBroken(e.to_string())))),

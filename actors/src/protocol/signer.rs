@@ -28,6 +28,11 @@ pub trait Signer: Send + Sync + std::fmt::Debug + 'static {
     fn sign(&self, msg: &[u8]) -> String;
     /// Short name for logs and the admin view.
     fn scheme(&self) -> &'static str;
+    /// The token credential's signature: over the address string itself. It never changes,
+    /// so keyed signers compute it once (every pair's token probe sends it).
+    fn address_signature(&self) -> String {
+        self.sign(self.address().as_bytes())
+    }
 }
 
 /// A shared signer handle.

@@ -71,7 +71,7 @@ pub struct EthAddressCredential {
 /// signs the address string itself (go-livepeer `genOrchestratorReq`).
 pub fn eth_address_header(signer: &dyn Signer) -> String {
     let addr = signer.address();
-    let sig = signer.sign(addr.as_bytes());
+    let sig = signer.address_signature();
     let json = serde_json::to_vec(&EthAddressCredential { addr, sig }).unwrap_or_default();
     STANDARD.encode(json)
 }

@@ -19,6 +19,8 @@ pub struct V0 {
     key: SigningKey,
     /// EIP-55 checksum form of the key's address, computed once.
     address: String,
+    /// Signature over `address` (the token credential), computed once.
+    address_signature: String,
 }
 
 impl std::fmt::Debug for V0 {
@@ -32,7 +34,9 @@ impl V0 {
     pub fn from_secret(secret: &[u8]) -> Result<Self, KeystoreError> {
         let key = SigningKey::from_slice(secret).map_err(|_| KeystoreError::InvalidKey)?;
         let address = checksum_address(&address_bytes(key.verifying_key()));
-        Ok(Self { key, address })
+        let mut v0 = Self { key, address, address_signature: String::new() };
+        v0.address_signature = v0.sign(v0.address.as_bytes());
+        Ok(v0)
     }
 
     /// The 65-byte signature `r || s || v` of `msg` (low `s`, `v` in {27, 28}).
@@ -60,6 +64,10 @@ impl Signer for V0 {
 
     fn scheme(&self) -> &'static str {
         "v0"
+    }
+
+    fn address_signature(&self) -> String {
+        self.address_signature.clone()
     }
 }
 

@@ -96,7 +96,22 @@ async fn process_request(
     let client = decode_client_header(req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes))?;
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id };
-    Ok(run_job(&state, job, slot).await)
+    Ok(run_job(&state, job, slot, ErrorShape::AsIs).await)
+}
+
+/// How a relayed orchestrator error reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ErrorShape {
+    /// Byte for byte (BYOC clients parse go-livepeer's text errors themselves).
+    AsIs,
+    /// As the AI runner shapes errors: a text error body (go-livepeer's orchestrator answers
+    /// text) becomes `{"detail":{"msg": <text>}}`, which runner clients parse; a JSON body (a
+    /// runner's own error) passes byte for byte, typed `application/json`.
+    Runner,
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("json"))
 }
 
 /// The client's `Content-Type`, forwarded as is (a multipart boundary included).
@@ -106,11 +121,20 @@ pub(super) fn content_type(req: &HttpRequest) -> Option<String> {
 
 /// Runs `job` through the router and maps the result to the client's answer: the
 /// orchestrator's status, body and headers, or the JSON error. Shared by every job route.
-pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot) -> HttpResponse {
+pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot, shape: ErrorShape) -> HttpResponse {
     let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %job.request_id);
     let result = state.router.run(&job).instrument(span).await;
     let mut resp = match result {
-        Ok(reply) => {
+        Ok(mut reply) => {
+            if shape == ErrorShape::Runner && reply.status >= 400 && !is_json(reply.content_type.as_deref()) {
+                // go-livepeer's orchestrator relays a worker's JSON error as text/plain: such a
+                // body keeps its bytes and gets its JSON type back; text is wrapped.
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&reply.body).is_err() {
+                    let msg = String::from_utf8_lossy(&reply.body).trim().to_string();
+                    reply.body = json!({"detail": {"msg": msg}}).to_string().into();
+                }
+                reply.content_type = Some("application/json".into());
+            }
             let status =
                 actix_web::http::StatusCode::from_u16(reply.status).unwrap_or(actix_web::http::StatusCode::BAD_GATEWAY);
             let mut b = HttpResponse::build(status);

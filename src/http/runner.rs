@@ -21,7 +21,7 @@ use byoc_actors::protocol::{HEADER_LIVEPEER, PROCESS_REQUEST_PREFIX};
 use byoc_actors::route::Job;
 
 use super::error::ApiError;
-use super::public::{content_type, request_id, run_job, PublicState};
+use super::public::{content_type, request_id, run_job, ErrorShape, PublicState};
 use super::read_body;
 
 /// The AI runner's pipeline paths (ai-runner `runner/openapi.yaml`), without the leading `/`.
@@ -95,7 +95,7 @@ async fn runner_job(
         content_type: content_type(&req),
         request_id: request_id(&req),
     };
-    Ok(run_job(&state, job, slot).await)
+    Ok(run_job(&state, job, slot, ErrorShape::Runner).await)
 }
 
 /// The job for a runner path. A client that does send a `Livepeer` header (a go-livepeer-style

@@ -182,7 +182,8 @@ async fn runner_paths_take_a_matching_livepeer_header_and_answer_errors_in_both_
         .error(400, "invalid-livepeer-header");
     assert_eq!(a.state.stats("llm").jobs, 1, "refused jobs reach no orchestrator");
 
-    // Other methods get the JSON 405; a 4xx from the orchestrator is relayed as is.
+    // Other methods get the JSON 405; a runner's JSON error relayed by the orchestrator (as
+    // text/plain, as go-livepeer does) keeps its bytes and gets its JSON type back.
     read(gw.client.get(&url).send().await).await.error(405, "method-not-allowed");
     a.state
         .patch(Some("llm"), &json!({"status": 422, "status_body": "{\"detail\":{\"msg\":\"bad prompt\"}}"}))
@@ -190,6 +191,15 @@ async fn runner_paths_take_a_matching_livepeer_header_and_answer_errors_in_both_
     let ans = read(gw.client.post(&url).send_body("{}").await).await;
     assert_eq!(ans.status, 422);
     assert_eq!(&ans.body[..], b"{\"detail\":{\"msg\":\"bad prompt\"}}\n");
+    assert_eq!(ans.header("content-type").as_deref(), Some("application/json"));
+
+    // go-livepeer's own text errors are put in the runner's shape, so runner clients read them.
+    a.state
+        .patch(Some("llm"), &json!({"status": 400, "status_body": "Insufficient balance for request"}))
+        .expect("knobs");
+    let ans = read(gw.client.post(&url).send_body("{}").await).await;
+    assert_eq!(ans.status, 400);
+    assert_eq!(ans.json()["detail"]["msg"], "Insufficient balance for request");
 }
 
 fn encode(v: &Value) -> String {

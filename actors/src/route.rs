@@ -34,7 +34,7 @@ use crate::pair::view::InflightGuard;
 use crate::pair::{Admit, Deposit, DrainTally, Outcome, Permit, Record, Sample};
 use crate::policy::PolicyBook;
 use crate::protocol::client::{forward_job, EventStream, Forward, UpstreamError};
-use crate::protocol::header::{ClientJob, JobRequest};
+use crate::protocol::header::{encode_job_request, ClientJob};
 use crate::protocol::signer::SharedSigner;
 use crate::supervisor::{Availability, EnsureCapability, NodeUnreachable, Supervisor};
 
@@ -258,7 +258,7 @@ impl Router {
         // The job header is the same for every attempt.
         let sig_input = format!("{}{}", job.client.request, job.client.parameters);
         let header =
-            JobRequest::for_job(&job.client, self.signer.address(), self.signer.sign(sig_input.as_bytes())).encode();
+            encode_job_request(&job.client, &self.signer.address(), &self.signer.sign(sig_input.as_bytes()));
 
         loop {
             if attempts.len() >= policy.max_attempts as usize {

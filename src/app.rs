@@ -194,6 +194,9 @@ impl Gateway {
                 .default_service(web::to(crate::http::not_found))
         })
         .workers(workers)
+        // Answers go out as soon as they are written (as HAProxy does), not held by Nagle's
+        // algorithm waiting for the client's ACK of an earlier segment.
+        .tcp_nodelay(true)
         .client_request_timeout(header_read_timeout)
         .disable_signals()
         .shutdown_timeout(grace.as_secs().max(1))

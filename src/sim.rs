@@ -666,9 +666,10 @@ async fn crash(state: web::Data<SimState>) -> HttpResponse {
 /// `byoc-gateway sim` flags.
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimArgs {
-    /// Listen address.
-    #[arg(long, default_value = "127.0.0.1:8935")]
-    pub addr: String,
+    /// Listen address; several (repeat or comma separate) make one process answer as that
+    /// many orchestrators, each on its own address with its own state (scale benchmarks).
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:8935")]
+    pub addr: Vec<String>,
     /// Name echoed in answers.
     #[arg(long, default_value = "sim")]
     pub name: String,
@@ -723,12 +724,23 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         ..Knobs::default()
     };
     let caps: Vec<(&str, Knobs)> = args.capabilities.iter().map(|c| (c.as_str(), knobs.clone())).collect();
-    let listener = TcpListener::bind(&args.addr).map_err(|e| anyhow::anyhow!("cannot bind {}: {e}", args.addr))?;
-    let sim = if args.tls { start_tls(&args.name, listener, &caps)? } else { start(&args.name, listener, &caps)? };
-    println!("byoc-gateway sim ready url={} capabilities={}", sim.url, args.capabilities.join(","));
-    println!("  change faults at runtime: curl -X POST '{}/sim/knobs?capability={}' -d '{{\"error_rate\":1.0}}' -H 'Content-Type: application/json'", sim.url, args.capabilities[0]);
+    // One server per address (not one server with many listeners) so that each answers its
+    // own `service_addr` and keeps its own knobs and stats, as distinct orchestrators do.
+    let mut sims = Vec::with_capacity(args.addr.len());
+    for addr in &args.addr {
+        let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot bind {addr}: {e}"))?;
+        sims.push(if args.tls { start_tls(&args.name, listener, &caps)? } else { start(&args.name, listener, &caps)? });
+    }
+    for sim in &sims {
+        println!("byoc-gateway sim ready url={} capabilities={}", sim.url, args.capabilities.join(","));
+    }
+    if let Some(sim) = sims.first() {
+        println!("  change faults at runtime: curl -X POST '{}/sim/knobs?capability={}' -d '{{\"error_rate\":1.0}}' -H 'Content-Type: application/json'", sim.url, args.capabilities[0]);
+    }
     let _ = crate::app::shutdown_signal().await?;
-    sim.stop().await;
+    for sim in &sims {
+        sim.stop().await;
+    }
     Ok(())
 }
 

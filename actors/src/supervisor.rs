@@ -544,15 +544,61 @@ impl Handler<ListPairs> for Supervisor {
     type Result = ResponseActFuture<Self, Vec<PairReport>>;
 
     fn handle(&mut self, msg: ListPairs, _ctx: &mut Self::Context) -> Self::Result {
-        Box::pin(self.settle().into_actor(self).map(move |(), act, _ctx| {
-            let now = Instant::now();
-            act.pairs
+        let page = ListPairsPage { capability: msg.capability, orchestrator: msg.orchestrator, offset: 0, limit: None };
+        Box::pin(self.settle().into_actor(self).map(move |(), act, _ctx| act.pairs_page(&page).pairs))
+    }
+}
+
+/// One page of pairs, in a stable order (orchestrator id, then capability), optionally
+/// filtered. Only the pairs of the page are turned into reports, so a small page of a large
+/// registry is cheap.
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "PairsPage")]
+pub struct ListPairsPage {
+    /// Only this capability.
+    pub capability: Option<String>,
+    /// Only this orchestrator id.
+    pub orchestrator: Option<String>,
+    /// Matching pairs skipped before the page.
+    pub offset: usize,
+    /// Largest page (`None`: every matching pair from `offset` on).
+    pub limit: Option<usize>,
+}
+
+/// A page of pairs and how many match in all.
+#[derive(Debug, Clone, Default)]
+pub struct PairsPage {
+    /// Pairs matching the filters, over all pages.
+    pub total: usize,
+    /// This page.
+    pub pairs: Vec<PairReport>,
+}
+
+impl Supervisor {
+    fn pairs_page(&self, q: &ListPairsPage) -> PairsPage {
+        let now = Instant::now();
+        let matching = || {
+            self.pairs
                 .iter()
-                .filter(|(k, _)| msg.capability.as_deref().is_none_or(|c| k.capability.as_str() == c))
-                .filter(|(k, _)| msg.orchestrator.as_deref().is_none_or(|o| k.orchestrator.0 == o))
-                .map(|(_, e)| e.view.read().report(now))
-                .collect()
-        }))
+                .filter(|(k, _)| q.capability.as_deref().is_none_or(|c| k.capability.as_str() == c))
+                .filter(|(k, _)| q.orchestrator.as_deref().is_none_or(|o| k.orchestrator.0 == o))
+        };
+        let total =
+            if q.capability.is_none() && q.orchestrator.is_none() { self.pairs.len() } else { matching().count() };
+        let pairs = matching()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .map(|(_, e)| e.view.read().report(now))
+            .collect();
+        PairsPage { total, pairs }
+    }
+}
+
+impl Handler<ListPairsPage> for Supervisor {
+    type Result = ResponseActFuture<Self, PairsPage>;
+
+    fn handle(&mut self, msg: ListPairsPage, _ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(self.settle().into_actor(self).map(move |(), act, _ctx| act.pairs_page(&msg)))
     }
 }
 

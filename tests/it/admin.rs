@@ -1,6 +1,7 @@
 //! The admin API: authentication, registry mutations and their failure paths, pair and
 //! supervisor views, metrics.
 
+use byoc_gateway::sim::SimHandle;
 use serde_json::json;
 
 use crate::support::*;
@@ -146,4 +147,55 @@ async fn metrics_count_requests_by_capability_and_outcome() {
         String::from_utf8_lossy(&m.body).contains("byoc_gateway_pairs{state=\"closed\"}").then_some(())
     })
     .await;
+}
+
+#[actix_web::test]
+async fn pairs_are_paged_with_limit_and_offset_and_bad_pages_are_refused() {
+    let sims: Vec<_> =
+        ["a", "b", "c"].iter().map(|n| sim(n, &[("depth", healthy()), ("upscale", healthy())])).collect();
+    let decl: Vec<(&SimHandle, &[&str])> = sims.iter().map(|s| (s, &["depth", "upscale"][..])).collect();
+    let gw = gateway(&decl).await;
+
+    // Without `limit`: the whole array, as before, with the total in a header and no Link.
+    let all = gw.admin_get("/admin/pairs").await;
+    assert_eq!(all.status, 200);
+    assert_eq!(all.header("x-total-count").as_deref(), Some("6"));
+    assert_eq!(all.header("link"), None);
+    let key = |p: &serde_json::Value| format!("{}/{}", p["orchestrator"], p["capability"]);
+    let expected: Vec<String> = all.json().as_array().expect("array").iter().map(key).collect();
+    assert_eq!(expected.len(), 6);
+
+    // Follow `Link: <...>; rel="next"` from the first page of 4: every pair exactly once, in order.
+    let mut seen = Vec::new();
+    let mut next = Some("/admin/pairs?limit=4".to_string());
+    for _ in 0..10 {
+        let Some(path) = next.take() else { break };
+        let page = gw.admin_get(&path).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert_eq!(page.header("x-total-count").as_deref(), Some("6"));
+        let items = page.json().as_array().expect("array").clone();
+        assert!(!items.is_empty() && items.len() <= 4, "{path}: {items:?}");
+        seen.extend(items.iter().map(key));
+        next = page.header("link").map(|l| {
+            let url = l.strip_prefix('<').and_then(|l| l.split_once(">; rel=\"next\"")).expect("next link").0;
+            url.to_string()
+        });
+    }
+    assert_eq!(next, None, "the last page has no next link");
+    assert_eq!(seen, expected, "every pair exactly once, in the unpaged order");
+
+    // Filters carry over into the next link; past the end is an empty page.
+    let depth = gw.admin_get("/admin/pairs?capability=depth&limit=2").await;
+    assert_eq!(depth.header("x-total-count").as_deref(), Some("3"));
+    assert_eq!(depth.header("link").as_deref(), Some("</admin/pairs?capability=depth&limit=2&offset=2>; rel=\"next\""));
+    let past = gw.admin_get("/admin/pairs?limit=5&offset=100").await;
+    assert_eq!(past.json(), json!([]));
+    assert_eq!(past.header("x-total-count").as_deref(), Some("6"));
+
+    // Bad pages: a 400 JSON error, nothing changed.
+    for bad in ["limit=0", "limit=1001", "limit=abc", "limit=-1", "offset=x", "offset=-3", "page=2"] {
+        gw.admin_get(&format!("/admin/pairs?{bad}")).await.error(400, "invalid-query");
+    }
+    assert_eq!(gw.admin_get("/admin/orchestrators").await.json().as_array().map(Vec::len), Some(3));
+    assert_eq!(gw.admin_get("/admin/supervisor").await.json()["pair_actors"], 6);
 }

@@ -138,7 +138,8 @@ pub struct PairView {
     pub deprioritized_until: Option<Instant>,
     /// A capacity refusal keeps the pair out of rotation until then.
     pub capacity_backoff_until: Option<Instant>,
-    /// Bumped on every publish; the supervisor persists pairs whose generation moved.
+    /// Bumped on every publish that changes a persisted field ([`PairRecord`]); the
+    /// supervisor persists pairs whose generation moved.
     pub generation: u64,
 }
 

@@ -257,8 +257,7 @@ impl Router {
 
         // The job header is the same for every attempt.
         let sig_input = format!("{}{}", job.client.request, job.client.parameters);
-        let header =
-            encode_job_request(&job.client, &self.signer.address(), &self.signer.sign(sig_input.as_bytes()));
+        let header = encode_job_request(&job.client, &self.signer.address(), &self.signer.sign(sig_input.as_bytes()));
 
         loop {
             if attempts.len() >= policy.max_attempts as usize {

@@ -666,6 +666,9 @@ impl Handler<DeleteOrchestrator> for Store {
     }
 }
 
+/// Pair records written per sled batch by [`SavePairs`].
+const SAVE_BATCH: usize = 500;
+
 /// Writes a batch of pair records (only for orchestrators still registered) and flushes.
 #[derive(Message)]
 #[rtype(result = "Result<usize, StoreError>")]
@@ -678,17 +681,22 @@ impl Handler<SavePairs> for Store {
     type Result = Result<usize, StoreError>;
     fn handle(&mut self, msg: SavePairs, _ctx: &mut Self::Context) -> Self::Result {
         self.writable()?;
-        let mut batch = sled::Batch::default();
         let mut n = 0;
-        for r in &msg.records {
-            // A pair whose orchestrator was deleted meanwhile must not come back.
-            if !self.orchestrators.contains_key(r.orchestrator.0.as_bytes()).map_err(|e| self.err(e))? {
-                continue;
+        // In batches of bounded size: the first save after a cold start with 10,000 pairs
+        // wrote them in one batch, whose peak stayed as resident memory. Scores need no
+        // atomicity across pairs; one flush makes the whole save durable.
+        for chunk in msg.records.chunks(SAVE_BATCH) {
+            let mut batch = sled::Batch::default();
+            for r in chunk {
+                // A pair whose orchestrator was deleted meanwhile must not come back.
+                if !self.orchestrators.contains_key(r.orchestrator.0.as_bytes()).map_err(|e| self.err(e))? {
+                    continue;
+                }
+                batch.insert(Self::pair_key(&r.orchestrator, &r.capability), Self::encode(r));
+                n += 1;
             }
-            batch.insert(Self::pair_key(&r.orchestrator, &r.capability), Self::encode(r));
-            n += 1;
+            self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
         }
-        self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
         self.flush()?;
         Ok(n)
     }

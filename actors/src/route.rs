@@ -277,11 +277,10 @@ impl Router {
                 }
                 Selection::Unknown if attempts.is_empty() => return Err(RouteError::UnknownCapability(cap.clone())),
                 Selection::Unknown => return Err(RouteError::AttemptsExhausted { attempts }),
-                Selection::Unavailable(why)
-                    if !ensured && attempts.is_empty() && why.reasons.iter().any(|(r, _)| *r == "token-pending") =>
-                {
+                Selection::Unavailable(why) if !ensured && why.reasons.iter().any(|(r, _)| *r == "token-pending") => {
                     // Pairs just started (gateway start-up, hot-add, restart): wait for their
-                    // first probes rather than refuse the job.
+                    // first probes rather than refuse the job, also after a first attempt failed
+                    // (the other pairs may just not have probed yet).
                     ensured = true;
                     self.ensure(cap).await?;
                     continue;

@@ -383,6 +383,12 @@ async fn a_pool_that_is_full_answers_503_with_retry_after_not_502() {
     let a = sim("a", &[("depth", Knobs { refuse: true, ..healthy() })]);
     let b = sim("b", &[("depth", Knobs { refuse: true, ..healthy() })]);
     let gw = gateway(&[(&a, &["depth"]), (&b, &["depth"])]).await;
+    // Both pairs probed first: this test is about a full pool, not about start-up.
+    eventually("both pairs routable", 250, || async {
+        let pairs = gw.pairs("depth").await;
+        (pairs.len() == 2 && pairs.iter().all(|p| p["routable"] == true)).then_some(())
+    })
+    .await;
     let ans = gw.job("depth", "full").await;
     let v = ans.error(503, "no-routable-orchestrator");
     assert!(ans.header("retry-after").is_some(), "{v}");

@@ -295,14 +295,18 @@ pub fn reload_message(source: &RunArgs) -> Option<Result<Reload, String>> {
     )
 }
 
-/// Waits for SIGTERM or SIGINT.
-pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
+/// Installs SIGTERM and SIGINT handlers and returns a future that ends at the first of them.
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
     use tokio::signal::unix::{signal, SignalKind};
+    // Installed now, not at the first poll: a signal between a ready line and the await must
+    // not meet the default action.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    Ok(tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     })
 }
 
@@ -311,15 +315,22 @@ pub async fn shutdown_signal() -> anyhow::Result<&'static str> {
 pub async fn run(v: Validated) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let source = v.source.clone();
+    // Handlers first: a signal sent as soon as the ready line appears (or during start-up) must
+    // find them installed, or its default action kills the process (a SIGHUP reload would stop
+    // the gateway, a SIGTERM would skip the drain).
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let gw = Gateway::start(v).await?;
     print_ready(&gw);
-    let mut hup = signal(SignalKind::hangup())?;
-    let shutdown = shutdown_signal();
-    tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            sig = &mut shutdown => {
-                tracing::info!(signal = sig?, "signal received");
+            _ = term.recv() => {
+                tracing::info!(signal = "SIGTERM", "signal received");
+                break;
+            }
+            _ = int.recv() => {
+                tracing::info!(signal = "SIGINT", "signal received");
                 break;
             }
             _ = hup.recv() => match reload_message(&source) {

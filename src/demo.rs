@@ -100,10 +100,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     burst(&gw, &names, args.jobs).await;
     print_curls(&gw, &args.admin_token, &fast.url, &broken.url);
+    let shutdown = app::shutdown_signal()?;
     app::print_ready(&gw);
 
     if !args.exit {
-        let _ = app::shutdown_signal().await?;
+        let _ = shutdown.await;
     }
     gw.shutdown().await?;
     for s in [&fast, &slow, &broken] {

@@ -731,13 +731,14 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind(addr).map_err(|e| anyhow::anyhow!("cannot bind {addr}: {e}"))?;
         sims.push(if args.tls { start_tls(&args.name, listener, &caps)? } else { start(&args.name, listener, &caps)? });
     }
+    let shutdown = crate::app::shutdown_signal()?;
     for sim in &sims {
         println!("byoc-gateway sim ready url={} capabilities={}", sim.url, args.capabilities.join(","));
     }
     if let Some(sim) = sims.first() {
         println!("  change faults at runtime: curl -X POST '{}/sim/knobs?capability={}' -d '{{\"error_rate\":1.0}}' -H 'Content-Type: application/json'", sim.url, args.capabilities[0]);
     }
-    let _ = crate::app::shutdown_signal().await?;
+    let _ = shutdown.await;
     for sim in &sims {
         sim.stop().await;
     }

@@ -66,7 +66,17 @@ pub async fn start(cfg: Config, dir: Option<tempfile::TempDir>) -> TestGateway {
     let http = format!("http://{}", gw.http_addr);
     let admin = format!("http://{}", gw.admin_addr);
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-    TestGateway { gw, http, admin, client, _dir: dir }
+    let gw = TestGateway { gw, http, admin, client, _dir: dir };
+    // Jobs are routed to the pairs that have probed; a pair still on its first probe is
+    // skipped. Tests reason about every configured orchestrator, so they start once each pair's
+    // first probe has finished (on a loaded machine that can take a moment).
+    eventually("every pair's first token probe", 500, || async {
+        let v = gw.admin_get("/admin/pairs").await.json();
+        let pending = v.as_array().is_none_or(|a| a.iter().any(|p| p["unroutable_reason"] == "token-pending"));
+        (!pending).then_some(())
+    })
+    .await;
+    gw
 }
 
 /// A gateway in front of the given simulators, with a fresh temp data dir.
@@ -97,7 +107,17 @@ pub async fn start_from_args(args: byoc_gateway::cli::RunArgs, dir: Option<tempf
     let http = format!("http://{}", gw.http_addr);
     let admin = format!("http://{}", gw.admin_addr);
     let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-    TestGateway { gw, http, admin, client, _dir: dir }
+    let gw = TestGateway { gw, http, admin, client, _dir: dir };
+    // Jobs are routed to the pairs that have probed; a pair still on its first probe is
+    // skipped. Tests reason about every configured orchestrator, so they start once each pair's
+    // first probe has finished (on a loaded machine that can take a moment).
+    eventually("every pair's first token probe", 500, || async {
+        let v = gw.admin_get("/admin/pairs").await.json();
+        let pending = v.as_array().is_none_or(|a| a.iter().any(|p| p["unroutable_reason"] == "token-pending"));
+        (!pending).then_some(())
+    })
+    .await;
+    gw
 }
 
 /// A `Livepeer` header for `capability`.

@@ -80,6 +80,12 @@ impl Gateway {
             "store opened"
         );
 
+        // Ports next, before any actor with timers starts: a port in use then fails the start
+        // cleanly (an actor system torn down mid-start panicked on the way out).
+        let public_listener =
+            TcpListener::bind(v.http_addr).with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
+        let admin_listener =
+            TcpListener::bind(v.admin_addr).with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
         let signer: SharedSigner = v.signer.clone();
         tracing::info!(scheme = signer.scheme(), address = %signer.address(), "signer");
         let client_settings = ClientSettings {
@@ -140,10 +146,6 @@ impl Gateway {
             Discovery::new(settings, &client_settings, supervisor.clone()).context("discovery client")?.start();
         }
 
-        let public_listener =
-            TcpListener::bind(v.http_addr).with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
-        let admin_listener =
-            TcpListener::bind(v.admin_addr).with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
         let http_addr = public_listener.local_addr()?;
         let admin_addr = admin_listener.local_addr()?;
 

@@ -95,3 +95,19 @@ fn a_damaged_store_stops_the_gateway_before_it_binds_with_recovery_steps() {
     assert!(err.contains("cannot be opened") && err.contains("Recovery"), "{err}");
     assert!(!out.contains("ready"), "it never got as far as serving: {out}");
 }
+
+#[test]
+fn a_port_in_use_fails_the_start_cleanly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let admin = format!("127.0.0.1:{port}");
+    let (code, _, err) = run(
+        &["--http-addr", "127.0.0.1:0", "--admin-addr", &admin, "--data-dir", data.to_str().expect("path")],
+        &[("RUST_BACKTRACE", "0")],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("cannot bind admin_addr"), "the message names the address: {err}");
+    assert!(!err.contains("panicked"), "no panic on the way out: {err}");
+}

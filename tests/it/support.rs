@@ -61,7 +61,11 @@ pub struct TestGateway {
 
 /// Starts a gateway from `cfg` (its data dir is kept alive by `dir`).
 pub async fn start(cfg: Config, dir: Option<tempfile::TempDir>) -> TestGateway {
-    let v = cfg.validate().expect("valid test config");
+    launch(cfg.validate().expect("valid test config"), dir).await
+}
+
+/// Starts a validated gateway and waits for every configured pair's first probe.
+async fn launch(v: byoc_gateway::config::Validated, dir: Option<tempfile::TempDir>) -> TestGateway {
     let gw = Gateway::start(v).await.expect("gateway starts");
     let http = format!("http://{}", gw.http_addr);
     let admin = format!("http://{}", gw.admin_addr);
@@ -102,22 +106,7 @@ pub fn healthy_but_slower() -> Knobs {
 /// Starts a gateway the way `byoc-gateway run` does: from flags (and a config file), so that
 /// a reload re-reads that file.
 pub async fn start_from_args(args: byoc_gateway::cli::RunArgs, dir: Option<tempfile::TempDir>) -> TestGateway {
-    let v = Config::load(&args).expect("valid config");
-    let gw = Gateway::start(v).await.expect("gateway starts");
-    let http = format!("http://{}", gw.http_addr);
-    let admin = format!("http://{}", gw.admin_addr);
-    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
-    let gw = TestGateway { gw, http, admin, client, _dir: dir };
-    // Jobs are routed to the pairs that have probed; a pair still on its first probe is
-    // skipped. Tests reason about every configured orchestrator, so they start once each pair's
-    // first probe has finished (on a loaded machine that can take a moment).
-    eventually("every pair's first token probe", 500, || async {
-        let v = gw.admin_get("/admin/pairs").await.json();
-        let pending = v.as_array().is_none_or(|a| a.iter().any(|p| p["unroutable_reason"] == "token-pending"));
-        (!pending).then_some(())
-    })
-    .await;
-    gw
+    launch(Config::load(&args).expect("valid config"), dir).await
 }
 
 /// A `Livepeer` header for `capability`.

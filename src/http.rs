@@ -105,11 +105,6 @@ impl JobLimit {
         }
         Ok(JobSlot(self.clone()))
     }
-
-    /// Jobs in flight now.
-    pub fn inflight(&self) -> usize {
-        self.inflight.load(std::sync::atomic::Ordering::Relaxed)
-    }
 }
 
 impl Drop for JobSlot {

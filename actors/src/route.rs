@@ -33,7 +33,7 @@ use crate::orchestrator::OrchestratorId;
 use crate::pair::view::InflightGuard;
 use crate::pair::{Admit, Deposit, DrainTally, Outcome, Permit, Record, Sample};
 use crate::policy::PolicyBook;
-use crate::protocol::client::{forward_job, EventStream, Forward, UpstreamError};
+use crate::protocol::client::{forward_job, EventStream, Forward, UpstreamError, UpstreamReply};
 use crate::protocol::header::{encode_job_request, ClientJob};
 use crate::protocol::signer::SharedSigner;
 use crate::supervisor::{Availability, EnsureCapability, NodeUnreachable, Supervisor};
@@ -331,22 +331,18 @@ impl Router {
                 let v = slot.view.read();
                 v.fast_admission(Instant::now()).map(|addr| (addr, InflightGuard::new(&v)))
             };
-            let (permit, guard) = match fast {
+            let (permit, mut guard) = match fast {
                 Some((service_addr, guard)) => (Admitted { service_addr, lease: None, trial: false }, Some(guard)),
                 None => match slot.addr.send(Admit { timeout: per_try }).timeout(self.mailbox_timeout).await {
                     Ok(Ok(p)) => (Admitted::from(p), None),
-                    Ok(Err(reason)) => {
-                        tracing::debug!(pair = %slot.key, reason = reason.as_str(), "admission refused; selecting again");
-                        refused.push(reason);
-                        tried.push(slot.key.orchestrator.clone());
-                        refusals += 1;
-                        if refusals > MAX_REFUSALS {
-                            return Err(exhausted(cap, attempts));
+                    refusal => {
+                        match refusal {
+                            Ok(Err(reason)) => {
+                                tracing::debug!(pair = %slot.key, reason = reason.as_str(), "admission refused; selecting again");
+                                refused.push(reason);
+                            }
+                            _ => metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1),
                         }
-                        continue;
-                    }
-                    Err(_) => {
-                        metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
                         tried.push(slot.key.orchestrator.clone());
                         refusals += 1;
                         if refusals > MAX_REFUSALS {
@@ -359,7 +355,7 @@ impl Router {
 
             let url = format!("{}{}", permit.service_addr, job.path);
             let t0 = Instant::now();
-            let res = forward_job(
+            let mut res = forward_job(
                 &self.client,
                 Forward {
                     url: &url,
@@ -380,19 +376,13 @@ impl Router {
             ))
             .await;
             let elapsed = t0.elapsed();
-            let mut res = res;
             // A streamed answer's call is in flight until the stream ends: its in-flight count
             // goes with the stream.
-            let guard = match &mut res {
-                Ok(reply) if reply.stream.is_some() => {
-                    reply.stream = reply.stream.take().map(|s| match guard {
-                        Some(g) => s.hold(g),
-                        None => s,
-                    });
-                    None
+            if let Ok(UpstreamReply { stream: Some(stream), .. }) = &mut res {
+                if let Some(g) = guard.take() {
+                    stream.hold(g);
                 }
-                _ => guard,
-            };
+            }
             let outcome = match &res {
                 Ok(reply) => Outcome::classify(reply.status, reply.content_type.as_deref(), &reply.body, &policy),
                 Err(e) => Outcome::Failed(e.clone()),

@@ -152,11 +152,12 @@ pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot,
             match reply.stream {
                 // Relayed chunk by chunk as the orchestrator sends them (actix writes each one
                 // out as it comes); proxies in between must not buffer or cache it either.
-                Some(stream) => {
+                Some(mut stream) => {
                     b.insert_header((header::CACHE_CONTROL, "no-cache"));
                     b.insert_header((header::HeaderName::from_static("x-accel-buffering"), "no"));
                     // A streaming job is in flight until its stream ends.
-                    b.streaming(stream.hold(slot))
+                    stream.hold(slot);
+                    b.streaming(stream)
                 }
                 None => b.body(reply.body),
             }

@@ -222,9 +222,8 @@ impl EventStream {
 
     /// Keeps `value` alive until the stream ends or is dropped (the in-flight counts of the
     /// call and of the job).
-    pub fn hold(mut self, value: impl std::any::Any) -> Self {
+    pub fn hold(&mut self, value: impl std::any::Any) {
         self.held.push(Box::new(value));
-        self
     }
 }
 

@@ -17,7 +17,7 @@ command -v wrk >/dev/null || { echo "missing wrk: apt-get install wrk" >&2; exit
 cargo build --release --quiet
 BIN=target/release/byoc-gateway
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 SIM=$(free_port); GW=$(free_port); ADM=$(free_port)
 ulimit -n 65536 2>/dev/null || true
 
@@ -33,10 +33,9 @@ level = "error"
 CFG
 "$BIN" --config "$WORK/gateway.toml" --http-addr 127.0.0.1:$GW --admin-addr 127.0.0.1:$ADM --data-dir "$WORK/data" >"$WORK/gw.out" 2>"$WORK/gw.log" &
 GWPID=$!
-for i in $(seq 100); do grep -q ready "$WORK/gw.out" 2>/dev/null && break; sleep 0.1; done
-grep -q ready "$WORK/gw.out" || { echo "gateway did not start" >&2; cat "$WORK/gw.log" >&2; exit 1; }
+wait_ready "$WORK/gw.out" "$WORK/gw.log"
 
-HEADER=$(printf '%s' '{"id":"o","request":"{}","parameters":"{}","capability":"bench","timeout_seconds":30}' | base64 -w0)
+HEADER=$(bench_header o)
 cat >"$WORK/post.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"prompt":"x"}'

@@ -18,7 +18,7 @@ for tool in wrk haproxy; do command -v "$tool" >/dev/null || { echo "missing $to
 cargo build --release --quiet
 BIN=target/release/byoc-gateway
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 SIM=$(free_port); HAP=$(free_port); GW=$(free_port); ADM=$(free_port)
 
 "$BIN" sim --addr 127.0.0.1:$SIM --name bench --capability bench --latency-ms 0 --capacity 1000000 >"$WORK/sim.log" 2>&1 &
@@ -48,11 +48,10 @@ capabilities = ["bench"]
 level = "error"
 CFG
 "$BIN" --config "$WORK/gateway.toml" --http-addr 127.0.0.1:$GW --admin-addr 127.0.0.1:$ADM --data-dir "$WORK/data" >"$WORK/gw.out" 2>"$WORK/gw.log" &
-for i in $(seq 100); do grep -q ready "$WORK/gw.out" 2>/dev/null && break; sleep 0.1; done
-grep -q ready "$WORK/gw.out" || { echo "gateway did not start" >&2; cat "$WORK/gw.log" >&2; exit 1; }
+wait_ready "$WORK/gw.out" "$WORK/gw.log"
 
 # A job header valid for both the gateway (client side) and the simulator (orchestrator side).
-HEADER=$(printf '%s' '{"id":"b","request":"{}","parameters":"{}","capability":"bench","capability_url":"","sender":"","sig":"","timeout_seconds":30}' | base64 -w0)
+HEADER=$(bench_header b)
 cat >"$WORK/post.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"prompt":"x"}'

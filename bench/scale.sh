@@ -23,7 +23,7 @@ for tool in curl python3; do command -v "$tool" >/dev/null || { echo "missing $t
 cargo build --release --quiet
 BIN=target/release/byoc-gateway
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; [ -n "${KEEP_WORK:-}" ] && echo "kept $WORK" >&2 || rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib.sh
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
 CAPLIST=$(seq -f "cap-%02g" 0 $((CAPS - 1)) | paste -sd, -)

@@ -1,0 +1,15 @@
+# Helpers shared by the bench scripts (sourced, not run).
+
+# A free loopback TCP port.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Waits (at most 10 s) for the gateway's ready line in OUT; shows LOG and exits if it never comes.
+wait_ready() { # OUT LOG
+  for _ in $(seq 100); do grep -q ready "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "gateway did not start" >&2; cat "$2" >&2; exit 1
+}
+
+# A `Livepeer` job header for capability "bench", valid for the gateway and the simulator.
+bench_header() { # ID
+  printf '{"id":"%s","request":"{}","parameters":"{}","capability":"bench","capability_url":"","sender":"","sig":"","timeout_seconds":30}' "$1" | base64 -w0
+}

@@ -122,12 +122,7 @@ async fn webhook_orchestrators_are_added_routed_to_then_drained_and_removed_when
 
     // A slow job is in flight on a when the webhook stops listing it.
     a.state.patch(Some("depth"), &json!({"latency_ms": 800})).expect("knob");
-    let in_flight = {
-        let (c, url) = (gw.client.clone(), format!("{}/process/request/depth", gw.http));
-        actix_web::rt::spawn(async move {
-            read(c.post(url).insert_header(("Livepeer", job_header("depth", "slow"))).send_body("{}").await).await
-        })
-    };
+    let in_flight = gw.spawn_job("depth", "slow");
     eventually("the slow job reached a", 250, || async { (a.state.stats("depth").jobs == 2).then_some(()) }).await;
     hook.list(&[&b]);
     eventually("a removed", 500, || async { entry(&gw, &a.url).await.is_none().then_some(()) }).await;
@@ -255,17 +250,7 @@ async fn webhook_orchestrators_survive_a_restart_with_the_webhook_down_and_go_wh
     hook.list(&[&a]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
-    let base = [
-        "run",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--admin-token",
-        TOKEN,
-    ];
+    let base = gateway_args(data, &[]);
     let c = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
     let get = |admin: String, path: &'static str| {
         let c = c.clone();

@@ -158,12 +158,7 @@ async fn reload_applies_the_config_files_orchestrators_and_policies_in_place() {
 
     // A slow job is in flight on the orchestrator the reload will remove.
     a.state.patch(Some("depth"), &json!({"latency_ms": 800})).expect("knob");
-    let in_flight = {
-        let (c, url) = (gw.client.clone(), format!("{}/process/request/depth", gw.http));
-        actix_web::rt::spawn(async move {
-            read(c.post(url).insert_header(("Livepeer", job_header("depth", "slow"))).send_body("{}").await).await
-        })
-    };
+    let in_flight = gw.spawn_job("depth", "slow");
     eventually("the slow job reached a", 250, || async { (a.state.stats("depth").jobs == 2).then_some(()) }).await;
     write(&b.url, 4);
     let report = gw.admin_post("/admin/reload", json!({})).await;
@@ -193,18 +188,7 @@ async fn sighup_reloads_the_config_file_of_a_running_gateway() {
     std::fs::write(&file, format!("orch_addr = [\"{}\"]\n", a.url)).expect("write");
     let data = dir.path().join("data");
     let (f, d) = (file.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
-    let gw = Process::spawn(&[
-        "--config",
-        f,
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        d,
-        "--admin-token",
-        TOKEN,
-    ]);
+    let gw = Process::spawn(&gateway_args(d, &["--config", f]));
     std::fs::write(&file, format!("orch_addr = [\"{}\", \"{}\"]\n", a.url, b.url)).expect("write");
     let status = Command::new("kill").arg("-HUP").arg(gw.child.id().to_string()).status().expect("kill");
     assert!(status.success());
@@ -268,16 +252,7 @@ async fn export_then_import_into_a_fresh_data_dir_reproduces_registry_policies_a
         String::from_utf8_lossy(&again.stderr)
     );
 
-    let second = Process::spawn(&[
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        fresh.to_str().expect("utf-8"),
-        "--admin-token",
-        TOKEN,
-    ]);
+    let second = Process::spawn(&gateway_args(fresh.to_str().expect("utf-8"), &[]));
     let c = awc::Client::default();
     let get = |path: &str| {
         let url = format!("{}{path}", second.admin);

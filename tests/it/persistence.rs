@@ -21,17 +21,7 @@ async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
     let a = sim("a", &[("depth", Knobs { latency_ms: 40, ..healthy() })]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
-    let args = [
-        "run",
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--admin-token",
-        TOKEN,
-    ];
+    let args = gateway_args(data, &[]);
     let c = client();
 
     let first = Process::spawn(&args);
@@ -79,8 +69,7 @@ async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
 async fn an_admin_change_acknowledged_before_kill_9_is_not_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
-    let args =
-        ["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", data, "--admin-token", TOKEN];
+    let args = gateway_args(data, &[]);
     let c = client();
     let first = Process::spawn(&args);
     let added = read(
@@ -142,20 +131,7 @@ async fn open_breakers_and_policies_set_at_runtime_survive_a_restart() {
     let data = dir.path().join("data");
     let (cfg, data) = (cfg.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
     let orch = a.url.clone();
-    let args = [
-        "--config",
-        cfg,
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--admin-token",
-        TOKEN,
-        "--orch-addr",
-        &orch,
-    ];
+    let args = gateway_args(data, &["--config", cfg, "--orch-addr", &orch]);
     let c = client();
 
     let first = Process::spawn(&args);

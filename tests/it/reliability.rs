@@ -297,20 +297,7 @@ async fn kill_9_during_load_and_admin_writes_loses_no_acknowledged_change() {
     let data = dir.path().join("data");
     let (cfg, data) = (cfg.to_str().expect("utf-8").to_string(), data.to_str().expect("utf-8").to_string());
     let orch = a.url.clone();
-    let args: Vec<&str> = vec![
-        "--config",
-        &cfg,
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        &data,
-        "--admin-token",
-        TOKEN,
-        "--orch-addr",
-        &orch,
-    ];
+    let args = gateway_args(&data, &["--config", &cfg, "--orch-addr", &orch]);
     let acked: Rc<RefCell<Vec<String>>> = Rc::default();
     let mut last_policy = None;
 

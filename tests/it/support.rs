@@ -164,6 +164,15 @@ pub async fn read(
 }
 
 impl TestGateway {
+    /// Posts a job in the background (a job in flight while the test changes something).
+    pub fn spawn_job(&self, capability: &str, id: &str) -> actix_web::rt::task::JoinHandle<Answer> {
+        let (c, url) = (self.client.clone(), format!("{}/process/request/{capability}", self.http));
+        let header = job_header(capability, id);
+        actix_web::rt::spawn(async move {
+            read(c.post(url).insert_header(("Livepeer", header)).send_body("{}").await).await
+        })
+    }
+
     /// Posts a job for `capability` with a JSON body.
     pub async fn job(&self, capability: &str, id: &str) -> Answer {
         let req = self
@@ -226,6 +235,15 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("gave up waiting for: {what}");
+}
+
+/// Flags for a gateway process (`byoc-gateway [run]`): loopback port 0 for both listeners,
+/// `data` as data dir, the test token, then `extra`.
+pub fn gateway_args<'a>(data: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args =
+        vec!["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", data, "--admin-token", TOKEN];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// A gateway running as a separate process (for restarts, signals and exit codes).

@@ -683,6 +683,10 @@ impl actix::Supervised for PairActor {
         self.probing = false;
         self.reprobe = false;
         self.warmup_in_flight = false;
+        // The scheduled drain died with the old incarnation's timers: the next deposit asks for
+        // a drain again and it is scheduled anew (the samples survive in the shared tally).
+        self.drain_scheduled = false;
+        self.tally.unrequest();
         self.restarts += 1;
         metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "actor" => "pair").increment(1);
         tracing::warn!(pair = %self.key, restarts = self.restarts, "pair actor restarted by the supervisor");

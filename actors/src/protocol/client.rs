@@ -187,7 +187,9 @@ pub struct UpstreamReply {
 
 /// Whether a `Content-Type` is Server-Sent Events (go-livepeer checks "contains").
 pub fn is_event_stream(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|ct| ct.to_ascii_lowercase().contains("text/event-stream"))
+    // Checked on every answer: compare in place rather than lower-case a copy.
+    const SSE: &[u8] = b"text/event-stream";
+    content_type.is_some_and(|ct| ct.as_bytes().windows(SSE.len()).any(|w| w.eq_ignore_ascii_case(SSE)))
 }
 
 type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
@@ -322,4 +324,18 @@ pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) ->
 pub fn excerpt(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(200)]);
     s.trim().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_event_stream;
+
+    #[test]
+    fn event_stream_content_types() {
+        assert!(is_event_stream(Some("text/event-stream")));
+        assert!(is_event_stream(Some("Text/Event-Stream; charset=utf-8")));
+        assert!(!is_event_stream(Some("application/json")));
+        assert!(!is_event_stream(Some("text/event")));
+        assert!(!is_event_stream(None));
+    }
 }

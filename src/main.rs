@@ -9,6 +9,7 @@ use clap::Parser as _;
 
 /// mimalloc: per-thread free lists suit a proxy's many short-lived allocations per job (glibc
 /// malloc and free were about 8 % of the gateway's CPU in `bench/proxy.sh` profiles).
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

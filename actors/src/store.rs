@@ -1,12 +1,19 @@
 //! `Store`: owns the sled database. It runs on a `SyncArbiter` thread, so its handlers may
 //! block on disk without stalling any async actor or HTTP worker.
 //!
-//! Layout (one tree per relation, JSON values with serde defaults for forward compatibility):
-//! - `meta`: `schema_version` = 1
-//! - `orchestrators`: id -> [`Orchestrator`]
+//! Layout (one tree per relation):
+//! - `meta`: `schema_version` = 2
+//! - `orchestrators`: id -> [`Orchestrator`] (JSON, serde defaults for forward compatibility)
 //! - `orchestrator_urls`: normalised URL -> id (uniqueness index)
-//! - `pairs`: `orch-id \0 capability` -> [`PairRecord`]
-//! - `policies`: capability -> [`CapabilityPolicy`] (set through the admin API)
+//! - `pair_scores`: orchestrator id -> that orchestrator's [`PairRecord`]s, sorted by
+//!   capability, in postcard (a compact binary serde format)
+//! - `policies`: capability -> [`CapabilityPolicy`] (JSON, set through the admin API)
+//!
+//! Pair scores are grouped per orchestrator because sled's cost is mostly per entry: at
+//! 10,000 pairs, one JSON entry per pair (schema 1) held about 15 MB resident, one compact
+//! entry per orchestrator about 4 MB. postcard is not self-describing, so a new
+//! [`PairRecord`] field needs a schema bump with a migration, like the one from schema 1
+//! ([`Store`] migrates a schema 1 store in place when it opens it).
 //!
 //! Every mutation that answers an operator is flushed to disk before the reply, so an
 //! acknowledged change survives `kill -9`. Pair scores are written in batches and flushed
@@ -24,7 +31,11 @@ use crate::pair::view::{unix_ms_now, PairRecord};
 use crate::policy::CapabilityPolicy;
 
 /// Version of the on-disk layout described in the module docs.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// Schema 1 kept one JSON pair record per pair in this tree (`orch-id \0 capability`).
+const V1_PAIRS_TREE: &str = "pairs";
+/// Orchestrator groups written per sled batch (about 500 pair records at 10 capabilities).
+const SAVE_BATCH_GROUPS: usize = 50;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Sub-directory of the data dir that holds the database (versioned so a future layout can
 /// live beside it during a migration).
@@ -136,7 +147,7 @@ impl Store {
         let meta = db.open_tree("meta").map_err(e)?;
         let orchestrators = db.open_tree("orchestrators").map_err(e)?;
         let urls = db.open_tree("orchestrator_urls").map_err(e)?;
-        let pairs = db.open_tree("pairs").map_err(e)?;
+        let pairs = db.open_tree("pair_scores").map_err(e)?;
         let policies = db.open_tree("policies").map_err(e)?;
         let store = Self { db, path, meta, orchestrators, urls, pairs, policies, fail_writes: false };
         match store.meta.get(SCHEMA_KEY).map_err(|err| store.err(err))? {
@@ -146,12 +157,92 @@ impl Store {
             }
             Some(v) => {
                 let found = std::str::from_utf8(&v).ok().and_then(|s| s.parse::<u32>().ok()).unwrap_or(u32::MAX);
-                if found != SCHEMA_VERSION {
-                    return Err(StoreError::Schema { path: store.path.display().to_string(), found });
+                match found {
+                    1 => store.migrate_from_v1()?,
+                    SCHEMA_VERSION => {}
+                    _ => return Err(StoreError::Schema { path: store.path.display().to_string(), found }),
                 }
             }
         }
+        // Left behind when a migration stopped between its commit and this clean-up.
+        if store.db.tree_names().iter().any(|n| n.as_ref() == V1_PAIRS_TREE.as_bytes()) {
+            store.db.drop_tree(V1_PAIRS_TREE).map_err(|err| store.err(err))?;
+        }
         Ok(store)
+    }
+
+    /// Schema 1 -> 2: regroups the per-pair JSON records into one compact entry per
+    /// orchestrator. The new entries and the version bump commit in one transaction, so a
+    /// crash leaves either schema 1 intact or schema 2 complete. A record that does not
+    /// decode is dropped with a warning: scores are soft state and rebuild from traffic.
+    fn migrate_from_v1(&self) -> Result<(), StoreError> {
+        self.writable()?;
+        let old = self.db.open_tree(V1_PAIRS_TREE).map_err(|e| self.err(e))?;
+        let mut records = Vec::with_capacity(old.len());
+        for kv in old.iter() {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            match serde_json::from_slice::<PairRecord>(&v) {
+                Ok(r) => records.push(r),
+                Err(e) => {
+                    tracing::warn!(key = %String::from_utf8_lossy(&k), error = %e, "schema 1 pair record dropped")
+                }
+            }
+        }
+        let groups = group_by_orchestrator(&records);
+        let res: Result<(), TransactionError<()>> = (&self.meta, &self.pairs).transaction(|(meta, pairs)| {
+            for (orch, group) in &groups {
+                let mut group: Vec<PairRecord> = group.iter().map(|r| (*r).clone()).collect();
+                group.sort_by(|a, b| a.capability.cmp(&b.capability));
+                pairs.insert(orch.0.as_bytes(), encode_scores(&group))?;
+            }
+            meta.insert(SCHEMA_KEY, SCHEMA_VERSION.to_string().as_bytes())?;
+            Ok::<(), ConflictableTransactionError<()>>(())
+        });
+        res.map_err(|e| match e {
+            TransactionError::Storage(e) => self.err(e),
+            TransactionError::Abort(()) => StoreError::Io("migration transaction aborted".into()),
+        })?;
+        self.flush()?;
+        tracing::info!(pairs = records.len(), orchestrators = groups.len(), "store migrated from schema 1 to 2");
+        Ok(())
+    }
+
+    /// Writes `records` into their orchestrators' groups (replacing a pair's earlier record),
+    /// in sled batches of bounded size, without flushing. With `registered_only`, records of
+    /// orchestrators no longer registered are skipped (a deleted orchestrator must not come
+    /// back through a late score save). Returns how many records were written.
+    fn merge_pairs(&self, records: &[PairRecord], registered_only: bool) -> Result<usize, StoreError> {
+        let groups: Vec<_> = group_by_orchestrator(records).into_iter().collect();
+        let mut n = 0;
+        // Bounded batches: the first save after a cold start with 10,000 pairs wrote them in
+        // one batch, whose peak stayed as resident memory. Scores need no atomicity across
+        // orchestrators; the caller's flush makes the whole save durable.
+        for chunk in groups.chunks(SAVE_BATCH_GROUPS) {
+            let mut batch = sled::Batch::default();
+            for (orch, updates) in chunk {
+                let key = orch.0.as_bytes();
+                if registered_only && !self.orchestrators.contains_key(key).map_err(|e| self.err(e))? {
+                    continue;
+                }
+                let mut group = match self.pairs.get(key).map_err(|e| self.err(e))? {
+                    Some(raw) => decode_scores(key, &raw).unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "stored pair scores unreadable; rewritten from the current ones");
+                        Vec::new()
+                    }),
+                    None => Vec::new(),
+                };
+                for r in updates {
+                    match group.binary_search_by(|g| g.capability.cmp(&r.capability)) {
+                        Ok(i) => group[i] = (*r).clone(),
+                        Err(i) => group.insert(i, (*r).clone()),
+                    }
+                }
+                batch.insert(key, encode_scores(&group));
+                n += updates.len();
+            }
+            self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
+        }
+        Ok(n)
     }
 
     fn err(&self, e: sled::Error) -> StoreError {
@@ -196,9 +287,11 @@ impl Store {
     /// policies are written as they are. Refuses (changing nothing) an export of another
     /// schema version or one whose orchestrators clash with entries already here.
     pub fn import(&self, export: &StoreExport) -> Result<ImportSummary, ImportError> {
-        if export.format != EXPORT_FORMAT || export.schema_version != SCHEMA_VERSION {
+        // Schema 2 changed only the on-disk encoding of pair scores; an export is the same
+        // JSON document under both.
+        if export.format != EXPORT_FORMAT || !(1..=SCHEMA_VERSION).contains(&export.schema_version) {
             return Err(ImportError::Format(format!(
-                "expected format {EXPORT_FORMAT} schema {SCHEMA_VERSION}, got {} schema {}",
+                "expected format {EXPORT_FORMAT} schema 1 to {SCHEMA_VERSION}, got {} schema {}",
                 export.format, export.schema_version
             )));
         }
@@ -215,11 +308,7 @@ impl Store {
                 return Err(ImportError::Conflict(format!("{} ({}) is already in this store", d.id, d.url)));
             }
         }
-        let mut batch = sled::Batch::default();
-        for r in &export.pairs {
-            batch.insert(Self::pair_key(&r.orchestrator, &r.capability), Self::encode(r));
-        }
-        self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
+        self.merge_pairs(&export.pairs, false)?;
         for p in &export.policies {
             self.policies.insert(p.capability.as_str().as_bytes(), Self::encode(&p.policy)).map_err(|e| self.err(e))?;
         }
@@ -241,14 +330,6 @@ impl Store {
         serde_json::to_vec(value).unwrap_or_default()
     }
 
-    fn pair_key(orch: &OrchestratorId, cap: &Capability) -> Vec<u8> {
-        let mut k = Vec::with_capacity(orch.0.len() + 1 + cap.as_str().len());
-        k.extend_from_slice(orch.0.as_bytes());
-        k.push(0);
-        k.extend_from_slice(cap.as_str().as_bytes());
-        k
-    }
-
     fn list_orchestrators(&self) -> Result<Vec<Orchestrator>, StoreError> {
         self.orchestrators
             .iter()
@@ -260,13 +341,12 @@ impl Store {
     }
 
     fn list_pairs(&self) -> Result<Vec<PairRecord>, StoreError> {
-        self.pairs
-            .iter()
-            .map(|kv| {
-                let (k, v) = kv.map_err(|e| self.err(e))?;
-                Self::decode(&k, &v)
-            })
-            .collect()
+        let mut all = Vec::new();
+        for kv in self.pairs.iter() {
+            let (k, v) = kv.map_err(|e| self.err(e))?;
+            all.extend(decode_scores(&k, &v)?);
+        }
+        Ok(all)
     }
 
     fn list_policies(&self) -> Result<Vec<(Capability, CapabilityPolicy)>, StoreError> {
@@ -381,8 +461,8 @@ impl Store {
     fn undo_delete(&self, d: &Deleted) {
         let _ = self.orchestrators.insert(d.orch.id.0.as_bytes(), d.raw.clone());
         let _ = self.urls.insert(d.orch.url.as_bytes(), d.orch.id.0.as_bytes());
-        for (k, v) in &d.pairs {
-            let _ = self.pairs.insert(k, v.clone());
+        if let Some(scores) = &d.pairs {
+            let _ = self.pairs.insert(d.orch.id.0.as_bytes(), scores.clone());
         }
     }
 
@@ -393,25 +473,19 @@ impl Store {
             return Ok(None);
         };
         let orch: Orchestrator = Self::decode(id.0.as_bytes(), &raw)?;
-        let mut prefix = id.0.as_bytes().to_vec();
-        prefix.push(0);
-        let pair_entries: Vec<(sled::IVec, sled::IVec)> =
-            self.pairs.scan_prefix(&prefix).collect::<Result<_, _>>().map_err(|e| self.err(e))?;
-        let pair_keys: Vec<sled::IVec> = pair_entries.iter().map(|(k, _)| k.clone()).collect();
+        let scores = self.pairs.get(id.0.as_bytes()).map_err(|e| self.err(e))?;
         let res: Result<(), TransactionError<()>> =
             (&self.orchestrators, &self.urls, &self.pairs).transaction(|(o, u, p)| {
                 o.remove(id.0.as_bytes())?;
                 u.remove(orch.url.as_bytes())?;
-                for k in &pair_keys {
-                    p.remove(k)?;
-                }
+                p.remove(id.0.as_bytes())?;
                 Ok::<(), ConflictableTransactionError<()>>(())
             });
         res.map_err(|e| match e {
             TransactionError::Storage(e) => self.err(e),
             TransactionError::Abort(()) => StoreError::Io("transaction aborted".into()),
         })?;
-        Ok(Some(Deleted { orch, raw, pairs: pair_entries }))
+        Ok(Some(Deleted { orch, raw, pairs: scores }))
     }
 
     fn get_orchestrator(&self, id: &OrchestratorId) -> Result<Option<Orchestrator>, StoreError> {
@@ -426,7 +500,27 @@ impl Store {
 struct Deleted {
     orch: Orchestrator,
     raw: sled::IVec,
-    pairs: Vec<(sled::IVec, sled::IVec)>,
+    /// Its `pair_scores` entry.
+    pairs: Option<sled::IVec>,
+}
+
+/// `records` grouped by orchestrator, in id order.
+fn group_by_orchestrator(records: &[PairRecord]) -> std::collections::BTreeMap<&OrchestratorId, Vec<&PairRecord>> {
+    let mut groups: std::collections::BTreeMap<&OrchestratorId, Vec<&PairRecord>> = Default::default();
+    for r in records {
+        groups.entry(&r.orchestrator).or_default().push(r);
+    }
+    groups
+}
+
+fn encode_scores(group: &[PairRecord]) -> Vec<u8> {
+    // Plain data: serialisation into a Vec cannot fail.
+    postcard::to_stdvec(group).unwrap_or_default()
+}
+
+fn decode_scores(key: &[u8], value: &[u8]) -> Result<Vec<PairRecord>, StoreError> {
+    postcard::from_bytes(value)
+        .map_err(|e| StoreError::Decode { key: String::from_utf8_lossy(key).into_owned(), detail: e.to_string() })
 }
 
 impl Actor for Store {
@@ -666,9 +760,6 @@ impl Handler<DeleteOrchestrator> for Store {
     }
 }
 
-/// Pair records written per sled batch by [`SavePairs`].
-const SAVE_BATCH: usize = 500;
-
 /// Writes a batch of pair records (only for orchestrators still registered) and flushes.
 #[derive(Message)]
 #[rtype(result = "Result<usize, StoreError>")]
@@ -681,22 +772,7 @@ impl Handler<SavePairs> for Store {
     type Result = Result<usize, StoreError>;
     fn handle(&mut self, msg: SavePairs, _ctx: &mut Self::Context) -> Self::Result {
         self.writable()?;
-        let mut n = 0;
-        // In batches of bounded size: the first save after a cold start with 10,000 pairs
-        // wrote them in one batch, whose peak stayed as resident memory. Scores need no
-        // atomicity across pairs; one flush makes the whole save durable.
-        for chunk in msg.records.chunks(SAVE_BATCH) {
-            let mut batch = sled::Batch::default();
-            for r in chunk {
-                // A pair whose orchestrator was deleted meanwhile must not come back.
-                if !self.orchestrators.contains_key(r.orchestrator.0.as_bytes()).map_err(|e| self.err(e))? {
-                    continue;
-                }
-                batch.insert(Self::pair_key(&r.orchestrator, &r.capability), Self::encode(r));
-                n += 1;
-            }
-            self.pairs.apply_batch(batch).map_err(|e| self.err(e))?;
-        }
+        let n = self.merge_pairs(&msg.records, true)?;
         self.flush()?;
         Ok(n)
     }
@@ -871,6 +947,92 @@ mod tests {
         assert_ne!(o2.id, id);
     }
 
+    fn record(orch: &OrchestratorId, capability: &str, success: u64) -> PairRecord {
+        PairRecord {
+            orchestrator: orch.clone(),
+            capability: cap(capability),
+            latency_ewma_ms: 12.5,
+            latency_updated_unix_ms: Some(1_700_000_000_000),
+            success_rate: 0.75,
+            breaker: crate::breaker::State::Open,
+            breaker_level: 2,
+            open_until_unix_ms: Some(1_700_000_030_000),
+            offered: true,
+            cold_start_ms: Some(5),
+            counters: crate::pair::view::Counters { success, http_5xx: 1, ..Default::default() },
+            restarts: 1,
+            saved_at_unix_ms: 1_700_000_000_001,
+        }
+    }
+
+    #[test]
+    fn saves_merge_into_the_orchestrator_group_and_skip_deleted_orchestrators() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path()).expect("open");
+        let a = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
+        let b = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
+        let gone = OrchestratorId("orch-gone".into());
+        let first = [record(&a.id, "depth", 1), record(&b.id, "depth", 2), record(&gone, "depth", 3)];
+        assert_eq!(s.merge_pairs(&first, true).expect("save"), 2, "the unregistered orchestrator is skipped");
+        // A later save of one pair replaces only that pair's record; a new capability joins
+        // the group in capability order.
+        let second = [record(&a.id, "upscale", 4), record(&a.id, "depth", 5)];
+        assert_eq!(s.merge_pairs(&second, true).expect("save"), 2);
+        let got: Vec<(String, String, u64)> = s
+            .list_pairs()
+            .expect("pairs")
+            .into_iter()
+            .map(|r| (r.orchestrator.0, r.capability.as_str().to_string(), r.counters.success))
+            .collect();
+        let want = [(&a.id.0, "depth", 5), (&a.id.0, "upscale", 4), (&b.id.0, "depth", 2)];
+        let want: Vec<(String, String, u64)> =
+            want.iter().map(|(o, c, n)| (o.to_string(), c.to_string(), *n)).collect();
+        assert_eq!(got, want);
+        // Every field survives the compact encoding.
+        let back = s.list_pairs().expect("pairs").into_iter().find(|r| r.orchestrator == b.id).expect("b");
+        assert_eq!(serde_json::to_value(&back).ok(), serde_json::to_value(record(&b.id, "depth", 2)).ok());
+    }
+
+    #[test]
+    fn a_schema_1_store_is_migrated_in_place_with_its_pair_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b);
+        {
+            // Write the schema 1 layout by hand: one JSON record per pair in `pairs`.
+            let s = open(dir.path()).expect("open");
+            a = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new").id;
+            b = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new").id;
+            let v1 = s.db.open_tree(V1_PAIRS_TREE).expect("tree");
+            for r in [record(&a, "depth", 1), record(&a, "upscale", 2), record(&b, "depth", 3)] {
+                let key = format!("{}\0{}", r.orchestrator.0, r.capability.as_str());
+                v1.insert(key.as_bytes(), serde_json::to_vec(&r).expect("json")).expect("insert");
+            }
+            v1.insert(b"orch-x\0broken", b"{not json".as_slice()).expect("insert");
+            s.meta.insert(SCHEMA_KEY, b"1".as_slice()).expect("insert");
+            s.flush().expect("flush");
+        }
+        let s = open(dir.path()).expect("a schema 1 store opens");
+        assert_eq!(s.meta.get(SCHEMA_KEY).expect("get").as_deref(), Some(b"2".as_slice()));
+        assert!(!s.db.tree_names().iter().any(|n| n.as_ref() == V1_PAIRS_TREE.as_bytes()), "old tree dropped");
+        let mut got: Vec<(String, String, u64)> = s
+            .list_pairs()
+            .expect("pairs")
+            .into_iter()
+            .map(|r| (r.orchestrator.0, r.capability.as_str().to_string(), r.counters.success))
+            .collect();
+        got.sort();
+        let mut want = vec![
+            (a.0.clone(), "depth".to_string(), 1),
+            (a.0.clone(), "upscale".to_string(), 2),
+            (b.0.clone(), "depth".to_string(), 3),
+        ];
+        want.sort();
+        assert_eq!(got, want, "every decodable record kept, the broken one dropped");
+        drop(s);
+        let again = open(dir.path()).expect("reopens as schema 2");
+        assert_eq!(again.list_pairs().expect("pairs").len(), 3);
+    }
+
     #[test]
     fn delete_removes_url_index_and_pairs() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -891,9 +1053,7 @@ mod tests {
             restarts: 0,
             saved_at_unix_ms: 0,
         };
-        let mut batch = sled::Batch::default();
-        batch.insert(Store::pair_key(&o.id, &rec.capability), Store::encode(&rec));
-        s.pairs.apply_batch(batch).expect("batch");
+        assert_eq!(s.merge_pairs(std::slice::from_ref(&rec), true).expect("save"), 1);
         assert_eq!(s.list_pairs().expect("pairs").len(), 1);
         assert_eq!(s.delete(&o.id).expect("io").map(|o| o.url), Some("http://a:1".into()));
         assert!(s.list_pairs().expect("pairs").is_empty());
@@ -910,15 +1070,17 @@ mod tests {
         src.policies
             .insert(b"depth", Store::encode(&CapabilityPolicy { max_attempts: Some(2), ..Default::default() }))
             .expect("policy");
+        src.merge_pairs(&[record(&o1.id, "depth", 7)], true).expect("save");
         let export = src.export().expect("export");
         let json = serde_json::to_string(&export).expect("json");
         let back: StoreExport = serde_json::from_str(&json).expect("parse");
 
         let dst = open(b.path()).expect("open");
         let summary = dst.import(&back).expect("import");
-        assert_eq!(summary, ImportSummary { orchestrators: 1, pairs: 0, policies: 1 });
+        assert_eq!(summary, ImportSummary { orchestrators: 1, pairs: 1, policies: 1 });
         let snap = dst.snapshot().expect("snapshot");
         assert_eq!(snap.orchestrators, vec![o1.clone()]);
+        assert_eq!(serde_json::to_value(&snap.pairs).ok(), serde_json::to_value([record(&o1.id, "depth", 7)]).ok());
         assert_eq!(snap.policies[0].1.max_attempts, Some(2));
         // New ids do not collide with imported ones; a second import conflicts and changes nothing.
         let o2 = dst.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
@@ -928,6 +1090,12 @@ mod tests {
         let mut wrong = back.clone();
         wrong.schema_version = 99;
         assert!(matches!(dst.import(&wrong), Err(ImportError::Format(_))));
+        // A schema 1 export (same document) still imports.
+        let c = tempfile::tempdir().expect("tempdir");
+        let mut v1 = back.clone();
+        v1.schema_version = 1;
+        let summary = open(c.path()).expect("open").import(&v1).expect("schema 1 export");
+        assert_eq!(summary.pairs, 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use awc::http::header::{HeaderName, CONTENT_TYPE};
 use bytes::Bytes;
 use futures_util::Stream;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use openssl::x509::store::X509StoreBuilder;
 
 use super::signer::Signer;
 use super::token::{eth_address_header, JobToken};
@@ -55,20 +57,41 @@ pub struct ClientBuildError(#[from] openssl::error::ErrorStack);
 /// Builds an upstream client: no redirects (a job must not wander), no default headers,
 /// keep-alive pooling, TLS per `settings`.
 pub fn build_client(settings: &ClientSettings) -> Result<awc::Client, ClientBuildError> {
-    let mut tls = SslConnector::builder(SslMethod::tls())?;
-    if !settings.tls_verify {
-        tls.set_verify(SslVerifyMode::NONE);
-    }
-    // HTTP/1.1 only: ALPN h2 towards self-signed orchestrators gains nothing for
-    // request/response jobs and costs a code path.
-    tls.set_alpn_protos(b"\x08http/1.1")?;
     let connector = awc::Connector::new()
-        .openssl(tls.build())
+        .openssl(shared_tls(settings.tls_verify)?)
         .timeout(settings.connect_timeout)
         .handshake_timeout(settings.connect_timeout)
         .limit(settings.max_connections)
         .conn_keep_alive(Duration::from_secs(60));
     Ok(awc::Client::builder().connector(connector).disable_redirects().disable_timeout().no_default_headers().finish())
+}
+
+/// The process's TLS context for one verification mode, built on first use. OpenSSL parses
+/// the whole system CA bundle into every context it builds (about 1.2 MB resident each), and
+/// the gateway builds a client per thread that calls orchestrators; a context is reference
+/// counted, so every client shares one.
+fn shared_tls(verify: bool) -> Result<SslConnector, ClientBuildError> {
+    static CONTEXTS: [OnceLock<SslConnector>; 2] = [OnceLock::new(), OnceLock::new()];
+    let cell = &CONTEXTS[usize::from(verify)];
+    if let Some(tls) = cell.get() {
+        return Ok(tls.clone());
+    }
+    let built = build_tls(verify)?;
+    Ok(cell.get_or_init(|| built).clone())
+}
+
+fn build_tls(verify: bool) -> Result<SslConnector, ClientBuildError> {
+    let mut tls = SslConnector::builder(SslMethod::tls())?;
+    if !verify {
+        tls.set_verify(SslVerifyMode::NONE);
+        // The builder has loaded the system CA bundle; without verification nothing reads it,
+        // so an empty store frees it (about 1.2 MB).
+        tls.set_cert_store(X509StoreBuilder::new()?.build());
+    }
+    // HTTP/1.1 only: ALPN h2 towards self-signed orchestrators gains nothing for
+    // request/response jobs and costs a code path.
+    tls.set_alpn_protos(b"\x08http/1.1")?;
+    Ok(tls.build())
 }
 
 /// A failure to get an answer from an orchestrator. The classes matter: the dispatcher

@@ -30,7 +30,8 @@ fn board(n: usize, routable_every: Option<usize>) -> Vec<SharedView> {
     let capability = Capability::new("depth").expect("valid capability");
     (0..n)
         .map(|i| {
-            let key = PairKey { orchestrator: OrchestratorId(format!("orch-{i}")), capability: capability.clone() };
+            let key =
+                PairKey { orchestrator: OrchestratorId(format!("orch-{i}").into()), capability: capability.clone() };
             let mut v = PairView::new(key, Arc::from("http://x"));
             v.probed = true;
             v.offered = true;

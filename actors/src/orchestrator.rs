@@ -2,6 +2,7 @@
 //! where the entry came from.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use url::Url;
@@ -9,10 +10,13 @@ use url::Url;
 use crate::capability::Capability;
 
 /// Gateway-assigned orchestrator id (`orch-1`, `orch-2`, ...). Stable across restarts because
-/// the registry is persisted and entries are found again by URL.
+/// the registry is persisted and entries are found again by URL. Shared, not copied: every
+/// pair key holds one, and a pair's key lives in its actor, view, scoreboard slot and the
+/// supervisor's maps.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
-pub struct OrchestratorId(pub String);
+#[schema(value_type = String)]
+pub struct OrchestratorId(pub Arc<str>);
 
 impl fmt::Display for OrchestratorId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -404,7 +404,7 @@ impl Store {
         // Ids come from sled's monotonic counter; skip any taken by an imported entry.
         let id = loop {
             let n = self.db.generate_id().map_err(|e| self.err(e))?;
-            let id = OrchestratorId(format!("orch-{}", n + 1));
+            let id = OrchestratorId(format!("orch-{}", n + 1).into());
             if !self.orchestrators.contains_key(id.0.as_bytes()).map_err(|e| self.err(e))? {
                 break id;
             }
@@ -432,7 +432,7 @@ impl Store {
             .transaction(|(o, u)| {
                 if let Some(existing) = u.get(url.as_bytes())? {
                     let id = String::from_utf8_lossy(&existing).into_owned();
-                    return Ok(Err(OrchestratorId(id)));
+                    return Ok(Err(OrchestratorId(id.into())));
                 }
                 if o.get(orch.id.0.as_bytes())?.is_some() {
                     return Ok(Err(orch.id.clone()));
@@ -982,7 +982,7 @@ mod tests {
             .list_pairs()
             .expect("pairs")
             .into_iter()
-            .map(|r| (r.orchestrator.0, r.capability.as_str().to_string(), r.counters.success))
+            .map(|r| (r.orchestrator.0.to_string(), r.capability.as_str().to_string(), r.counters.success))
             .collect();
         let want = [(&a.id.0, "depth", 5), (&a.id.0, "upscale", 4), (&b.id.0, "depth", 2)];
         let want: Vec<(String, String, u64)> =
@@ -1018,13 +1018,13 @@ mod tests {
             .list_pairs()
             .expect("pairs")
             .into_iter()
-            .map(|r| (r.orchestrator.0, r.capability.as_str().to_string(), r.counters.success))
+            .map(|r| (r.orchestrator.0.to_string(), r.capability.as_str().to_string(), r.counters.success))
             .collect();
         got.sort();
         let mut want = vec![
-            (a.0.clone(), "depth".to_string(), 1),
-            (a.0.clone(), "upscale".to_string(), 2),
-            (b.0.clone(), "depth".to_string(), 3),
+            (a.0.to_string(), "depth".to_string(), 1),
+            (a.0.to_string(), "upscale".to_string(), 2),
+            (b.0.to_string(), "depth".to_string(), 3),
         ];
         want.sort();
         assert_eq!(got, want, "every decodable record kept, the broken one dropped");

@@ -430,6 +430,9 @@ impl Actor for Supervisor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         self.fill_pairs();
+        // Most warm records now live in their actors; a map sized for all of them would keep
+        // its table (about 2 MB at 10,000 pairs) for the process's lifetime.
+        self.warm.shrink_to_fit();
         // Declared capabilities of each orchestrator are registered; `fill_pairs` covered them.
         tracing::info!(
             orchestrators = self.orchestrators.len(),
@@ -500,15 +503,15 @@ impl Handler<RemoveOrchestrator> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Orchestrator, RegistryError>>;
 
     fn handle(&mut self, msg: RemoveOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
-        let id = OrchestratorId(msg.id);
+        let id = OrchestratorId(msg.id.into());
         if !self.orchestrators.contains_key(&id) {
-            return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0))));
+            return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0.to_string()))));
         }
         let fut = self.store.send(DeleteOrchestrator { id: id.clone() }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
             stored(res)?;
             let Some(orch) = act.orchestrators.remove(&id) else {
-                return Err(RegistryError::NotFound(id.0));
+                return Err(RegistryError::NotFound(id.0.to_string()));
             };
             let pairs = act.remove_orchestrator_pairs(&id);
             tracing::info!(id = %orch.id, url = %orch.url, pairs, "orchestrator removed; its pairs drain");
@@ -581,7 +584,7 @@ impl Supervisor {
             self.pairs
                 .iter()
                 .filter(|(k, _)| q.capability.as_deref().is_none_or(|c| k.capability.as_str() == c))
-                .filter(|(k, _)| q.orchestrator.as_deref().is_none_or(|o| k.orchestrator.0 == o))
+                .filter(|(k, _)| q.orchestrator.as_deref().is_none_or(|o| &*k.orchestrator.0 == o))
         };
         let total =
             if q.capability.is_none() && q.orchestrator.is_none() { self.pairs.len() } else { matching().count() };
@@ -704,7 +707,7 @@ impl Supervisor {
     fn find_pair(&self, orchestrator: &str, capability: &str) -> Result<Addr<PairActor>, RegistryError> {
         let not_found = || RegistryError::PairNotFound(orchestrator.to_string(), capability.to_string());
         let cap = Capability::new(capability).map_err(|_| not_found())?;
-        let key = PairKey { orchestrator: OrchestratorId(orchestrator.to_string()), capability: cap };
+        let key = PairKey { orchestrator: OrchestratorId(orchestrator.into()), capability: cap };
         self.pairs.get(&key).map(|e| e.addr.clone()).ok_or_else(not_found)
     }
 }
@@ -1037,15 +1040,15 @@ impl Handler<SetEnabledOrchestrator> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Orchestrator, RegistryError>>;
 
     fn handle(&mut self, msg: SetEnabledOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
-        let id = OrchestratorId(msg.id);
+        let id = OrchestratorId(msg.id.into());
         if !self.orchestrators.contains_key(&id) {
-            return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0))));
+            return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0.to_string()))));
         }
         let enabled = msg.enabled;
         let fut = self.store.send(SetOrchestratorEnabled { id: id.clone(), enabled }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
                         let Some(orch) = stored(res)? else {
-                return Err(RegistryError::NotFound(id.0));
+                return Err(RegistryError::NotFound(id.0.to_string()));
             };
             act.orchestrators.insert(id.clone(), orch.clone());
             for (key, entry) in &act.pairs {

@@ -283,7 +283,7 @@ async fn add_orchestrator(state: web::Data<AdminState>, body: web::Json<AddBody>
 async fn get_orchestrator(state: web::Data<AdminState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     let list = ask(&state, ListOrchestrators).await?;
-    let orch = list.into_iter().find(|o| o.id.0 == id).ok_or(byoc_actors::supervisor::RegistryError::NotFound(id))?;
+    let orch = list.into_iter().find(|o| *o.id.0 == *id).ok_or(byoc_actors::supervisor::RegistryError::NotFound(id))?;
     Ok(HttpResponse::Ok().json(orch))
 }
 

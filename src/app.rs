@@ -95,7 +95,7 @@ impl Gateway {
             max_response_bytes: cfg.limits.max_response_bytes,
         };
         // Fail now, not inside a worker, if TLS cannot be set up.
-        build_client(&client_settings).context("upstream client")?;
+        byoc_actors::protocol::client::check_tls(&client_settings).context("upstream client")?;
         let settings = Arc::new(PairSettings {
             token_refresh: cfg.routing.token_refresh,
             token_retry: cfg.routing.token_retry,

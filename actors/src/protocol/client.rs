@@ -66,6 +66,13 @@ pub fn build_client(settings: &ClientSettings) -> Result<awc::Client, ClientBuil
     Ok(awc::Client::builder().connector(connector).disable_redirects().disable_timeout().no_default_headers().finish())
 }
 
+/// Sets up the TLS context `settings` ask for, so a failure shows at start rather than in a
+/// worker. Cheaper than building a client: awc's client and connector constructors each
+/// build, then discard, a default TLS context that parses the system CA bundle.
+pub fn check_tls(settings: &ClientSettings) -> Result<(), ClientBuildError> {
+    shared_tls(settings.tls_verify).map(drop)
+}
+
 /// The process's TLS context for one verification mode, built on first use. OpenSSL parses
 /// the whole system CA bundle into every context it builds (about 1.2 MB resident each), and
 /// the gateway builds a client per thread that calls orchestrators; a context is reference

@@ -16,6 +16,7 @@
 //! The open time is `base_open x 2^level`, capped at `max_open`, with jitter so that pairs
 //! tripped together do not all come back in the same instant (Linkerd: 1 s to 60 s, 0.5).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -180,7 +181,8 @@ impl Window {
 /// The breaker.
 #[derive(Debug, Clone)]
 pub struct Breaker {
-    cfg: BreakerConfig,
+    /// Shared with the capability's effective policy: one copy per capability, not per pair.
+    cfg: Arc<BreakerConfig>,
     window: Window,
     state: State,
     open_until: Option<Instant>,
@@ -192,9 +194,9 @@ pub struct Breaker {
 
 impl Breaker {
     /// A closed breaker.
-    pub fn new(cfg: BreakerConfig) -> Self {
+    pub fn new(cfg: impl Into<Arc<BreakerConfig>>) -> Self {
         Self {
-            cfg,
+            cfg: cfg.into(),
             window: Window::default(),
             state: State::Closed,
             open_until: None,
@@ -207,7 +209,7 @@ impl Breaker {
 
     /// Restores a persisted breaker: open ones stay open until `open_until` (or become
     /// half-open at the next call if that has passed); half-open ones restart their trials.
-    pub fn restore(cfg: BreakerConfig, state: State, level: u32, open_until: Option<Instant>) -> Self {
+    pub fn restore(cfg: impl Into<Arc<BreakerConfig>>, state: State, level: u32, open_until: Option<Instant>) -> Self {
         let mut b = Self::new(cfg);
         b.level = level;
         match state {
@@ -251,8 +253,8 @@ impl Breaker {
     }
 
     /// Replaces the configuration (policy change); state is kept.
-    pub fn set_config(&mut self, cfg: BreakerConfig) {
-        self.cfg = cfg;
+    pub fn set_config(&mut self, cfg: impl Into<Arc<BreakerConfig>>) {
+        self.cfg = cfg.into();
     }
 
     /// Whether a call could be admitted at `now` (no state change).

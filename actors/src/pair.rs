@@ -25,7 +25,7 @@ use crate::policy::Effective;
 use crate::protocol::client::{excerpt, fetch_token, forward_job, Forward, TokenError, UpstreamError};
 use crate::protocol::header::JobRequest;
 use crate::protocol::signer::SharedSigner;
-use crate::protocol::token::JobToken;
+use crate::protocol::token::{JobToken, Price};
 use crate::score::{PeakEwma, SuccessRate};
 pub use tally::{Deposit, Sample, Tally};
 use view::{unix_ms_now, unix_ms_to_instant, Counters};
@@ -103,7 +103,8 @@ pub struct PairActor {
     breaker: Breaker,
     latency: PeakEwma,
     success: SuccessRate,
-    token: Option<JobToken>,
+    /// What the last token offered (its service address is kept in `service_addr`).
+    token: Option<Offer>,
     service_addr: Option<Arc<str>>,
     probed: bool,
     probing: bool,
@@ -137,6 +138,15 @@ pub struct PairActor {
     retired: bool,
     disabled: bool,
     refresh: Option<SpawnHandle>,
+}
+
+/// The part of a token the pair routes on. A whole [`JobToken`]
+/// per pair also held ticket parameters nothing reads (no payments here) and a copy of the
+/// service address; at 10,000 pairs every byte of a pair actor counts 10,000 times.
+#[derive(Debug, Clone, Copy)]
+struct Offer {
+    available_capacity: i64,
+    price: Option<Price>,
 }
 
 impl PairActor {
@@ -403,7 +413,7 @@ impl PairActor {
                         }
                         let was_over = self.over_ceiling();
                         self.token_ok = true;
-                        self.token = Some(token);
+                        self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
                         if self.over_ceiling() && !was_over {
                             tracing::warn!(pair = %self.key, "advertised price is over the capability's ceiling; pair leaves rotation");
                         }

@@ -249,8 +249,9 @@ pub struct Effective {
     pub cold_start_concurrency: u32,
     /// Warm-up job, if any.
     pub warmup: Option<Warmup>,
-    /// The breaker configuration of this capability's pairs.
-    pub breaker: BreakerConfig,
+    /// The breaker configuration of this capability's pairs (shared by their breakers).
+    #[schema(value_type = BreakerConfig)]
+    pub breaker: Arc<BreakerConfig>,
 }
 
 impl Effective {
@@ -301,7 +302,7 @@ impl CapabilityPolicy {
             cold_start_penalty: self.cold_start_penalty.unwrap_or(Duration::from_secs(60)),
             cold_start_concurrency: self.cold_start_concurrency.unwrap_or(1),
             warmup: self.warmup.clone(),
-            breaker: self.breaker.as_ref().map_or_else(|| breaker.clone(), |o| o.apply(breaker)),
+            breaker: Arc::new(self.breaker.as_ref().map_or_else(|| breaker.clone(), |o| o.apply(breaker))),
         }
     }
 

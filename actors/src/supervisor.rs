@@ -101,6 +101,8 @@ struct PairEntry {
     addr: Addr<PairActor>,
     view: SharedView,
     tally: Arc<Tally>,
+    /// The view generation last written to the store (`None`: never written).
+    saved: Option<u64>,
 }
 
 /// Everything the supervisor starts from.
@@ -145,7 +147,6 @@ pub struct Supervisor {
     registered: BTreeSet<Capability>,
     not_offered: HashMap<Capability, Instant>,
     warm: HashMap<PairKey, PairRecord>,
-    saved: HashMap<PairKey, u64>,
     probe_wait: Duration,
     flush_every: Duration,
     last_flush: Instant,
@@ -187,7 +188,6 @@ impl Supervisor {
             not_offered: HashMap::new(),
             runtime_policies: init.snapshot.policies.iter().map(|(c, _)| c.clone()).collect(),
             warm: init.snapshot.pairs.into_iter().map(|r| (r.key(), r)).collect(),
-            saved: HashMap::new(),
             probe_wait: init.probe_wait,
             flush_every: init.flush_every,
             last_flush: Instant::now(),
@@ -223,10 +223,8 @@ impl Supervisor {
         .with_enabled(orch.enabled);
         let view = actor.view();
         let tally = actor.tally();
-        if record.is_some() {
-            // Just loaded from disk: not dirty until it changes.
-            self.saved.insert(key.clone(), view.read().generation);
-        }
+        // Just loaded from disk: not dirty until it changes.
+        let saved = record.is_some().then(|| view.read().generation);
         let addr = actix::Supervisor::start(move |_ctx| actor);
         if register {
             self.scoreboard.register(Slot {
@@ -236,7 +234,7 @@ impl Supervisor {
                 tally: tally.clone(),
             });
         }
-        self.pairs.insert(key, PairEntry { addr, view, tally });
+        self.pairs.insert(key, PairEntry { addr, view, tally, saved });
     }
 
     /// Makes sure every orchestrator has a registered pair for every registered capability.
@@ -284,7 +282,6 @@ impl Supervisor {
             self.scoreboard.unregister(key);
             entry.addr.do_send(Retire);
         }
-        self.saved.remove(key);
     }
 
     /// Waits until every pair with fast-path answers awaiting accounting has applied them
@@ -323,8 +320,7 @@ impl Supervisor {
             .filter(|(key, _)| self.registered.contains(&key.capability))
             .filter_map(|(key, entry)| {
                 let v = entry.view.read();
-                (self.saved.get(key) != Some(&v.generation) && !v.retired)
-                    .then(|| (v.record(now), (key.clone(), v.generation)))
+                (entry.saved != Some(v.generation) && !v.retired).then(|| (v.record(now), (key.clone(), v.generation)))
             })
             .unzip()
     }
@@ -332,8 +328,8 @@ impl Supervisor {
     fn mark_saved(&mut self, generations: Vec<(PairKey, u64)>) {
         self.scores_saved_at = Some(crate::pair::view::unix_ms_now());
         for (key, generation) in generations {
-            if self.pairs.contains_key(&key) {
-                self.saved.insert(key, generation);
+            if let Some(entry) = self.pairs.get_mut(&key) {
+                entry.saved = Some(generation);
             }
         }
     }

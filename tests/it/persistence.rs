@@ -28,12 +28,13 @@ async fn hot_added_orchestrator_and_learned_scores_survive_a_restart() {
     let added = read(
         c.post(format!("{}/admin/orchestrators", first.admin))
             .bearer_auth(TOKEN)
-            .send_json(&json!({"url": a.url}))
+            .send_json(&json!({"url": a.url, "capabilities": ["depth"]}))
             .await,
     )
     .await;
     assert_eq!(added.status, 201);
     let id = added.json()["id"].as_str().expect("id").to_string();
+    first.wait_probed().await;
     for i in 0..4 {
         let req = c
             .post(format!("{}/process/request/depth", first.http))
@@ -93,17 +94,12 @@ async fn sigterm_drains_an_in_flight_job_before_exiting() {
     let a = sim("a", &[("depth", Knobs { latency_ms: 700, ..healthy() })]);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().to_str().expect("utf-8 path");
-    let orch = a.url.clone();
-    let gw = Process::spawn(&[
-        "--http-addr",
-        "127.0.0.1:0",
-        "--admin-addr",
-        "127.0.0.1:0",
-        "--data-dir",
-        data,
-        "--orch-addr",
-        &orch,
-    ]);
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(&cfg, format!("[[orchestrators]]\nurl = \"{}\"\ncapabilities = [\"depth\"]\n", a.url))
+        .expect("config");
+    let cfg = cfg.to_str().expect("utf-8 path");
+    let gw = Process::spawn(&gateway_args(data, &["--config", cfg]));
+    gw.wait_probed().await;
     let c = client();
     let url = format!("{}/process/request/depth", gw.http);
     let job = actix_web::rt::spawn(async move {
@@ -127,14 +123,20 @@ async fn open_breakers_and_policies_set_at_runtime_survive_a_restart() {
     let a = sim("a", &[("depth", Knobs { error_rate: 1.0, ..healthy() })]);
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = dir.path().join("gateway.toml");
-    std::fs::write(&cfg, "[breaker]\nbase_open = \"60s\"\nmax_open = \"120s\"\n").expect("config");
+    // The capability is declared, so its pair starts (and probes) with the gateway: every job
+    // below must reach the orchestrator, none may race the first token probe.
+    let toml = format!(
+        "[breaker]\nbase_open = \"60s\"\nmax_open = \"120s\"\n\n[[orchestrators]]\nurl = \"{}\"\ncapabilities = [\"depth\"]\n",
+        a.url
+    );
+    std::fs::write(&cfg, toml).expect("config");
     let data = dir.path().join("data");
     let (cfg, data) = (cfg.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
-    let orch = a.url.clone();
-    let args = gateway_args(data, &["--config", cfg, "--orch-addr", &orch]);
+    let args = gateway_args(data, &["--config", cfg]);
     let c = client();
 
     let first = Process::spawn(&args);
+    first.wait_probed().await;
     let put = read(
         c.put(format!("{}/admin/capabilities/depth", first.admin))
             .bearer_auth(TOKEN)
@@ -147,13 +149,15 @@ async fn open_breakers_and_policies_set_at_runtime_survive_a_restart() {
         let req = c
             .post(format!("{}/process/request/depth", first.http))
             .insert_header(("Livepeer", job_header("depth", &i.to_string())));
-        assert_eq!(read(req.send_body("{}").await).await.status, 502);
+        let ans = read(req.send_body("{}").await).await;
+        assert_eq!(ans.status, 502, "job {i}: {}", String::from_utf8_lossy(&ans.body));
     }
     let before = get(&c, &format!("{}/admin/pairs?capability=depth", first.admin)).await.json()[0].clone();
     assert_eq!(before["breaker"]["state"], "open", "{before}");
     assert_eq!(first.signal_and_wait("TERM"), Some(0));
 
     let second = Process::spawn(&args);
+    second.wait_probed().await;
     let after = get(&c, &format!("{}/admin/pairs?capability=depth", second.admin)).await.json()[0].clone();
     assert_eq!(after["breaker"]["state"], "open", "the breaker stays open across the restart: {after}");
     let (b, a_) = (

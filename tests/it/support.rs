@@ -295,6 +295,21 @@ impl Process {
         Process { http: field("http="), admin: field("admin="), child }
     }
 
+    /// Waits until every pair has finished its first token probe, as [`launch`] does: a job
+    /// sent earlier skips a pair still probing (or waits `routing.probe_wait` for it), which
+    /// on a loaded machine makes a test's first job race the probe.
+    pub async fn wait_probed(&self) {
+        let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+        let url = format!("{}/admin/pairs", self.admin);
+        eventually("every pair's first token probe", 500, || async {
+            let mut res = client.get(&url).bearer_auth(TOKEN).send().await.ok()?;
+            let v: serde_json::Value = res.json().limit(64 << 20).await.ok()?;
+            let pending = v.as_array().is_none_or(|a| a.iter().any(|p| p["unroutable_reason"] == "token-pending"));
+            (!pending).then_some(())
+        })
+        .await;
+    }
+
     /// Sends `signal` (TERM, INT, KILL) and returns the exit code (None if killed by a signal).
     pub fn signal_and_wait(mut self, signal: &str) -> Option<i32> {
         let status =

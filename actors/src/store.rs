@@ -994,6 +994,22 @@ mod tests {
     }
 
     #[test]
+    fn a_save_larger_than_one_batch_writes_every_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = open(dir.path()).expect("open");
+        let n = SAVE_BATCH_GROUPS * 2 + 7;
+        let mut records = Vec::new();
+        for i in 0..n {
+            let o = s.insert(&format!("http://o{i}:1"), vec![], Source::Admin).expect("io").expect("new");
+            records.push(record(&o.id, "depth", i as u64));
+            records.push(record(&o.id, "upscale", i as u64));
+        }
+        assert_eq!(s.merge_pairs(&records, true).expect("save"), 2 * n);
+        assert_eq!(s.pairs.len(), n, "one entry per orchestrator");
+        assert_eq!(s.list_pairs().expect("pairs").len(), 2 * n);
+    }
+
+    #[test]
     fn a_schema_1_store_is_migrated_in_place_with_its_pair_records() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (a, b);

@@ -471,7 +471,7 @@ impl PairActor {
                 parameters,
                 capability,
                 capability_url: String::new(),
-                sender: signer.address(),
+                sender: signer.address().to_string(),
                 sig,
                 timeout_seconds: warmup.timeout_seconds,
             }

@@ -256,8 +256,8 @@ impl Router {
         let mut refused: Vec<crate::pair::Unroutable> = Vec::new();
 
         // The job header is the same for every attempt.
-        let sig_input = format!("{}{}", job.client.request, job.client.parameters);
-        let header = encode_job_request(&job.client, &self.signer.address(), &self.signer.sign(sig_input.as_bytes()));
+        let sig = self.signer.sign_job(&job.client.request, &job.client.parameters);
+        let header = encode_job_request(&job.client, self.signer.address(), &sig);
 
         loop {
             if attempts.len() >= policy.max_attempts as usize {

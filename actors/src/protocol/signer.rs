@@ -23,9 +23,15 @@ pub mod v0;
 /// be printed; implementations must not show key material there.
 pub trait Signer: Send + Sync + std::fmt::Debug + 'static {
     /// The address sent as `sender` and in the token credential (EIP-55 checksum form).
-    fn address(&self) -> String;
+    fn address(&self) -> &str;
     /// Signature over `msg`, as the orchestrator expects it (`0x` + 130 hex, or empty).
     fn sign(&self, msg: &[u8]) -> String;
+    /// A job's `sig`: over `request` followed by `parameters` (go-livepeer signs their
+    /// concatenation). Called once per job; a signer that signs nothing skips building the
+    /// message.
+    fn sign_job(&self, request: &str, parameters: &str) -> String {
+        self.sign(format!("{request}{parameters}").as_bytes())
+    }
     /// Short name for logs and the admin view.
     fn scheme(&self) -> &'static str;
     /// The token credential's signature: over the address string itself. It never changes,
@@ -45,11 +51,15 @@ pub type SharedSigner = Arc<dyn Signer>;
 pub struct Offchain;
 
 impl Signer for Offchain {
-    fn address(&self) -> String {
-        "0x0000000000000000000000000000000000000000".to_string()
+    fn address(&self) -> &str {
+        "0x0000000000000000000000000000000000000000"
     }
 
     fn sign(&self, _msg: &[u8]) -> String {
+        String::new()
+    }
+
+    fn sign_job(&self, _request: &str, _parameters: &str) -> String {
         String::new()
     }
 
@@ -159,7 +169,11 @@ pub fn load(scheme: Scheme, keystore_path: &Path, password_file: &Path) -> Resul
             if let Some(in_file) = decrypted.address {
                 let derived = signer.address();
                 if !derived.trim_start_matches("0x").eq_ignore_ascii_case(&in_file) {
-                    return Err(SignerError::AddressMismatch { path: keystore_path.into(), in_file, derived });
+                    return Err(SignerError::AddressMismatch {
+                        path: keystore_path.into(),
+                        in_file,
+                        derived: derived.to_string(),
+                    });
                 }
             }
             Ok(Arc::new(signer))

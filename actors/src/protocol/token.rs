@@ -72,7 +72,7 @@ pub struct EthAddressCredential {
 pub fn eth_address_header(signer: &dyn Signer) -> String {
     let addr = signer.address();
     let sig = signer.address_signature();
-    let json = serde_json::to_vec(&EthAddressCredential { addr, sig }).unwrap_or_default();
+    let json = serde_json::to_vec(&EthAddressCredential { addr: addr.to_string(), sig }).unwrap_or_default();
     STANDARD.encode(json)
 }
 

@@ -41,6 +41,11 @@ fn v0_matches_eth_account_known_answers() {
         s.sign(b"{\"stream_id\":\"s\"}{}"),
         "0xef5daee7ef8d450492fc1430f048aea60c608090faba299bf0b3fc403d943fd757cd63f589191af8e6c841c57710dbc8641001beee54a7be685cfcec0825ed501c"
     );
+    // The same job signature through `sign_job`, which takes the two fields apart.
+    assert_eq!(
+        s.sign_job("{\"stream_id\":\"s\"}", "{}"),
+        "0xef5daee7ef8d450492fc1430f048aea60c608090faba299bf0b3fc403d943fd757cd63f589191af8e6c841c57710dbc8641001beee54a7be685cfcec0825ed501c"
+    );
     assert_eq!(
         s.sign(b""),
         "0x4eff6dcb03d6872bce89018a566540c311c96dd59a1feefaa4c90827c4c6edd24c79eae46643e16b54ea20075317b031c89e5740df5469e42e1b95a93ca036ec1b"
@@ -204,5 +209,6 @@ fn only_v0_is_a_known_scheme() {
 #[test]
 fn offchain_stays_empty() {
     assert_eq!(Offchain.sign(b"anything"), "");
+    assert_eq!(Offchain.sign_job("{\"a\":1}", "{}"), "");
     assert_eq!(Offchain.address(), "0x0000000000000000000000000000000000000000");
 }

@@ -54,8 +54,8 @@ impl V0 {
 }
 
 impl Signer for V0 {
-    fn address(&self) -> String {
-        self.address.clone()
+    fn address(&self) -> &str {
+        &self.address
     }
 
     fn sign(&self, msg: &[u8]) -> String {

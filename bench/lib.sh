@@ -13,3 +13,14 @@ wait_ready() { # OUT LOG
 bench_header() { # ID
   printf '{"id":"%s","request":"{}","parameters":"{}","capability":"bench","capability_url":"","sender":"","sig":"","timeout_seconds":30}' "$1" | base64 -w0
 }
+
+# Prints the wrk script lines that POST a small JSON job with the job header of ID; a bench
+# appends its own hooks.
+wrk_post() { # ID
+  cat <<LUA
+wrk.method = "POST"
+wrk.body = '{"prompt":"x"}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Livepeer"] = "$(bench_header "$1")"
+LUA
+}

@@ -36,11 +36,7 @@ GWPID=$!
 wait_ready "$WORK/gw.out" "$WORK/gw.log"
 
 HEADER=$(bench_header o)
-cat >"$WORK/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"prompt":"x"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Livepeer"] = "$HEADER"
+{ wrk_post o; cat <<'LUA'; } >"$WORK/post.lua"
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init() ok = 0; shed = 0; other = 0 end

@@ -51,13 +51,7 @@ CFG
 wait_ready "$WORK/gw.out" "$WORK/gw.log"
 
 # A job header valid for both the gateway (client side) and the simulator (orchestrator side).
-HEADER=$(bench_header b)
-cat >"$WORK/post.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"prompt":"x"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Livepeer"] = "$HEADER"
-LUA
+wrk_post b >"$WORK/post.lua"
 URL_PATH=/process/request/bench
 # Warm-up (connections, JIT-free but caches and pools).
 for port in $SIM $HAP $GW; do wrk -t1 -c4 -d1s -s "$WORK/post.lua" "http://127.0.0.1:$port$URL_PATH" >/dev/null; done

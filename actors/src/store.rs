@@ -965,6 +965,15 @@ mod tests {
         }
     }
 
+    /// Every stored pair as (orchestrator, capability, successes), in key order.
+    fn summary(s: &Store) -> Vec<(String, String, u64)> {
+        s.list_pairs()
+            .expect("pairs")
+            .into_iter()
+            .map(|r| (r.orchestrator.0.to_string(), r.capability.as_str().to_string(), r.counters.success))
+            .collect()
+    }
+
     #[test]
     fn saves_merge_into_the_orchestrator_group_and_skip_deleted_orchestrators() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -978,12 +987,7 @@ mod tests {
         // the group in capability order.
         let second = [record(&a.id, "upscale", 4), record(&a.id, "depth", 5)];
         assert_eq!(s.merge_pairs(&second, true).expect("save"), 2);
-        let got: Vec<(String, String, u64)> = s
-            .list_pairs()
-            .expect("pairs")
-            .into_iter()
-            .map(|r| (r.orchestrator.0.to_string(), r.capability.as_str().to_string(), r.counters.success))
-            .collect();
+        let got = summary(&s);
         let want = [(&a.id.0, "depth", 5), (&a.id.0, "upscale", 4), (&b.id.0, "depth", 2)];
         let want: Vec<(String, String, u64)> =
             want.iter().map(|(o, c, n)| (o.to_string(), c.to_string(), *n)).collect();
@@ -1030,12 +1034,7 @@ mod tests {
         let s = open(dir.path()).expect("a schema 1 store opens");
         assert_eq!(s.meta.get(SCHEMA_KEY).expect("get").as_deref(), Some(b"2".as_slice()));
         assert!(!s.db.tree_names().iter().any(|n| n.as_ref() == V1_PAIRS_TREE.as_bytes()), "old tree dropped");
-        let mut got: Vec<(String, String, u64)> = s
-            .list_pairs()
-            .expect("pairs")
-            .into_iter()
-            .map(|r| (r.orchestrator.0.to_string(), r.capability.as_str().to_string(), r.counters.success))
-            .collect();
+        let mut got = summary(&s);
         got.sort();
         let mut want = vec![
             (a.0.to_string(), "depth".to_string(), 1),

@@ -75,12 +75,15 @@ async fn launch(v: byoc_gateway::config::Validated, dir: Option<tempfile::TempDi
     // skipped. Tests reason about every configured orchestrator, so they start once each pair's
     // first probe has finished (on a loaded machine that can take a moment).
     eventually("every pair's first token probe", 500, || async {
-        let v = gw.admin_get("/admin/pairs").await.json();
-        let pending = v.as_array().is_none_or(|a| a.iter().any(|p| p["unroutable_reason"] == "token-pending"));
-        (!pending).then_some(())
+        first_probes_done(&gw.admin_get("/admin/pairs").await.json()).then_some(())
     })
     .await;
     gw
+}
+
+/// Whether a `GET /admin/pairs` answer shows every pair past its first token probe.
+fn first_probes_done(pairs: &Value) -> bool {
+    pairs.as_array().is_some_and(|a| a.iter().all(|p| p["unroutable_reason"] != "token-pending"))
 }
 
 /// A gateway in front of the given simulators, with a fresh temp data dir.
@@ -304,8 +307,7 @@ impl Process {
         eventually("every pair's first token probe", 500, || async {
             let mut res = client.get(&url).bearer_auth(TOKEN).send().await.ok()?;
             let v: serde_json::Value = res.json().limit(64 << 20).await.ok()?;
-            let pending = v.as_array().is_none_or(|a| a.iter().any(|p| p["unroutable_reason"] == "token-pending"));
-            (!pending).then_some(())
+            first_probes_done(&v).then_some(())
         })
         .await;
     }

@@ -69,7 +69,7 @@ impl Scoreboard {
         let now = Instant::now();
         let mut rng = rand::rng();
         if let Some(i) = pick(&board.views, exclude, now, &mut rng) {
-            return Selection::Picked(board.slots[i].clone());
+            return Selection::Picked(Picked { board, index: i });
         }
         match unavailable(&board.views, exclude, now) {
             Some(why) => Selection::Unavailable(why),
@@ -151,6 +151,30 @@ impl Actor for Dispatcher {
     }
 }
 
+/// The pair a selection picked: its board (an `Arc` snapshot, never changed in place while
+/// shared) and its index there. Handing this out rather than a copy of the [`Slot`] makes a
+/// pick one reference count: cloning a slot's actor address allocates.
+#[derive(Clone)]
+pub struct Picked {
+    board: Arc<Board>,
+    index: usize,
+}
+
+impl std::ops::Deref for Picked {
+    type Target = Slot;
+
+    fn deref(&self) -> &Slot {
+        // `index` came from this board's own `pick`, and a shared board is never mutated.
+        &self.board.slots[self.index]
+    }
+}
+
+impl std::fmt::Debug for Picked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 /// Why nothing could be picked, summarised over the capability's pairs.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Unavailable {
@@ -166,7 +190,7 @@ pub struct Unavailable {
 #[derive(Debug, Clone)]
 pub enum Selection {
     /// The pair to try.
-    Picked(Slot),
+    Picked(Picked),
     /// No orchestrator has ever offered this capability (or none is registered for it).
     Unknown,
     /// Pairs exist but none can take this job now.

@@ -481,7 +481,7 @@ impl PairActor {
             let res = forward_job(
                 &client,
                 Forward {
-                    url: &url,
+                    url,
                     job_header: &header,
                     content_type: Some(&warmup.content_type),
                     request_id: "byoc-gateway-warmup",

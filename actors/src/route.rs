@@ -353,12 +353,11 @@ impl Router {
                 },
             };
 
-            let url = format!("{}{}", permit.service_addr, job.path);
             let t0 = Instant::now();
             let mut res = forward_job(
                 &self.client,
                 Forward {
-                    url: &url,
+                    url: attempt_url(&permit.service_addr, &job.path),
                     job_header: &header,
                     content_type: job.content_type.as_deref(),
                     request_id: &job.request_id,
@@ -454,7 +453,7 @@ impl Router {
                 "attempt failed; failing over");
             attempts.push(AttemptReport {
                 orchestrator: slot.key.orchestrator.to_string(),
-                url,
+                url: attempt_url(&permit.service_addr, &job.path),
                 result: outcome.class(),
                 status,
                 detail,
@@ -493,6 +492,15 @@ impl From<Permit> for Admitted {
 
 /// The error once no further attempt will be made. When every attempt was refused for
 /// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
+/// The URL of one attempt: the pair's service address plus the client's path, in one
+/// allocation of the right size (`format!` grows its string once per piece).
+fn attempt_url(service_addr: &str, path: &str) -> String {
+    let mut url = String::with_capacity(service_addr.len() + path.len());
+    url.push_str(service_addr);
+    url.push_str(path);
+    url
+}
+
 fn exhausted(cap: &Capability, attempts: Vec<AttemptReport>) -> RouteError {
     if !attempts.is_empty() && attempts.iter().all(|a| a.result == "capacity") {
         let why = Unavailable { retry_at: None, tried: 0, reasons: vec![("capacity-backoff", attempts.len() as u32)] };

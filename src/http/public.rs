@@ -1,6 +1,7 @@
 //! The public API: `POST /process/request/{path...}` (BYOC jobs, go-livepeer compatible),
 //! `GET /healthz`, `GET /readyz`.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use actix::Addr;
@@ -75,7 +76,12 @@ pub fn request_id(req: &HttpRequest) -> String {
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()))
+        .unwrap_or_else(|| {
+            // Sized up front: `format!` would grow its string on the way (two allocations).
+            let mut id = String::with_capacity(32);
+            let _ = write!(id, "{:032x}", rand::random::<u128>());
+            id
+        })
 }
 
 async fn process_request(

@@ -291,10 +291,11 @@ impl Stream for EventStream {
 }
 
 /// A job ready to send to one orchestrator.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Forward<'a> {
-    /// Full target URL: the token's `service_addr` plus the client's path.
-    pub url: &'a str,
+    /// Full target URL: the token's `service_addr` plus the client's path. Owned, so the
+    /// client parses it in place rather than copying it.
+    pub url: String,
     /// The `Livepeer` header value (already signed for this attempt).
     pub job_header: &'a str,
     /// The client's `Content-Type`, forwarded unchanged.

@@ -195,8 +195,14 @@ struct JobRequestRef<'a> {
 }
 
 fn encode_job_header(r: &JobRequestRef<'_>) -> String {
-    // Serialising a struct of strings and integers cannot fail.
-    let json = serde_json::to_vec(r).unwrap_or_default();
+    // Sized for the fields plus the JSON around them, so the buffer is allocated once.
+    let fields = [r.id, r.request, r.parameters, r.capability, r.capability_url, r.sender, r.sig]
+        .iter()
+        .map(|f| f.len())
+        .sum::<usize>();
+    let mut json = Vec::with_capacity(fields + 160);
+    // Serialising a struct of strings and integers into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut json, r);
     STANDARD.encode(json)
 }
 

@@ -490,8 +490,6 @@ impl From<Permit> for Admitted {
     }
 }
 
-/// The error once no further attempt will be made. When every attempt was refused for
-/// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
 /// The URL of one attempt: the pair's service address plus the client's path, in one
 /// allocation of the right size (`format!` grows its string once per piece).
 fn attempt_url(service_addr: &str, path: &str) -> String {
@@ -501,6 +499,8 @@ fn attempt_url(service_addr: &str, path: &str) -> String {
     url
 }
 
+/// The error once no further attempt will be made. When every attempt was refused for
+/// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
 fn exhausted(cap: &Capability, attempts: Vec<AttemptReport>) -> RouteError {
     if !attempts.is_empty() && attempts.iter().all(|a| a.result == "capacity") {
         let why = Unavailable { retry_at: None, tried: 0, reasons: vec![("capacity-backoff", attempts.len() as u32)] };

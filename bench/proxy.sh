@@ -63,7 +63,9 @@ wait_ready "$WORK/gw.out" "$WORK/gw.log"
 wrk_post b >"$WORK/post.lua"
 URL_PATH=/process/request/bench
 # Warm-up (connections, JIT-free but caches and pools).
-for port in $SIM $HAP1 $HAPN $FLOOR $GW; do wrk -t1 -c4 -d1s -s "$WORK/post.lua" "http://127.0.0.1:$port$URL_PATH" >/dev/null; done
+TARGETS="direct haproxy-1 haproxy-N floor gateway"
+declare -A PORT=([direct]=$SIM [haproxy-1]=$HAP1 [haproxy-N]=$HAPN [floor]=$FLOOR [gateway]=$GW)
+for t in $TARGETS; do wrk -t1 -c4 -d1s -s "$WORK/post.lua" "http://127.0.0.1:${PORT[$t]}$URL_PATH" >/dev/null; done
 
 # Paced phase: 20 connections each waiting 10 ms between requests, about 2,000 requests/s in
 # all, far below every target's capacity, so latency is the proxy's own and not queueing.
@@ -82,12 +84,11 @@ def ms(p):
 errs = re.search(r"Non-2xx or 3xx responses: (\d+)", t)
 print(rps, ms("50"), ms("99"), errs.group(1) if errs else 0)'
 }
-TARGETS="direct haproxy-1 haproxy-N floor gateway"
 declare -A RES
 for r in $(seq "$ROUNDS"); do
   for phase in saturated paced; do
     for t in $TARGETS; do
-      case $t in direct) p=$SIM;; haproxy-1) p=$HAP1;; haproxy-N) p=$HAPN;; floor) p=$FLOOR;; gateway) p=$GW;; esac
+      p=${PORT[$t]}
       if [ $phase = saturated ]; then RES[$phase,$t,$r]=$(run "$p" "$WORK/post.lua" "$CONNS")
       else RES[$phase,$t,$r]=$(run "$p" "$WORK/paced.lua" 20); fi
       echo "round $r $phase $t: rps p50_ms p99_ms non2xx = ${RES[$phase,$t,$r]}"

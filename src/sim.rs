@@ -1,7 +1,10 @@
 //! A simulated BYOC orchestrator speaking the orchestrator side of the real protocol
 //! (`GET /process/token`, `POST /process/request/...`, `POST /capability/register`), with
-//! faults that can be changed at runtime: latency, cold start, error rate, GPU out-of-memory
-//! 500s, hang, wrong content type, forced status, capacity, price.
+//! faults that can be changed at runtime: latency (with jitter), cold start, error rate, GPU
+//! out-of-memory 500s, hang, wrong content type, forced status, capacity (reported, and
+//! optionally enforced as a full GPU worker does: refusing or slowing down), slots held by
+//! other gateways, price. A stopped simulator can be restarted on the same address (a crashed
+//! container coming back).
 //!
 //! Used by the demo, the integration tests and the benchmarks; operators can run it with
 //! `byoc-gateway sim` to rehearse routing policies. Control endpoints live under `/sim/`.
@@ -15,7 +18,7 @@
 //! gateway's signatures can be checked from outside.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,24 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+/// What a simulated orchestrator does with a job that arrives while `capacity` jobs (its own
+/// plus [`Knobs::busy_slots`]) are already running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverCapacity {
+    /// Runs it: capacity is only reported in tokens. go-livepeer's orchestrator does this (it
+    /// refuses only a capability nobody registered).
+    #[default]
+    Ignore,
+    /// Answers `503 No capacity available for capability`, as a worker with no free slot does.
+    Refuse,
+    /// Answers `429 Too Many Requests`.
+    Refuse429,
+    /// Runs it, and every job started while over capacity takes longer in proportion (a GPU
+    /// time-sliced between more jobs than it has room for): `latency x running / capacity`.
+    Slow,
+}
+
 /// Behaviour of one capability on the simulator. Every field can be changed at runtime with
 /// `POST /sim/knobs`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,12 +58,20 @@ use serde_json::json;
 pub struct Knobs {
     /// Time to answer a job.
     pub latency_ms: u64,
+    /// Extra time per job, uniform in `[0, jitter_ms]` (real inference times vary).
+    pub jitter_ms: u64,
     /// Share of jobs answered `500 job not able to be processed`.
     pub error_rate: f64,
     /// Share of jobs answered `500 CUDA out of memory`.
     pub oom_rate: f64,
-    /// Capacity reported in tokens (minus jobs in flight).
+    /// Concurrent jobs this orchestrator has room for: reported in tokens (minus jobs in
+    /// flight and `busy_slots`), enforced as `over_capacity` says.
     pub capacity: i64,
+    /// What happens to a job past `capacity`.
+    pub over_capacity: OverCapacity,
+    /// Slots held by other gateways' jobs: they count against `capacity` like this
+    /// simulator's own jobs (an orchestrator shared with other gateways).
+    pub busy_slots: i64,
     /// Price in wei per `pixels_per_unit`.
     pub price_per_unit: i64,
     /// Units the price covers.
@@ -78,9 +107,12 @@ impl Default for Knobs {
     fn default() -> Self {
         Self {
             latency_ms: 0,
+            jitter_ms: 0,
             error_rate: 0.0,
             oom_rate: 0.0,
             capacity: 4,
+            over_capacity: OverCapacity::Ignore,
+            busy_slots: 0,
             price_per_unit: 0,
             pixels_per_unit: 1,
             cold_start_jobs: 0,
@@ -109,6 +141,11 @@ pub struct CapStats {
     pub ok: u64,
     /// Jobs answered with an error status.
     pub errors: u64,
+    /// Jobs refused because the orchestrator was at capacity (`over_capacity` refuse modes;
+    /// also counted in `errors`).
+    pub refused: u64,
+    /// Most jobs that were running at once (this simulator's own, refused ones excluded).
+    pub max_inflight: i64,
 }
 
 /// What the simulator last received from a gateway (`GET /sim/last`), decoded. The simulator
@@ -136,6 +173,9 @@ pub struct SimState {
     pub name: String,
     /// `service_addr` advertised in tokens.
     pub service_addr: Mutex<String>,
+    /// Where it listens, and whether over TLS (a restart binds the same).
+    addr: SocketAddr,
+    tls: bool,
     caps: Mutex<BTreeMap<String, Capability>>,
     server: Mutex<Option<ServerHandle>>,
     last: Mutex<LastSeen>,
@@ -267,6 +307,16 @@ impl SimHandle {
     pub async fn stop(&self) {
         self.state.crash().await;
     }
+
+    /// Listens again on the same address after [`SimHandle::stop`], with the same knobs and
+    /// stats (a crashed container coming back; set `cold_start_jobs` for a cold first answer).
+    /// Must run inside an actix system.
+    pub fn restart(&self) -> std::io::Result<()> {
+        if self.state.server.lock().is_some() {
+            return Ok(());
+        }
+        serve(&self.state, TcpListener::bind(self.state.addr)?)
+    }
 }
 
 /// Starts a plain-HTTP simulator on `listener` serving `capabilities` with `knobs` each;
@@ -292,6 +342,8 @@ fn start_with(
     let state = Arc::new(SimState {
         name: name.to_string(),
         service_addr: Mutex::new(url.clone()),
+        addr,
+        tls,
         caps: Mutex::new(BTreeMap::new()),
         server: Mutex::new(None),
         last: Mutex::new(LastSeen::default()),
@@ -301,12 +353,18 @@ fn start_with(
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());
     }
+    serve(&state, listener)?;
+    Ok(SimHandle { url, state })
+}
+
+/// Serves `state` on `listener` (one worker: a simulator is tiny).
+fn serve(state: &Arc<SimState>, listener: TcpListener) -> std::io::Result<()> {
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(1)
         .disable_signals()
         .shutdown_timeout(1);
-    let server = if tls {
+    let server = if state.tls {
         let acceptor = self_signed_acceptor().map_err(|e| std::io::Error::other(format!("TLS setup: {e}")))?;
         server.listen_openssl(listener, acceptor)?.run()
     } else {
@@ -314,7 +372,7 @@ fn start_with(
     };
     *state.server.lock() = Some(server.handle());
     actix_web::rt::spawn(server);
-    Ok(SimHandle { url, state })
+    Ok(())
 }
 
 /// A TLS acceptor with a fresh self-signed P-256 certificate for `localhost`/127.0.0.1.
@@ -389,7 +447,7 @@ async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let (capacity, price) = match caps.get_mut(&cap) {
         Some(c) => {
             c.stats.tokens += 1;
-            let load = c.inflight.load(Ordering::Relaxed);
+            let load = c.inflight.load(Ordering::Relaxed) + c.knobs.busy_slots.max(0);
             ((c.knobs.capacity - load).max(0), (c.knobs.price_per_unit, c.knobs.pixels_per_unit))
         }
         None => (0, (0, 1)),
@@ -464,10 +522,35 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
         record(false);
         return text(StatusCode::SERVICE_UNAVAILABLE, "No capacity available for capability");
     }
-    inflight.fetch_add(1, Ordering::Relaxed);
+    let running = inflight.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = InflightGuard(inflight);
+    let used = running + knobs.busy_slots.max(0);
+    let over = used > knobs.capacity;
+    match knobs.over_capacity {
+        OverCapacity::Refuse | OverCapacity::Refuse429 if over => {
+            if let Some(c) = state.caps.lock().get_mut(&header.capability) {
+                c.stats.errors += 1;
+                c.stats.refused += 1;
+            }
+            return if knobs.over_capacity == OverCapacity::Refuse {
+                text(StatusCode::SERVICE_UNAVAILABLE, "No capacity available for capability")
+            } else {
+                text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests")
+            };
+        }
+        _ => {}
+    }
+    if let Some(c) = state.caps.lock().get_mut(&header.capability) {
+        c.stats.max_inflight = c.stats.max_inflight.max(running);
+    }
 
     let mut delay = Duration::from_millis(knobs.latency_ms);
+    if knobs.jitter_ms > 0 {
+        delay += Duration::from_millis(rand::random_range(0..=knobs.jitter_ms));
+    }
+    if knobs.over_capacity == OverCapacity::Slow && over && knobs.capacity > 0 {
+        delay = delay.mul_f64(used as f64 / knobs.capacity as f64);
+    }
     if nth <= knobs.cold_start_jobs {
         delay += Duration::from_millis(knobs.cold_start_ms);
     }
@@ -685,9 +768,16 @@ pub struct SimArgs {
     /// Share of jobs answered 500 CUDA out of memory.
     #[arg(long, default_value_t = 0.0)]
     pub oom_rate: f64,
-    /// Capacity reported in tokens.
+    /// Concurrent jobs it has room for (reported in tokens).
     #[arg(long, default_value_t = 4)]
     pub capacity: i64,
+    /// What a job past `--capacity` gets: run anyway (go-livepeer), refused with 503 or 429,
+    /// or slowed down with the others (a time-sliced GPU).
+    #[arg(long, value_enum, default_value_t = OverCapacity::Ignore)]
+    pub over_capacity: OverCapacity,
+    /// Extra time per job, uniform in [0, this] ms.
+    #[arg(long, default_value_t = 0)]
+    pub jitter_ms: u64,
     /// Price per unit in wei.
     #[arg(long, default_value_t = 0)]
     pub price: i64,
@@ -716,6 +806,8 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         error_rate: args.error_rate,
         oom_rate: args.oom_rate,
         capacity: args.capacity,
+        over_capacity: args.over_capacity,
+        jitter_ms: args.jitter_ms,
         price_per_unit: args.price,
         cold_start_jobs: args.cold_start_jobs,
         cold_start_ms: args.cold_start_ms,
@@ -753,6 +845,8 @@ mod tests {
         let s = SimState {
             name: "t".into(),
             service_addr: Mutex::new(String::new()),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: false,
             caps: Mutex::new(BTreeMap::new()),
             server: Mutex::new(None),
             last: Mutex::new(LastSeen::default()),

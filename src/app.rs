@@ -19,7 +19,7 @@ use byoc_actors::discovery::{Discovery, DiscoveryReport};
 use byoc_actors::dispatcher::Dispatcher;
 use byoc_actors::orchestrator::Source;
 use byoc_actors::pair::PairSettings;
-use byoc_actors::policy::PolicyBook;
+use byoc_actors::policy::{Globals, PolicyBook};
 use byoc_actors::protocol::client::{build_client, ClientSettings};
 use byoc_actors::protocol::signer::SharedSigner;
 use byoc_actors::route::Router;
@@ -120,7 +120,8 @@ impl Gateway {
             per_capability.insert(cap.clone(), policy.clone());
         }
         let eager: Vec<_> = per_capability.keys().cloned().collect();
-        let policies = PolicyBook::new(cfg.breaker.clone(), cfg.default_policy.clone(), per_capability);
+        let globals = Globals { breaker: cfg.breaker.clone(), queue_depth: cfg.limits.queue_depth };
+        let policies = PolicyBook::new(globals, cfg.default_policy.clone(), per_capability);
         let budgets = RetryBudgets::default();
 
         let dispatcher = Dispatcher::new(65_536);

@@ -81,8 +81,12 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// Jobs in flight at once, gateway-wide; past it jobs get an immediate 503 `overloaded`
     /// (with `Retry-After: 1`) before their body is read. Bounds memory to about this many
-    /// bodies (each at most `max_body_bytes`).
+    /// bodies (each at most `max_body_bytes`). Jobs waiting in a queue count.
     pub max_inflight_jobs: usize,
+    /// Jobs that may wait in one capability's queue for a free slot when every orchestrator is
+    /// at its concurrency limit (a capability's `queue_depth` overrides it; 0: no queue, a
+    /// full pool answers 503 at once).
+    pub queue_depth: u32,
 }
 
 impl Default for Limits {
@@ -94,6 +98,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
             max_inflight_jobs: 4096,
+            queue_depth: byoc_actors::policy::DEFAULT_QUEUE_DEPTH,
         }
     }
 }
@@ -421,6 +426,12 @@ impl Config {
             || l.max_inflight_jobs == 0
         {
             return Err(invalid("limits must be positive".into()));
+        }
+        if l.queue_depth > byoc_actors::policy::MAX_QUEUE_DEPTH {
+            return Err(invalid(format!(
+                "limits.queue_depth must be at most {}",
+                byoc_actors::policy::MAX_QUEUE_DEPTH
+            )));
         }
         let r = &self.routing;
         for (name, d) in [

@@ -146,11 +146,11 @@ async fn burst(gw: &Gateway, names: &BTreeMap<String, &str>, jobs: usize) {
     for p in pairs {
         let name = names.get(&p.orchestrator_url).copied().unwrap_or("?");
         println!(
-            "  {name:<7} {:<15} breaker={:<9} routable={:<5} latency_ewma={:>7.1} ms  success_rate={:.2}  ok={} 5xx={}",
+            "  {name:<7} {:<15} breaker={:<9} routable={:<5} latency_p50={:>7} ms  success_rate={:.2}  ok={} 5xx={}",
             p.capability,
             p.breaker.state,
             p.routable,
-            p.latency_ewma_ms,
+            p.latency_p50_ms.map_or_else(|| "-".to_string(), |l| format!("{l:.1}")),
             p.success_rate,
             p.counters.success,
             p.counters.http_5xx

@@ -1,18 +1,29 @@
 //! `Dispatcher`: a read-optimised scoreboard per capability, derived from the views pair
-//! actors publish. For each job attempt it picks the healthiest routable pair by power of two
-//! choices (O(1) per pick), excluding orchestrators already tried for that job.
+//! actors publish. For each job attempt it picks the best routable pair with a free slot,
+//! excluding orchestrators already tried for that job, and takes that slot:
+//!
+//! - on a board of up to [`FULL_SCAN_MAX`] pairs (the usual size: a capability has a handful
+//!   of orchestrators) by comparing every pair, so a much slower pair never wins while a
+//!   faster one has room;
+//! - on a larger board by power of two choices, so a pick stays O(1).
+//!
+//! Either way a pair not measured for [`EXPLORE_INTERVAL`] gets one job per interval (at most
+//! one per pair across all workers), which keeps idle, slower and recovering pairs measured at
+//! a bounded cost: with `P` such pairs and `R` jobs per second, a share of about
+//! `P / (EXPLORE_INTERVAL x R)` of jobs. When every routable pair is at its limit the answer is
+//! [`Selection::Full`], with the capability's [`WaitQueue`] to wait in.
 //!
 //! The boards live in a [`Scoreboard`] that the HTTP workers read in place
 //! ([`Scoreboard::select`]), so picking a pair for an attempt costs no message round trip to
 //! the actor thread: on a 2-core machine that round trip was the largest single cost of a job.
 //! The supervisor keeps the boards in step with the registry ([`Scoreboard::register`],
 //! [`Scoreboard::unregister`]) as it changes it, so a pair it has registered is selectable at
-//! once; selection reads the pairs' published views directly. The actor answers [`Select`]
-//! for callers without a scoreboard and reports board sizes.
+//! once; selection reads the pairs' published views directly. The actor only reports board
+//! sizes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use parking_lot::RwLock;
@@ -20,8 +31,19 @@ use rand::Rng;
 
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
-use crate::pair::{PairActor, PairKey, SharedView, Tally, Unroutable};
+use crate::pair::{PairActor, PairKey, PairView, SharedView, SlotGuard, Tally, Unroutable};
+use crate::queue::WaitQueue;
 use crate::score::p2c;
+
+/// Boards up to this size compare every pair; larger ones sample two (O(1)).
+pub const FULL_SCAN_MAX: usize = 64;
+
+/// A pair whose latency was last measured longer ago than this gets one job to be measured
+/// again (once per interval).
+pub const EXPLORE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Picks retried when a slot another worker took first was the one chosen.
+const PICK_RETRIES: usize = 4;
 
 /// One pair as the dispatcher sees it.
 #[derive(Clone)]
@@ -36,13 +58,26 @@ pub struct Slot {
     pub tally: Arc<Tally>,
 }
 
-#[derive(Default, Clone)]
+#[derive(Clone)]
 struct Board {
     slots: Vec<Slot>,
     /// `slots[i].view` for every `i`, kept in step with `slots`, so a select hands [`pick`]
     /// a plain slice without collecting one (no allocation on the hot path).
     views: Vec<SharedView>,
     index: HashMap<OrchestratorId, usize>,
+    /// Jobs waiting for a slot on this board.
+    queue: Arc<WaitQueue>,
+}
+
+impl Board {
+    fn new(capability: &Capability) -> Self {
+        Self {
+            slots: Vec::new(),
+            views: Vec::new(),
+            index: HashMap::new(),
+            queue: Arc::new(WaitQueue::new(capability)),
+        }
+    }
 }
 
 /// The boards, for lock-light reads from any thread.
@@ -60,28 +95,51 @@ impl Scoreboard {
         self.boards.read().get(capability).cloned()
     }
 
-    /// Picks a pair for one attempt of a job for `capability`, excluding `exclude`
-    /// (what [`Select`] answers, computed on the caller's thread).
+    /// Picks a pair for one attempt of a job for `capability`, excluding `exclude`, and takes
+    /// one of its slots.
     pub fn select(&self, capability: &Capability, exclude: &[OrchestratorId]) -> Selection {
         let Some(board) = self.board(capability) else {
             return Selection::Unknown;
         };
         let now = Instant::now();
         let mut rng = rand::rng();
-        if let Some(i) = pick(&board.views, exclude, now, &mut rng) {
-            return Selection::Picked(Picked { board, index: i });
+        if let Some((index, guard)) = pick(&board.views, exclude, now, &mut rng) {
+            return Selection::Picked(Picked { board, index }, guard);
         }
         match unavailable(&board.views, exclude, now) {
+            Some(why) if why.full > 0 => Selection::Full(board.queue.clone()),
             Some(why) => Selection::Unavailable(why),
             None => Selection::Unknown,
         }
+    }
+
+    /// Whether a pair other than those in `exclude` could take a job for `capability` now:
+    /// routable, and with a free slot when `free_slot`. Stops at the first such pair.
+    pub fn has_alternative(&self, capability: &Capability, exclude: &[OrchestratorId], free_slot: bool) -> bool {
+        let Some(board) = self.board(capability) else {
+            return false;
+        };
+        let now = Instant::now();
+        board.views.iter().any(|view| {
+            let v = view.read();
+            !exclude.contains(&v.key.orchestrator) && v.routable_at(now).is_ok() && (!free_slot || v.slots.has_free())
+        })
+    }
+
+    /// The wait queue of `capability`, if it has a board.
+    pub fn queue(&self, capability: &Capability) -> Option<Arc<WaitQueue>> {
+        self.board(capability).map(|b| b.queue.clone())
     }
 
     /// Adds a pair to its capability's board (or replaces it). Called by the supervisor as it
     /// registers the pair, so the very next selection sees it.
     pub fn register(&self, slot: Slot) {
         let mut boards = self.boards.write();
-        let board = Arc::make_mut(boards.entry(slot.key.capability.clone()).or_default());
+        let board = Arc::make_mut(
+            boards.entry(slot.key.capability.clone()).or_insert_with(|| Arc::new(Board::new(&slot.key.capability))),
+        );
+        // Freed slots of this pair wake the jobs waiting on this board.
+        slot.view.read().slots.attach(board.queue.clone());
         match board.index.get(&slot.key.orchestrator) {
             Some(&i) => {
                 board.views[i] = slot.view.clone();
@@ -182,15 +240,19 @@ pub struct Unavailable {
     pub retry_at: Option<Instant>,
     /// Pairs excluded because this job already tried them.
     pub tried: u32,
+    /// Routable pairs at their concurrency limit.
+    pub full: u32,
     /// Count of pairs per reason (`breaker-open`, `no-capacity`, ...), sorted by reason.
     pub reasons: Vec<(&'static str, u32)>,
 }
 
-/// The answer to [`Select`].
-#[derive(Debug, Clone)]
+/// What a selection found.
+#[derive(Debug)]
 pub enum Selection {
-    /// The pair to try.
-    Picked(Picked),
+    /// The pair to try, with the slot taken there (held until the attempt ends).
+    Picked(Picked, SlotGuard),
+    /// Every pair that could take the job is at its limit: wait in this queue.
+    Full(Arc<WaitQueue>),
     /// No orchestrator has ever offered this capability (or none is registered for it).
     Unknown,
     /// Pairs exist but none can take this job now.
@@ -203,47 +265,117 @@ impl std::fmt::Debug for Slot {
     }
 }
 
-/// Picks a pair for one attempt of a job.
-#[derive(Message)]
-#[rtype(result = "Selection")]
-pub struct Select {
-    /// The job's capability.
-    pub capability: Capability,
-    /// Orchestrators already tried for this job.
-    pub exclude: Vec<OrchestratorId>,
+/// Picks a pair for one attempt of a job among `views`, excluding orchestrators in
+/// `exclude`, and takes one of its slots: the index of the pair and the slot, or `None` when no
+/// eligible pair has a free slot. See the module documentation for how.
+///
+/// It takes no actor system, so the selection benchmark measures exactly what a job runs.
+pub fn pick(
+    views: &[SharedView],
+    exclude: &[OrchestratorId],
+    now: Instant,
+    rng: &mut impl Rng,
+) -> Option<(usize, SlotGuard)> {
+    for _ in 0..PICK_RETRIES {
+        let chosen = if views.len() <= FULL_SCAN_MAX {
+            scan(views, exclude, now, rng)?
+        } else {
+            sample(views, exclude, now, rng)?
+        };
+        // Another worker may have taken the last slot since it was read: choose again.
+        if let Some(guard) = views[chosen].read().slots.try_acquire() {
+            return Some((chosen, guard));
+        }
+    }
+    None
 }
 
-impl Handler<Select> for Dispatcher {
-    type Result = MessageResult<Select>;
+/// Whether `v` can take this job now: not tried, routable, a free slot.
+fn eligible(v: &PairView, exclude: &[OrchestratorId], now: Instant) -> bool {
+    !exclude.contains(&v.key.orchestrator) && v.routable_at(now).is_ok() && v.slots.has_free()
+}
 
-    fn handle(&mut self, msg: Select, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.board.select(&msg.capability, &msg.exclude))
+/// Whether `v` should take this job to be measured: it was never measured (every free slot,
+/// which its cold-start concurrency bounds, until it is), its breaker is due a trial (its trial
+/// permits bound those), or its last measurement is older than [`EXPLORE_INTERVAL`] (one job
+/// per interval across all workers: this claims the turn).
+fn explore(v: &PairView, now: Instant) -> bool {
+    if v.breaker != crate::breaker::State::Closed {
+        return true;
+    }
+    match v.latency.updated() {
+        None => true,
+        Some(t) => {
+            now.saturating_duration_since(t) >= EXPLORE_INTERVAL && v.slots.claim_exploration(now, EXPLORE_INTERVAL)
+        }
     }
 }
 
-/// Power of two choices over `views`: the index of the cheaper of two random routable views
-/// whose orchestrator is not in `exclude`, or `None` when no view is eligible.
-///
-/// O(1) while a fair share of views is eligible (see [`p2c`]); it takes no actor system, so
-/// the selection benchmark measures exactly what [`Select`] runs.
-pub fn pick(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
-    let eligible = |i: usize| -> Option<f64> {
+/// How a pair ranks for selection, lower first: a pair deprioritised after a slow cold start
+/// only when no other pair has room, then by cost.
+fn rank(v: &PairView, now: Instant) -> (bool, f64) {
+    (v.deprioritized_at(now), v.cost_at(now))
+}
+
+/// Full scan. A pair that has not answered since it started (warming) takes the job first: its
+/// cold-start concurrency bounds how many it gets, and it is measured within its first two
+/// jobs. Otherwise the best-ranked pair, unless another is due exploration. The scan starts at
+/// a random pair so that ties and exploration turns are spread.
+fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
+    let start = rng.random_range(0..views.len().max(1));
+    let mut best: Option<(usize, (bool, f64), bool)> = None;
+    let mut candidates = Vec::new();
+    for k in 0..views.len() {
+        let i = (start + k) % views.len();
         let v = views[i].read();
-        // The view's key is the pair's key (its actor publishes it), so the lock we need for
-        // the cost anyway also answers "already tried".
-        if exclude.contains(&v.key.orchestrator) {
+        if !eligible(&v, exclude, now) {
+            continue;
+        }
+        if v.warming {
+            return Some(i);
+        }
+        let r = rank(&v, now);
+        if best.is_none_or(|(_, b, _)| r < b) {
+            best = Some((i, r, v.latency.updated().is_some()));
+        }
+        candidates.push(i);
+    }
+    let (best, _, measured) = best?;
+    if !measured {
+        // The best is itself being explored.
+        return Some(best);
+    }
+    // The first pair due exploration that is not the best anyway takes this job.
+    let explored = candidates.into_iter().find(|&i| i != best && explore(&views[i].read(), now));
+    Some(explored.unwrap_or(best))
+}
+
+/// Power of two choices among eligible pairs; a sampled pair due exploration wins its sample.
+fn sample(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
+    let cost_of = |i: usize| -> Option<f64> {
+        let v = views[i].read();
+        if !eligible(&v, exclude, now) {
             return None;
         }
-        v.routable_at(now).ok()?;
-        Some(v.cost_at(now))
+        // Ranks folded into one number for the sampler: exploration first, deprioritised last.
+        Some(if explore(&v, now) {
+            f64::NEG_INFINITY
+        } else {
+            let (deprioritized, cost) = rank(&v, now);
+            if deprioritized {
+                cost + 1e12
+            } else {
+                cost
+            }
+        })
     };
-    p2c(views.len(), eligible, |n| rng.random_range(0..n))
+    p2c(views.len(), cost_of, |n| rng.random_range(0..n))
 }
 
 /// Why [`pick`] found nothing among `views`, or `None` when none of them ever offered the
 /// capability (the caller reports it as unknown rather than unavailable).
 ///
-/// O(n), but it only runs when nothing is routable, where the explanation is worth a scan.
+/// O(n), but it only runs when nothing could be picked, where the explanation is worth a scan.
 pub fn unavailable(views: &[SharedView], exclude: &[OrchestratorId], now: Instant) -> Option<Unavailable> {
     let mut offered = false;
     let mut why = Unavailable::default();
@@ -255,11 +387,14 @@ pub fn unavailable(views: &[SharedView], exclude: &[OrchestratorId], now: Instan
             why.tried += 1;
             continue;
         }
-        if let Err(reason) = v.routable_at(now) {
-            if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = reason {
-                why.retry_at = Some(why.retry_at.map_or(t, |r: Instant| r.min(t)));
+        match v.routable_at(now) {
+            Ok(()) => why.full += 1,
+            Err(reason) => {
+                if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = reason {
+                    why.retry_at = Some(why.retry_at.map_or(t, |r: Instant| r.min(t)));
+                }
+                *counts.entry(reason.as_str()).or_default() += 1;
             }
-            *counts.entry(reason.as_str()).or_default() += 1;
         }
     }
     if !offered {
@@ -290,16 +425,20 @@ mod tests {
     use parking_lot::RwLock;
 
     use super::*;
-    use crate::pair::PairView;
 
-    fn view(orch: &str, capacity: i64) -> SharedView {
+    fn view(orch: &str, slots: u32, latency_ms: f64) -> SharedView {
         let key =
             PairKey { orchestrator: OrchestratorId(orch.into()), capability: Capability::new("depth").expect("valid") };
         let mut v = PairView::new(key, Arc::from("http://x"));
         v.probed = true;
         v.offered = true;
         v.token_ok = true;
-        v.available_capacity = capacity;
+        v.capacity_ceiling = Some(slots);
+        v.slots.set_limit(slots);
+        v.latency = crate::score::PeakEwma::new(latency_ms, Duration::from_secs(10));
+        v.latency.observe(latency_ms, Instant::now());
+        // Measured just now and explored just now: no exploration turn is due in these tests.
+        v.slots.claim_exploration(Instant::now(), EXPLORE_INTERVAL);
         Arc::new(RwLock::new(v))
     }
 
@@ -307,18 +446,50 @@ mod tests {
     fn pick_skips_tried_and_unroutable_and_explains_failure() {
         let now = Instant::now();
         let mut rng = rand::rng();
-        let views = [view("a", 1), view("b", 0), view("c", 1)];
+        let views = [view("a", 1, 10.0), view("b", 0, 10.0), view("c", 1, 10.0)];
+        views[1].write().capacity_ceiling = Some(0);
         let tried = [OrchestratorId("a".into())];
         for _ in 0..20 {
-            assert_eq!(pick(&views, &tried, now, &mut rng), Some(2));
+            let (i, guard) = pick(&views, &tried, now, &mut rng).expect("c is free");
+            assert_eq!(i, 2);
+            drop(guard);
         }
         let tried = [OrchestratorId("a".into()), OrchestratorId("c".into())];
-        assert_eq!(pick(&views, &tried, now, &mut rng), None);
+        assert!(pick(&views, &tried, now, &mut rng).is_none());
         let why = unavailable(&views, &tried, now).expect("offered");
-        assert_eq!((why.tried, why.reasons), (2, vec![("no-capacity", 1)]));
+        assert_eq!((why.tried, why.full, why.reasons), (2, 0, vec![("no-capacity", 1)]));
         views[1].write().offered = false;
         views[0].write().offered = false;
         views[2].write().offered = false;
         assert_eq!(unavailable(&views, &tried, now), None);
+    }
+
+    #[test]
+    fn the_fastest_pair_with_a_free_slot_wins_and_full_pairs_are_reported_full() {
+        let now = Instant::now();
+        let mut rng = rand::rng();
+        let views = [view("slow", 2, 700.0), view("fast", 2, 50.0)];
+        let (i, first) = pick(&views, &[], now, &mut rng).expect("free");
+        assert_eq!(i, 1, "fast");
+        let (i, second) = pick(&views, &[], now, &mut rng).expect("free");
+        assert_eq!(i, 1, "still fast: half full costs 75 < 700");
+        let (i, third) = pick(&views, &[], now, &mut rng).expect("free");
+        assert_eq!(i, 0, "fast is full: slow gets it");
+        let fourth = pick(&views, &[], now, &mut rng).expect("one slot left on slow");
+        assert!(pick(&views, &[], now, &mut rng).is_none(), "every slot taken");
+        let why = unavailable(&views, &[], now).expect("offered");
+        assert_eq!((why.full, why.reasons.len()), (2, 0));
+        drop((first, second, third, fourth));
+    }
+
+    #[test]
+    fn a_pair_not_measured_lately_gets_one_job_per_interval() {
+        let mut rng = rand::rng();
+        let views = [view("fast", 4, 50.0), view("slow", 4, 700.0)];
+        let later = Instant::now() + EXPLORE_INTERVAL + Duration::from_secs(1);
+        // Both are stale by then; fast is the best anyway, slow is explored once.
+        let picks: Vec<usize> =
+            (0..10).map(|_| pick(&views, &[], later, &mut rng).map(|(i, _)| i).expect("free")).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 1, "{picks:?}");
     }
 }

@@ -4,7 +4,10 @@
 //! # Layout
 //! - [`capability`], [`orchestrator`]: the validated names the registry is keyed by.
 //! - [`protocol`]: the wire protocol (job header codec, token probe, job forwarding, signer).
-//! - [`breaker`], [`score`], [`budget`]: pure, unit-tested health logic (no clocks, no I/O).
+//! - [`breaker`], [`score`], [`budget`], [`limit`]: pure, unit-tested health logic (no clocks,
+//!   no I/O).
+//! - [`outcome`]: how an upstream call ended (the one place answers are classified).
+//! - [`queue`]: a capability's wait queue for jobs that found every pair full.
 //! - [`policy`]: per-capability routing policy (profiles, retry knobs).
 //! - [`pair`]: `PairActor`, one per (orchestrator, capability), owning that pair's health.
 //! - [`dispatcher`]: `Dispatcher`, the per-capability scoreboard that selects pairs.
@@ -24,11 +27,14 @@ pub mod budget;
 pub mod capability;
 pub mod discovery;
 pub mod dispatcher;
+pub mod limit;
 pub mod metrics;
 pub mod orchestrator;
+pub mod outcome;
 pub mod pair;
 pub mod policy;
 pub mod protocol;
+pub mod queue;
 pub mod route;
 pub mod score;
 pub mod store;

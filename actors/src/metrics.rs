@@ -54,6 +54,22 @@ pub const STORE_FLUSH_SECONDS: &str = "byoc_gateway_store_flush_duration_seconds
 /// Fast-path answers not accounted because a pair's tally was full (its actor lagged).
 pub const TALLY_DROPPED_TOTAL: &str = "byoc_gateway_tally_dropped_total";
 
+/// Jobs waiting in a capability's queue for a free slot, by `capability`.
+pub const QUEUE_DEPTH: &str = "byoc_gateway_queue_depth";
+/// Time queued jobs waited before they got a slot, in seconds, by `capability`.
+pub const QUEUE_WAIT_SECONDS: &str = "byoc_gateway_queue_wait_seconds";
+/// Jobs that joined or were turned away from a capability's queue, by `capability` and
+/// `outcome` (`dispatched`, `timeout`, `full`, `abandoned`).
+pub const QUEUE_OUTCOMES_TOTAL: &str = "byoc_gateway_queue_outcomes_total";
+/// Concurrency limit summed over a capability's routable pairs, by `capability`; refreshed
+/// every second.
+pub const SLOTS: &str = "byoc_gateway_slots";
+/// Jobs in flight on a capability's pairs, by `capability`; refreshed every second.
+pub const SLOTS_INFLIGHT: &str = "byoc_gateway_slots_inflight";
+/// Attempts abandoned as stuck (far past the pair's measured latency while another pair had a
+/// free slot), by `capability`.
+pub const STUCK_ATTEMPTS_TOTAL: &str = "byoc_gateway_stuck_attempts_total";
+
 /// Jobs refused at once because the gateway was at `limits.max_inflight_jobs`.
 pub const JOBS_SHED_TOTAL: &str = "byoc_gateway_jobs_shed_total";
 
@@ -85,6 +101,12 @@ pub fn describe() {
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
     describe_counter!(JOBS_SHED_TOTAL, "Jobs refused with 503 at the in-flight job limit");
+    describe_gauge!(QUEUE_DEPTH, "Jobs waiting for a free slot, by capability");
+    describe_histogram!(QUEUE_WAIT_SECONDS, Unit::Seconds, "Time queued jobs waited for a slot");
+    describe_counter!(QUEUE_OUTCOMES_TOTAL, "Queued jobs by capability and outcome");
+    describe_gauge!(SLOTS, "Concurrency limit summed over a capability's routable pairs");
+    describe_gauge!(SLOTS_INFLIGHT, "Jobs in flight on a capability's pairs");
+    describe_counter!(STUCK_ATTEMPTS_TOTAL, "Attempts abandoned as stuck, by capability");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
 }
 

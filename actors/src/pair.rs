@@ -8,6 +8,7 @@
 //! connection, so bytes never cross threads. After every change the actor publishes a
 //! [`PairView`] that the dispatcher selects from.
 
+pub mod slots;
 pub mod tally;
 pub mod view;
 
@@ -19,14 +20,17 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 
 use crate::breaker::{Admission, Breaker, State, Transition};
+use crate::limit::ConcurrencyLimit;
 use crate::metrics as m;
 use crate::orchestrator::normalize_url;
+use crate::outcome::Outcome;
 use crate::policy::Effective;
 use crate::protocol::client::{excerpt, fetch_token, forward_job, Forward, TokenError, UpstreamError};
 use crate::protocol::header::JobRequest;
 use crate::protocol::signer::SharedSigner;
 use crate::protocol::token::{JobToken, Price};
-use crate::score::{PeakEwma, SuccessRate};
+use crate::score::{LatencyWindow, PeakEwma, SuccessRate};
+pub use slots::{SlotGuard, Slots};
 pub use tally::{Deposit, Sample, Tally};
 use view::{unix_ms_now, unix_ms_to_instant, Counters};
 pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, SharedView, Unroutable};
@@ -51,8 +55,6 @@ pub struct PairSettings {
     pub lease_slack: Duration,
     /// Mailbox capacity of each pair actor.
     pub mailbox_capacity: usize,
-    /// First back-off after a capacity refusal (doubles on repeats, up to 30 s).
-    pub capacity_backoff: Duration,
     /// Token probes in flight at once, over all pairs. At start every pair probes at once:
     /// unbounded, 10,000 pairs made 10,000 simultaneous requests (each with its own request
     /// and connection buffers, up to `max_connections` sockets), a ~190 MB heap peak that the
@@ -77,14 +79,19 @@ impl Default for PairSettings {
             initial_latency_ms: 100.0,
             lease_slack: Duration::from_secs(5),
             mailbox_capacity: 1024,
-            capacity_backoff: Duration::from_secs(1),
             probe_permits: Arc::new(tokio::sync::Semaphore::new(PROBE_CONCURRENCY)),
         }
     }
 }
 
-/// Longest capacity back-off.
-const MAX_CAPACITY_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest a capacity refusal keeps a pair out of rotation (when none of the gateway's jobs
+/// were there; otherwise its lowered limit does the work): about one of its jobs' time, never
+/// more than this.
+const MAX_CAPACITY_HOLD: Duration = Duration::from_secs(1);
+
+/// A refusal re-probes the token (it says the token's capacity is stale) unless the last probe
+/// is younger than this.
+const REPROBE_AFTER_REFUSAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy)]
 struct Lease {
@@ -102,7 +109,13 @@ pub struct PairActor {
     view: SharedView,
     breaker: Breaker,
     latency: PeakEwma,
+    /// Recent successful call durations (percentiles).
+    window: LatencyWindow,
     success: SuccessRate,
+    /// Jobs allowed in flight (AIMD under the token's figure).
+    limit: ConcurrencyLimit,
+    /// Jobs in flight against the published limit, shared with the workers.
+    slots: Arc<Slots>,
     /// What the last token offered (its service address is kept in `service_addr`).
     token: Option<Offer>,
     service_addr: Option<Arc<str>>,
@@ -117,10 +130,11 @@ pub struct PairActor {
     token_ok: bool,
     offered: bool,
     node_unreachable: bool,
+    /// Half-open trial calls admitted by [`Admit`] and not yet recorded.
     leases: HashMap<u64, Lease>,
     next_lease: u64,
-    /// Fast-path calls in flight (see [`PairView::fast_admission`]); callers count them.
-    live_inflight: Arc<std::sync::atomic::AtomicU32>,
+    /// When the last token probe started.
+    probed_at: Option<Instant>,
     /// Fast-path answers awaiting accounting.
     tally: Arc<Tally>,
     /// A [`DrainTally`] is scheduled.
@@ -130,7 +144,6 @@ pub struct PairActor {
     warmup_in_flight: bool,
     cold_start_ms: Option<u64>,
     deprioritized_until: Option<Instant>,
-    capacity_backoff: Duration,
     capacity_backoff_until: Option<Instant>,
     last_error: Option<Arc<LastError>>,
     restarts: u32,
@@ -182,7 +195,6 @@ impl PairActor {
         // A pair that has never answered is cold: limited concurrency until it has.
         let warming = cold_start_ms.is_none();
         let warmup_pending = warming && policy.warmup.is_some();
-        let capacity_backoff = settings.capacity_backoff;
         let mut actor = Self {
             settings,
             policy,
@@ -192,7 +204,10 @@ impl PairActor {
             view,
             breaker,
             latency,
+            window: LatencyWindow::default(),
             success,
+            limit: ConcurrencyLimit::new(),
+            slots: Arc::default(),
             token: None,
             service_addr: None,
             probed: false,
@@ -204,7 +219,7 @@ impl PairActor {
             node_unreachable: false,
             leases: HashMap::new(),
             next_lease: 1,
-            live_inflight: Arc::default(),
+            probed_at: None,
             tally: Arc::default(),
             drain_scheduled: false,
             warming,
@@ -212,7 +227,6 @@ impl PairActor {
             warmup_in_flight: false,
             cold_start_ms,
             deprioritized_until: None,
-            capacity_backoff,
             capacity_backoff_until: None,
             last_error: None,
             restarts,
@@ -268,6 +282,13 @@ impl PairActor {
             || v.counters != self.counters
             || v.restarts != self.restarts;
         let generation = v.generation + u64::from(persisted_changed);
+        // The limit workers take slots against: the capability's cold-start concurrency until
+        // the pair has answered once.
+        let mut limit = self.limit.current();
+        if self.warming {
+            limit = limit.min(self.policy.cold_start_concurrency);
+        }
+        self.slots.set_limit(limit);
         *v = PairView {
             key: self.key.clone(),
             orchestrator_url: self.orchestrator_url.clone(),
@@ -280,13 +301,14 @@ impl PairActor {
             probed: self.probed,
             token_ok: self.token_ok,
             available_capacity: self.token.as_ref().map_or(0, |t| t.available_capacity),
+            capacity_ceiling: self.limit.ceiling(),
             price_per_unit,
             pixels_per_unit,
             offered: self.offered,
             latency: self.latency,
+            latency_percentiles: self.window.percentiles(),
             success_rate: self.success.value(),
-            inflight: self.leases.len() as u32,
-            live_inflight: self.live_inflight.clone(),
+            slots: self.slots.clone(),
             cold_start_ms: self.cold_start_ms,
             last_error: self.last_error.clone(),
             restarts: self.restarts,
@@ -297,12 +319,22 @@ impl PairActor {
             over_ceiling: self.over_ceiling(),
             price_share: self.policy.price_share(price_per_unit, pixels_per_unit),
             warming: self.warming,
-            cold_start_concurrency: self.policy.cold_start_concurrency,
             warmup_pending: self.warmup_pending,
             deprioritized_until: self.deprioritized_until,
             capacity_backoff_until: self.capacity_backoff_until,
             generation,
         };
+        let routable = v.routable_at(now).is_ok();
+        drop(v);
+        if routable {
+            // A pair back in rotation, or with room again, takes a waiting job at once.
+            self.slots.wake_waiter();
+        }
+    }
+
+    /// The slots this actor publishes its limit into.
+    pub fn slots(&self) -> Arc<Slots> {
+        self.slots.clone()
     }
 
     fn note_error(&mut self, class: &str, message: String) {
@@ -331,6 +363,10 @@ impl PairActor {
             return;
         }
         self.probing = true;
+        self.probed_at = Some(Instant::now());
+        // The orchestrator counts the gateway's jobs already there in its load; this is the
+        // gateway's count as the probe leaves (jobs started later are not in that load).
+        let inflight = self.slots.inflight();
         let client = self.client.clone();
         let url = self.orchestrator_url.clone();
         let cap = self.key.capability.clone();
@@ -344,14 +380,14 @@ impl PairActor {
             fetch_token(&client, &url, &cap, signer.as_ref(), timeout).await
         }
         .into_actor(self)
-        .map(|res, act, ctx| {
+        .map(move |res, act, ctx| {
             act.probing = false;
             if std::mem::take(&mut act.reprobe) {
                 // Started before the connect failure: its answer proves nothing.
                 act.probe(ctx, false);
                 return;
             }
-            act.apply_token(res);
+            act.apply_token(res, inflight);
             act.schedule_probe(ctx);
             act.maybe_warm_up(ctx);
         });
@@ -369,7 +405,7 @@ impl PairActor {
         if let Some(h) = self.refresh.take() {
             ctx.cancel_future(h);
         }
-        let healthy = self.token_ok && self.token.as_ref().is_some_and(|t| t.available_capacity > 0);
+        let healthy = self.token_ok && self.limit.ceiling().is_some_and(|c| c > 0);
         let base = if healthy || !self.offered && self.token_ok {
             self.settings.token_refresh
         } else {
@@ -385,7 +421,7 @@ impl PairActor {
         }));
     }
 
-    fn apply_token(&mut self, res: Result<JobToken, TokenError>) {
+    fn apply_token(&mut self, res: Result<JobToken, TokenError>, inflight: u32) {
         self.probed = true;
         self.node_unreachable = false;
         match res {
@@ -414,6 +450,7 @@ impl PairActor {
                         let was_over = self.over_ceiling();
                         self.token_ok = true;
                         self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
+                        self.limit.on_token(token.available_capacity, inflight);
                         if self.over_ceiling() && !was_over {
                             tracing::warn!(pair = %self.key, "advertised price is over the capability's ceiling; pair leaves rotation");
                         }
@@ -540,6 +577,29 @@ impl PairActor {
         }
     }
 
+    /// A capacity refusal: other gateways hold the slots the token promised. The limit drops
+    /// to what this gateway had there (at most half of it); with none of its jobs there the
+    /// pair sits out about one of its jobs' time. Either way the token is probed again, since
+    /// its figure is stale.
+    fn refused(&mut self, status: u16, now: Instant, ctx: &mut Context<Self>) {
+        let inflight = self.slots.inflight();
+        self.limit.on_refusal(inflight);
+        let mut detail = format!(
+            "{status}: refused for capacity with {inflight} of this gateway's jobs there; limit now {}",
+            self.limit.current()
+        );
+        if inflight == 0 {
+            let hold = Duration::from_secs_f64(self.latency.estimate_ms() / 1000.0)
+                .clamp(Duration::from_millis(10), MAX_CAPACITY_HOLD);
+            self.capacity_backoff_until = Some(now + hold);
+            detail.push_str(&format!(", out of rotation for {} ms", hold.as_millis()));
+        }
+        self.note_error("capacity", detail);
+        if self.probed_at.is_none_or(|t| now.saturating_duration_since(t) >= REPROBE_AFTER_REFUSAL) {
+            self.probe(ctx, false);
+        }
+    }
+
     /// Applies one call's outcome to the pair's health. `trial` when the breaker admitted it
     /// as a half-open trial. The caller publishes.
     fn account(&mut self, trial: bool, outcome: &Outcome, elapsed: Duration, now: Instant, ctx: &mut Context<Self>) {
@@ -550,11 +610,17 @@ impl PairActor {
         let transition = match outcome {
             Outcome::Success => {
                 self.counters.success += 1;
-                self.latency.observe(elapsed_ms, now);
+                if self.warming {
+                    // A cold start (loading a model) is not the pair's latency: it is recorded as
+                    // the cold start, and the next answer is the first latency sample.
+                    self.first_answer(elapsed, now);
+                } else {
+                    self.latency.observe(elapsed_ms, now);
+                    self.window.observe(elapsed_ms);
+                }
                 self.success.observe(true);
+                self.limit.on_answer();
                 self.offered = true;
-                self.capacity_backoff = self.settings.capacity_backoff;
-                self.first_answer(elapsed, now);
                 let slow = elapsed > self.policy.slow_call_threshold;
                 if counts {
                     self.breaker.on_success(now, rand::random::<f64>(), slow)
@@ -565,6 +631,7 @@ impl PairActor {
             Outcome::ClientError(_) => {
                 // The orchestrator answered: it is alive, so a trial call counts as passed.
                 self.counters.http_4xx += 1;
+                self.limit.on_answer();
                 if counts {
                     self.breaker.on_neutral()
                 } else {
@@ -576,12 +643,7 @@ impl PairActor {
                 if trial {
                     self.breaker.release_trial();
                 }
-                self.capacity_backoff_until = Some(now + self.capacity_backoff);
-                self.note_error(
-                    "capacity",
-                    format!("{status}: refused for capacity; backing off {:?}", self.capacity_backoff),
-                );
-                self.capacity_backoff = (self.capacity_backoff * 2).min(MAX_CAPACITY_BACKOFF);
+                self.refused(*status, now, ctx);
                 None
             }
             failure => {
@@ -614,9 +676,19 @@ impl PairActor {
                         }
                         self.note_error(e.class(), e.to_string());
                     }
+                    Outcome::Stuck(after) => {
+                        self.counters.timeout += 1;
+                        self.note_error(
+                            "stuck",
+                            format!(
+                                "no answer after {} ms, far past this pair's p99 of {:.0} ms; abandoned while another pair had room",
+                                after.as_millis(),
+                                self.window.percentiles().map_or(0.0, |p| p.1)
+                            ),
+                        );
+                    }
                     _ => {}
                 }
-                self.latency.observe_failure(elapsed_ms, now);
                 self.success.observe(false);
                 if counts {
                     self.breaker.on_failure(now, rand::random::<f64>())
@@ -759,71 +831,6 @@ impl Handler<Admit> for PairActor {
         self.leases.insert(lease, Lease { deadline: now + msg.timeout + self.settings.lease_slack, trial });
         self.publish();
         Ok(Permit { lease, service_addr, trial })
-    }
-}
-
-/// How one upstream call ended, as far as the pair's health is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// A 2xx/3xx answer honouring the response contract.
-    Success,
-    /// A 4xx answer: the client's fault, relayed, not held against the pair.
-    ClientError(u16),
-    /// A 503 or 429: the orchestrator is busy. Retried elsewhere; the pair backs off without
-    /// being treated as broken.
-    CapacityRefused(u16),
-    /// A 5xx whose body says the GPU ran out of memory.
-    OutOfMemory(String),
-    /// Another 5xx, with a body excerpt.
-    ServerError(u16, String),
-    /// A 2xx with another content type than the capability's contract (the one received).
-    ContractMismatch(String),
-    /// No usable answer.
-    Failed(UpstreamError),
-}
-
-/// Body fragments by which GPU out-of-memory errors are recognised (PyTorch, CUDA, ONNX
-/// runtime, TensorFlow).
-const OOM_MARKERS: &[&str] = &["out of memory", "outofmemoryerror", "cuda_error_out_of_memory", "oom when allocating"];
-
-impl Outcome {
-    /// Stable class name (metrics label, attempt reports).
-    pub fn class(&self) -> &'static str {
-        match self {
-            Outcome::Success => "success",
-            Outcome::ClientError(_) => "http-4xx",
-            Outcome::CapacityRefused(_) => "capacity",
-            Outcome::OutOfMemory(_) => "oom",
-            Outcome::ServerError(..) => "http-5xx",
-            Outcome::ContractMismatch(_) => "contract-mismatch",
-            Outcome::Failed(e) => e.class(),
-        }
-    }
-
-    /// Whether the job should go to another orchestrator.
-    pub fn retryable(&self) -> bool {
-        !matches!(self, Outcome::Success | Outcome::ClientError(_))
-    }
-
-    /// Classifies an HTTP answer against the capability's policy.
-    pub fn classify(status: u16, content_type: Option<&str>, body: &[u8], policy: &Effective) -> Self {
-        match status {
-            0..=399 if policy.contract_mismatch(content_type) => {
-                Outcome::ContractMismatch(content_type.unwrap_or("(none)").to_string())
-            }
-            0..=399 => Outcome::Success,
-            429 | 503 => Outcome::CapacityRefused(status),
-            400..=499 => Outcome::ClientError(status),
-            _ => {
-                let text = excerpt(body);
-                let lower = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
-                if OOM_MARKERS.iter().any(|m| lower.contains(m)) {
-                    Outcome::OutOfMemory(text)
-                } else {
-                    Outcome::ServerError(status, text)
-                }
-            }
-        }
     }
 }
 
@@ -1013,7 +1020,6 @@ impl Handler<ForceBreaker> for PairActor {
             self.breaker.trip(Instant::now(), rand::random::<f64>())
         } else {
             self.capacity_backoff_until = None;
-            self.capacity_backoff = self.settings.capacity_backoff;
             self.breaker.reset()
         };
         if let Some(t) = transition {
@@ -1021,43 +1027,5 @@ impl Handler<ForceBreaker> for PairActor {
         }
         self.publish();
         MessageResult(self.view.read().clone())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::CapabilityPolicy;
-
-    #[test]
-    fn classify_recognises_every_class() {
-        let plain = CapabilityPolicy::default().effective();
-        let json = CapabilityPolicy { response_content_type: Some("application/json".into()), ..Default::default() }
-            .effective();
-        assert_eq!(Outcome::classify(200, Some("image/png"), b"", &plain), Outcome::Success);
-        assert_eq!(Outcome::classify(200, Some("application/json"), b"{}", &json), Outcome::Success);
-        assert_eq!(
-            Outcome::classify(200, Some("text/plain"), b"x", &json),
-            Outcome::ContractMismatch("text/plain".into())
-        );
-        assert_eq!(Outcome::classify(422, None, b"bad", &plain), Outcome::ClientError(422));
-        assert_eq!(
-            Outcome::classify(503, None, b"No capacity available for capability", &plain),
-            Outcome::CapacityRefused(503)
-        );
-        assert_eq!(Outcome::classify(429, None, b"", &plain), Outcome::CapacityRefused(429));
-        assert!(matches!(
-            Outcome::classify(500, None, b"CUDA out of memory. Tried to allocate 2.00 GiB", &plain),
-            Outcome::OutOfMemory(_)
-        ));
-        assert!(matches!(
-            Outcome::classify(500, None, b"torch.OutOfMemoryError: ...", &plain),
-            Outcome::OutOfMemory(_)
-        ));
-        assert!(matches!(Outcome::classify(502, None, b"bad gateway", &plain), Outcome::ServerError(502, _)));
-        assert!(!Outcome::Success.retryable());
-        assert!(!Outcome::ClientError(404).retryable());
-        assert!(Outcome::CapacityRefused(503).retryable());
-        assert!(Outcome::ContractMismatch(String::new()).retryable());
     }
 }

@@ -35,6 +35,7 @@ impl Profile {
         match self {
             Profile::LowLatency => ProfileDefaults {
                 retry_timeout: s(8),
+                queue_timeout: s(8),
                 max_attempts: 3,
                 per_try_timeout: s(5),
                 slow_call_threshold: s(2),
@@ -42,6 +43,7 @@ impl Profile {
             },
             Profile::PerFrame => ProfileDefaults {
                 retry_timeout: s(30),
+                queue_timeout: s(30),
                 max_attempts: 3,
                 per_try_timeout: s(20),
                 slow_call_threshold: s(10),
@@ -49,6 +51,7 @@ impl Profile {
             },
             Profile::Chained => ProfileDefaults {
                 retry_timeout: s(120),
+                queue_timeout: s(120),
                 max_attempts: 4,
                 per_try_timeout: s(90),
                 slow_call_threshold: s(60),
@@ -63,6 +66,8 @@ impl Profile {
 pub struct ProfileDefaults {
     /// Overall time within which new attempts may start.
     pub retry_timeout: Duration,
+    /// Longest a job waits in the queue for a free slot.
+    pub queue_timeout: Duration,
     /// Attempts per job.
     pub max_attempts: u32,
     /// Bound on one attempt.
@@ -76,6 +81,29 @@ pub struct ProfileDefaults {
 /// Longest duration any policy or breaker knob may take (7 days): longer is a unit mistake, and
 /// it keeps every `Instant` arithmetic far from overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Jobs that may wait for a slot in one capability's queue unless `limits.queue_depth` or the
+/// capability's `queue_depth` says otherwise.
+pub const DEFAULT_QUEUE_DEPTH: u32 = 256;
+
+/// Largest queue depth a policy may set.
+pub const MAX_QUEUE_DEPTH: u32 = 1 << 20;
+
+/// What every capability's policy inherits unless it overrides it: the `[breaker]` table and
+/// `limits.queue_depth`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Globals {
+    /// The global breaker configuration.
+    pub breaker: BreakerConfig,
+    /// Jobs that may wait in one capability's queue.
+    pub queue_depth: u32,
+}
+
+impl Default for Globals {
+    fn default() -> Self {
+        Self { breaker: BreakerConfig::default(), queue_depth: DEFAULT_QUEUE_DEPTH }
+    }
+}
 
 /// A warm-up job the gateway sends to a new pair before giving it client traffic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -166,10 +194,19 @@ pub struct CapabilityPolicy {
     /// Attempts per job, the first included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attempts: Option<u32>,
-    /// Bound on one attempt (also capped by the job's own `timeout_seconds`).
+    /// Bound on one attempt when another pair could take the job after it; otherwise (the
+    /// last candidate, a cold pair) an attempt gets the job's `timeout_seconds + 5 s`.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub per_try_timeout: Option<Duration>,
+    /// Longest a job waits for a free slot when every pair is at its limit (also bounded by
+    /// the job's own `timeout_seconds + 5 s`).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub queue_timeout: Option<Duration>,
+    /// Jobs that may wait for a free slot (default `limits.queue_depth`); past it, 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<u32>,
     /// A success slower than this is a slow call (breaker slow-call rate).
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
@@ -219,10 +256,16 @@ pub struct Effective {
     pub retry_timeout: Duration,
     /// Attempts per job.
     pub max_attempts: u32,
-    /// Bound on one attempt.
+    /// Bound on one attempt when another pair could take the job after it.
     #[serde(with = "humantime_serde")]
     #[schema(value_type = String)]
     pub per_try_timeout: Duration,
+    /// Longest wait for a free slot.
+    #[serde(with = "humantime_serde")]
+    #[schema(value_type = String)]
+    pub queue_timeout: Duration,
+    /// Jobs that may wait for a free slot.
+    pub queue_depth: u32,
     /// Slow-call threshold.
     #[serde(with = "humantime_serde")]
     #[schema(value_type = String)]
@@ -285,13 +328,16 @@ impl Effective {
 }
 
 impl CapabilityPolicy {
-    /// Overrides applied to the profile's defaults and to the global breaker config.
-    pub fn effective_with(&self, breaker: &BreakerConfig) -> Effective {
+    /// Overrides applied to the profile's defaults and to the global settings.
+    pub fn effective_with(&self, globals: &Globals) -> Effective {
         let d = self.profile.defaults();
+        let breaker = &globals.breaker;
         Effective {
             retry_timeout: self.retry_timeout.unwrap_or(d.retry_timeout),
             max_attempts: self.max_attempts.unwrap_or(d.max_attempts),
             per_try_timeout: self.per_try_timeout.unwrap_or(d.per_try_timeout),
+            queue_timeout: self.queue_timeout.unwrap_or(d.queue_timeout),
+            queue_depth: self.queue_depth.unwrap_or(globals.queue_depth),
             slow_call_threshold: self.slow_call_threshold.unwrap_or(d.slow_call_threshold),
             retry_budget_percent: self.retry_budget_percent.unwrap_or(0.2),
             retry_budget_min_per_sec: self.retry_budget_min_per_sec.unwrap_or(10),
@@ -306,12 +352,12 @@ impl CapabilityPolicy {
         }
     }
 
-    /// Overrides applied with the default breaker config.
+    /// Overrides applied with the default global settings.
     pub fn effective(&self) -> Effective {
-        self.effective_with(&BreakerConfig::default())
+        self.effective_with(&Globals::default())
     }
 
-    /// Checks the overrides are usable against the default breaker config.
+    /// Checks the overrides are usable against the default global settings.
     pub fn validate(&self) -> Result<(), String> {
         self.validate_with(&BreakerConfig::default())
     }
@@ -340,6 +386,7 @@ impl CapabilityPolicy {
             ("slow_call_threshold", self.slow_call_threshold),
             ("cold_start_threshold", self.cold_start_threshold),
             ("cold_start_penalty", self.cold_start_penalty),
+            ("queue_timeout", self.queue_timeout),
         ] {
             if d.is_some_and(|d| d > MAX_DURATION) {
                 return Err(format!("{name} must be at most 7 days"));
@@ -353,6 +400,9 @@ impl CapabilityPolicy {
         }
         if self.pixels_per_unit.is_some_and(|p| p <= 0) {
             return Err("pixels_per_unit must be positive".into());
+        }
+        if self.queue_depth.is_some_and(|d| d > MAX_QUEUE_DEPTH) {
+            return Err(format!("queue_depth must be at most {MAX_QUEUE_DEPTH}"));
         }
         if self.cold_start_concurrency == Some(0) {
             return Err("cold_start_concurrency must be at least 1".into());
@@ -387,26 +437,26 @@ pub struct PolicyBook {
 
 #[derive(Debug)]
 struct Policies {
-    breaker: BreakerConfig,
+    globals: Globals,
     default: (CapabilityPolicy, Arc<Effective>),
     per_capability: HashMap<Capability, (CapabilityPolicy, Arc<Effective>)>,
 }
 
 impl PolicyBook {
-    /// A book over the global `breaker` config with `default` for unnamed capabilities and
-    /// the given per-capability entries.
+    /// A book over the `globals` with `default` for unnamed capabilities and the given
+    /// per-capability entries.
     pub fn new(
-        breaker: BreakerConfig,
+        globals: Globals,
         default: CapabilityPolicy,
         per_capability: HashMap<Capability, CapabilityPolicy>,
     ) -> Self {
         let entry = |p: CapabilityPolicy| {
-            let e = Arc::new(p.effective_with(&breaker));
+            let e = Arc::new(p.effective_with(&globals));
             (p, e)
         };
         let per_capability = per_capability.into_iter().map(|(c, p)| (c, entry(p))).collect();
         let default = entry(default);
-        Self { inner: Arc::new(RwLock::new(Policies { breaker, default, per_capability })) }
+        Self { inner: Arc::new(RwLock::new(Policies { globals, default, per_capability })) }
     }
 
     /// The effective knobs for `capability`.
@@ -423,14 +473,14 @@ impl PolicyBook {
     /// Sets (or replaces) one capability's policy; returns its effective knobs.
     pub fn set(&self, capability: Capability, policy: CapabilityPolicy) -> Arc<Effective> {
         let mut p = self.inner.write();
-        let e = Arc::new(policy.effective_with(&p.breaker));
+        let e = Arc::new(policy.effective_with(&p.globals));
         p.per_capability.insert(capability, (policy, e.clone()));
         e
     }
 
     /// Checks `policy` against this book's global breaker config.
     pub fn validate(&self, policy: &CapabilityPolicy) -> Result<(), String> {
-        policy.validate_with(&self.inner.read().breaker)
+        policy.validate_with(&self.inner.read().globals.breaker)
     }
 
     /// Removes a capability's own policy (it falls back to the default); returns the
@@ -452,7 +502,7 @@ impl PolicyBook {
 
 impl Default for PolicyBook {
     fn default() -> Self {
-        Self::new(BreakerConfig::default(), CapabilityPolicy::default(), HashMap::new())
+        Self::new(Globals::default(), CapabilityPolicy::default(), HashMap::new())
     }
 }
 
@@ -475,7 +525,7 @@ mod tests {
         let other = Capability::new("other").expect("valid");
         let mut m = HashMap::new();
         m.insert(depth.clone(), CapabilityPolicy { max_attempts: Some(7), ..Default::default() });
-        let book = PolicyBook::new(BreakerConfig::default(), CapabilityPolicy::default(), m);
+        let book = PolicyBook::new(Globals::default(), CapabilityPolicy::default(), m);
         assert_eq!(book.effective(&depth).max_attempts, 7);
         assert_eq!(book.effective(&other).max_attempts, 3);
     }
@@ -520,7 +570,7 @@ mod tests {
             breaker: Some(BreakerOverrides { min_calls: Some(4), ..Default::default() }),
             ..Default::default()
         };
-        let b = p.effective_with(&global).breaker;
+        let b = p.effective_with(&Globals { breaker: global, ..Globals::default() }).breaker;
         assert_eq!((b.consecutive_failures, b.min_calls), (9, 4));
         let bad = CapabilityPolicy {
             breaker: Some(BreakerOverrides { min_calls: Some(0), ..Default::default() }),

@@ -1,5 +1,6 @@
-//! Pure scoring: peak-EWMA latency, a decaying success rate, the selection cost, and the
-//! power-of-two-choices pick that keeps selection O(1) however many pairs a capability has.
+//! Pure scoring: peak-EWMA latency, a window of recent latencies for measured percentiles, a
+//! decaying success rate, the selection cost, and the power-of-two-choices pick that keeps
+//! selection O(1) however many pairs a capability has.
 
 use std::time::{Duration, Instant};
 
@@ -7,10 +8,10 @@ use std::time::{Duration, Instant};
 /// (Finagle / tower `PeakEwma`): a pair that just got slow stops attracting traffic now,
 /// one that got fast earns it back over `decay`.
 ///
-/// Read through [`PeakEwma::estimate_at`], the estimate also decays towards zero while no
-/// sample arrives (as Finagle's `getCost` does). That is what lets an idle pair, passed over
-/// after failures or slowness, be tried again now and then: without it a pair that lost every
-/// comparison once would never get the sample that shows it has recovered.
+/// Unlike Finagle's, the estimate does not decay while no sample arrives: it stays what was
+/// measured, so the admin API shows a latency and an idle slow pair does not look fast.
+/// Selection keeps idle pairs measured by sending them an occasional job instead (see
+/// `dispatcher::EXPLORE_INTERVAL`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeakEwma {
     estimate_ms: f64,
@@ -39,18 +40,6 @@ impl PeakEwma {
         self.estimate_ms
     }
 
-    /// The estimate at `now`: decayed towards zero for the time since the last sample. A pair
-    /// that never had a sample keeps its neutral initial value.
-    pub fn estimate_at(&self, now: Instant) -> f64 {
-        match self.updated {
-            Some(t) => {
-                let idle = now.saturating_duration_since(t).as_secs_f64();
-                self.estimate_ms * (-idle / self.decay.as_secs_f64().max(1e-3)).exp()
-            }
-            None => self.estimate_ms,
-        }
-    }
-
     /// Folds in one sample taken at `now`.
     pub fn observe(&mut self, sample_ms: f64, now: Instant) {
         let sample_ms = sample_ms.max(0.0);
@@ -64,12 +53,57 @@ impl PeakEwma {
         }
         self.updated = Some(now);
     }
+}
 
-    /// A failure counts as a sample twice as slow as the worse of its own duration and the
-    /// current estimate, so a pair that fails fast never looks cheap.
-    pub fn observe_failure(&mut self, elapsed_ms: f64, now: Instant) {
-        let penalty = (elapsed_ms.max(self.estimate_ms) * 2.0).max(1.0);
-        self.observe(penalty, now);
+/// Successful calls a [`LatencyWindow`] keeps.
+pub const LATENCY_WINDOW: usize = 64;
+
+/// The durations of a pair's last [`LATENCY_WINDOW`] successful calls, for measured
+/// percentiles (what the admin API shows and what "stuck" is measured against). Allocated on
+/// the first sample: an idle pair costs a pointer.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyWindow {
+    samples: Vec<f32>,
+    next: usize,
+}
+
+impl LatencyWindow {
+    /// Adds one successful call's duration.
+    pub fn observe(&mut self, ms: f64) {
+        let ms = ms.max(0.0) as f32;
+        if self.samples.len() < LATENCY_WINDOW {
+            if self.samples.capacity() == 0 {
+                self.samples.reserve_exact(LATENCY_WINDOW);
+            }
+            self.samples.push(ms);
+        } else {
+            self.samples[self.next] = ms;
+        }
+        self.next = (self.next + 1) % LATENCY_WINDOW;
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// Whether no call has been measured.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// The median and the 99th percentile (nearest rank) of the window, in ms.
+    pub fn percentiles(&self) -> Option<(f64, f64)> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let mut sorted = self.samples.clone();
+        sorted.sort_by(f32::total_cmp);
+        let rank = |p: f64| {
+            let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+            f64::from(sorted[i])
+        };
+        Some((rank(0.5), rank(0.99)))
     }
 }
 
@@ -105,15 +139,23 @@ pub struct CostInputs {
     pub latency_ms: f64,
     /// Calls in flight now.
     pub inflight: u32,
+    /// The pair's concurrency limit.
+    pub limit: u32,
     /// Success rate in [0, 1].
     pub success_rate: f64,
 }
 
-/// `cost = latency x (inflight + 1) / health`; lower is better. Health is floored so that a
-/// pair at 0 % success still has a finite (very high) cost rather than a division by zero.
+/// `cost = latency x (1 + inflight / limit) / health`; lower is better.
+///
+/// An orchestrator runs up to its limit of jobs side by side, so a job's expected time there
+/// is its measured latency, not latency x queue length; the load term only spreads jobs over
+/// pairs of about the same speed (a pair half full costs 1.5x), and a slower pair wins only
+/// once the faster ones are mostly busy. Health is floored so that a pair at 0 % success still
+/// has a finite (very high) cost rather than a division by zero.
 pub fn cost(inputs: CostInputs) -> f64 {
     let health = inputs.success_rate.clamp(0.05, 1.0);
-    inputs.latency_ms.max(0.1) * (f64::from(inputs.inflight) + 1.0) / health
+    let load = f64::from(inputs.inflight) / f64::from(inputs.limit.max(1));
+    inputs.latency_ms.max(0.1) * (1.0 + load) / health
 }
 
 /// Random samples drawn before falling back to a walk.
@@ -190,24 +232,17 @@ mod tests {
     }
 
     #[test]
-    fn idle_estimate_decays_towards_zero_on_read() {
-        let t0 = Instant::now();
-        let mut e = PeakEwma::new(100.0, Duration::from_secs(10));
-        assert_eq!(e.estimate_at(t0 + Duration::from_secs(100)), 100.0, "no sample: neutral value kept");
-        e.observe(400.0, t0);
-        assert_eq!(e.estimate_at(t0), 400.0);
-        let later = e.estimate_at(t0 + Duration::from_secs(20));
-        assert!((later - 400.0 * (-2f64).exp()).abs() < 1e-9, "{later}");
-        assert_eq!(e.estimate_ms(), 400.0, "reading does not change the stored estimate");
-    }
-
-    #[test]
-    fn failures_look_expensive() {
-        let t0 = Instant::now();
-        let mut e = PeakEwma::new(50.0, Duration::from_secs(10));
-        e.observe(50.0, t0);
-        e.observe_failure(1.0, t0);
-        assert_eq!(e.estimate_ms(), 100.0);
+    fn latency_window_keeps_the_last_samples_and_ranks_them() {
+        let mut w = LatencyWindow::default();
+        assert_eq!(w.percentiles(), None);
+        for ms in 1..=100 {
+            w.observe(f64::from(ms));
+        }
+        assert_eq!(w.len(), LATENCY_WINDOW);
+        // The last 64 samples are 37..=100.
+        assert_eq!(w.percentiles(), Some((68.0, 100.0)));
+        w.observe(5000.0);
+        assert_eq!(w.percentiles().map(|p| p.1), Some(5000.0));
     }
 
     #[test]
@@ -223,9 +258,11 @@ mod tests {
 
     #[test]
     fn cost_orders_by_latency_load_and_health() {
-        let base = CostInputs { latency_ms: 100.0, inflight: 0, success_rate: 1.0 };
+        let base = CostInputs { latency_ms: 100.0, inflight: 0, limit: 4, success_rate: 1.0 };
         assert!(cost(base) < cost(CostInputs { latency_ms: 200.0, ..base }));
         assert!(cost(base) < cost(CostInputs { inflight: 1, ..base }));
+        // A fast pair three-quarters full still beats an idle one twice as slow.
+        assert!(cost(CostInputs { inflight: 3, ..base }) < cost(CostInputs { latency_ms: 200.0, ..base }));
         assert!(cost(base) < cost(CostInputs { success_rate: 0.5, ..base }));
         assert!(cost(CostInputs { success_rate: 0.0, ..base }).is_finite());
     }

@@ -32,10 +32,11 @@ use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, U
 use crate::pair::SetEnabled;
 use crate::pair::{
     Crash, ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Retire, SetPolicy,
-    Settle, SharedView, Snapshot, Tally,
+    Settle, SharedView, Snapshot, Tally, Unroutable,
 };
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
+use crate::queue::QueueReport;
 use crate::store::{
     self, DeleteOrchestrator, DeletePolicy, Export, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
     SetOrchestratorEnabled, Size, Store, StoreError, StoreExport,
@@ -372,28 +373,24 @@ impl Supervisor {
         metrics::gauge!(m::PAIRS, "state" => "half_open").set(half);
         metrics::gauge!(m::PAIRS_ROUTABLE).set(routable);
         metrics::gauge!(m::ORCHESTRATORS).set(self.orchestrators.len() as f64);
-        let mut unroutable: BTreeMap<&'static str, u32> = [
-            "token-pending",
-            "not-offered",
-            "token-unavailable",
-            "node-unreachable",
-            "no-capacity",
-            "price-over-ceiling",
-            "warming-up",
-            "capacity-backoff",
-            "cold-start",
-            "breaker-open",
-        ]
-        .into_iter()
-        .map(|r| (r, 0))
-        .collect();
-        for entry in self.pairs.values() {
-            if let Err(reason) = entry.view.read().routable_at(now) {
-                *unroutable.entry(reason.as_str()).or_default() += 1;
+        let mut unroutable: BTreeMap<&'static str, u32> = Unroutable::NAMES.into_iter().map(|r| (r, 0)).collect();
+        // Slots per capability: the limits of its routable pairs, and its jobs in flight.
+        let mut slots: BTreeMap<&Capability, (u64, u64)> = BTreeMap::new();
+        for (key, entry) in &self.pairs {
+            let v = entry.view.read();
+            let s = slots.entry(&key.capability).or_default();
+            s.1 += u64::from(v.inflight());
+            match v.routable_at(now) {
+                Ok(()) => s.0 += u64::from(v.slots.limit()),
+                Err(reason) => *unroutable.entry(reason.as_str()).or_default() += 1,
             }
         }
         for (reason, n) in unroutable {
             metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason).set(n);
+        }
+        for (cap, (limit, inflight)) in slots.into_iter().filter(|(c, _)| self.registered.contains(*c)) {
+            metrics::gauge!(m::SLOTS, "capability" => cap.to_string()).set(limit as f64);
+            metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => cap.to_string()).set(inflight as f64);
         }
         self.not_offered.retain(|_, until| *until > now);
 
@@ -890,17 +887,27 @@ pub struct CapabilityReport {
     pub offered_by: usize,
     /// Pairs that can take a job now.
     pub routable: usize,
+    /// Jobs its routable pairs may have in flight now (the sum of their concurrency limits).
+    pub slots: u64,
+    /// Jobs in flight on its pairs.
+    pub inflight: u64,
+    /// Its wait queue (jobs waiting for a free slot), once it has a board.
+    pub queue: Option<QueueReport>,
 }
 
 impl Supervisor {
     fn capability_report(&self, cap: &Capability) -> CapabilityReport {
         let now = Instant::now();
-        let (mut pairs, mut offered_by, mut routable) = (0, 0, 0);
+        let (mut pairs, mut offered_by, mut routable, mut slots, mut inflight) = (0, 0, 0, 0, 0);
         for entry in self.pairs.iter().filter(|(k, _)| &k.capability == cap).map(|(_, e)| e) {
             let v = entry.view.read();
             pairs += 1;
             offered_by += usize::from(v.offered);
-            routable += usize::from(v.routable_at(now).is_ok());
+            inflight += u64::from(v.inflight());
+            if v.routable_at(now).is_ok() {
+                routable += 1;
+                slots += u64::from(v.slots.limit());
+            }
         }
         CapabilityReport {
             name: cap.to_string(),
@@ -909,6 +916,9 @@ impl Supervisor {
             pairs,
             offered_by,
             routable,
+            slots,
+            inflight,
+            queue: self.scoreboard.queue(cap).map(|q| q.report()),
         }
     }
 }

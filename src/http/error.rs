@@ -166,18 +166,17 @@ impl From<RouteError> for ApiError {
     fn from(e: RouteError) -> Self {
         let status = match &e {
             RouteError::UnknownCapability(_) => StatusCode::NOT_FOUND,
-            RouteError::NoneRoutable { .. } | RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RouteError::NoneRoutable { .. }
+            | RouteError::QueueFull { .. }
+            | RouteError::QueueTimeout { .. }
+            | RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::AttemptsExhausted { .. } => StatusCode::BAD_GATEWAY,
             RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::RetryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         };
         let mut err = Self::new(status, e.code(), e.to_string());
         err.attempts = e.attempts().to_vec();
-        err.retry_after = match &e {
-            RouteError::NoneRoutable { retry_after, .. } => Some(retry_after.unwrap_or(1)),
-            RouteError::Overloaded(_) | RouteError::BudgetExhausted { .. } => Some(1),
-            _ => None,
-        };
+        err.retry_after = e.retry_after_secs();
         err
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::Outcome;
+use crate::outcome::Outcome;
 
 /// Samples kept at most between two drains; past it, samples are dropped (and counted) rather
 /// than grow memory when the actor thread cannot keep up.

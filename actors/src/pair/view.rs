@@ -6,7 +6,6 @@
 //! `/admin/pairs` cheap with thousands of pairs.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +16,8 @@ use crate::breaker::State;
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
 use crate::score::PeakEwma;
+
+use super::slots::Slots;
 
 /// Identifies a pair: one orchestrator serving one capability.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -93,22 +94,26 @@ pub struct PairView {
     pub token_ok: bool,
     /// Capacity from the last token.
     pub available_capacity: i64,
+    /// What the last token said the pair can take from this gateway (its free slots plus the
+    /// gateway's own jobs there when it was read); `None` before the first token.
+    pub capacity_ceiling: Option<u32>,
     /// Price from the last token (wei per `pixels_per_unit`).
     pub price_per_unit: i64,
     /// Units the price covers.
     pub pixels_per_unit: i64,
     /// The orchestrator has offered this capability at least once (capacity > 0 or an answer).
     pub offered: bool,
-    /// Peak-EWMA latency estimate (read it with `latency.estimate_at(now)`).
+    /// Peak-EWMA latency of successful calls, as measured (failures do not inflate it and it
+    /// does not decay while the pair is idle).
     pub latency: PeakEwma,
+    /// Median and 99th percentile of the pair's recent successful calls, in ms.
+    pub latency_percentiles: Option<(f64, f64)>,
     /// Decaying success rate.
     pub success_rate: f64,
-    /// Calls admitted with a lease (trials, cold start) and not yet recorded.
-    pub inflight: u32,
-    /// Calls admitted on the fast path and not yet finished: counted by the caller (an
-    /// [`InflightGuard`] increments it and decrements it when dropped, so a cancelled call
-    /// cannot leak one), read here. Shared with the pair actor, which owns the cell.
-    pub live_inflight: Arc<AtomicU32>,
+    /// Jobs in flight against the pair's concurrency limit, shared with every worker (a job
+    /// holds a [`SlotGuard`](super::slots::SlotGuard) until it ends, so a cancelled call cannot
+    /// leak one).
+    pub slots: Arc<Slots>,
     /// Duration of the first answer this pair gave.
     pub cold_start_ms: Option<u64>,
     /// The last failure.
@@ -127,16 +132,15 @@ pub struct PairView {
     pub over_ceiling: bool,
     /// Price relative to the ceiling in [0, 1], a factor in the selection cost.
     pub price_share: f64,
-    /// No answer yet since the pair started (or its orchestrator came back): limited
-    /// concurrency.
+    /// No answer yet since the pair started (or its orchestrator came back): its limit is the
+    /// capability's `cold_start_concurrency`, and its attempts get the job's full time.
     pub warming: bool,
-    /// Jobs a warming pair may have in flight.
-    pub cold_start_concurrency: u32,
     /// A configured warm-up job has not succeeded yet: no client traffic.
     pub warmup_pending: bool,
     /// A slow cold start deprioritises the pair until then.
     pub deprioritized_until: Option<Instant>,
-    /// A capacity refusal keeps the pair out of rotation until then.
+    /// A capacity refusal with none of the gateway's jobs there keeps the pair out of
+    /// rotation until then (at most about one job's time).
     pub capacity_backoff_until: Option<Instant>,
     /// Bumped on every publish that changes a persisted field ([`PairRecord`]); the
     /// supervisor persists pairs whose generation moved.
@@ -164,15 +168,30 @@ pub enum Unroutable {
     PriceOverCeiling,
     /// The configured warm-up job has not succeeded yet.
     WarmingUp,
-    /// The orchestrator refused for capacity; backing off until the instant.
+    /// The orchestrator refused for capacity with none of the gateway's jobs there; out until
+    /// the instant (about one of its jobs' time).
     CapacityBackoff(Instant),
-    /// Not answered yet since start and already at its cold-start concurrency.
-    ColdStart,
     /// The breaker is open (until the instant, if known) or out of trial permits.
     BreakerOpen(Option<Instant>),
 }
 
 impl Unroutable {
+    /// The name of every reason, in the order of [`PairView::routable_at`]'s checks (gauges list
+    /// each, at zero when no pair has it).
+    pub const NAMES: [&'static str; 11] = [
+        "retired",
+        "disabled",
+        "token-pending",
+        "not-offered",
+        "token-unavailable",
+        "node-unreachable",
+        "no-capacity",
+        "price-over-ceiling",
+        "warming-up",
+        "capacity-backoff",
+        "breaker-open",
+    ];
+
     /// Stable kebab-case name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -186,7 +205,6 @@ impl Unroutable {
             Unroutable::PriceOverCeiling => "price-over-ceiling",
             Unroutable::WarmingUp => "warming-up",
             Unroutable::CapacityBackoff(_) => "capacity-backoff",
-            Unroutable::ColdStart => "cold-start",
             Unroutable::BreakerOpen(_) => "breaker-open",
         }
     }
@@ -207,13 +225,14 @@ impl PairView {
             probed: false,
             token_ok: false,
             available_capacity: 0,
+            capacity_ceiling: None,
             price_per_unit: 0,
             pixels_per_unit: 1,
             offered: false,
             latency: PeakEwma::new(0.0, std::time::Duration::from_secs(10)),
+            latency_percentiles: None,
             success_rate: 1.0,
-            inflight: 0,
-            live_inflight: Arc::default(),
+            slots: Arc::default(),
             cold_start_ms: None,
             last_error: None,
             restarts: 0,
@@ -224,7 +243,6 @@ impl PairView {
             over_ceiling: false,
             price_share: 0.0,
             warming: false,
-            cold_start_concurrency: 1,
             warmup_pending: false,
             deprioritized_until: None,
             capacity_backoff_until: None,
@@ -252,7 +270,7 @@ impl PairView {
         if self.node_unreachable {
             return Err(Unroutable::NodeUnreachable);
         }
-        if self.available_capacity <= 0 {
+        if self.capacity_ceiling.unwrap_or(0) == 0 {
             return Err(Unroutable::NoCapacity);
         }
         if self.over_ceiling {
@@ -263,9 +281,6 @@ impl PairView {
         }
         if let Some(t) = self.capacity_backoff_until.filter(|t| now < *t) {
             return Err(Unroutable::CapacityBackoff(t));
-        }
-        if self.warming && self.total_inflight() >= self.cold_start_concurrency {
-            return Err(Unroutable::ColdStart);
         }
         match self.breaker {
             State::Closed => Ok(()),
@@ -278,38 +293,50 @@ impl PairView {
         }
     }
 
-    /// Calls in flight: leased plus fast-path.
-    pub fn total_inflight(&self) -> u32 {
-        self.inflight.saturating_add(self.live_inflight.load(Ordering::Relaxed))
+    /// Jobs in flight on the pair.
+    pub fn inflight(&self) -> u32 {
+        self.slots.inflight()
     }
 
     /// Where to send a job admitted without asking the actor, when that is safe: the pair is
-    /// routable, its breaker closed (so no trial permit is at stake) and it is not warming
-    /// (so no cold-start concurrency limit applies). `None` means "ask the actor" ([`Admit`]).
+    /// routable and its breaker closed (so no trial permit is at stake). `None` means "ask the
+    /// actor" ([`Admit`]). Concurrency (the pair's limit, cold start included) is the slot the
+    /// caller already holds.
     ///
     /// A breaker closed here may open a moment later; the few calls already admitted are
     /// then recorded as non-trial calls, which an open or half-open breaker does not count.
     ///
     /// [`Admit`]: crate::pair::Admit
     pub fn fast_admission(&self, now: Instant) -> Option<Arc<str>> {
-        if self.breaker != State::Closed || self.warming {
+        if self.breaker != State::Closed {
             return None;
         }
         self.routable_at(now).ok()?;
         self.service_addr.clone()
     }
 
-    /// Selection cost at `now` (lower is better): peak-EWMA latency x (in-flight + 1) /
-    /// success rate, times 1 + half the price share of the ceiling (a pair at the ceiling
-    /// must be 1.5x better to win), times 10 while a slow cold start deprioritises it.
+    /// The factor failures add to the selection cost: 1 / success rate (floored at 5 %).
+    pub fn penalty(&self) -> f64 {
+        1.0 / self.success_rate.clamp(0.05, 1.0)
+    }
+
+    /// Selection cost at `now` (lower is better): measured latency x (1 + in flight / limit)
+    /// x [`penalty`](Self::penalty), times 1 + half the price share of the ceiling (a pair at the
+    /// ceiling must be 1.5x better to win), times 10 while a slow cold start deprioritises it.
     pub fn cost_at(&self, now: Instant) -> f64 {
         let base = crate::score::cost(crate::score::CostInputs {
-            latency_ms: self.latency.estimate_at(now),
-            inflight: self.total_inflight(),
+            latency_ms: self.latency.estimate_ms(),
+            inflight: self.inflight(),
+            limit: self.slots.limit(),
             success_rate: self.success_rate,
         });
-        let deprioritized = self.deprioritized_until.is_some_and(|t| now < t);
-        base * (1.0 + 0.5 * self.price_share) * if deprioritized { 10.0 } else { 1.0 }
+        base * (1.0 + 0.5 * self.price_share) * if self.deprioritized_at(now) { 10.0 } else { 1.0 }
+    }
+
+    /// Whether a slow cold start deprioritises the pair at `now` (selection then prefers any
+    /// other pair with room).
+    pub fn deprioritized_at(&self, now: Instant) -> bool {
+        self.deprioritized_until.is_some_and(|t| now < t)
     }
 
     /// The admin API's JSON shape of this view at `now`.
@@ -328,10 +355,15 @@ impl PairView {
             },
             routable: routable.is_ok(),
             unroutable_reason: routable.err().map(Unroutable::as_str),
-            latency_ewma_ms: (self.latency.estimate_at(now) * 1000.0).round() / 1000.0,
-            latency_peak_ms: (self.latency.estimate_ms() * 1000.0).round() / 1000.0,
+            latency_ewma_ms: self.latency.updated().map(|_| round3(self.latency.estimate_ms())),
+            latency_p50_ms: self.latency_percentiles.map(|p| round3(p.0)),
+            latency_p99_ms: self.latency_percentiles.map(|p| round3(p.1)),
+            latency_measured_unix_ms: self.latency.updated().map(|t| instant_to_unix_ms(t, now)),
+            penalty: round3(self.penalty()),
             success_rate: (self.success_rate * 10_000.0).round() / 10_000.0,
-            inflight: self.total_inflight(),
+            inflight: self.inflight(),
+            slots: self.slots.limit(),
+            capacity_ceiling: self.capacity_ceiling,
             available_capacity: self.available_capacity,
             price_per_unit: self.price_per_unit,
             pixels_per_unit: self.pixels_per_unit,
@@ -352,7 +384,7 @@ impl PairView {
                 .capacity_backoff_until
                 .filter(|t| *t > now)
                 .map(|t| instant_to_unix_ms(t, now)),
-            cost: if routable.is_ok() { Some((self.cost_at(now) * 1000.0).round() / 1000.0) } else { None },
+            cost: if routable.is_ok() { Some(round3(self.cost_at(now))) } else { None },
         }
     }
 
@@ -374,6 +406,10 @@ impl PairView {
             saved_at_unix_ms: unix_ms_now(),
         }
     }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 /// Breaker part of [`PairReport`].
@@ -408,14 +444,26 @@ pub struct PairReport {
     /// Why not, when not.
     #[schema(value_type = Option<String>)]
     pub unroutable_reason: Option<&'static str>,
-    /// Latency estimate now (decayed while idle; what selection uses).
-    pub latency_ewma_ms: f64,
-    /// Latency estimate as of the last sample.
-    pub latency_peak_ms: f64,
+    /// Measured latency of successful calls: peak-EWMA (jumps up on a slow call, eases down),
+    /// as of the last one (`None` before any). Failures are not in it; see `penalty`.
+    pub latency_ewma_ms: Option<f64>,
+    /// Median of the pair's recent successful calls.
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile of the pair's recent successful calls.
+    pub latency_p99_ms: Option<f64>,
+    /// When the last successful call was measured (Unix ms).
+    pub latency_measured_unix_ms: Option<u64>,
+    /// Factor failures add to the selection cost (1 / success rate).
+    pub penalty: f64,
     /// Success rate.
     pub success_rate: f64,
-    /// In flight.
+    /// Jobs in flight.
     pub inflight: u32,
+    /// Jobs allowed in flight now: the concurrency limit (token figure, lowered after capacity
+    /// refusals and raised back by answers; the cold-start concurrency while warming).
+    pub slots: u32,
+    /// What the last token said the pair can take from this gateway.
+    pub capacity_ceiling: Option<u32>,
     /// Capacity from the last token.
     pub available_capacity: i64,
     /// Price.
@@ -492,24 +540,6 @@ impl PairRecord {
 /// The cell a pair publishes into.
 pub type SharedView = Arc<RwLock<PairView>>;
 
-/// One fast-path call in flight on a pair: counted while the guard lives.
-#[derive(Debug)]
-pub struct InflightGuard(Arc<AtomicU32>);
-
-impl InflightGuard {
-    /// Counts one call on `view`'s pair until the guard is dropped.
-    pub fn new(view: &PairView) -> Self {
-        view.live_inflight.fetch_add(1, Ordering::Relaxed);
-        Self(view.live_inflight.clone())
-    }
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -560,7 +590,7 @@ mod tests {
         assert_eq!(v.routable_at(now), Err(Unroutable::TokenUnavailable));
         v.token_ok = true;
         assert_eq!(v.routable_at(now), Err(Unroutable::NoCapacity));
-        v.available_capacity = 2;
+        v.capacity_ceiling = Some(2);
         assert_eq!(v.routable_at(now), Ok(()));
         v.breaker = State::Open;
         v.open_until = Some(now + Duration::from_secs(3));
@@ -568,6 +598,42 @@ mod tests {
         assert_eq!(v.routable_at(now + Duration::from_secs(3)), Ok(()));
         v.retired = true;
         assert_eq!(v.routable_at(now), Err(Unroutable::Retired));
+    }
+
+    #[test]
+    fn every_reason_is_named_once() {
+        let t = Instant::now();
+        let all = [
+            Unroutable::Retired,
+            Unroutable::Disabled,
+            Unroutable::TokenPending,
+            Unroutable::NotOffered,
+            Unroutable::TokenUnavailable,
+            Unroutable::NodeUnreachable,
+            Unroutable::NoCapacity,
+            Unroutable::PriceOverCeiling,
+            Unroutable::WarmingUp,
+            Unroutable::CapacityBackoff(t),
+            Unroutable::BreakerOpen(None),
+        ];
+        // A new variant breaks this match, and so this test, until it is named.
+        for r in all {
+            match r {
+                Unroutable::Retired
+                | Unroutable::Disabled
+                | Unroutable::TokenPending
+                | Unroutable::NotOffered
+                | Unroutable::TokenUnavailable
+                | Unroutable::NodeUnreachable
+                | Unroutable::NoCapacity
+                | Unroutable::PriceOverCeiling
+                | Unroutable::WarmingUp
+                | Unroutable::CapacityBackoff(_)
+                | Unroutable::BreakerOpen(_) => {}
+            }
+        }
+        let names: Vec<&str> = all.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, Unroutable::NAMES);
     }
 
     #[test]

@@ -1,0 +1,118 @@
+//! How one upstream call ended, as far as a pair's health is concerned: the one place where
+//! an orchestrator's answer (or the lack of one) is classified. The router decides from it
+//! whether to relay or fail over; the pair actor decides from it what to hold against the
+//! pair.
+
+use std::time::Duration;
+
+use crate::policy::Effective;
+use crate::protocol::client::{excerpt, UpstreamError};
+
+/// How one upstream call ended, as far as the pair's health is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A 2xx/3xx answer honouring the response contract.
+    Success,
+    /// A 4xx answer: the client's fault, relayed, not held against the pair.
+    ClientError(u16),
+    /// A 503 or 429: the orchestrator is busy. Retried elsewhere; the pair backs off without
+    /// being treated as broken.
+    CapacityRefused(u16),
+    /// A 5xx whose body says the GPU ran out of memory.
+    OutOfMemory(String),
+    /// Another 5xx, with a body excerpt.
+    ServerError(u16, String),
+    /// A 2xx with another content type than the capability's contract (the one received).
+    ContractMismatch(String),
+    /// No usable answer.
+    Failed(UpstreamError),
+    /// Abandoned by the gateway after this long: far past what the pair normally takes while
+    /// another pair had a free slot. The job fails over; the pair is charged a timeout.
+    Stuck(Duration),
+}
+
+/// Body fragments by which GPU out-of-memory errors are recognised (PyTorch, CUDA, ONNX
+/// runtime, TensorFlow).
+const OOM_MARKERS: &[&str] = &["out of memory", "outofmemoryerror", "cuda_error_out_of_memory", "oom when allocating"];
+
+impl Outcome {
+    /// Stable class name (metrics label, attempt reports).
+    pub fn class(&self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError(_) => "http-4xx",
+            Outcome::CapacityRefused(_) => "capacity",
+            Outcome::OutOfMemory(_) => "oom",
+            Outcome::ServerError(..) => "http-5xx",
+            Outcome::ContractMismatch(_) => "contract-mismatch",
+            Outcome::Failed(e) => e.class(),
+            Outcome::Stuck(_) => "stuck",
+        }
+    }
+
+    /// Whether the job should go to another orchestrator.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, Outcome::Success | Outcome::ClientError(_))
+    }
+
+    /// Classifies an HTTP answer against the capability's policy.
+    pub fn classify(status: u16, content_type: Option<&str>, body: &[u8], policy: &Effective) -> Self {
+        match status {
+            0..=399 if policy.contract_mismatch(content_type) => {
+                Outcome::ContractMismatch(content_type.unwrap_or("(none)").to_string())
+            }
+            0..=399 => Outcome::Success,
+            429 | 503 => Outcome::CapacityRefused(status),
+            400..=499 => Outcome::ClientError(status),
+            _ => {
+                let text = excerpt(body);
+                let lower = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
+                if OOM_MARKERS.iter().any(|m| lower.contains(m)) {
+                    Outcome::OutOfMemory(text)
+                } else {
+                    Outcome::ServerError(status, text)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::CapabilityPolicy;
+
+    #[test]
+    fn classify_recognises_every_class() {
+        let plain = CapabilityPolicy::default().effective();
+        let json = CapabilityPolicy { response_content_type: Some("application/json".into()), ..Default::default() }
+            .effective();
+        assert_eq!(Outcome::classify(200, Some("image/png"), b"", &plain), Outcome::Success);
+        assert_eq!(Outcome::classify(200, Some("application/json"), b"{}", &json), Outcome::Success);
+        assert_eq!(
+            Outcome::classify(200, Some("text/plain"), b"x", &json),
+            Outcome::ContractMismatch("text/plain".into())
+        );
+        assert_eq!(Outcome::classify(422, None, b"bad", &plain), Outcome::ClientError(422));
+        assert_eq!(
+            Outcome::classify(503, None, b"No capacity available for capability", &plain),
+            Outcome::CapacityRefused(503)
+        );
+        assert_eq!(Outcome::classify(429, None, b"", &plain), Outcome::CapacityRefused(429));
+        assert!(matches!(
+            Outcome::classify(500, None, b"CUDA out of memory. Tried to allocate 2.00 GiB", &plain),
+            Outcome::OutOfMemory(_)
+        ));
+        assert!(matches!(
+            Outcome::classify(500, None, b"torch.OutOfMemoryError: ...", &plain),
+            Outcome::OutOfMemory(_)
+        ));
+        assert!(matches!(Outcome::classify(502, None, b"bad gateway", &plain), Outcome::ServerError(502, _)));
+        assert!(!Outcome::Success.retryable());
+        assert!(!Outcome::ClientError(404).retryable());
+        assert!(Outcome::CapacityRefused(503).retryable());
+        assert!(Outcome::ContractMismatch(String::new()).retryable());
+        assert!(Outcome::Stuck(Duration::from_millis(300)).retryable());
+        assert_eq!(Outcome::Stuck(Duration::ZERO).class(), "stuck");
+    }
+}

@@ -1,0 +1,165 @@
+//! A pair's slots: its jobs in flight against its concurrency limit, shared lock-free by the
+//! pair actor (which sets the limit) and every HTTP worker (which take and free slots).
+//!
+//! A slot is taken with a compare-and-swap against the limit, so two workers can never put
+//! more jobs on an orchestrator than it has room for, whatever they read a moment before. A
+//! freed slot wakes the next job waiting in the capability's queue.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::queue::WaitQueue;
+
+/// The process's reference instant for the timestamps kept in atomics.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn millis_since_epoch(t: Instant) -> u64 {
+    t.saturating_duration_since(epoch()).as_millis() as u64
+}
+
+/// One pair's slots.
+#[derive(Debug, Default)]
+pub struct Slots {
+    /// Jobs in flight (each holds a [`SlotGuard`]).
+    inflight: AtomicU32,
+    /// Jobs allowed in flight now (set by the pair actor).
+    limit: AtomicU32,
+    /// When a job was last sent here to keep the pair measured (ms since [`epoch`], 0: never).
+    explored_at: AtomicU64,
+    /// The capability's queue, once the pair is on its board.
+    queue: OnceLock<Arc<WaitQueue>>,
+}
+
+impl Slots {
+    /// Takes a slot if one is free.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<SlotGuard> {
+        let limit = self.limit.load(Ordering::Acquire);
+        self.inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
+            .ok()
+            .map(|_| SlotGuard(self.clone()))
+    }
+
+    /// Jobs in flight.
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    /// Jobs allowed in flight.
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// Whether a slot is free now.
+    pub fn has_free(&self) -> bool {
+        self.inflight() < self.limit()
+    }
+
+    /// Sets the limit (pair actor only); a raised limit wakes a waiting job.
+    pub fn set_limit(&self, limit: u32) {
+        let before = self.limit.swap(limit, Ordering::AcqRel);
+        if limit > before {
+            self.wake_waiter();
+        }
+    }
+
+    /// Wakes the job at the head of the capability's queue if a slot is free.
+    pub fn wake_waiter(&self) {
+        if let Some(q) = self.queue.get() {
+            if q.waiting() > 0 && self.has_free() {
+                q.wake_one();
+            }
+        }
+    }
+
+    /// Connects the pair to its capability's queue (done once, when it joins the board).
+    pub fn attach(&self, queue: Arc<WaitQueue>) {
+        let _ = self.queue.set(queue);
+    }
+
+    /// Claims this pair's exploration turn: `true` (once per `interval`, across all workers)
+    /// when no job was sent here to keep it measured within `interval` before `now`.
+    pub fn claim_exploration(&self, now: Instant, interval: Duration) -> bool {
+        let now_ms = millis_since_epoch(now).max(1);
+        let last = self.explored_at.load(Ordering::Acquire);
+        if last != 0 && now_ms.saturating_sub(last) < interval.as_millis() as u64 {
+            return false;
+        }
+        self.explored_at.compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+}
+
+/// One job in flight on a pair; frees its slot when dropped (also when the job is cancelled).
+#[derive(Debug)]
+pub struct SlotGuard(Arc<Slots>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(q) = self.0.queue.get() {
+            q.wake_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::Capability;
+
+    #[test]
+    fn slots_are_taken_up_to_the_limit_and_freed_on_drop() {
+        let s = Arc::new(Slots::default());
+        assert!(s.try_acquire().is_none(), "no limit yet: no slot");
+        s.set_limit(2);
+        let a = s.try_acquire().expect("free");
+        let b = s.try_acquire().expect("free");
+        assert!(s.try_acquire().is_none());
+        assert_eq!(s.inflight(), 2);
+        drop(a);
+        assert!(s.has_free());
+        s.set_limit(1);
+        assert!(s.try_acquire().is_none(), "a lowered limit holds new jobs until enough finish");
+        drop(b);
+        assert!(s.try_acquire().is_some());
+    }
+
+    #[test]
+    fn concurrent_takers_never_exceed_the_limit() {
+        let s = Arc::new(Slots::default());
+        s.set_limit(5);
+        let held: Vec<SlotGuard> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                (0..8).map(|_| scope.spawn(|| (0..50).filter_map(|_| s.try_acquire()).collect::<Vec<_>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        });
+        assert_eq!(held.len(), 5);
+        assert_eq!(s.inflight(), 5);
+    }
+
+    #[actix_rt::test]
+    async fn a_freed_slot_wakes_the_head_of_the_queue() {
+        let q = Arc::new(WaitQueue::new(&Capability::new("depth").expect("valid")));
+        let s = Arc::new(Slots::default());
+        s.attach(q.clone());
+        s.set_limit(1);
+        let held = s.try_acquire().expect("free");
+        let mut t = q.join(4, false).expect("room");
+        drop(held);
+        assert!(t.wait(Instant::now() + Duration::from_secs(5)).await, "woken by the release");
+    }
+
+    #[test]
+    fn exploration_is_claimed_once_per_interval() {
+        let s = Slots::default();
+        let t0 = Instant::now();
+        let every = Duration::from_secs(10);
+        assert!(s.claim_exploration(t0, every));
+        assert!(!s.claim_exploration(t0 + Duration::from_secs(1), every));
+        assert!(s.claim_exploration(t0 + Duration::from_secs(11), every));
+    }
+}

@@ -1,0 +1,100 @@
+//! Calling the orchestrator: one attempt, bounded by the time [`deadline`] gives it, and
+//! abandoned early when it is stuck while another pair has a free slot.
+
+use std::time::{Duration, Instant};
+
+use tracing::Instrument as _;
+
+use crate::protocol::client::{forward_job, Forward, UpstreamError, UpstreamReply};
+
+use super::deadline::{self, AttemptContext};
+use super::place::Placed;
+use super::state::JobState;
+use super::Router;
+
+/// How an attempt's call ended.
+pub(super) enum Answer {
+    /// The orchestrator answered, or the call failed on its own.
+    Done(Result<UpstreamReply, UpstreamError>),
+    /// The gateway abandoned it as stuck after this long.
+    Stuck(Duration),
+}
+
+/// One attempt's call.
+pub(super) struct Call {
+    /// How it ended.
+    pub answer: Answer,
+    /// How long it took.
+    pub elapsed: Duration,
+}
+
+impl Router {
+    /// Sends the job in `s` to the placed pair with the signed `header`.
+    pub(super) async fn call(&self, s: &JobState<'_>, header: &str, placed: &Placed) -> Call {
+        let job = s.job;
+        let cap = s.capability();
+        let (cold, p99) = {
+            let v = placed.picked.view.read();
+            (v.warming || v.latency_percentiles.is_none(), v.latency_percentiles.map(|p| p.1))
+        };
+        let mut others = s.tried.clone();
+        others.push(placed.picked.key.orchestrator.clone());
+        let retry = s.may_retry();
+        let timeout = deadline::attempt_timeout(AttemptContext {
+            remaining: s.remaining(),
+            per_try: s.policy.per_try_timeout,
+            cold,
+            alternative: retry && self.scoreboard.has_alternative(cap, &others, false),
+        });
+        let forward = forward_job(
+            &self.client,
+            Forward {
+                url: attempt_url(&placed.service_addr, &job.path),
+                job_header: header,
+                content_type: job.content_type.as_deref(),
+                request_id: &job.request_id,
+                timeout,
+                max_response_bytes: self.max_response_bytes,
+                stream_timeout: Duration::from_secs(job.client.timeout_seconds),
+            },
+            job.body.clone(),
+        )
+        .instrument(tracing::info_span!(
+            "attempt",
+            n = s.attempts.len() + 1,
+            orchestrator = %placed.picked.key.orchestrator,
+            trial = placed.trial
+        ));
+        let t0 = Instant::now();
+        let stuck_after = deadline::stuck_after(p99).filter(|_| retry && !cold);
+        let answer = match stuck_after {
+            None => Answer::Done(forward.await),
+            Some(after) => {
+                tokio::pin!(forward);
+                let mut check = t0 + after;
+                loop {
+                    tokio::select! {
+                        res = &mut forward => break Answer::Done(res),
+                        () = tokio::time::sleep_until(check.into()) => {
+                            if self.scoreboard.has_alternative(cap, &others, true) {
+                                break Answer::Stuck(t0.elapsed());
+                            }
+                            // No pair has room now: keep waiting, and look again later.
+                            check += after;
+                        }
+                    }
+                }
+            }
+        };
+        Call { answer, elapsed: t0.elapsed() }
+    }
+}
+
+/// The URL of one attempt: the pair's service address plus the client's path, in one
+/// allocation of the right size (`format!` grows its string once per piece).
+pub(super) fn attempt_url(service_addr: &str, path: &str) -> String {
+    let mut url = String::with_capacity(service_addr.len() + path.len());
+    url.push_str(service_addr);
+    url.push_str(path);
+    url
+}

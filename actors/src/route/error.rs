@@ -1,0 +1,151 @@
+//! Why a job got no orchestrator answer to relay, and the attempts it made on the way. Each
+//! error has one stable code; the HTTP layer maps each to one status.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::capability::Capability;
+use crate::dispatcher::Unavailable;
+
+/// One attempt, as reported back to the client on failure and logged.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptReport {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Where the job was sent.
+    pub url: String,
+    /// `http-5xx`, `http-4xx`, `connect`, `timeout`, `stuck`, ...
+    pub result: &'static str,
+    /// HTTP status, when there was an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Detail (error text or body excerpt).
+    pub detail: String,
+    /// Duration of the attempt.
+    pub elapsed_ms: u64,
+}
+
+/// Why a job got no orchestrator answer to relay.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RouteError {
+    /// No orchestrator has ever offered the capability.
+    #[error("no orchestrator offers capability '{0}'")]
+    UnknownCapability(Capability),
+    /// Orchestrators offer it, but none can take the job now.
+    #[error("no orchestrator can take a '{capability}' job now ({})", describe(.why))]
+    NoneRoutable {
+        /// The capability.
+        capability: Capability,
+        /// Why, summarised.
+        why: Unavailable,
+        /// Seconds until the earliest breaker admits a trial, if a breaker is the reason.
+        retry_after: Option<u64>,
+        /// Attempts made before running out of candidates.
+        attempts: Vec<AttemptReport>,
+    },
+    /// Every pair was at its limit and the capability's queue was at its depth.
+    #[error("every '{capability}' orchestrator is at its concurrency limit and {depth} jobs are already waiting")]
+    QueueFull {
+        /// The capability.
+        capability: Capability,
+        /// Jobs waiting.
+        depth: usize,
+        /// When to come back, from the queue's drain rate.
+        retry_after: Duration,
+        /// Attempts made before (a job failing over can find the queue full).
+        attempts: Vec<AttemptReport>,
+    },
+    /// The job waited in the queue for its whole wait bound without a slot freeing.
+    #[error("no '{capability}' orchestrator had a free slot within {}s of waiting", .waited.as_secs_f64().round())]
+    QueueTimeout {
+        /// The capability.
+        capability: Capability,
+        /// How long the job waited.
+        waited: Duration,
+        /// When to come back, from the queue's drain rate.
+        retry_after: Duration,
+        /// Attempts made before.
+        attempts: Vec<AttemptReport>,
+    },
+    /// Every attempt failed and the attempt limit was reached.
+    #[error("all {} attempts failed", .attempts.len())]
+    AttemptsExhausted {
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
+    /// A retry was needed but the capability's retry budget is spent (the pool is failing
+    /// too much for retries to be safe).
+    #[error("the retry budget of this capability is spent; not retrying after {} failed attempt(s)", .attempts.len())]
+    BudgetExhausted {
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
+    /// The retry timeout passed before an answer.
+    #[error("no answer within the retry timeout of {}s", .timeout.as_secs_f64())]
+    RetryTimeout {
+        /// The capability's retry timeout.
+        timeout: Duration,
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
+    /// An actor's mailbox did not take the message in time: the gateway is overloaded.
+    #[error("the gateway is overloaded ({0} did not answer in time)")]
+    Overloaded(&'static str),
+}
+
+fn describe(why: &Unavailable) -> String {
+    let mut parts: Vec<String> = why.reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    if why.full > 0 {
+        parts.push(format!("{} full", why.full));
+    }
+    if why.tried > 0 {
+        parts.push(format!("{} already tried", why.tried));
+    }
+    if parts.is_empty() {
+        "no pairs".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
+impl RouteError {
+    /// The attempts made, if any.
+    pub fn attempts(&self) -> &[AttemptReport] {
+        match self {
+            RouteError::NoneRoutable { attempts, .. }
+            | RouteError::QueueFull { attempts, .. }
+            | RouteError::QueueTimeout { attempts, .. }
+            | RouteError::AttemptsExhausted { attempts }
+            | RouteError::BudgetExhausted { attempts }
+            | RouteError::RetryTimeout { attempts, .. } => attempts,
+            RouteError::UnknownCapability(_) | RouteError::Overloaded(_) => &[],
+        }
+    }
+
+    /// Stable error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouteError::UnknownCapability(_) => "unknown-capability",
+            RouteError::NoneRoutable { .. } => "no-routable-orchestrator",
+            RouteError::QueueFull { .. } => "queue-full",
+            RouteError::QueueTimeout { .. } => "queue-timeout",
+            RouteError::AttemptsExhausted { .. } => "upstream-failed",
+            RouteError::BudgetExhausted { .. } => "retry-budget-exhausted",
+            RouteError::RetryTimeout { .. } => "retry-timeout",
+            RouteError::Overloaded(_) => "overloaded",
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the errors where waiting helps.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            RouteError::NoneRoutable { retry_after, .. } => Some(retry_after.unwrap_or(1)),
+            RouteError::QueueFull { retry_after, .. } | RouteError::QueueTimeout { retry_after, .. } => {
+                Some(retry_after.as_secs().max(1))
+            }
+            RouteError::Overloaded(_) | RouteError::BudgetExhausted { .. } => Some(1),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Placing an attempt: select a pair with a free slot (waiting in the capability's queue when
+//! every pair is full, and for a new capability's first probes when it has none yet), then
+//! admit the job there.
+
+use std::sync::Arc;
+
+use crate::dispatcher::{Picked, Selection};
+use crate::pair::{SlotGuard, Unroutable};
+use crate::queue::{Ticket, WaitQueue};
+use crate::supervisor::Availability;
+
+use super::state::JobState;
+use super::{RouteError, Router};
+
+/// A pair chosen for an attempt, with a slot taken there and the job admitted.
+pub(super) struct Placed {
+    /// The pair.
+    pub picked: Picked,
+    /// The slot the attempt holds until it ends.
+    pub guard: SlotGuard,
+    /// Where to send the job.
+    pub service_addr: Arc<str>,
+    /// The pair actor's lease, for a half-open trial.
+    pub lease: Option<u64>,
+    /// Whether this is a half-open trial.
+    pub trial: bool,
+}
+
+impl Router {
+    /// Finds a pair for the next attempt of the job in `s`, or the error that ends the job.
+    pub(super) async fn place(&self, s: &mut JobState<'_>) -> Result<Placed, RouteError> {
+        let cap = s.capability();
+        let mut ticket: Option<Ticket> = None;
+        loop {
+            match self.scoreboard.select(cap, &s.tried) {
+                Selection::Picked(picked, guard) => {
+                    if let Some(t) = ticket.take() {
+                        t.dispatched();
+                    }
+                    match self.admit(&picked, s.remaining()).await {
+                        Ok(admitted) => {
+                            return Ok(Placed {
+                                picked,
+                                guard,
+                                service_addr: admitted.service_addr,
+                                lease: admitted.lease,
+                                trial: admitted.trial,
+                            })
+                        }
+                        Err(reason) => {
+                            tracing::debug!(pair = %picked.key, reason = reason.map(Unroutable::as_str), "admission refused; selecting again");
+                            s.refused(picked.key.orchestrator.clone(), reason)?;
+                        }
+                    }
+                }
+                Selection::Full(queue) => match ticket.as_mut() {
+                    // Joined, then select again before sleeping: a slot freed in between
+                    // would wake nobody.
+                    None => ticket = Some(join(&queue, s)?),
+                    // Woken, but another job took the slot: back to the head, check again.
+                    Some(t) if t.is_woken() => t.requeue(),
+                    Some(t) => {
+                        if !t.wait(s.queue_until()).await {
+                            let waited = t.waited();
+                            if let Some(t) = ticket.take() {
+                                t.give_up(true);
+                            }
+                            return Err(RouteError::QueueTimeout {
+                                capability: cap.clone(),
+                                waited,
+                                retry_after: queue.retry_after(),
+                                attempts: std::mem::take(&mut s.attempts),
+                            });
+                        }
+                    }
+                },
+                Selection::Unknown if !s.ensured && s.attempts.is_empty() => {
+                    s.ensured = true;
+                    if self.ensure(cap).await? == Availability::NotOffered {
+                        return Err(RouteError::UnknownCapability(cap.clone()));
+                    }
+                }
+                Selection::Unknown if s.attempts.is_empty() => return Err(RouteError::UnknownCapability(cap.clone())),
+                Selection::Unknown => return Err(s.exhausted()),
+                Selection::Unavailable(why)
+                    if !s.ensured && why.reasons.iter().any(|(r, _)| *r == Unroutable::TokenPending.as_str()) =>
+                {
+                    // Pairs just started (gateway start-up, hot-add, restart): wait for their
+                    // first probes rather than refuse the job, also after a first attempt
+                    // failed (the other pairs may just not have probed yet).
+                    s.ensured = true;
+                    self.ensure(cap).await?;
+                }
+                Selection::Unavailable(why) => {
+                    if let Some(t) = ticket.take() {
+                        // Nothing can take the job any more: leave, passing any wake on.
+                        t.give_up(false);
+                    }
+                    return Err(s.none_routable(why));
+                }
+            }
+        }
+    }
+}
+
+/// Joins the capability's queue: at the back for a new job, at the front for one failing over
+/// (it already waited for an attempt).
+fn join(queue: &Arc<WaitQueue>, s: &mut JobState<'_>) -> Result<Ticket, RouteError> {
+    queue.join(s.policy.queue_depth as usize, !s.attempts.is_empty()).map_err(|full| RouteError::QueueFull {
+        capability: s.capability().clone(),
+        depth: full.depth,
+        retry_after: full.retry_after,
+        attempts: std::mem::take(&mut s.attempts),
+    })
+}

@@ -1,0 +1,180 @@
+//! What the attempt loop knows about one job between its steps: its policy and deadlines,
+//! the orchestrators it tried, the attempts it made, and the rules that end the loop
+//! (attempt limit, retry timeout).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::capability::Capability;
+use crate::dispatcher::Unavailable;
+use crate::orchestrator::OrchestratorId;
+use crate::outcome::Outcome;
+use crate::pair::Unroutable;
+use crate::policy::Effective;
+use crate::protocol::client::UpstreamError;
+
+use super::deadline;
+use super::{AttemptReport, Job, RouteError};
+
+/// Admission refusals tolerated per job beyond the attempt limit (a pair's state can change
+/// between its published view and the admit; each refusal excludes that pair).
+const MAX_REFUSALS: usize = 16;
+
+/// One job's progress through the loop.
+pub(super) struct JobState<'a> {
+    /// The job.
+    pub job: &'a Job,
+    /// Its capability's policy, read once.
+    pub policy: Arc<Effective>,
+    /// When routing the job started.
+    pub started: Instant,
+    /// `timeout_seconds + 5 s` after `started`: nothing outlives it.
+    pub deadline: Instant,
+    /// Orchestrators already tried (or that refused admission): excluded from selection.
+    pub tried: Vec<OrchestratorId>,
+    /// The failed attempts so far.
+    pub attempts: Vec<AttemptReport>,
+    /// Why pairs refused admission (their view was a moment behind), for the 503's reasons.
+    refused: Vec<Unroutable>,
+    /// Capability discovery already waited for (at most once per job).
+    pub ensured: bool,
+    /// The retry budget was settled for this attempt number.
+    pub budget_settled_for: Option<usize>,
+}
+
+impl<'a> JobState<'a> {
+    pub fn new(job: &'a Job, policy: Arc<Effective>, started: Instant) -> Self {
+        Self {
+            job,
+            policy,
+            started,
+            deadline: deadline::job_deadline(started, job.client.timeout_seconds),
+            tried: Vec::new(),
+            attempts: Vec::new(),
+            refused: Vec::new(),
+            ensured: false,
+            budget_settled_for: None,
+        }
+    }
+
+    /// The job's capability.
+    pub fn capability(&self) -> &'a Capability {
+        &self.job.client.capability
+    }
+
+    /// Time left before the job's deadline.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether a new attempt may start now; the error that ends the job otherwise.
+    pub fn may_attempt(&mut self) -> Result<(), RouteError> {
+        if self.attempts.len() >= self.policy.max_attempts as usize {
+            return Err(self.exhausted());
+        }
+        if !self.attempts.is_empty() && self.started.elapsed() >= self.policy.retry_timeout {
+            return Err(self.retry_timeout());
+        }
+        Ok(())
+    }
+
+    /// Whether, should the coming attempt fail, another may start: within the attempt limit
+    /// and the retry timeout.
+    pub fn may_retry(&self) -> bool {
+        self.attempts.len() + 1 < self.policy.max_attempts as usize
+            && self.started.elapsed() < self.policy.retry_timeout
+    }
+
+    /// Until when a job may wait in the queue: its deadline, the capability's queue timeout
+    /// and, for a job failing over, the retry timeout.
+    pub fn queue_until(&self) -> Instant {
+        let mut until = self.deadline.min(self.started + self.policy.queue_timeout);
+        if !self.attempts.is_empty() {
+            until = until.min(self.started + self.policy.retry_timeout);
+        }
+        until
+    }
+
+    /// A pair refused admission: it is excluded, and its reason kept. Too many refusals end
+    /// the job.
+    pub fn refused(&mut self, orchestrator: OrchestratorId, reason: Option<Unroutable>) -> Result<(), RouteError> {
+        self.tried.push(orchestrator);
+        if let Some(r) = reason {
+            self.refused.push(r);
+        }
+        if self.refused.len() + self.tried.len() > self.policy.max_attempts as usize + MAX_REFUSALS {
+            return Err(self.exhausted());
+        }
+        Ok(())
+    }
+
+    /// An attempt failed with `outcome`: it is reported, its orchestrator excluded. A time-out
+    /// past the retry timeout ends the job.
+    pub fn failed(
+        &mut self,
+        orchestrator: OrchestratorId,
+        report: AttemptReport,
+        outcome: &Outcome,
+    ) -> Result<(), RouteError> {
+        self.attempts.push(report);
+        self.tried.push(orchestrator);
+        let timed_out = matches!(outcome, Outcome::Failed(UpstreamError::Timeout(_)) | Outcome::Stuck(_));
+        if timed_out && self.started.elapsed() >= self.policy.retry_timeout {
+            return Err(self.retry_timeout());
+        }
+        Ok(())
+    }
+
+    fn retry_timeout(&mut self) -> RouteError {
+        RouteError::RetryTimeout { timeout: self.policy.retry_timeout, attempts: std::mem::take(&mut self.attempts) }
+    }
+
+    /// The error once no further attempt will be made. When every attempt was refused for
+    /// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
+    pub fn exhausted(&mut self) -> RouteError {
+        let attempts = std::mem::take(&mut self.attempts);
+        if !attempts.is_empty() && attempts.iter().all(|a| a.result == "capacity") {
+            let why = Unavailable {
+                retry_at: None,
+                tried: 0,
+                full: 0,
+                reasons: vec![(Unroutable::CapacityBackoff(Instant::now()).as_str(), attempts.len() as u32)],
+            };
+            return RouteError::NoneRoutable {
+                capability: self.capability().clone(),
+                why,
+                retry_after: Some(1),
+                attempts,
+            };
+        }
+        RouteError::AttemptsExhausted { attempts }
+    }
+
+    /// Nothing can take the job: the 503 that says why, counting pairs that refused admission
+    /// under their reason rather than as "already tried".
+    pub fn none_routable(&mut self, mut why: Unavailable) -> RouteError {
+        for reason in &self.refused {
+            why.tried = why.tried.saturating_sub(1);
+            match why.reasons.iter_mut().find(|(r, _)| *r == reason.as_str()) {
+                Some((_, n)) => *n += 1,
+                None => why.reasons.push((reason.as_str(), 1)),
+            }
+            if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = *reason {
+                why.retry_at = Some(why.retry_at.map_or(t, |r| r.min(t)));
+            }
+        }
+        why.reasons.sort();
+        if !self.attempts.is_empty() && why.reasons.is_empty() && why.full == 0 {
+            // Every candidate was tried and failed.
+            return self.exhausted();
+        }
+        let retry_after =
+            why.retry_at.map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil().max(1.0) as u64);
+        RouteError::NoneRoutable {
+            capability: self.capability().clone(),
+            why,
+            retry_after,
+            attempts: std::mem::take(&mut self.attempts),
+        }
+    }
+}

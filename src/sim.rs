@@ -82,6 +82,10 @@ pub struct Knobs {
     pub cold_start_ms: u64,
     /// Never answer jobs (the caller's timeout decides).
     pub hang: bool,
+    /// Hold each job, after its latency, until it is released (`POST /sim/release?jobs=N`,
+    /// [`SimState::release_jobs`]) or its `timeout_seconds` passes: lets a test keep jobs in
+    /// flight for exactly as long as it needs.
+    pub hold: bool,
     /// Answer successes as `text/plain` instead of JSON.
     pub wrong_content_type: bool,
     /// Answer every job with this status (and `status_body`).
@@ -118,6 +122,7 @@ impl Default for Knobs {
             cold_start_jobs: 0,
             cold_start_ms: 0,
             hang: false,
+            hold: false,
             wrong_content_type: false,
             status: None,
             status_body: String::new(),
@@ -182,6 +187,8 @@ pub struct SimState {
     last_job: Mutex<Option<ReceivedJob>>,
     /// Permits for held event streams (`sse_hold`), one per stream released.
     sse_release: tokio::sync::Semaphore,
+    /// Permits for held jobs (`hold`), one per job released.
+    job_release: tokio::sync::Semaphore,
 }
 
 /// A job as it arrived at the simulator (one with a valid job header).
@@ -227,6 +234,16 @@ impl SimState {
     /// Lets one held event stream (`sse_hold`) go on past its first event.
     pub fn release_sse(&self) {
         self.sse_release.add_permits(1);
+    }
+
+    /// Lets `n` held jobs (`hold`) answer; a release given before a job arrives lets it through.
+    pub fn release_jobs(&self, n: usize) {
+        self.job_release.add_permits(n);
+    }
+
+    /// Jobs of `capability` running now (refused ones excluded).
+    pub fn inflight(&self, capability: &str) -> i64 {
+        self.caps.lock().get(capability).map_or(0, |c| c.inflight.load(Ordering::Relaxed))
     }
 
     /// The last job received (with a valid job header), whatever it was answered.
@@ -349,6 +366,7 @@ fn start_with(
         last: Mutex::new(LastSeen::default()),
         last_job: Mutex::new(None),
         sse_release: tokio::sync::Semaphore::new(0),
+        job_release: tokio::sync::Semaphore::new(0),
     });
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());
@@ -569,6 +587,19 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
+    if knobs.hold {
+        let remaining = deadline.saturating_sub(delay);
+        match tokio::time::timeout(remaining, state.job_release.acquire()).await {
+            Ok(Ok(permit)) => permit.forget(),
+            _ => {
+                record(false);
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "job not able to be processed, removing capability err=context deadline exceeded",
+                );
+            }
+        }
+    }
     if let Some(status) = knobs.status {
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         record(status.is_success());
@@ -659,9 +690,24 @@ fn event_stream(state: Arc<SimState>, knobs: &Knobs, job_id: String, guard: Infl
         .streaming(chunks)
 }
 
-async fn release(state: web::Data<SimState>) -> HttpResponse {
-    state.release_sse();
-    HttpResponse::Ok().json(json!({"released": 1}))
+#[derive(Debug, Deserialize)]
+struct ReleaseQuery {
+    /// Held jobs to release (`hold`); without it, one held event stream (`sse_hold`).
+    jobs: Option<usize>,
+}
+
+async fn release(q: web::Query<ReleaseQuery>, state: web::Data<SimState>) -> HttpResponse {
+    match q.jobs {
+        Some(n) => {
+            let n = n.min(1 << 20);
+            state.release_jobs(n);
+            HttpResponse::Ok().json(json!({"released_jobs": n}))
+        }
+        None => {
+            state.release_sse();
+            HttpResponse::Ok().json(json!({"released": 1}))
+        }
+    }
 }
 
 /// A 1x1 PNG, the image every simulated image pipeline "generates".
@@ -852,6 +898,7 @@ mod tests {
             last: Mutex::new(LastSeen::default()),
             last_job: Mutex::new(None),
             sse_release: tokio::sync::Semaphore::new(0),
+            job_release: tokio::sync::Semaphore::new(0),
         };
         s.set("a", Knobs::default());
         s.set("b", Knobs::default());

@@ -295,20 +295,15 @@ fn eligible(v: &PairView, exclude: &[OrchestratorId], now: Instant) -> bool {
     !exclude.contains(&v.key.orchestrator) && v.routable_at(now).is_ok() && v.slots.has_free()
 }
 
-/// Whether `v` should take this job to be measured: it was never measured (every free slot,
-/// which its cold-start concurrency bounds, until it is), its breaker is due a trial (its trial
-/// permits bound those), or its last measurement is older than [`EXPLORE_INTERVAL`] (one job
-/// per interval across all workers: this claims the turn).
+/// Whether `v` should take this job to be measured: its breaker is due a trial (its trial
+/// permits bound those), or it was never measured or not for [`EXPLORE_INTERVAL`] (one job per
+/// interval across all workers: this claims the turn).
 fn explore(v: &PairView, now: Instant) -> bool {
     if v.breaker != crate::breaker::State::Closed {
         return true;
     }
-    match v.latency.updated() {
-        None => true,
-        Some(t) => {
-            now.saturating_duration_since(t) >= EXPLORE_INTERVAL && v.slots.claim_exploration(now, EXPLORE_INTERVAL)
-        }
-    }
+    let stale = v.latency.updated().is_none_or(|t| now.saturating_duration_since(t) >= EXPLORE_INTERVAL);
+    stale && v.slots.claim_exploration(now, EXPLORE_INTERVAL)
 }
 
 /// How a pair ranks for selection, lower first: a pair deprioritised after a slow cold start
@@ -317,10 +312,8 @@ fn rank(v: &PairView, now: Instant) -> (bool, f64) {
     (v.deprioritized_at(now), v.cost_at(now))
 }
 
-/// Full scan. A pair that has not answered since it started (warming) takes the job first: its
-/// cold-start concurrency bounds how many it gets, and it is measured within its first two
-/// jobs. Otherwise the best-ranked pair, unless another is due exploration. The scan starts at
-/// a random pair so that ties and exploration turns are spread.
+/// Full scan: the best-ranked eligible pair, unless another is due exploration. The scan starts
+/// at a random pair so that ties and exploration turns are spread.
 fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
     let start = rng.random_range(0..views.len().max(1));
     let mut best: Option<(usize, (bool, f64), bool)> = None;
@@ -331,9 +324,6 @@ fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mu
         if !eligible(&v, exclude, now) {
             continue;
         }
-        if v.warming {
-            return Some(i);
-        }
         let r = rank(&v, now);
         if best.is_none_or(|(_, b, _)| r < b) {
             best = Some((i, r, v.latency.updated().is_some()));
@@ -342,7 +332,7 @@ fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mu
     }
     let (best, _, measured) = best?;
     if !measured {
-        // The best is itself being explored.
+        // The best has no measurement yet: this job measures it.
         return Some(best);
     }
     // The first pair due exploration that is not the best anyway takes this job.

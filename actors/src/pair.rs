@@ -405,7 +405,9 @@ impl PairActor {
         if let Some(h) = self.refresh.take() {
             ctx.cancel_future(h);
         }
-        let healthy = self.token_ok && self.limit.ceiling().is_some_and(|c| c > 0);
+        // An orchestrator that reported no free slot is asked again soon: its figure caps this
+        // pair's limit until a token shows room again.
+        let healthy = self.token_ok && self.token.as_ref().is_some_and(|t| t.available_capacity > 0);
         let base = if healthy || !self.offered && self.token_ok {
             self.settings.token_refresh
         } else {
@@ -549,10 +551,10 @@ impl PairActor {
     }
 
     /// The pair's first answer since it started or came back: it is warm now. A slow one
-    /// deprioritises it for a while.
-    fn first_answer(&mut self, elapsed: Duration, now: Instant) {
+    /// deprioritises it for a while; returns whether it was one.
+    fn first_answer(&mut self, elapsed: Duration, now: Instant) -> bool {
         if !self.warming {
-            return;
+            return false;
         }
         self.warming = false;
         self.cold_start_ms = Some(elapsed.as_millis() as u64);
@@ -563,6 +565,7 @@ impl PairActor {
             tracing::warn!(pair = %self.key, cold_start_ms = elapsed.as_millis() as u64,
                 penalty_s = self.policy.cold_start_penalty.as_secs(), "slow cold start; pair deprioritised");
         }
+        slow
     }
 
     /// Takes the pair out of rotation after a connect failure (its own or a sibling's) and
@@ -610,11 +613,9 @@ impl PairActor {
         let transition = match outcome {
             Outcome::Success => {
                 self.counters.success += 1;
-                if self.warming {
-                    // A cold start (loading a model) is not the pair's latency: it is recorded as
-                    // the cold start, and the next answer is the first latency sample.
-                    self.first_answer(elapsed, now);
-                } else {
+                // A slow cold start (loading a model) is not the pair's latency: it is recorded
+                // as the cold start and deprioritises the pair instead.
+                if !self.first_answer(elapsed, now) {
                     self.latency.observe(elapsed_ms, now);
                     self.window.observe(elapsed_ms);
                 }

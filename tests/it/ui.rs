@@ -112,6 +112,15 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
         )
         .await;
     assert_eq!(rows, 2, "both pairs of the running gateway are listed");
+    // The capability table shows the slots: no job in flight, the token's 4 slots.
+    let slots = driver
+        .call(
+            "POST",
+            &s("/execute/sync"),
+            Some(json!({"script": "const r = document.querySelector('tr[data-capability=\"depth\"] .slots'); return r ? r.textContent : null;", "args": []})),
+        )
+        .await;
+    assert_eq!(slots, "0 / 4", "in flight / slots of the depth capability");
     let url_now = driver.call("GET", &s("/url"), None).await;
     assert!(!url_now.as_str().unwrap_or("").contains(TOKEN), "the token is removed from the address bar");
 

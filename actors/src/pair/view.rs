@@ -320,12 +320,19 @@ impl PairView {
         1.0 / self.success_rate.clamp(0.05, 1.0)
     }
 
-    /// Selection cost at `now` (lower is better): measured latency x (1 + in flight / limit)
+    /// The latency selection expects of a job here: the median of the pair's recent successful
+    /// calls (robust to one slow outlier, which would otherwise make a pair that then gets few
+    /// jobs look slow for a long time), or its learned estimate before it has any this run.
+    pub fn expected_latency_ms(&self) -> f64 {
+        self.latency_percentiles.map_or(self.latency.estimate_ms(), |(p50, _)| p50)
+    }
+
+    /// Selection cost at `now` (lower is better): expected latency x (1 + in flight / limit)
     /// x [`penalty`](Self::penalty), times 1 + half the price share of the ceiling (a pair at the
     /// ceiling must be 1.5x better to win), times 10 while a slow cold start deprioritises it.
     pub fn cost_at(&self, now: Instant) -> f64 {
         let base = crate::score::cost(crate::score::CostInputs {
-            latency_ms: self.latency.estimate_ms(),
+            latency_ms: self.expected_latency_ms(),
             inflight: self.inflight(),
             limit: self.slots.limit(),
             success_rate: self.success_rate,

@@ -113,19 +113,6 @@ impl Scoreboard {
         }
     }
 
-    /// Whether a pair other than those in `exclude` could take a job for `capability` now:
-    /// routable, and with a free slot when `free_slot`. Stops at the first such pair.
-    pub fn has_alternative(&self, capability: &Capability, exclude: &[OrchestratorId], free_slot: bool) -> bool {
-        let Some(board) = self.board(capability) else {
-            return false;
-        };
-        let now = Instant::now();
-        board.views.iter().any(|view| {
-            let v = view.read();
-            !exclude.contains(&v.key.orchestrator) && v.routable_at(now).is_ok() && (!free_slot || v.slots.has_free())
-        })
-    }
-
     /// The wait queue of `capability`, if it has a board.
     pub fn queue(&self, capability: &Capability) -> Option<Arc<WaitQueue>> {
         self.board(capability).map(|b| b.queue.clone())
@@ -216,6 +203,22 @@ impl Actor for Dispatcher {
 pub struct Picked {
     board: Arc<Board>,
     index: usize,
+}
+
+impl Picked {
+    /// Whether a pair of this board other than the picked one and those in `exclude` could take
+    /// a job now: routable, and with a free slot when `free_slot`. Stops at the first such pair.
+    pub fn has_alternative(&self, exclude: &[OrchestratorId], free_slot: bool) -> bool {
+        let now = Instant::now();
+        let this = &self.key.orchestrator;
+        self.board.views.iter().any(|view| {
+            let v = view.read();
+            v.key.orchestrator != *this
+                && !exclude.contains(&v.key.orchestrator)
+                && v.routable_at(now).is_ok()
+                && (!free_slot || v.slots.has_free())
+        })
+    }
 }
 
 impl std::ops::Deref for Picked {
@@ -315,11 +318,10 @@ fn rank(v: &PairView, now: Instant) -> (bool, f64) {
 /// Full scan: the best-ranked eligible pair, unless another is due exploration. The scan starts
 /// at a random pair so that ties and exploration turns are spread.
 fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
-    let start = rng.random_range(0..views.len().max(1));
+    let start = if views.len() > 1 { rng.random_range(0..views.len()) } else { 0 };
+    let order = (0..views.len()).map(|k| (start + k) % views.len());
     let mut best: Option<(usize, (bool, f64), bool)> = None;
-    let mut candidates = Vec::new();
-    for k in 0..views.len() {
-        let i = (start + k) % views.len();
+    for i in order.clone() {
         let v = views[i].read();
         if !eligible(&v, exclude, now) {
             continue;
@@ -328,15 +330,18 @@ fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mu
         if best.is_none_or(|(_, b, _)| r < b) {
             best = Some((i, r, v.latency.updated().is_some()));
         }
-        candidates.push(i);
     }
     let (best, _, measured) = best?;
     if !measured {
         // The best has no measurement yet: this job measures it.
         return Some(best);
     }
-    // The first pair due exploration that is not the best anyway takes this job.
-    let explored = candidates.into_iter().find(|&i| i != best && explore(&views[i].read(), now));
+    // The first other eligible pair due exploration takes this job. A second pass rather than
+    // a list from the first: no allocation per job.
+    let explored = order.filter(|&i| i != best).find(|&i| {
+        let v = views[i].read();
+        eligible(&v, exclude, now) && explore(&v, now)
+    });
     Some(explored.unwrap_or(best))
 }
 

@@ -679,12 +679,12 @@ impl PairActor {
                     }
                     Outcome::Stuck(after) => {
                         self.counters.timeout += 1;
+                        let p99 = self.window.percentiles().map_or(0.0, |p| p.1);
                         self.note_error(
                             "stuck",
                             format!(
-                                "no answer after {} ms, far past this pair's p99 of {:.0} ms; abandoned while another pair had room",
-                                after.as_millis(),
-                                self.window.percentiles().map_or(0.0, |p| p.1)
+                                "no answer after {} ms, far past this pair's p99 of {p99:.0} ms; abandoned while another pair had room",
+                                after.as_millis()
                             ),
                         );
                     }

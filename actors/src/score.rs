@@ -65,6 +65,9 @@ pub const LATENCY_WINDOW: usize = 64;
 pub struct LatencyWindow {
     samples: Vec<f32>,
     next: usize,
+    /// The percentiles as of the last sample, computed on the first read after it.
+    cached: Option<(f64, f64)>,
+    stale: bool,
 }
 
 impl LatencyWindow {
@@ -80,6 +83,7 @@ impl LatencyWindow {
             self.samples[self.next] = ms;
         }
         self.next = (self.next + 1) % LATENCY_WINDOW;
+        self.stale = true;
     }
 
     /// Samples held.
@@ -92,18 +96,27 @@ impl LatencyWindow {
         self.samples.is_empty()
     }
 
-    /// The median and the 99th percentile (nearest rank) of the window, in ms.
-    pub fn percentiles(&self) -> Option<(f64, f64)> {
-        if self.samples.is_empty() {
-            return None;
+    /// The median and the 99th percentile (nearest rank) of the window, in ms. Computed once
+    /// per change (two selections on a copy on the stack, no sort, no allocation).
+    pub fn percentiles(&mut self) -> Option<(f64, f64)> {
+        if self.stale {
+            self.stale = false;
+            let n = self.samples.len();
+            let mut scratch = [0f32; LATENCY_WINDOW];
+            let v = &mut scratch[..n];
+            v.copy_from_slice(&self.samples);
+            let rank = |p: f64| ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
+            let (i50, i99) = (rank(0.5), rank(0.99));
+            let (_, p50, above) = v.select_nth_unstable_by(i50, f32::total_cmp);
+            let p50 = f64::from(*p50);
+            let p99 = if i99 == i50 {
+                p50
+            } else {
+                f64::from(*above.select_nth_unstable_by(i99 - i50 - 1, f32::total_cmp).1)
+            };
+            self.cached = Some((p50, p99));
         }
-        let mut sorted = self.samples.clone();
-        sorted.sort_by(f32::total_cmp);
-        let rank = |p: f64| {
-            let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-            f64::from(sorted[i])
-        };
-        Some((rank(0.5), rank(0.99)))
+        self.cached
     }
 }
 
@@ -235,6 +248,8 @@ mod tests {
     fn latency_window_keeps_the_last_samples_and_ranks_them() {
         let mut w = LatencyWindow::default();
         assert_eq!(w.percentiles(), None);
+        w.observe(7.0);
+        assert_eq!(w.percentiles(), Some((7.0, 7.0)));
         for ms in 1..=100 {
             w.observe(f64::from(ms));
         }
@@ -243,6 +258,22 @@ mod tests {
         assert_eq!(w.percentiles(), Some((68.0, 100.0)));
         w.observe(5000.0);
         assert_eq!(w.percentiles().map(|p| p.1), Some(5000.0));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn latency_window_percentiles_are_the_nearest_ranks_of_the_last_samples(
+            samples in proptest::collection::vec(0.0f64..10_000.0, 1..200)
+        ) {
+            let mut w = LatencyWindow::default();
+            for &s in &samples {
+                w.observe(s);
+            }
+            let mut last: Vec<f32> = samples.iter().rev().take(LATENCY_WINDOW).map(|&s| s as f32).collect();
+            last.sort_by(f32::total_cmp);
+            let rank = |p: f64| f64::from(last[((p * last.len() as f64).ceil() as usize).clamp(1, last.len()) - 1]);
+            proptest::prop_assert_eq!(w.percentiles(), Some((rank(0.5), rank(0.99))));
+        }
     }
 
     #[test]

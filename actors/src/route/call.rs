@@ -32,19 +32,18 @@ impl Router {
     /// Sends the job in `s` to the placed pair with the signed `header`.
     pub(super) async fn call(&self, s: &JobState<'_>, header: &str, placed: &Placed) -> Call {
         let job = s.job;
-        let cap = s.capability();
         let (cold, p99) = {
             let v = placed.picked.view.read();
             (v.warming || v.latency_percentiles.is_none(), v.latency_percentiles.map(|p| p.1))
         };
-        let mut others = s.tried.clone();
-        others.push(placed.picked.key.orchestrator.clone());
-        let retry = s.may_retry();
+        // Another attempt may follow, on another pair: only then may this one be cut short.
+        // (A cold pair is never cut: the scan is skipped.)
+        let alternative = !cold && s.may_retry() && placed.picked.has_alternative(&s.tried, false);
         let timeout = deadline::attempt_timeout(AttemptContext {
             remaining: s.remaining(),
             per_try: s.policy.per_try_timeout,
             cold,
-            alternative: retry && self.scoreboard.has_alternative(cap, &others, false),
+            alternative,
         });
         let forward = forward_job(
             &self.client,
@@ -66,7 +65,7 @@ impl Router {
             trial = placed.trial
         ));
         let t0 = Instant::now();
-        let stuck_after = deadline::stuck_after(p99).filter(|_| retry && !cold);
+        let stuck_after = if alternative { deadline::stuck_after(p99) } else { None };
         let answer = match stuck_after {
             None => Answer::Done(forward.await),
             Some(after) => {
@@ -76,7 +75,7 @@ impl Router {
                     tokio::select! {
                         res = &mut forward => break Answer::Done(res),
                         () = tokio::time::sleep_until(check.into()) => {
-                            if self.scoreboard.has_alternative(cap, &others, true) {
+                            if placed.picked.has_alternative(&s.tried, true) {
                                 break Answer::Stuck(t0.elapsed());
                             }
                             // No pair has room now: keep waiting, and look again later.

@@ -105,7 +105,7 @@ pub struct PairActor {
     policy: Arc<Effective>,
     client: awc::Client,
     key: PairKey,
-    orchestrator_url: Arc<str>,
+    /// Published state; also where the orchestrator's URL is kept (one copy per pair).
     view: SharedView,
     breaker: Breaker,
     latency: PeakEwma,
@@ -133,8 +133,9 @@ pub struct PairActor {
     /// Half-open trial calls admitted by [`Admit`] and not yet recorded.
     leases: HashMap<u64, Lease>,
     next_lease: u64,
-    /// When the last token probe started.
-    probed_at: Option<Instant>,
+    /// When the last token probe started, in wrapping milliseconds ([`slots::millis_now`]): a
+    /// `u32` fits in the actor's padding, and only intervals under a few seconds are compared.
+    probed_at_ms: u32,
     /// Fast-path answers awaiting accounting.
     tally: Arc<Tally>,
     /// A [`DrainTally`] is scheduled.
@@ -200,7 +201,6 @@ impl PairActor {
             policy,
             client,
             key,
-            orchestrator_url,
             view,
             breaker,
             latency,
@@ -219,7 +219,7 @@ impl PairActor {
             node_unreachable: false,
             leases: HashMap::new(),
             next_lease: 1,
-            probed_at: None,
+            probed_at_ms: 0,
             tally: Arc::default(),
             drain_scheduled: false,
             warming,
@@ -289,9 +289,10 @@ impl PairActor {
             limit = limit.min(self.policy.cold_start_concurrency);
         }
         self.slots.set_limit(limit);
+        let orchestrator_url = v.orchestrator_url.clone();
         *v = PairView {
             key: self.key.clone(),
-            orchestrator_url: self.orchestrator_url.clone(),
+            orchestrator_url,
             service_addr: self.service_addr.clone(),
             breaker: self.breaker.state(),
             breaker_level: self.breaker.level(),
@@ -332,6 +333,11 @@ impl PairActor {
         }
     }
 
+    /// Where the orchestrator's tokens are probed.
+    fn orchestrator_url(&self) -> Arc<str> {
+        self.view.read().orchestrator_url.clone()
+    }
+
     /// The slots this actor publishes its limit into.
     pub fn slots(&self) -> Arc<Slots> {
         self.slots.clone()
@@ -363,12 +369,12 @@ impl PairActor {
             return;
         }
         self.probing = true;
-        self.probed_at = Some(Instant::now());
+        self.probed_at_ms = slots::millis_now();
         // The orchestrator counts the gateway's jobs already there in its load; this is the
         // gateway's count as the probe leaves (jobs started later are not in that load).
         let inflight = self.slots.inflight();
         let client = self.client.clone();
-        let url = self.orchestrator_url.clone();
+        let url = self.orchestrator_url();
         let cap = self.key.capability.clone();
         let signer = self.settings.signer.clone();
         let timeout = self.settings.token_timeout;
@@ -377,7 +383,10 @@ impl PairActor {
             // Waiting for a permit is not part of the probe's own timeout. The semaphore is
             // never closed; if it were, probing unbounded is the safe fallback.
             let _permit = permits.acquire().await.ok();
-            fetch_token(&client, &url, &cap, signer.as_ref(), timeout).await
+            // The request's state (awc's request and response, ~1 KB) is allocated only once the
+            // permit is held: at start every pair waits here at once, and a wait as large as the
+            // request made a peak of that many bytes per pair that the allocator then kept.
+            Box::pin(fetch_token(&client, &url, &cap, signer.as_ref(), timeout)).await
         }
         .into_actor(self)
         .map(move |res, act, ctx| {
@@ -429,7 +438,7 @@ impl PairActor {
         match res {
             Ok(token) => {
                 let service = if token.service_addr.trim().is_empty() {
-                    Ok(self.orchestrator_url.to_string())
+                    Ok(self.orchestrator_url().to_string())
                 } else {
                     normalize_url(&token.service_addr)
                 };
@@ -598,7 +607,7 @@ impl PairActor {
             detail.push_str(&format!(", out of rotation for {} ms", hold.as_millis()));
         }
         self.note_error("capacity", detail);
-        if self.probed_at.is_none_or(|t| now.saturating_duration_since(t) >= REPROBE_AFTER_REFUSAL) {
+        if slots::millis_now().wrapping_sub(self.probed_at_ms) >= REPROBE_AFTER_REFUSAL.as_millis() as u32 {
             self.probe(ctx, false);
         }
     }

@@ -59,64 +59,61 @@ impl PeakEwma {
 pub const LATENCY_WINDOW: usize = 64;
 
 /// The durations of a pair's last [`LATENCY_WINDOW`] successful calls, for measured
-/// percentiles (what the admin API shows and what "stuck" is measured against). Allocated on
-/// the first sample: an idle pair costs a pointer.
+/// percentiles (what selection expects of the pair, what the admin API shows and what "stuck" is
+/// measured against). Allocated on the first sample: an idle pair costs a pointer (at 10,000
+/// pairs every byte of a pair actor counts 10,000 times).
 #[derive(Debug, Clone, Default)]
-pub struct LatencyWindow {
-    samples: Vec<f32>,
+pub struct LatencyWindow(Option<Box<Window>>);
+
+#[derive(Debug, Clone)]
+struct Window {
+    samples: [f32; LATENCY_WINDOW],
+    len: usize,
     next: usize,
     /// The percentiles as of the last sample, computed on the first read after it.
-    cached: Option<(f64, f64)>,
+    cached: Option<(f32, f32)>,
     stale: bool,
 }
 
 impl LatencyWindow {
     /// Adds one successful call's duration.
     pub fn observe(&mut self, ms: f64) {
-        let ms = ms.max(0.0) as f32;
-        if self.samples.len() < LATENCY_WINDOW {
-            if self.samples.capacity() == 0 {
-                self.samples.reserve_exact(LATENCY_WINDOW);
-            }
-            self.samples.push(ms);
-        } else {
-            self.samples[self.next] = ms;
-        }
-        self.next = (self.next + 1) % LATENCY_WINDOW;
-        self.stale = true;
+        let w = self.0.get_or_insert_with(|| {
+            Box::new(Window { samples: [0.0; LATENCY_WINDOW], len: 0, next: 0, cached: None, stale: false })
+        });
+        w.samples[w.next] = ms.max(0.0) as f32;
+        w.next = (w.next + 1) % LATENCY_WINDOW;
+        w.len = (w.len + 1).min(LATENCY_WINDOW);
+        w.stale = true;
     }
 
     /// Samples held.
     pub fn len(&self) -> usize {
-        self.samples.len()
+        self.0.as_ref().map_or(0, |w| w.len)
     }
 
     /// Whether no call has been measured.
     pub fn is_empty(&self) -> bool {
-        self.samples.is_empty()
+        self.len() == 0
     }
 
     /// The median and the 99th percentile (nearest rank) of the window, in ms. Computed once
     /// per change (two selections on a copy on the stack, no sort, no allocation).
     pub fn percentiles(&mut self) -> Option<(f64, f64)> {
-        if self.stale {
-            self.stale = false;
-            let n = self.samples.len();
-            let mut scratch = [0f32; LATENCY_WINDOW];
+        let w = self.0.as_mut()?;
+        if w.stale {
+            w.stale = false;
+            let n = w.len;
+            let mut scratch = w.samples;
             let v = &mut scratch[..n];
-            v.copy_from_slice(&self.samples);
             let rank = |p: f64| ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
             let (i50, i99) = (rank(0.5), rank(0.99));
             let (_, p50, above) = v.select_nth_unstable_by(i50, f32::total_cmp);
-            let p50 = f64::from(*p50);
-            let p99 = if i99 == i50 {
-                p50
-            } else {
-                f64::from(*above.select_nth_unstable_by(i99 - i50 - 1, f32::total_cmp).1)
-            };
-            self.cached = Some((p50, p99));
+            let p50 = *p50;
+            let p99 = if i99 == i50 { p50 } else { *above.select_nth_unstable_by(i99 - i50 - 1, f32::total_cmp).1 };
+            w.cached = Some((p50, p99));
         }
-        self.cached
+        w.cached.map(|(a, b)| (f64::from(a), f64::from(b)))
     }
 }
 

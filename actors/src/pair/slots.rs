@@ -21,6 +21,12 @@ fn millis_since_epoch(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_millis() as u64
 }
 
+/// Milliseconds since the process's reference instant, wrapping every ~49 days: for comparing
+/// short intervals with `wrapping_sub` where a full `Instant` costs too much room.
+pub fn millis_now() -> u32 {
+    millis_since_epoch(Instant::now()) as u32
+}
+
 /// One pair's slots.
 #[derive(Debug, Default)]
 pub struct Slots {

@@ -478,6 +478,27 @@ mod tests {
     }
 
     #[test]
+    fn every_unmeasured_pair_gets_its_exploration_turn() {
+        let now = Instant::now();
+        let mut rng = rand::rng();
+        let fast = view("fast", 4, 30.0);
+        let unmeasured = |name: &str| {
+            let v = view(name, 1, 100.0);
+            let mut w = v.write();
+            w.latency = crate::score::PeakEwma::new(100.0, Duration::from_secs(10));
+            w.slots = Arc::default();
+            w.slots.set_limit(1);
+            drop(w);
+            v
+        };
+        let views = [fast, unmeasured("broken"), unmeasured("slow")];
+        let picks: Vec<usize> =
+            (0..6).map(|_| pick(&views, &[], now, &mut rng).map(|(i, _)| i).expect("free")).collect();
+        assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 1, "{picks:?}");
+        assert_eq!(picks.iter().filter(|&&i| i == 2).count(), 1, "{picks:?}");
+    }
+
+    #[test]
     fn a_pair_not_measured_lately_gets_one_job_per_interval() {
         let mut rng = rand::rng();
         let views = [view("fast", 4, 50.0), view("slow", 4, 700.0)];

@@ -298,15 +298,17 @@ fn eligible(v: &PairView, exclude: &[OrchestratorId], now: Instant) -> bool {
     !exclude.contains(&v.key.orchestrator) && v.routable_at(now).is_ok() && v.slots.has_free()
 }
 
-/// Whether `v` should take this job to be measured: its breaker is due a trial (its trial
-/// permits bound those), or it was never measured or not for [`EXPLORE_INTERVAL`] (one job per
-/// interval across all workers: this claims the turn).
+/// Whether `v` is due a job to be measured: its breaker is due a trial (its trial permits bound
+/// those), or it was never measured or not for [`EXPLORE_INTERVAL`].
+fn due(v: &PairView, now: Instant) -> bool {
+    v.breaker != crate::breaker::State::Closed
+        || v.latency.updated().is_none_or(|t| now.saturating_duration_since(t) >= EXPLORE_INTERVAL)
+}
+
+/// Whether `v` takes this job to be measured: it is [`due`], and a breaker trial or this
+/// interval's turn (one job per interval across all workers: this claims it).
 fn explore(v: &PairView, now: Instant) -> bool {
-    if v.breaker != crate::breaker::State::Closed {
-        return true;
-    }
-    let stale = v.latency.updated().is_none_or(|t| now.saturating_duration_since(t) >= EXPLORE_INTERVAL);
-    stale && v.slots.claim_exploration(now, EXPLORE_INTERVAL)
+    due(v, now) && (v.breaker != crate::breaker::State::Closed || v.slots.claim_exploration(now, EXPLORE_INTERVAL))
 }
 
 /// How a pair ranks for selection, lower first: a pair deprioritised after a slow cold start
@@ -321,11 +323,13 @@ fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mu
     let start = if views.len() > 1 { rng.random_range(0..views.len()) } else { 0 };
     let order = (0..views.len()).map(|k| (start + k) % views.len());
     let mut best: Option<(usize, (bool, f64), bool)> = None;
+    let mut due_seen = 0;
     for i in order.clone() {
         let v = views[i].read();
         if !eligible(&v, exclude, now) {
             continue;
         }
+        due_seen += usize::from(due(&v, now));
         let r = rank(&v, now);
         if best.is_none_or(|(_, b, _)| r < b) {
             best = Some((i, r, v.latency.updated().is_some()));
@@ -334,6 +338,10 @@ fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mu
     let (best, _, measured) = best?;
     if !measured {
         // The best has no measurement yet: this job measures it.
+        return Some(best);
+    }
+    if due_seen == 0 || (due_seen == 1 && due(&views[best].read(), now)) {
+        // Nobody else is due exploration (the usual case: no second pass).
         return Some(best);
     }
     // The first other eligible pair due exploration takes this job. A second pass rather than

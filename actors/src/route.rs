@@ -20,7 +20,7 @@
 mod account;
 mod admit;
 mod call;
-pub mod deadline;
+mod deadline;
 mod error;
 mod place;
 mod state;
@@ -219,14 +219,10 @@ impl Router {
         }
     }
 
-    /// Retries are paid from the capability's budget; first attempts fill it. Settled once per
-    /// attempt number (a pick refused at admission does not pay twice), and only once a pair
-    /// was placed, so unknown names never create a budget.
+    /// Retries are paid from the capability's budget; first attempts fill it. Once per attempt,
+    /// after a pair was placed (a pick refused at admission does not pay, and unknown names
+    /// never create a budget).
     fn pay_for_retry(&self, s: &mut JobState<'_>) -> Result<(), RouteError> {
-        if s.budget_settled_for == Some(s.attempts.len()) {
-            return Ok(());
-        }
-        s.budget_settled_for = Some(s.attempts.len());
         let cap = s.capability();
         let now = Instant::now();
         if s.attempts.is_empty() {

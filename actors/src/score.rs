@@ -88,13 +88,9 @@ impl LatencyWindow {
     }
 
     /// Samples held.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.0.as_ref().map_or(0, |w| w.len)
-    }
-
-    /// Whether no call has been measured.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// The median and the 99th percentile (nearest rank) of the window, in ms. Computed once

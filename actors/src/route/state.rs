@@ -16,8 +16,8 @@ use crate::protocol::client::UpstreamError;
 use super::deadline;
 use super::{AttemptReport, Job, RouteError};
 
-/// Admission refusals tolerated per job beyond the attempt limit (a pair's state can change
-/// between its published view and the admit; each refusal excludes that pair).
+/// Admission refusals tolerated per job (a pair's state can change between its published view
+/// and the admit; each refusal excludes that pair).
 const MAX_REFUSALS: usize = 16;
 
 /// One job's progress through the loop.
@@ -36,10 +36,10 @@ pub(super) struct JobState<'a> {
     pub attempts: Vec<AttemptReport>,
     /// Why pairs refused admission (their view was a moment behind), for the 503's reasons.
     refused: Vec<Unroutable>,
+    /// Admission refusals, with or without a reason.
+    refusals: usize,
     /// Capability discovery already waited for (at most once per job).
     pub ensured: bool,
-    /// The retry budget was settled for this attempt number.
-    pub budget_settled_for: Option<usize>,
 }
 
 impl<'a> JobState<'a> {
@@ -52,8 +52,8 @@ impl<'a> JobState<'a> {
             tried: Vec::new(),
             attempts: Vec::new(),
             refused: Vec::new(),
+            refusals: 0,
             ensured: false,
-            budget_settled_for: None,
         }
     }
 
@@ -99,10 +99,9 @@ impl<'a> JobState<'a> {
     /// the job.
     pub fn refused(&mut self, orchestrator: OrchestratorId, reason: Option<Unroutable>) -> Result<(), RouteError> {
         self.tried.push(orchestrator);
-        if let Some(r) = reason {
-            self.refused.push(r);
-        }
-        if self.refused.len() + self.tried.len() > self.policy.max_attempts as usize + MAX_REFUSALS {
+        self.refused.extend(reason);
+        self.refusals += 1;
+        if self.refusals > MAX_REFUSALS {
             return Err(self.exhausted());
         }
         Ok(())

@@ -97,12 +97,42 @@ async fn process_request(
     if req.method() != actix_web::http::Method::POST {
         return Err(ApiError::method_not_allowed("POST"));
     }
+    check_subpath(&path[PROCESS_REQUEST_PREFIX.len()..])?;
     let slot = state.jobs.admit()?;
     let request_id = request_id(&req);
     let client = decode_client_header(req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes))?;
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id };
     Ok(run_job(&state, job, slot, ErrorShape::AsIs).await)
+}
+
+/// Checks the worker path a job is forwarded to (after `/process/request/`): no empty, `.` or
+/// `..` segment, and no `/`, `\` or NUL hidden in a segment by percent-encoding. Such a path is
+/// forwarded as is, and a hop that normalises paths (a proxy in front of the orchestrator, the
+/// orchestrator's own router) would resolve it to another of the orchestrator's paths, such as
+/// its control routes.
+pub(super) fn check_subpath(subpath: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        ApiError::bad_request(
+            "invalid-path",
+            format!("the path after {PROCESS_REQUEST_PREFIX} {why}; nothing was sent"),
+        )
+    };
+    if subpath.contains('\\') {
+        return Err(bad("contains a backslash"));
+    }
+    for segment in subpath.split('/') {
+        let decoded = percent_encoding::percent_decode_str(segment).collect::<Vec<u8>>();
+        match decoded.as_slice() {
+            b"" => return Err(bad("has an empty segment")),
+            b"." | b".." => return Err(bad("has a '.' or '..' segment")),
+            d if d.iter().any(|&c| matches!(c, b'/' | b'\\' | 0)) => {
+                return Err(bad("has an encoded '/', '\\' or NUL in a segment"))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// How a relayed orchestrator error reaches the client.

@@ -97,3 +97,36 @@ async fn health_and_readiness() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ready");
 }
+
+#[actix_web::test]
+async fn dot_segments_and_encoded_separators_in_the_path_are_400s_that_reach_no_orchestrator() {
+    let a = sim("a", &[("depth", healthy())]);
+    let gw = gateway(&[(&a, &["depth"])]).await;
+    let header = job_header("depth", "dots");
+    for path in [
+        "/process/request/depth/../../_control",
+        "/process/request/depth/%2e%2e/%2E%2E/_control",
+        "/process/request/depth/..%2f..%2f_control",
+        "/process/request/depth/.%2e/x",
+        "/process/request/depth/./x",
+        "/process/request/../depth",
+        "/process/request/depth/a%5cb",
+        "/process/request/depth/a%00b",
+        "/process/request/depth/a%2Fb",
+        "/process/request/depth//x",
+    ] {
+        let ans = post_with_header(&gw, path, Some(&header)).await;
+        let v = ans.error(400, "invalid-path");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("path")), "{path}: {v}");
+    }
+    assert_eq!(a.state.stats("depth").jobs, 0, "nothing was sent upstream");
+    // Dots inside a name, and encoded characters other than separators, are ordinary paths (the
+    // simulator's router decodes the path it echoes).
+    for (path, forwarded) in
+        [("/process/request/depth/v1..2/a.b", "depth/v1..2/a.b"), ("/process/request/depth/a%2Eb", "depth/a.b")]
+    {
+        let ans = post_with_header(&gw, path, Some(&header)).await;
+        assert_eq!(ans.status, 200, "{path}: {}", String::from_utf8_lossy(&ans.body));
+        assert_eq!(ans.json()["path"], forwarded);
+    }
+}

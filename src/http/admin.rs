@@ -12,7 +12,6 @@ use actix::Addr;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::Next;
 use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use byoc_actors::discovery::{DiscoveryReport, GetDiscovery};
 use byoc_actors::orchestrator::{Orchestrator, Source};
@@ -31,6 +30,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_actix_web::AppExt;
 
 use super::error::{mailbox, ApiError, ErrorBody};
+
+mod access;
+use access::{authorized, local_only, require_token};
 
 /// Bound on an admin call to an actor.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -159,6 +161,7 @@ pub fn app(
         .service(scope)
         .into_app()
         .default_service(web::to(super::not_found))
+        .wrap(actix_web::middleware::from_fn(local_only))
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {
@@ -182,33 +185,6 @@ where
     Supervisor: actix::Handler<M>,
 {
     state.supervisor.send(msg).timeout(ADMIN_TIMEOUT).await.map_err(|_| mailbox("supervisor"))
-}
-
-/// Constant-time comparison, so response timing does not leak how much of a guess matched.
-fn token_matches(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len() && openssl::memcmp::eq(given, expected)
-}
-
-fn authorized(req: &HttpRequest, expected: &str) -> bool {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .is_some_and(|g| token_matches(g.as_bytes(), expected.as_bytes()))
-}
-
-async fn require_token(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let expected = req.app_data::<web::Data<AdminState>>().and_then(|s| s.token.clone());
-    if let Some(expected) = expected {
-        if !authorized(req.request(), &expected) {
-            return Err(ApiError::unauthorized().into());
-        }
-    }
-    next.call(req).await
 }
 
 /// Prometheus metrics (token required only when `metrics_require_token` is set).
@@ -518,17 +494,4 @@ async fn reload(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> 
 async fn export_store(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let export = ask(&state, ExportStore).await??;
     Ok(HttpResponse::Ok().json(export))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::token_matches;
-
-    #[test]
-    fn token_comparison() {
-        assert!(token_matches(b"secret", b"secret"));
-        assert!(!token_matches(b"secreT", b"secret"));
-        assert!(!token_matches(b"secret1", b"secret"));
-        assert!(!token_matches(b"", b"secret"));
-    }
 }

@@ -199,3 +199,66 @@ async fn pairs_are_paged_with_limit_and_offset_and_bad_pages_are_refused() {
     assert_eq!(gw.admin_get("/admin/orchestrators").await.json().as_array().map(Vec::len), Some(3));
     assert_eq!(gw.admin_get("/admin/supervisor").await.json()["pair_actors"], 6);
 }
+
+#[actix_web::test]
+async fn without_a_token_the_admin_api_refuses_cross_site_and_rebound_requests() {
+    let gw = gateway_with(&[], |c| c.admin_token = None).await;
+    let port = gw.admin.rsplit(':').next().expect("port").to_string();
+    let url = format!("{}/admin/orchestrators", gw.admin);
+    let body = r#"{"url":"http://127.0.0.1:9"}"#;
+
+    // A form-like cross-site POST (text/plain needs no CORS preflight) from a foreign page.
+    let ans = read(
+        gw.client
+            .post(&url)
+            .insert_header(("Origin", "http://evil.example"))
+            .insert_header(("Content-Type", "text/plain"))
+            .send_body(body)
+            .await,
+    )
+    .await;
+    ans.error(403, "foreign-origin");
+    // Same without an Origin header: still not JSON.
+    let ans = read(gw.client.post(&url).insert_header(("Content-Type", "text/plain")).send_body(body).await).await;
+    ans.error(415, "json-required");
+    // A DNS-rebinding page reaches the listener under a foreign name: reads are refused too.
+    let ans = read(gw.client.get(&url).insert_header(("Host", format!("evil.example:{port}"))).send().await).await;
+    ans.error(403, "foreign-host");
+    let metrics =
+        read(gw.client.get(format!("{}/metrics", gw.admin)).insert_header(("Host", "evil.example")).send().await).await;
+    metrics.error(403, "foreign-host");
+    assert_eq!(read(gw.client.get(&url).send().await).await.json(), json!([]), "nothing was added");
+
+    // The listener's own address, loopback names, same-origin JSON: accepted.
+    for host in [format!("localhost:{port}"), format!("127.0.0.1:{port}"), "localhost".to_string()] {
+        assert_eq!(read(gw.client.get(&url).insert_header(("Host", host)).send().await).await.status, 200);
+    }
+    let ans = read(
+        gw.client
+            .post(&url)
+            .insert_header(("Origin", format!("http://127.0.0.1:{port}")))
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(body)
+            .await,
+    )
+    .await;
+    assert_eq!(ans.status, 201, "{}", String::from_utf8_lossy(&ans.body));
+    let trip = read(gw.client.post(format!("{}/admin/reload", gw.admin)).send().await).await;
+    trip.error(415, "json-required");
+}
+
+#[actix_web::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let gw = gateway(&[]).await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let ans = read(
+            gw.client
+                .get(format!("{}/admin/orchestrators", gw.admin))
+                .insert_header(("Authorization", format!("{scheme} {TOKEN}")))
+                .send()
+                .await,
+        )
+        .await;
+        assert_eq!(ans.status, 200, "{scheme}");
+    }
+}

@@ -96,7 +96,9 @@ impl Gateway {
         };
         // Fail now, not inside a worker, if TLS cannot be set up.
         byoc_actors::protocol::client::check_tls(&client_settings).context("upstream client")?;
+        let marker = Arc::new(byoc_actors::protocol::via::LoopMarker::new());
         let settings = Arc::new(PairSettings {
+            marker: marker.clone(),
             token_refresh: cfg.routing.token_refresh,
             token_retry: cfg.routing.token_retry,
             token_timeout: cfg.routing.token_timeout,
@@ -181,6 +183,7 @@ impl Gateway {
                 mailbox_timeout,
                 probe_wait,
                 budgets: budgets.clone(),
+                marker: marker.clone(),
             };
             App::new()
                 .app_data(web::Data::new(PublicState {

@@ -70,6 +70,9 @@ pub const SLOTS_INFLIGHT: &str = "byoc_gateway_slots_inflight";
 /// free slot), by `capability`.
 pub const STUCK_ATTEMPTS_TOTAL: &str = "byoc_gateway_stuck_attempts_total";
 
+/// Jobs refused with 508 because they had already passed through this gateway.
+pub const ROUTING_LOOPS_TOTAL: &str = "byoc_gateway_routing_loops_total";
+
 /// Jobs refused at once because the gateway was at `limits.max_inflight_jobs`.
 pub const JOBS_SHED_TOTAL: &str = "byoc_gateway_jobs_shed_total";
 
@@ -101,6 +104,7 @@ pub fn describe() {
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
     describe_counter!(JOBS_SHED_TOTAL, "Jobs refused with 503 at the in-flight job limit");
+    describe_counter!(ROUTING_LOOPS_TOTAL, "Jobs refused with 508: they had already passed through this gateway");
     describe_gauge!(QUEUE_DEPTH, "Jobs waiting for a free slot, by capability");
     describe_histogram!(QUEUE_WAIT_SECONDS, Unit::Seconds, "Time queued jobs waited for a slot");
     describe_counter!(QUEUE_OUTCOMES_TOTAL, "Queued jobs by capability and outcome");

@@ -18,6 +18,9 @@ pub enum Outcome {
     /// A 503 or 429: the orchestrator is busy. Retried elsewhere; the pair backs off without
     /// being treated as broken.
     CapacityRefused(u16),
+    /// A 508 Loop Detected: the job came back to a gateway it had passed (this one, through an
+    /// orchestrator whose `service_addr` points at it, or another). The pair leaves rotation.
+    RoutingLoop,
     /// A 5xx whose body says the GPU ran out of memory.
     OutOfMemory(String),
     /// Another 5xx, with a body excerpt.
@@ -42,6 +45,7 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::ClientError(_) => "http-4xx",
             Outcome::CapacityRefused(_) => "capacity",
+            Outcome::RoutingLoop => "routing-loop",
             Outcome::OutOfMemory(_) => "oom",
             Outcome::ServerError(..) => "http-5xx",
             Outcome::ContractMismatch(_) => "contract-mismatch",
@@ -63,6 +67,7 @@ impl Outcome {
             }
             0..=399 => Outcome::Success,
             429 | 503 => Outcome::CapacityRefused(status),
+            508 => Outcome::RoutingLoop,
             400..=499 => Outcome::ClientError(status),
             _ => {
                 let text = excerpt(body);
@@ -108,6 +113,8 @@ mod tests {
             Outcome::OutOfMemory(_)
         ));
         assert!(matches!(Outcome::classify(502, None, b"bad gateway", &plain), Outcome::ServerError(502, _)));
+        assert_eq!(Outcome::classify(508, None, b"", &plain), Outcome::RoutingLoop);
+        assert!(Outcome::RoutingLoop.retryable());
         assert!(!Outcome::Success.retryable());
         assert!(!Outcome::ClientError(404).retryable());
         assert!(Outcome::CapacityRefused(503).retryable());

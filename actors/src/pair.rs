@@ -47,6 +47,8 @@ pub struct PairSettings {
     pub token_timeout: Duration,
     /// Identity used on token probes and warm-up jobs.
     pub signer: SharedSigner,
+    /// The gateway's loop marker, sent on warm-up jobs too.
+    pub marker: Arc<crate::protocol::via::LoopMarker>,
     /// Peak-EWMA decay.
     pub ewma_decay: Duration,
     /// Latency a pair starts with before it has answered (neutral).
@@ -75,6 +77,7 @@ impl Default for PairSettings {
             token_retry: Duration::from_secs(1),
             token_timeout: Duration::from_secs(1),
             signer: Arc::new(crate::protocol::signer::Offchain),
+            marker: Arc::default(),
             ewma_decay: Duration::from_secs(10),
             initial_latency_ms: 100.0,
             lease_slack: Duration::from_secs(5),
@@ -130,6 +133,9 @@ pub struct PairActor {
     token_ok: bool,
     offered: bool,
     node_unreachable: bool,
+    /// A job sent here came back to a gateway it had passed (508): out of rotation until the
+    /// token names another `service_addr` or the operator resets the pair.
+    routing_loop: bool,
     /// Half-open trial calls admitted by [`Admit`] and not yet recorded.
     leases: HashMap<u64, Lease>,
     next_lease: u64,
@@ -217,6 +223,7 @@ impl PairActor {
             token_ok: false,
             offered: actor_offered,
             node_unreachable: false,
+            routing_loop: false,
             leases: HashMap::new(),
             next_lease: 1,
             probed_at_ms: 0,
@@ -317,6 +324,7 @@ impl PairActor {
             retired: self.retired,
             disabled: self.disabled,
             node_unreachable: self.node_unreachable,
+            routing_loop: self.routing_loop,
             over_ceiling: self.over_ceiling(),
             price_share: self.policy.price_share(price_per_unit, pixels_per_unit),
             warming: self.warming,
@@ -446,6 +454,8 @@ impl PairActor {
                     Ok(addr) => {
                         if self.service_addr.as_deref() != Some(addr.as_str()) {
                             self.service_addr = Some(Arc::from(addr));
+                            // Another address: the loop it made is worth another try.
+                            self.routing_loop = false;
                         }
                         if token.available_capacity > 0 {
                             self.offered = true;
@@ -508,6 +518,7 @@ impl PairActor {
         let client = self.client.clone();
         let signer = self.settings.signer.clone();
         let capability = self.key.capability.to_string();
+        let via = self.settings.marker.entry().clone();
         let max_response_bytes = 16 << 20;
         let fut = async move {
             let request = "{}".to_string();
@@ -533,6 +544,7 @@ impl PairActor {
                     job_header: &header,
                     content_type: Some(&warmup.content_type),
                     request_id: "byoc-gateway-warmup",
+                    via: &via,
                     timeout: Duration::from_secs(warmup.timeout_seconds),
                     max_response_bytes,
                     stream_timeout: Duration::from_secs(warmup.timeout_seconds),
@@ -647,6 +659,21 @@ impl PairActor {
                 } else {
                     None
                 }
+            }
+            Outcome::RoutingLoop => {
+                // A configuration problem, not the orchestrator's health: out of rotation.
+                self.counters.http_5xx += 1;
+                if trial {
+                    self.breaker.release_trial();
+                }
+                self.routing_loop = true;
+                let addr = self.service_addr.as_deref().unwrap_or("?").to_string();
+                tracing::error!(pair = %self.key, service_addr = %addr, "routing loop: the job came back to a gateway it had passed; pair leaves rotation");
+                self.note_error(
+                    "routing-loop",
+                    format!("508: a job sent to {addr} came back to a gateway it had passed (the token's service_addr leads back to a gateway); out of rotation until the token names another address or the pair is reset"),
+                );
+                None
             }
             Outcome::CapacityRefused(status) => {
                 self.counters.capacity += 1;
@@ -1030,6 +1057,7 @@ impl Handler<ForceBreaker> for PairActor {
             self.breaker.trip(Instant::now(), rand::random::<f64>())
         } else {
             self.capacity_backoff_until = None;
+            self.routing_loop = false;
             self.breaker.reset()
         };
         if let Some(t) = transition {

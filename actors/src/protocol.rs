@@ -9,6 +9,7 @@ pub mod client;
 pub mod header;
 pub mod signer;
 pub mod token;
+pub mod via;
 
 /// Request header carrying the base64 JSON job description (client -> gateway -> orchestrator).
 pub const HEADER_LIVEPEER: &str = "Livepeer";

@@ -40,6 +40,7 @@ use crate::policy::PolicyBook;
 use crate::protocol::client::{excerpt, EventStream, UpstreamReply};
 use crate::protocol::header::{encode_job_request, ClientJob};
 use crate::protocol::signer::SharedSigner;
+use crate::protocol::via::LoopMarker;
 use crate::supervisor::{Availability, EnsureCapability, Supervisor};
 
 use call::{attempt_url, Answer};
@@ -59,6 +60,8 @@ pub struct Job {
     pub content_type: Option<String>,
     /// The request id (sent upstream as `X-Request-Id`).
     pub request_id: String,
+    /// The `Via` header to send upstream ([`LoopMarker::upstream`]).
+    pub via: awc::http::header::HeaderValue,
 }
 
 /// The answer relayed to the client.
@@ -139,6 +142,8 @@ pub struct Router {
     pub budgets: RetryBudgets,
     /// This worker's metric handles per offered capability.
     pub metrics: m::JobMetricsCache,
+    /// This gateway's loop marker (shared by every worker).
+    pub marker: Arc<LoopMarker>,
 }
 
 impl Router {

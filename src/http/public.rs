@@ -98,11 +98,12 @@ async fn process_request(
         return Err(ApiError::method_not_allowed("POST"));
     }
     check_subpath(&path[PROCESS_REQUEST_PREFIX.len()..])?;
+    let via = check_loop(&req, &state)?;
     let slot = state.jobs.admit()?;
     let request_id = request_id(&req);
     let client = decode_client_header(req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes))?;
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
-    let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id };
+    let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id, via };
     Ok(run_job(&state, job, slot, ErrorShape::AsIs).await)
 }
 
@@ -133,6 +134,22 @@ pub(super) fn check_subpath(subpath: &str) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// Refuses a job that already passed through this gateway (its loop marker is in `Via`: an
+/// orchestrator's `service_addr` leads back here) with 508 before anything else happens, and
+/// returns the `Via` value to send upstream otherwise.
+pub(super) fn check_loop(req: &HttpRequest, state: &PublicState) -> Result<HeaderValue, ApiError> {
+    let marker = &state.router.marker;
+    if marker.seen_in(req.headers()) {
+        metrics::counter!(byoc_actors::metrics::ROUTING_LOOPS_TOTAL).increment(1);
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::LOOP_DETECTED,
+            "routing-loop",
+            "this job already passed through this gateway (its Via header carries the gateway's marker): an orchestrator's service_addr leads back to it; nothing was sent",
+        ));
+    }
+    Ok(marker.upstream(req.headers()))
 }
 
 /// How a relayed orchestrator error reaches the client.

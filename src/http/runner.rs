@@ -86,6 +86,7 @@ async fn runner_job(
         return Err(ApiError::route_not_found(req.method().as_str(), req.path()));
     };
     let client = client_job(&req, capability, routes.timeout_seconds)?;
+    let via = super::public::check_loop(&req, &state)?;
     let slot = state.jobs.admit()?;
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
     let job = Job {
@@ -94,6 +95,7 @@ async fn runner_job(
         body,
         content_type: content_type(&req),
         request_id: request_id(&req),
+        via,
     };
     Ok(run_job(&state, job, slot, ErrorShape::Runner).await)
 }

@@ -1,6 +1,7 @@
 //! Routing and failover through real simulators.
 
 use byoc_gateway::sim::Knobs;
+use serde_json::json;
 
 use crate::support::*;
 
@@ -255,4 +256,36 @@ async fn capabilities_named_in_the_config_get_pairs_at_start() {
     assert_eq!(pair["orchestrator_url"], a.url.as_str());
     assert_eq!(pair["routable"], true);
     assert_eq!(a.state.stats("depth").jobs, 0);
+}
+
+#[actix_web::test]
+async fn a_service_addr_leading_back_to_the_gateway_is_stopped_at_the_first_hop() {
+    let good = sim("good", &[("depth", healthy_but_slower())]);
+    let gw = gateway(&[(&good, &["depth"])]).await;
+    // An orchestrator whose token names the gateway itself as its service address.
+    let looper = sim("looper", &[("depth", healthy())]);
+    *looper.state.service_addr.lock() = gw.http.clone();
+    let added = gw.admin_post("/admin/orchestrators", json!({"url": looper.url, "capabilities": ["depth"]})).await;
+    assert_eq!(added.status, 201);
+    eventually("the looping pair is routable", 250, || async {
+        (gw.pair("depth", &looper.url).await["routable"] == true).then_some(())
+    })
+    .await;
+    let mut sent = 0;
+    loop {
+        sent += 1;
+        assert!(sent <= 10, "the looping pair was never tried");
+        let ans = gw.job("depth", &format!("j{sent}")).await;
+        assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
+        assert_eq!(ans.json()["sim"], "good");
+        if ans.header("x-gateway-attempts").as_deref() == Some("2") {
+            break;
+        }
+    }
+    let pair = gw.pair("depth", &looper.url).await;
+    assert_eq!(pair["unroutable_reason"], "routing-loop", "{pair}");
+    assert_eq!(pair["last_error"]["class"], "routing-loop", "{pair}");
+    let metrics = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).to_string();
+    assert!(metrics.contains("byoc_gateway_routing_loops_total 1\n"), "one refusal, at the first hop back");
+    assert_eq!(looper.state.stats("depth").jobs, 0, "its service address is the gateway, not itself");
 }

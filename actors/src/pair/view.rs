@@ -128,6 +128,8 @@ pub struct PairView {
     pub disabled: bool,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub node_unreachable: bool,
+    /// A job sent here came back to a gateway it had passed.
+    pub routing_loop: bool,
     /// The advertised price is over the capability's ceiling.
     pub over_ceiling: bool,
     /// Price relative to the ceiling in [0, 1], a factor in the selection cost.
@@ -164,6 +166,9 @@ pub enum Unroutable {
     NoCapacity,
     /// A connect failure on this orchestrator; waiting for a re-probe.
     NodeUnreachable,
+    /// A job sent here came back to a gateway it had passed (its token's `service_addr` leads
+    /// back to a gateway).
+    RoutingLoop,
     /// The advertised price is over the capability's ceiling.
     PriceOverCeiling,
     /// The configured warm-up job has not succeeded yet.
@@ -178,13 +183,14 @@ pub enum Unroutable {
 impl Unroutable {
     /// The name of every reason, in the order of [`PairView::routable_at`]'s checks (gauges list
     /// each, at zero when no pair has it).
-    pub const NAMES: [&'static str; 11] = [
+    pub const NAMES: [&'static str; 12] = [
         "retired",
         "disabled",
         "token-pending",
         "not-offered",
         "token-unavailable",
         "node-unreachable",
+        "routing-loop",
         "no-capacity",
         "price-over-ceiling",
         "warming-up",
@@ -202,6 +208,7 @@ impl Unroutable {
             Unroutable::TokenUnavailable => "token-unavailable",
             Unroutable::NoCapacity => "no-capacity",
             Unroutable::NodeUnreachable => "node-unreachable",
+            Unroutable::RoutingLoop => "routing-loop",
             Unroutable::PriceOverCeiling => "price-over-ceiling",
             Unroutable::WarmingUp => "warming-up",
             Unroutable::CapacityBackoff(_) => "capacity-backoff",
@@ -240,6 +247,7 @@ impl PairView {
             retired: false,
             disabled: false,
             node_unreachable: false,
+            routing_loop: false,
             over_ceiling: false,
             price_share: 0.0,
             warming: false,
@@ -269,6 +277,9 @@ impl PairView {
         }
         if self.node_unreachable {
             return Err(Unroutable::NodeUnreachable);
+        }
+        if self.routing_loop {
+            return Err(Unroutable::RoutingLoop);
         }
         if self.capacity_ceiling.unwrap_or(0) == 0 {
             return Err(Unroutable::NoCapacity);
@@ -617,6 +628,7 @@ mod tests {
             Unroutable::NotOffered,
             Unroutable::TokenUnavailable,
             Unroutable::NodeUnreachable,
+            Unroutable::RoutingLoop,
             Unroutable::NoCapacity,
             Unroutable::PriceOverCeiling,
             Unroutable::WarmingUp,
@@ -632,6 +644,7 @@ mod tests {
                 | Unroutable::NotOffered
                 | Unroutable::TokenUnavailable
                 | Unroutable::NodeUnreachable
+                | Unroutable::RoutingLoop
                 | Unroutable::NoCapacity
                 | Unroutable::PriceOverCeiling
                 | Unroutable::WarmingUp

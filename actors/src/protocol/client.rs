@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use awc::error::{PayloadError, SendRequestError};
-use awc::http::header::{HeaderName, CONTENT_TYPE};
+use awc::http::header::{HeaderName, HeaderValue, CONTENT_TYPE, VIA};
 use bytes::Bytes;
 use futures_util::Stream;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
@@ -302,6 +302,9 @@ pub struct Forward<'a> {
     pub content_type: Option<&'a str>,
     /// The request id, sent upstream as `X-Request-Id`.
     pub request_id: &'a str,
+    /// The `Via` header: the gateway's loop marker after what the job arrived with
+    /// ([`super::via::LoopMarker`]).
+    pub via: &'a HeaderValue,
     /// Deadline for the whole exchange, body included.
     pub timeout: Duration,
     /// Largest body accepted back.
@@ -321,7 +324,8 @@ pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) ->
         let mut req = client
             .post(fwd.url)
             .insert_header((names::LIVEPEER, fwd.job_header))
-            .insert_header((names::X_REQUEST_ID, fwd.request_id));
+            .insert_header((names::X_REQUEST_ID, fwd.request_id))
+            .insert_header((VIA, fwd.via.clone()));
         if let Some(ct) = fwd.content_type {
             req = req.insert_header((CONTENT_TYPE, ct));
         }

@@ -52,6 +52,7 @@ impl Router {
                 job_header: header,
                 content_type: job.content_type.as_deref(),
                 request_id: &job.request_id,
+                via: &job.via,
                 timeout,
                 max_response_bytes: self.max_response_bytes,
                 stream_timeout: Duration::from_secs(job.client.timeout_seconds),

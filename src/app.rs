@@ -156,6 +156,7 @@ impl Gateway {
             if cfg.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.workers };
         let grace = cfg.shutdown_grace;
         let jobs = crate::http::JobLimit::new(cfg.limits.max_inflight_jobs);
+        let bodies = crate::http::body::BodyBudget::new(cfg.limits.body_budget_bytes);
         let (body_read_timeout, header_read_timeout) = (cfg.limits.body_read_timeout, cfg.limits.header_read_timeout);
         let (sb, s, st, pol) = (scoreboard.clone(), supervisor.clone(), store.clone(), policies.clone());
         let (max_body, max_resp, mailbox_timeout, probe_wait) = (
@@ -193,6 +194,7 @@ impl Gateway {
                     max_body_bytes: max_body,
                     body_read_timeout,
                     jobs: jobs.clone(),
+                    bodies: bodies.clone(),
                 }))
                 .app_data(runner_routes.clone())
                 .configure(crate::http::public::configure)

@@ -79,10 +79,13 @@ pub struct Limits {
     /// A client must send its whole body within this time (slow-client bound); 408 otherwise.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
-    /// Jobs in flight at once, gateway-wide; past it jobs get an immediate 503 `overloaded`
-    /// (with `Retry-After: 1`) before their body is read. Bounds memory to about this many
-    /// bodies (each at most `max_body_bytes`). Jobs waiting in a queue count.
+    /// Jobs in flight at once, gateway-wide (waiting in a queue included); a job takes its
+    /// place once its body is read, and past the limit it gets an immediate 503 `overloaded`
+    /// (with `Retry-After: 1`).
     pub max_inflight_jobs: usize,
+    /// Bytes of job bodies the gateway holds at once (read, waiting in a queue or being sent);
+    /// past it a job gets a fast 503 `body-budget-exhausted`. At least `max_body_bytes`.
+    pub body_budget_bytes: usize,
     /// Jobs that may wait in one capability's queue for a free slot when every orchestrator is
     /// at its concurrency limit (a capability's `queue_depth` overrides it; 0: no queue, a
     /// full pool answers 503 at once).
@@ -98,6 +101,7 @@ impl Default for Limits {
             header_read_timeout: Duration::from_secs(5),
             body_read_timeout: Duration::from_secs(30),
             max_inflight_jobs: 4096,
+            body_budget_bytes: 256 << 20,
             queue_depth: byoc_actors::policy::DEFAULT_QUEUE_DEPTH,
         }
     }
@@ -426,6 +430,12 @@ impl Config {
             || l.max_inflight_jobs == 0
         {
             return Err(invalid("limits must be positive".into()));
+        }
+        if l.body_budget_bytes < l.max_body_bytes {
+            return Err(invalid(format!(
+                "limits.body_budget_bytes ({}) must be at least limits.max_body_bytes ({}): a body of the largest size could never be accepted",
+                l.body_budget_bytes, l.max_body_bytes
+            )));
         }
         if l.queue_depth > byoc_actors::policy::MAX_QUEUE_DEPTH {
             return Err(invalid(format!(

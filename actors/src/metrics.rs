@@ -70,6 +70,11 @@ pub const SLOTS_INFLIGHT: &str = "byoc_gateway_slots_inflight";
 /// free slot), by `capability`.
 pub const STUCK_ATTEMPTS_TOTAL: &str = "byoc_gateway_stuck_attempts_total";
 
+/// Bytes of job bodies the gateway holds now (being read, waiting or being sent).
+pub const BODY_BYTES: &str = "byoc_gateway_body_bytes";
+/// Jobs refused with 503 because the body budget (`limits.body_budget_bytes`) was spent.
+pub const BODY_BUDGET_REFUSED_TOTAL: &str = "byoc_gateway_body_budget_refused_total";
+
 /// Jobs refused with 508 because they had already passed through this gateway.
 pub const ROUTING_LOOPS_TOTAL: &str = "byoc_gateway_routing_loops_total";
 
@@ -104,6 +109,8 @@ pub fn describe() {
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
     describe_counter!(JOBS_SHED_TOTAL, "Jobs refused with 503 at the in-flight job limit");
+    describe_gauge!(BODY_BYTES, Unit::Bytes, "Bytes of job bodies held now");
+    describe_counter!(BODY_BUDGET_REFUSED_TOTAL, "Jobs refused with 503: the body budget was spent");
     describe_counter!(ROUTING_LOOPS_TOTAL, "Jobs refused with 508: they had already passed through this gateway");
     describe_gauge!(QUEUE_DEPTH, "Jobs waiting for a free slot, by capability");
     describe_histogram!(QUEUE_WAIT_SECONDS, Unit::Seconds, "Time queued jobs waited for a slot");

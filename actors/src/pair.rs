@@ -549,7 +549,7 @@ impl PairActor {
                     max_response_bytes,
                     stream_timeout: Duration::from_secs(warmup.timeout_seconds),
                 },
-                bytes::Bytes::from(warmup.body.into_bytes()),
+                &bytes::Bytes::from(warmup.body.into_bytes()).into(),
             )
             .await;
             (res, started.elapsed())

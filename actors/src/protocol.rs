@@ -5,6 +5,7 @@
 //! Everything here is plain async functions and data, so actors and HTTP handlers can both
 //! use it and the codecs are unit-testable without a server.
 
+pub mod body;
 pub mod client;
 pub mod header;
 pub mod signer;

@@ -54,8 +54,8 @@ pub struct Job {
     pub client: ClientJob,
     /// The path to forward (`/process/request/...`), without the query string.
     pub path: String,
-    /// The request body, buffered once and replayed on failover.
-    pub body: Bytes,
+    /// The request body, held once as it arrived and replayed on failover.
+    pub body: crate::protocol::body::JobBody,
     /// The client's `Content-Type`.
     pub content_type: Option<String>,
     /// The request id (sent upstream as `X-Request-Id`).

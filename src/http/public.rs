@@ -15,8 +15,8 @@ use byoc_actors::supervisor::{GetSupervisorReport, Supervisor};
 use serde_json::json;
 use tracing::Instrument as _;
 
+use super::body::{read_body, BodyBudget, BodyReservation};
 use super::error::ApiError;
-use super::read_body;
 
 /// Per-worker state of the public listener.
 pub struct PublicState {
@@ -32,6 +32,8 @@ pub struct PublicState {
     pub body_read_timeout: std::time::Duration,
     /// Jobs in flight, gateway-wide (shared by every worker).
     pub jobs: std::sync::Arc<super::JobLimit>,
+    /// Bytes of job bodies held, gateway-wide.
+    pub bodies: std::sync::Arc<BodyBudget>,
 }
 
 /// Registers the public routes.
@@ -99,10 +101,11 @@ async fn process_request(
     }
     check_subpath(&path[PROCESS_REQUEST_PREFIX.len()..])?;
     let via = check_loop(&req, &state)?;
-    let slot = state.jobs.admit()?;
     let request_id = request_id(&req);
     let client = decode_client_header(req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes))?;
-    let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
+    let mut held = BodyReservation::new(&state.bodies);
+    let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout, &mut held).await?;
+    let slot = state.jobs.admit(held)?;
     let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id, via };
     Ok(run_job(&state, job, slot, ErrorShape::AsIs).await)
 }

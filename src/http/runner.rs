@@ -20,9 +20,9 @@ use byoc_actors::protocol::header::{decode_client_header, ClientJob};
 use byoc_actors::protocol::{HEADER_LIVEPEER, PROCESS_REQUEST_PREFIX};
 use byoc_actors::route::Job;
 
+use super::body::{read_body, BodyReservation};
 use super::error::ApiError;
 use super::public::{content_type, request_id, run_job, ErrorShape, PublicState};
-use super::read_body;
 
 /// The AI runner's pipeline paths (ai-runner `runner/openapi.yaml`), without the leading `/`.
 pub const PIPELINES: [&str; 10] = [
@@ -87,8 +87,9 @@ async fn runner_job(
     };
     let client = client_job(&req, capability, routes.timeout_seconds)?;
     let via = super::public::check_loop(&req, &state)?;
-    let slot = state.jobs.admit()?;
-    let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout).await?;
+    let mut held = BodyReservation::new(&state.bodies);
+    let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout, &mut held).await?;
+    let slot = state.jobs.admit(held)?;
     let job = Job {
         client,
         path: format!("{PROCESS_REQUEST_PREFIX}{pipeline}"),

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod bodies;
 mod capacity;
 mod cli;
 mod clients;

@@ -316,7 +316,11 @@ pub struct Forward<'a> {
 /// POSTs a job and reads the whole answer, bounded by `fwd.timeout`; a 2xx `text/event-stream`
 /// answer is returned once its headers arrive, its body left to stream (bounded by
 /// `fwd.stream_timeout`).
-pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) -> Result<UpstreamReply, UpstreamError> {
+pub async fn forward_job(
+    client: &awc::Client,
+    fwd: Forward<'_>,
+    body: &super::body::JobBody,
+) -> Result<UpstreamReply, UpstreamError> {
     let fut = async {
         // Pre-parsed header names (parsing a `&str` name costs more than the rest of the
         // header), and no awc timeout: the `tokio::time::timeout` below bounds the whole
@@ -329,7 +333,7 @@ pub async fn forward_job(client: &awc::Client, fwd: Forward<'_>, body: Bytes) ->
         if let Some(ct) = fwd.content_type {
             req = req.insert_header((CONTENT_TYPE, ct));
         }
-        let mut resp = req.send_body(body).await.map_err(|e| map_send_error(e, fwd.timeout))?;
+        let mut resp = req.send_body(body.upstream()).await.map_err(|e| map_send_error(e, fwd.timeout))?;
         let header = |name: &HeaderName| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let status = resp.status().as_u16();
         let content_type = header(&CONTENT_TYPE);

@@ -57,7 +57,7 @@ impl Router {
                 max_response_bytes: self.max_response_bytes,
                 stream_timeout: Duration::from_secs(job.client.timeout_seconds),
             },
-            job.body.clone(),
+            &job.body,
         )
         .instrument(tracing::info_span!(
             "attempt",

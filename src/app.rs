@@ -82,10 +82,11 @@ impl Gateway {
 
         // Ports next, before any actor with timers starts: a port in use then fails the start
         // cleanly (an actor system torn down mid-start panicked on the way out).
+        let backlog = cfg.limits.listen_backlog;
         let public_listener =
-            TcpListener::bind(v.http_addr).with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
+            listen(v.http_addr, backlog).with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
         let admin_listener =
-            TcpListener::bind(v.admin_addr).with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
+            listen(v.admin_addr, backlog).with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
         let signer: SharedSigner = v.signer.clone();
         tracing::info!(scheme = signer.scheme(), address = %signer.address(), "signer");
         let client_settings = ClientSettings {
@@ -211,19 +212,21 @@ impl Gateway {
         .listen(public_listener)?
         .run();
 
-        let source = v.source.clone();
+        let (source, running) = (v.source.clone(), cfg.clone());
         let admin_state = web::Data::new(AdminState {
             supervisor: supervisor.clone(),
             metrics,
             token: cfg.admin_token.as_deref().map(Arc::from),
             metrics_require_token: cfg.metrics_require_token,
-            reloader: Arc::new(move || reload_message(&source)),
+            reloader: Arc::new(move || reload_message(&source, &running)),
+            request_timeout: cfg.limits.body_read_timeout,
         });
         let admin_json_limit = cfg.limits.admin_body_bytes;
         let admin_api = web::Data::new(crate::http::admin::openapi());
         let admin =
             HttpServer::new(move || crate::http::admin::app(admin_state.clone(), admin_api.clone(), admin_json_limit))
                 .workers(1)
+                .client_request_timeout(header_read_timeout)
                 .disable_signals()
                 .shutdown_timeout(5)
                 .listen(admin_listener)?
@@ -294,13 +297,24 @@ async fn forget_webhook_orchestrators(store: &Addr<Store>, snapshot: &mut store:
 
 /// Re-reads the configuration the gateway was started with, as a [`Reload`] for the
 /// supervisor. `None` when there is no config file to re-read.
-pub fn reload_message(source: &RunArgs) -> Option<Result<Reload, String>> {
+pub fn reload_message(source: &RunArgs, running: &Config) -> Option<Result<Reload, String>> {
     source.config.as_ref()?;
-    Some(
-        Config::load_for_reload(source)
-            .map_err(|e| e.to_string())
-            .map(|v| Reload { orchestrators: v.orchestrators, policies: v.policies.into_iter().collect() }),
-    )
+    Some(Config::load_for_reload(source).map_err(|e| e.to_string()).map(|v| Reload {
+        restart_required: running.restart_required(&v.config),
+        orchestrators: v.orchestrators,
+        policies: v.policies.into_iter().collect(),
+    }))
+}
+
+/// A listening socket on `addr` with room for `backlog` connections not yet accepted (a burst of
+/// connects past std's 128 waits for a SYN retry, a second or more, instead of a queue slot).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
+    Ok(socket.into())
 }
 
 /// Installs SIGTERM and SIGINT handlers and returns a future that ends at the first of them.
@@ -322,7 +336,7 @@ pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'s
 /// SIGTERM or SIGINT, shut down.
 pub async fn run(v: Validated) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let source = v.source.clone();
+    let (source, running) = (v.source.clone(), v.config.clone());
     // Handlers first: a signal sent as soon as the ready line appears (or during start-up) must
     // find them installed, or its default action kills the process (a SIGHUP reload would stop
     // the gateway, a SIGTERM would skip the drain).
@@ -341,7 +355,7 @@ pub async fn run(v: Validated) -> anyhow::Result<()> {
                 tracing::info!(signal = "SIGINT", "signal received");
                 break;
             }
-            _ = hup.recv() => match reload_message(&source) {
+            _ = hup.recv() => match reload_message(&source, &running) {
                 None => tracing::warn!("SIGHUP: started without --config; nothing to reload"),
                 Some(Err(e)) => tracing::error!(error = %e, "SIGHUP: the config file is invalid; nothing changed"),
                 Some(Ok(msg)) => match gw.supervisor.send(msg).timeout(Duration::from_secs(10)).await {

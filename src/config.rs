@@ -83,6 +83,9 @@ pub struct Limits {
     /// place once its body is read, and past the limit it gets an immediate 503 `overloaded`
     /// (with `Retry-After: 1`).
     pub max_inflight_jobs: usize,
+    /// Connections each listener queues before accepting them (the kernel caps it at
+    /// `net.core.somaxconn`).
+    pub listen_backlog: u32,
     /// Bytes of job bodies the gateway holds at once (read, waiting in a queue or being sent);
     /// past it a job gets a fast 503 `body-budget-exhausted`. At least `max_body_bytes`.
     pub body_budget_bytes: usize,
@@ -102,6 +105,7 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             max_inflight_jobs: 4096,
             body_budget_bytes: 256 << 20,
+            listen_backlog: 4096,
             queue_depth: byoc_actors::policy::DEFAULT_QUEUE_DEPTH,
         }
     }
@@ -298,6 +302,25 @@ impl Default for Config {
     }
 }
 
+/// Refuses an environment variable named `BYOC_GATEWAY_*` that no flag reads: a misspelt one
+/// would otherwise be ignored without a word, as an unknown key in the file is not.
+fn check_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
+    use clap::Args as _;
+    let cmd = RunArgs::augment_args(clap::Command::new("run"));
+    let known: Vec<String> =
+        cmd.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
+    let mut unknown: Vec<String> = names.filter(|k| k.starts_with("BYOC_GATEWAY_") && !known.contains(k)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    Err(ConfigError::Invalid(format!(
+        "unknown environment variable(s) {}: byoc-gateway reads only {} (everything else is in the config file)",
+        unknown.join(", "),
+        known.join(", ")
+    )))
+}
+
 /// The checked configuration, with parsed forms of the string fields.
 #[derive(Debug, Clone)]
 pub struct Validated {
@@ -347,6 +370,7 @@ impl Config {
     }
 
     fn load_with(args: &RunArgs, unlock: Unlock) -> Result<Validated, ConfigError> {
+        check_env(std::env::vars_os().filter_map(|(k, _)| k.into_string().ok()))?;
         let mut cfg = match &args.config {
             Some(path) => Self::from_file(path)?,
             None => Self::default(),
@@ -355,6 +379,33 @@ impl Config {
         let mut v = cfg.validate_with(unlock)?;
         v.source = args.clone();
         Ok(v)
+    }
+
+    /// The settings that differ between `self` (running) and `new` and that a reload does not
+    /// apply (everything but the orchestrators and the per-capability policies): dotted keys
+    /// (`limits.max_body_bytes`, `admin_token`), never their values.
+    pub fn restart_required(&self, new: &Config) -> Vec<String> {
+        const LIVE: [&str; 3] = ["orch_addr", "orchestrators", "capabilities"];
+        let (Ok(serde_json::Value::Object(old)), Ok(serde_json::Value::Object(new))) =
+            (serde_json::to_value(self), serde_json::to_value(new))
+        else {
+            return Vec::new();
+        };
+        let mut keys = Vec::new();
+        for (key, value) in &old {
+            let other = new.get(key).unwrap_or(&serde_json::Value::Null);
+            if LIVE.contains(&key.as_str()) || other == value {
+                continue;
+            }
+            match (value, other) {
+                (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+                    let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                    keys.extend(names.into_iter().filter(|k| a.get(*k) != b.get(*k)).map(|k| format!("{key}.{k}")));
+                }
+                _ => keys.push(key.clone()),
+            }
+        }
+        keys
     }
 
     /// Overlays the flags (and env values) that were given.
@@ -428,6 +479,7 @@ impl Config {
             || l.header_read_timeout.is_zero()
             || l.body_read_timeout.is_zero()
             || l.max_inflight_jobs == 0
+            || l.listen_backlog == 0
         {
             return Err(invalid("limits must be positive".into()));
         }

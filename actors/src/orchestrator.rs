@@ -78,13 +78,22 @@ pub enum UrlError {
     /// A path, query, fragment or credentials, which the protocol has no place for.
     #[error("'{0}' must be a bare origin (scheme://host:port) without path, query or credentials")]
     NotOrigin(String),
+    /// Longer than any orchestrator address (the address is not echoed back).
+    #[error("the address is {0} characters long; at most {MAX_URL_LEN} are accepted, and a host name at most 253")]
+    TooLong(usize),
 }
+
+/// Longest orchestrator address accepted (a DNS name is at most 253 characters).
+pub const MAX_URL_LEN: usize = 512;
 
 /// Normalises an orchestrator address the way go-livepeer's `-orchAddr` does: a bare
 /// `host:port` becomes `https://host:port`; an explicit `http://` is honoured. The result has
 /// no trailing slash, so `service_addr + path` concatenation is exact.
 pub fn normalize_url(raw: &str) -> Result<String, UrlError> {
     let raw = raw.trim();
+    if raw.len() > MAX_URL_LEN {
+        return Err(UrlError::TooLong(raw.len()));
+    }
     let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("https://{raw}") };
     let url = Url::parse(&with_scheme).map_err(|e| UrlError::Parse(raw.into(), e.to_string()))?;
     match url.scheme() {
@@ -96,6 +105,9 @@ pub fn normalize_url(raw: &str) -> Result<String, UrlError> {
     };
     if host.is_empty() {
         return Err(UrlError::NoHost(raw.into()));
+    }
+    if host.len() > 253 {
+        return Err(UrlError::TooLong(raw.len()));
     }
     if (url.path() != "/" && !url.path().is_empty())
         || url.query().is_some()
@@ -128,5 +140,9 @@ mod tests {
         assert!(normalize_url("not a url at all").is_err());
         assert!(normalize_url("").is_err());
         assert!(normalize_url("http://:80").is_err());
+        let long = format!("http://{}.example:80", "a".repeat(60_000));
+        assert_eq!(normalize_url(&long), Err(UrlError::TooLong(long.len())));
+        let long_host = format!("http://{}.example:80", "a".repeat(300));
+        assert!(matches!(normalize_url(&long_host), Err(UrlError::TooLong(_))));
     }
 }

@@ -1119,6 +1119,8 @@ pub struct ReloadReport {
     pub policies_changed: Vec<String>,
     /// Capabilities whose config policy was not applied because a runtime policy wins.
     pub policies_shadowed: Vec<String>,
+    /// Settings that changed in the file but take effect only at the next start.
+    pub restart_required: Vec<String>,
 }
 
 /// Applies a re-read configuration file: static orchestrators (added and removed, with
@@ -1131,6 +1133,8 @@ pub struct Reload {
     pub orchestrators: Vec<(String, Vec<Capability>)>,
     /// The file's per-capability policies (already validated).
     pub policies: HashMap<Capability, CapabilityPolicy>,
+    /// Settings that changed but are not applied live (reported back as they are).
+    pub restart_required: Vec<String>,
 }
 
 impl Handler<Reload> for Supervisor {
@@ -1138,10 +1142,10 @@ impl Handler<Reload> for Supervisor {
 
     fn handle(&mut self, msg: Reload, _ctx: &mut Self::Context) -> Self::Result {
         let fut = self.store.send(ReconcileConfig { entries: msg.orchestrators }).timeout(STORE_TIMEOUT);
-        let policies = msg.policies;
+        let (policies, restart_required) = (msg.policies, msg.restart_required);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
             let snapshot = stored(res)?;
-            let mut report = ReloadReport::default();
+            let mut report = ReloadReport { restart_required, ..ReloadReport::default() };
             // Registry: what the store now holds is the truth.
             let now_ids: BTreeSet<OrchestratorId> = snapshot.orchestrators.iter().map(|o| o.id.clone()).collect();
             let gone: Vec<OrchestratorId> =

@@ -53,6 +53,8 @@ pub struct AdminState {
     pub metrics_require_token: bool,
     /// Config reload.
     pub reloader: Reloader,
+    /// Bound on one admin call, its body included (`limits.body_read_timeout`).
+    pub request_timeout: Duration,
 }
 
 #[derive(OpenApi)]
@@ -161,7 +163,26 @@ pub fn app(
         .service(scope)
         .into_app()
         .default_service(web::to(super::not_found))
+        .wrap(actix_web::middleware::from_fn(bounded))
         .wrap(actix_web::middleware::from_fn(local_only))
+}
+
+/// Bounds one admin call, its body included: a client trickling its JSON body gets a 408 and
+/// the connection back, instead of holding it.
+async fn bounded(
+    req: ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let limit = req.app_data::<web::Data<AdminState>>().map_or(ADMIN_TIMEOUT * 3, |s| s.request_timeout);
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(res) => res.map(ServiceResponse::map_into_boxed_body),
+        Err(_) => Err(ApiError::new(
+            actix_web::http::StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            format!("the admin call (its body included) did not complete within {}s", limit.as_secs_f64()),
+        )
+        .into()),
+    }
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {

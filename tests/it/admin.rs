@@ -262,3 +262,36 @@ async fn the_bearer_scheme_is_case_insensitive() {
         assert_eq!(ans.status, 200, "{scheme}");
     }
 }
+
+#[actix_web::test]
+async fn an_admin_body_sent_too_slowly_gets_a_408_and_the_connection_back() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let gw = gateway_with(&[], |c| c.limits.body_read_timeout = std::time::Duration::from_millis(300)).await;
+    let addr = gw.admin.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /admin/orchestrators HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    let mut answer = Vec::new();
+    // The gateway answers and closes: read to the end (bounded by the test's own timeout).
+    tokio::time::timeout(std::time::Duration::from_secs(20), s.read_to_end(&mut answer))
+        .await
+        .expect("answered within the bound")
+        .expect("read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request-timeout"), "a JSON error: {text}");
+    assert_eq!(gw.admin_get("/admin/orchestrators").await.json(), json!([]), "nothing was added");
+}
+
+#[actix_web::test]
+async fn an_orchestrator_address_too_long_for_any_host_is_refused_without_echoing_it() {
+    let gw = gateway_with(&[], |c| c.limits.admin_body_bytes = 1 << 20).await;
+    let url = format!("http://{}.example:8935", "a".repeat(60_000));
+    let ans = gw.admin_post("/admin/orchestrators", json!({"url": url})).await;
+    let v = ans.error(400, "invalid-url");
+    assert!(ans.body.len() < 1000, "the address is not echoed back: {} bytes", ans.body.len());
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("characters long")), "{v}");
+    assert_eq!(gw.admin_get("/admin/orchestrators").await.json(), json!([]));
+}

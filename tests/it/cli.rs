@@ -111,3 +111,34 @@ fn a_port_in_use_fails_the_start_cleanly() {
     assert!(err.contains("cannot bind admin_addr"), "the message names the address: {err}");
     assert!(!err.contains("panicked"), "no panic on the way out: {err}");
 }
+
+#[test]
+fn an_unknown_byoc_gateway_environment_variable_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (code, _, err) = run(
+        &["check-config", "--data-dir", data.to_str().expect("path")],
+        &[("BYOC_GATEWAY_HTTP_ADRR", "127.0.0.1:1")],
+    );
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("BYOC_GATEWAY_HTTP_ADRR") && err.contains("BYOC_GATEWAY_HTTP_ADDR"),
+        "names it and the known ones: {err}"
+    );
+    let (code, _, err) = run(&["check-config"], &[("BYOC_GATEWAY_HTTP_ADDR", "127.0.0.1:0")]);
+    assert_eq!(code, Some(0), "{err}");
+}
+
+#[actix_web::test]
+async fn the_listen_backlog_is_the_configured_one() {
+    let gw = gateway_with(&[], |c| c.limits.listen_backlog = 777).await;
+    let port = gw.http.rsplit(':').next().expect("port").to_string();
+    let Ok(out) = Command::new("ss").args(["-ltnH", &format!("sport = :{port}")]).output() else {
+        eprintln!("SKIPPED listen backlog check: `ss` (iproute2) is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // LISTEN lines: State Recv-Q Send-Q(backlog) Local Peer
+    let backlog: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert_eq!(backlog, ["777"], "{text}");
+}

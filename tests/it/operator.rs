@@ -167,6 +167,7 @@ async fn reload_applies_the_config_files_orchestrators_and_policies_in_place() {
     assert_eq!(report["orchestrators_added"], json!([b.url]));
     assert_eq!(report["orchestrators_removed"], json!([a.url]));
     assert_eq!(report["policies_changed"], json!(["depth"]));
+    assert_eq!(report["restart_required"], json!([]), "{report}");
     assert_eq!(gw.admin_get("/admin/capabilities/depth").await.json()["effective"]["max_attempts"], 4);
     eventually("b routable", 250, || async { (gw.pair("depth", &b.url).await["routable"] == true).then_some(()) })
         .await;
@@ -177,6 +178,15 @@ async fn reload_applies_the_config_files_orchestrators_and_policies_in_place() {
     let slow = in_flight.await.expect("job task");
     assert_eq!(slow.status, 200, "the in-flight job survived the reload that removed its orchestrator");
     assert_eq!(slow.json()["sim"], "a");
+
+    // Settings a reload cannot apply are named, not silently ignored.
+    let text = format!(
+        "[[orchestrators]]\nurl = \"{}\"\ncapabilities = [\"depth\"]\n[capabilities.depth]\nmax_attempts = 4\n[limits]\nmax_body_bytes = 1000\n[log]\nlevel = \"debug\"\n",
+        b.url
+    );
+    std::fs::write(&file, text).expect("write");
+    let report = gw.admin_post("/admin/reload", json!({})).await.json();
+    assert_eq!(report["restart_required"], json!(["limits.max_body_bytes", "log.level"]), "{report}");
 }
 
 #[actix_web::test]

@@ -102,6 +102,7 @@ impl Gateway {
             marker: marker.clone(),
             token_refresh: cfg.routing.token_refresh,
             token_retry: cfg.routing.token_retry,
+            token_retry_max: cfg.routing.token_retry_max,
             token_timeout: cfg.routing.token_timeout,
             signer: signer.clone(),
             ..PairSettings::default()
@@ -139,6 +140,7 @@ impl Gateway {
             snapshot,
             eager,
             probe_wait: cfg.routing.probe_wait,
+            discovery_probes_per_sec: cfg.routing.discovery_probes_per_sec,
             flush_every: cfg.routing.flush_every,
             policies: policies.clone(),
             config_policies,

@@ -118,9 +118,16 @@ pub struct Routing {
     /// Token refresh period per pair (jittered).
     #[serde(with = "humantime_serde")]
     pub token_refresh: Duration,
-    /// Token refresh period while a pair has no token or no capacity.
+    /// Token refresh period while the orchestrator reports no free slot, and the first retry
+    /// after a failed probe.
     #[serde(with = "humantime_serde")]
     pub token_retry: Duration,
+    /// Failed probes in a row back off, doubling from `token_retry`, up to this.
+    #[serde(with = "humantime_serde")]
+    pub token_retry_max: Duration,
+    /// Token probes a second spent discovering capability names no orchestrator is known to
+    /// offer (each such name probes every orchestrator once); past it such jobs get a 503.
+    pub discovery_probes_per_sec: u32,
     /// Bound on one token probe.
     #[serde(with = "humantime_serde")]
     pub token_timeout: Duration,
@@ -147,6 +154,8 @@ impl Default for Routing {
         Self {
             token_refresh: Duration::from_secs(10),
             token_retry: Duration::from_secs(1),
+            token_retry_max: Duration::from_secs(30),
+            discovery_probes_per_sec: 200,
             token_timeout: Duration::from_secs(1),
             probe_wait: Duration::from_millis(1500),
             tls_verify: false,
@@ -496,9 +505,13 @@ impl Config {
             )));
         }
         let r = &self.routing;
+        if r.discovery_probes_per_sec == 0 {
+            return Err(invalid("routing.discovery_probes_per_sec must be at least 1".into()));
+        }
         for (name, d) in [
             ("routing.token_refresh", r.token_refresh),
             ("routing.token_retry", r.token_retry),
+            ("routing.token_retry_max", r.token_retry_max),
             ("routing.token_timeout", r.token_timeout),
             ("routing.probe_wait", r.probe_wait),
             ("routing.connect_timeout", r.connect_timeout),

@@ -8,6 +8,7 @@
 //!   no I/O).
 //! - [`outcome`]: how an upstream call ended (the one place answers are classified).
 //! - [`queue`]: a capability's wait queue for jobs that found every pair full.
+//! - [`ratelimit`]: a token bucket (probes spent discovering capability names).
 //! - [`policy`]: per-capability routing policy (profiles, retry knobs).
 //! - [`pair`]: `PairActor`, one per (orchestrator, capability), owning that pair's health.
 //! - [`dispatcher`]: `Dispatcher`, the per-capability scoreboard that selects pairs.
@@ -35,6 +36,7 @@ pub mod pair;
 pub mod policy;
 pub mod protocol;
 pub mod queue;
+pub mod ratelimit;
 pub mod route;
 pub mod score;
 pub mod store;

@@ -70,6 +70,9 @@ pub const SLOTS_INFLIGHT: &str = "byoc_gateway_slots_inflight";
 /// free slot), by `capability`.
 pub const STUCK_ATTEMPTS_TOTAL: &str = "byoc_gateway_stuck_attempts_total";
 
+/// Jobs for a capability name nobody is known to offer, refused (503) because the probes for
+/// such names were spent (`routing.discovery_probes_per_sec`).
+pub const DISCOVERY_RATE_LIMITED_TOTAL: &str = "byoc_gateway_discovery_rate_limited_total";
 /// Bytes of job bodies the gateway holds now (being read, waiting or being sent).
 pub const BODY_BYTES: &str = "byoc_gateway_body_bytes";
 /// Jobs refused with 503 because the body budget (`limits.body_budget_bytes`) was spent.
@@ -109,6 +112,10 @@ pub fn describe() {
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
     describe_counter!(JOBS_SHED_TOTAL, "Jobs refused with 503 at the in-flight job limit");
+    describe_counter!(
+        DISCOVERY_RATE_LIMITED_TOTAL,
+        "Jobs for unknown capability names refused: discovery probes spent"
+    );
     describe_gauge!(BODY_BYTES, Unit::Bytes, "Bytes of job bodies held now");
     describe_counter!(BODY_BUDGET_REFUSED_TOTAL, "Jobs refused with 503: the body budget was spent");
     describe_counter!(ROUTING_LOOPS_TOTAL, "Jobs refused with 508: they had already passed through this gateway");

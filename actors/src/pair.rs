@@ -8,6 +8,7 @@
 //! connection, so bytes never cross threads. After every change the actor publishes a
 //! [`PairView`] that the dispatcher selects from.
 
+pub mod probe;
 pub mod slots;
 pub mod tally;
 pub mod view;
@@ -40,9 +41,11 @@ pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, SharedView,
 pub struct PairSettings {
     /// Token refresh period while healthy (jittered by +-20 %).
     pub token_refresh: Duration,
-    /// Token refresh period while the last probe failed or reported no capacity, so that a
-    /// recovered orchestrator comes back quickly.
+    /// Token refresh period while the orchestrator reports no free slot, and the first retry
+    /// after a failed probe (failures in a row double it, up to `token_retry_max`).
     pub token_retry: Duration,
+    /// Longest wait between failing probes.
+    pub token_retry_max: Duration,
     /// Bound on one token probe (go-livepeer: 500 ms per request, 1 s overall).
     pub token_timeout: Duration,
     /// Identity used on token probes and warm-up jobs.
@@ -75,6 +78,7 @@ impl Default for PairSettings {
         Self {
             token_refresh: Duration::from_secs(10),
             token_retry: Duration::from_secs(1),
+            token_retry_max: Duration::from_secs(30),
             token_timeout: Duration::from_secs(1),
             signer: Arc::new(crate::protocol::signer::Offchain),
             marker: Arc::default(),
@@ -139,6 +143,8 @@ pub struct PairActor {
     /// Half-open trial calls admitted by [`Admit`] and not yet recorded.
     leases: HashMap<u64, Lease>,
     next_lease: u64,
+    /// Token probes that failed in a row (their back-off, [`probe::next_delay`]).
+    probe_failures: u32,
     /// When the last token probe started, in wrapping milliseconds ([`slots::millis_now`]): a
     /// `u32` fits in the actor's padding, and only intervals under a few seconds are compared.
     probed_at_ms: u32,
@@ -227,6 +233,7 @@ impl PairActor {
             leases: HashMap::new(),
             next_lease: 1,
             probed_at_ms: 0,
+            probe_failures: 0,
             tally: Arc::default(),
             drain_scheduled: false,
             warming,
@@ -308,6 +315,7 @@ impl PairActor {
             consecutive_failures: self.breaker.consecutive_failures(),
             probed: self.probed,
             token_ok: self.token_ok,
+            token_failures: self.probe_failures,
             available_capacity: self.token.as_ref().map_or(0, |t| t.available_capacity),
             capacity_ceiling: self.limit.ceiling(),
             price_per_unit,
@@ -422,16 +430,20 @@ impl PairActor {
         if let Some(h) = self.refresh.take() {
             ctx.cancel_future(h);
         }
-        // An orchestrator that reported no free slot is asked again soon: its figure caps this
-        // pair's limit until a token shows room again.
-        let healthy = self.token_ok && self.token.as_ref().is_some_and(|t| t.available_capacity > 0);
-        let base = if healthy || !self.offered && self.token_ok {
-            self.settings.token_refresh
+        let last = if self.probe_failures > 0 || !self.token_ok {
+            probe::LastProbe::Failed(self.probe_failures.max(1))
+        } else if self.token.as_ref().is_some_and(|t| t.available_capacity > 0) || !self.offered {
+            probe::LastProbe::Healthy
         } else {
-            self.settings.token_retry.min(self.settings.token_refresh)
+            probe::LastProbe::Full
         };
-        let jitter = 0.8 + 0.4 * rand::random::<f64>();
-        self.refresh = Some(ctx.run_later(base.mul_f64(jitter), |act, ctx| {
+        let cadence = probe::Cadence {
+            refresh: self.settings.token_refresh,
+            retry: self.settings.token_retry,
+            retry_max: self.settings.token_retry_max,
+        };
+        let delay = probe::jittered(probe::next_delay(cadence, last), rand::random::<f64>());
+        self.refresh = Some(ctx.run_later(delay, |act, ctx| {
             act.refresh = None;
             act.sweep_leases();
             // Safety net for a drain request that could not be delivered.
@@ -443,6 +455,8 @@ impl PairActor {
     fn apply_token(&mut self, res: Result<JobToken, TokenError>, inflight: u32) {
         self.probed = true;
         self.node_unreachable = false;
+        // Counted here, reset below once a usable token arrives.
+        self.probe_failures = self.probe_failures.saturating_add(1);
         match res {
             Ok(token) => {
                 let service = if token.service_addr.trim().is_empty() {
@@ -470,6 +484,7 @@ impl PairActor {
                         }
                         let was_over = self.over_ceiling();
                         self.token_ok = true;
+                        self.probe_failures = 0;
                         self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
                         self.limit.on_token(token.available_capacity, inflight);
                         if self.over_ceiling() && !was_over {

@@ -37,6 +37,7 @@ use crate::pair::{
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
 use crate::queue::QueueReport;
+use crate::ratelimit::RateLimit;
 use crate::store::{
     self, DeleteOrchestrator, DeletePolicy, Export, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
     SetOrchestratorEnabled, Size, Store, StoreError, StoreExport,
@@ -124,6 +125,8 @@ pub struct SupervisorInit {
     pub eager: Vec<Capability>,
     /// How long the first request for a new capability waits for the token probes.
     pub probe_wait: Duration,
+    /// Token probes a second spent on capability names nobody is known to offer.
+    pub discovery_probes_per_sec: u32,
     /// How often dirty pair scores are written.
     pub flush_every: Duration,
     /// Capability policies (shared with the routers).
@@ -149,6 +152,9 @@ pub struct Supervisor {
     not_offered: HashMap<Capability, Instant>,
     warm: HashMap<PairKey, PairRecord>,
     probe_wait: Duration,
+    /// Probes spent discovering capability names nobody is known to offer.
+    name_probes: RateLimit,
+    name_probe_rate: f64,
     flush_every: Duration,
     last_flush: Instant,
     flushing: bool,
@@ -190,6 +196,8 @@ impl Supervisor {
             runtime_policies: init.snapshot.policies.iter().map(|(c, _)| c.clone()).collect(),
             warm: init.snapshot.pairs.into_iter().map(|r| (r.key(), r)).collect(),
             probe_wait: init.probe_wait,
+            name_probes: RateLimit::new(f64::from(init.discovery_probes_per_sec)),
+            name_probe_rate: f64::from(init.discovery_probes_per_sec),
             flush_every: init.flush_every,
             last_flush: Instant::now(),
             flushing: false,
@@ -605,6 +613,8 @@ pub enum Availability {
     Offered,
     /// Nobody offers it.
     NotOffered,
+    /// Not known, and the probes for unknown names are spent for now: try again after this.
+    RateLimited(Duration),
 }
 
 /// Makes sure pairs exist for a capability and waits (up to the probe wait) for their first
@@ -627,6 +637,14 @@ impl Handler<EnsureCapability> for Supervisor {
             return Box::pin(actix::fut::ready(Availability::NotOffered));
         }
         let register = self.registered.contains(&cap);
+        if !register && !self.pairs.keys().any(|k| k.capability == cap) {
+            // A name nobody is known to offer: probing it costs one probe per orchestrator.
+            let cost = self.orchestrators.len() as f64;
+            if let Err(wait) = self.name_probes.try_spend(cost, self.name_probe_rate.max(cost), now) {
+                metrics::counter!(m::DISCOVERY_RATE_LIMITED_TOTAL).increment(1);
+                return Box::pin(actix::fut::ready(Availability::RateLimited(wait)));
+            }
+        }
         let keys: Vec<PairKey> =
             self.orchestrators.keys().map(|o| PairKey { orchestrator: o.clone(), capability: cap.clone() }).collect();
         let mut addrs = Vec::with_capacity(keys.len());

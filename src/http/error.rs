@@ -169,6 +169,7 @@ impl From<RouteError> for ApiError {
             RouteError::NoneRoutable { .. }
             | RouteError::QueueFull { .. }
             | RouteError::QueueTimeout { .. }
+            | RouteError::DiscoveryRateLimited { .. }
             | RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::AttemptsExhausted { .. } => StatusCode::BAD_GATEWAY,
             RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,

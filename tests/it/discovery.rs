@@ -299,3 +299,55 @@ async fn webhook_orchestrators_survive_a_restart_with_the_webhook_down_and_go_wh
     drop(third);
     hook.server.stop(false).await;
 }
+
+#[actix_web::test]
+async fn probes_for_capability_names_nobody_offers_are_rate_limited() {
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("depth", healthy())]);
+    let c = sim("c", &[("depth", healthy())]);
+    let gw = gateway_with(&[(&a, &["depth"]), (&b, &["depth"]), (&c, &["depth"])], |cfg| {
+        cfg.routing.discovery_probes_per_sec = 1;
+    })
+    .await;
+    let tokens = |s: &byoc_gateway::sim::SimHandle| s.state.stats("depth").tokens;
+    let before: u64 = [&a, &b, &c].iter().map(|s| tokens(s)).sum();
+    // The first unknown name is probed on all three orchestrators (3 probes, the burst).
+    gw.job("random-1", "r1").await.error(404, "unknown-capability");
+    // The next ones would cost 3 probes each: refused at once until the bucket refills.
+    for i in 2..=4 {
+        let ans = gw.job(&format!("random-{i}"), "r").await;
+        let v = ans.error(503, "discovery-rate-limited");
+        assert!(ans.header("retry-after").and_then(|r| r.parse::<u64>().ok()).is_some_and(|s| s >= 1), "{v}");
+    }
+    // The remembered miss stays a prompt 404, and known capabilities are untouched.
+    gw.job("random-1", "again").await.error(404, "unknown-capability");
+    assert_eq!(gw.job("depth", "known").await.status, 200);
+    let after: u64 = [&a, &b, &c].iter().map(|s| tokens(s)).sum();
+    assert_eq!(after, before, "the depth pairs' own probes are not part of this");
+    let metrics = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).to_string();
+    assert!(metrics.contains("byoc_gateway_discovery_rate_limited_total 3"), "counted");
+}
+
+#[actix_web::test]
+async fn an_unreachable_orchestrators_probes_back_off_and_it_comes_back_when_it_answers() {
+    let a = sim("a", &[("depth", healthy())]);
+    let gw = gateway(&[(&a, &["depth"])]).await;
+    a.stop().await;
+    // A job finds it gone: the pair leaves rotation and probes, failing, backing off.
+    let ans = gw.job("depth", "gone").await;
+    assert_ne!(ans.status, 200);
+    let pair = eventually("four failed probes in a row", 1000, || async {
+        let p = gw.pair("depth", &a.url).await;
+        (p["token_failures"].as_u64() >= Some(4)).then_some(p)
+    })
+    .await;
+    assert_eq!(pair["routable"], false, "{pair}");
+    a.restart().expect("listen again");
+    let pair = eventually("back after its next probe", 1500, || async {
+        let p = gw.pair("depth", &a.url).await;
+        (p["routable"] == true).then_some(p)
+    })
+    .await;
+    assert_eq!(pair["token_failures"], 0, "{pair}");
+    assert_eq!(gw.job("depth", "back").await.status, 200);
+}

@@ -92,6 +92,9 @@ pub struct PairView {
     pub probed: bool,
     /// The last token probe succeeded.
     pub token_ok: bool,
+    /// Token probes that failed in a row (they back off, doubling up to
+    /// `routing.token_retry_max`).
+    pub token_failures: u32,
     /// Capacity from the last token.
     pub available_capacity: i64,
     /// What the last token said the pair can take from this gateway (its free slots plus the
@@ -231,6 +234,7 @@ impl PairView {
             consecutive_failures: 0,
             probed: false,
             token_ok: false,
+            token_failures: 0,
             available_capacity: 0,
             capacity_ceiling: None,
             price_per_unit: 0,
@@ -387,6 +391,7 @@ impl PairView {
             pixels_per_unit: self.pixels_per_unit,
             offered: self.offered,
             token_ok: self.token_ok,
+            token_failures: self.token_failures,
             cold_start_ms: self.cold_start_ms,
             last_error: self.last_error.as_deref().cloned(),
             restarts: self.restarts,
@@ -492,6 +497,8 @@ pub struct PairReport {
     pub offered: bool,
     /// Last token probe succeeded.
     pub token_ok: bool,
+    /// Token probes that failed in a row (backing off).
+    pub token_failures: u32,
     /// First answer time.
     pub cold_start_ms: Option<u64>,
     /// Last failure.

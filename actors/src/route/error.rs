@@ -68,6 +68,15 @@ pub enum RouteError {
         /// Attempts made before.
         attempts: Vec<AttemptReport>,
     },
+    /// No orchestrator is known to offer the capability, and the probes the gateway spends on
+    /// unknown names are used up for now.
+    #[error("no orchestrator is known to offer '{capability}' and the probes for unknown capability names are spent for now (routing.discovery_probes_per_sec); retry later")]
+    DiscoveryRateLimited {
+        /// The capability.
+        capability: Capability,
+        /// When probes are available again.
+        retry_after: Duration,
+    },
     /// Every attempt failed and the attempt limit was reached.
     #[error("all {} attempts failed", .attempts.len())]
     AttemptsExhausted {
@@ -119,7 +128,9 @@ impl RouteError {
             | RouteError::AttemptsExhausted { attempts }
             | RouteError::BudgetExhausted { attempts }
             | RouteError::RetryTimeout { attempts, .. } => attempts,
-            RouteError::UnknownCapability(_) | RouteError::Overloaded(_) => &[],
+            RouteError::UnknownCapability(_) | RouteError::DiscoveryRateLimited { .. } | RouteError::Overloaded(_) => {
+                &[]
+            }
         }
     }
 
@@ -129,6 +140,7 @@ impl RouteError {
             RouteError::UnknownCapability(_) => "unknown-capability",
             RouteError::NoneRoutable { .. } => "no-routable-orchestrator",
             RouteError::QueueFull { .. } => "queue-full",
+            RouteError::DiscoveryRateLimited { .. } => "discovery-rate-limited",
             RouteError::QueueTimeout { .. } => "queue-timeout",
             RouteError::AttemptsExhausted { .. } => "upstream-failed",
             RouteError::BudgetExhausted { .. } => "retry-budget-exhausted",
@@ -141,8 +153,10 @@ impl RouteError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             RouteError::NoneRoutable { retry_after, .. } => Some(retry_after.unwrap_or(1)),
-            RouteError::QueueFull { retry_after, .. } | RouteError::QueueTimeout { retry_after, .. } => {
-                Some(retry_after.as_secs().max(1))
+            RouteError::QueueFull { retry_after, .. }
+            | RouteError::QueueTimeout { retry_after, .. }
+            | RouteError::DiscoveryRateLimited { retry_after, .. } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
             RouteError::Overloaded(_) | RouteError::BudgetExhausted { .. } => Some(1),
             _ => None,

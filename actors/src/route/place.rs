@@ -76,8 +76,12 @@ impl Router {
                 },
                 Selection::Unknown if !s.ensured && s.attempts.is_empty() => {
                     s.ensured = true;
-                    if self.ensure(cap).await? == Availability::NotOffered {
-                        return Err(RouteError::UnknownCapability(cap.clone()));
+                    match self.ensure(cap).await? {
+                        Availability::Offered => {}
+                        Availability::NotOffered => return Err(RouteError::UnknownCapability(cap.clone())),
+                        Availability::RateLimited(retry_after) => {
+                            return Err(RouteError::DiscoveryRateLimited { capability: cap.clone(), retry_after })
+                        }
                     }
                 }
                 Selection::Unknown if s.attempts.is_empty() => return Err(RouteError::UnknownCapability(cap.clone())),

@@ -108,22 +108,55 @@ impl StoreError {
 pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
     let path = data_dir.join(DB_DIR);
     std::fs::create_dir_all(&path).map_err(|e| StoreError::Io(format!("cannot create {}: {e}", path.display())))?;
-    let db = sled::Config::new()
-        .path(&path)
-        .cache_capacity(32 * 1024 * 1024)
-        .flush_every_ms(Some(500))
-        .open()
-        .map_err(|e| match e {
+    let db = match open_db(&path) {
+        Err(StoreError::Unopenable { .. }) if remove_unfinished_snapshots(&path) > 0 => open_db(&path)?,
+        other => other?,
+    };
+    let store = Store::from_db(db, path)?;
+    Ok(store)
+}
+
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new().path(path).cache_capacity(32 * 1024 * 1024).flush_every_ms(Some(500)).open().map_err(
+        |e| match e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 StoreError::Io(format!(
                     "{} is locked: another byoc-gateway process is using this data dir ({io})",
                     path.display()
                 ))
             }
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StoreError::Io(format!(
+                "the disk holding {} is full ({io}): free some space and start again; the store itself is intact",
+                path.display()
+            )),
             other => StoreError::Unopenable { path: path.display().to_string(), detail: other.to_string() },
-        })?;
-    let store = Store::from_db(db, path)?;
-    Ok(store)
+        },
+    )
+}
+
+/// Removes the snapshots sled had begun but not finished writing (`snap.*.generating`): one
+/// left empty by a full disk makes every later open fail as corrupt data, though the database
+/// itself is intact. Only called after an open failed, that is with the data dir's lock held by
+/// nobody (a running gateway's open fails on the lock first). Returns how many it removed.
+fn remove_unfinished_snapshots(path: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::warn!(file = %entry.path().display(), "removed an unfinished store snapshot (left by a full disk or a crash); opening again");
+                    removed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "cannot remove an unfinished store snapshot")
+                }
+            }
+        }
+    }
+    removed
 }
 
 /// The store actor. Cloning shares the same database (sled handles are reference counted),
@@ -1111,6 +1144,21 @@ mod tests {
         v1.schema_version = 1;
         let summary = open(c.path()).expect("open").import(&v1).expect("schema 1 export");
         assert_eq!(summary.pairs, 1);
+    }
+
+    #[test]
+    fn an_unfinished_snapshot_left_by_a_full_disk_does_not_stop_the_store_opening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let s = open(dir.path()).expect("open");
+            s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
+        }
+        // What a start on a full disk leaves: sled's snapshot file, created and never written.
+        let leftover = dir.path().join(DB_DIR).join("snap.00000000000000FF.generating");
+        std::fs::write(&leftover, b"").expect("write");
+        let s = open(dir.path()).expect("opens again, every acknowledged write in it");
+        assert_eq!(s.list_orchestrators().expect("list").len(), 1);
+        assert!(!leftover.exists(), "the unfinished snapshot was removed");
     }
 
     #[test]

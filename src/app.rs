@@ -63,7 +63,7 @@ impl Gateway {
             .await
             .context("store open task")?
             .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
-        let store = SyncArbiter::start(1, move || db.clone());
+        let store = Store::start(db);
         let snapshot = store
             .send(ReconcileConfig { entries: v.orchestrators.clone() })
             .await

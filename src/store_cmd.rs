@@ -82,7 +82,7 @@ pub async fn run(cmd: StoreCommand) -> anyhow::Result<()> {
     }
 }
 
-fn open_offline(data_dir: &Path) -> anyhow::Result<store::Store> {
+fn open_offline(data_dir: &Path) -> anyhow::Result<store::Db> {
     store::open(data_dir).map_err(|e| {
         let hint = if e.to_string().contains("locked") {
             "\nA gateway is running on this data dir: export through it with --admin-url http://ADMIN_ADDR \

@@ -51,6 +51,10 @@ pub const DISCOVERY_ORCHESTRATORS: &str = "byoc_gateway_discovery_orchestrators"
 pub const STORE_SIZE_BYTES: &str = "byoc_gateway_store_size_bytes";
 /// Duration of store flushes (fsync) in seconds.
 pub const STORE_FLUSH_SECONDS: &str = "byoc_gateway_store_flush_duration_seconds";
+/// Times the store reopened its database after a disk error.
+pub const STORE_REOPENS: &str = "byoc_gateway_store_reopens_total";
+/// Token probes spent surveying which orchestrators offer a registered capability.
+pub const SURVEY_PROBES_TOTAL: &str = "byoc_gateway_survey_probes_total";
 /// Fast-path answers not accounted because a pair's tally was full (its actor lagged).
 pub const TALLY_DROPPED_TOTAL: &str = "byoc_gateway_tally_dropped_total";
 
@@ -111,6 +115,11 @@ pub fn describe() {
     describe_gauge!(DISCOVERY_ORCHESTRATORS, "Orchestrators registered by the discovery webhook");
     describe_gauge!(STORE_SIZE_BYTES, Unit::Bytes, "Bytes the store takes on disk");
     describe_histogram!(STORE_FLUSH_SECONDS, Unit::Seconds, "Store flush (fsync) duration");
+    describe_counter!(STORE_REOPENS, "Times the store reopened its database after a disk error (writes resumed)");
+    describe_counter!(
+        SURVEY_PROBES_TOTAL,
+        "Token probes spent asking orchestrators whether they offer a registered capability they do not declare"
+    );
     describe_counter!(JOBS_SHED_TOTAL, "Jobs refused with 503 at the in-flight job limit");
     describe_counter!(
         DISCOVERY_RATE_LIMITED_TOTAL,

@@ -5,14 +5,17 @@
 //! and persists pair scores in batches.
 //!
 //! The invariant it maintains: for every *registered* capability (declared in config or for
-//! an orchestrator, or offered by some orchestrator at some time), every registered
-//! orchestrator has a pair, and every such pair is on the dispatcher's board.
+//! an orchestrator, or offered by some orchestrator at some time), a pair exists, on the
+//! dispatcher's board, for every orchestrator that declares it or has been seen to offer it.
+//! Whether the other orchestrators offer it is found out by surveys (`supervisor/survey.rs`),
+//! whose pairs stay off the board until their first token says so.
 //!
 //! Orchestrators come from three sources ([`Source`]): flags and the config file (reconciled
 //! at start and on reload), the admin API, and the discovery webhook (reconciled after every
 //! successful fetch, see [`crate::discovery`] and `supervisor/webhook.rs`). Each source only
 //! ever removes its own entries.
 
+mod survey;
 mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,7 +42,7 @@ use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
 use crate::queue::QueueReport;
 use crate::ratelimit::RateLimit;
 use crate::store::{
-    self, DeleteOrchestrator, DeletePolicy, Export, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
+    self, DeleteOrchestrator, DeletePolicy, ExportedPolicy, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
     SetOrchestratorEnabled, Size, Store, StoreError, StoreExport,
 };
 
@@ -105,6 +108,8 @@ struct PairEntry {
     tally: Arc<Tally>,
     /// The view generation last written to the store (`None`: never written).
     saved: Option<u64>,
+    /// On the dispatcher's board (a survey's or a name probe's pair is not, until it offers).
+    on_board: bool,
 }
 
 /// Everything the supervisor starts from.
@@ -151,6 +156,10 @@ pub struct Supervisor {
     registered: BTreeSet<Capability>,
     not_offered: HashMap<Capability, Instant>,
     warm: HashMap<PairKey, PairRecord>,
+    /// Pairs started off the board (surveys, name probes), with when they started.
+    off_board: BTreeMap<PairKey, Instant>,
+    /// Which orchestrators to ask about which capabilities next.
+    survey: survey::Survey,
     probe_wait: Duration,
     /// Probes spent discovering capability names nobody is known to offer.
     name_probes: RateLimit,
@@ -195,6 +204,8 @@ impl Supervisor {
             not_offered: HashMap::new(),
             runtime_policies: init.snapshot.policies.iter().map(|(c, _)| c.clone()).collect(),
             warm: init.snapshot.pairs.into_iter().map(|r| (r.key(), r)).collect(),
+            off_board: BTreeMap::new(),
+            survey: survey::Survey::new(),
             probe_wait: init.probe_wait,
             name_probes: RateLimit::new(f64::from(init.discovery_probes_per_sec)),
             name_probe_rate: f64::from(init.discovery_probes_per_sec),
@@ -235,45 +246,69 @@ impl Supervisor {
         // Just loaded from disk: not dirty until it changes.
         let saved = record.is_some().then(|| view.read().generation);
         let addr = actix::Supervisor::start(move |_ctx| actor);
+        self.pairs.insert(key.clone(), PairEntry { addr, view, tally, saved, on_board: false });
         if register {
+            self.put_on_board(&key);
+        } else {
+            self.off_board.insert(key, Instant::now());
+        }
+    }
+
+    /// Puts an existing pair on the dispatcher's board.
+    fn put_on_board(&mut self, key: &PairKey) {
+        self.off_board.remove(key);
+        let Some(entry) = self.pairs.get_mut(key) else { return };
+        if !entry.on_board {
+            entry.on_board = true;
             self.scoreboard.register(Slot {
                 key: key.clone(),
-                addr: addr.clone(),
-                view: view.clone(),
-                tally: tally.clone(),
+                addr: entry.addr.clone(),
+                view: entry.view.clone(),
+                tally: entry.tally.clone(),
             });
         }
-        self.pairs.insert(key, PairEntry { addr, view, tally, saved });
     }
 
-    /// Makes sure every orchestrator has a registered pair for every registered capability.
-    fn fill_pairs(&mut self) {
+    /// Makes sure every orchestrator has a pair on the board for each capability it declares
+    /// (declared capabilities are registered).
+    fn ensure_declared_pairs(&mut self) {
         let keys: Vec<PairKey> = self
             .orchestrators
-            .keys()
-            .flat_map(|o| {
-                self.registered.iter().map(move |c| PairKey { orchestrator: o.clone(), capability: c.clone() })
-            })
-            .filter(|k| !self.pairs.contains_key(k))
+            .values()
+            .flat_map(|o| o.capabilities.iter().map(|c| PairKey { orchestrator: o.id.clone(), capability: c.clone() }))
+            .filter(|k| self.registered.contains(&k.capability))
             .collect();
         for key in keys {
-            self.spawn_pair(key, true);
+            if self.pairs.contains_key(&key) {
+                self.put_on_board(&key);
+            } else {
+                self.spawn_pair(key, true);
+            }
         }
     }
 
-    fn register_capability(&mut self, cap: &Capability) {
+    /// Registers a capability: its pairs that have offered it go on the board and, with
+    /// `survey`, every orchestrator is asked whether it offers it.
+    fn register_capability(&mut self, cap: &Capability, survey: bool) {
         if self.registered.insert(cap.clone()) {
             tracing::info!(capability = %cap, "capability registered");
-            for (key, entry) in self.pairs.range(..).filter(|(k, _)| &k.capability == cap) {
-                self.scoreboard.register(Slot {
-                    key: key.clone(),
-                    addr: entry.addr.clone(),
-                    view: entry.view.clone(),
-                    tally: entry.tally.clone(),
-                });
+            let keys: Vec<PairKey> = self.off_board.keys().filter(|k| &k.capability == cap).cloned().collect();
+            for key in &keys {
+                self.decide(key);
             }
-            self.fill_pairs();
+            if survey {
+                self.survey.capability_registered(cap.clone());
+            }
         }
+    }
+
+    /// A newly registered orchestrator: pairs for what it declares, a survey for the rest.
+    fn orchestrator_added(&mut self, orch: &Orchestrator) {
+        for cap in &orch.capabilities {
+            self.register_capability(cap, true);
+        }
+        self.survey.orchestrator_added(orch.id.clone());
+        self.ensure_declared_pairs();
     }
 
     /// Hands a capability's new effective policy to each of its pairs (control plane: one
@@ -287,8 +322,11 @@ impl Supervisor {
     }
 
     fn remove_pair(&mut self, key: &PairKey) {
+        self.off_board.remove(key);
         if let Some(entry) = self.pairs.remove(key) {
-            self.scoreboard.unregister(key);
+            if entry.on_board {
+                self.scoreboard.unregister(key);
+            }
             entry.addr.do_send(Retire);
         }
     }
@@ -319,14 +357,14 @@ impl Supervisor {
     }
 
     /// Records of pairs whose view changed since last saved, with the generation read, so
-    /// that a change made while the write is under way keeps the pair dirty. Pairs of
-    /// capabilities nobody has offered (probes for a client-chosen name) are never saved:
-    /// otherwise arbitrary names would grow the store.
+    /// that a change made while the write is under way keeps the pair dirty. Only pairs on
+    /// the board are saved: a survey's or a name probe's pair that offered nothing would
+    /// otherwise grow the store.
     fn dirty_records(&self) -> (Vec<PairRecord>, Vec<(PairKey, u64)>) {
         let now = Instant::now();
         self.pairs
             .iter()
-            .filter(|(key, _)| self.registered.contains(&key.capability))
+            .filter(|(_, entry)| entry.on_board)
             .filter_map(|(key, entry)| {
                 let v = entry.view.read();
                 (entry.saved != Some(v.generation) && !v.retired).then(|| (v.record(now), (key.clone(), v.generation)))
@@ -401,6 +439,8 @@ impl Supervisor {
             metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => cap.to_string()).set(inflight as f64);
         }
         self.not_offered.retain(|_, until| *until > now);
+        self.decide_off_board();
+        self.survey_step(ctx);
 
         if !self.flushing && now.duration_since(self.last_flush) >= self.flush_every {
             self.last_flush = now;
@@ -430,11 +470,27 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        self.fill_pairs();
-        // Most warm records now live in their actors; a map sized for all of them would keep
-        // its table (about 2 MB at 10,000 pairs) for the process's lifetime.
+        self.ensure_declared_pairs();
+        // Pairs seen offering before the restart come back on the board with what they learned.
+        let offered: Vec<PairKey> = self
+            .warm
+            .values()
+            .filter(|r| r.offered && self.registered.contains(&r.capability))
+            .filter(|r| self.orchestrators.contains_key(&r.orchestrator))
+            .map(PairRecord::key)
+            .collect();
+        for key in offered {
+            self.spawn_pair(key, true);
+        }
+        // The rest never offered anything: the survey asks again, and the store forgets them
+        // (a store from before surveys held one per orchestrator per capability).
+        let stale: Vec<PairKey> = self.warm.drain().map(|(k, _)| k).collect();
         self.warm.shrink_to_fit();
-        // Declared capabilities of each orchestrator are registered; `fill_pairs` covered them.
+        if !stale.is_empty() {
+            tracing::info!(records = stale.len(), "pair records that never offered anything forgotten");
+            self.store.do_send(store::ForgetPairs { keys: stale });
+        }
+        self.survey_step(ctx);
         tracing::info!(
             orchestrators = self.orchestrators.len(),
             capabilities = self.registered.len(),
@@ -477,15 +533,13 @@ impl Handler<AddOrchestrator> for Supervisor {
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let fut = self.store.send(InsertOrchestrator { url, capabilities, source: msg.source }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(|res, act, _ctx| {
+        Box::pin(fut.into_actor(self).map(|res, act, ctx| {
             let orch = stored(res)?.map_err(|dup| RegistryError::Duplicate { id: dup.id, url: dup.url })?;
             tracing::info!(id = %orch.id, url = %orch.url, capabilities = ?orch.capabilities, "orchestrator added");
             act.orchestrators.insert(orch.id.clone(), orch.clone());
             act.not_offered.clear();
-            for cap in &orch.capabilities {
-                act.register_capability(cap);
-            }
-            act.fill_pairs();
+            act.orchestrator_added(&orch);
+            act.survey_step(ctx);
             Ok(orch)
         }))
     }
@@ -636,41 +690,62 @@ impl Handler<EnsureCapability> for Supervisor {
         if self.not_offered.get(&cap).is_some_and(|t| *t > now) || self.orchestrators.is_empty() {
             return Box::pin(actix::fut::ready(Availability::NotOffered));
         }
-        let register = self.registered.contains(&cap);
-        if !register && !self.pairs.keys().any(|k| k.capability == cap) {
-            // A name nobody is known to offer: probing it costs one probe per orchestrator.
-            let cost = self.orchestrators.len() as f64;
-            if let Err(wait) = self.name_probes.try_spend(cost, self.name_probe_rate.max(cost), now) {
-                metrics::counter!(m::DISCOVERY_RATE_LIMITED_TOTAL).increment(1);
-                return Box::pin(actix::fut::ready(Availability::RateLimited(wait)));
-            }
-        }
-        let keys: Vec<PairKey> =
-            self.orchestrators.keys().map(|o| PairKey { orchestrator: o.clone(), capability: cap.clone() }).collect();
-        let mut addrs = Vec::with_capacity(keys.len());
-        for key in keys {
-            self.spawn_pair(key.clone(), register);
-            if let Some(e) = self.pairs.get(&key) {
-                if register && e.view.read().routable_at(now).is_ok() {
+        let mut waiting = Vec::new();
+        if self.registered.contains(&cap) {
+            // Its pairs are the ones orchestrators declare or offer, and the surveys' still
+            // asking: wait for those on their first probe.
+            for (key, entry) in self.pairs.iter().filter(|(k, _)| k.capability == cap) {
+                let v = entry.view.read();
+                if entry.on_board && v.routable_at(now).is_ok() {
                     return Box::pin(actix::fut::ready(Availability::Offered));
                 }
-                addrs.push(e.addr.clone());
+                if !v.probed {
+                    waiting.push((key.clone(), entry.addr.clone()));
+                }
+            }
+        } else {
+            if !self.pairs.keys().any(|k| k.capability == cap) {
+                // A name nobody is known to offer: probing it costs one probe per orchestrator.
+                let cost = self.orchestrators.len() as f64;
+                if let Err(wait) = self.name_probes.try_spend(cost, self.discovery_burst(), now) {
+                    metrics::counter!(m::DISCOVERY_RATE_LIMITED_TOTAL).increment(1);
+                    return Box::pin(actix::fut::ready(Availability::RateLimited(wait)));
+                }
+            }
+            let keys: Vec<PairKey> = self
+                .orchestrators
+                .keys()
+                .map(|o| PairKey { orchestrator: o.clone(), capability: cap.clone() })
+                .collect();
+            for key in keys {
+                self.spawn_pair(key.clone(), false);
+                if let Some(e) = self.pairs.get(&key) {
+                    waiting.push((key, e.addr.clone()));
+                }
             }
         }
-        // Each pair answers the snapshot after its first token probe: waiting on all of them
+        // Each pair answers the snapshot after its first token probe: waiting on them
         // (bounded) lets a job that arrived during start-up or right after a hot-add be routed
         // instead of refused.
         let wait = self.probe_wait;
-        let probes = join_all(addrs.into_iter().map(move |a| a.send(Snapshot).timeout(wait)));
-        Box::pin(probes.into_actor(self).map(move |results, act, _ctx| {
-            let offered = results.iter().any(|r| matches!(r, Ok(v) if v.offered));
+        let probes = join_all(waiting.into_iter().map(move |(_, a)| a.send(Snapshot).timeout(wait)));
+        Box::pin(probes.into_actor(self).map(move |_answers, act, _ctx| {
+            let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.capability == cap).cloned().collect();
+            let offered = keys.iter().any(|k| act.pairs.get(k).is_some_and(|e| e.view.read().offered));
             if offered {
                 act.not_offered.remove(&cap);
-                act.register_capability(&cap);
+                // Every orchestrator was just asked about a new name: no survey needed.
+                act.register_capability(&cap, false);
+                for key in &keys {
+                    act.decide(key);
+                }
                 return Availability::Offered;
             }
-            if !act.registered.contains(&cap) {
-                let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.capability == cap).cloned().collect();
+            if act.registered.contains(&cap) {
+                for key in &keys {
+                    act.decide(key);
+                }
+            } else {
                 for key in &keys {
                     act.remove_pair(key);
                 }
@@ -790,11 +865,26 @@ pub struct SupervisorReport {
     pub restarted_pairs: Vec<RestartedPair>,
     /// Capabilities remembered as offered by nobody (fast 404s).
     pub not_offered_cached: usize,
+    /// Surveys of which orchestrators offer which capabilities.
+    pub survey: SurveyReport,
     /// Mailbox pressure on the central actors.
     pub mailbox: MailboxPressure,
     /// When changed pair scores were last written to the store (Unix ms); scores learned
     /// since then are lost by a crash.
     pub scores_saved_at_unix_ms: Option<u64>,
+}
+
+/// The surveys of who offers what (see `supervisor/survey.rs`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SurveyReport {
+    /// Pairs off the board waiting for their first probe (surveys and capability-name probes).
+    pub in_flight: usize,
+    /// Walks still queued: hot-added orchestrators, new capabilities, the current pass.
+    pub queued_walks: usize,
+    /// Pairs asked about since start.
+    pub asked: u64,
+    /// Of those, pairs found offering (now on the board).
+    pub found: u64,
 }
 
 /// How loaded the central actors' mailboxes are, measured every second.
@@ -855,6 +945,12 @@ impl Handler<GetSupervisorReport> for Supervisor {
             restarts_total,
             restarted_pairs: restarted,
             not_offered_cached: self.not_offered.len(),
+            survey: SurveyReport {
+                in_flight: self.off_board.len(),
+                queued_walks: self.survey.queued(),
+                asked: self.survey.asked,
+                found: self.survey.found,
+            },
             scores_saved_at_unix_ms: self.scores_saved_at,
             mailbox: MailboxPressure {
                 supervisor_tick_lag_ms: self.tick_lag_ms,
@@ -977,8 +1073,8 @@ impl Handler<GetCapability> for Supervisor {
 }
 
 /// Sets a capability's policy: validated, stored durably, then applied to the routers and
-/// to every pair of the capability at once. The capability becomes registered (its pairs are
-/// created for every orchestrator).
+/// to every pair of the capability at once. The capability becomes registered (every
+/// orchestrator is asked whether it offers it).
 #[derive(Message)]
 #[rtype(result = "Result<CapabilityReport, RegistryError>")]
 pub struct SetCapabilityPolicy {
@@ -1009,7 +1105,7 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
             let effective = act.policies.set(cap.clone(), policy);
             act.runtime_policies.insert(cap.clone());
             act.push_policy(&cap, &effective);
-            act.register_capability(&cap);
+            act.register_capability(&cap, true);
             tracing::info!(capability = %cap, "capability policy set");
             Ok(act.capability_report(&cap))
         }))
@@ -1086,8 +1182,10 @@ impl Handler<SetEnabledOrchestrator> for Supervisor {
     }
 }
 
-/// Exports the store (a consistent snapshot) while the gateway runs. Scores are saved first
-/// so the export is current.
+/// Exports what the store holds, taken from memory: the registry and runtime policies are
+/// what the store acknowledged, the pair scores are at least as new as the store's. No disk is
+/// read or written, so a backup can be taken while the disk is full. Fast-path answers are
+/// applied first so that the scores include every answered job.
 #[derive(Message)]
 #[rtype(result = "Result<StoreExport, RegistryError>")]
 pub struct ExportStore;
@@ -1096,33 +1194,41 @@ impl Handler<ExportStore> for Supervisor {
     type Result = ResponseActFuture<Self, Result<StoreExport, RegistryError>>;
 
     fn handle(&mut self, _msg: ExportStore, _ctx: &mut Self::Context) -> Self::Result {
-        Box::pin(self.settle().into_actor(self).then(|(), act, _ctx| act.export()))
+        Box::pin(self.settle().into_actor(self).map(|(), act, _ctx| Ok(act.export())))
     }
 }
 
 impl Supervisor {
-    fn export(&mut self) -> ResponseActFuture<Self, Result<StoreExport, RegistryError>> {
-        let (records, generations) = self.dirty_records();
-        let store = self.store.clone();
-        let fut = async move {
-            store
-                .send(SavePairs { records })
-                .timeout(STORE_TIMEOUT)
-                .await
-                .map_err(|_| RegistryError::Unavailable("store"))??;
-            store
-                .send(Export)
-                .timeout(STORE_TIMEOUT)
-                .await
-                .map_err(|_| RegistryError::Unavailable("store"))?
-                .map_err(Into::into)
-        };
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            if res.is_ok() {
-                act.mark_saved(generations);
-            }
-            res
-        }))
+    /// The store's content as the registry knows it now (see [`ExportStore`]).
+    fn export(&self) -> StoreExport {
+        let now = Instant::now();
+        // The pairs the store has a record of: those of registered capabilities (saved in
+        // batches) and any other that was saved once; records loaded at start whose pair has
+        // not been started are still in `warm`.
+        let mut pairs: Vec<PairRecord> = self
+            .pairs
+            .iter()
+            .filter(|(key, entry)| self.registered.contains(&key.capability) || entry.saved.is_some())
+            .filter_map(|(_, entry)| {
+                let v = entry.view.read();
+                (!v.retired).then(|| v.record(now))
+            })
+            .chain(self.warm.values().filter(|r| self.orchestrators.contains_key(&r.orchestrator)).cloned())
+            .collect();
+        pairs.sort_by(|a, b| (&a.orchestrator, &a.capability).cmp(&(&b.orchestrator, &b.capability)));
+        let policies = self
+            .runtime_policies
+            .iter()
+            .filter_map(|c| self.policies.get(c).map(|policy| ExportedPolicy { capability: c.clone(), policy }))
+            .collect();
+        StoreExport {
+            format: store::EXPORT_FORMAT.to_string(),
+            schema_version: store::SCHEMA_VERSION,
+            exported_at_unix_ms: crate::pair::view::unix_ms_now(),
+            orchestrators: self.orchestrators.values().cloned().collect(),
+            pairs,
+            policies,
+        }
     }
 }
 
@@ -1161,7 +1267,7 @@ impl Handler<Reload> for Supervisor {
     fn handle(&mut self, msg: Reload, _ctx: &mut Self::Context) -> Self::Result {
         let fut = self.store.send(ReconcileConfig { entries: msg.orchestrators }).timeout(STORE_TIMEOUT);
         let (policies, restart_required) = (msg.policies, msg.restart_required);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
+        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
             let snapshot = stored(res)?;
             let mut report = ReloadReport { restart_required, ..ReloadReport::default() };
             // Registry: what the store now holds is the truth.
@@ -1179,6 +1285,7 @@ impl Handler<Reload> for Supervisor {
                 if !act.orchestrators.contains_key(&o.id) {
                     report.orchestrators_added.push(o.url.clone());
                     act.not_offered.clear();
+                    act.survey.orchestrator_added(o.id.clone());
                 }
                 new_caps.extend(o.capabilities.iter().cloned());
                 act.orchestrators.insert(o.id.clone(), o);
@@ -1207,9 +1314,10 @@ impl Handler<Reload> for Supervisor {
             }
             act.config_policies = policies;
             for cap in &new_caps {
-                act.register_capability(cap);
+                act.register_capability(cap, true);
             }
-            act.fill_pairs();
+            act.ensure_declared_pairs();
+            act.survey_step(ctx);
             tracing::info!(?report, "configuration reloaded");
             Ok(report)
         }))

@@ -128,8 +128,10 @@ async fn webhook_orchestrators_are_added_routed_to_then_drained_and_removed_when
     eventually("a removed", 500, || async { entry(&gw, &a.url).await.is_none().then_some(()) }).await;
     let b_entry = eventually("b discovered", 500, || entry(&gw, &b.url)).await;
     assert_eq!(b_entry["source"], "webhook");
-    eventually("b routable", 250, || async { (gw.pair("depth", &b.url).await["routable"] == true).then_some(()) })
-        .await;
+    eventually("b routable", 250, || async {
+        (gw.find_pair("depth", &b.url).await?["routable"] == true).then_some(())
+    })
+    .await;
     for i in 0..5 {
         assert_eq!(gw.job("depth", &format!("after{i}")).await.json()["sim"], "b");
     }
@@ -350,4 +352,56 @@ async fn an_unreachable_orchestrators_probes_back_off_and_it_comes_back_when_it_
     .await;
     assert_eq!(pair["token_failures"], 0, "{pair}");
     assert_eq!(gw.job("depth", "back").await.status, 200);
+}
+
+/// The pairs of `capability`, as the orchestrator URLs they belong to, sorted.
+async fn pair_urls(gw: &TestGateway, capability: &str) -> Vec<String> {
+    let mut urls: Vec<String> =
+        gw.pairs(capability).await.iter().filter_map(|p| p["orchestrator_url"].as_str().map(str::to_string)).collect();
+    urls.sort();
+    urls
+}
+
+fn sorted(urls: &[&SimHandle]) -> Vec<String> {
+    let mut v: Vec<String> = urls.iter().map(|s| s.url.clone()).collect();
+    v.sort();
+    v
+}
+
+#[actix_web::test]
+async fn pairs_exist_for_what_orchestrators_offer_not_for_every_capability() {
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("upscale", healthy())]);
+    let c = sim("c", &[("depth", healthy()), ("upscale", healthy())]);
+    let d = sim("d", &[("other", healthy())]);
+    // Only a declares anything: the survey finds c offers depth too.
+    let gw = gateway(&[(&a, &["depth"]), (&b, &[]), (&c, &[]), (&d, &[])]).await;
+    let survey_done = || async {
+        let s = gw.admin_get("/admin/supervisor").await.json();
+        (s["survey"]["in_flight"] == 0 && s["survey"]["queued_walks"] == 0).then_some(s)
+    };
+    eventually("the start-up survey", 500, survey_done).await;
+    assert_eq!(pair_urls(&gw, "depth").await, sorted(&[&a, &c]));
+    // A job names upscale: every orchestrator is asked once, the two that offer it keep a pair.
+    assert_eq!(gw.job("upscale", "u").await.status, 200);
+    eventually("upscale settled", 500, survey_done).await;
+    assert_eq!(pair_urls(&gw, "upscale").await, sorted(&[&b, &c]));
+    let s = gw.admin_get("/admin/supervisor").await.json();
+    assert_eq!(s["pair_actors"], 4, "pairs for the 4 offers, not 4 orchestrators x 2 capabilities: {s}");
+    assert_eq!(d.state.stats("depth").jobs + d.state.stats("upscale").jobs, 0);
+
+    // A hot-added orchestrator declaring nothing is asked about every capability at once and
+    // gets pairs for what it offers, which then take jobs.
+    let e = sim("e", &[("upscale", healthy())]);
+    let added = gw.admin_post("/admin/orchestrators", json!({"url": e.url, "capabilities": []})).await;
+    assert_eq!(added.status, 201);
+    eventually("e's upscale pair routable", 500, || async {
+        (gw.find_pair("upscale", &e.url).await?["routable"] == true).then_some(())
+    })
+    .await;
+    assert!(gw.find_pair("depth", &e.url).await.is_none(), "e does not offer depth");
+    let s = eventually("e surveyed", 500, survey_done).await;
+    assert!(s["survey"]["found"].as_u64() >= Some(2), "c/depth and e/upscale were found by surveys: {s}");
+    let metrics = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).to_string();
+    assert!(metrics.contains("byoc_gateway_survey_probes_total"), "survey probes are counted");
 }

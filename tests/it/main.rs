@@ -10,6 +10,7 @@ mod capacity;
 mod cli;
 mod clients;
 mod discovery;
+mod disk;
 mod errors;
 mod health;
 mod operator;

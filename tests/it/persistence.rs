@@ -1,6 +1,7 @@
 //! Persistence across real restarts of the gateway process on the same data dir, and
 //! graceful shutdown on SIGTERM/SIGINT.
 
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -177,4 +178,53 @@ async fn open_breakers_and_policies_set_at_runtime_survive_a_restart() {
     let policy = get(&c, &format!("{}/admin/capabilities/depth", second.admin)).await.json();
     assert_eq!(policy["policy"]["max_attempts"], 1, "{policy}");
     assert_eq!(policy["effective"]["retry_timeout"], "30s");
+}
+
+#[actix_web::test]
+async fn pair_records_that_never_offered_anything_are_forgotten_at_start() {
+    // A store written before surveys: a record per orchestrator per registered capability,
+    // most of them for capabilities the orchestrator never offered.
+    let a = sim("a", &[("depth", healthy())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let file = dir.path().join("old.json");
+    let orch = |id: &str, url: &str| json!({"id": id, "url": url, "capabilities": [], "added_at": 1, "source": "admin", "enabled": true});
+    let record = |id: &str, cap: &str, offered: bool, success: u64| {
+        json!({"orchestrator": id, "capability": cap, "latency_ewma_ms": 20.0, "success_rate": 1.0,
+               "breaker": "closed", "breaker_level": 0, "open_until_unix_ms": null, "offered": offered,
+               "cold_start_ms": null, "counters": {"success": success}, "saved_at_unix_ms": 1})
+    };
+    let old = json!({
+        "format": "byoc-gateway-store", "schema_version": 2, "exported_at_unix_ms": 1,
+        "orchestrators": [orch("orch-1", &a.url), orch("orch-2", "http://127.0.0.1:9")],
+        "pairs": [record("orch-1", "depth", true, 5), record("orch-1", "upscale", false, 0),
+                  record("orch-2", "depth", false, 0)],
+        "policies": [],
+    });
+    std::fs::write(&file, old.to_string()).expect("write");
+    let data = data.to_str().expect("utf-8");
+    let import = |args: &[&str]| Command::new(binary()).args(args).output().expect("run");
+    let out = import(&["store", "import", file.to_str().expect("utf-8"), "--data-dir", data]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let gw = Process::spawn(&gateway_args(data, &[]));
+    let c = client();
+    let export = get(&c, &format!("{}/admin/store/export", gw.admin)).await.json();
+    let pairs: Vec<(String, String, u64)> = export["pairs"]
+        .as_array()
+        .expect("pairs")
+        .iter()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap_or_default().to_string();
+            (s("orchestrator"), s("capability"), p["counters"]["success"].as_u64().unwrap_or(0))
+        })
+        .collect();
+    assert_eq!(pairs, vec![("orch-1".to_string(), "depth".to_string(), 5)], "{export}");
+    assert_eq!(gw.signal_and_wait("TERM"), Some(0));
+    // And the store itself forgot them.
+    let back = dir.path().join("back.json");
+    let out = import(&["store", "export", back.to_str().expect("utf-8"), "--data-dir", data]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let back: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&back).expect("read")).expect("json");
+    assert_eq!(back["pairs"].as_array().map(Vec::len), Some(1), "{back}");
 }

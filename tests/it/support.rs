@@ -1,6 +1,6 @@
 //! Test harness: simulators, an in-process gateway, a gateway subprocess, and HTTP helpers.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -215,11 +215,13 @@ impl TestGateway {
 
     /// The pair of `capability` on the orchestrator at `url`.
     pub async fn pair(&self, capability: &str, url: &str) -> Value {
-        self.pairs(capability)
-            .await
-            .into_iter()
-            .find(|p| p["orchestrator_url"] == url)
-            .unwrap_or_else(|| panic!("no {capability} pair for {url}"))
+        self.find_pair(capability, url).await.unwrap_or_else(|| panic!("no {capability} pair for {url}"))
+    }
+
+    /// The pair of `capability` on the orchestrator at `url`, if it exists (an orchestrator
+    /// that does not declare a capability gets its pair once a survey finds it offers it).
+    pub async fn find_pair(&self, capability: &str, url: &str) -> Option<Value> {
+        self.pairs(capability).await.into_iter().find(|p| p["orchestrator_url"] == url)
     }
 }
 
@@ -328,6 +330,14 @@ impl Drop for Process {
     }
 }
 
+/// Reports that `test` could not run and why, on the terminal (past the test harness's output
+/// capture, so the skip shows in the run's summary). Under `CI` a skip is a failure: `.ci/run`
+/// installs every prerequisite and runs as root.
+pub fn skip(test: &str, why: &str) {
+    assert!(std::env::var_os("CI").is_none(), "{test} cannot run: {why}");
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
 /// The Python 3.12 interpreter of the test virtualenv (`.ci/run` creates `.venv` from
 /// `tests/python/requirements.txt`; `BYOC_TEST_PYTHON` overrides). `None` when absent outside
 /// CI, so a plain `cargo test` on a machine without it skips the Python-client tests with a
@@ -340,8 +350,7 @@ pub fn python() -> Option<PathBuf> {
         return Some(path);
     }
     let msg = format!("{} not found: run .ci/run (or create .venv from tests/python/requirements.txt)", path.display());
-    assert!(std::env::var_os("CI").is_none(), "{msg}");
-    eprintln!("skipping: {msg}");
+    skip("Python client tests", &msg);
     None
 }
 

@@ -47,8 +47,7 @@ fn browser_available() -> bool {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
     if !present {
         let msg = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver; .ci/run does it)";
-        assert!(std::env::var_os("CI").is_none(), "{msg}");
-        eprintln!("SKIPPED status page browser test: {msg}");
+        skip("status page browser test", msg);
     }
     present
 }

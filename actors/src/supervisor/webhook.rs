@@ -71,14 +71,15 @@ impl Supervisor {
             if !self.orchestrators.contains_key(&o.id) {
                 // A new orchestrator may offer what was cached as offered by nobody.
                 self.not_offered.clear();
+                self.survey.orchestrator_added(o.id.clone());
             }
             new_caps.extend(o.capabilities.iter().cloned());
             self.orchestrators.insert(o.id.clone(), o);
         }
         for cap in &new_caps {
-            self.register_capability(cap);
+            self.register_capability(cap, true);
         }
-        self.fill_pairs();
+        self.ensure_declared_pairs();
     }
 }
 

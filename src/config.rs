@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use byoc_actors::breaker::BreakerConfig;
 use byoc_actors::capability::Capability;
-use byoc_actors::discovery::webhook::check_webhook_url;
+use byoc_actors::discovery::webhook::{check_webhook_url, WebhookHeaders};
 use byoc_actors::discovery::DiscoverySettings;
 use byoc_actors::orchestrator::normalize_url;
 use byoc_actors::policy::CapabilityPolicy;
@@ -199,12 +199,21 @@ pub struct Discovery {
     /// Bound on one fetch, body included.
     #[serde(with = "humantime_serde")]
     pub webhook_timeout: Duration,
+    /// Headers sent with every fetch, e.g. `{ Authorization = "Bearer ..." }` for a private
+    /// registry. File only (no flag or environment variable, so they stay out of process
+    /// listings); their values are never logged or shown by the admin API.
+    pub webhook_headers: BTreeMap<String, String>,
 }
 
 impl Default for Discovery {
     fn default() -> Self {
         // go-livepeer's values: refreshed every minute, 3 s timeout.
-        Self { webhook_url: None, webhook_refresh: Duration::from_secs(60), webhook_timeout: Duration::from_secs(3) }
+        Self {
+            webhook_url: None,
+            webhook_refresh: Duration::from_secs(60),
+            webhook_timeout: Duration::from_secs(3),
+            webhook_headers: BTreeMap::new(),
+        }
     }
 }
 
@@ -574,7 +583,9 @@ impl Config {
                         return Err(invalid(format!("{name} must be positive")));
                     }
                 }
-                Some(DiscoverySettings { webhook_url, refresh: d.webhook_refresh, timeout: d.webhook_timeout })
+                let headers = WebhookHeaders::new(d.webhook_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    .map_err(|e| invalid(format!("discovery.webhook_headers: {e}")))?;
+                Some(DiscoverySettings { webhook_url, refresh: d.webhook_refresh, timeout: d.webhook_timeout, headers })
             }
         };
         let runner_routes = self.runner.routes().map_err(invalid)?;
@@ -815,6 +826,12 @@ mod tests {
             ("[discovery]\nwebhook_url = \"hook.example/list\"\n", "http://"),
             ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_timeout = \"0s\"\n", "webhook_timeout"),
             ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_refresh = \"0s\"\n", "webhook_refresh"),
+            ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_headers = { Host = \"a\" }\n", "webhook_headers"),
+            (
+                "[discovery]\nwebhook_url = \"http://x\"\nwebhook_headers = { \"bad name\" = \"a\" }\n",
+                "webhook_headers",
+            ),
+            ("[discovery]\nwebhook_url = \"http://x\"\nwebhook_headers = { X = \"a\\nb\" }\n", "webhook_headers"),
         ] {
             let cfg = Config::from_toml(toml).expect("toml");
             match cfg.validate() {

@@ -105,6 +105,20 @@ pub struct Knobs {
     pub sse_hold: bool,
     /// Break the stream (abort the connection) after this many events.
     pub sse_fail_after: Option<u32>,
+    /// Linger after `[DONE]` as go-livepeer's orchestrator does (`job_orchestrator.go`, SSE
+    /// branch): a `data: {"balance": X}` line before `[DONE]`, then blank lines until the
+    /// job's `timeout_seconds`, holding the job's capacity slot all the while. Only a client
+    /// that hangs up ends it sooner.
+    pub sse_linger: bool,
+    /// Refuse every job `400 Could not verify job creds` while serving tokens as usual: an
+    /// orchestrator built from a fork that expects another signature scheme.
+    pub reject_creds: bool,
+    /// The job price lookup fails: `400 Could not get job price`, and the capacity slot
+    /// reserved for the job is never freed (as go-livepeer's orchestrator does).
+    pub price_unavailable: bool,
+    /// The gateway's credit in wei, reported as the token's `balance`. With a price, a job
+    /// needs `balance >= 60 s x price` or gets `400 Insufficient balance for request`.
+    pub balance: i64,
 }
 
 impl Default for Knobs {
@@ -131,6 +145,10 @@ impl Default for Knobs {
             sse_interval_ms: 0,
             sse_hold: false,
             sse_fail_after: None,
+            sse_linger: false,
+            reject_creds: false,
+            price_unavailable: false,
+            balance: 0,
         }
     }
 }
@@ -151,6 +169,10 @@ pub struct CapStats {
     pub refused: u64,
     /// Most jobs that were running at once (this simulator's own, refused ones excluded).
     pub max_inflight: i64,
+    /// Capacity slots reserved for jobs and never freed, as go-livepeer's orchestrator leaks
+    /// them when it refuses a job after reserving (a `request` it cannot decode, a price it
+    /// cannot get). They count against `capacity` from then on.
+    pub leaked_slots: i64,
 }
 
 /// What the simulator last received from a gateway (`GET /sim/last`), decoded. The simulator
@@ -465,10 +487,10 @@ async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     let (capacity, price) = match caps.get_mut(&cap) {
         Some(c) => {
             c.stats.tokens += 1;
-            let load = c.inflight.load(Ordering::Relaxed) + c.knobs.busy_slots.max(0);
-            ((c.knobs.capacity - load).max(0), (c.knobs.price_per_unit, c.knobs.pixels_per_unit))
+            let load = c.inflight.load(Ordering::Relaxed) + c.knobs.busy_slots.max(0) + c.stats.leaked_slots;
+            ((c.knobs.capacity - load).max(0), (c.knobs.price_per_unit, c.knobs.pixels_per_unit, c.knobs.balance))
         }
-        None => (0, (0, 1)),
+        None => (0, (0, 1, 0)),
     };
     drop(caps);
     // Shaped like go-livepeer's offchain JobToken: zero values omitted.
@@ -483,6 +505,9 @@ async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
     }
     if capacity > 0 {
         body["available_capacity"] = json!(capacity);
+    }
+    if price.2 != 0 {
+        body["balance"] = json!(price.2);
     }
     HttpResponse::Ok().json(body)
 }
@@ -505,6 +530,17 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
         return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
     };
     state.last.lock().job = Some(header.clone());
+    let rejects_creds = match state.caps.lock().get_mut(&header.capability) {
+        Some(c) if c.knobs.reject_creds => {
+            c.stats.jobs += 1;
+            c.stats.errors += 1;
+            true
+        }
+        _ => false,
+    };
+    if rejects_creds {
+        return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
+    }
     if header.timeout_seconds == 0 {
         return text(StatusCode::BAD_REQUEST, "no timeout_seconds set with request, timeout_seconds is required");
     }
@@ -519,13 +555,13 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
         content_type: content_type.clone(),
         body: body.clone(),
     });
-    let (knobs, inflight, nth) = {
+    let (knobs, inflight, nth, leaked) = {
         let mut caps = state.caps.lock();
         let Some(c) = caps.get_mut(&header.capability) else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "No capacity available for capability");
         };
         c.stats.jobs += 1;
-        (c.knobs.clone(), c.inflight.clone(), c.stats.jobs)
+        (c.knobs.clone(), c.inflight.clone(), c.stats.jobs, c.stats.leaked_slots)
     };
     let record = |ok: bool| {
         if let Some(c) = state.caps.lock().get_mut(&header.capability) {
@@ -542,7 +578,7 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
     }
     let running = inflight.fetch_add(1, Ordering::Relaxed) + 1;
     let _guard = InflightGuard(inflight);
-    let used = running + knobs.busy_slots.max(0);
+    let used = running + knobs.busy_slots.max(0) + leaked;
     let over = used > knobs.capacity;
     match knobs.over_capacity {
         OverCapacity::Refuse | OverCapacity::Refuse429 if over => {
@@ -560,6 +596,14 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
     }
     if let Some(c) = state.caps.lock().get_mut(&header.capability) {
         c.stats.max_inflight = c.stats.max_inflight.max(running);
+    }
+    // What go-livepeer's orchestrator checks after reserving the slot, in its order.
+    if let Some(refusal) = refuse_after_reserving(&knobs, &header) {
+        if let Some(c) = state.caps.lock().get_mut(&header.capability) {
+            c.stats.errors += 1;
+            c.stats.leaked_slots += i64::from(refusal.leaks_slot);
+        }
+        return text(StatusCode::BAD_REQUEST, &refusal.message);
     }
 
     let mut delay = Duration::from_millis(knobs.latency_ms);
@@ -622,7 +666,8 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
     }
     record(true);
     if knobs.sse_events > 0 {
-        return event_stream(state.into_inner(), &knobs, header.id.clone(), _guard);
+        let linger = knobs.sse_linger.then(|| deadline.saturating_sub(delay));
+        return event_stream(state.into_inner(), &knobs, header.id.clone(), linger, _guard);
     }
     let mut answer = json!({
         "sim": state.name,
@@ -651,11 +696,54 @@ async fn job(req: HttpRequest, body: web::Bytes, tail: web::Path<String>, state:
 #[error("simulated stream failure")]
 struct StreamFailure;
 
+/// A job refused after its capacity slot was reserved.
+struct LateRefusal {
+    message: String,
+    /// go-livepeer's orchestrator returns without freeing the slot.
+    leaks_slot: bool,
+}
+
+/// The checks go-livepeer's orchestrator makes after reserving a capacity slot
+/// (`job_orchestrator.go:setupOrchJob`), in its order: the job's price, the sender's balance
+/// on a priced capability (60 s of compute), then the `request` document.
+fn refuse_after_reserving(knobs: &Knobs, header: &JobRequest) -> Option<LateRefusal> {
+    if knobs.price_unavailable {
+        return Some(LateRefusal { message: "Could not get job price".into(), leaks_slot: true });
+    }
+    if knobs.price_per_unit > 0 {
+        let units = i128::from(knobs.pixels_per_unit.max(1));
+        if i128::from(knobs.balance) * units < 60 * i128::from(knobs.price_per_unit) {
+            return Some(LateRefusal { message: "Insufficient balance for request".into(), leaks_slot: false });
+        }
+    }
+    #[derive(Deserialize)]
+    struct Details {
+        #[serde(rename = "stream_id")]
+        _stream_id: Option<String>,
+    }
+    if let Err(e) = serde_json::from_str::<Details>(&header.request) {
+        return Some(LateRefusal {
+            message: format!("Unable to unmarshal job request details err={e}"),
+            leaks_slot: true,
+        });
+    }
+    None
+}
+
 /// A `text/event-stream` answer as go-livepeer's orchestrator relays a worker's: `data:` lines,
-/// `[DONE]` at the end, `Livepeer-Payment-Balance` (its SSE name for the balance header).
-fn event_stream(state: Arc<SimState>, knobs: &Knobs, job_id: String, guard: InflightGuard) -> HttpResponse {
+/// `[DONE]` at the end, `Livepeer-Payment-Balance` (its SSE name for the balance header). With
+/// `linger` (the job's time left), it then writes blank lines until that time is up, as
+/// go-livepeer's orchestrator does, holding the job's slot.
+fn event_stream(
+    state: Arc<SimState>,
+    knobs: &Knobs,
+    job_id: String,
+    linger: Option<Duration>,
+    guard: InflightGuard,
+) -> HttpResponse {
     let (events, interval, hold, fail_after) =
         (knobs.sse_events, Duration::from_millis(knobs.sse_interval_ms), knobs.sse_hold, knobs.sse_fail_after);
+    let linger_until = linger.map(|d| tokio::time::Instant::now() + d);
     let chunks = futures_util::stream::unfold((0u32, Some(guard)), move |(n, guard)| {
         let state = state.clone();
         let job_id = job_id.clone();
@@ -676,7 +764,21 @@ fn event_stream(state: Arc<SimState>, knobs: &Knobs, job_id: String, guard: Infl
             if fail_after == Some(n) {
                 return Some((Err(StreamFailure), (n, None)));
             }
+            if n > events {
+                // Lingering after [DONE]: a blank line every few milliseconds (go-livepeer's
+                // writer loop spins on its closed channel) until the job's time is up.
+                let until = linger_until?;
+                if tokio::time::Instant::now() >= until {
+                    return None;
+                }
+                tokio::time::sleep(LINGER_TICK).await;
+                return Some((Ok(web::Bytes::from_static(b"\n")), (n, guard)));
+            }
             if n == events {
+                if linger_until.is_some() {
+                    let done = web::Bytes::from_static(b"data: {\"balance\": 1000}\ndata: [DONE]\n\n");
+                    return Some((Ok(done), (n + 1, guard)));
+                }
                 return Some((Ok(web::Bytes::from_static(b"data: [DONE]\n\n")), (n + 1, None)));
             }
             let event = json!({"n": n, "sim": state.name, "job_id": job_id});
@@ -689,6 +791,9 @@ fn event_stream(state: Arc<SimState>, knobs: &Knobs, job_id: String, guard: Infl
         .insert_header(("Livepeer-Payment-Balance", "1000"))
         .streaming(chunks)
 }
+
+/// Pause between two blank lines of a lingering stream.
+const LINGER_TICK: Duration = Duration::from_millis(5);
 
 #[derive(Debug, Deserialize)]
 struct ReleaseQuery {
@@ -827,6 +932,10 @@ pub struct SimArgs {
     /// Price per unit in wei.
     #[arg(long, default_value_t = 0)]
     pub price: i64,
+    /// The gateway's credit in wei, reported in tokens; with `--price`, a job needs 60 s of it
+    /// (as go-livepeer's orchestrator), otherwise 400 Insufficient balance for request.
+    #[arg(long, default_value_t = 0)]
+    pub balance: i64,
     /// Cold-start jobs at start.
     #[arg(long, default_value_t = 0)]
     pub cold_start_jobs: u64,
@@ -855,6 +964,7 @@ pub async fn run_cli(args: SimArgs) -> anyhow::Result<()> {
         over_capacity: args.over_capacity,
         jitter_ms: args.jitter_ms,
         price_per_unit: args.price,
+        balance: args.balance,
         cold_start_jobs: args.cold_start_jobs,
         cold_start_ms: args.cold_start_ms,
         sse_events: args.sse_events,

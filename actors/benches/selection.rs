@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use byoc_actors::capability::Capability;
-use byoc_actors::dispatcher::pick;
+use byoc_actors::dispatcher::{pick, Exclusions};
 use byoc_actors::orchestrator::OrchestratorId;
 use byoc_actors::pair::{PairKey, PairView, SharedView};
 use byoc_actors::score::PeakEwma;
@@ -61,10 +61,13 @@ fn bench_group(c: &mut Criterion, name: &str, routable_every: Option<usize>) {
     for n in SIZES {
         let views = board(n, routable_every);
         let now = Instant::now();
-        assert!(pick(&views, &exclude, now, &mut rng).is_some(), "board of {n} must have a routable pair");
+        assert!(
+            pick(&views, Exclusions::tried(&exclude), now, &mut rng).is_some(),
+            "board of {n} must have a routable pair"
+        );
         group.bench_with_input(BenchmarkId::from_parameter(n), &views, |b, views| {
             // The slot taken is freed as the pick is dropped, as at the end of an attempt.
-            b.iter(|| pick(black_box(views), black_box(&exclude), now, &mut rng));
+            b.iter(|| pick(black_box(views), Exclusions::tried(black_box(&exclude)), now, &mut rng));
         });
     }
     group.finish();

@@ -42,6 +42,8 @@ pub struct DiscoverySettings {
     pub refresh: Duration,
     /// Bound on one fetch, body included (go-livepeer: 3 s).
     pub timeout: Duration,
+    /// Headers sent with every fetch (values never shown).
+    pub headers: webhook::WebhookHeaders,
 }
 
 /// The fetcher.
@@ -70,10 +72,11 @@ impl Discovery {
         }
         self.in_flight = true;
         let (client, url, timeout) = (self.client.clone(), self.settings.webhook_url.clone(), self.settings.timeout);
+        let headers = self.settings.headers.clone();
         let supervisor = self.supervisor.clone();
         let fut = async move {
             let started = Instant::now();
-            let result = webhook::fetch(&client, &url, timeout).await;
+            let result = webhook::fetch(&client, &url, &headers, timeout).await;
             let msg = WebhookFetched {
                 fetched_at_unix_ms: unix_ms_now(),
                 took_ms: started.elapsed().as_millis() as u64,
@@ -98,6 +101,7 @@ impl Actor for Discovery {
         tracing::info!(
             webhook = %webhook::redact(&self.settings.webhook_url),
             refresh_ms = self.settings.refresh.as_millis() as u64,
+            headers = ?self.settings.headers,
             "discovery started"
         );
         self.fetch(ctx);
@@ -129,6 +133,9 @@ pub struct DiscoveryReport {
     pub refresh_ms: Option<u64>,
     /// Bound on one fetch (ms).
     pub timeout_ms: Option<u64>,
+    /// Names of the headers sent with each fetch (`discovery.webhook_headers`; values are
+    /// never shown).
+    pub header_names: Vec<String>,
     /// Orchestrators registered now with source `webhook`.
     pub orchestrators: usize,
     /// Successful fetches since start.
@@ -149,6 +156,7 @@ impl DiscoveryReport {
             webhook_url: Some(webhook::redact(&settings.webhook_url)),
             refresh_ms: Some(settings.refresh.as_millis() as u64),
             timeout_ms: Some(settings.timeout.as_millis() as u64),
+            header_names: settings.headers.names(),
             ..Self::default()
         }
     }

@@ -32,6 +32,7 @@ use rand::Rng;
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
 use crate::pair::{PairActor, PairKey, PairView, SharedView, SlotGuard, Tally, Unroutable};
+use crate::protocol::header::OrchestratorFilter;
 use crate::queue::WaitQueue;
 use crate::score::p2c;
 
@@ -44,6 +45,41 @@ pub const EXPLORE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Picks retried when a slot another worker took first was the one chosen.
 const PICK_RETRIES: usize = 4;
+
+/// The reason counted for pairs the job's own `parameters.orchestrators` leaves out.
+pub const EXCLUDED_BY_JOB: &str = "excluded-by-job";
+
+/// The orchestrators one attempt may not go to: those the job already tried, and those its
+/// `parameters.orchestrators` leaves out.
+#[derive(Debug, Clone, Copy)]
+pub struct Exclusions<'a> {
+    /// Already tried (or refused admission) for this job.
+    pub tried: &'a [OrchestratorId],
+    /// The job's include / exclude lists.
+    pub filter: Option<&'a OrchestratorFilter>,
+}
+
+impl<'a> Exclusions<'a> {
+    /// Nothing excluded.
+    pub const NONE: Exclusions<'static> = Exclusions { tried: &[], filter: None };
+
+    /// Only the orchestrators already tried.
+    pub fn tried(tried: &'a [OrchestratorId]) -> Self {
+        Self { tried, filter: None }
+    }
+
+    /// Whether `v`'s orchestrator was tried (`Some(true)`), is left out by the job's filter
+    /// (`Some(false)`), or may be used (`None`).
+    fn blocks(&self, v: &PairView) -> Option<bool> {
+        if self.tried.contains(&v.key.orchestrator) {
+            return Some(true);
+        }
+        match self.filter {
+            Some(f) if !f.allows(&v.key.orchestrator.0, &v.orchestrator_url) => Some(false),
+            _ => None,
+        }
+    }
+}
 
 /// One pair as the dispatcher sees it.
 #[derive(Clone)]
@@ -97,7 +133,7 @@ impl Scoreboard {
 
     /// Picks a pair for one attempt of a job for `capability`, excluding `exclude`, and takes
     /// one of its slots.
-    pub fn select(&self, capability: &Capability, exclude: &[OrchestratorId]) -> Selection {
+    pub fn select(&self, capability: &Capability, exclude: Exclusions<'_>) -> Selection {
         let Some(board) = self.board(capability) else {
             return Selection::Unknown;
         };
@@ -275,7 +311,7 @@ impl std::fmt::Debug for Slot {
 /// It takes no actor system, so the selection benchmark measures exactly what a job runs.
 pub fn pick(
     views: &[SharedView],
-    exclude: &[OrchestratorId],
+    exclude: Exclusions<'_>,
     now: Instant,
     rng: &mut impl Rng,
 ) -> Option<(usize, SlotGuard)> {
@@ -294,8 +330,8 @@ pub fn pick(
 }
 
 /// Whether `v` can take this job now: not tried, routable, a free slot.
-fn eligible(v: &PairView, exclude: &[OrchestratorId], now: Instant) -> bool {
-    !exclude.contains(&v.key.orchestrator) && v.routable_at(now).is_ok() && v.slots.has_free()
+fn eligible(v: &PairView, exclude: Exclusions<'_>, now: Instant) -> bool {
+    exclude.blocks(v).is_none() && v.routable_at(now).is_ok() && v.slots.has_free()
 }
 
 /// Whether `v` is due a job to be measured: its breaker is due a trial (its trial permits bound
@@ -319,7 +355,7 @@ fn rank(v: &PairView, now: Instant) -> (bool, f64) {
 
 /// Full scan: the best-ranked eligible pair, unless another is due exploration. The scan starts
 /// at a random pair so that ties and exploration turns are spread.
-fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
+fn scan(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut impl Rng) -> Option<usize> {
     let start = if views.len() > 1 { rng.random_range(0..views.len()) } else { 0 };
     let order = (0..views.len()).map(|k| (start + k) % views.len());
     let mut best: Option<(usize, (bool, f64), bool)> = None;
@@ -354,7 +390,7 @@ fn scan(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mu
 }
 
 /// Power of two choices among eligible pairs; a sampled pair due exploration wins its sample.
-fn sample(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &mut impl Rng) -> Option<usize> {
+fn sample(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut impl Rng) -> Option<usize> {
     let cost_of = |i: usize| -> Option<f64> {
         let v = views[i].read();
         if !eligible(&v, exclude, now) {
@@ -379,16 +415,23 @@ fn sample(views: &[SharedView], exclude: &[OrchestratorId], now: Instant, rng: &
 /// capability (the caller reports it as unknown rather than unavailable).
 ///
 /// O(n), but it only runs when nothing could be picked, where the explanation is worth a scan.
-pub fn unavailable(views: &[SharedView], exclude: &[OrchestratorId], now: Instant) -> Option<Unavailable> {
+pub fn unavailable(views: &[SharedView], exclude: Exclusions<'_>, now: Instant) -> Option<Unavailable> {
     let mut offered = false;
     let mut why = Unavailable::default();
     let mut counts: HashMap<&'static str, u32> = HashMap::new();
     for view in views {
         let v = view.read();
         offered |= v.offered;
-        if exclude.contains(&v.key.orchestrator) {
-            why.tried += 1;
-            continue;
+        match exclude.blocks(&v) {
+            Some(true) => {
+                why.tried += 1;
+                continue;
+            }
+            Some(false) => {
+                *counts.entry(EXCLUDED_BY_JOB).or_default() += 1;
+                continue;
+            }
+            None => {}
         }
         match v.routable_at(now) {
             Ok(()) => why.full += 1,
@@ -453,18 +496,18 @@ mod tests {
         views[1].write().capacity_ceiling = Some(0);
         let tried = [OrchestratorId("a".into())];
         for _ in 0..20 {
-            let (i, guard) = pick(&views, &tried, now, &mut rng).expect("c is free");
+            let (i, guard) = pick(&views, Exclusions::tried(&tried), now, &mut rng).expect("c is free");
             assert_eq!(i, 2);
             drop(guard);
         }
         let tried = [OrchestratorId("a".into()), OrchestratorId("c".into())];
-        assert!(pick(&views, &tried, now, &mut rng).is_none());
-        let why = unavailable(&views, &tried, now).expect("offered");
+        assert!(pick(&views, Exclusions::tried(&tried), now, &mut rng).is_none());
+        let why = unavailable(&views, Exclusions::tried(&tried), now).expect("offered");
         assert_eq!((why.tried, why.full, why.reasons), (2, 0, vec![("no-capacity", 1)]));
         views[1].write().offered = false;
         views[0].write().offered = false;
         views[2].write().offered = false;
-        assert_eq!(unavailable(&views, &tried, now), None);
+        assert_eq!(unavailable(&views, Exclusions::tried(&tried), now), None);
     }
 
     #[test]
@@ -472,15 +515,15 @@ mod tests {
         let now = Instant::now();
         let mut rng = rand::rng();
         let views = [view("slow", 2, 700.0), view("fast", 2, 50.0)];
-        let (i, first) = pick(&views, &[], now, &mut rng).expect("free");
+        let (i, first) = pick(&views, Exclusions::NONE, now, &mut rng).expect("free");
         assert_eq!(i, 1, "fast");
-        let (i, second) = pick(&views, &[], now, &mut rng).expect("free");
+        let (i, second) = pick(&views, Exclusions::NONE, now, &mut rng).expect("free");
         assert_eq!(i, 1, "still fast: half full costs 75 < 700");
-        let (i, third) = pick(&views, &[], now, &mut rng).expect("free");
+        let (i, third) = pick(&views, Exclusions::NONE, now, &mut rng).expect("free");
         assert_eq!(i, 0, "fast is full: slow gets it");
-        let fourth = pick(&views, &[], now, &mut rng).expect("one slot left on slow");
-        assert!(pick(&views, &[], now, &mut rng).is_none(), "every slot taken");
-        let why = unavailable(&views, &[], now).expect("offered");
+        let fourth = pick(&views, Exclusions::NONE, now, &mut rng).expect("one slot left on slow");
+        assert!(pick(&views, Exclusions::NONE, now, &mut rng).is_none(), "every slot taken");
+        let why = unavailable(&views, Exclusions::NONE, now).expect("offered");
         assert_eq!((why.full, why.reasons.len()), (2, 0));
         drop((first, second, third, fourth));
     }
@@ -501,7 +544,7 @@ mod tests {
         };
         let views = [fast, unmeasured("broken"), unmeasured("slow")];
         let picks: Vec<usize> =
-            (0..6).map(|_| pick(&views, &[], now, &mut rng).map(|(i, _)| i).expect("free")).collect();
+            (0..6).map(|_| pick(&views, Exclusions::NONE, now, &mut rng).map(|(i, _)| i).expect("free")).collect();
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 1, "{picks:?}");
         assert_eq!(picks.iter().filter(|&&i| i == 2).count(), 1, "{picks:?}");
     }
@@ -513,7 +556,7 @@ mod tests {
         let later = Instant::now() + EXPLORE_INTERVAL + Duration::from_secs(1);
         // Both are stale by then; fast is the best anyway, slow is explored once.
         let picks: Vec<usize> =
-            (0..10).map(|_| pick(&views, &[], later, &mut rng).map(|(i, _)| i).expect("free")).collect();
+            (0..10).map(|_| pick(&views, Exclusions::NONE, later, &mut rng).map(|(i, _)| i).expect("free")).collect();
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 1, "{picks:?}");
     }
 }

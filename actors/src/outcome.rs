@@ -8,6 +8,52 @@ use std::time::Duration;
 use crate::policy::Effective;
 use crate::protocol::client::{excerpt, UpstreamError};
 
+/// An orchestrator's refusal that is not the client's fault and says nothing about the
+/// orchestrator's health: the job fails over, and the pair leaves rotation with this reason
+/// until its token changes or an operator resets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// A 508 Loop Detected: the job came back to a gateway it had passed (this one, through an
+    /// orchestrator whose `service_addr` points at it, or another).
+    RoutingLoop,
+    /// `400 Could not verify job creds`: the orchestrator does not accept the gateway's job
+    /// signature (for example one built from a fork expecting another scheme).
+    CredentialsRejected,
+    /// `400 Insufficient balance for request`: a priced capability and not enough credit.
+    PaymentRequired,
+    /// `400 Could not get job price`: the orchestrator cannot price the capability.
+    PriceUnavailable,
+}
+
+impl Refusal {
+    /// Stable name: the failure class of the attempt and the pair's unroutable reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::RoutingLoop => "routing-loop",
+            Refusal::CredentialsRejected => "credentials-rejected",
+            Refusal::PaymentRequired => "payment-required",
+            Refusal::PriceUnavailable => "price-unavailable",
+        }
+    }
+
+    /// The refusal a 400 answer's body names, if it is one of go-livepeer's orchestrator
+    /// answers that are not the client's fault (`job_orchestrator.go`; text/plain, matched at
+    /// the start of the body as `http.Error` writes it).
+    fn of_400(body: &[u8]) -> Option<Self> {
+        let text = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+        let start = text.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(text.len());
+        let text = &text[start..];
+        [
+            (&b"Could not verify job creds"[..], Refusal::CredentialsRejected),
+            (b"Insufficient balance for request", Refusal::PaymentRequired),
+            (b"Could not get job price", Refusal::PriceUnavailable),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| text.starts_with(prefix))
+        .map(|(_, r)| r)
+    }
+}
+
 /// How one upstream call ended, as far as the pair's health is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -18,9 +64,10 @@ pub enum Outcome {
     /// A 503 or 429: the orchestrator is busy. Retried elsewhere; the pair backs off without
     /// being treated as broken.
     CapacityRefused(u16),
-    /// A 508 Loop Detected: the job came back to a gateway it had passed (this one, through an
-    /// orchestrator whose `service_addr` points at it, or another). The pair leaves rotation.
-    RoutingLoop,
+    /// A refusal that is not the client's fault (a 508 loop, or one of go-livepeer's 400s
+    /// that concern the gateway: credentials, payment, price), with the body excerpt. The job
+    /// fails over; the pair leaves rotation.
+    Refused(Refusal, String),
     /// A 5xx whose body says the GPU ran out of memory.
     OutOfMemory(String),
     /// Another 5xx, with a body excerpt.
@@ -45,13 +92,18 @@ impl Outcome {
             Outcome::Success => "success",
             Outcome::ClientError(_) => "http-4xx",
             Outcome::CapacityRefused(_) => "capacity",
-            Outcome::RoutingLoop => "routing-loop",
+            Outcome::Refused(r, _) => r.as_str(),
             Outcome::OutOfMemory(_) => "oom",
             Outcome::ServerError(..) => "http-5xx",
             Outcome::ContractMismatch(_) => "contract-mismatch",
             Outcome::Failed(e) => e.class(),
             Outcome::Stuck(_) => "stuck",
         }
+    }
+
+    /// Whether this is one of go-livepeer's 400 answers that are not the client's fault.
+    pub fn refused_400(&self) -> bool {
+        matches!(self, Outcome::Refused(r, _) if *r != Refusal::RoutingLoop)
     }
 
     /// Whether the job should go to another orchestrator.
@@ -67,8 +119,12 @@ impl Outcome {
             }
             0..=399 => Outcome::Success,
             429 | 503 => Outcome::CapacityRefused(status),
-            508 => Outcome::RoutingLoop,
-            400..=499 => Outcome::ClientError(status),
+            508 => Outcome::Refused(Refusal::RoutingLoop, excerpt(body)),
+            400 => match Refusal::of_400(body) {
+                Some(r) => Outcome::Refused(r, excerpt(body)),
+                None => Outcome::ClientError(status),
+            },
+            401..=499 => Outcome::ClientError(status),
             _ => {
                 let text = excerpt(body);
                 let lower = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
@@ -113,13 +169,34 @@ mod tests {
             Outcome::OutOfMemory(_)
         ));
         assert!(matches!(Outcome::classify(502, None, b"bad gateway", &plain), Outcome::ServerError(502, _)));
-        assert_eq!(Outcome::classify(508, None, b"", &plain), Outcome::RoutingLoop);
-        assert!(Outcome::RoutingLoop.retryable());
+        assert_eq!(Outcome::classify(508, None, b"", &plain), Outcome::Refused(Refusal::RoutingLoop, String::new()));
+        assert!(Outcome::Refused(Refusal::RoutingLoop, String::new()).retryable());
         assert!(!Outcome::Success.retryable());
         assert!(!Outcome::ClientError(404).retryable());
         assert!(Outcome::CapacityRefused(503).retryable());
         assert!(Outcome::ContractMismatch(String::new()).retryable());
         assert!(Outcome::Stuck(Duration::from_millis(300)).retryable());
         assert_eq!(Outcome::Stuck(Duration::ZERO).class(), "stuck");
+    }
+
+    #[test]
+    fn orchestrator_400s_that_are_not_the_clients_fault_are_refusals() {
+        let plain = CapabilityPolicy::default().effective();
+        for (body, refusal) in [
+            (&b"Could not verify job creds\n"[..], Refusal::CredentialsRejected),
+            (b"Insufficient balance for request\n", Refusal::PaymentRequired),
+            (b"  Could not get job price\n", Refusal::PriceUnavailable),
+        ] {
+            let o = Outcome::classify(400, Some("text/plain; charset=utf-8"), body, &plain);
+            assert!(matches!(&o, Outcome::Refused(r, _) if *r == refusal), "{o:?}");
+            assert!(o.retryable());
+            assert_eq!(o.class(), refusal.as_str());
+        }
+        // The client's own mistakes stay client errors, relayed.
+        for body in [&b"Unable to unmarshal job request details err=..."[..], b"no timeout_seconds set", b""] {
+            assert_eq!(Outcome::classify(400, None, body, &plain), Outcome::ClientError(400));
+        }
+        // Only a 400 carries these refusals.
+        assert_eq!(Outcome::classify(403, None, b"Could not verify job creds", &plain), Outcome::ClientError(403));
     }
 }

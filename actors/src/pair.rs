@@ -24,7 +24,7 @@ use crate::breaker::{Admission, Breaker, State, Transition};
 use crate::limit::ConcurrencyLimit;
 use crate::metrics as m;
 use crate::orchestrator::normalize_url;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Refusal};
 use crate::policy::Effective;
 use crate::protocol::client::{excerpt, fetch_token, forward_job, Forward, TokenError, UpstreamError};
 use crate::protocol::header::JobRequest;
@@ -137,9 +137,15 @@ pub struct PairActor {
     token_ok: bool,
     offered: bool,
     node_unreachable: bool,
-    /// A job sent here came back to a gateway it had passed (508): out of rotation until the
-    /// token names another `service_addr` or the operator resets the pair.
-    routing_loop: bool,
+    /// The orchestrator refused a job for a reason that is not the client's (508 loop, or a 400
+    /// about credentials, payment or price): out of rotation until the token changes
+    /// ([`JobToken::fingerprint`]) or the operator resets the pair.
+    refusal: Option<Refusal>,
+    /// [`JobToken::fingerprint`] of the last usable token.
+    token_fingerprint: u64,
+    /// The last token prices the capability above what the gateway's balance there covers
+    /// ([`JobToken::payment_required`]).
+    payment_required: bool,
     /// Half-open trial calls admitted by [`Admit`] and not yet recorded.
     leases: HashMap<u64, Lease>,
     next_lease: u64,
@@ -229,7 +235,9 @@ impl PairActor {
             token_ok: false,
             offered: actor_offered,
             node_unreachable: false,
-            routing_loop: false,
+            refusal: None,
+            token_fingerprint: 0,
+            payment_required: false,
             leases: HashMap::new(),
             next_lease: 1,
             probed_at_ms: 0,
@@ -332,7 +340,8 @@ impl PairActor {
             retired: self.retired,
             disabled: self.disabled,
             node_unreachable: self.node_unreachable,
-            routing_loop: self.routing_loop,
+            refusal: self.refusal,
+            payment_required: self.payment_required,
             over_ceiling: self.over_ceiling(),
             price_share: self.policy.price_share(price_per_unit, pixels_per_unit),
             warming: self.warming,
@@ -468,9 +477,21 @@ impl PairActor {
                     Ok(addr) => {
                         if self.service_addr.as_deref() != Some(addr.as_str()) {
                             self.service_addr = Some(Arc::from(addr));
-                            // Another address: the loop it made is worth another try.
-                            self.routing_loop = false;
                         }
+                        let fingerprint = token.fingerprint();
+                        if std::mem::replace(&mut self.token_fingerprint, fingerprint) != fingerprint {
+                            // Another token (address, price, balance, ticket parameters): what
+                            // the orchestrator refused is worth another try.
+                            if let Some(r) = self.refusal.take() {
+                                tracing::info!(pair = %self.key, reason = r.as_str(), "token changed; pair back in rotation");
+                            }
+                        }
+                        let payment_required = token.payment_required();
+                        if payment_required && !self.payment_required {
+                            tracing::warn!(pair = %self.key, balance = token.balance,
+                                "the capability is priced and the gateway's balance there is under 60 s of it (the gateway does not pay yet); pair leaves rotation");
+                        }
+                        self.payment_required = payment_required;
                         if token.available_capacity > 0 {
                             self.offered = true;
                         }
@@ -675,18 +696,24 @@ impl PairActor {
                     None
                 }
             }
-            Outcome::RoutingLoop => {
-                // A configuration problem, not the orchestrator's health: out of rotation.
-                self.counters.http_5xx += 1;
+            Outcome::Refused(refusal, body) => {
+                // Not the orchestrator's health and not the client's fault: out of rotation.
+                self.counters.refused += 1;
                 if trial {
                     self.breaker.release_trial();
                 }
-                self.routing_loop = true;
+                self.refusal = Some(*refusal);
                 let addr = self.service_addr.as_deref().unwrap_or("?").to_string();
-                tracing::error!(pair = %self.key, service_addr = %addr, "routing loop: the job came back to a gateway it had passed; pair leaves rotation");
+                let message = match refusal {
+                    Refusal::RoutingLoop => format!("508: a job sent to {addr} came back to a gateway it had passed (the token's service_addr leads back to a gateway)"),
+                    Refusal::CredentialsRejected => format!("{addr} answered 400 '{body}': it does not accept this gateway's job signature (an orchestrator expecting another signature scheme?)"),
+                    Refusal::PaymentRequired => format!("{addr} answered 400 '{body}': the capability is priced and the gateway has no credit there (it does not pay yet)"),
+                    Refusal::PriceUnavailable => format!("{addr} answered 400 '{body}': the orchestrator cannot price the capability"),
+                };
+                tracing::error!(pair = %self.key, reason = refusal.as_str(), "{message}; pair leaves rotation");
                 self.note_error(
-                    "routing-loop",
-                    format!("508: a job sent to {addr} came back to a gateway it had passed (the token's service_addr leads back to a gateway); out of rotation until the token names another address or the pair is reset"),
+                    refusal.as_str(),
+                    format!("{message}; out of rotation until its token changes or the pair is reset"),
                 );
                 None
             }
@@ -1072,7 +1099,7 @@ impl Handler<ForceBreaker> for PairActor {
             self.breaker.trip(Instant::now(), rand::random::<f64>())
         } else {
             self.capacity_backoff_until = None;
-            self.routing_loop = false;
+            self.refusal = None;
             self.breaker.reset()
         };
         if let Some(t) = transition {

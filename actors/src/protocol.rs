@@ -9,6 +9,7 @@ pub mod body;
 pub mod client;
 pub mod header;
 pub mod signer;
+pub mod sse;
 pub mod token;
 pub mod via;
 

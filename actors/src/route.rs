@@ -217,6 +217,7 @@ impl Router {
                         status,
                         detail,
                         elapsed_ms: call.elapsed.as_millis() as u64,
+                        refused_400: outcome.refused_400(),
                     };
                     s.failed(picked.key.orchestrator.clone(), report, &outcome)?;
                 }

@@ -17,7 +17,8 @@ use byoc_actors::capability::{Capability, MAX_CAPABILITY_LEN};
 use byoc_actors::orchestrator::normalize_url;
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::protocol::header::{
-    decode_client_header, decode_job_request, encode_client_header, ClientJob, JobRequest, MAX_TIMEOUT_SECONDS,
+    decode_client_header, decode_job_request, encode_client_header, ClientJob, HeaderError, JobRequest,
+    MAX_TIMEOUT_SECONDS,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -348,19 +349,23 @@ fn json_values_are_carried_as_text(
 type ValidJob = (String, u64, Option<String>, Option<String>, Option<String>);
 
 fn valid_job() -> impl Strategy<Value = ValidJob> {
-    let text = || {
-        prop_oneof![
-            6 => ".{0,48}",
-            1 => Just(String::new()),
-            1 => "[ \t\n]{1,3}",
-            1 => select(&["{}", "null", "{\"a\":1}", "[1, 2]", "\"x\""][..]).prop_map(String::from),
-        ]
-    };
+    // What go-livepeer accepts: `request` decodes into `{"stream_id": string}`, `parameters`
+    // into `JobParameters` (blank `parameters` is taken as `{}`, as the Python SDK needs).
+    let request = prop_oneof![
+        2 => select(&["{}", "null", "{\"a\":1}", "{\"stream_id\":null}"][..]).prop_map(String::from),
+        3 => "[a-z0-9 ]{0,24}".prop_map(|t| serde_json::json!({"stream_id": t, "prompt": t}).to_string()),
+    ];
+    let parameters = prop_oneof![
+        1 => Just(String::new()),
+        1 => "[ \t\n]{1,3}",
+        2 => select(&["{}", "null", "{\"a\":[1, 2]}", "{\"orchestrators\":{}}"][..]).prop_map(String::from),
+        2 => url_like().prop_map(|u| serde_json::json!({"orchestrators": {"include": [u], "exclude": []}}).to_string()),
+    ];
     (
         CAPABILITY_RE,
         1u64..=MAX_TIMEOUT_SECONDS,
-        prop::option::of(text()),
-        prop::option::of(text()),
+        prop::option::of(request),
+        prop::option::of(parameters),
         prop::option::of(".{0,24}"),
     )
 }
@@ -459,10 +464,27 @@ proptest! {
     fn json_values_are_accepted_where_strings_are_expected(
         capability in CAPABILITY_RE,
         timeout in 1u64..=MAX_TIMEOUT_SECONDS,
-        request in arb_json().prop_filter("not a string", |v| !v.is_string() && !v.is_null()),
-        parameters in arb_json().prop_filter("not a string", |v| !v.is_string() && !v.is_null()),
+        request in arb_json(),
+        parameters in arb_json(),
     ) {
+        // Inside objects, as go-livepeer's documents must be.
+        let request = serde_json::json!({"doc": request});
+        let parameters = serde_json::json!({"doc": parameters});
         json_values_are_carried_as_text(capability, timeout, request, parameters)?;
+    }
+
+    /// A `request` or `parameters` that go-livepeer would refuse (not an object) is refused
+    /// here too, as `InvalidJob`.
+    #[test]
+    fn documents_that_are_not_objects_are_refused(
+        capability in CAPABILITY_RE,
+        doc in arb_json().prop_filter("not an object", |v| !v.is_object() && !v.is_null() && !v.is_string()),
+        which in any::<bool>(),
+    ) {
+        let field = if which { "request" } else { "parameters" };
+        let v = serde_json::json!({"capability": capability, "timeout_seconds": 5, field: doc});
+        let decoded = decode_client_header(Some(encode_client_header(&v).as_bytes()));
+        prop_assert!(matches!(decoded, Err(HeaderError::InvalidJob(_))), "{:?} for {}", decoded, v);
     }
 
     /// The orchestrator-facing `JobRequest` round-trips through `decode_job_request`.

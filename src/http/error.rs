@@ -157,6 +157,7 @@ impl From<HeaderError> for ApiError {
             HeaderError::TimeoutTooLong(_) => "timeout-too-long",
             HeaderError::MissingCapability => "missing-capability",
             HeaderError::InvalidCapability(_) => "invalid-capability",
+            HeaderError::InvalidJob(_) => "invalid-job",
         };
         Self::bad_request(code, e.to_string())
     }
@@ -172,6 +173,9 @@ impl From<RouteError> for ApiError {
             | RouteError::DiscoveryRateLimited { .. }
             | RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::AttemptsExhausted { .. } => StatusCode::BAD_GATEWAY,
+            // go-livepeer relays the orchestrator's 400; here it comes only once no other
+            // orchestrator could take the job, as JSON naming each answer.
+            RouteError::OrchestratorRefused { .. } => StatusCode::BAD_REQUEST,
             RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::RetryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         };

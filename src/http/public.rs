@@ -178,7 +178,16 @@ pub(super) fn content_type(req: &HttpRequest) -> Option<String> {
 /// Runs `job` through the router and maps the result to the client's answer: the
 /// orchestrator's status, body and headers, or the JSON error. Shared by every job route.
 pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot, shape: ErrorShape) -> HttpResponse {
-    let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %job.request_id);
+    let span = tracing::info_span!("job", capability = %job.client.capability, request_id = %job.request_id,
+        include = tracing::field::Empty, exclude = tracing::field::Empty);
+    // A job that pins or excludes orchestrators says so in every line it logs.
+    let filter = &job.client.orchestrators;
+    if !filter.include.is_empty() {
+        span.record("include", tracing::field::debug(&filter.include));
+    }
+    if !filter.exclude.is_empty() {
+        span.record("exclude", tracing::field::debug(&filter.exclude));
+    }
     let result = state.router.run(&job).instrument(span).await;
     let mut resp = match result {
         Ok(mut reply) => {

@@ -114,6 +114,7 @@ fn client_job(req: &HttpRequest, capability: &Capability, timeout_seconds: u64) 
             request: "{}".into(),
             parameters: "{}".into(),
             timeout_seconds,
+            orchestrators: Default::default(),
         });
     };
     let client = decode_client_header(Some(raw))?;

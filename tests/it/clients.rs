@@ -195,11 +195,11 @@ async fn runner_paths_take_a_matching_livepeer_header_and_answer_errors_in_both_
 
     // go-livepeer's own text errors are put in the runner's shape, so runner clients read them.
     a.state
-        .patch(Some("llm"), &json!({"status": 400, "status_body": "Insufficient balance for request"}))
+        .patch(Some("llm"), &json!({"status": 400, "status_body": "Unable to unmarshal job request details err=EOF"}))
         .expect("knobs");
     let ans = read(gw.client.post(&url).send_body("{}").await).await;
     assert_eq!(ans.status, 400);
-    assert_eq!(ans.json()["detail"]["msg"], "Insufficient balance for request");
+    assert_eq!(ans.json()["detail"]["msg"], "Unable to unmarshal job request details err=EOF");
 }
 
 fn encode(v: &Value) -> String {

@@ -30,6 +30,8 @@ enum Reply {
 struct Webhook {
     url: String,
     reply: Arc<Mutex<Reply>>,
+    /// The `Authorization` header of the last fetch, if it had one.
+    authorization: Arc<Mutex<Option<String>>>,
     server: ServerHandle,
 }
 
@@ -38,7 +40,8 @@ impl Webhook {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
         let url = format!("http://{}/orchestrators?key=secret-query", listener.local_addr().expect("addr"));
         let reply = Arc::new(Mutex::new(reply));
-        let shared = web::Data::new(reply.clone());
+        let authorization = Arc::new(Mutex::new(None));
+        let shared = web::Data::new((reply.clone(), authorization.clone()));
         let server =
             HttpServer::new(move || App::new().app_data(shared.clone()).route("/orchestrators", web::get().to(serve)))
                 .workers(1)
@@ -48,7 +51,7 @@ impl Webhook {
                 .run();
         let handle = server.handle();
         actix_web::rt::spawn(server);
-        Webhook { url, reply, server: handle }
+        Webhook { url, reply, authorization, server: handle }
     }
 
     fn set(&self, reply: Reply) {
@@ -60,8 +63,11 @@ impl Webhook {
     }
 }
 
-async fn serve(reply: web::Data<Arc<Mutex<Reply>>>) -> HttpResponse {
-    let reply = reply.lock().clone();
+type Shared = (Arc<Mutex<Reply>>, Arc<Mutex<Option<String>>>);
+
+async fn serve(req: actix_web::HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    *shared.1.lock() = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let reply = shared.0.lock().clone();
     match reply {
         Reply::List(urls) => HttpResponse::Ok()
             .json(urls.iter().map(|u| json!({"address": u, "score": 1.0, "region": "test"})).collect::<Vec<_>>()),
@@ -404,4 +410,28 @@ async fn pairs_exist_for_what_orchestrators_offer_not_for_every_capability() {
     assert!(s["survey"]["found"].as_u64() >= Some(2), "c/depth and e/upscale were found by surveys: {s}");
     let metrics = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).to_string();
     assert!(metrics.contains("byoc_gateway_survey_probes_total"), "survey probes are counted");
+}
+
+#[actix_web::test]
+async fn configured_headers_are_sent_with_each_fetch_and_never_shown() {
+    let a = sim("a", &[("depth", healthy())]);
+    let hook = Webhook::start(Reply::List(vec![a.url.clone()]));
+    let gw = gateway_with(&[], |c| {
+        with_webhook(&hook)(c);
+        c.discovery.webhook_headers.insert("Authorization".into(), "Bearer s3cret-registry-token".into());
+    })
+    .await;
+    let d = fetched(&gw, "ok", 0).await;
+    assert_eq!(hook.authorization.lock().as_deref(), Some("Bearer s3cret-registry-token"));
+    assert_eq!(d["header_names"], json!(["authorization"]), "{d}");
+    assert!(!d.to_string().contains("s3cret"), "the value is never shown: {d}");
+    assert!(entry(&gw, &a.url).await.is_some(), "the listed orchestrator is registered");
+    let everything = [
+        gw.admin_get("/admin/supervisor").await.body,
+        gw.admin_get("/admin/orchestrators").await.body,
+        read(gw.client.get(format!("{}/metrics", gw.admin)).bearer_auth(TOKEN).send().await).await.body,
+    ];
+    for body in everything {
+        assert!(!String::from_utf8_lossy(&body).contains("s3cret"), "never shown");
+    }
 }

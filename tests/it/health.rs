@@ -101,7 +101,8 @@ async fn a_slow_orchestrator_gets_a_small_share_next_to_a_fast_one() {
 
 #[actix_web::test]
 async fn a_price_rise_above_the_ceiling_removes_the_pair_and_a_drop_brings_it_back() {
-    let cheap = Knobs { price_per_unit: 10, ..healthy() };
+    // Credit for 60 s at any price used here, so payment never decides (see fidelity.rs).
+    let cheap = Knobs { price_per_unit: 10, balance: 1_000_000, ..healthy() };
     let a = sim("a", &[("depth", cheap.clone())]);
     let b = sim("b", &[("depth", cheap)]);
     let gw = gateway_with(&[(&a, &["depth"]), (&b, &["depth"])], |c| {

@@ -12,6 +12,7 @@ mod clients;
 mod discovery;
 mod disk;
 mod errors;
+mod fidelity;
 mod health;
 mod operator;
 mod persistence;

@@ -1,6 +1,6 @@
 //! Server-Sent Events through the gateway: relayed as they arrive (the first event reaches the
 //! client while the orchestrator still holds the rest), never retried after the first byte,
-//! and bounded by the job's timeout; a held stream counts against the job limit, past which
+//! and bounded by the job's timeout (plus 10 s, as go-livepeer); a held stream counts against the job limit, past which
 //! jobs are shed with an immediate 503.
 
 use byoc_actors::protocol::header::encode_client_header;
@@ -25,9 +25,17 @@ async fn read_until<S>(body: &mut S, needle: &str) -> String
 where
     S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
 {
+    read_until_within(body, needle, 10).await
+}
+
+/// [`read_until`], waiting at most `secs` for each chunk.
+async fn read_until_within<S>(body: &mut S, needle: &str, secs: u64) -> String
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>> + Unpin,
+{
     let mut seen = String::new();
     while !seen.contains(needle) {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), body.next()).await {
+        match tokio::time::timeout(std::time::Duration::from_secs(secs), body.next()).await {
             Ok(Some(Ok(chunk))) => seen.push_str(&String::from_utf8_lossy(&chunk)),
             other => panic!("stream ended or stalled before {needle:?} ({other:?}); got {seen:?}"),
         }
@@ -107,7 +115,8 @@ async fn a_stream_that_breaks_is_not_retried() {
 
 #[actix_web::test]
 async fn the_job_timeout_bounds_a_stream() {
-    // Held after the first event and never released: only the job's timeout (1 s) ends it.
+    // Held after the first event and never released: only the job's timeout (1 s, plus the
+    // 10 s go-livepeer's gateway allows a stream) ends it.
     let a = sim("a", &[("chat", Knobs { sse_hold: true, ..sse(3) })]);
     let gw = gateway(&[(&a, &["chat"])]).await;
     let mut resp = gw
@@ -118,7 +127,7 @@ async fn the_job_timeout_bounds_a_stream() {
         .await
         .expect("send");
     assert_eq!(resp.status(), 200);
-    let all = read_until(&mut resp, "stream ended at the job's timeout").await;
+    let all = read_until_within(&mut resp, "stream ended at the job's timeout", 20).await;
     assert!(all.contains("\"n\":0") && !all.contains("\"n\":1"), "{all}");
     assert!(resp.next().await.is_none(), "the stream ends at the deadline");
 }

@@ -16,6 +16,8 @@
 
 use std::time::Duration;
 
+use awc::http::header::{HeaderName, HeaderValue};
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -144,21 +146,64 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// `GET url` once, bounded by `timeout` overall and by [`MAX_BODY_BYTES`], then [`parse`].
-pub async fn fetch(client: &awc::Client, url: &str, timeout: Duration) -> Result<WebhookList, WebhookError> {
+/// Headers sent with every webhook fetch (an `Authorization` for a private registry, say),
+/// from the config file. Their values are secrets: marked sensitive, and left out of `Debug`
+/// (only names are ever shown or logged).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct WebhookHeaders(Vec<(HeaderName, HeaderValue)>);
+
+impl std::fmt::Debug for WebhookHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+/// Headers a webhook fetch may not set: the client sets them from the URL and the body.
+const RESERVED_HEADERS: &[&str] = &["host", "content-length", "transfer-encoding", "connection"];
+
+impl WebhookHeaders {
+    /// Checks `(name, value)` pairs: valid header names and values, none the client sets
+    /// itself. The error names the header, never its value.
+    pub fn new<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, String> {
+        let mut out = Vec::new();
+        for (name, value) in pairs {
+            let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("'{name}' is not a header name"))?;
+            if RESERVED_HEADERS.contains(&n.as_str()) {
+                return Err(format!("'{name}' is set by the gateway itself"));
+            }
+            let mut v = HeaderValue::from_str(value)
+                .map_err(|_| format!("the value of '{name}' is not a valid header value (control characters?)"))?;
+            v.set_sensitive(true);
+            out.push((n, v));
+        }
+        Ok(Self(out))
+    }
+
+    /// The header names, for views and logs.
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(n, _)| n.to_string()).collect()
+    }
+}
+
+/// `GET url` once with `headers`, bounded by `timeout` overall and by [`MAX_BODY_BYTES`],
+/// then [`parse`].
+pub async fn fetch(
+    client: &awc::Client,
+    url: &str,
+    headers: &WebhookHeaders,
+    timeout: Duration,
+) -> Result<WebhookList, WebhookError> {
     use awc::error::{PayloadError, SendRequestError};
     let fut = async {
-        let mut resp = client
-            .get(url)
-            .insert_header((awc::http::header::ACCEPT, "application/json"))
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| match e {
-                SendRequestError::Connect(c) => WebhookError::Connect(c.to_string()),
-                SendRequestError::Timeout => WebhookError::Timeout(timeout),
-                other => WebhookError::Transport(other.to_string()),
-            })?;
+        let mut req = client.get(url).insert_header((awc::http::header::ACCEPT, "application/json"));
+        for (name, value) in &headers.0 {
+            req = req.insert_header((name.clone(), value.clone()));
+        }
+        let mut resp = req.timeout(timeout).send().await.map_err(|e| match e {
+            SendRequestError::Connect(c) => WebhookError::Connect(c.to_string()),
+            SendRequestError::Timeout => WebhookError::Timeout(timeout),
+            other => WebhookError::Transport(other.to_string()),
+        })?;
         let status = resp.status().as_u16();
         let body = resp.body().limit(MAX_BODY_BYTES).await.map_err(|e| match e {
             PayloadError::Overflow => WebhookError::TooLarge,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::breaker::State;
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
+use crate::outcome::Refusal;
 use crate::score::PeakEwma;
 
 use super::slots::Slots;
@@ -67,6 +68,9 @@ pub struct Counters {
     pub capacity: u64,
     /// 2xx answers with the wrong content type (response contract broken).
     pub contract: u64,
+    /// Refusals that are not the client's fault (routing loop, credentials, payment, price):
+    /// failed over, the pair taken out of rotation.
+    pub refused: u64,
 }
 
 /// The live state of a pair as published by its actor.
@@ -131,8 +135,13 @@ pub struct PairView {
     pub disabled: bool,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub node_unreachable: bool,
-    /// A job sent here came back to a gateway it had passed.
-    pub routing_loop: bool,
+    /// The orchestrator refused a job for a reason that is not the client's (a routing loop,
+    /// credentials, payment, price): out of rotation until its token changes or an operator
+    /// resets the pair.
+    pub refusal: Option<Refusal>,
+    /// The token prices the capability and the gateway's balance there is under the
+    /// orchestrator's minimum (60 s x price): every job would be refused for want of payment.
+    pub payment_required: bool,
     /// The advertised price is over the capability's ceiling.
     pub over_ceiling: bool,
     /// Price relative to the ceiling in [0, 1], a factor in the selection cost.
@@ -172,8 +181,16 @@ pub enum Unroutable {
     /// A job sent here came back to a gateway it had passed (its token's `service_addr` leads
     /// back to a gateway).
     RoutingLoop,
+    /// The orchestrator refused a job's credentials (`400 Could not verify job creds`).
+    CredentialsRejected,
+    /// The orchestrator could not price the capability (`400 Could not get job price`).
+    PriceUnavailable,
     /// The advertised price is over the capability's ceiling.
     PriceOverCeiling,
+    /// A priced capability without enough credit: the token's balance is under 60 s x price,
+    /// or the orchestrator answered `400 Insufficient balance for request`. The gateway does
+    /// not pay yet.
+    PaymentRequired,
     /// The configured warm-up job has not succeeded yet.
     WarmingUp,
     /// The orchestrator refused for capacity with none of the gateway's jobs there; out until
@@ -186,7 +203,7 @@ pub enum Unroutable {
 impl Unroutable {
     /// The name of every reason, in the order of [`PairView::routable_at`]'s checks (gauges list
     /// each, at zero when no pair has it).
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 15] = [
         "retired",
         "disabled",
         "token-pending",
@@ -194,8 +211,11 @@ impl Unroutable {
         "token-unavailable",
         "node-unreachable",
         "routing-loop",
+        "credentials-rejected",
+        "price-unavailable",
         "no-capacity",
         "price-over-ceiling",
+        "payment-required",
         "warming-up",
         "capacity-backoff",
         "breaker-open",
@@ -212,10 +232,24 @@ impl Unroutable {
             Unroutable::NoCapacity => "no-capacity",
             Unroutable::NodeUnreachable => "node-unreachable",
             Unroutable::RoutingLoop => "routing-loop",
+            Unroutable::CredentialsRejected => "credentials-rejected",
+            Unroutable::PriceUnavailable => "price-unavailable",
             Unroutable::PriceOverCeiling => "price-over-ceiling",
+            Unroutable::PaymentRequired => "payment-required",
             Unroutable::WarmingUp => "warming-up",
             Unroutable::CapacityBackoff(_) => "capacity-backoff",
             Unroutable::BreakerOpen(_) => "breaker-open",
+        }
+    }
+}
+
+impl From<Refusal> for Unroutable {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::RoutingLoop => Unroutable::RoutingLoop,
+            Refusal::CredentialsRejected => Unroutable::CredentialsRejected,
+            Refusal::PaymentRequired => Unroutable::PaymentRequired,
+            Refusal::PriceUnavailable => Unroutable::PriceUnavailable,
         }
     }
 }
@@ -251,7 +285,8 @@ impl PairView {
             retired: false,
             disabled: false,
             node_unreachable: false,
-            routing_loop: false,
+            refusal: None,
+            payment_required: false,
             over_ceiling: false,
             price_share: 0.0,
             warming: false,
@@ -282,14 +317,17 @@ impl PairView {
         if self.node_unreachable {
             return Err(Unroutable::NodeUnreachable);
         }
-        if self.routing_loop {
-            return Err(Unroutable::RoutingLoop);
+        if let Some(r) = self.refusal {
+            return Err(Unroutable::from(r));
         }
         if self.capacity_ceiling.unwrap_or(0) == 0 {
             return Err(Unroutable::NoCapacity);
         }
         if self.over_ceiling {
             return Err(Unroutable::PriceOverCeiling);
+        }
+        if self.payment_required {
+            return Err(Unroutable::PaymentRequired);
         }
         if self.warmup_pending {
             return Err(Unroutable::WarmingUp);
@@ -636,8 +674,11 @@ mod tests {
             Unroutable::TokenUnavailable,
             Unroutable::NodeUnreachable,
             Unroutable::RoutingLoop,
+            Unroutable::CredentialsRejected,
+            Unroutable::PriceUnavailable,
             Unroutable::NoCapacity,
             Unroutable::PriceOverCeiling,
+            Unroutable::PaymentRequired,
             Unroutable::WarmingUp,
             Unroutable::CapacityBackoff(t),
             Unroutable::BreakerOpen(None),
@@ -652,8 +693,11 @@ mod tests {
                 | Unroutable::TokenUnavailable
                 | Unroutable::NodeUnreachable
                 | Unroutable::RoutingLoop
+                | Unroutable::CredentialsRejected
+                | Unroutable::PriceUnavailable
                 | Unroutable::NoCapacity
                 | Unroutable::PriceOverCeiling
+                | Unroutable::PaymentRequired
                 | Unroutable::WarmingUp
                 | Unroutable::CapacityBackoff(_)
                 | Unroutable::BreakerOpen(_) => {}

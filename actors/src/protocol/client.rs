@@ -5,18 +5,19 @@
 //! off unless the operator asks for it, exactly as go-livepeer's gateway does
 //! (`InsecureSkipVerify`). Plain `http://` orchestrators work too.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::OnceLock;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use awc::error::{PayloadError, SendRequestError};
 use awc::http::header::{HeaderName, HeaderValue, CONTENT_TYPE, VIA};
 use bytes::Bytes;
-use futures_util::Stream;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
+
+mod event_stream;
+
+use event_stream::Chunks;
+pub use event_stream::{EventStream, StreamBroken};
 
 use super::signer::Signer;
 use super::token::{eth_address_header, JobToken};
@@ -220,74 +221,6 @@ pub fn is_event_stream(content_type: Option<&str>) -> bool {
     // Checked on every answer: compare in place rather than lower-case a copy.
     const SSE: &[u8] = b"text/event-stream";
     content_type.is_some_and(|ct| ct.as_bytes().windows(SSE.len()).any(|w| w.eq_ignore_ascii_case(SSE)))
-}
-
-type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
-
-/// The body of an orchestrator's `text/event-stream` answer, chunk by chunk as it arrives,
-/// ended at the job's deadline. Whatever is attached with [`EventStream::hold`] (the in-flight
-/// count of the call) lives as long as the stream.
-pub struct EventStream {
-    chunks: Chunks,
-    deadline: Pin<Box<tokio::time::Sleep>>,
-    limit: Duration,
-    held: Vec<Box<dyn std::any::Any>>,
-    done: bool,
-}
-
-impl std::fmt::Debug for EventStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventStream").field("limit", &self.limit).field("done", &self.done).finish()
-    }
-}
-
-/// A stream that broke mid-way (the orchestrator went away): the client's connection is closed
-/// rather than the stream ended as if complete.
-#[derive(Debug, thiserror::Error)]
-#[error("the orchestrator's event stream broke: {0}")]
-pub struct StreamBroken(String);
-
-impl EventStream {
-    fn new(chunks: Chunks, limit: Duration) -> Self {
-        Self { chunks, deadline: Box::pin(tokio::time::sleep(limit)), limit, held: Vec::new(), done: false }
-    }
-
-    /// Keeps `value` alive until the stream ends or is dropped (the in-flight counts of the
-    /// call and of the job).
-    pub fn hold(&mut self, value: impl std::any::Any) {
-        self.held.push(Box::new(value));
-    }
-}
-
-impl Stream for EventStream {
-    type Item = Result<Bytes, StreamBroken>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
-        }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            // The job's timeout bounds the stream, as go-livepeer's does. A comment line (which
-            // SSE parsers ignore) says why it ended, for whoever reads the raw stream.
-            self.done = true;
-            self.held.clear();
-            let note = format!(": byoc-gateway: stream ended at the job's timeout of {}s\n\n", self.limit.as_secs());
-            return Poll::Ready(Some(Ok(Bytes::from(note))));
-        }
-        match self.chunks.as_mut().poll_next(cx) {
-            Poll::Ready(None) => {
-                self.done = true;
-                self.held.clear();
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => {
-                self.done = true;
-                self.held.clear();
-                Poll::Ready(Some(Err(StreamBroken(e.to_string()))))
-            }
-            other => other.map(|o| o.map(|r| r.map_err(|e| StreamBroken(e.to_string())))),
-        }
-    }
 }
 
 /// A job ready to send to one orchestrator.

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::capability::{Capability, CapabilityError};
 
+mod params;
+
+pub use params::{OrchestratorFilter, ParamsError};
+
 /// Longest accepted `timeout_seconds` (one day). Longer values are almost certainly a unit
 /// mistake (milliseconds) and would pin a pair's in-flight slot for that long.
 pub const MAX_TIMEOUT_SECONDS: u64 = 86_400;
@@ -39,6 +43,9 @@ pub enum HeaderError {
     /// `capability` is not an acceptable name.
     #[error("invalid capability: {0}")]
     InvalidCapability(#[from] CapabilityError),
+    /// `request` or `parameters` is not what go-livepeer's orchestrator accepts.
+    #[error("{0}")]
+    InvalidJob(#[from] ParamsError),
 }
 
 /// A job as the client described it, validated.
@@ -54,6 +61,8 @@ pub struct ClientJob {
     pub parameters: String,
     /// Seconds the orchestrator may spend on the job.
     pub timeout_seconds: u64,
+    /// Which orchestrators the job may go to (`parameters.orchestrators`).
+    pub orchestrators: OrchestratorFilter,
 }
 
 /// A JSON value that go-livepeer carries as a string holding JSON. Clients written in other
@@ -126,7 +135,9 @@ pub fn decode_client_header(value: Option<&[u8]>) -> Result<ClientJob, HeaderErr
         .unwrap_or_else(|| "{}".to_string());
     let request =
         wire.request.map(|r| json_text(&r)).transpose()?.filter(|r| r != "null").unwrap_or_else(|| "{}".to_string());
-    Ok(ClientJob { capability, id: wire.id.unwrap_or_default(), request, parameters, timeout_seconds })
+    params::check_request(&request)?;
+    let orchestrators = params::parse_parameters(&parameters)?;
+    Ok(ClientJob { capability, id: wire.id.unwrap_or_default(), request, parameters, timeout_seconds, orchestrators })
 }
 
 /// The job header the gateway sends to an orchestrator (go-livepeer `JobRequest`).
@@ -311,11 +322,26 @@ mod tests {
 
     #[test]
     fn object_documents_are_kept_byte_for_byte() {
-        let h = STANDARD
-            .encode(r#"{"capability":"A","timeout_seconds":1,"request":{"x":1.8843825863965322},"parameters":[1, 2]}"#);
+        let h = STANDARD.encode(
+            r#"{"capability":"A","timeout_seconds":1,"request":{"x":1.8843825863965322},"parameters":{"a": [1, 2]}}"#,
+        );
         let job = decode_client_header(Some(h.as_bytes())).expect("valid");
         assert_eq!(job.request, r#"{"x":1.8843825863965322}"#);
-        assert_eq!(job.parameters, "[1, 2]");
+        assert_eq!(job.parameters, r#"{"a": [1, 2]}"#);
+    }
+
+    #[test]
+    fn request_and_parameters_are_checked_as_go_livepeer_does() {
+        for request in [json!(""), json!("abc"), json!([1]), json!({"stream_id": 5}), json!("[1]")] {
+            let r = decode(json!({"capability":"d","request":request,"timeout_seconds":5}));
+            assert!(matches!(r, Err(HeaderError::InvalidJob(ParamsError::Request(_)))), "{request}");
+        }
+        let r = decode(json!({"capability":"d","parameters":"[1]","timeout_seconds":5}));
+        assert!(matches!(r, Err(HeaderError::InvalidJob(ParamsError::Parameters(_)))));
+        let job = decode(json!({"capability":"d","parameters":{"orchestrators":{"exclude":["1.2.3.4:8935"]}},
+            "timeout_seconds":5}))
+        .expect("valid");
+        assert_eq!(job.orchestrators.exclude, vec!["https://1.2.3.4:8935".to_string()]);
     }
 
     #[test]

@@ -58,6 +58,38 @@ pub struct JobToken {
     pub ticket_params: Option<serde_json::Value>,
 }
 
+/// Seconds of compute go-livepeer's orchestrator wants paid for before it runs a job on a
+/// priced capability (`job_orchestrator.go`: `balance >= 60 x price`).
+pub const MIN_BALANCE_SECONDS: i128 = 60;
+
+impl JobToken {
+    /// Whether a job here would be refused for want of payment (`400 Insufficient balance for
+    /// request`): the capability is priced and the balance is under 60 s of it. Exact in
+    /// integers: `balance x pixels_per_unit < 60 x price_per_unit`.
+    pub fn payment_required(&self) -> bool {
+        match self.price {
+            Some(p) if p.price_per_unit > 0 => {
+                let units = i128::from(p.pixels_per_unit.max(1));
+                i128::from(self.balance) * units < MIN_BALANCE_SECONDS * i128::from(p.price_per_unit)
+            }
+            _ => false,
+        }
+    }
+
+    /// A digest of what the token says apart from its capacity (which changes with every job):
+    /// service address, price, balance, ticket parameters. A pair taken out for a refusal comes
+    /// back when it changes.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.service_addr.hash(&mut h);
+        self.price.map(|p| (p.price_per_unit, p.pixels_per_unit)).hash(&mut h);
+        self.balance.hash(&mut h);
+        self.ticket_params.as_ref().map(|t| t.to_string()).hash(&mut h);
+        h.finish()
+    }
+}
+
 /// The `{"addr","sig"}` credential of `Livepeer-Eth-Address`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct EthAddressCredential {
@@ -128,5 +160,26 @@ mod tests {
         assert_eq!(c.addr, "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
         assert_eq!(c.sig, signer.sign(c.addr.as_bytes()));
         assert_eq!(c.sig.len(), 132);
+    }
+
+    #[test]
+    fn payment_is_required_under_sixty_seconds_of_a_price() {
+        let token = |price: i64, units: i64, balance: i64| JobToken {
+            price: Some(Price { price_per_unit: price, pixels_per_unit: units }),
+            balance,
+            ..JobToken::default()
+        };
+        assert!(!JobToken::default().payment_required(), "free");
+        assert!(!token(0, 1, 0).payment_required(), "free");
+        assert!(token(10, 1, 599).payment_required());
+        assert!(!token(10, 1, 600).payment_required(), "exactly 60 s");
+        assert!(!token(10, 3, 200).payment_required(), "60 x 10/3 = 200");
+        assert!(token(10, 3, 199).payment_required());
+        assert!(token(i64::MAX, 1, i64::MAX).payment_required(), "no overflow");
+        assert_ne!(token(10, 1, 600).fingerprint(), token(10, 1, 601).fingerprint());
+        let mut a = token(10, 1, 600);
+        let f = a.fingerprint();
+        a.available_capacity = 7;
+        assert_eq!(a.fingerprint(), f, "capacity is not part of it");
     }
 }

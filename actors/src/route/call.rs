@@ -55,7 +55,7 @@ impl Router {
                 via: &job.via,
                 timeout,
                 max_response_bytes: self.max_response_bytes,
-                stream_timeout: Duration::from_secs(job.client.timeout_seconds),
+                stream_timeout: deadline::stream_limit(job.client.timeout_seconds),
             },
             &job.body,
         )

@@ -33,6 +33,15 @@ pub fn job_deadline(arrived: Instant, timeout_seconds: u64) -> Instant {
     arrived + Duration::from_secs(timeout_seconds) + TIMEOUT_SLACK
 }
 
+/// Slack past the job's `timeout_seconds` an event stream may run (go-livepeer's gateway
+/// bounds its SSE relay by `timeout_seconds + 10 s`).
+pub const STREAM_SLACK: Duration = Duration::from_secs(10);
+
+/// How long an event stream may run once it has started: `timeout_seconds + 10 s`.
+pub fn stream_limit(timeout_seconds: u64) -> Duration {
+    Duration::from_secs(timeout_seconds) + STREAM_SLACK
+}
+
 /// What an attempt needs to know to get its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptContext {

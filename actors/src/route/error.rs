@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::capability::Capability;
-use crate::dispatcher::Unavailable;
+use crate::dispatcher::{Unavailable, EXCLUDED_BY_JOB};
 
 /// One attempt, as reported back to the client on failure and logged.
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +24,11 @@ pub struct AttemptReport {
     pub detail: String,
     /// Duration of the attempt.
     pub elapsed_ms: u64,
+    /// The orchestrator answered one of go-livepeer's 400s that are not the client's fault
+    /// (credentials, payment, price): failed over, and relayed as a 400 when no attempt did
+    /// better.
+    #[serde(skip)]
+    pub refused_400: bool,
 }
 
 /// Why a job got no orchestrator answer to relay.
@@ -77,6 +82,13 @@ pub enum RouteError {
         /// When probes are available again.
         retry_after: Duration,
     },
+    /// Every attempt was refused by its orchestrator with a 400 that is not the client's fault
+    /// (credentials, payment, price) and no other orchestrator could take the job.
+    #[error("every orchestrator tried refused the job for a reason that is not the job's: {}", describe_refusals(.attempts))]
+    OrchestratorRefused {
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
     /// Every attempt failed and the attempt limit was reached.
     #[error("all {} attempts failed", .attempts.len())]
     AttemptsExhausted {
@@ -103,8 +115,21 @@ pub enum RouteError {
     Overloaded(&'static str),
 }
 
+fn describe_refusals(attempts: &[AttemptReport]) -> String {
+    let parts: Vec<String> =
+        attempts.iter().map(|a| format!("{} answered 400 '{}' ({})", a.orchestrator, a.detail, a.result)).collect();
+    parts.join("; ")
+}
+
 fn describe(why: &Unavailable) -> String {
-    let mut parts: Vec<String> = why.reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let mut parts: Vec<String> = why
+        .reasons
+        .iter()
+        .map(|&(r, n)| match r {
+            EXCLUDED_BY_JOB => format!("{n} {r}: left out by the job's parameters.orchestrators include/exclude lists"),
+            _ => format!("{n} {r}"),
+        })
+        .collect();
     if why.full > 0 {
         parts.push(format!("{} full", why.full));
     }
@@ -126,6 +151,7 @@ impl RouteError {
             | RouteError::QueueFull { attempts, .. }
             | RouteError::QueueTimeout { attempts, .. }
             | RouteError::AttemptsExhausted { attempts }
+            | RouteError::OrchestratorRefused { attempts }
             | RouteError::BudgetExhausted { attempts }
             | RouteError::RetryTimeout { attempts, .. } => attempts,
             RouteError::UnknownCapability(_) | RouteError::DiscoveryRateLimited { .. } | RouteError::Overloaded(_) => {
@@ -143,6 +169,7 @@ impl RouteError {
             RouteError::DiscoveryRateLimited { .. } => "discovery-rate-limited",
             RouteError::QueueTimeout { .. } => "queue-timeout",
             RouteError::AttemptsExhausted { .. } => "upstream-failed",
+            RouteError::OrchestratorRefused { .. } => "orchestrator-refused",
             RouteError::BudgetExhausted { .. } => "retry-budget-exhausted",
             RouteError::RetryTimeout { .. } => "retry-timeout",
             RouteError::Overloaded(_) => "overloaded",

@@ -32,7 +32,7 @@ impl Router {
         let cap = s.capability();
         let mut ticket: Option<Ticket> = None;
         loop {
-            match self.scoreboard.select(cap, &s.tried) {
+            match self.scoreboard.select(cap, s.exclusions()) {
                 Selection::Picked(picked, guard) => {
                     if let Some(t) = ticket.take() {
                         t.dispatched();

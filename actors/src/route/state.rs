@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capability::Capability;
-use crate::dispatcher::Unavailable;
+use crate::dispatcher::{Exclusions, Unavailable};
 use crate::orchestrator::OrchestratorId;
 use crate::outcome::Outcome;
 use crate::pair::Unroutable;
@@ -60,6 +60,13 @@ impl<'a> JobState<'a> {
     /// The job's capability.
     pub fn capability(&self) -> &'a Capability {
         &self.job.client.capability
+    }
+
+    /// The orchestrators the next attempt may not go to: those tried, and those the job's
+    /// `parameters.orchestrators` leaves out.
+    pub fn exclusions(&self) -> Exclusions<'_> {
+        let filter = &self.job.client.orchestrators;
+        Exclusions { tried: &self.tried, filter: (!filter.is_empty()).then_some(filter) }
     }
 
     /// Time left before the job's deadline.
@@ -146,6 +153,9 @@ impl<'a> JobState<'a> {
                 attempts,
             };
         }
+        if !attempts.is_empty() && attempts.iter().all(|a| a.refused_400) {
+            return RouteError::OrchestratorRefused { attempts };
+        }
         RouteError::AttemptsExhausted { attempts }
     }
 
@@ -163,6 +173,10 @@ impl<'a> JobState<'a> {
             }
         }
         why.reasons.sort();
+        if why.full == 0 && !self.attempts.is_empty() && self.attempts.iter().all(|a| a.refused_400) {
+            // No alternative: the client gets the orchestrators' own answers.
+            return RouteError::OrchestratorRefused { attempts: std::mem::take(&mut self.attempts) };
+        }
         if !self.attempts.is_empty() && why.reasons.is_empty() && why.full == 0 {
             // Every candidate was tried and failed.
             return self.exhausted();

@@ -16,18 +16,17 @@ use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use byoc_actors::budget::RetryBudgets;
 use byoc_actors::discovery::{Discovery, DiscoveryReport};
-use byoc_actors::dispatcher::Dispatcher;
 use byoc_actors::orchestrator::Source;
 use byoc_actors::pair::PairSettings;
 use byoc_actors::policy::{Globals, PolicyBook};
 use byoc_actors::protocol::client::{build_client, ClientSettings};
 use byoc_actors::protocol::signer::SharedSigner;
 use byoc_actors::route::Router;
+use byoc_actors::scoreboard::Scoreboard;
 use byoc_actors::store::{self, ApplyWebhook, Flush, ReconcileConfig, Store};
 use byoc_actors::supervisor::{FlushScores, Reload, Supervisor, SupervisorInit};
 
-use crate::cli::RunArgs;
-use crate::config::{Config, Validated};
+use crate::config::{Config, RunArgs, Validated};
 use crate::http::admin::AdminState;
 use crate::http::public::PublicState;
 use crate::telemetry;
@@ -40,8 +39,6 @@ pub struct Gateway {
     pub admin_addr: SocketAddr,
     /// The supervisor (registry).
     pub supervisor: Addr<Supervisor>,
-    /// The dispatcher.
-    pub dispatcher: Addr<Dispatcher>,
     /// The store.
     pub store: Addr<Store>,
     /// The identity orchestrators see (scheme and address are shown at start).
@@ -128,14 +125,11 @@ impl Gateway {
         let policies = PolicyBook::new(globals, cfg.default_policy.clone(), per_capability);
         let budgets = RetryBudgets::default();
 
-        let dispatcher = Dispatcher::new(65_536);
-        let scoreboard = dispatcher.scoreboard();
-        let dispatcher = dispatcher.start();
+        let scoreboard = Scoreboard::default();
         let supervisor = Supervisor::new(SupervisorInit {
             settings,
             client: client_settings.clone(),
             store: store.clone(),
-            dispatcher: dispatcher.clone(),
             scoreboard: scoreboard.clone(),
             snapshot,
             eager,
@@ -149,7 +143,9 @@ impl Gateway {
         .context("supervisor")?
         .start();
         if let Some(settings) = v.discovery.clone() {
-            Discovery::new(settings, &client_settings, supervisor.clone()).context("discovery client")?.start();
+            Discovery::new(settings, &client_settings, supervisor.clone().recipient())
+                .context("discovery client")?
+                .start();
         }
 
         let http_addr = public_listener.local_addr()?;
@@ -242,7 +238,6 @@ impl Gateway {
             http_addr,
             admin_addr,
             supervisor,
-            dispatcher,
             store,
             signer: v.signer,
             public: public_handle,
@@ -317,21 +312,6 @@ fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(i32::try_from(backlog).unwrap_or(i32::MAX))?;
     Ok(socket.into())
-}
-
-/// Installs SIGTERM and SIGINT handlers and returns a future that ends at the first of them.
-pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = &'static str>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    // Installed now, not at the first poll: a signal between a ready line and the await must
-    // not meet the default action.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        }
-    })
 }
 
 /// `byoc-gateway run`: start, print the ready line, serve (reloading on SIGHUP) until

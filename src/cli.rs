@@ -6,7 +6,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+pub use crate::config::RunArgs;
 
 /// byoc-gateway: routes Livepeer BYOC jobs by capability to the healthiest orchestrator.
 #[derive(Debug, Parser)]
@@ -28,48 +30,33 @@ pub enum Command {
     /// Validate the configuration and exit (non-zero with a clear message when invalid).
     CheckConfig(RunArgs),
     /// Run one simulated orchestrator.
-    Sim(crate::sim::SimArgs),
+    Sim(byoc_sim::SimArgs),
     /// Run the gateway with several simulated orchestrators and print curl commands.
-    Demo(crate::demo::DemoArgs),
+    Demo(DemoArgs),
     /// Export or import the store (backups, moving a gateway).
     #[command(subcommand)]
     Store(crate::store_cmd::StoreCommand),
 }
 
-/// Flags of `run` and `check-config`.
-#[derive(Debug, Clone, Default, Args)]
-pub struct RunArgs {
-    /// TOML configuration file.
-    #[arg(long, env = "BYOC_GATEWAY_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Public API listen address [default: 127.0.0.1:9935].
-    #[arg(long, env = "BYOC_GATEWAY_HTTP_ADDR", value_name = "ADDR")]
-    pub http_addr: Option<String>,
-    /// Admin API listen address [default: 127.0.0.1:5935].
-    #[arg(long, env = "BYOC_GATEWAY_ADMIN_ADDR", value_name = "ADDR")]
-    pub admin_addr: Option<String>,
-    /// Data directory (sled store) [default: ./data].
-    #[arg(long, env = "BYOC_GATEWAY_DATA_DIR", value_name = "DIR")]
+/// `byoc-gateway demo` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Public API address.
+    #[arg(long, default_value = "127.0.0.1:9935")]
+    pub http_addr: String,
+    /// Admin API address.
+    #[arg(long, default_value = "127.0.0.1:5935")]
+    pub admin_addr: String,
+    /// Data dir (default: a fresh directory under the system temp dir, removed at exit).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Orchestrators, comma separated, like go-livepeer's -orchAddr (host:port means https).
-    #[arg(long, env = "BYOC_GATEWAY_ORCH_ADDR", value_name = "URL[,URL...]", value_delimiter = ',')]
-    pub orch_addr: Option<Vec<String>>,
-    /// Discovery webhook, like go-livepeer's -orchWebhookUrl: GET answers
-    /// [{"address":"https://host:port","score":1.0},...]; fetched at start and every minute.
-    #[arg(long, env = "BYOC_GATEWAY_ORCH_WEBHOOK_URL", value_name = "URL")]
-    pub orch_webhook_url: Option<String>,
-    /// Bearer token required on the admin API.
-    #[arg(long, env = "BYOC_GATEWAY_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Log format: text or json [default: text].
-    #[arg(long, env = "BYOC_GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
-    pub log_format: Option<String>,
-    /// Keystore v3 JSON file of the gateway's Ethereum key, like go-livepeer's
-    /// -ethKeystorePath (the key file itself). Needs --eth-password. Without it: offchain.
-    #[arg(long, env = "BYOC_GATEWAY_ETH_KEYSTORE_PATH", value_name = "FILE")]
-    pub eth_keystore_path: Option<PathBuf>,
-    /// File holding the keystore's password (one trailing newline is ignored). Unlike
-    /// go-livepeer's -ethPassword, a literal password is not accepted: only a file path.
-    #[arg(long, env = "BYOC_GATEWAY_ETH_PASSWORD", value_name = "FILE")]
-    pub eth_password: Option<PathBuf>,
+    /// Admin token.
+    #[arg(long, default_value = "demo-token")]
+    pub admin_token: String,
+    /// Jobs sent in the opening burst.
+    #[arg(long, default_value_t = 24)]
+    pub jobs: usize,
+    /// Exit after the burst instead of waiting for Ctrl-C (for scripts and CI).
+    #[arg(long)]
+    pub exit: bool,
 }

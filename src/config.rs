@@ -7,23 +7,22 @@
 //! Validation also unlocks the signing key when one is configured (`[signer]`), so a wrong
 //! password or a damaged keystore stops start-up (and `check-config`) like any other
 //! configuration error, before a port is bound.
+//!
+//! - [`args`]: the flags and environment variables of `run` and `check-config`;
+//! - [`sections`]: the file's sections and their defaults;
+//! - `validate`: checking the whole, parsing addresses, unlocking the key.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_actors::breaker::BreakerConfig;
 use byoc_actors::capability::Capability;
-use byoc_actors::discovery::webhook::{check_webhook_url, WebhookHeaders};
 use byoc_actors::discovery::DiscoverySettings;
-use byoc_actors::orchestrator::normalize_url;
 use byoc_actors::policy::CapabilityPolicy;
-use byoc_actors::protocol::signer::{self, Offchain, Scheme, SharedSigner, SignerError};
+use byoc_actors::protocol::signer::{SharedSigner, SignerError};
 use serde::{Deserialize, Serialize};
-
-use crate::cli::RunArgs;
 
 /// A configuration problem; the message says what and where.
 #[derive(Debug, thiserror::Error)]
@@ -52,205 +51,13 @@ pub enum ConfigError {
     Signer(#[from] SignerError),
 }
 
-/// An orchestrator listed in the config file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaticOrchestrator {
-    /// URL or host:port.
-    pub url: String,
-    /// Capabilities declared for it (pairs are created at start).
-    #[serde(default)]
-    pub capabilities: Vec<String>,
-}
+mod args;
+mod sections;
+mod validate;
 
-/// Size limits.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest job body accepted from a client (it is buffered for failover).
-    pub max_body_bytes: usize,
-    /// Largest answer accepted from an orchestrator.
-    pub max_response_bytes: usize,
-    /// Largest admin API JSON body.
-    pub admin_body_bytes: usize,
-    /// A client must send its request headers within this time (slow-client bound).
-    #[serde(with = "humantime_serde")]
-    pub header_read_timeout: Duration,
-    /// A client must send its whole body within this time (slow-client bound); 408 otherwise.
-    #[serde(with = "humantime_serde")]
-    pub body_read_timeout: Duration,
-    /// Jobs in flight at once, gateway-wide (waiting in a queue included); a job takes its
-    /// place once its body is read, and past the limit it gets an immediate 503 `overloaded`
-    /// (with `Retry-After: 1`).
-    pub max_inflight_jobs: usize,
-    /// Connections each listener queues before accepting them (the kernel caps it at
-    /// `net.core.somaxconn`).
-    pub listen_backlog: u32,
-    /// Bytes of job bodies the gateway holds at once (read, waiting in a queue or being sent);
-    /// past it a job gets a fast 503 `body-budget-exhausted`. At least `max_body_bytes`.
-    pub body_budget_bytes: usize,
-    /// Jobs that may wait in one capability's queue for a free slot when every orchestrator is
-    /// at its concurrency limit (a capability's `queue_depth` overrides it; 0: no queue, a
-    /// full pool answers 503 at once).
-    pub queue_depth: u32,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 64 << 20,
-            max_response_bytes: 64 << 20,
-            admin_body_bytes: 64 << 10,
-            header_read_timeout: Duration::from_secs(5),
-            body_read_timeout: Duration::from_secs(30),
-            max_inflight_jobs: 4096,
-            body_budget_bytes: 256 << 20,
-            listen_backlog: 4096,
-            queue_depth: byoc_actors::policy::DEFAULT_QUEUE_DEPTH,
-        }
-    }
-}
-
-/// Routing and upstream knobs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Routing {
-    /// Token refresh period per pair (jittered).
-    #[serde(with = "humantime_serde")]
-    pub token_refresh: Duration,
-    /// Token refresh period while the orchestrator reports no free slot, and the first retry
-    /// after a failed probe.
-    #[serde(with = "humantime_serde")]
-    pub token_retry: Duration,
-    /// Failed probes in a row back off, doubling from `token_retry`, up to this.
-    #[serde(with = "humantime_serde")]
-    pub token_retry_max: Duration,
-    /// Token probes a second spent discovering capability names no orchestrator is known to
-    /// offer (each such name probes every orchestrator once); past it such jobs get a 503.
-    pub discovery_probes_per_sec: u32,
-    /// Bound on one token probe.
-    #[serde(with = "humantime_serde")]
-    pub token_timeout: Duration,
-    /// How long the first request for a capability nobody has offered yet waits for probes.
-    #[serde(with = "humantime_serde")]
-    pub probe_wait: Duration,
-    /// Verify orchestrator TLS certificates (they are usually self-signed: off).
-    pub tls_verify: bool,
-    /// Bound on connect plus TLS handshake.
-    #[serde(with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// Upstream connections per HTTP worker.
-    pub max_connections: usize,
-    /// Bound on waiting for an actor's answer on the request path.
-    #[serde(with = "humantime_serde")]
-    pub mailbox_timeout: Duration,
-    /// How often dirty pair scores are written to the store.
-    #[serde(with = "humantime_serde")]
-    pub flush_every: Duration,
-}
-
-impl Default for Routing {
-    fn default() -> Self {
-        Self {
-            token_refresh: Duration::from_secs(10),
-            token_retry: Duration::from_secs(1),
-            token_retry_max: Duration::from_secs(30),
-            discovery_probes_per_sec: 200,
-            token_timeout: Duration::from_secs(1),
-            probe_wait: Duration::from_millis(1500),
-            tls_verify: false,
-            connect_timeout: Duration::from_secs(2),
-            max_connections: 4096,
-            mailbox_timeout: Duration::from_secs(2),
-            flush_every: Duration::from_secs(5),
-        }
-    }
-}
-
-/// The AI-runner paths (`POST /text-to-image`, ...): see [`crate::http::runner`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Runner {
-    /// `timeout_seconds` of the jobs built for these paths (their clients send no header).
-    pub timeout_seconds: u64,
-    /// Runner path (without `/`) -> capability it routes to, for paths whose capability has
-    /// another name (`text-to-image = "sdxl-turbo"`). Paths not listed route to the
-    /// capability of their own name. Keys must be runner paths: the aliases rename, they do
-    /// not add routes.
-    pub aliases: BTreeMap<String, String>,
-}
-
-impl Default for Runner {
-    fn default() -> Self {
-        Self { timeout_seconds: crate::http::runner::DEFAULT_TIMEOUT_SECONDS, aliases: BTreeMap::new() }
-    }
-}
-
-/// Orchestrator discovery (go-livepeer's `-orchWebhookUrl`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Discovery {
-    /// Webhook answering `GET` with `[{"address": "https://host:port", "score": 1.0}, ...]`;
-    /// also `--orch-webhook-url` / `BYOC_GATEWAY_ORCH_WEBHOOK_URL`. Unset: no discovery.
-    pub webhook_url: Option<String>,
-    /// Period between fetches.
-    #[serde(with = "humantime_serde")]
-    pub webhook_refresh: Duration,
-    /// Bound on one fetch, body included.
-    #[serde(with = "humantime_serde")]
-    pub webhook_timeout: Duration,
-    /// Headers sent with every fetch, e.g. `{ Authorization = "Bearer ..." }` for a private
-    /// registry. File only (no flag or environment variable, so they stay out of process
-    /// listings); their values are never logged or shown by the admin API.
-    pub webhook_headers: BTreeMap<String, String>,
-}
-
-impl Default for Discovery {
-    fn default() -> Self {
-        // go-livepeer's values: refreshed every minute, 3 s timeout.
-        Self {
-            webhook_url: None,
-            webhook_refresh: Duration::from_secs(60),
-            webhook_timeout: Duration::from_secs(3),
-            webhook_headers: BTreeMap::new(),
-        }
-    }
-}
-
-/// Log output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Log {
-    /// `text` or `json`.
-    pub format: String,
-    /// Default filter when `RUST_LOG` is unset (tracing-subscriber EnvFilter syntax).
-    pub level: String,
-}
-
-impl Default for Log {
-    fn default() -> Self {
-        Self { format: "text".into(), level: "info".into() }
-    }
-}
-
-/// The gateway's Ethereum identity (go-livepeer `-ethKeystorePath` / `-ethPassword`). Without
-/// a key the gateway runs offchain: zero address, empty signatures.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SignerConfig {
-    /// Signing scheme the orchestrators verify: only `v0` (go-livepeer master) exists.
-    pub scheme: String,
-    /// Keystore v3 JSON file holding the key (the file itself, not its directory).
-    pub keystore: Option<PathBuf>,
-    /// File whose contents (less one trailing newline) are the keystore's password.
-    pub password_file: Option<PathBuf>,
-}
-
-impl Default for SignerConfig {
-    fn default() -> Self {
-        Self { scheme: "v0".into(), keystore: None, password_file: None }
-    }
-}
+pub use args::RunArgs;
+pub use sections::{Discovery, Limits, Log, Routing, Runner, SignerConfig, StaticOrchestrator};
+use validate::{check_env, Unlock};
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -318,25 +125,6 @@ impl Default for Config {
             signer: SignerConfig::default(),
         }
     }
-}
-
-/// Refuses an environment variable named `BYOC_GATEWAY_*` that no flag reads: a misspelt one
-/// would otherwise be ignored without a word, as an unknown key in the file is not.
-fn check_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
-    use clap::Args as _;
-    let cmd = RunArgs::augment_args(clap::Command::new("run"));
-    let known: Vec<String> =
-        cmd.get_arguments().filter_map(|a| a.get_env()).map(|e| e.to_string_lossy().into_owned()).collect();
-    let mut unknown: Vec<String> = names.filter(|k| k.starts_with("BYOC_GATEWAY_") && !known.contains(k)).collect();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    unknown.sort();
-    Err(ConfigError::Invalid(format!(
-        "unknown environment variable(s) {}: byoc-gateway reads only {} (everything else is in the config file)",
-        unknown.join(", "),
-        known.join(", ")
-    )))
 }
 
 /// The checked configuration, with parsed forms of the string fields.
@@ -456,201 +244,6 @@ impl Config {
         }
         if let Some(v) = &args.eth_password {
             self.signer.password_file = Some(v.clone());
-        }
-    }
-
-    /// Checks every value, derives the parsed forms and unlocks the signing key if one is
-    /// configured.
-    pub fn validate(self) -> Result<Validated, ConfigError> {
-        self.validate_with(Unlock::Yes)
-    }
-
-    fn validate_with(self, unlock: Unlock) -> Result<Validated, ConfigError> {
-        let invalid = |m: String| ConfigError::Invalid(m);
-        let http_addr: SocketAddr = self
-            .http_addr
-            .parse()
-            .map_err(|e| invalid(format!("http_addr '{}' is not an IP:port address: {e}", self.http_addr)))?;
-        let admin_addr: SocketAddr = self
-            .admin_addr
-            .parse()
-            .map_err(|e| invalid(format!("admin_addr '{}' is not an IP:port address: {e}", self.admin_addr)))?;
-        if self.admin_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
-            return Err(invalid("admin_token is set but empty".into()));
-        }
-        if !admin_addr.ip().is_loopback() && self.admin_token.is_none() {
-            return Err(invalid(format!(
-                "admin_addr {admin_addr} is not a loopback address and no admin token is set; \
-                 set --admin-token or BYOC_GATEWAY_ADMIN_TOKEN, or bind the admin API to 127.0.0.1"
-            )));
-        }
-        if http_addr == admin_addr && http_addr.port() != 0 {
-            return Err(invalid(format!("http_addr and admin_addr are both {http_addr}")));
-        }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid(format!("log.format must be 'text' or 'json', not '{}'", self.log.format)));
-        }
-        let l = &self.limits;
-        if l.max_body_bytes == 0
-            || l.max_response_bytes == 0
-            || l.admin_body_bytes == 0
-            || l.header_read_timeout.is_zero()
-            || l.body_read_timeout.is_zero()
-            || l.max_inflight_jobs == 0
-            || l.listen_backlog == 0
-        {
-            return Err(invalid("limits must be positive".into()));
-        }
-        if l.body_budget_bytes < l.max_body_bytes {
-            return Err(invalid(format!(
-                "limits.body_budget_bytes ({}) must be at least limits.max_body_bytes ({}): a body of the largest size could never be accepted",
-                l.body_budget_bytes, l.max_body_bytes
-            )));
-        }
-        if l.queue_depth > byoc_actors::policy::MAX_QUEUE_DEPTH {
-            return Err(invalid(format!(
-                "limits.queue_depth must be at most {}",
-                byoc_actors::policy::MAX_QUEUE_DEPTH
-            )));
-        }
-        let r = &self.routing;
-        if r.discovery_probes_per_sec == 0 {
-            return Err(invalid("routing.discovery_probes_per_sec must be at least 1".into()));
-        }
-        for (name, d) in [
-            ("routing.token_refresh", r.token_refresh),
-            ("routing.token_retry", r.token_retry),
-            ("routing.token_retry_max", r.token_retry_max),
-            ("routing.token_timeout", r.token_timeout),
-            ("routing.probe_wait", r.probe_wait),
-            ("routing.connect_timeout", r.connect_timeout),
-            ("routing.mailbox_timeout", r.mailbox_timeout),
-            ("routing.flush_every", r.flush_every),
-        ] {
-            if d.is_zero() {
-                return Err(invalid(format!("{name} must be positive")));
-            }
-        }
-        self.breaker.validate().map_err(invalid)?;
-        self.default_policy.validate().map_err(|e| invalid(format!("default_policy: {e}")))?;
-
-        let mut policies = Vec::new();
-        for (name, policy) in &self.capabilities {
-            let cap = Capability::new(name).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
-            policy.validate_with(&self.breaker).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
-            policies.push((cap, policy.clone()));
-        }
-
-        let mut orchestrators: Vec<(String, Vec<Capability>)> = Vec::new();
-        let listed = self
-            .orch_addr
-            .iter()
-            .map(|u| (u.as_str(), &[][..]))
-            .chain(self.orchestrators.iter().map(|o| (o.url.as_str(), o.capabilities.as_slice())));
-        for (raw, caps) in listed {
-            let url = normalize_url(raw).map_err(|e| invalid(format!("orchestrator: {e}")))?;
-            let mut parsed = Vec::new();
-            for c in caps {
-                let cap =
-                    Capability::new(c).map_err(|e| invalid(format!("orchestrator {url} capability '{c}': {e}")))?;
-                if !parsed.contains(&cap) {
-                    parsed.push(cap);
-                }
-            }
-            match orchestrators.iter_mut().find(|(u, _)| *u == url) {
-                Some((_, existing)) => {
-                    for cap in parsed {
-                        if !existing.contains(&cap) {
-                            existing.push(cap);
-                        }
-                    }
-                }
-                None => orchestrators.push((url, parsed)),
-            }
-        }
-        if self.metrics_require_token && self.admin_token.is_none() {
-            return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
-        }
-        let d = &self.discovery;
-        let discovery = match &d.webhook_url {
-            None => None,
-            Some(raw) => {
-                let webhook_url = check_webhook_url(raw).map_err(|e| invalid(format!("discovery.webhook_url: {e}")))?;
-                for (name, v) in
-                    [("discovery.webhook_refresh", d.webhook_refresh), ("discovery.webhook_timeout", d.webhook_timeout)]
-                {
-                    if v.is_zero() {
-                        return Err(invalid(format!("{name} must be positive")));
-                    }
-                }
-                let headers = WebhookHeaders::new(d.webhook_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(|e| invalid(format!("discovery.webhook_headers: {e}")))?;
-                Some(DiscoverySettings { webhook_url, refresh: d.webhook_refresh, timeout: d.webhook_timeout, headers })
-            }
-        };
-        let runner_routes = self.runner.routes().map_err(invalid)?;
-        // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
-        let signer = self.signer.unlock(unlock)?;
-        Ok(Validated {
-            config: self,
-            http_addr,
-            admin_addr,
-            orchestrators,
-            policies,
-            runner_routes,
-            discovery,
-            source: RunArgs::default(),
-            signer,
-        })
-    }
-}
-
-impl Runner {
-    /// Checks the timeout and the aliases; returns every runner path with its capability.
-    fn routes(&self) -> Result<Vec<(&'static str, Capability)>, String> {
-        use crate::http::runner::PIPELINES;
-        use byoc_actors::protocol::header::MAX_TIMEOUT_SECONDS;
-        if !(1..=MAX_TIMEOUT_SECONDS).contains(&self.timeout_seconds) {
-            return Err(format!(
-                "runner.timeout_seconds must be 1 to {MAX_TIMEOUT_SECONDS}, not {}",
-                self.timeout_seconds
-            ));
-        }
-        if let Some(key) = self.aliases.keys().find(|k| !PIPELINES.contains(&k.as_str())) {
-            return Err(format!("runner.aliases.{key}: not an AI-runner path (one of {})", PIPELINES.join(", ")));
-        }
-        PIPELINES
-            .iter()
-            .map(|&p| {
-                let name = self.aliases.get(p).map_or(p, String::as_str);
-                Capability::new(name).map(|c| (p, c)).map_err(|e| format!("runner.aliases.{p} = '{name}': {e}"))
-            })
-            .collect()
-    }
-}
-
-/// Whether validation unlocks the signing key (see [`Config::load_for_reload`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Unlock {
-    Yes,
-    No,
-}
-
-impl SignerConfig {
-    /// Checks the section and, when `unlock` says so and a key is configured, unlocks it.
-    fn unlock(&self, unlock: Unlock) -> Result<SharedSigner, ConfigError> {
-        let scheme: Scheme = self.scheme.parse().map_err(|e| ConfigError::Invalid(format!("signer.scheme: {e}")))?;
-        match (&self.keystore, &self.password_file) {
-            (None, None) => Ok(Arc::new(Offchain)),
-            (Some(keystore), Some(password_file)) => match unlock {
-                Unlock::Yes => Ok(signer::load(scheme, keystore, password_file)?),
-                Unlock::No => Ok(Arc::new(Offchain)),
-            },
-            (Some(_), None) | (None, Some(_)) => Err(ConfigError::Invalid(
-                "signer.keystore and signer.password_file go together: set both (--eth-keystore-path and \
-                 --eth-password) or neither (offchain)"
-                    .into(),
-            )),
         }
     }
 }

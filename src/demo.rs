@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use byoc_actors::protocol::header::encode_client_header;
@@ -13,31 +12,9 @@ use serde_json::json;
 use byoc_actors::supervisor::ListPairs;
 
 use crate::app::{self, Gateway};
+use crate::cli::DemoArgs;
 use crate::config::{Config, StaticOrchestrator};
-use crate::sim::{self, Knobs};
-
-/// `byoc-gateway demo` flags.
-#[derive(Debug, Clone, clap::Args)]
-pub struct DemoArgs {
-    /// Public API address.
-    #[arg(long, default_value = "127.0.0.1:9935")]
-    pub http_addr: String,
-    /// Admin API address.
-    #[arg(long, default_value = "127.0.0.1:5935")]
-    pub admin_addr: String,
-    /// Data dir (default: a fresh directory under the system temp dir, removed at exit).
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// Admin token.
-    #[arg(long, default_value = "demo-token")]
-    pub admin_token: String,
-    /// Jobs sent in the opening burst.
-    #[arg(long, default_value_t = 24)]
-    pub jobs: usize,
-    /// Exit after the burst instead of waiting for Ctrl-C (for scripts and CI).
-    #[arg(long)]
-    pub exit: bool,
-}
+use byoc_sim::{self as sim, Knobs};
 
 fn header(capability: &str) -> String {
     encode_client_header(&json!({"capability": capability, "request": "{}", "timeout_seconds": 30}))
@@ -100,7 +77,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     );
     burst(&gw, &names, args.jobs).await;
     print_curls(&gw, &args.admin_token, &fast.url, &broken.url);
-    let shutdown = app::shutdown_signal()?;
+    let shutdown = crate::signals::shutdown_signal()?;
     app::print_ready(&gw);
 
     if !args.exit {

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use byoc_gateway::cli::{Cli, Command};
 use byoc_gateway::config::Config;
-use byoc_gateway::{app, demo, sim, store_cmd, telemetry};
+use byoc_gateway::{app, demo, signals, store_cmd, telemetry};
 use clap::Parser as _;
 
 /// mimalloc: per-thread free lists suit a proxy's many short-lived allocations per job (glibc
@@ -40,7 +40,12 @@ fn main() -> ExitCode {
                 ExitCode::from(EX_CONFIG)
             }
         },
-        Some(Command::Sim(args)) => report(actix_web::rt::System::new().block_on(sim::run_cli(args))),
+        Some(Command::Sim(args)) => {
+            telemetry::init_tracing("text", "info");
+            report(actix_web::rt::System::new().block_on(async {
+                byoc_sim::run(args, signals::shutdown_signal()?).await.map_err(anyhow::Error::from)
+            }))
+        }
         Some(Command::Demo(args)) => report(actix_web::rt::System::new().block_on(demo::run(args))),
         Some(Command::Store(cmd)) => report(actix_web::rt::System::new().block_on(store_cmd::run(cmd))),
     }

@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use byoc_actors::capability::Capability;
-use byoc_actors::dispatcher::{pick, Exclusions};
 use byoc_actors::orchestrator::OrchestratorId;
 use byoc_actors::pair::{PairKey, PairView, SharedView};
 use byoc_actors::score::PeakEwma;
+use byoc_actors::scoreboard::{pick, Exclusions};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use parking_lot::RwLock;
 

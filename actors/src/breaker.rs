@@ -77,7 +77,7 @@ impl BreakerConfig {
         if self.base_open.is_zero() || self.max_open < self.base_open {
             return Err("breaker.base_open must be positive and no larger than breaker.max_open".into());
         }
-        if self.max_open > crate::policy::MAX_DURATION {
+        if self.max_open > crate::clock::MAX_DURATION {
             return Err("breaker.max_open must be at most 7 days".into());
         }
         if !(0.0..=1.0).contains(&self.jitter) {

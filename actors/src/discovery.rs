@@ -2,7 +2,7 @@
 //!
 //! The actor fetches the webhook at start and then every `refresh` (one fetch at a time: a
 //! tick that finds the previous fetch still running is skipped), parses the answer off the
-//! supervisor's mailbox, and hands the outcome to the [`Supervisor`] as one
+//! supervisor's mailbox, and hands the outcome to the supervisor (any recipient of it) as one
 //! [`WebhookFetched`] message. The supervisor owns the registry, so it decides what changes:
 //! - URLs listed and not registered by any source are added with source `webhook` (no
 //!   declared capabilities: like `--orch-addr` entries, they get a pair for every registered
@@ -24,10 +24,9 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use serde::Serialize;
 
+use crate::clock::unix_ms_now;
 use crate::metrics as m;
-use crate::pair::view::unix_ms_now;
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
-use crate::supervisor::Supervisor;
 use webhook::{SkippedEntry, WebhookError, WebhookList};
 
 /// Bound on the supervisor applying one fetch (it includes a store round trip of up to 10 s).
@@ -50,7 +49,8 @@ pub struct DiscoverySettings {
 pub struct Discovery {
     settings: DiscoverySettings,
     client: awc::Client,
-    supervisor: Addr<Supervisor>,
+    /// Who applies a fetch: the supervisor, which owns the registry.
+    supervisor: Recipient<WebhookFetched>,
     in_flight: bool,
 }
 
@@ -60,7 +60,7 @@ impl Discovery {
     pub fn new(
         settings: DiscoverySettings,
         client: &ClientSettings,
-        supervisor: Addr<Supervisor>,
+        supervisor: Recipient<WebhookFetched>,
     ) -> Result<Self, ClientBuildError> {
         Ok(Self { settings, client: build_client(client)?, supervisor, in_flight: false })
     }

@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //! - [`capability`], [`orchestrator`]: the validated names the registry is keyed by.
+//! - [`clock`]: wall-clock helpers and the bound on durations (a leaf).
 //! - [`protocol`]: the wire protocol (job header codec, token probe, job forwarding, signer).
 //! - [`breaker`], [`score`], [`budget`], [`limit`]: pure, unit-tested health logic (no clocks,
 //!   no I/O).
@@ -11,7 +12,8 @@
 //! - [`ratelimit`]: a token bucket (probes spent discovering capability names).
 //! - [`policy`]: per-capability routing policy (profiles, retry knobs).
 //! - [`pair`]: `PairActor`, one per (orchestrator, capability), owning that pair's health.
-//! - [`dispatcher`]: `Dispatcher`, the per-capability scoreboard that selects pairs.
+//! - [`scoreboard`]: the per-capability boards the HTTP workers select pairs from (the design
+//!   card's `Dispatcher`, not an actor: see `docs/architecture.md`).
 //! - [`supervisor`]: `Supervisor`, the registry; starts, restarts and retires pair actors.
 //! - [`discovery`]: `Discovery`, the orchestrator webhook (`--orch-webhook-url`) fetcher.
 //! - [`store`]: `Store`, the sled database on a `SyncArbiter`.
@@ -19,15 +21,15 @@
 //! - [`metrics`]: metric names.
 //!
 //! # Threads
-//! The dispatcher, supervisor and pair actors live on one arbiter and share state only
+//! The supervisor and pair actors live on one arbiter and share state only
 //! through messages and the views pairs publish. The store has its own thread. Upstream
 //! calls run on the HTTP worker threads, each with its own `awc::Client`.
 
 pub mod breaker;
 pub mod budget;
 pub mod capability;
+pub mod clock;
 pub mod discovery;
-pub mod dispatcher;
 pub mod limit;
 pub mod metrics;
 pub mod orchestrator;
@@ -39,5 +41,6 @@ pub mod queue;
 pub mod ratelimit;
 pub mod route;
 pub mod score;
+pub mod scoreboard;
 pub mod store;
 pub mod supervisor;

@@ -21,6 +21,7 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 
 use crate::breaker::{Admission, Breaker, State, Transition};
+use crate::clock::{unix_ms_now, unix_ms_to_instant};
 use crate::limit::ConcurrencyLimit;
 use crate::metrics as m;
 use crate::orchestrator::normalize_url;
@@ -33,7 +34,7 @@ use crate::protocol::token::{JobToken, Price};
 use crate::score::{LatencyWindow, PeakEwma, SuccessRate};
 pub use slots::{SlotGuard, Slots};
 pub use tally::{Deposit, Sample, Tally};
-use view::{unix_ms_now, unix_ms_to_instant, Counters};
+use view::Counters;
 pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, SharedView, Unroutable};
 
 /// Settings shared by every pair actor (per-capability knobs come from its policy).
@@ -1069,11 +1070,14 @@ impl Handler<Retire> for PairActor {
 }
 
 /// Fault injection: stops the actor's context as an internal failure would, so that the
-/// supervisor restarts it. Used by the supervision tests and chaos runs.
+/// supervisor restarts it. Used by the supervision tests and chaos runs; only with the
+/// `fault-injection` feature.
+#[cfg(any(test, feature = "fault-injection"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Crash;
 
+#[cfg(any(test, feature = "fault-injection"))]
 impl Handler<Crash> for PairActor {
     type Result = ();
 

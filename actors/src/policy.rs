@@ -78,9 +78,7 @@ pub struct ProfileDefaults {
     pub cold_start_threshold: Duration,
 }
 
-/// Longest duration any policy or breaker knob may take (7 days): longer is a unit mistake, and
-/// it keeps every `Instant` arithmetic far from overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+pub use crate::clock::MAX_DURATION;
 
 /// Jobs that may wait for a slot in one capability's queue unless `limits.queue_depth` or the
 /// capability's `queue_depth` says otherwise.

@@ -33,7 +33,6 @@ use bytes::Bytes;
 
 use crate::budget::RetryBudgets;
 use crate::capability::Capability;
-use crate::dispatcher::Scoreboard;
 use crate::metrics as m;
 use crate::outcome::Outcome;
 use crate::policy::PolicyBook;
@@ -41,6 +40,7 @@ use crate::protocol::client::{excerpt, EventStream, UpstreamReply};
 use crate::protocol::header::{encode_job_request, ClientJob};
 use crate::protocol::signer::SharedSigner;
 use crate::protocol::via::LoopMarker;
+use crate::scoreboard::Scoreboard;
 use crate::supervisor::{Availability, EnsureCapability, Supervisor};
 
 use call::{attempt_url, Answer};

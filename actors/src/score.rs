@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// Unlike Finagle's, the estimate does not decay while no sample arrives: it stays what was
 /// measured, so the admin API shows a latency and an idle slow pair does not look fast.
 /// Selection keeps idle pairs measured by sending them an occasional job instead (see
-/// `dispatcher::EXPLORE_INTERVAL`).
+/// `scoreboard::EXPLORE_INTERVAL`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeakEwma {
     estimate_ms: f64,

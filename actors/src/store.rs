@@ -24,9 +24,11 @@ pub use db::export::{ExportedPolicy, ImportError, ImportSummary, StoreExport, EX
 pub use db::registry::WebhookDelta;
 pub use db::{open, Db, Duplicate, Snapshot, DB_DIR, SCHEMA_VERSION};
 pub use error::StoreError;
+#[cfg(any(test, feature = "fault-injection"))]
+pub use messages::InjectWriteFailure;
 pub use messages::{
-    ApplyWebhook, DeleteOrchestrator, DeletePolicy, Flush, ForgetPairs, InjectWriteFailure, InsertOrchestrator, Load,
-    Ping, PutPolicy, ReconcileConfig, SavePairs, SetOrchestratorEnabled, Size,
+    ApplyWebhook, DeleteOrchestrator, DeletePolicy, Flush, ForgetPairs, InsertOrchestrator, Load, Ping, PutPolicy,
+    ReconcileConfig, SavePairs, SetOrchestratorEnabled, Size,
 };
 
 /// Free bytes the disk must have before a broken store reopens: sled writes whole segments
@@ -42,13 +44,20 @@ pub struct Store {
     /// A disk error made sled refuse writes: reopen before the next one.
     broken: bool,
     /// Fault injection, carried over a reopen.
+    #[cfg(any(test, feature = "fault-injection"))]
     fail_writes: bool,
 }
 
 impl Store {
     /// The actor for an opened database.
     pub fn new(db: Db) -> Self {
-        Self { data_dir: db.data_dir(), db: Some(db), broken: false, fail_writes: false }
+        Self {
+            data_dir: db.data_dir(),
+            db: Some(db),
+            broken: false,
+            #[cfg(any(test, feature = "fault-injection"))]
+            fail_writes: false,
+        }
     }
 
     /// Starts the actor on its own thread. The database handle moves into the actor (no copy
@@ -63,6 +72,7 @@ impl Store {
                 data_dir: data_dir.clone(),
                 db: None,
                 broken: true,
+                #[cfg(any(test, feature = "fault-injection"))]
                 fail_writes: false,
             })
         })
@@ -107,7 +117,9 @@ impl Store {
         }
         // sled's write error is sticky and the lock is the handle's: the old one goes first.
         self.db = None;
+        #[allow(unused_mut)] // Only fault injection changes it.
         let mut db = db::open(&self.data_dir)?;
+        #[cfg(any(test, feature = "fault-injection"))]
         db.set_fail_writes(self.fail_writes);
         self.db = Some(db);
         self.broken = false;
@@ -116,6 +128,7 @@ impl Store {
         Ok(())
     }
 
+    #[cfg(any(test, feature = "fault-injection"))]
     fn set_fail_writes(&mut self, fail: bool) {
         self.fail_writes = fail;
         if let Some(db) = &mut self.db {

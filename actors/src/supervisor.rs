@@ -1,12 +1,12 @@
 //! `Supervisor`: owns the registry of orchestrators and capabilities and the address of every
 //! pair actor. It starts pair actors under actix supervision (so a pair that stops is
 //! restarted with its learned state), hot-adds and removes orchestrators, creates pairs
-//! lazily the first time a capability is asked for, keeps the dispatcher's boards in step,
+//! lazily the first time a capability is asked for, keeps the scoreboard's boards in step,
 //! and persists pair scores in batches.
 //!
 //! The invariant it maintains: for every *registered* capability (declared in config or for
 //! an orchestrator, or offered by some orchestrator at some time), a pair exists, on the
-//! dispatcher's board, for every orchestrator that declares it or has been seen to offer it.
+//! scoreboard, for every orchestrator that declares it or has been seen to offer it.
 //! Whether the other orchestrators offer it is found out by surveys (`supervisor/survey.rs`),
 //! whose pairs stay off the board until their first token says so.
 //!
@@ -28,19 +28,20 @@ use serde::Serialize;
 
 use crate::capability::{Capability, CapabilityError};
 use crate::discovery::DiscoveryReport;
-use crate::dispatcher::BoardSizes;
-use crate::dispatcher::{Dispatcher, Scoreboard, Slot};
 use crate::metrics as m;
 use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, UrlError};
+#[cfg(any(test, feature = "fault-injection"))]
+use crate::pair::Crash;
 use crate::pair::SetEnabled;
 use crate::pair::{
-    Crash, ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Retire, SetPolicy,
-    Settle, SharedView, Snapshot, Tally, Unroutable,
+    ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Retire, SetPolicy, Settle,
+    SharedView, Snapshot, Tally, Unroutable,
 };
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
 use crate::queue::QueueReport;
 use crate::ratelimit::RateLimit;
+use crate::scoreboard::{Scoreboard, Slot};
 use crate::store::{
     self, DeleteOrchestrator, DeletePolicy, ExportedPolicy, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
     SetOrchestratorEnabled, Size, Store, StoreError, StoreExport,
@@ -108,7 +109,7 @@ struct PairEntry {
     tally: Arc<Tally>,
     /// The view generation last written to the store (`None`: never written).
     saved: Option<u64>,
-    /// On the dispatcher's board (a survey's or a name probe's pair is not, until it offers).
+    /// On the scoreboard (a survey's or a name probe's pair is not, until it offers).
     on_board: bool,
 }
 
@@ -120,9 +121,7 @@ pub struct SupervisorInit {
     pub client: ClientSettings,
     /// The store.
     pub store: Addr<Store>,
-    /// The dispatcher.
-    pub dispatcher: Addr<Dispatcher>,
-    /// The dispatcher's boards, kept in step with the registry.
+    /// The boards jobs select from, kept in step with the registry.
     pub scoreboard: Scoreboard,
     /// The registry and learned scores as loaded.
     pub snapshot: store::Snapshot,
@@ -147,7 +146,6 @@ pub struct Supervisor {
     settings: Arc<PairSettings>,
     client: awc::Client,
     store: Addr<Store>,
-    dispatcher: Addr<Dispatcher>,
     scoreboard: Scoreboard,
     policies: PolicyBook,
     config_policies: HashMap<Capability, CapabilityPolicy>,
@@ -173,8 +171,8 @@ pub struct Supervisor {
     last_tick: Instant,
     /// How late the last tick ran, in milliseconds.
     tick_lag_ms: u64,
-    /// Last measured dispatcher round trip, in microseconds.
-    dispatcher_rtt_us: Option<u64>,
+    /// Last measured store round trip, in microseconds.
+    store_rtt_us: Option<u64>,
     ticks: u64,
     /// When a batch of scores was last written (Unix ms).
     scores_saved_at: Option<u64>,
@@ -194,7 +192,6 @@ impl Supervisor {
             settings: init.settings,
             client,
             store: init.store,
-            dispatcher: init.dispatcher,
             scoreboard: init.scoreboard,
             policies: init.policies,
             config_policies: init.config_policies,
@@ -214,7 +211,7 @@ impl Supervisor {
             flushing: false,
             last_tick: Instant::now(),
             tick_lag_ms: 0,
-            dispatcher_rtt_us: None,
+            store_rtt_us: None,
             ticks: 0,
             scores_saved_at: None,
             discovery: init.discovery,
@@ -254,7 +251,7 @@ impl Supervisor {
         }
     }
 
-    /// Puts an existing pair on the dispatcher's board.
+    /// Puts an existing pair on the scoreboard.
     fn put_on_board(&mut self, key: &PairKey) {
         self.off_board.remove(key);
         let Some(entry) = self.pairs.get_mut(key) else { return };
@@ -373,7 +370,7 @@ impl Supervisor {
     }
 
     fn mark_saved(&mut self, generations: Vec<(PairKey, u64)>) {
-        self.scores_saved_at = Some(crate::pair::view::unix_ms_now());
+        self.scores_saved_at = Some(crate::clock::unix_ms_now());
         for (key, generation) in generations {
             if let Some(entry) = self.pairs.get_mut(&key) {
                 entry.saved = Some(generation);
@@ -383,24 +380,22 @@ impl Supervisor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        // Mailbox pressure: how late this tick runs, and how long the dispatcher takes to
-        // answer a message behind whatever is queued.
+        // Mailbox pressure: how late this tick runs (and, every 10 ticks, how long the store
+        // takes to answer a message behind whatever is queued).
         self.tick_lag_ms =
             now.saturating_duration_since(self.last_tick).saturating_sub(Duration::from_secs(1)).as_millis() as u64;
         self.last_tick = now;
         self.ticks += 1;
-        let sent = Instant::now();
-        ctx.spawn(self.dispatcher.send(BoardSizes).timeout(Duration::from_secs(5)).into_actor(self).map(
-            move |res, act, _ctx| {
-                act.dispatcher_rtt_us = res.ok().map(|_| sent.elapsed().as_micros() as u64);
-            },
-        ));
         if self.ticks % 10 == 1 {
-            ctx.spawn(self.store.send(Size).timeout(Duration::from_secs(5)).into_actor(self).map(|res, _act, _ctx| {
-                if let Ok(Ok(bytes)) = res {
-                    metrics::gauge!(m::STORE_SIZE_BYTES).set(bytes as f64);
-                }
-            }));
+            let sent = Instant::now();
+            ctx.spawn(self.store.send(Size).timeout(Duration::from_secs(5)).into_actor(self).map(
+                move |res, act, _ctx| {
+                    act.store_rtt_us = res.as_ref().ok().map(|_| sent.elapsed().as_micros() as u64);
+                    if let Ok(Ok(bytes)) = res {
+                        metrics::gauge!(m::STORE_SIZE_BYTES).set(bytes as f64);
+                    }
+                },
+            ));
         }
         let (mut closed, mut open, mut half, mut routable) = (0u32, 0u32, 0u32, 0u32);
         for entry in self.pairs.values() {
@@ -672,7 +667,7 @@ pub enum Availability {
 }
 
 /// Makes sure pairs exist for a capability and waits (up to the probe wait) for their first
-/// token probes. Called by the router when the dispatcher does not know a capability, or
+/// token probes. Called by the router when the scoreboard does not know a capability, or
 /// knows it but some of its pairs are still waiting for their first probe.
 #[derive(Message)]
 #[rtype(result = "Availability")]
@@ -799,7 +794,9 @@ impl Supervisor {
 }
 
 /// Fault injection: makes a pair actor stop as an internal failure would (it is restarted by
-/// actix supervision). Used by the supervision tests and chaos runs.
+/// actix supervision). Used by the supervision tests and chaos runs; only with the
+/// `fault-injection` feature.
+#[cfg(any(test, feature = "fault-injection"))]
 #[derive(Message)]
 #[rtype(result = "Result<(), RegistryError>")]
 pub struct CrashPair {
@@ -809,6 +806,7 @@ pub struct CrashPair {
     pub capability: String,
 }
 
+#[cfg(any(test, feature = "fault-injection"))]
 impl Handler<CrashPair> for Supervisor {
     type Result = ResponseFuture<Result<(), RegistryError>>;
 
@@ -892,8 +890,9 @@ pub struct SurveyReport {
 pub struct MailboxPressure {
     /// How late the supervisor's one-second tick last ran (ms): its mailbox backlog.
     pub supervisor_tick_lag_ms: u64,
-    /// Round trip of a message to the dispatcher behind its queue (µs); null if it timed out.
-    pub dispatcher_round_trip_us: Option<u64>,
+    /// Round trip of a message to the store behind its queue (µs), measured every 10 s; null
+    /// if it timed out.
+    pub store_round_trip_us: Option<u64>,
 }
 
 /// A pair with restarts.
@@ -954,7 +953,7 @@ impl Handler<GetSupervisorReport> for Supervisor {
             scores_saved_at_unix_ms: self.scores_saved_at,
             mailbox: MailboxPressure {
                 supervisor_tick_lag_ms: self.tick_lag_ms,
-                dispatcher_round_trip_us: self.dispatcher_rtt_us,
+                store_round_trip_us: self.store_rtt_us,
             },
         })
     }
@@ -1224,7 +1223,7 @@ impl Supervisor {
         StoreExport {
             format: store::EXPORT_FORMAT.to_string(),
             schema_version: store::SCHEMA_VERSION,
-            exported_at_unix_ms: crate::pair::view::unix_ms_now(),
+            exported_at_unix_ms: crate::clock::unix_ms_now(),
             orchestrators: self.orchestrators.values().cloned().collect(),
             pairs,
             policies,

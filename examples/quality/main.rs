@@ -19,7 +19,7 @@ mod targets;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use byoc_gateway::sim::OverCapacity;
+use byoc_sim::OverCapacity;
 use clap::Parser;
 
 use load::Summary;

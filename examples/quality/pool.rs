@@ -7,7 +7,7 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
-use byoc_gateway::sim::{self, Knobs, OverCapacity, SimHandle};
+use byoc_sim::{self as sim, Knobs, OverCapacity, SimHandle};
 use serde_json::{json, Value};
 
 /// The capability every job asks for.
@@ -79,7 +79,7 @@ impl Pool {
     }
 
     /// Per member: jobs received, answered OK, refused for capacity, most in flight at once.
-    pub fn stats(&self) -> Vec<(&'static str, byoc_gateway::sim::CapStats)> {
+    pub fn stats(&self) -> Vec<(&'static str, byoc_sim::CapStats)> {
         self.sims.iter().map(|(n, s)| (*n, s.state.stats(CAPABILITY))).collect()
     }
 

@@ -1,7 +1,7 @@
 //! The admin API: authentication, registry mutations and their failure paths, pair and
 //! supervisor views, metrics.
 
-use byoc_gateway::sim::SimHandle;
+use byoc_sim::SimHandle;
 use serde_json::json;
 
 use crate::support::*;

@@ -1,7 +1,7 @@
 //! Job bodies and memory: the gateway-wide budget of buffered body bytes, and clients that send
 //! their bodies slowly.
 
-use byoc_gateway::sim::Knobs;
+use byoc_sim::Knobs;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::support::*;
@@ -89,7 +89,7 @@ async fn a_large_body_arrives_byte_for_byte_and_is_replayed_on_failover() {
     let gw = gateway(&[(&bad, &["depth"]), (&good, &["depth"])]).await;
     // Several megabytes: read in many chunks, held as they are, sent chunk by chunk.
     let body: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    let sha = byoc_gateway::sim::sha256_hex(&body);
+    let sha = byoc_sim::sha256_hex(&body);
     for i in 0..4 {
         let req = gw
             .client

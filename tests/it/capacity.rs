@@ -2,7 +2,7 @@
 //! the wait queue, the adaptive limit, and timeouts that respect the job.
 
 use byoc_actors::protocol::header::encode_client_header;
-use byoc_gateway::sim::{Knobs, OverCapacity};
+use byoc_sim::{Knobs, OverCapacity};
 use serde_json::{json, Value};
 
 use crate::support::*;

@@ -5,7 +5,7 @@
 //! `tests/python/`; the Python tests skip outside CI when the virtualenv is absent.
 
 use byoc_actors::protocol::header::encode_client_header;
-use byoc_gateway::sim::{sha256_hex, SIM_IMAGE_URL};
+use byoc_sim::{sha256_hex, SIM_IMAGE_URL};
 use serde_json::{json, Value};
 
 use crate::support::*;

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 use byoc_gateway::config::Config;
-use byoc_gateway::sim::SimHandle;
+use byoc_sim::SimHandle;
 
 /// What the webhook answers.
 #[derive(Clone)]
@@ -317,7 +317,7 @@ async fn probes_for_capability_names_nobody_offers_are_rate_limited() {
         cfg.routing.discovery_probes_per_sec = 1;
     })
     .await;
-    let tokens = |s: &byoc_gateway::sim::SimHandle| s.state.stats("depth").tokens;
+    let tokens = |s: &byoc_sim::SimHandle| s.state.stats("depth").tokens;
     let before: u64 = [&a, &b, &c].iter().map(|s| tokens(s)).sum();
     // The first unknown name is probed on all three orchestrators (3 probes, the burst).
     gw.job("random-1", "r1").await.error(404, "unknown-capability");

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use byoc_actors::protocol::header::encode_client_header;
-use byoc_gateway::sim::{Knobs, SimHandle};
+use byoc_sim::{Knobs, SimHandle};
 use futures_util::StreamExt as _;
 use serde_json::{json, Value};
 

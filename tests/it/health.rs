@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use byoc_gateway::sim::Knobs;
+use byoc_sim::Knobs;
 use serde_json::json;
 
 use crate::support::*;

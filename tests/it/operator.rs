@@ -7,7 +7,7 @@ use byoc_gateway::cli::RunArgs;
 use serde_json::{json, Value};
 
 use crate::support::*;
-use byoc_gateway::sim::Knobs;
+use byoc_sim::Knobs;
 
 fn run_args(dir: &std::path::Path, config: &std::path::Path) -> RunArgs {
     RunArgs {

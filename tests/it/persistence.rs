@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::support::*;
-use byoc_gateway::sim::Knobs;
+use byoc_sim::Knobs;
 
 fn client() -> awc::Client {
     awc::Client::builder().timeout(Duration::from_secs(30)).finish()

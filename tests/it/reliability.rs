@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use byoc_actors::store::InjectWriteFailure;
 use byoc_actors::supervisor::CrashPair;
-use byoc_gateway::sim::{self, Knobs, SimHandle};
+use byoc_sim::{self as sim, Knobs, SimHandle};
 use serde_json::{json, Value};
 
 use crate::support::*;

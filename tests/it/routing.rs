@@ -1,6 +1,6 @@
 //! Routing and failover through real simulators.
 
-use byoc_gateway::sim::Knobs;
+use byoc_sim::Knobs;
 use serde_json::json;
 
 use crate::support::*;
@@ -211,12 +211,9 @@ async fn removed_orchestrator_gets_no_more_jobs() {
 
 #[actix_web::test]
 async fn https_orchestrators_with_self_signed_certificates_work() {
-    let tls = byoc_gateway::sim::start_tls(
-        "tls",
-        std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
-        &[("depth", healthy())],
-    )
-    .expect("tls sim");
+    let tls =
+        byoc_sim::start_tls("tls", std::net::TcpListener::bind("127.0.0.1:0").expect("bind"), &[("depth", healthy())])
+            .expect("tls sim");
     assert!(tls.url.starts_with("https://"));
     let gw = gateway(&[(&tls, &["depth"])]).await;
     let ans = gw.job("depth", "secure").await;
@@ -227,12 +224,9 @@ async fn https_orchestrators_with_self_signed_certificates_work() {
 
 #[actix_web::test]
 async fn with_tls_verification_required_a_self_signed_orchestrator_is_refused() {
-    let tls = byoc_gateway::sim::start_tls(
-        "tls",
-        std::net::TcpListener::bind("127.0.0.1:0").expect("bind"),
-        &[("depth", healthy())],
-    )
-    .expect("tls sim");
+    let tls =
+        byoc_sim::start_tls("tls", std::net::TcpListener::bind("127.0.0.1:0").expect("bind"), &[("depth", healthy())])
+            .expect("tls sim");
     let gw = gateway_with(&[(&tls, &["depth"])], |c| c.routing.tls_verify = true).await;
     gw.job("depth", "secure").await.error(503, "no-routable-orchestrator");
     assert_eq!(tls.state.stats("depth").jobs, 0);

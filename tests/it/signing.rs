@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use byoc_actors::protocol::header::encode_client_header;
-use byoc_gateway::sim::{LastSeen, SimHandle};
+use byoc_sim::{LastSeen, SimHandle};
 use serde_json::json;
 
 use crate::support::*;

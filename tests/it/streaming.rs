@@ -4,7 +4,7 @@
 //! jobs are shed with an immediate 503.
 
 use byoc_actors::protocol::header::encode_client_header;
-use byoc_gateway::sim::Knobs;
+use byoc_sim::Knobs;
 use futures_util::StreamExt as _;
 use serde_json::json;
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use byoc_actors::protocol::header::encode_client_header;
 use byoc_gateway::app::Gateway;
 use byoc_gateway::config::{Config, StaticOrchestrator};
-use byoc_gateway::sim::{self, Knobs, SimHandle};
+use byoc_sim::{self as sim, Knobs, SimHandle};
 use serde_json::{json, Value};
 
 pub const TOKEN: &str = "test-token";

@@ -7,13 +7,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::State;
 use crate::capability::Capability;
+use crate::clock::{instant_to_unix_ms, unix_ms_now};
 use crate::orchestrator::OrchestratorId;
 use crate::outcome::Refusal;
 use crate::score::PeakEwma;
@@ -603,32 +604,6 @@ impl PairRecord {
 /// The cell a pair publishes into.
 pub type SharedView = Arc<RwLock<PairView>>;
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Converts a monotonic instant to Unix milliseconds, relative to `now`.
-pub fn instant_to_unix_ms(t: Instant, now: Instant) -> u64 {
-    let base = unix_ms_now();
-    if t >= now {
-        base.saturating_add((t - now).as_millis() as u64)
-    } else {
-        base.saturating_sub((now - t).as_millis() as u64)
-    }
-}
-
-/// Converts Unix milliseconds to a monotonic instant, relative to `now`.
-pub fn unix_ms_to_instant(ms: u64, now: Instant) -> Instant {
-    let base = unix_ms_now();
-    if ms >= base {
-        // A stored time comes from disk or an import file: never trust it not to overflow.
-        now.checked_add(std::time::Duration::from_millis(ms - base)).unwrap_or(now)
-    } else {
-        now.checked_sub(std::time::Duration::from_millis(base - ms)).unwrap_or(now)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,15 +680,5 @@ mod tests {
         }
         let names: Vec<&str> = all.iter().map(|r| r.as_str()).collect();
         assert_eq!(names, Unroutable::NAMES);
-    }
-
-    #[test]
-    fn unix_conversion_round_trips_within_a_millisecond_or_two() {
-        let now = Instant::now();
-        let later = now + Duration::from_secs(42);
-        let ms = instant_to_unix_ms(later, now);
-        let back = unix_ms_to_instant(ms, now);
-        let diff = if back > later { back - later } else { later - back };
-        assert!(diff < Duration::from_millis(50), "{diff:?}");
     }
 }

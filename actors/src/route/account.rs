@@ -12,8 +12,8 @@ use crate::pair::{Deposit, DrainTally, Record, Sample};
 use crate::protocol::client::{UpstreamError, UpstreamReply};
 use crate::supervisor::NodeUnreachable;
 
-use crate::dispatcher::Picked;
 use crate::pair::SlotGuard;
+use crate::scoreboard::Picked;
 
 use super::call::{Answer, Call};
 use super::state::JobState;

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::dispatcher::Picked;
 use crate::metrics as m;
 use crate::pair::{Admit, Permit, Unroutable};
+use crate::scoreboard::Picked;
 
 use super::Router;
 

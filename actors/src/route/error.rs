@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::capability::Capability;
-use crate::dispatcher::{Unavailable, EXCLUDED_BY_JOB};
+use crate::scoreboard::{Unavailable, EXCLUDED_BY_JOB};
 
 /// One attempt, as reported back to the client on failure and logged.
 #[derive(Debug, Clone, Serialize)]

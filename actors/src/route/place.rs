@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::dispatcher::{Picked, Selection};
 use crate::pair::{SlotGuard, Unroutable};
 use crate::queue::{Ticket, WaitQueue};
+use crate::scoreboard::{Picked, Selection};
 use crate::supervisor::Availability;
 
 use super::state::JobState;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capability::Capability;
-use crate::dispatcher::{Exclusions, Unavailable};
 use crate::orchestrator::OrchestratorId;
 use crate::outcome::Outcome;
 use crate::pair::Unroutable;
 use crate::policy::Effective;
 use crate::protocol::client::UpstreamError;
+use crate::scoreboard::{Exclusions, Unavailable};
 
 use super::deadline;
 use super::{AttemptReport, Job, RouteError};

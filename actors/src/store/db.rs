@@ -155,6 +155,7 @@ impl Db {
     }
 
     /// Makes every write fail as on a full or read-only disk (fault injection), or not.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub(crate) fn set_fail_writes(&mut self, fail: bool) {
         self.fail_writes = fail;
     }

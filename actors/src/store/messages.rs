@@ -177,11 +177,14 @@ impl Handler<SetOrchestratorEnabled> for Store {
 }
 
 /// Fault injection: makes every store write fail (`true`) as on a full or read-only disk, or
-/// restores normal operation (`false`). Used by the disk-trouble tests and chaos runs.
+/// restores normal operation (`false`). Used by the disk-trouble tests and chaos runs; only
+/// with the `fault-injection` feature (the tests turn it on), never in a release build.
+#[cfg(any(test, feature = "fault-injection"))]
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct InjectWriteFailure(pub bool);
 
+#[cfg(any(test, feature = "fault-injection"))]
 impl Handler<InjectWriteFailure> for Store {
     type Result = ();
     fn handle(&mut self, msg: InjectWriteFailure, _ctx: &mut Self::Context) {

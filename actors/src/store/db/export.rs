@@ -3,8 +3,9 @@
 
 use super::{Db, SCHEMA_VERSION};
 use crate::capability::Capability;
+use crate::clock::unix_ms_now;
 use crate::orchestrator::Orchestrator;
-use crate::pair::view::{unix_ms_now, PairRecord};
+use crate::pair::view::PairRecord;
 use crate::policy::CapabilityPolicy;
 use crate::store::StoreError;
 

@@ -7,8 +7,8 @@ use sled::Transactional;
 
 use super::{Db, Duplicate, Snapshot};
 use crate::capability::Capability;
+use crate::clock::unix_ms_now;
 use crate::orchestrator::{Orchestrator, OrchestratorId, Source};
-use crate::pair::view::unix_ms_now;
 use crate::store::StoreError;
 
 impl Db {

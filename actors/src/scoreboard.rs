@@ -1,5 +1,6 @@
-//! `Dispatcher`: a read-optimised scoreboard per capability, derived from the views pair
-//! actors publish. For each job attempt it picks the best routable pair with a free slot,
+//! The scoreboard: a read-optimised board per capability, derived from the views pair actors
+//! publish (the design card's "Dispatcher": it is not an actor, since selecting on the HTTP
+//! worker that owns the job costs no message round trip). For each job attempt it picks the best routable pair with a free slot,
 //! excluding orchestrators already tried for that job, and takes that slot:
 //!
 //! - on a board of up to [`FULL_SCAN_MAX`] pairs (the usual size: a capability has a handful
@@ -15,17 +16,16 @@
 //!
 //! The boards live in a [`Scoreboard`] that the HTTP workers read in place
 //! ([`Scoreboard::select`]), so picking a pair for an attempt costs no message round trip to
-//! the actor thread: on a 2-core machine that round trip was the largest single cost of a job.
+//! an actor thread: on a 2-core machine that round trip was the largest single cost of a job.
 //! The supervisor keeps the boards in step with the registry ([`Scoreboard::register`],
 //! [`Scoreboard::unregister`]) as it changes it, so a pair it has registered is selectable at
-//! once; selection reads the pairs' published views directly. The actor only reports board
-//! sizes.
+//! once; selection reads the pairs' published views directly.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
+use actix::Addr;
 use parking_lot::RwLock;
 use rand::Rng;
 
@@ -81,7 +81,7 @@ impl<'a> Exclusions<'a> {
     }
 }
 
-/// One pair as the dispatcher sees it.
+/// One pair as the scoreboard sees it.
 #[derive(Clone)]
 pub struct Slot {
     /// Which pair.
@@ -201,34 +201,6 @@ impl Scoreboard {
         let mut v: Vec<_> = self.boards.read().iter().map(|(c, b)| (c.clone(), b.slots.len())).collect();
         v.sort();
         v
-    }
-}
-
-/// The actor.
-#[derive(Default)]
-pub struct Dispatcher {
-    board: Scoreboard,
-    mailbox_capacity: usize,
-}
-
-impl Dispatcher {
-    /// A dispatcher with the given mailbox capacity.
-    pub fn new(mailbox_capacity: usize) -> Self {
-        Self { board: Scoreboard::default(), mailbox_capacity }
-    }
-
-    /// The boards this dispatcher selects from (for the supervisor, which keeps them in step,
-    /// and for readers on other threads).
-    pub fn scoreboard(&self) -> Scoreboard {
-        self.board.clone()
-    }
-}
-
-impl Actor for Dispatcher {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.mailbox_capacity.max(16));
     }
 }
 
@@ -449,19 +421,6 @@ pub fn unavailable(views: &[SharedView], exclude: Exclusions<'_>, now: Instant) 
     why.reasons = counts.into_iter().collect();
     why.reasons.sort();
     Some(why)
-}
-
-/// Pairs on the board per capability (for the supervisor view and tests).
-#[derive(Message)]
-#[rtype(result = "Vec<(Capability, usize)>")]
-pub struct BoardSizes;
-
-impl Handler<BoardSizes> for Dispatcher {
-    type Result = MessageResult<BoardSizes>;
-
-    fn handle(&mut self, _msg: BoardSizes, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.board.sizes())
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,159 @@
+//! What a simulated orchestrator can be told to do (its knobs, changeable at runtime with
+//! `POST /sim/knobs`) and what it counts and remembers.
+
+use byoc_actors::protocol::header::JobRequest;
+use byoc_actors::protocol::token::EthAddressCredential;
+use serde::{Deserialize, Serialize};
+
+/// What a simulated orchestrator does with a job that arrives while `capacity` jobs (its own
+/// plus [`Knobs::busy_slots`]) are already running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverCapacity {
+    /// Runs it: capacity is only reported in tokens. go-livepeer's orchestrator does this (it
+    /// refuses only a capability nobody registered).
+    #[default]
+    Ignore,
+    /// Answers `503 No capacity available for capability`, as a worker with no free slot does.
+    Refuse,
+    /// Answers `429 Too Many Requests`.
+    Refuse429,
+    /// Runs it, and every job started while over capacity takes longer in proportion (a GPU
+    /// time-sliced between more jobs than it has room for): `latency x running / capacity`.
+    Slow,
+}
+
+/// Behaviour of one capability on the simulator. Every field can be changed at runtime with
+/// `POST /sim/knobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Knobs {
+    /// Time to answer a job.
+    pub latency_ms: u64,
+    /// Extra time per job, uniform in `[0, jitter_ms]` (real inference times vary).
+    pub jitter_ms: u64,
+    /// Share of jobs answered `500 job not able to be processed`.
+    pub error_rate: f64,
+    /// Share of jobs answered `500 CUDA out of memory`.
+    pub oom_rate: f64,
+    /// Concurrent jobs this orchestrator has room for: reported in tokens (minus jobs in
+    /// flight and `busy_slots`), enforced as `over_capacity` says.
+    pub capacity: i64,
+    /// What happens to a job past `capacity`.
+    pub over_capacity: OverCapacity,
+    /// Slots held by other gateways' jobs: they count against `capacity` like this
+    /// simulator's own jobs (an orchestrator shared with other gateways).
+    pub busy_slots: i64,
+    /// Price in wei per `pixels_per_unit`.
+    pub price_per_unit: i64,
+    /// Units the price covers.
+    pub pixels_per_unit: i64,
+    /// The first this-many jobs are cold starts.
+    pub cold_start_jobs: u64,
+    /// Extra time of a cold-start job.
+    pub cold_start_ms: u64,
+    /// Never answer jobs (the caller's timeout decides).
+    pub hang: bool,
+    /// Hold each job, after its latency, until it is released (`POST /sim/release?jobs=N`,
+    /// [`SimState::release_jobs`]) or its `timeout_seconds` passes: lets a test keep jobs in
+    /// flight for exactly as long as it needs.
+    pub hold: bool,
+    /// Answer successes as `text/plain` instead of JSON.
+    pub wrong_content_type: bool,
+    /// Answer every job with this status (and `status_body`).
+    pub status: Option<u16>,
+    /// Body sent with `status`.
+    pub status_body: String,
+    /// Answer jobs 503 `No capacity available for capability` (as an orchestrator at
+    /// capacity or without the capability does).
+    pub refuse: bool,
+    /// Answer successes as Server-Sent Events: this many `data: {"n": i, ...}` events, then
+    /// `data: [DONE]` (0: a JSON answer).
+    pub sse_events: u32,
+    /// Pause between two events.
+    pub sse_interval_ms: u64,
+    /// After the first event, wait until released (`POST /sim/release`) before the rest: shows
+    /// that the first event reaches a client before the stream ends.
+    pub sse_hold: bool,
+    /// Break the stream (abort the connection) after this many events.
+    pub sse_fail_after: Option<u32>,
+    /// Linger after `[DONE]` as go-livepeer's orchestrator does (`job_orchestrator.go`, SSE
+    /// branch): a `data: {"balance": X}` line before `[DONE]`, then blank lines until the
+    /// job's `timeout_seconds`, holding the job's capacity slot all the while. Only a client
+    /// that hangs up ends it sooner.
+    pub sse_linger: bool,
+    /// Refuse every job `400 Could not verify job creds` while serving tokens as usual: an
+    /// orchestrator built from a fork that expects another signature scheme.
+    pub reject_creds: bool,
+    /// The job price lookup fails: `400 Could not get job price`, and the capacity slot
+    /// reserved for the job is never freed (as go-livepeer's orchestrator does).
+    pub price_unavailable: bool,
+    /// The gateway's credit in wei, reported as the token's `balance`. With a price, a job
+    /// needs `balance >= 60 s x price` or gets `400 Insufficient balance for request`.
+    pub balance: i64,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            jitter_ms: 0,
+            error_rate: 0.0,
+            oom_rate: 0.0,
+            capacity: 4,
+            over_capacity: OverCapacity::Ignore,
+            busy_slots: 0,
+            price_per_unit: 0,
+            pixels_per_unit: 1,
+            cold_start_jobs: 0,
+            cold_start_ms: 0,
+            hang: false,
+            hold: false,
+            wrong_content_type: false,
+            status: None,
+            status_body: String::new(),
+            refuse: false,
+            sse_events: 0,
+            sse_interval_ms: 0,
+            sse_hold: false,
+            sse_fail_after: None,
+            sse_linger: false,
+            reject_creds: false,
+            price_unavailable: false,
+            balance: 0,
+        }
+    }
+}
+
+/// Counters per capability.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapStats {
+    /// Token probes answered.
+    pub tokens: u64,
+    /// Jobs received (valid header).
+    pub jobs: u64,
+    /// Jobs answered 2xx.
+    pub ok: u64,
+    /// Jobs answered with an error status.
+    pub errors: u64,
+    /// Jobs refused because the orchestrator was at capacity (`over_capacity` refuse modes;
+    /// also counted in `errors`).
+    pub refused: u64,
+    /// Most jobs that were running at once (this simulator's own, refused ones excluded).
+    pub max_inflight: i64,
+    /// Capacity slots reserved for jobs and never freed, as go-livepeer's orchestrator leaks
+    /// them when it refuses a job after reserving (a `request` it cannot decode, a price it
+    /// cannot get). They count against `capacity` from then on.
+    pub leaked_slots: i64,
+}
+
+/// What the simulator last received from a gateway (`GET /sim/last`), decoded. The simulator
+/// does not verify signatures (an offchain orchestrator accepts any); this lets a test or an
+/// operator verify them independently.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastSeen {
+    /// The `Livepeer-Eth-Address` credential of the last token probe.
+    pub token_credential: Option<EthAddressCredential>,
+    /// The `Livepeer` header of the last job.
+    pub job: Option<JobRequest>,
+}

@@ -5,6 +5,12 @@
 //! per-frame utilities allow for cold starts, chained jobs allow the most); per-capability
 //! fields override them. Policies are shared read-mostly between HTTP workers.
 
+mod book;
+mod profile;
+
+pub use book::PolicyBook;
+pub use profile::{Profile, ProfileDefaults};
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,69 +20,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaker::BreakerConfig;
 use crate::capability::Capability;
-
-/// Routing profile of a capability.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum Profile {
-    /// Interactive jobs (image-to-image, depth): fail over fast.
-    #[default]
-    LowLatency,
-    /// Per-frame utilities: tolerate cold starts.
-    PerFrame,
-    /// Chained pipelines: the most patience.
-    Chained,
-}
-
-impl Profile {
-    /// The profile's defaults.
-    pub fn defaults(self) -> ProfileDefaults {
-        let s = Duration::from_secs;
-        match self {
-            Profile::LowLatency => ProfileDefaults {
-                retry_timeout: s(8),
-                queue_timeout: s(8),
-                max_attempts: 3,
-                per_try_timeout: s(5),
-                slow_call_threshold: s(2),
-                cold_start_threshold: s(10),
-            },
-            Profile::PerFrame => ProfileDefaults {
-                retry_timeout: s(30),
-                queue_timeout: s(30),
-                max_attempts: 3,
-                per_try_timeout: s(20),
-                slow_call_threshold: s(10),
-                cold_start_threshold: s(20),
-            },
-            Profile::Chained => ProfileDefaults {
-                retry_timeout: s(120),
-                queue_timeout: s(120),
-                max_attempts: 4,
-                per_try_timeout: s(90),
-                slow_call_threshold: s(60),
-                cold_start_threshold: s(60),
-            },
-        }
-    }
-}
-
-/// What a profile sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProfileDefaults {
-    /// Overall time within which new attempts may start.
-    pub retry_timeout: Duration,
-    /// Longest a job waits in the queue for a free slot.
-    pub queue_timeout: Duration,
-    /// Attempts per job.
-    pub max_attempts: u32,
-    /// Bound on one attempt.
-    pub per_try_timeout: Duration,
-    /// Successes slower than this are slow calls.
-    pub slow_call_threshold: Duration,
-    /// First answers slower than this deprioritise a pair.
-    pub cold_start_threshold: Duration,
-}
 
 pub use crate::clock::MAX_DURATION;
 
@@ -422,85 +365,6 @@ impl CapabilityPolicy {
             b.apply(global).validate()?;
         }
         Ok(())
-    }
-}
-
-/// All capability policies plus the default for capabilities without one, each with its
-/// effective knobs computed once. Cheap to clone; readers take a short read lock per job and
-/// get an `Arc`.
-#[derive(Debug, Clone)]
-pub struct PolicyBook {
-    inner: Arc<RwLock<Policies>>,
-}
-
-#[derive(Debug)]
-struct Policies {
-    globals: Globals,
-    default: (CapabilityPolicy, Arc<Effective>),
-    per_capability: HashMap<Capability, (CapabilityPolicy, Arc<Effective>)>,
-}
-
-impl PolicyBook {
-    /// A book over the `globals` with `default` for unnamed capabilities and the given
-    /// per-capability entries.
-    pub fn new(
-        globals: Globals,
-        default: CapabilityPolicy,
-        per_capability: HashMap<Capability, CapabilityPolicy>,
-    ) -> Self {
-        let entry = |p: CapabilityPolicy| {
-            let e = Arc::new(p.effective_with(&globals));
-            (p, e)
-        };
-        let per_capability = per_capability.into_iter().map(|(c, p)| (c, entry(p))).collect();
-        let default = entry(default);
-        Self { inner: Arc::new(RwLock::new(Policies { globals, default, per_capability })) }
-    }
-
-    /// The effective knobs for `capability`.
-    pub fn effective(&self, capability: &Capability) -> Arc<Effective> {
-        let p = self.inner.read();
-        p.per_capability.get(capability).unwrap_or(&p.default).1.clone()
-    }
-
-    /// The configured policy of `capability`, if it has its own.
-    pub fn get(&self, capability: &Capability) -> Option<CapabilityPolicy> {
-        self.inner.read().per_capability.get(capability).map(|(p, _)| p.clone())
-    }
-
-    /// Sets (or replaces) one capability's policy; returns its effective knobs.
-    pub fn set(&self, capability: Capability, policy: CapabilityPolicy) -> Arc<Effective> {
-        let mut p = self.inner.write();
-        let e = Arc::new(policy.effective_with(&p.globals));
-        p.per_capability.insert(capability, (policy, e.clone()));
-        e
-    }
-
-    /// Checks `policy` against this book's global breaker config.
-    pub fn validate(&self, policy: &CapabilityPolicy) -> Result<(), String> {
-        policy.validate_with(&self.inner.read().globals.breaker)
-    }
-
-    /// Removes a capability's own policy (it falls back to the default); returns the
-    /// effective knobs now in force for it.
-    pub fn remove(&self, capability: &Capability) -> Arc<Effective> {
-        let mut p = self.inner.write();
-        p.per_capability.remove(capability);
-        p.default.1.clone()
-    }
-
-    /// Every capability with its own policy, sorted by name.
-    pub fn list(&self) -> Vec<(Capability, CapabilityPolicy, Arc<Effective>)> {
-        let p = self.inner.read();
-        let mut v: Vec<_> = p.per_capability.iter().map(|(k, (pol, e))| (k.clone(), pol.clone(), e.clone())).collect();
-        v.sort_by(|a, b| a.0.cmp(&b.0));
-        v
-    }
-}
-
-impl Default for PolicyBook {
-    fn default() -> Self {
-        Self::new(Globals::default(), CapabilityPolicy::default(), HashMap::new())
     }
 }
 

@@ -1,0 +1,187 @@
+//! Accounting for one call: how its [`Outcome`] changes the pair's breaker, latency, limit,
+//! counters and rotation; fast-path answers drained in batches.
+
+use super::*;
+
+impl PairActor {
+    /// Takes the pair out of rotation after a connect failure (its own or a sibling's) and
+    /// re-probes; a probe already under way is not trusted to bring it back.
+    pub(super) fn mark_unreachable(&mut self, ctx: &mut Context<Self>) {
+        self.node_unreachable = true;
+        self.crashed = true;
+        if self.probing {
+            self.reprobe = true;
+        } else {
+            self.probe(ctx, false);
+        }
+    }
+
+    /// A capacity refusal: other gateways hold the slots the token promised. The limit drops
+    /// to what this gateway had there (at most half of it); with none of its jobs there the
+    /// pair sits out about one of its jobs' time. Either way the token is probed again, since
+    /// its figure is stale.
+    pub(super) fn refused(&mut self, status: u16, now: Instant, ctx: &mut Context<Self>) {
+        let inflight = self.slots.inflight();
+        self.limit.on_refusal(inflight);
+        let mut detail = format!(
+            "{status}: refused for capacity with {inflight} of this gateway's jobs there; limit now {}",
+            self.limit.current()
+        );
+        if inflight == 0 {
+            let hold = Duration::from_secs_f64(self.latency.estimate_ms() / 1000.0)
+                .clamp(Duration::from_millis(10), MAX_CAPACITY_HOLD);
+            self.capacity_backoff_until = Some(now + hold);
+            detail.push_str(&format!(", out of rotation for {} ms", hold.as_millis()));
+        }
+        self.note_error("capacity", detail);
+        if slots::millis_now().wrapping_sub(self.probed_at_ms) >= REPROBE_AFTER_REFUSAL.as_millis() as u32 {
+            self.probe(ctx, false);
+        }
+    }
+
+    /// Applies one call's outcome to the pair's health. `trial` when the breaker admitted it
+    /// as a half-open trial. The caller publishes.
+    pub(super) fn account(
+        &mut self,
+        trial: bool,
+        outcome: &Outcome,
+        elapsed: Duration,
+        now: Instant,
+        ctx: &mut Context<Self>,
+    ) {
+        // Only calls the breaker admitted in its current state speak for it: a non-trial call
+        // that started while closed and ends while half-open is not a trial result.
+        let counts = trial || self.breaker.state() == State::Closed;
+        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+        let transition = match outcome {
+            Outcome::Success => {
+                self.counters.success += 1;
+                // A slow cold start (loading a model) is not the pair's latency: it is recorded
+                // as the cold start and deprioritises the pair instead.
+                if !self.first_answer(elapsed, now) {
+                    self.latency.observe(elapsed_ms, now);
+                    self.window.observe(elapsed_ms);
+                }
+                self.success.observe(true);
+                self.limit.on_answer();
+                self.offered = true;
+                let slow = elapsed > self.policy.slow_call_threshold;
+                if counts {
+                    self.breaker.on_success(now, rand::random::<f64>(), slow)
+                } else {
+                    None
+                }
+            }
+            Outcome::ClientError(_) => {
+                // The orchestrator answered: it is alive, so a trial call counts as passed.
+                self.counters.http_4xx += 1;
+                self.limit.on_answer();
+                if counts {
+                    self.breaker.on_neutral()
+                } else {
+                    None
+                }
+            }
+            Outcome::Refused(refusal, body) => {
+                // Not the orchestrator's health and not the client's fault: out of rotation.
+                self.counters.refused += 1;
+                if trial {
+                    self.breaker.release_trial();
+                }
+                self.refusal = Some(*refusal);
+                let addr = self.service_addr.as_deref().unwrap_or("?").to_string();
+                let message = match refusal {
+                    Refusal::RoutingLoop => format!("508: a job sent to {addr} came back to a gateway it had passed (the token's service_addr leads back to a gateway)"),
+                    Refusal::CredentialsRejected => format!("{addr} answered 400 '{body}': it does not accept this gateway's job signature (an orchestrator expecting another signature scheme?)"),
+                    Refusal::PaymentRequired => format!("{addr} answered 400 '{body}': the capability is priced and the gateway has no credit there (it does not pay yet)"),
+                    Refusal::PriceUnavailable => format!("{addr} answered 400 '{body}': the orchestrator cannot price the capability"),
+                };
+                tracing::error!(pair = %self.key, reason = refusal.as_str(), "{message}; pair leaves rotation");
+                self.note_error(
+                    refusal.as_str(),
+                    format!("{message}; out of rotation until its token changes or the pair is reset"),
+                );
+                None
+            }
+            Outcome::CapacityRefused(status) => {
+                self.counters.capacity += 1;
+                if trial {
+                    self.breaker.release_trial();
+                }
+                self.refused(*status, now, ctx);
+                None
+            }
+            failure => {
+                match failure {
+                    Outcome::OutOfMemory(body) => {
+                        self.counters.oom += 1;
+                        self.note_error("oom", body.clone());
+                    }
+                    Outcome::ServerError(status, body) => {
+                        self.counters.http_5xx += 1;
+                        self.note_error("http-5xx", format!("{status}: {body}"));
+                    }
+                    Outcome::ContractMismatch(ct) => {
+                        self.counters.contract += 1;
+                        let expected = self.policy.response_content_type.as_deref().unwrap_or("?");
+                        self.note_error(
+                            "contract-mismatch",
+                            format!("answered {ct}, the capability's contract is {expected}"),
+                        );
+                    }
+                    Outcome::Failed(e) => {
+                        match e {
+                            UpstreamError::Connect(_) => {
+                                self.counters.connect += 1;
+                                // Nothing listens: out of rotation until a probe finds it back.
+                                self.mark_unreachable(ctx);
+                            }
+                            UpstreamError::Timeout(_) => self.counters.timeout += 1,
+                            _ => self.counters.transport += 1,
+                        }
+                        self.note_error(e.class(), e.to_string());
+                    }
+                    Outcome::Stuck(after) => {
+                        self.counters.timeout += 1;
+                        let p99 = self.window.percentiles().map_or(0.0, |p| p.1);
+                        self.note_error(
+                            "stuck",
+                            format!(
+                                "no answer after {} ms, far past this pair's p99 of {p99:.0} ms; abandoned while another pair had room",
+                                after.as_millis()
+                            ),
+                        );
+                    }
+                    _ => {}
+                }
+                self.success.observe(false);
+                if counts {
+                    self.breaker.on_failure(now, rand::random::<f64>())
+                } else {
+                    None
+                }
+            }
+        };
+        if trial && matches!(outcome, Outcome::Success | Outcome::ClientError(_)) {
+            tracing::info!(pair = %self.key, "half-open trial passed");
+        }
+        if let Some(t) = transition {
+            self.on_transition(t, outcome.class());
+        }
+    }
+
+    /// Applies every sample waiting in the tally.
+    pub(super) fn drain_tally(&mut self, ctx: &mut Context<Self>) {
+        let (samples, dropped) = self.tally.take();
+        if dropped > 0 {
+            metrics::counter!(m::TALLY_DROPPED_TOTAL).increment(dropped);
+        }
+        if samples.is_empty() {
+            return;
+        }
+        for s in &samples {
+            self.account(false, &s.outcome, s.elapsed, s.at, ctx);
+        }
+        self.publish();
+    }
+}

@@ -1,0 +1,159 @@
+//! Token probes: when the pair asks its orchestrator for a token (`GET /process/token`), and what
+//! it makes of the answer (service address, capacity, price, balance, a refusal worth retrying).
+
+use super::*;
+
+impl PairActor {
+    /// Probes the token. The first probe after (re)start pauses the mailbox so that callers
+    /// asking for a [`Snapshot`] see the probed state.
+    pub(super) fn probe(&mut self, ctx: &mut Context<Self>, first: bool) {
+        if self.probing {
+            return;
+        }
+        self.probing = true;
+        self.probed_at_ms = slots::millis_now();
+        // The orchestrator counts the gateway's jobs already there in its load; this is the
+        // gateway's count as the probe leaves (jobs started later are not in that load).
+        let inflight = self.slots.inflight();
+        let client = self.client.clone();
+        let url = self.orchestrator_url();
+        let cap = self.key.capability.clone();
+        let signer = self.settings.signer.clone();
+        let timeout = self.settings.token_timeout;
+        let permits = self.settings.probe_permits.clone();
+        let fut = async move {
+            // Waiting for a permit is not part of the probe's own timeout. The semaphore is
+            // never closed; if it were, probing unbounded is the safe fallback.
+            let _permit = permits.acquire().await.ok();
+            // The request's state (awc's request and response, ~1 KB) is allocated only once the
+            // permit is held: at start every pair waits here at once, and a wait as large as the
+            // request made a peak of that many bytes per pair that the allocator then kept.
+            Box::pin(fetch_token(&client, &url, &cap, signer.as_ref(), timeout)).await
+        }
+        .into_actor(self)
+        .map(move |res, act, ctx| {
+            act.probing = false;
+            if std::mem::take(&mut act.reprobe) {
+                // Started before the connect failure: its answer proves nothing.
+                act.probe(ctx, false);
+                return;
+            }
+            act.apply_token(res, inflight);
+            act.schedule_probe(ctx);
+            act.maybe_warm_up(ctx);
+        });
+        if first {
+            ctx.wait(fut);
+        } else {
+            ctx.spawn(fut);
+        }
+    }
+
+    pub(super) fn schedule_probe(&mut self, ctx: &mut Context<Self>) {
+        if self.retired {
+            return;
+        }
+        if let Some(h) = self.refresh.take() {
+            ctx.cancel_future(h);
+        }
+        let last = if self.probe_failures > 0 || !self.token_ok {
+            probe::LastProbe::Failed(self.probe_failures.max(1))
+        } else if self.token.as_ref().is_some_and(|t| t.available_capacity > 0) || !self.offered {
+            probe::LastProbe::Healthy
+        } else {
+            probe::LastProbe::Full
+        };
+        let cadence = probe::Cadence {
+            refresh: self.settings.token_refresh,
+            retry: self.settings.token_retry,
+            retry_max: self.settings.token_retry_max,
+        };
+        let delay = probe::jittered(probe::next_delay(cadence, last), rand::random::<f64>());
+        self.refresh = Some(ctx.run_later(delay, |act, ctx| {
+            act.refresh = None;
+            act.sweep_leases();
+            // Safety net for a drain request that could not be delivered.
+            act.drain_tally(ctx);
+            act.probe(ctx, false);
+        }));
+    }
+
+    pub(super) fn apply_token(&mut self, res: Result<JobToken, TokenError>, inflight: u32) {
+        self.probed = true;
+        self.node_unreachable = false;
+        // Counted here, reset below once a usable token arrives.
+        self.probe_failures = self.probe_failures.saturating_add(1);
+        match res {
+            Ok(token) => {
+                let service = if token.service_addr.trim().is_empty() {
+                    Ok(self.orchestrator_url().to_string())
+                } else {
+                    normalize_url(&token.service_addr)
+                };
+                match service {
+                    Ok(addr) => {
+                        if self.service_addr.as_deref() != Some(addr.as_str()) {
+                            self.service_addr = Some(Arc::from(addr));
+                        }
+                        let fingerprint = token.fingerprint();
+                        if std::mem::replace(&mut self.token_fingerprint, fingerprint) != fingerprint {
+                            // Another token (address, price, balance, ticket parameters): what
+                            // the orchestrator refused is worth another try.
+                            if let Some(r) = self.refusal.take() {
+                                tracing::info!(pair = %self.key, reason = r.as_str(), "token changed; pair back in rotation");
+                            }
+                        }
+                        let payment_required = token.payment_required();
+                        if payment_required && !self.payment_required {
+                            tracing::warn!(pair = %self.key, balance = token.balance,
+                                "the capability is priced and the gateway's balance there is under 60 s of it (the gateway does not pay yet); pair leaves rotation");
+                        }
+                        self.payment_required = payment_required;
+                        if token.available_capacity > 0 {
+                            self.offered = true;
+                        }
+                        if std::mem::take(&mut self.crashed) && self.cold_start_ms.is_some() {
+                            // The orchestrator is back after refusing connections: its
+                            // container probably restarted, so the pair is cold again. (A
+                            // gateway restart or a slow probe is not a reason: the model is
+                            // still loaded.)
+                            self.warming = true;
+                            self.warmup_pending = self.policy.warmup.is_some();
+                        }
+                        let was_over = self.over_ceiling();
+                        self.token_ok = true;
+                        self.probe_failures = 0;
+                        self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
+                        self.limit.on_token(token.available_capacity, inflight);
+                        if self.over_ceiling() && !was_over {
+                            tracing::warn!(pair = %self.key, "advertised price is over the capability's ceiling; pair leaves rotation");
+                        }
+                        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
+                    }
+                    Err(e) => {
+                        self.token_ok = false;
+                        self.note_error("token", format!("token names an unusable service_addr: {e}"));
+                        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "bad-token").increment(1);
+                    }
+                }
+            }
+            Err(e) => {
+                if matches!(e, TokenError::Upstream(UpstreamError::Connect(_))) {
+                    self.crashed = true;
+                }
+                let class = match &e {
+                    TokenError::Upstream(u) => u.class(),
+                    TokenError::Status(..) => "status",
+                    TokenError::Body(_) => "bad-token",
+                };
+                if self.token_ok {
+                    tracing::warn!(pair = %self.key, error = %e, "token probe failed; pair leaves rotation");
+                }
+                self.token_ok = false;
+                self.note_error("token", e.to_string());
+                metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => class).increment(1);
+            }
+        }
+        self.publish();
+    }
+}

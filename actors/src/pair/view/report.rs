@@ -1,0 +1,145 @@
+//! The admin API's shape of a pair (`GET /admin/pairs`).
+
+use super::*;
+
+impl PairView {
+    /// The admin API's JSON shape of this view at `now`.
+    pub fn report(&self, now: Instant) -> PairReport {
+        let routable = self.routable_at(now);
+        PairReport {
+            orchestrator: self.key.orchestrator.to_string(),
+            orchestrator_url: self.orchestrator_url.to_string(),
+            capability: self.key.capability.to_string(),
+            service_addr: self.service_addr.as_deref().map(str::to_string),
+            breaker: BreakerReport {
+                state: self.breaker.as_str(),
+                level: self.breaker_level,
+                consecutive_failures: self.consecutive_failures,
+                open_until_unix_ms: self.open_until.map(|t| instant_to_unix_ms(t, now)),
+            },
+            routable: routable.is_ok(),
+            unroutable_reason: routable.err().map(Unroutable::as_str),
+            latency_ewma_ms: self.latency.updated().map(|_| round3(self.latency.estimate_ms())),
+            latency_p50_ms: self.latency_percentiles.map(|p| round3(p.0)),
+            latency_p99_ms: self.latency_percentiles.map(|p| round3(p.1)),
+            latency_measured_unix_ms: self.latency.updated().map(|t| instant_to_unix_ms(t, now)),
+            penalty: round3(self.penalty()),
+            success_rate: (self.success_rate * 10_000.0).round() / 10_000.0,
+            inflight: self.inflight(),
+            slots: self.slots.limit(),
+            capacity_ceiling: self.capacity_ceiling,
+            available_capacity: self.available_capacity,
+            price_per_unit: self.price_per_unit,
+            pixels_per_unit: self.pixels_per_unit,
+            offered: self.offered,
+            token_ok: self.token_ok,
+            token_failures: self.token_failures,
+            cold_start_ms: self.cold_start_ms,
+            last_error: self.last_error.as_deref().cloned(),
+            restarts: self.restarts,
+            counters: self.counters,
+            retired: self.retired,
+            disabled: self.disabled,
+            warming: self.warming,
+            deprioritized_until_unix_ms: self
+                .deprioritized_until
+                .filter(|t| *t > now)
+                .map(|t| instant_to_unix_ms(t, now)),
+            capacity_backoff_until_unix_ms: self
+                .capacity_backoff_until
+                .filter(|t| *t > now)
+                .map(|t| instant_to_unix_ms(t, now)),
+            cost: if routable.is_ok() { Some(round3(self.cost_at(now))) } else { None },
+        }
+    }
+}
+
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// Breaker part of [`PairReport`].
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BreakerReport {
+    /// `closed`, `open` or `half_open`.
+    #[schema(value_type = String)]
+    pub state: &'static str,
+    /// Consecutive openings.
+    pub level: u32,
+    /// Consecutive failures while closed.
+    pub consecutive_failures: u32,
+    /// When an open breaker admits a trial (Unix ms).
+    pub open_until_unix_ms: Option<u64>,
+}
+
+/// One element of `GET /admin/pairs`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PairReport {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Orchestrator URL.
+    pub orchestrator_url: String,
+    /// Capability.
+    pub capability: String,
+    /// Where jobs go.
+    pub service_addr: Option<String>,
+    /// Breaker.
+    pub breaker: BreakerReport,
+    /// Can take a job now.
+    pub routable: bool,
+    /// Why not, when not.
+    #[schema(value_type = Option<String>)]
+    pub unroutable_reason: Option<&'static str>,
+    /// Measured latency of successful calls: peak-EWMA (jumps up on a slow call, eases down),
+    /// as of the last one (`None` before any). Failures are not in it; see `penalty`.
+    pub latency_ewma_ms: Option<f64>,
+    /// Median of the pair's recent successful calls.
+    pub latency_p50_ms: Option<f64>,
+    /// 99th percentile of the pair's recent successful calls.
+    pub latency_p99_ms: Option<f64>,
+    /// When the last successful call was measured (Unix ms).
+    pub latency_measured_unix_ms: Option<u64>,
+    /// Factor failures add to the selection cost (1 / success rate).
+    pub penalty: f64,
+    /// Success rate.
+    pub success_rate: f64,
+    /// Jobs in flight.
+    pub inflight: u32,
+    /// Jobs allowed in flight now: the concurrency limit (token figure, lowered after capacity
+    /// refusals and raised back by answers; the cold-start concurrency while warming).
+    pub slots: u32,
+    /// What the last token said the pair can take from this gateway.
+    pub capacity_ceiling: Option<u32>,
+    /// Capacity from the last token.
+    pub available_capacity: i64,
+    /// Price.
+    pub price_per_unit: i64,
+    /// Price units.
+    pub pixels_per_unit: i64,
+    /// Ever offered.
+    pub offered: bool,
+    /// Last token probe succeeded.
+    pub token_ok: bool,
+    /// Token probes that failed in a row (backing off).
+    pub token_failures: u32,
+    /// First answer time.
+    pub cold_start_ms: Option<u64>,
+    /// Last failure.
+    pub last_error: Option<LastError>,
+    /// Restarts.
+    pub restarts: u32,
+    /// Outcome counters.
+    pub counters: Counters,
+    /// Retired.
+    pub retired: bool,
+    /// Its orchestrator is disabled (draining).
+    pub disabled: bool,
+    /// No answer yet since start or recovery (limited concurrency).
+    pub warming: bool,
+    /// Deprioritised after a slow cold start until (Unix ms).
+    pub deprioritized_until_unix_ms: Option<u64>,
+    /// Out of rotation after a capacity refusal until (Unix ms).
+    pub capacity_backoff_until_unix_ms: Option<u64>,
+    /// Current selection cost (lower wins), when routable.
+    pub cost: Option<f64>,
+}

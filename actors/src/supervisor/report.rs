@@ -1,0 +1,191 @@
+//! What the admin API reads: pairs (whole or a page), and the supervisor's own report.
+
+use super::*;
+
+/// Lists pairs, optionally filtered.
+#[derive(Message, Default)]
+#[rtype(result = "Vec<PairReport>")]
+pub struct ListPairs {
+    /// Only this capability.
+    pub capability: Option<String>,
+    /// Only this orchestrator id.
+    pub orchestrator: Option<String>,
+}
+
+impl Handler<ListPairs> for Supervisor {
+    type Result = ResponseActFuture<Self, Vec<PairReport>>;
+
+    fn handle(&mut self, msg: ListPairs, _ctx: &mut Self::Context) -> Self::Result {
+        let page = ListPairsPage { capability: msg.capability, orchestrator: msg.orchestrator, offset: 0, limit: None };
+        Box::pin(self.settle().into_actor(self).map(move |(), act, _ctx| act.pairs_page(&page).pairs))
+    }
+}
+
+/// One page of pairs, in a stable order (orchestrator id, then capability), optionally
+/// filtered. Only the pairs of the page are turned into reports, so a small page of a large
+/// registry is cheap.
+#[derive(Message, Debug, Clone, Default)]
+#[rtype(result = "PairsPage")]
+pub struct ListPairsPage {
+    /// Only this capability.
+    pub capability: Option<String>,
+    /// Only this orchestrator id.
+    pub orchestrator: Option<String>,
+    /// Matching pairs skipped before the page.
+    pub offset: usize,
+    /// Largest page (`None`: every matching pair from `offset` on).
+    pub limit: Option<usize>,
+}
+
+/// A page of pairs and how many match in all.
+#[derive(Debug, Clone, Default)]
+pub struct PairsPage {
+    /// Pairs matching the filters, over all pages.
+    pub total: usize,
+    /// This page.
+    pub pairs: Vec<PairReport>,
+}
+
+impl Handler<ListPairsPage> for Supervisor {
+    type Result = ResponseActFuture<Self, PairsPage>;
+
+    fn handle(&mut self, msg: ListPairsPage, _ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(self.settle().into_actor(self).map(move |(), act, _ctx| act.pairs_page(&msg)))
+    }
+}
+
+/// The supervisor's own view for `/admin/supervisor`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SupervisorReport {
+    /// Registered orchestrators.
+    pub orchestrators: usize,
+    /// Registered capabilities.
+    pub capabilities: Vec<String>,
+    /// Pair actors alive.
+    pub pair_actors: usize,
+    /// Pair actors by breaker state.
+    #[schema(value_type = Object)]
+    pub pairs_by_state: BTreeMap<&'static str, u32>,
+    /// Routable pairs.
+    pub routable: u32,
+    /// Restarts summed over all pair actors.
+    pub restarts_total: u64,
+    /// Pairs that have been restarted, with their counts.
+    pub restarted_pairs: Vec<RestartedPair>,
+    /// Capabilities remembered as offered by nobody (fast 404s).
+    pub not_offered_cached: usize,
+    /// Surveys of which orchestrators offer which capabilities.
+    pub survey: SurveyReport,
+    /// Mailbox pressure on the central actors.
+    pub mailbox: MailboxPressure,
+    /// When changed pair scores were last written to the store (Unix ms); scores learned
+    /// since then are lost by a crash.
+    pub scores_saved_at_unix_ms: Option<u64>,
+}
+
+/// The surveys of who offers what (see `supervisor/survey.rs`).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SurveyReport {
+    /// Pairs off the board waiting for their first probe (surveys and capability-name probes).
+    pub in_flight: usize,
+    /// Walks still queued: hot-added orchestrators, new capabilities, the current pass.
+    pub queued_walks: usize,
+    /// Pairs asked about since start.
+    pub asked: u64,
+    /// Of those, pairs found offering (now on the board).
+    pub found: u64,
+}
+
+/// How loaded the central actors' mailboxes are, measured every second.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MailboxPressure {
+    /// How late the supervisor's one-second tick last ran (ms): its mailbox backlog.
+    pub supervisor_tick_lag_ms: u64,
+    /// Round trip of a message to the store behind its queue (µs), measured every 10 s; null
+    /// if it timed out.
+    pub store_round_trip_us: Option<u64>,
+}
+
+/// A pair with restarts.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RestartedPair {
+    /// Orchestrator id.
+    pub orchestrator: String,
+    /// Capability.
+    pub capability: String,
+    /// Restarts.
+    pub restarts: u32,
+}
+
+/// Asks for the supervisor's view.
+#[derive(Message)]
+#[rtype(result = "SupervisorReport")]
+pub struct GetSupervisorReport;
+
+impl Handler<GetSupervisorReport> for Supervisor {
+    type Result = MessageResult<GetSupervisorReport>;
+
+    fn handle(&mut self, _msg: GetSupervisorReport, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let mut by_state: BTreeMap<&'static str, u32> = BTreeMap::new();
+        let mut routable = 0;
+        let mut restarts_total = 0u64;
+        let mut restarted = Vec::new();
+        for (key, entry) in &self.pairs {
+            let v = entry.view.read();
+            *by_state.entry(v.breaker.as_str()).or_default() += 1;
+            if v.routable_at(now).is_ok() {
+                routable += 1;
+            }
+            restarts_total += u64::from(v.restarts);
+            if v.restarts > 0 {
+                restarted.push(RestartedPair {
+                    orchestrator: key.orchestrator.to_string(),
+                    capability: key.capability.to_string(),
+                    restarts: v.restarts,
+                });
+            }
+        }
+        MessageResult(SupervisorReport {
+            orchestrators: self.orchestrators.len(),
+            capabilities: self.registered.iter().map(|c| c.to_string()).collect(),
+            pair_actors: self.pairs.len(),
+            pairs_by_state: by_state,
+            routable,
+            restarts_total,
+            restarted_pairs: restarted,
+            not_offered_cached: self.not_offered.len(),
+            survey: SurveyReport {
+                in_flight: self.off_board.len(),
+                queued_walks: self.survey.queued(),
+                asked: self.survey.asked,
+                found: self.survey.found,
+            },
+            scores_saved_at_unix_ms: self.scores_saved_at,
+            mailbox: MailboxPressure {
+                supervisor_tick_lag_ms: self.tick_lag_ms,
+                store_round_trip_us: self.store_rtt_us,
+            },
+        })
+    }
+}
+
+impl Supervisor {
+    pub(super) fn pairs_page(&self, q: &ListPairsPage) -> PairsPage {
+        let now = Instant::now();
+        let matching = || {
+            self.pairs
+                .iter()
+                .filter(|(k, _)| q.capability.as_deref().is_none_or(|c| k.capability.as_str() == c))
+                .filter(|(k, _)| q.orchestrator.as_deref().is_none_or(|o| &*k.orchestrator.0 == o))
+        };
+        let total =
+            if q.capability.is_none() && q.orchestrator.is_none() { self.pairs.len() } else { matching().count() };
+        let pairs = matching()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .map(|(_, e)| e.view.read().report(now))
+            .collect();
+        PairsPage { total, pairs }
+    }
+}

@@ -49,7 +49,7 @@ use crate::score::{LatencyWindow, PeakEwma, SuccessRate};
 pub use slots::{SlotGuard, Slots};
 pub use tally::{Deposit, Sample, Tally};
 use view::Counters;
-pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, SharedView, Unroutable};
+pub use view::{LastError, PairKey, PairRecord, PairReport, PairView, Reason, SharedView, Unroutable};
 
 /// Longest a capacity refusal keeps a pair out of rotation (when none of the gateway's jobs
 /// were there; otherwise its lowered limit does the work): about one of its jobs' time, never

@@ -10,7 +10,7 @@
 //!    abandon it early if it is stuck while another pair has room;
 //! 4. **account** for it ([`account`]): classify how it ended ([`Outcome`], the one place
 //!    answers are classified), free its slot, tell the pair;
-//! 5. **decide**: relay the answer, or fail over with the orchestrator excluded, until the
+//! 5. **decide** ([`decide`]): relay the answer, or fail over with the orchestrator excluded, until the
 //!    attempt limit, the retry timeout, the retry budget or the job's deadline ([`state`]).
 //!
 //! The upstream call runs here, on the HTTP worker that owns the client's connection, with
@@ -21,6 +21,7 @@ mod account;
 mod admit;
 mod call;
 mod deadline;
+mod decide;
 mod error;
 mod place;
 mod state;
@@ -34,17 +35,16 @@ use bytes::Bytes;
 use crate::budget::RetryBudgets;
 use crate::capability::Capability;
 use crate::metrics as m;
-use crate::outcome::Outcome;
 use crate::policy::PolicyBook;
-use crate::protocol::client::{excerpt, EventStream, UpstreamReply};
+use crate::protocol::client::{EventStream, UpstreamReply};
 use crate::protocol::header::{encode_job_request, ClientJob};
 use crate::protocol::signer::SharedSigner;
 use crate::protocol::via::LoopMarker;
 use crate::scoreboard::Scoreboard;
 use crate::supervisor::{Availability, EnsureCapability, Supervisor};
 
-use call::{attempt_url, Answer};
-pub use error::{AttemptReport, RouteError};
+use decide::Decision;
+pub use error::{AttemptKind, AttemptReport, RouteError};
 use state::JobState;
 
 /// One job as received.
@@ -97,24 +97,6 @@ impl Reply {
             body: reply.body,
             stream: reply.stream,
             attempts,
-        }
-    }
-}
-
-/// The status and detail of a failed attempt, for its report.
-fn failure_detail(answer: Answer, outcome: &Outcome) -> (Option<u16>, String) {
-    match answer {
-        Answer::Done(Ok(reply)) => {
-            let detail = match outcome {
-                Outcome::ServerError(_, body) | Outcome::OutOfMemory(body) => body.clone(),
-                Outcome::ContractMismatch(ct) => format!("answered {ct}"),
-                _ => excerpt(&reply.body),
-            };
-            (Some(reply.status), detail)
-        }
-        Answer::Done(Err(e)) => (None, e.to_string()),
-        Answer::Stuck(after) => {
-            (None, format!("no answer after {} ms; abandoned for a pair with room", after.as_millis()))
         }
     }
 }
@@ -197,30 +179,9 @@ impl Router {
             let mut call = self.call(&s, &header, &placed).await;
             let place::Placed { picked, guard, service_addr, lease, .. } = placed;
             let outcome = self.account(&s, &picked, lease, guard, &mut call).await;
-            // Decide: relay, or fail over.
-            match call.answer {
-                Answer::Done(Ok(reply)) if !outcome.retryable() => {
-                    if !s.attempts.is_empty() {
-                        tracing::warn!(capability = %job.client.capability, attempts = s.attempts.len() + 1,
-                            orchestrator = %picked.key.orchestrator, "job recovered by failover");
-                    }
-                    return Ok(Reply::relay(reply, service_addr, s.attempts.len() + 1));
-                }
-                answer => {
-                    let (status, detail) = failure_detail(answer, &outcome);
-                    tracing::info!(capability = %job.client.capability, orchestrator = %picked.key.orchestrator,
-                        result = outcome.class(), ?status, "attempt failed; failing over");
-                    let report = AttemptReport {
-                        orchestrator: picked.key.orchestrator.to_string(),
-                        url: attempt_url(&service_addr, &job.path),
-                        result: outcome.class(),
-                        status,
-                        detail,
-                        elapsed_ms: call.elapsed.as_millis() as u64,
-                        refused_400: outcome.refused_400(),
-                    };
-                    s.failed(picked.key.orchestrator.clone(), report, &outcome)?;
-                }
+            match self.decide(&s, call, &outcome, &picked, service_addr) {
+                Decision::Relay(reply) => return Ok(reply),
+                Decision::FailOver(report) => s.failed(picked.key.orchestrator.clone(), report, &outcome)?,
             }
         }
     }

@@ -31,7 +31,7 @@ use rand::Rng;
 
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
-use crate::pair::{PairActor, PairKey, PairView, SharedView, SlotGuard, Tally, Unroutable};
+use crate::pair::{PairActor, PairKey, PairView, Reason, SharedView, SlotGuard, Tally, Unroutable};
 use crate::protocol::header::OrchestratorFilter;
 use crate::queue::WaitQueue;
 use crate::score::p2c;
@@ -45,9 +45,6 @@ pub const EXPLORE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Picks retried when a slot another worker took first was the one chosen.
 const PICK_RETRIES: usize = 4;
-
-/// The reason counted for pairs the job's own `parameters.orchestrators` leaves out.
-pub const EXCLUDED_BY_JOB: &str = "excluded-by-job";
 
 /// The orchestrators one attempt may not go to: those the job already tried, and those its
 /// `parameters.orchestrators` leaves out.
@@ -253,8 +250,10 @@ pub struct Unavailable {
     pub tried: u32,
     /// Routable pairs at their concurrency limit.
     pub full: u32,
-    /// Count of pairs per reason (`breaker-open`, `no-capacity`, ...), sorted by reason.
-    pub reasons: Vec<(&'static str, u32)>,
+    /// Pairs the job's own `parameters.orchestrators` include/exclude lists leave out.
+    pub excluded_by_job: u32,
+    /// Count of pairs per reason, in [`Reason::ALL`] order.
+    pub reasons: Vec<(Reason, u32)>,
 }
 
 /// What a selection found.
@@ -390,7 +389,7 @@ fn sample(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut
 pub fn unavailable(views: &[SharedView], exclude: Exclusions<'_>, now: Instant) -> Option<Unavailable> {
     let mut offered = false;
     let mut why = Unavailable::default();
-    let mut counts: HashMap<&'static str, u32> = HashMap::new();
+    let mut counts: HashMap<Reason, u32> = HashMap::new();
     for view in views {
         let v = view.read();
         offered |= v.offered;
@@ -400,7 +399,7 @@ pub fn unavailable(views: &[SharedView], exclude: Exclusions<'_>, now: Instant) 
                 continue;
             }
             Some(false) => {
-                *counts.entry(EXCLUDED_BY_JOB).or_default() += 1;
+                why.excluded_by_job += 1;
                 continue;
             }
             None => {}
@@ -411,7 +410,7 @@ pub fn unavailable(views: &[SharedView], exclude: Exclusions<'_>, now: Instant) 
                 if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = reason {
                     why.retry_at = Some(why.retry_at.map_or(t, |r: Instant| r.min(t)));
                 }
-                *counts.entry(reason.as_str()).or_default() += 1;
+                *counts.entry(reason.reason()).or_default() += 1;
             }
         }
     }
@@ -462,7 +461,7 @@ mod tests {
         let tried = [OrchestratorId("a".into()), OrchestratorId("c".into())];
         assert!(pick(&views, Exclusions::tried(&tried), now, &mut rng).is_none());
         let why = unavailable(&views, Exclusions::tried(&tried), now).expect("offered");
-        assert_eq!((why.tried, why.full, why.reasons), (2, 0, vec![("no-capacity", 1)]));
+        assert_eq!((why.tried, why.full, why.reasons), (2, 0, vec![(Reason::NoCapacity, 1)]));
         views[1].write().offered = false;
         views[0].write().offered = false;
         views[2].write().offered = false;

@@ -52,8 +52,8 @@ use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, U
 use crate::pair::Crash;
 use crate::pair::SetEnabled;
 use crate::pair::{
-    ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Retire, SetPolicy, Settle,
-    SharedView, Snapshot, Tally, Unroutable,
+    ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Reason, Retire, SetPolicy,
+    Settle, SharedView, Snapshot, Tally,
 };
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
@@ -272,7 +272,8 @@ impl Supervisor {
         metrics::gauge!(m::PAIRS, "state" => "half_open").set(half);
         metrics::gauge!(m::PAIRS_ROUTABLE).set(routable);
         metrics::gauge!(m::ORCHESTRATORS).set(self.orchestrators.len() as f64);
-        let mut unroutable: BTreeMap<&'static str, u32> = Unroutable::NAMES.into_iter().map(|r| (r, 0)).collect();
+        // Indexed by reason: every reason gets a gauge, at zero when no pair has it.
+        let mut unroutable = [0u32; Reason::ALL.len()];
         // Slots per capability: the limits of its routable pairs, and its jobs in flight.
         let mut slots: BTreeMap<&Capability, (u64, u64)> = BTreeMap::new();
         for (key, entry) in &self.pairs {
@@ -281,11 +282,11 @@ impl Supervisor {
             s.1 += u64::from(v.inflight());
             match v.routable_at(now) {
                 Ok(()) => s.0 += u64::from(v.slots.limit()),
-                Err(reason) => *unroutable.entry(reason.as_str()).or_default() += 1,
+                Err(why) => unroutable[why.reason() as usize] += 1,
             }
         }
-        for (reason, n) in unroutable {
-            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason).set(n);
+        for reason in Reason::ALL {
+            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).set(unroutable[reason as usize]);
         }
         for (cap, (limit, inflight)) in slots.into_iter().filter(|(c, _)| self.registered.contains(*c)) {
             metrics::gauge!(m::SLOTS, "capability" => cap.to_string()).set(limit as f64);

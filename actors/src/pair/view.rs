@@ -11,7 +11,7 @@ mod unroutable;
 
 pub use record::PairRecord;
 pub use report::{BreakerReport, PairReport};
-pub use unroutable::Unroutable;
+pub use unroutable::{Reason, Unroutable};
 
 use std::fmt;
 use std::sync::Arc;
@@ -354,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn every_reason_is_named_once() {
+    fn every_reason_is_named_once_and_in_order() {
         let t = Instant::now();
         let all = [
             Unroutable::Retired,
@@ -373,27 +373,9 @@ mod tests {
             Unroutable::CapacityBackoff(t),
             Unroutable::BreakerOpen(None),
         ];
-        // A new variant breaks this match, and so this test, until it is named.
-        for r in all {
-            match r {
-                Unroutable::Retired
-                | Unroutable::Disabled
-                | Unroutable::TokenPending
-                | Unroutable::NotOffered
-                | Unroutable::TokenUnavailable
-                | Unroutable::NodeUnreachable
-                | Unroutable::RoutingLoop
-                | Unroutable::CredentialsRejected
-                | Unroutable::PriceUnavailable
-                | Unroutable::NoCapacity
-                | Unroutable::PriceOverCeiling
-                | Unroutable::PaymentRequired
-                | Unroutable::WarmingUp
-                | Unroutable::CapacityBackoff(_)
-                | Unroutable::BreakerOpen(_) => {}
-            }
-        }
-        let names: Vec<&str> = all.iter().map(|r| r.as_str()).collect();
-        assert_eq!(names, Unroutable::NAMES);
+        let reasons: Vec<Reason> = all.iter().map(|r| r.reason()).collect();
+        assert_eq!(reasons, Reason::ALL, "Reason::ALL lists every reason once, in check order");
+        let names: std::collections::BTreeSet<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len(), "names are distinct");
     }
 }

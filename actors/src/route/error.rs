@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::capability::Capability;
-use crate::scoreboard::{Unavailable, EXCLUDED_BY_JOB};
+use crate::outcome::Outcome;
+use crate::scoreboard::Unavailable;
 
 /// One attempt, as reported back to the client on failure and logged.
 #[derive(Debug, Clone, Serialize)]
@@ -24,11 +25,33 @@ pub struct AttemptReport {
     pub detail: String,
     /// Duration of the attempt.
     pub elapsed_ms: u64,
-    /// The orchestrator answered one of go-livepeer's 400s that are not the client's fault
-    /// (credentials, payment, price): failed over, and relayed as a 400 when no attempt did
-    /// better.
+    /// What kind of failure it was, for the rules that pick the job's final error.
     #[serde(skip)]
-    pub refused_400: bool,
+    pub kind: AttemptKind,
+}
+
+/// The kinds of failed attempt the job's final error depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttemptKind {
+    /// A failure of the orchestrator or the transport.
+    #[default]
+    Failure,
+    /// A capacity refusal (503/429): the pool is full, not broken.
+    CapacityRefused,
+    /// One of go-livepeer's 400s that are not the client's fault (credentials, payment, price):
+    /// relayed as a 400 when no attempt did better.
+    OrchestratorRefused,
+}
+
+impl AttemptKind {
+    /// The kind of an attempt that ended with `outcome`.
+    pub fn of(outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::CapacityRefused(_) => AttemptKind::CapacityRefused,
+            o if o.refused_400() => AttemptKind::OrchestratorRefused,
+            _ => AttemptKind::Failure,
+        }
+    }
 }
 
 /// Why a job got no orchestrator answer to relay.
@@ -122,14 +145,13 @@ fn describe_refusals(attempts: &[AttemptReport]) -> String {
 }
 
 fn describe(why: &Unavailable) -> String {
-    let mut parts: Vec<String> = why
-        .reasons
-        .iter()
-        .map(|&(r, n)| match r {
-            EXCLUDED_BY_JOB => format!("{n} {r}: left out by the job's parameters.orchestrators include/exclude lists"),
-            _ => format!("{n} {r}"),
-        })
-        .collect();
+    let mut parts: Vec<String> = why.reasons.iter().map(|&(r, n)| format!("{n} {r}")).collect();
+    if why.excluded_by_job > 0 {
+        parts.push(format!(
+            "{} excluded-by-job: left out by the job's parameters.orchestrators include/exclude lists",
+            why.excluded_by_job
+        ));
+    }
     if why.full > 0 {
         parts.push(format!("{} full", why.full));
     }

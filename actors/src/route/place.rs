@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::pair::{SlotGuard, Unroutable};
+use crate::pair::{Reason, SlotGuard, Unroutable};
 use crate::queue::{Ticket, WaitQueue};
 use crate::scoreboard::{Picked, Selection};
 use crate::supervisor::Availability;
@@ -87,7 +87,7 @@ impl Router {
                 Selection::Unknown if s.attempts.is_empty() => return Err(RouteError::UnknownCapability(cap.clone())),
                 Selection::Unknown => return Err(s.exhausted()),
                 Selection::Unavailable(why)
-                    if !s.ensured && why.reasons.iter().any(|(r, _)| *r == Unroutable::TokenPending.as_str()) =>
+                    if !s.ensured && why.reasons.iter().any(|(r, _)| *r == Reason::TokenPending) =>
                 {
                     // Pairs just started (gateway start-up, hot-add, restart): wait for their
                     // first probes rather than refuse the job, also after a first attempt

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
 use crate::outcome::Outcome;
-use crate::pair::Unroutable;
+use crate::pair::{Reason, Unroutable};
 use crate::policy::Effective;
 use crate::protocol::client::UpstreamError;
 use crate::scoreboard::{Exclusions, Unavailable};
 
 use super::deadline;
-use super::{AttemptReport, Job, RouteError};
+use super::{AttemptKind, AttemptReport, Job, RouteError};
 
 /// Admission refusals tolerated per job (a pair's state can change between its published view
 /// and the admit; each refusal excludes that pair).
@@ -139,12 +139,13 @@ impl<'a> JobState<'a> {
     /// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
     pub fn exhausted(&mut self) -> RouteError {
         let attempts = std::mem::take(&mut self.attempts);
-        if !attempts.is_empty() && attempts.iter().all(|a| a.result == "capacity") {
+        if !attempts.is_empty() && attempts.iter().all(|a| a.kind == AttemptKind::CapacityRefused) {
             let why = Unavailable {
                 retry_at: None,
                 tried: 0,
                 full: 0,
-                reasons: vec![(Unroutable::CapacityBackoff(Instant::now()).as_str(), attempts.len() as u32)],
+                excluded_by_job: 0,
+                reasons: vec![(Reason::CapacityBackoff, attempts.len() as u32)],
             };
             return RouteError::NoneRoutable {
                 capability: self.capability().clone(),
@@ -153,7 +154,7 @@ impl<'a> JobState<'a> {
                 attempts,
             };
         }
-        if !attempts.is_empty() && attempts.iter().all(|a| a.refused_400) {
+        if !attempts.is_empty() && attempts.iter().all(|a| a.kind == AttemptKind::OrchestratorRefused) {
             return RouteError::OrchestratorRefused { attempts };
         }
         RouteError::AttemptsExhausted { attempts }
@@ -164,16 +165,19 @@ impl<'a> JobState<'a> {
     pub fn none_routable(&mut self, mut why: Unavailable) -> RouteError {
         for reason in &self.refused {
             why.tried = why.tried.saturating_sub(1);
-            match why.reasons.iter_mut().find(|(r, _)| *r == reason.as_str()) {
+            match why.reasons.iter_mut().find(|(r, _)| *r == reason.reason()) {
                 Some((_, n)) => *n += 1,
-                None => why.reasons.push((reason.as_str(), 1)),
+                None => why.reasons.push((reason.reason(), 1)),
             }
             if let Unroutable::BreakerOpen(Some(t)) | Unroutable::CapacityBackoff(t) = *reason {
                 why.retry_at = Some(why.retry_at.map_or(t, |r| r.min(t)));
             }
         }
         why.reasons.sort();
-        if why.full == 0 && !self.attempts.is_empty() && self.attempts.iter().all(|a| a.refused_400) {
+        if why.full == 0
+            && !self.attempts.is_empty()
+            && self.attempts.iter().all(|a| a.kind == AttemptKind::OrchestratorRefused)
+        {
             // No alternative: the client gets the orchestrators' own answers.
             return RouteError::OrchestratorRefused { attempts: std::mem::take(&mut self.attempts) };
         }

@@ -42,46 +42,116 @@ pub enum Unroutable {
     BreakerOpen(Option<Instant>),
 }
 
-impl Unroutable {
-    /// The name of every reason, in the order of [`PairView::routable_at`]'s checks (gauges list
-    /// each, at zero when no pair has it).
-    pub const NAMES: [&'static str; 15] = [
-        "retired",
-        "disabled",
-        "token-pending",
-        "not-offered",
-        "token-unavailable",
-        "node-unreachable",
-        "routing-loop",
-        "credentials-rejected",
-        "price-unavailable",
-        "no-capacity",
-        "price-over-ceiling",
-        "payment-required",
-        "warming-up",
-        "capacity-backoff",
-        "breaker-open",
+/// The name of an [`Unroutable`] without its data: one field-less, exhaustive list of the
+/// reasons a pair is out of rotation. The 503 body counts pairs per reason, the admin API
+/// names a pair's, the gauges list every one (at zero when no pair has it), all from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// [`Unroutable::Retired`].
+    Retired,
+    /// [`Unroutable::Disabled`].
+    Disabled,
+    /// [`Unroutable::TokenPending`].
+    TokenPending,
+    /// [`Unroutable::NotOffered`].
+    NotOffered,
+    /// [`Unroutable::TokenUnavailable`].
+    TokenUnavailable,
+    /// [`Unroutable::NodeUnreachable`].
+    NodeUnreachable,
+    /// [`Unroutable::RoutingLoop`].
+    RoutingLoop,
+    /// [`Unroutable::CredentialsRejected`].
+    CredentialsRejected,
+    /// [`Unroutable::PriceUnavailable`].
+    PriceUnavailable,
+    /// [`Unroutable::NoCapacity`].
+    NoCapacity,
+    /// [`Unroutable::PriceOverCeiling`].
+    PriceOverCeiling,
+    /// [`Unroutable::PaymentRequired`].
+    PaymentRequired,
+    /// [`Unroutable::WarmingUp`].
+    WarmingUp,
+    /// [`Unroutable::CapacityBackoff`].
+    CapacityBackoff,
+    /// [`Unroutable::BreakerOpen`].
+    BreakerOpen,
+}
+
+impl Reason {
+    /// Every reason, in the order of [`PairView::routable_at`]'s checks.
+    pub const ALL: [Reason; 15] = [
+        Reason::Retired,
+        Reason::Disabled,
+        Reason::TokenPending,
+        Reason::NotOffered,
+        Reason::TokenUnavailable,
+        Reason::NodeUnreachable,
+        Reason::RoutingLoop,
+        Reason::CredentialsRejected,
+        Reason::PriceUnavailable,
+        Reason::NoCapacity,
+        Reason::PriceOverCeiling,
+        Reason::PaymentRequired,
+        Reason::WarmingUp,
+        Reason::CapacityBackoff,
+        Reason::BreakerOpen,
     ];
 
-    /// Stable kebab-case name.
+    /// Stable kebab-case name (API field, metric label).
     pub fn as_str(self) -> &'static str {
         match self {
-            Unroutable::Retired => "retired",
-            Unroutable::Disabled => "disabled",
-            Unroutable::TokenPending => "token-pending",
-            Unroutable::NotOffered => "not-offered",
-            Unroutable::TokenUnavailable => "token-unavailable",
-            Unroutable::NoCapacity => "no-capacity",
-            Unroutable::NodeUnreachable => "node-unreachable",
-            Unroutable::RoutingLoop => "routing-loop",
-            Unroutable::CredentialsRejected => "credentials-rejected",
-            Unroutable::PriceUnavailable => "price-unavailable",
-            Unroutable::PriceOverCeiling => "price-over-ceiling",
-            Unroutable::PaymentRequired => "payment-required",
-            Unroutable::WarmingUp => "warming-up",
-            Unroutable::CapacityBackoff(_) => "capacity-backoff",
-            Unroutable::BreakerOpen(_) => "breaker-open",
+            Reason::Retired => "retired",
+            Reason::Disabled => "disabled",
+            Reason::TokenPending => "token-pending",
+            Reason::NotOffered => "not-offered",
+            Reason::TokenUnavailable => "token-unavailable",
+            Reason::NodeUnreachable => "node-unreachable",
+            Reason::RoutingLoop => "routing-loop",
+            Reason::CredentialsRejected => "credentials-rejected",
+            Reason::PriceUnavailable => "price-unavailable",
+            Reason::NoCapacity => "no-capacity",
+            Reason::PriceOverCeiling => "price-over-ceiling",
+            Reason::PaymentRequired => "payment-required",
+            Reason::WarmingUp => "warming-up",
+            Reason::CapacityBackoff => "capacity-backoff",
+            Reason::BreakerOpen => "breaker-open",
         }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Unroutable {
+    /// Which reason this is, without its data.
+    pub fn reason(self) -> Reason {
+        match self {
+            Unroutable::Retired => Reason::Retired,
+            Unroutable::Disabled => Reason::Disabled,
+            Unroutable::TokenPending => Reason::TokenPending,
+            Unroutable::NotOffered => Reason::NotOffered,
+            Unroutable::TokenUnavailable => Reason::TokenUnavailable,
+            Unroutable::NoCapacity => Reason::NoCapacity,
+            Unroutable::NodeUnreachable => Reason::NodeUnreachable,
+            Unroutable::RoutingLoop => Reason::RoutingLoop,
+            Unroutable::CredentialsRejected => Reason::CredentialsRejected,
+            Unroutable::PriceUnavailable => Reason::PriceUnavailable,
+            Unroutable::PriceOverCeiling => Reason::PriceOverCeiling,
+            Unroutable::PaymentRequired => Reason::PaymentRequired,
+            Unroutable::WarmingUp => Reason::WarmingUp,
+            Unroutable::CapacityBackoff(_) => Reason::CapacityBackoff,
+            Unroutable::BreakerOpen(_) => Reason::BreakerOpen,
+        }
+    }
+
+    /// Stable kebab-case name ([`Reason::as_str`]).
+    pub fn as_str(self) -> &'static str {
+        self.reason().as_str()
     }
 }
 

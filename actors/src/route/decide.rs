@@ -1,0 +1,75 @@
+//! The last step of an attempt: **decide** whether its answer goes to the client (a success or
+//! the client's own 4xx) or the job fails over, and what the failed attempt's report says.
+
+use std::sync::Arc;
+
+use super::call::{attempt_url, Answer, Call};
+use super::state::JobState;
+use super::{AttemptKind, AttemptReport, Reply, Router};
+use crate::outcome::Outcome;
+use crate::protocol::client::excerpt;
+use crate::scoreboard::Picked;
+
+/// What the attempt loop does next.
+pub(super) enum Decision {
+    /// Relay this answer: the job is done.
+    Relay(Reply),
+    /// Fail over; the failed attempt's report.
+    FailOver(AttemptReport),
+}
+
+impl Router {
+    /// Relays the answer of `call` unless its `outcome` is retryable; reports the attempt
+    /// otherwise.
+    pub(super) fn decide(
+        &self,
+        s: &JobState<'_>,
+        call: Call,
+        outcome: &Outcome,
+        picked: &Picked,
+        service_addr: Arc<str>,
+    ) -> Decision {
+        let job = s.job;
+        match call.answer {
+            Answer::Done(Ok(reply)) if !outcome.retryable() => {
+                if !s.attempts.is_empty() {
+                    tracing::warn!(capability = %job.client.capability, attempts = s.attempts.len() + 1,
+                        orchestrator = %picked.key.orchestrator, "job recovered by failover");
+                }
+                Decision::Relay(Reply::relay(reply, service_addr, s.attempts.len() + 1))
+            }
+            answer => {
+                let (status, detail) = failure_detail(answer, outcome);
+                tracing::info!(capability = %job.client.capability, orchestrator = %picked.key.orchestrator,
+                    result = outcome.class(), ?status, "attempt failed; failing over");
+                Decision::FailOver(AttemptReport {
+                    orchestrator: picked.key.orchestrator.to_string(),
+                    url: attempt_url(&service_addr, &job.path),
+                    result: outcome.class(),
+                    status,
+                    detail,
+                    elapsed_ms: call.elapsed.as_millis() as u64,
+                    kind: AttemptKind::of(outcome),
+                })
+            }
+        }
+    }
+}
+
+/// The status and detail of a failed attempt, for its report.
+fn failure_detail(answer: Answer, outcome: &Outcome) -> (Option<u16>, String) {
+    match answer {
+        Answer::Done(Ok(reply)) => {
+            let detail = match outcome {
+                Outcome::ServerError(_, body) | Outcome::OutOfMemory(body) => body.clone(),
+                Outcome::ContractMismatch(ct) => format!("answered {ct}"),
+                _ => excerpt(&reply.body),
+            };
+            (Some(reply.status), detail)
+        }
+        Answer::Done(Err(e)) => (None, e.to_string()),
+        Answer::Stuck(after) => {
+            (None, format!("no answer after {} ms; abandoned for a pair with room", after.as_millis()))
+        }
+    }
+}

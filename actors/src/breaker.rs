@@ -242,6 +242,7 @@ impl Breaker {
         self.consecutive_failures
     }
 
+    #[cfg(test)]
     /// Calls in the window, and the failure and slow-call rates over them.
     pub fn window_rates(&self) -> (u32, f64, f64) {
         self.window.rates()

@@ -24,7 +24,7 @@ pub use settings::{PairSettings, PROBE_CONCURRENCY};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use messages::Crash;
 pub use messages::{
-    Admit, DrainTally, ForceBreaker, PeerUnreachable, Permit, Record, Retire, SetEnabled, SetPolicy, Settle, Snapshot,
+    Admit, DrainTally, ForceBreaker, GetView, PeerUnreachable, Permit, Record, Retire, SetEnabled, SetPolicy, Settle,
 };
 
 use std::collections::HashMap;

@@ -13,32 +13,24 @@ pub mod sse;
 pub mod token;
 pub mod via;
 
-/// Request header carrying the base64 JSON job description (client -> gateway -> orchestrator).
-pub const HEADER_LIVEPEER: &str = "Livepeer";
-/// Token probe header: base64 JSON `{"addr","sig"}` of the gateway's identity.
-pub const HEADER_ETH_ADDRESS: &str = "Livepeer-Eth-Address";
-/// Token probe header: the single capability asked about.
-pub const HEADER_CAPABILITY: &str = "Livepeer-Capability";
-/// Response header: the sender's balance at the orchestrator (non-SSE name).
-pub const HEADER_BALANCE: &str = "Livepeer-Balance";
-/// Response header copied from the worker through the orchestrator.
-pub const HEADER_METADATA: &str = "X-Metadata";
-/// Response header the gateway adds: the orchestrator `service_addr` that answered.
-pub const HEADER_ORCHESTRATOR_URL: &str = "X-Orchestrator-Url";
 /// The protocol's header names, parsed once (the hot path inserts and reads them on every
 /// job; turning a `&str` into a header name each time showed up in profiles).
 pub mod names {
     use awc::http::header::HeaderName;
 
-    /// [`super::HEADER_LIVEPEER`].
+    /// The job header (base64 JSON), client to gateway and gateway to orchestrator.
     pub const LIVEPEER: HeaderName = HeaderName::from_static("livepeer");
-    /// [`super::HEADER_BALANCE`].
+    /// The gateway's signed address, on token requests.
+    pub const LIVEPEER_ETH_ADDRESS: HeaderName = HeaderName::from_static("livepeer-eth-address");
+    /// The capability a token is asked for.
+    pub const LIVEPEER_CAPABILITY: HeaderName = HeaderName::from_static("livepeer-capability");
+    /// The sender's balance after a job (orchestrator to gateway to client).
     pub const LIVEPEER_BALANCE: HeaderName = HeaderName::from_static("livepeer-balance");
     /// The balance header of an orchestrator's event stream (go-livepeer's SSE name).
     pub const LIVEPEER_PAYMENT_BALANCE: HeaderName = HeaderName::from_static("livepeer-payment-balance");
-    /// [`super::HEADER_METADATA`].
+    /// Orchestrator metadata, relayed.
     pub const X_METADATA: HeaderName = HeaderName::from_static("x-metadata");
-    /// [`super::HEADER_ORCHESTRATOR_URL`].
+    /// Response header the gateway adds: the orchestrator `service_addr` that answered.
     pub const X_ORCHESTRATOR_URL: HeaderName = HeaderName::from_static("x-orchestrator-url");
     /// The request id, both hops.
     pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

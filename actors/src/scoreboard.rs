@@ -80,7 +80,7 @@ impl<'a> Exclusions<'a> {
 
 /// One pair as the scoreboard sees it.
 #[derive(Clone)]
-pub struct Slot {
+pub struct BoardEntry {
     /// Which pair.
     pub key: PairKey,
     /// Its actor (the address survives supervised restarts).
@@ -93,7 +93,7 @@ pub struct Slot {
 
 #[derive(Clone)]
 struct Board {
-    slots: Vec<Slot>,
+    slots: Vec<BoardEntry>,
     /// `slots[i].view` for every `i`, kept in step with `slots`, so a select hands [`pick`]
     /// a plain slice without collecting one (no allocation on the hot path).
     views: Vec<SharedView>,
@@ -153,7 +153,7 @@ impl Scoreboard {
 
     /// Adds a pair to its capability's board (or replaces it). Called by the supervisor as it
     /// registers the pair, so the very next selection sees it.
-    pub fn register(&self, slot: Slot) {
+    pub fn register(&self, slot: BoardEntry) {
         let mut boards = self.boards.write();
         let board = Arc::make_mut(
             boards.entry(slot.key.capability.clone()).or_insert_with(|| Arc::new(Board::new(&slot.key.capability))),
@@ -202,7 +202,7 @@ impl Scoreboard {
 }
 
 /// The pair a selection picked: its board (an `Arc` snapshot, never changed in place while
-/// shared) and its index there. Handing this out rather than a copy of the [`Slot`] makes a
+/// shared) and its index there. Handing this out rather than a copy of the [`BoardEntry`] makes a
 /// pick one reference count: cloning a slot's actor address allocates.
 #[derive(Clone)]
 pub struct Picked {
@@ -227,9 +227,9 @@ impl Picked {
 }
 
 impl std::ops::Deref for Picked {
-    type Target = Slot;
+    type Target = BoardEntry;
 
-    fn deref(&self) -> &Slot {
+    fn deref(&self) -> &BoardEntry {
         // `index` came from this board's own `pick`, and a shared board is never mutated.
         &self.board.slots[self.index]
     }
@@ -269,9 +269,9 @@ pub enum Selection {
     Unavailable(Unavailable),
 }
 
-impl std::fmt::Debug for Slot {
+impl std::fmt::Debug for BoardEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Slot({})", self.key)
+        write!(f, "BoardEntry({})", self.key)
     }
 }
 

@@ -52,14 +52,14 @@ use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, U
 use crate::pair::Crash;
 use crate::pair::SetEnabled;
 use crate::pair::{
-    ForceBreaker, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Reason, Retire, SetPolicy,
-    Settle, SharedView, Snapshot, Tally,
+    ForceBreaker, GetView, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Reason, Retire,
+    SetPolicy, Settle, SharedView, Tally,
 };
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
 use crate::queue::QueueReport;
 use crate::ratelimit::RateLimit;
-use crate::scoreboard::{Scoreboard, Slot};
+use crate::scoreboard::{BoardEntry, Scoreboard};
 use crate::store::{
     self, DeleteOrchestrator, DeletePolicy, ExportedPolicy, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
     SetOrchestratorEnabled, Size, Store, StoreError, StoreExport,

@@ -7,8 +7,8 @@ use std::time::Duration;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use byoc_actors::protocol::header::{decode_job_request, JobRequest};
+use byoc_actors::protocol::names;
 use byoc_actors::protocol::token::decode_eth_address_header;
-use byoc_actors::protocol::{HEADER_BALANCE, HEADER_CAPABILITY, HEADER_ETH_ADDRESS, HEADER_LIVEPEER, HEADER_METADATA};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -23,15 +23,16 @@ pub(crate) fn text(status: StatusCode, body: &str) -> HttpResponse {
 }
 
 pub(crate) async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpResponse {
-    let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let Some(cred) = header(HEADER_ETH_ADDRESS) else {
+    let header =
+        |n: actix_web::http::header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let Some(cred) = header(names::LIVEPEER_ETH_ADDRESS) else {
         return text(StatusCode::BAD_REQUEST, "Must have eth address and signature on request");
     };
     let Some(cred) = decode_eth_address_header(&cred) else {
         return text(StatusCode::BAD_REQUEST, "Invalid eth address header ");
     };
     state.last.lock().token_credential = Some(cred);
-    let Some(cap) = header(HEADER_CAPABILITY).filter(|c| !c.is_empty()) else {
+    let Some(cap) = header(names::LIVEPEER_CAPABILITY).filter(|c| !c.is_empty()) else {
         return text(
             StatusCode::BAD_REQUEST,
             "Job capabilities not provided, must provide comma separated capabilities",
@@ -72,7 +73,7 @@ pub(crate) async fn job(
     tail: web::Path<String>,
     state: web::Data<SimState>,
 ) -> HttpResponse {
-    let Some(raw) = req.headers().get(HEADER_LIVEPEER).and_then(|v| v.to_str().ok()) else {
+    let Some(raw) = req.headers().get(names::LIVEPEER).and_then(|v| v.to_str().ok()) else {
         return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
     };
     let Ok(header) = decode_job_request(raw) else {
@@ -235,8 +236,8 @@ pub(crate) async fn job(
     let content_type = if knobs.wrong_content_type { "text/plain; charset=utf-8" } else { "application/json" };
     HttpResponse::Ok()
         .content_type(content_type)
-        .insert_header((HEADER_BALANCE, "1000"))
-        .insert_header((HEADER_METADATA, json!({"sim": state.name}).to_string()))
+        .insert_header((names::LIVEPEER_BALANCE, "1000"))
+        .insert_header((names::X_METADATA, json!({"sim": state.name}).to_string()))
         .body(answer.to_string())
 }
 /// A job refused after its capacity slot was reserved.

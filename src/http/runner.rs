@@ -17,7 +17,7 @@ use actix_web::http::header::HeaderValue;
 use actix_web::{web, HttpRequest, HttpResponse};
 use byoc_actors::capability::Capability;
 use byoc_actors::protocol::header::{decode_client_header, ClientJob};
-use byoc_actors::protocol::{HEADER_LIVEPEER, PROCESS_REQUEST_PREFIX};
+use byoc_actors::protocol::{names, PROCESS_REQUEST_PREFIX};
 use byoc_actors::route::Job;
 
 use super::body::{read_body, BodyReservation};
@@ -107,7 +107,7 @@ async fn runner_job(
 /// path decides where the job goes and a silent disagreement would route a job the client
 /// did not mean.
 fn client_job(req: &HttpRequest, capability: &Capability, timeout_seconds: u64) -> Result<ClientJob, ApiError> {
-    let Some(raw) = req.headers().get(HEADER_LIVEPEER).map(HeaderValue::as_bytes) else {
+    let Some(raw) = req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes) else {
         return Ok(ClientJob {
             capability: capability.clone(),
             id: String::new(),

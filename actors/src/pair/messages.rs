@@ -1,6 +1,6 @@
 //! The messages a pair actor handles, one handler each: admission of a trial (`Admit`), accounting
 //! (`Record`, `DrainTally`, `Settle`), node-level signals (`PeerUnreachable`), operator and
-//! supervisor commands (`SetPolicy`, `SetEnabled`, `Retire`, `ForceBreaker`, `Snapshot`), and fault
+//! supervisor commands (`SetPolicy`, `SetEnabled`, `Retire`, `ForceBreaker`, `GetView`), and fault
 //! injection (`Crash`, tests only).
 
 use super::*;
@@ -176,12 +176,12 @@ impl Handler<SetPolicy> for PairActor {
 /// current incarnation, which is what lazy capability discovery waits for.
 #[derive(Message)]
 #[rtype(result = "PairView")]
-pub struct Snapshot;
+pub struct GetView;
 
-impl Handler<Snapshot> for PairActor {
-    type Result = MessageResult<Snapshot>;
+impl Handler<GetView> for PairActor {
+    type Result = MessageResult<GetView>;
 
-    fn handle(&mut self, _msg: Snapshot, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, _msg: GetView, _ctx: &mut Self::Context) -> Self::Result {
         MessageResult(self.view.read().clone())
     }
 }

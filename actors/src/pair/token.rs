@@ -5,7 +5,7 @@ use super::*;
 
 impl PairActor {
     /// Probes the token. The first probe after (re)start pauses the mailbox so that callers
-    /// asking for a [`Snapshot`] see the probed state.
+    /// asking for a [`GetView`] see the probed state.
     pub(super) fn probe(&mut self, ctx: &mut Context<Self>, first: bool) {
         if self.probing {
             return;

@@ -19,9 +19,9 @@ mod event_stream;
 use event_stream::Chunks;
 pub use event_stream::{EventStream, StreamBroken};
 
+use super::names;
 use super::signer::Signer;
 use super::token::{eth_address_header, JobToken};
-use super::{names, HEADER_CAPABILITY, HEADER_ETH_ADDRESS};
 use crate::capability::Capability;
 
 /// How the upstream client is built. One client is built per thread that calls
@@ -180,8 +180,8 @@ pub async fn fetch_token(
     let fut = async {
         let mut resp = client
             .get(&url)
-            .insert_header((HEADER_ETH_ADDRESS, eth_address_header(signer)))
-            .insert_header((HEADER_CAPABILITY, capability.as_str()))
+            .insert_header((names::LIVEPEER_ETH_ADDRESS, eth_address_header(signer)))
+            .insert_header((names::LIVEPEER_CAPABILITY, capability.as_str()))
             .timeout(timeout)
             .send()
             .await

@@ -44,7 +44,7 @@ impl Supervisor {
         let Some(entry) = self.pairs.get_mut(key) else { return };
         if !entry.on_board {
             entry.on_board = true;
-            self.scoreboard.register(Slot {
+            self.scoreboard.register(BoardEntry {
                 key: key.clone(),
                 addr: entry.addr.clone(),
                 view: entry.view.clone(),
@@ -209,7 +209,7 @@ impl Handler<EnsureCapability> for Supervisor {
         // (bounded) lets a job that arrived during start-up or right after a hot-add be routed
         // instead of refused.
         let wait = self.probe_wait;
-        let probes = join_all(waiting.into_iter().map(move |(_, a)| a.send(Snapshot).timeout(wait)));
+        let probes = join_all(waiting.into_iter().map(move |(_, a)| a.send(GetView).timeout(wait)));
         Box::pin(probes.into_actor(self).map(move |_answers, act, _ctx| {
             let keys: Vec<PairKey> = act.pairs.keys().filter(|k| k.capability == cap).cloned().collect();
             let offered = keys.iter().any(|k| act.pairs.get(k).is_some_and(|e| e.view.read().offered));

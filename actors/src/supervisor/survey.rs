@@ -22,7 +22,7 @@ use actix::prelude::*;
 use super::Supervisor;
 use crate::capability::Capability;
 use crate::orchestrator::{Orchestrator, OrchestratorId};
-use crate::pair::{PairKey, Snapshot};
+use crate::pair::{GetView, PairKey};
 
 /// Shortest time between the starts of two survey passes.
 pub(super) const PASS_INTERVAL: Duration = Duration::from_secs(60);
@@ -182,7 +182,7 @@ impl Supervisor {
         for key in keys {
             self.spawn_pair(key.clone(), false);
             let Some(entry) = self.pairs.get(&key) else { continue };
-            let answered = entry.addr.send(Snapshot).timeout(wait);
+            let answered = entry.addr.send(GetView).timeout(wait);
             ctx.spawn(answered.into_actor(self).map(move |_res, act, _ctx| act.decide(&key)));
         }
     }

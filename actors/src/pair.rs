@@ -129,6 +129,12 @@ pub struct PairActor {
     counters: Counters,
     retired: bool,
     disabled: bool,
+    /// An operator's trip: held open until a reset, or until the instant if one was given.
+    forced: Option<Option<Instant>>,
+    /// When the breaker entered its current state.
+    state_since: Instant,
+    /// When the last token probe ended.
+    last_probe: Option<Instant>,
     refresh: Option<SpawnHandle>,
 }
 
@@ -215,6 +221,9 @@ impl PairActor {
             counters,
             retired: false,
             disabled: false,
+            forced: None,
+            state_since: now,
+            last_probe: None,
             refresh: None,
         };
         actor.publish();
@@ -299,6 +308,10 @@ impl PairActor {
             counters: self.counters,
             retired: self.retired,
             disabled: self.disabled,
+            forced: self.forced.is_some(),
+            forced_until: self.forced.flatten(),
+            state_since: self.state_since,
+            last_probe: self.last_probe,
             node_unreachable: self.node_unreachable,
             refusal: self.refusal,
             payment_required: self.payment_required,
@@ -332,7 +345,8 @@ impl PairActor {
         self.last_error = Some(Arc::new(LastError { class: class.to_string(), message, at_unix_ms: unix_ms_now() }));
     }
 
-    fn on_transition(&self, t: Transition, cause: &str) {
+    fn on_transition(&mut self, t: Transition, cause: &str) {
+        self.state_since = Instant::now();
         metrics::counter!(m::BREAKER_TRANSITIONS_TOTAL,
             "from" => t.from.as_str(), "to" => t.to.as_str(), "reason" => t.reason)
         .increment(1);

@@ -1,6 +1,8 @@
 //! The admin API: authentication, registry mutations and their failure paths, pair and
 //! supervisor views, metrics.
 
+use std::time::Duration;
+
 use byoc_sim::SimHandle;
 use serde_json::json;
 
@@ -294,4 +296,50 @@ async fn an_orchestrator_address_too_long_for_any_host_is_refused_without_echoin
     assert!(ans.body.len() < 1000, "the address is not echoed back: {} bytes", ans.body.len());
     assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("characters long")), "{v}");
     assert_eq!(gw.admin_get("/admin/orchestrators").await.json(), json!([]));
+}
+
+#[actix_web::test]
+async fn a_manual_trip_holds_until_reset_or_for_the_time_given() {
+    let a = sim("a", &[("depth", healthy())]);
+    // A breaker's own open time of 50 ms: a trip that only opened it would let jobs through
+    // again almost at once.
+    let gw = gateway_with(&[(&a, &["depth"])], |c| {
+        c.breaker.base_open = Duration::from_millis(50);
+        c.breaker.max_open = Duration::from_millis(100);
+    })
+    .await;
+    assert_eq!(gw.job("depth", "warm").await.status, 200);
+    let orch = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
+    let tripped = gw.admin_post(&format!("/admin/pairs/{orch}/depth/trip"), json!({})).await.json();
+    assert_eq!(tripped["breaker"]["forced"], true, "{tripped}");
+    assert_eq!(tripped["unroutable_reason"], "forced-open", "{tripped}");
+    let until = tripped["breaker"]["open_until_unix_ms"].as_u64().expect("open_until");
+    // Past the breaker's own open time, the pair is still out.
+    eventually("the breaker's own open time to pass", 250, || async {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+        (now > until + 50).then_some(())
+    })
+    .await;
+    let p = gw.pair("depth", &a.url).await;
+    assert_eq!((p["breaker"]["state"].as_str(), p["routable"].as_bool()), (Some("open"), Some(false)), "{p}");
+    let jobs_before = a.state.stats("depth").jobs;
+    gw.job("depth", "while-forced").await.error(503, "no-routable-orchestrator");
+    assert_eq!(a.state.stats("depth").jobs, jobs_before, "no job, no trial reaches a tripped pair");
+    let reset = gw.admin_post(&format!("/admin/pairs/{orch}/depth/reset"), json!({})).await.json();
+    assert_eq!((reset["breaker"]["forced"].as_bool(), reset["routable"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(gw.job("depth", "after-reset").await.status, 200);
+
+    // With ?for= the trip ends on its own.
+    let timed = gw.admin_post(&format!("/admin/pairs/{orch}/depth/trip?for=300ms"), json!({})).await.json();
+    assert!(timed["breaker"]["forced_until_unix_ms"].as_u64().is_some(), "{timed}");
+    eventually("the timed trip to end", 250, || async {
+        let p = gw.pair("depth", &a.url).await;
+        (p["routable"] == true).then_some(())
+    })
+    .await;
+    for bad in ["soon", "0s", "30d"] {
+        gw.admin_post(&format!("/admin/pairs/{orch}/depth/trip?for={bad}"), json!({}))
+            .await
+            .error(400, "invalid-duration");
+    }
 }

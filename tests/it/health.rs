@@ -64,6 +64,15 @@ async fn a_healed_pair_recovers_through_half_open() {
         gw.job("depth", &format!("d{i}")).await.error(502, "upstream-failed");
     }
     assert_eq!(gw.pair("depth", &a.url).await["breaker"]["state"], "open");
+    // Once its open time is up, the pair reads as the next job would see it: half-open and
+    // routable (a trial would be admitted), never "open" beside "routable".
+    let p = eventually("the breaker to read half_open", 250, || async {
+        let p = gw.pair("depth", &a.url).await;
+        (p["breaker"]["state"] == "half_open").then_some(p)
+    })
+    .await;
+    assert_eq!(p["routable"], true, "{p}");
+    assert!(p["breaker"]["since_unix_ms"].as_u64().is_some(), "{p}");
     a.state.patch(Some("depth"), &json!({"error_rate": 0.0})).expect("heal");
     // While open, jobs are refused without reaching the orchestrator; once the back-off has
     // elapsed one trial goes through and closes the breaker.

@@ -242,15 +242,24 @@ impl Handler<Crash> for PairActor {
 pub struct ForceBreaker {
     /// Open it (true) or close and reset it (false).
     pub trip: bool,
+    /// With `trip`: hold it open this long (then it admits a trial as any open breaker does);
+    /// `None` holds it until a reset.
+    pub hold_for: Option<Duration>,
 }
 
 impl Handler<ForceBreaker> for PairActor {
     type Result = MessageResult<ForceBreaker>;
 
     fn handle(&mut self, msg: ForceBreaker, _ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
         let transition = if msg.trip {
-            self.breaker.trip(Instant::now(), rand::random::<f64>())
+            // An operator who trips a pair means "keep it out": the breaker's own open time
+            // would let a trial through within a second or so.
+            self.forced = Some(msg.hold_for.and_then(|d| now.checked_add(d)));
+            self.state_since = now;
+            self.breaker.trip(now, rand::random::<f64>())
         } else {
+            self.forced = None;
             self.capacity_backoff_until = None;
             self.refusal = None;
             self.breaker.reset()

@@ -80,6 +80,7 @@ impl PairActor {
 
     pub(super) fn apply_token(&mut self, res: Result<JobToken, TokenError>, inflight: u32) {
         self.probed = true;
+        self.last_probe = Some(Instant::now());
         self.node_unreachable = false;
         // Counted here, reset below once a usable token arrives.
         self.probe_failures = self.probe_failures.saturating_add(1);

@@ -142,6 +142,14 @@ pub struct PairView {
     pub retired: bool,
     /// Its orchestrator is disabled by the operator (draining).
     pub disabled: bool,
+    /// The operator tripped the breaker: held open until a reset (or `forced_until`).
+    pub forced: bool,
+    /// When a forced trip given a duration ends.
+    pub forced_until: Option<Instant>,
+    /// When the breaker entered its current state (or the pair started).
+    pub state_since: Instant,
+    /// When the last token probe ended.
+    pub last_probe: Option<Instant>,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub node_unreachable: bool,
     /// The orchestrator refused a job for a reason that is not the client's (a routing loop,
@@ -200,6 +208,10 @@ impl PairView {
             counters: Counters::default(),
             retired: false,
             disabled: false,
+            forced: false,
+            forced_until: None,
+            state_since: Instant::now(),
+            last_probe: None,
             node_unreachable: false,
             refusal: None,
             payment_required: false,
@@ -220,6 +232,9 @@ impl PairView {
         }
         if self.disabled {
             return Err(Unroutable::Disabled);
+        }
+        if self.forced_at(now) {
+            return Err(Unroutable::ForcedOpen(self.forced_until));
         }
         if !self.probed {
             return Err(Unroutable::TokenPending);
@@ -259,6 +274,20 @@ impl PairView {
             },
             State::HalfOpen if self.trial_available => Ok(()),
             State::HalfOpen => Err(Unroutable::BreakerOpen(None)),
+        }
+    }
+
+    /// Whether an operator's trip holds the pair out at `now`.
+    pub fn forced_at(&self, now: Instant) -> bool {
+        self.forced && self.forced_until.is_none_or(|t| now < t)
+    }
+
+    /// The breaker state the next job would see at `now`: an open breaker whose time is up
+    /// admits a trial, so it reads half-open; a forced trip reads open.
+    pub fn breaker_state_at(&self, now: Instant) -> State {
+        match self.breaker {
+            State::Open if !self.forced_at(now) && self.open_until.is_some_and(|t| t <= now) => State::HalfOpen,
+            s => s,
         }
     }
 
@@ -359,6 +388,7 @@ mod tests {
         let all = [
             Unroutable::Retired,
             Unroutable::Disabled,
+            Unroutable::ForcedOpen(None),
             Unroutable::TokenPending,
             Unroutable::NotOffered,
             Unroutable::TokenUnavailable,

@@ -251,6 +251,8 @@ pub struct ForcePairBreaker {
     pub capability: String,
     /// Trip (true) or reset (false).
     pub trip: bool,
+    /// With `trip`: how long to hold it open (`None`: until a reset).
+    pub hold_for: Option<Duration>,
 }
 
 impl Handler<ForcePairBreaker> for Supervisor {
@@ -261,7 +263,7 @@ impl Handler<ForcePairBreaker> for Supervisor {
         Box::pin(async move {
             let addr = addr?;
             let view = addr
-                .send(ForceBreaker { trip: msg.trip })
+                .send(ForceBreaker { trip: msg.trip, hold_for: msg.hold_for })
                 .timeout(Duration::from_secs(5))
                 .await
                 .map_err(|_| RegistryError::Unavailable("pair actor"))?;

@@ -89,22 +89,53 @@ pub(super) async fn force(
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
     trip: bool,
+    hold_for: Option<Duration>,
 ) -> Result<HttpResponse, ApiError> {
     let (orchestrator, capability) = path.into_inner();
-    let report = ask(&state, ForcePairBreaker { orchestrator, capability, trip }).await??;
+    let report = ask(&state, ForcePairBreaker { orchestrator, capability, trip, hold_for }).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// Forces a pair's breaker open (at its current level).
-#[utoipa::path(tag = "pairs", params(("orchestrator" = String, Path), ("capability" = String, Path)), responses(
-    (status = 200, body = PairReport), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+/// Query of `POST .../trip`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct TripQuery {
+    /// Hold the breaker open this long (`30s`, `10m`, `2h`; at most 7 days); without it, until
+    /// a reset.
+    #[serde(default, rename = "for")]
+    pub hold_for: Option<String>,
+}
+
+/// Forces a pair's breaker open and holds it open until `POST .../reset` (or for `?for=`):
+/// the pair takes no job meanwhile (`unroutable_reason: "forced-open"`, `breaker.forced`).
+#[utoipa::path(tag = "pairs", params(("orchestrator" = String, Path), ("capability" = String, Path), TripQuery), responses(
+    (status = 200, body = PairReport), (status = 400, body = ErrorBody, description = "invalid-duration"),
+    (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
 ))]
 #[post("/pairs/{orchestrator}/{capability}/trip")]
 pub(super) async fn trip_pair(
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
+    q: web::Query<TripQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    force(state, path, true).await
+    let hold_for = match q.into_inner().hold_for {
+        None => None,
+        Some(raw) => {
+            let d = humantime_serde::re::humantime::parse_duration(raw.trim()).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid-duration",
+                    format!("for={raw:?} is not a duration such as 30s, 10m or 2h: {e}"),
+                )
+            })?;
+            if d.is_zero() || d > byoc_actors::policy::MAX_DURATION {
+                return Err(ApiError::bad_request(
+                    "invalid-duration",
+                    format!("for={raw:?} must be more than 0 and at most 7 days"),
+                ));
+            }
+            Some(d)
+        }
+    };
+    force(state, path, true, hold_for).await
 }
 
 /// Forces a pair's breaker closed and forgets its failure history and capacity back-off.
@@ -116,5 +147,5 @@ pub(super) async fn reset_pair(
     state: web::Data<AdminState>,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    force(state, path, false).await
+    force(state, path, false, None).await
 }

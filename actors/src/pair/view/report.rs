@@ -12,7 +12,13 @@ impl PairView {
             capability: self.key.capability.to_string(),
             service_addr: self.service_addr.as_deref().map(str::to_string),
             breaker: BreakerReport {
-                state: self.breaker.as_str(),
+                state: self.breaker_state_at(now).as_str(),
+                forced: self.forced_at(now),
+                forced_until_unix_ms: self
+                    .forced_until
+                    .filter(|_| self.forced_at(now))
+                    .map(|t| instant_to_unix_ms(t, now)),
+                since_unix_ms: instant_to_unix_ms(self.state_since, now),
                 level: self.breaker_level,
                 consecutive_failures: self.consecutive_failures,
                 open_until_unix_ms: self.open_until.map(|t| instant_to_unix_ms(t, now)),
@@ -34,6 +40,7 @@ impl PairView {
             offered: self.offered,
             token_ok: self.token_ok,
             token_failures: self.token_failures,
+            last_probe_unix_ms: self.last_probe.map(|t| instant_to_unix_ms(t, now)),
             cold_start_ms: self.cold_start_ms,
             last_error: self.last_error.as_deref().cloned(),
             restarts: self.restarts,
@@ -61,9 +68,16 @@ fn round3(v: f64) -> f64 {
 /// Breaker part of [`PairReport`].
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BreakerReport {
-    /// `closed`, `open` or `half_open`.
+    /// `closed`, `open` or `half_open`: the state the next job would see (an open breaker
+    /// whose `open_until` has passed admits a trial, so it reads `half_open`).
     #[schema(value_type = String)]
     pub state: &'static str,
+    /// The operator tripped it: held open until a reset, or until `forced_until_unix_ms`.
+    pub forced: bool,
+    /// When a trip given a duration (`?for=`) ends (Unix ms).
+    pub forced_until_unix_ms: Option<u64>,
+    /// When the breaker entered its current state (Unix ms).
+    pub since_unix_ms: u64,
     /// Consecutive openings.
     pub level: u32,
     /// Consecutive failures while closed.
@@ -122,6 +136,8 @@ pub struct PairReport {
     pub token_ok: bool,
     /// Token probes that failed in a row (backing off).
     pub token_failures: u32,
+    /// When the last token probe ended (Unix ms).
+    pub last_probe_unix_ms: Option<u64>,
     /// First answer time.
     pub cold_start_ms: Option<u64>,
     /// Last failure.

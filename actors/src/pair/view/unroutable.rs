@@ -10,6 +10,9 @@ pub enum Unroutable {
     Retired,
     /// Its orchestrator is disabled (draining) by the operator.
     Disabled,
+    /// The operator tripped its breaker (`POST /admin/pairs/{o}/{c}/trip`): out until reset,
+    /// or until the instant when the trip was given a duration.
+    ForcedOpen(Option<Instant>),
     /// Its first token probe has not finished yet.
     TokenPending,
     /// It never offered the capability.
@@ -51,6 +54,8 @@ pub enum Reason {
     Retired,
     /// [`Unroutable::Disabled`].
     Disabled,
+    /// [`Unroutable::ForcedOpen`].
+    ForcedOpen,
     /// [`Unroutable::TokenPending`].
     TokenPending,
     /// [`Unroutable::NotOffered`].
@@ -81,9 +86,10 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`PairView::routable_at`]'s checks.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Retired,
         Reason::Disabled,
+        Reason::ForcedOpen,
         Reason::TokenPending,
         Reason::NotOffered,
         Reason::TokenUnavailable,
@@ -104,6 +110,7 @@ impl Reason {
         match self {
             Reason::Retired => "retired",
             Reason::Disabled => "disabled",
+            Reason::ForcedOpen => "forced-open",
             Reason::TokenPending => "token-pending",
             Reason::NotOffered => "not-offered",
             Reason::TokenUnavailable => "token-unavailable",
@@ -133,6 +140,7 @@ impl Unroutable {
         match self {
             Unroutable::Retired => Reason::Retired,
             Unroutable::Disabled => Reason::Disabled,
+            Unroutable::ForcedOpen(_) => Reason::ForcedOpen,
             Unroutable::TokenPending => Reason::TokenPending,
             Unroutable::NotOffered => Reason::NotOffered,
             Unroutable::TokenUnavailable => Reason::TokenUnavailable,

@@ -135,6 +135,8 @@ pub struct PairActor {
     state_since: Instant,
     /// When the last token probe ended.
     last_probe: Option<Instant>,
+    /// The last token probe could not reach the orchestrator (connect refused, timeout).
+    unreachable: bool,
     refresh: Option<SpawnHandle>,
 }
 
@@ -224,6 +226,7 @@ impl PairActor {
             forced: None,
             state_since: now,
             last_probe: None,
+            unreachable: false,
             refresh: None,
         };
         actor.publish();
@@ -312,6 +315,7 @@ impl PairActor {
             forced_until: self.forced.flatten(),
             state_since: self.state_since,
             last_probe: self.last_probe,
+            unreachable: self.unreachable && !self.token_ok,
             node_unreachable: self.node_unreachable,
             refusal: self.refusal,
             payment_required: self.payment_required,

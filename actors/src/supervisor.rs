@@ -101,6 +101,11 @@ pub enum RegistryError {
     /// No such capability (none registered, no policy).
     #[error("no capability named '{0}' is registered")]
     CapabilityNotFound(String),
+    /// The capability has no runtime policy to delete.
+    #[error(
+        "capability '{0}' has no runtime policy to delete (its policy comes from the config file or the defaults)"
+    )]
+    NoRuntimePolicy(String),
     /// The store failed; nothing was changed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -134,6 +134,40 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api
 }
 
+/// A request no route took: 405 with `Allow` when the path is an admin route served for other
+/// methods (as the public API answers), the JSON 404 otherwise. The routes are read from the
+/// OpenAPI document, which is built from the served handlers.
+async fn unrouted(req: HttpRequest, api: web::Data<utoipa::openapi::OpenApi>) -> Result<HttpResponse, ApiError> {
+    let path = req.path();
+    let matches = |template: &str| {
+        let (t, p): (Vec<&str>, Vec<&str>) = (template.split('/').collect(), path.split('/').collect());
+        t.len() == p.len() && t.iter().zip(&p).all(|(t, p)| (t.starts_with('{') && !p.is_empty()) || t == p)
+    };
+    let mut allowed: Vec<&str> = Vec::new();
+    for (_, item) in api.paths.paths.iter().filter(|(t, _)| matches(t)) {
+        for (method, op) in [
+            ("GET", &item.get),
+            ("POST", &item.post),
+            ("PUT", &item.put),
+            ("PATCH", &item.patch),
+            ("DELETE", &item.delete),
+        ] {
+            if op.is_some() && !allowed.contains(&method) {
+                allowed.push(method);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        return Err(ApiError::route_not_found(req.method().as_str(), path));
+    }
+    let allow = allowed.join(", ");
+    let mut resp = actix_web::ResponseError::error_response(&ApiError::method_not_allowed(&allow));
+    if let Ok(v) = header::HeaderValue::from_str(&allow) {
+        resp.headers_mut().insert(header::ALLOW, v);
+    }
+    Ok(resp)
+}
+
 /// Builds the admin app: JSON error handling, the token check, every route, the OpenAPI
 /// document (`api`, from [`openapi`]) and the JSON 404.
 pub fn app(
@@ -149,12 +183,13 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let scope = admin_scope().app_data(api).route(
+    let scope = admin_scope().app_data(api.clone()).route(
         "/openapi.json",
         web::get().to(|api: web::Data<utoipa::openapi::OpenApi>| async move { HttpResponse::Ok().json(api.get_ref()) }),
     );
     actix_web::App::new()
         .app_data(state)
+        .app_data(api)
         .app_data(json_config(json_limit))
         .app_data(web::QueryConfig::default().error_handler(|err, _req| {
             ApiError::bad_request("invalid-query", format!("invalid query string: {err}")).into()
@@ -169,7 +204,7 @@ pub fn app(
         .service(ui)
         .service(scope)
         .into_app()
-        .default_service(web::to(super::not_found))
+        .default_service(web::to(unrouted))
         .wrap(actix_web::middleware::from_fn(bounded))
         .wrap(actix_web::middleware::from_fn(local_only))
 }

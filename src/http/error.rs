@@ -194,7 +194,9 @@ impl From<RegistryError> for ApiError {
             RegistryError::Duplicate { .. } => (StatusCode::CONFLICT, "duplicate-orchestrator"),
             RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "orchestrator-not-found"),
             RegistryError::PairNotFound(..) => (StatusCode::NOT_FOUND, "pair-not-found"),
-            RegistryError::CapabilityNotFound(_) => (StatusCode::NOT_FOUND, "capability-not-found"),
+            RegistryError::CapabilityNotFound(_) | RegistryError::NoRuntimePolicy(_) => {
+                (StatusCode::NOT_FOUND, "capability-not-found")
+            }
             RegistryError::InvalidPolicy(..) => (StatusCode::BAD_REQUEST, "invalid-policy"),
             RegistryError::Store(StoreError::Corrupt { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "store-corrupt"),
             RegistryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use byoc_sim::SimHandle;
+use byoc_sim::{Knobs, SimHandle};
 use serde_json::json;
 
 use crate::support::*;
@@ -342,4 +342,46 @@ async fn a_manual_trip_holds_until_reset_or_for_the_time_given() {
             .await
             .error(400, "invalid-duration");
     }
+}
+
+#[actix_web::test]
+async fn reasons_and_codes_say_what_happened() {
+    let a = sim("a", &[("depth", Knobs { error_rate: 1.0, ..healthy() })]);
+    let b = sim("b", &[("depth", healthy())]);
+    let gw = gateway(&[(&a, &["depth"]), (&b, &["depth"])]).await;
+
+    // An orchestrator the gateway cannot reach is "unreachable", not "not offered".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_url = format!("http://{}", closed.local_addr().expect("addr"));
+    drop(closed);
+    let added = gw.admin_post("/admin/orchestrators", json!({"url": dead_url, "capabilities": ["depth"]})).await;
+    assert_eq!(added.status, 201);
+    let dead = eventually("the hot-added pair to probe", 250, || async {
+        gw.find_pair("depth", &dead_url).await.filter(|p| p["unroutable_reason"] != "token-pending")
+    })
+    .await;
+    assert_eq!(dead["unroutable_reason"], "unreachable", "{dead}");
+
+    // One rule for failed jobs: an attempt was made and failed and nothing else can take the
+    // job: 502 upstream-failed, saying why the others could not.
+    let b_id = gw.pair("depth", &b.url).await["orchestrator"].as_str().expect("id").to_string();
+    assert_eq!(gw.admin_patch(&format!("/admin/orchestrators/{b_id}"), json!({"enabled": false})).await.status, 200);
+    let err = gw.job("depth", "fails").await.error(502, "upstream-failed");
+    let message = err["error"]["message"].as_str().expect("message");
+    assert!(message.contains("no other orchestrator can take the job now") && message.contains("disabled"), "{err}");
+
+    // A body that is JSON but not a policy is an invalid policy.
+    gw.admin_put("/admin/capabilities/depth", json!({"profile": "fast"})).await.error(400, "invalid-policy");
+    // Deleting a policy that is not there says so plainly.
+    let err = gw.admin_delete("/admin/capabilities/depth").await.error(404, "capability-not-found");
+    assert_eq!(
+        err["error"]["message"],
+        "capability 'depth' has no runtime policy to delete (its policy comes from the config file or the defaults)"
+    );
+    // A POST-only route asked with GET: 405 naming the methods, as the public API answers.
+    let orch = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
+    let wrong = gw.admin_get(&format!("/admin/pairs/{orch}/depth/trip")).await;
+    wrong.error(405, "method-not-allowed");
+    assert_eq!(wrong.header("allow").as_deref(), Some("POST"));
+    gw.admin_get("/admin/nothing-here").await.error(404, "not-found");
 }

@@ -231,8 +231,12 @@ async fn with_tls_verification_required_a_self_signed_orchestrator_is_refused() 
     gw.job("depth", "secure").await.error(503, "no-routable-orchestrator");
     assert_eq!(tls.state.stats("depth").jobs, 0);
     let pair = gw.pair("depth", &tls.url).await;
-    assert_eq!(pair["unroutable_reason"], "token-unavailable");
+    // The connection cannot be completed (the certificate is refused): unreachable, and the
+    // error says why.
+    assert_eq!(pair["unroutable_reason"], "unreachable", "{pair}");
     assert_eq!(pair["last_error"]["class"], "token");
+    let message = pair["last_error"]["message"].as_str().unwrap_or_default().to_ascii_lowercase();
+    assert!(message.contains("certificate") || message.contains("ssl") || message.contains("tls"), "{pair}");
 }
 
 #[actix_web::test]

@@ -123,6 +123,7 @@ impl PairActor {
                         }
                         let was_over = self.over_ceiling();
                         self.token_ok = true;
+                        self.unreachable = false;
                         self.probe_failures = 0;
                         self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
                         self.limit.on_token(token.available_capacity, inflight);
@@ -142,6 +143,8 @@ impl PairActor {
                 if matches!(e, TokenError::Upstream(UpstreamError::Connect(_))) {
                     self.crashed = true;
                 }
+                self.unreachable =
+                    matches!(e, TokenError::Upstream(UpstreamError::Connect(_) | UpstreamError::Timeout(_)));
                 let class = match &e {
                     TokenError::Upstream(u) => u.class(),
                     TokenError::Status(..) => "status",

@@ -150,6 +150,8 @@ pub struct PairView {
     pub state_since: Instant,
     /// When the last token probe ended.
     pub last_probe: Option<Instant>,
+    /// The last token probe could not reach the orchestrator (connect refused, timeout).
+    pub unreachable: bool,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub node_unreachable: bool,
     /// The orchestrator refused a job for a reason that is not the client's (a routing loop,
@@ -212,6 +214,7 @@ impl PairView {
             forced_until: None,
             state_since: Instant::now(),
             last_probe: None,
+            unreachable: false,
             node_unreachable: false,
             refusal: None,
             payment_required: false,
@@ -238,6 +241,11 @@ impl PairView {
         }
         if !self.probed {
             return Err(Unroutable::TokenPending);
+        }
+        if self.unreachable {
+            // Before "not offered": an orchestrator the gateway cannot reach has not said
+            // whether it offers anything.
+            return Err(Unroutable::Unreachable);
         }
         if !self.offered {
             return Err(Unroutable::NotOffered);
@@ -390,6 +398,7 @@ mod tests {
             Unroutable::Disabled,
             Unroutable::ForcedOpen(None),
             Unroutable::TokenPending,
+            Unroutable::Unreachable,
             Unroutable::NotOffered,
             Unroutable::TokenUnavailable,
             Unroutable::NodeUnreachable,

@@ -112,11 +112,14 @@ pub enum RouteError {
         /// The attempts.
         attempts: Vec<AttemptReport>,
     },
-    /// Every attempt failed and the attempt limit was reached.
-    #[error("all {} attempts failed", .attempts.len())]
+    /// At least one attempt was made, every attempt failed, and no other orchestrator can take
+    /// the job (the attempt limit was reached, or the others are out of rotation).
+    #[error("all {} attempts failed{}", .attempts.len(), describe_others(.others.as_ref()))]
     AttemptsExhausted {
         /// The attempts.
         attempts: Vec<AttemptReport>,
+        /// Why the orchestrators not tried could not take the job, when some exist.
+        others: Option<Unavailable>,
     },
     /// A retry was needed but the capability's retry budget is spent (the pool is failing
     /// too much for retries to be safe).
@@ -136,6 +139,16 @@ pub enum RouteError {
     /// An actor's mailbox did not take the message in time: the gateway is overloaded.
     #[error("the gateway is overloaded ({0} did not answer in time)")]
     Overloaded(&'static str),
+}
+
+fn describe_others(others: Option<&Unavailable>) -> String {
+    match others {
+        Some(why) if !why.reasons.is_empty() || why.excluded_by_job > 0 => {
+            let why = Unavailable { tried: 0, ..why.clone() };
+            format!(" and no other orchestrator can take the job now ({})", describe(&why))
+        }
+        _ => String::new(),
+    }
 }
 
 fn describe_refusals(attempts: &[AttemptReport]) -> String {
@@ -172,7 +185,7 @@ impl RouteError {
             RouteError::NoneRoutable { attempts, .. }
             | RouteError::QueueFull { attempts, .. }
             | RouteError::QueueTimeout { attempts, .. }
-            | RouteError::AttemptsExhausted { attempts }
+            | RouteError::AttemptsExhausted { attempts, .. }
             | RouteError::OrchestratorRefused { attempts }
             | RouteError::BudgetExhausted { attempts }
             | RouteError::RetryTimeout { attempts, .. } => attempts,

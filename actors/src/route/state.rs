@@ -138,6 +138,11 @@ impl<'a> JobState<'a> {
     /// The error once no further attempt will be made. When every attempt was refused for
     /// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
     pub fn exhausted(&mut self) -> RouteError {
+        self.exhausted_with(None)
+    }
+
+    /// [`JobState::exhausted`], saying why the orchestrators not tried could not take the job.
+    fn exhausted_with(&mut self, others: Option<Unavailable>) -> RouteError {
         let attempts = std::mem::take(&mut self.attempts);
         if !attempts.is_empty() && attempts.iter().all(|a| a.kind == AttemptKind::CapacityRefused) {
             let why = Unavailable {
@@ -157,7 +162,7 @@ impl<'a> JobState<'a> {
         if !attempts.is_empty() && attempts.iter().all(|a| a.kind == AttemptKind::OrchestratorRefused) {
             return RouteError::OrchestratorRefused { attempts };
         }
-        RouteError::AttemptsExhausted { attempts }
+        RouteError::AttemptsExhausted { attempts, others }
     }
 
     /// Nothing can take the job: the 503 that says why, counting pairs that refused admission
@@ -181,9 +186,11 @@ impl<'a> JobState<'a> {
             // No alternative: the client gets the orchestrators' own answers.
             return RouteError::OrchestratorRefused { attempts: std::mem::take(&mut self.attempts) };
         }
-        if !self.attempts.is_empty() && why.reasons.is_empty() && why.full == 0 {
-            // Every candidate was tried and failed.
-            return self.exhausted();
+        if !self.attempts.is_empty() && why.full == 0 {
+            // One rule: once an attempt was made and failed, and nothing else can take the job,
+            // the answer is the failed attempts (502), saying why the others could not; a 503
+            // means no attempt could be made (or the pool is full).
+            return self.exhausted_with(Some(why));
         }
         let retry_after =
             why.retry_at.map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64().ceil().max(1.0) as u64);

@@ -121,7 +121,7 @@ impl Handler<DeleteCapabilityPolicy> for Supervisor {
         let fut = self.store.send(DeletePolicy { capability: cap.clone() }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
             if !stored(res)? {
-                return Err(RegistryError::CapabilityNotFound(format!("{cap} (it has no runtime policy)")));
+                return Err(RegistryError::NoRuntimePolicy(cap.to_string()));
             }
             act.runtime_policies.remove(&cap);
             let effective = match act.config_policies.get(&cap) {

@@ -33,9 +33,15 @@ pub(super) async fn get_capability(
 pub(super) async fn put_capability(
     state: web::Data<AdminState>,
     name: web::Path<String>,
-    body: web::Json<CapabilityPolicy>,
+    body: web::Json<serde_json::Value>,
 ) -> Result<HttpResponse, ApiError> {
-    let report = ask(&state, SetCapabilityPolicy { name: name.into_inner(), policy: body.into_inner() }).await??;
+    let name = name.into_inner();
+    // JSON that parses but is not a policy (an unknown profile, a misspelt key, a wrong type)
+    // is an invalid policy, not invalid JSON.
+    let policy: CapabilityPolicy = serde_json::from_value(body.into_inner()).map_err(|e| {
+        ApiError::from(byoc_actors::supervisor::RegistryError::InvalidPolicy(name.clone(), e.to_string()))
+    })?;
+    let report = ask(&state, SetCapabilityPolicy { name, policy }).await??;
     Ok(HttpResponse::Ok().json(report))
 }
 

@@ -15,6 +15,8 @@ pub enum Unroutable {
     ForcedOpen(Option<Instant>),
     /// Its first token probe has not finished yet.
     TokenPending,
+    /// The last token probe could not reach the orchestrator (connect refused, timeout).
+    Unreachable,
     /// It never offered the capability.
     NotOffered,
     /// The last token probe failed.
@@ -58,6 +60,8 @@ pub enum Reason {
     ForcedOpen,
     /// [`Unroutable::TokenPending`].
     TokenPending,
+    /// [`Unroutable::Unreachable`].
+    Unreachable,
     /// [`Unroutable::NotOffered`].
     NotOffered,
     /// [`Unroutable::TokenUnavailable`].
@@ -86,11 +90,12 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`PairView::routable_at`]'s checks.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Retired,
         Reason::Disabled,
         Reason::ForcedOpen,
         Reason::TokenPending,
+        Reason::Unreachable,
         Reason::NotOffered,
         Reason::TokenUnavailable,
         Reason::NodeUnreachable,
@@ -112,6 +117,7 @@ impl Reason {
             Reason::Disabled => "disabled",
             Reason::ForcedOpen => "forced-open",
             Reason::TokenPending => "token-pending",
+            Reason::Unreachable => "unreachable",
             Reason::NotOffered => "not-offered",
             Reason::TokenUnavailable => "token-unavailable",
             Reason::NodeUnreachable => "node-unreachable",
@@ -142,6 +148,7 @@ impl Unroutable {
             Unroutable::Disabled => Reason::Disabled,
             Unroutable::ForcedOpen(_) => Reason::ForcedOpen,
             Unroutable::TokenPending => Reason::TokenPending,
+            Unroutable::Unreachable => Reason::Unreachable,
             Unroutable::NotOffered => Reason::NotOffered,
             Unroutable::TokenUnavailable => Reason::TokenUnavailable,
             Unroutable::NoCapacity => Reason::NoCapacity,

@@ -59,13 +59,6 @@ pub async fn run(cmd: StoreCommand) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let export: StoreExport = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a byoc-gateway store export", file.display()))?;
-            println!(
-                "importing {} orchestrators, {} pair records, {} policies into {}",
-                export.orchestrators.len(),
-                export.pairs.len(),
-                export.policies.len(),
-                data_dir.display()
-            );
             let db = open_offline(&data_dir)?;
             let summary = db.import(&export).map_err(|e| match e {
                 byoc_actors::store::ImportError::Store(e) => anyhow::anyhow!(
@@ -74,8 +67,11 @@ pub async fn run(cmd: StoreCommand) -> anyhow::Result<()> {
                 refused => anyhow::anyhow!("import refused, nothing was changed: {refused}"),
             })?;
             println!(
-                "imported {} orchestrators, {} pair records, {} policies",
-                summary.orchestrators, summary.pairs, summary.policies
+                "imported {} orchestrators, {} pair records, {} policies into {}",
+                summary.orchestrators,
+                summary.pairs,
+                summary.policies,
+                data_dir.display()
             );
             Ok(())
         }

@@ -49,6 +49,7 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
             metrics::set_global_recorder(recorder)
                 .map_err(|e| format!("a metrics recorder is already installed: {e}"))?;
             byoc_actors::metrics::describe();
+            byoc_actors::metrics::register_at_zero();
             Ok(handle)
         })
         .clone()

@@ -137,6 +137,67 @@ pub fn describe() {
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
 }
 
+/// Registers, at zero, every series whose labels are known at start, so dashboards show 0
+/// rather than "no data" until the first event. Per-capability series are registered by
+/// [`register_capability`] when a capability is registered.
+pub fn register_at_zero() {
+    for name in [
+        JOBS_SHED_TOTAL,
+        BODY_BUDGET_REFUSED_TOTAL,
+        DISCOVERY_RATE_LIMITED_TOTAL,
+        ROUTING_LOOPS_TOTAL,
+        NODE_UNREACHABLE_TOTAL,
+        STORE_REOPENS,
+        SURVEY_PROBES_TOTAL,
+        TALLY_DROPPED_TOTAL,
+    ] {
+        metrics::counter!(name).increment(0);
+    }
+    metrics::counter!(ACTOR_RESTARTS_TOTAL, "actor" => "pair").increment(0);
+    for actor in ["supervisor", "pair", "store"] {
+        metrics::counter!(MAILBOX_ERRORS_TOTAL, "actor" => actor).increment(0);
+    }
+    for slow in ["true", "false"] {
+        metrics::counter!(COLD_STARTS_TOTAL, "slow" => slow).increment(0);
+    }
+    metrics::counter!(TOKEN_PROBES_TOTAL, "result" => "ok").increment(0);
+    metrics::counter!(DISCOVERY_FETCHES_TOTAL, "outcome" => "ok").increment(0);
+    // The breaker's usual transitions (the rarer reasons appear with their first event).
+    for (from, to, reason) in [
+        ("closed", "open", "consecutive-failures"),
+        ("closed", "open", "failure-rate"),
+        ("open", "half_open", "backoff-elapsed"),
+        ("half_open", "closed", "trials-succeeded"),
+        ("half_open", "open", "trial-failed"),
+    ] {
+        metrics::counter!(BREAKER_TRANSITIONS_TOTAL, "from" => from, "to" => to, "reason" => reason).increment(0);
+    }
+    for name in [DISCOVERY_ORCHESTRATORS, STORE_SIZE_BYTES, BODY_BYTES, ORCHESTRATORS, PAIRS_ROUTABLE] {
+        metrics::gauge!(name).set(0.0);
+    }
+}
+
+/// Registers, at zero, the series of one registered capability (its jobs, attempts, retries,
+/// queue and slots), so they exist before its first job.
+pub fn register_capability(cap: &crate::capability::Capability) {
+    let c = cap.to_string();
+    metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "success").increment(0);
+    metrics::counter!(ATTEMPTS_TOTAL, "capability" => c.clone(), "result" => "success").increment(0);
+    for name in [RETRIES_TOTAL, RETRY_BUDGET_EXHAUSTED_TOTAL, STUCK_ATTEMPTS_TOTAL] {
+        metrics::counter!(name, "capability" => c.clone()).increment(0);
+    }
+    for outcome in ["dispatched", "timeout", "full", "abandoned"] {
+        metrics::counter!(QUEUE_OUTCOMES_TOTAL, "capability" => c.clone(), "outcome" => outcome).increment(0);
+    }
+    for name in [QUEUE_DEPTH, SLOTS, SLOTS_INFLIGHT] {
+        metrics::gauge!(name, "capability" => c.clone()).set(0.0);
+    }
+    // Registered without a sample: rendered with zero counts.
+    for name in [REQUEST_DURATION_SECONDS, UPSTREAM_DURATION_SECONDS, QUEUE_WAIT_SECONDS] {
+        let _ = metrics::histogram!(name, "capability" => c.clone());
+    }
+}
+
 /// Metric handles of the common outcomes of one capability's jobs, registered once: looking a
 /// metric up by name and labels costs allocations and hashing, which the hot path pays per
 /// job otherwise. Rarer outcomes (failures, refusals) use the macros directly.

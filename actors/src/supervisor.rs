@@ -329,6 +329,16 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+        for cap in &self.registered {
+            m::register_capability(cap);
+        }
+        // Every reason and state at zero before the first tick (dashboards show 0, not "no data").
+        for reason in Reason::ALL {
+            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).set(0.0);
+        }
+        for state in ["closed", "open", "half_open"] {
+            metrics::gauge!(m::PAIRS, "state" => state).set(0.0);
+        }
         self.ensure_declared_pairs();
         // Pairs seen offering before the restart come back on the board with what they learned.
         let offered: Vec<PairKey> = self

@@ -80,6 +80,11 @@ pub async fn run(args: SimArgs, shutdown: impl Future<Output = &'static str>) ->
         sse_interval_ms: args.sse_interval_ms,
         ..Knobs::default()
     };
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
+    knobs.validate().map_err(invalid)?;
+    for cap in &args.capabilities {
+        byoc_actors::capability::Capability::new(cap).map_err(|e| invalid(format!("--capability {cap:?}: {e}")))?;
+    }
     let caps: Vec<(&str, Knobs)> = args.capabilities.iter().map(|c| (c.as_str(), knobs.clone())).collect();
     // One server per address (not one server with many listeners) so that each answers its
     // own `service_addr` and keeps its own knobs and stats, as distinct orchestrators do.

@@ -93,6 +93,32 @@ pub struct Knobs {
     pub balance: i64,
 }
 
+impl Knobs {
+    /// Checks values a real orchestrator could not have: rates outside [0, 1], negative
+    /// capacities, latencies or prices, a price per zero units.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, rate) in [("error_rate", self.error_rate), ("oom_rate", self.oom_rate)] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(format!("{name} must be between 0 and 1 (a share of jobs), got {rate}"));
+            }
+        }
+        if self.error_rate + self.oom_rate > 1.0 {
+            return Err(format!("error_rate + oom_rate must be at most 1, got {}", self.error_rate + self.oom_rate));
+        }
+        for (name, v) in
+            [("capacity", self.capacity), ("busy_slots", self.busy_slots), ("price_per_unit", self.price_per_unit)]
+        {
+            if v < 0 {
+                return Err(format!("{name} must not be negative, got {v}"));
+            }
+        }
+        if self.pixels_per_unit < 1 {
+            return Err(format!("pixels_per_unit must be at least 1, got {}", self.pixels_per_unit));
+        }
+        Ok(())
+    }
+}
+
 impl Default for Knobs {
     fn default() -> Self {
         Self {

@@ -125,6 +125,7 @@ impl SimState {
                 }
             }
             let knobs: Knobs = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            knobs.validate()?;
             updated.push((name.clone(), knobs));
         }
         for (name, knobs) in updated {

@@ -14,6 +14,26 @@ use super::{Config, ConfigError, RunArgs, Runner, SignerConfig, Validated};
 
 /// Refuses an environment variable named `BYOC_GATEWAY_*` that no flag reads: a misspelt one
 /// would otherwise be ignored without a word, as an unknown key in the file is not.
+/// A listen address: `IP:port`, or `host:port` for a host name that resolves (`localhost:9935`);
+/// the first address it resolves to is used.
+fn listen_addr(key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(addr) = raw.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    // IPv4 first: `localhost` often resolves to ::1 first, which not every host can bind.
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(raw).map(|a| {
+        let all: Vec<SocketAddr> = a.collect();
+        all.iter().find(|a| a.is_ipv4()).or(all.first()).copied()
+    });
+    match resolved {
+        Ok(Some(addr)) => Ok(addr),
+        Ok(None) => Err(ConfigError::Invalid(format!("{key} '{raw}' resolves to no address"))),
+        Err(e) => Err(ConfigError::Invalid(format!(
+            "{key} '{raw}' is not an IP:port address or a host:port that resolves ({e})"
+        ))),
+    }
+}
+
 pub(super) fn check_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
     use clap::Args as _;
     let cmd = RunArgs::augment_args(clap::Command::new("run"));
@@ -40,14 +60,8 @@ impl Config {
 
     pub(super) fn validate_with(self, unlock: Unlock) -> Result<Validated, ConfigError> {
         let invalid = |m: String| ConfigError::Invalid(m);
-        let http_addr: SocketAddr = self
-            .http_addr
-            .parse()
-            .map_err(|e| invalid(format!("http_addr '{}' is not an IP:port address: {e}", self.http_addr)))?;
-        let admin_addr: SocketAddr = self
-            .admin_addr
-            .parse()
-            .map_err(|e| invalid(format!("admin_addr '{}' is not an IP:port address: {e}", self.admin_addr)))?;
+        let http_addr = listen_addr("http_addr", &self.http_addr)?;
+        let admin_addr = listen_addr("admin_addr", &self.admin_addr)?;
         if self.admin_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
             return Err(invalid("admin_token is set but empty".into()));
         }

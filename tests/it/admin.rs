@@ -385,3 +385,37 @@ async fn reasons_and_codes_say_what_happened() {
     assert_eq!(wrong.header("allow").as_deref(), Some("POST"));
     gw.admin_get("/admin/nothing-here").await.error(404, "not-found");
 }
+
+#[actix_web::test]
+async fn every_documented_metric_exists_before_the_first_event() {
+    let a = sim("a", &[("depth", healthy())]);
+    let gw = gateway(&[(&a, &["depth"])]).await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    let documented: std::collections::BTreeSet<&str> =
+        readme.lines().filter_map(|l| l.strip_prefix("| `byoc_gateway_")).filter_map(|l| l.split('`').next()).collect();
+    assert!(documented.len() >= 30, "the README's metrics table: {documented:?}");
+    // The pair gauges follow the supervisor's first tick; nothing else has happened yet.
+    let text = eventually("the first tick's gauges", 250, || async {
+        let m = read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await;
+        let text = String::from_utf8_lossy(&m.body).into_owned();
+        text.contains("byoc_gateway_pairs_routable").then_some(text)
+    })
+    .await;
+    let missing: Vec<&&str> =
+        documented.iter().filter(|name| !text.contains(&format!("\nbyoc_gateway_{name}"))).collect();
+    assert!(missing.is_empty(), "documented but absent before any job: {missing:?}");
+    assert_eq!(a.state.stats("depth").jobs, 0, "no job was sent");
+}
+
+#[actix_web::test]
+async fn refused_adds_leave_no_gap_in_orchestrator_ids() {
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("depth", healthy())]);
+    let gw = gateway(&[(&a, &["depth"])]).await;
+    for _ in 0..3 {
+        gw.admin_post("/admin/orchestrators", json!({"url": a.url})).await.error(409, "duplicate-orchestrator");
+    }
+    let added = gw.admin_post("/admin/orchestrators", json!({"url": b.url})).await;
+    assert_eq!(added.status, 201);
+    assert_eq!(added.json()["id"], "orch-2", "{:?}", added.body);
+}

@@ -141,3 +141,32 @@ async fn the_listen_backlog_is_the_configured_one() {
     let backlog: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
     assert_eq!(backlog, ["777"], "{text}");
 }
+
+#[test]
+fn small_things_a_new_operator_trips_over() {
+    // A host name that resolves is a listen address.
+    let (code, out, err) = run(&["check-config", "--http-addr", "localhost:9935"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("http=127.0.0.1:9935") || out.contains("http=[::1]:9935"), "{out}");
+    let (code, _, err) = run(&["check-config", "--http-addr", "no-such-host.invalid:9935"], &[]);
+    assert_eq!(code, Some(78));
+    assert!(err.contains("http_addr") && err.contains("resolves"), "{err}");
+
+    // The simulator refuses values no orchestrator could have.
+    let (code, _, err) = run(&["sim", "--addr", "127.0.0.1:0", "--error-rate", "2"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("error_rate must be between 0 and 1"), "{err}");
+    let (code, _, err) = run(&["sim", "--addr", "127.0.0.1:0", "--capability", "Bad Cap"], &[]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("Bad Cap"), "{err}");
+
+    // An import that is refused says so, without first announcing that it is importing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("export.json");
+    std::fs::write(&file, r#"{"format":"something-else","schema_version":2}"#).expect("write");
+    let data = dir.path().join("data");
+    let (code, out, err) =
+        run(&["store", "import", file.to_str().expect("path"), "--data-dir", data.to_str().expect("path")], &[]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(!out.contains("importing"), "{out}");
+}

@@ -76,6 +76,7 @@ impl Supervisor {
     pub(super) fn register_capability(&mut self, cap: &Capability, survey: bool) {
         if self.registered.insert(cap.clone()) {
             tracing::info!(capability = %cap, "capability registered");
+            m::register_capability(cap);
             let keys: Vec<PairKey> = self.off_board.keys().filter(|k| &k.capability == cap).cloned().collect();
             for key in &keys {
                 self.decide(key);

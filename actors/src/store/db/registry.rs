@@ -43,6 +43,12 @@ impl Db {
         capabilities: Vec<Capability>,
         source: Source,
     ) -> Result<Result<Orchestrator, Duplicate>, StoreError> {
+        // A duplicate is refused before an id is drawn, so refused adds leave no gap in the
+        // ids (the store actor serialises writes: nothing can add this URL in between).
+        if let Some(existing) = self.urls.get(url.as_bytes()).map_err(|e| self.err(e))? {
+            let id = OrchestratorId(String::from_utf8_lossy(&existing).into_owned().into());
+            return Ok(Err(Duplicate { id, url: url.to_string() }));
+        }
         // Ids come from sled's monotonic counter; skip any taken by an imported entry.
         let id = loop {
             let n = self.db.generate_id().map_err(|e| self.err(e))?;
@@ -154,7 +160,11 @@ impl Db {
         }
         for o in existing.iter().filter(|o| o.source == Source::Config) {
             if !entries.iter().any(|(url, _)| url == &o.url) {
-                tracing::info!(id = %o.id, url = %o.url, "orchestrator no longer in the config: removed");
+                let learned = self.pairs.contains_key(o.id.0.as_bytes()).unwrap_or(false);
+                tracing::warn!(id = %o.id, url = %o.url, had_learned_scores = learned,
+                    "orchestrator no longer in --orch-addr or the config file: removed, with the scores it had \
+                     learned; add it back to keep routing to it (take `byoc-gateway store export` before changing \
+                     the flags to keep a copy)");
                 self.delete(&o.id)?;
             }
         }

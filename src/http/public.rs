@@ -230,7 +230,9 @@ pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot,
         Err(e) => {
             let err = ApiError::from(e);
             if err.status.is_server_error() {
-                tracing::error!(capability = %job.client.capability, request_id = %job.request_id, code = err.code,
+                // A warning, not an error: the client got a clear answer and the gateway is
+                // fine; at error level every failing job of a bad orchestrator flooded the log.
+                tracing::warn!(capability = %job.client.capability, request_id = %job.request_id, code = err.code,
                     attempts = err.attempts.len(), "job failed: {}", err.message);
             }
             actix_web::ResponseError::error_response(&err)

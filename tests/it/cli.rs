@@ -170,3 +170,25 @@ fn small_things_a_new_operator_trips_over() {
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(!out.contains("importing"), "{out}");
 }
+
+#[test]
+fn the_demo_tells_its_story_every_time() {
+    let (code, out, err) =
+        run(&["demo", "--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--exit", "--jobs", "24"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let line = |prefix: &str| out.lines().find(|l| l.trim_start().starts_with(prefix)).unwrap_or_default().to_string();
+    // 'broken' is tripped by the jobs pinned to it, and its out-of-memory answer is counted.
+    let broken = line("broken  image-to-image");
+    assert!(broken.contains("breaker=open") && broken.contains("routable=false"), "{out}");
+    assert!(line("broken  depth").contains("oom=1"), "{out}");
+    // 'slow' answers only the jobs that keep it measured.
+    let slow: u32 = line("slow    image-to-image")
+        .split("ok=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("slow's ok count");
+    assert!(slow <= 4, "slow answered {slow} of 24: {out}");
+    assert!(out.contains("Status page (open it in a browser): http://127.0.0.1:"), "{out}");
+    assert!(out.contains("/admin/ui#token=demo-token"), "{out}");
+    assert!(!err.contains("ERROR"), "the story is not drowned in logs: {err}");
+}

@@ -76,7 +76,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         "simulated orchestrators: fast={} (30 ms)  slow={} (250 ms)  broken={} (image-to-image: every job 500; depth: CUDA out of memory)",
         fast.url, slow.url, broken.url
     );
-    let demo = Demo { gw: &gw, names: &names, client: awc::Client::builder().timeout(Duration::from_secs(30)).finish() };
+    let demo =
+        Demo { gw: &gw, names: &names, client: awc::Client::builder().timeout(Duration::from_secs(30)).finish() };
     demo.story(args.jobs, &broken.url).await;
     print_curls(&gw, &args.admin_token, &fast.url, &broken.url);
     let shutdown = crate::signals::shutdown_signal()?;
@@ -124,7 +125,9 @@ impl Demo<'_> {
             }
             failovers += a.attempts.saturating_sub(1);
         }
-        println!("\n1. {jobs} image-to-image jobs, one after another: answered by {by_orch:?}; {failovers} failed over.");
+        println!(
+            "\n1. {jobs} image-to-image jobs, one after another: answered by {by_orch:?}; {failovers} failed over."
+        );
         println!("   The gateway sends each job to the pair expected to answer first (its measured p50");
         println!("   latency, load and success rate): 'fast'. 'slow' and 'broken' get one job every 5 s to");
         println!("   stay measured; 'broken' failed its job, which was failed over to another orchestrator.");

@@ -134,7 +134,7 @@ async fn the_listen_backlog_is_the_configured_one() {
     let gw = gateway_with(&[], |c| c.limits.listen_backlog = 777).await;
     let port = gw.http.rsplit(':').next().expect("port").to_string();
     let Ok(out) = Command::new("ss").args(["-ltnH", &format!("sport = :{port}")]).output() else {
-        return skip("listen backlog check", "`ss` (iproute2) is not installed");
+        return skip(Needs::Tool, "listen backlog check", "`ss` (iproute2) is not installed");
     };
     let text = String::from_utf8_lossy(&out.stdout);
     // LISTEN lines: State Recv-Q Send-Q(backlog) Local Peer

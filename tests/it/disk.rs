@@ -1,5 +1,5 @@
 //! A full disk, for real: the gateway's data dir on a small tmpfs, filled to the last byte.
-//! Mounting needs root (CI runs as root); elsewhere the test says it skipped.
+//! Mounting needs root (`.ci/run` requires it when run as root); elsewhere the test says it skipped.
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -110,7 +110,7 @@ fn start_refused(args: &[&str]) -> (Option<i32>, String) {
 async fn a_full_disk_loses_no_acknowledged_write_and_writes_resume_when_space_returns() {
     let fs = match Tmpfs::mount("8m") {
         Ok(fs) => fs,
-        Err(why) => return skip("full-disk test", &why),
+        Err(why) => return skip(Needs::Root, "full-disk test", &why),
     };
     let data = fs.path().to_str().expect("utf-8 path");
     let args = gateway_args(data, &[]);

@@ -330,18 +330,45 @@ impl Drop for Process {
     }
 }
 
-/// Reports that `test` could not run and why, on the terminal (past the test harness's output
-/// capture, so the skip shows in the run's summary). Under `CI` a skip is a failure: `.ci/run`
-/// installs every prerequisite and runs as root.
-pub fn skip(test: &str, why: &str) {
-    assert!(std::env::var_os("CI").is_none(), "{test} cannot run: {why}");
-    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+/// What a test needs from the machine beyond Rust.
+#[derive(Debug, Clone, Copy)]
+pub enum Needs {
+    /// Python 3.12 with the PyPI clients (`.venv`).
+    Python,
+    /// Chromium and its driver.
+    Browser,
+    /// Root (a tmpfs mount).
+    Root,
+    /// A system tool (`ss`).
+    Tool,
+}
+
+impl Needs {
+    fn as_str(self) -> &'static str {
+        match self {
+            Needs::Python => "python",
+            Needs::Browser => "browser",
+            Needs::Root => "root",
+            Needs::Tool => "tool",
+        }
+    }
+}
+
+/// Reports that `test` could not run and why, as a `SKIPPED` line on the terminal (past the
+/// test harness's output capture; `.ci/run` repeats them at the end of its output). When
+/// `BYOC_TEST_REQUIRE` lists what the test needs (`python,browser,root,tool`, or `all`), a skip
+/// is a failure instead: `.ci/run` sets it for what it installs.
+pub fn skip(needs: Needs, test: &str, why: &str) {
+    let required = std::env::var("BYOC_TEST_REQUIRE").unwrap_or_default();
+    let required = required.split(',').map(str::trim).any(|r| r == "all" || r == needs.as_str());
+    assert!(!required, "{test} cannot run ({} required by BYOC_TEST_REQUIRE): {why}", needs.as_str());
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test} (needs {}): {why}", needs.as_str());
 }
 
 /// The Python 3.12 interpreter of the test virtualenv (`.ci/run` creates `.venv` from
 /// `tests/python/requirements.txt`; `BYOC_TEST_PYTHON` overrides). `None` when absent outside
 /// CI, so a plain `cargo test` on a machine without it skips the Python-client tests with a
-/// message; under `CI` its absence fails the test.
+/// message; with `BYOC_TEST_REQUIRE=python` (as `.ci/run` sets) its absence fails the test.
 pub fn python() -> Option<PathBuf> {
     let path = std::env::var_os("BYOC_TEST_PYTHON")
         .map(PathBuf::from)
@@ -350,7 +377,7 @@ pub fn python() -> Option<PathBuf> {
         return Some(path);
     }
     let msg = format!("{} not found: run .ci/run (or create .venv from tests/python/requirements.txt)", path.display());
-    skip("Python client tests", &msg);
+    skip(Needs::Python, "Python client tests", &msg);
     None
 }
 

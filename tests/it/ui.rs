@@ -41,13 +41,13 @@ impl Driver {
     }
 }
 
-/// Whether the browser is installed; in CI (`CI` set) its absence is a failure, elsewhere the
-/// test says why it cannot run (`.ci/run` installs chromium and chromium-driver).
+/// Whether the browser is installed; with `BYOC_TEST_REQUIRE=browser` (as `.ci/run` sets) its absence is a
+/// failure, elsewhere the test says why it cannot run (`.ci/run` installs chromium and chromium-driver).
 fn browser_available() -> bool {
     let present = Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists();
     if !present {
         let msg = "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver; .ci/run does it)";
-        skip("status page browser test", msg);
+        skip(Needs::Browser, "status page browser test", msg);
     }
     present
 }

@@ -192,6 +192,8 @@ pub struct Supervisor {
     runtime_policies: BTreeSet<Capability>,
     /// When the last tick ran, to measure how late the next one is (mailbox pressure).
     last_tick: Instant,
+    /// When the supervisor started.
+    started_at: Instant,
     /// How late the last tick ran, in milliseconds.
     tick_lag_ms: u64,
     /// Last measured store round trip, in microseconds.
@@ -233,6 +235,7 @@ impl Supervisor {
             last_flush: Instant::now(),
             flushing: false,
             last_tick: Instant::now(),
+            started_at: Instant::now(),
             tick_lag_ms: 0,
             store_rtt_us: None,
             ticks: 0,

@@ -120,6 +120,25 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
         )
         .await;
     assert_eq!(slots, "0 / 4", "in flight / slots of the depth capability");
+    // What an operator scans for: the orchestrator up at a glance, the version and uptime.
+    let js = |script: &str| {
+        let (driver, path, script) = (&driver, s("/execute/sync"), script.to_string());
+        async move { driver.call("POST", &path, Some(json!({"script": script, "args": []}))).await }
+    };
+    let up = js(&format!(
+        "const r = document.querySelector('tr[data-orchestrator=\"{orch}\"] .dot'); return r ? r.title : null;"
+    ))
+    .await;
+    assert_eq!(up, "up", "the orchestrator shows up");
+    let version = js("return document.querySelector('#version').textContent").await;
+    assert!(version.as_str().is_some_and(|v| v.starts_with('v') && v.contains("up ")), "{version}");
+    // Filtering: only the matching pair stays visible.
+    js("const f = document.querySelector('#filter'); f.value = 'upscale'; f.dispatchEvent(new Event('input')); return 0;").await;
+    let visible =
+        js("return [...document.querySelectorAll('#pairs tbody tr')].filter((tr) => !tr.hidden).length").await;
+    assert_eq!(visible, 1, "the filter leaves the upscale pair");
+    js("const f = document.querySelector('#filter'); f.value = ''; f.dispatchEvent(new Event('input')); return 0;")
+        .await;
     let url_now = driver.call("GET", &s("/url"), None).await;
     assert!(!url_now.as_str().unwrap_or("").contains(TOKEN), "the token is removed from the address bar");
 
@@ -137,6 +156,11 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
         (state_of(key.clone()).await == "open").then_some(())
     })
     .await;
+    let forced = js(&format!(
+        "const r = document.querySelector('tr[data-pair=\"{key}\"] .forced'); return r ? r.textContent : null;"
+    ))
+    .await;
+    assert_eq!(forced, "forced", "a manual trip is shown as forced");
     assert_eq!(gw.pair("depth", &a.url).await["breaker"]["state"], "open", "the click reached the gateway");
     assert_eq!(gw.pair("upscale", &a.url).await["breaker"]["state"], "closed");
 

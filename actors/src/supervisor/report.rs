@@ -57,6 +57,10 @@ impl Handler<ListPairsPage> for Supervisor {
 /// The supervisor's own view for `/admin/supervisor`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SupervisorReport {
+    /// The gateway's version.
+    pub version: &'static str,
+    /// Seconds since the supervisor started (the gateway's uptime).
+    pub uptime_seconds: u64,
     /// Registered orchestrators.
     pub orchestrators: usize,
     /// Registered capabilities.
@@ -147,6 +151,8 @@ impl Handler<GetSupervisorReport> for Supervisor {
             }
         }
         MessageResult(SupervisorReport {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.started_at.elapsed().as_secs(),
             orchestrators: self.orchestrators.len(),
             capabilities: self.registered.iter().map(|c| c.to_string()).collect(),
             pair_actors: self.pairs.len(),

@@ -11,6 +11,8 @@
 //! - [`queue`]: a capability's wait queue for jobs that found every pair full.
 //! - [`ratelimit`]: a token bucket (probes spent discovering capability names).
 //! - [`policy`]: per-capability routing policy (profiles, retry knobs).
+//! - [`payment`]: tickets, their hash and signature, the `Livepeer-Payment` message (the
+//!   pure part of payments; not yet used on the job path).
 //! - [`pair`]: `PairActor`, one per (orchestrator, capability), owning that pair's health.
 //! - [`scoreboard`]: the per-capability boards the HTTP workers select pairs from (the design
 //!   card's `Dispatcher`, not an actor: see `docs/architecture.md`).
@@ -35,6 +37,7 @@ pub mod metrics;
 pub mod orchestrator;
 mod outcome;
 pub mod pair;
+pub mod payment;
 pub mod policy;
 pub mod protocol;
 mod queue;

@@ -74,10 +74,15 @@ impl Signer for V0 {
 /// `keccak256("\x19Ethereum Signed Message:\n32" ++ keccak256(msg))`: go-livepeer signs the
 /// 32-byte hash of the message, not the message itself, hence the fixed length 32.
 pub fn personal_digest(msg: &[u8]) -> [u8; 32] {
-    let inner = Keccak256::digest(msg);
+    personal_digest_of_hash(&Keccak256::digest(msg))
+}
+
+/// EIP-191's text hash of a 32-byte hash: `keccak256("\x19Ethereum Signed Message:\n32" || hash)`
+/// (go-ethereum's `TextHash`). A ticket's signature is over the text hash of its ticket hash.
+pub fn personal_digest_of_hash(hash: &[u8]) -> [u8; 32] {
     let mut h = Keccak256::new();
     h.update(b"\x19Ethereum Signed Message:\n32");
-    h.update(inner);
+    h.update(hash);
     h.finalize().into()
 }
 

@@ -4,13 +4,20 @@
 //! Byte layouts and known answers: `docs/payments.md` (from go-livepeer's `pm/` and
 //! `byoc/payment.go`).
 //!
-//! What is not here yet (issue 16): choosing when to pay and how much against a ledger, nonce
-//! bookkeeping that survives restarts, spend limits, routing with money, and the simulator's
-//! verification. Nothing calls this module on the job path today.
+//! [`plan`] decides how much to pay before a job (enough to pass the orchestrator's 60 s
+//! minimum, which go-livepeer's gateway misses for short jobs) under the operator's limits, and
+//! hands out nonces per ticket-params set.
+//!
+//! What is not here yet (issue 16): the ledger per (recipient, capability), persisting nonces,
+//! per-capability spend caps, attaching the header on the job path and failing over on a
+//! payment refusal, and the simulator's verification. Nothing calls this module on the job path
+//! today.
 
 pub mod count;
+pub mod plan;
 pub mod ticket;
 pub mod wire;
 
 pub use count::ticket_count_for_cost;
+pub use plan::{plan, Limits, Nonces, PayError, Plan};
 pub use ticket::{ExpirationParams, Ticket, TicketParams};

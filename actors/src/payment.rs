@@ -16,6 +16,7 @@
 pub mod count;
 pub mod plan;
 pub mod ticket;
+pub mod verify;
 pub mod wire;
 
 pub use count::ticket_count_for_cost;

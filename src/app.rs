@@ -158,6 +158,8 @@ impl Gateway {
         let bodies = crate::http::body::BodyBudget::new(cfg.limits.body_budget_bytes);
         let (body_read_timeout, header_read_timeout) = (cfg.limits.body_read_timeout, cfg.limits.header_read_timeout);
         let (sb, s, st, pol) = (scoreboard.clone(), supervisor.clone(), store.clone(), policies.clone());
+        // Payments to priced orchestrators, shared by every worker (used only with a key).
+        let payments = Arc::new(byoc_actors::route::Payments::new(byoc_actors::payment::Limits::default()));
         let (max_body, max_resp, mailbox_timeout, probe_wait) = (
             cfg.limits.max_body_bytes,
             cfg.limits.max_response_bytes,
@@ -184,6 +186,7 @@ impl Gateway {
                 probe_wait,
                 budgets: budgets.clone(),
                 marker: marker.clone(),
+                payments: payments.clone(),
             };
             App::new()
                 .app_data(web::Data::new(PublicState {

@@ -23,6 +23,9 @@ pub enum Refusal {
     PaymentRequired,
     /// `400 Could not get job price`: the orchestrator cannot price the capability.
     PriceUnavailable,
+    /// The orchestrator refused the gateway's payment (`Could not parse payment`,
+    /// `invalid ticket ...`, `invalid recipientRand ...`, `TicketParams expired`).
+    PaymentRejected,
 }
 
 impl Refusal {
@@ -33,6 +36,7 @@ impl Refusal {
             Refusal::CredentialsRejected => "credentials-rejected",
             Refusal::PaymentRequired => "payment-required",
             Refusal::PriceUnavailable => "price-unavailable",
+            Refusal::PaymentRejected => "payment-rejected",
         }
     }
 
@@ -47,6 +51,10 @@ impl Refusal {
             (&b"Could not verify job creds"[..], Refusal::CredentialsRejected),
             (b"Insufficient balance for request", Refusal::PaymentRequired),
             (b"Could not get job price", Refusal::PriceUnavailable),
+            (b"Could not parse payment", Refusal::PaymentRejected),
+            (b"invalid ticket", Refusal::PaymentRejected),
+            (b"invalid recipientRand", Refusal::PaymentRejected),
+            (b"TicketParams expired", Refusal::PaymentRejected),
         ]
         .into_iter()
         .find(|(prefix, _)| text.starts_with(prefix))

@@ -137,6 +137,8 @@ pub struct PairActor {
     last_probe: Option<Instant>,
     /// The last token probe could not reach the orchestrator (connect refused, timeout).
     unreachable: bool,
+    /// What the last priced token offers to pay against.
+    payment: Option<Arc<PaymentTerms>>,
     refresh: Option<SpawnHandle>,
 }
 
@@ -147,6 +149,16 @@ pub struct PairActor {
 struct Offer {
     available_capacity: i64,
     price: Option<Price>,
+}
+
+/// What a priced token offers to pay against: its ticket params and the gateway's balance
+/// there. Only tokens with a price keep one (offchain tokens carry neither).
+#[derive(Debug, Clone)]
+pub struct PaymentTerms {
+    /// The token's ticket params, verbatim.
+    pub params: crate::payment::TicketParams,
+    /// The gateway's balance at the orchestrator as the token reported it (wei).
+    pub balance: i64,
 }
 
 impl PairActor {
@@ -227,6 +239,7 @@ impl PairActor {
             state_since: now,
             last_probe: None,
             unreachable: false,
+            payment: None,
             refresh: None,
         };
         actor.publish();
@@ -315,6 +328,7 @@ impl PairActor {
             forced_until: self.forced.flatten(),
             state_since: self.state_since,
             last_probe: self.last_probe,
+            payment: self.payment.clone(),
             unreachable: self.unreachable && !self.token_ok,
             node_unreachable: self.node_unreachable,
             refusal: self.refusal,

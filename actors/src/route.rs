@@ -23,6 +23,7 @@ mod call;
 mod deadline;
 mod decide;
 mod error;
+mod pay;
 mod place;
 mod state;
 
@@ -45,6 +46,7 @@ use crate::supervisor::{Availability, EnsureCapability, Supervisor};
 
 use decide::Decision;
 pub use error::{AttemptKind, AttemptReport, RouteError};
+pub use pay::Payments;
 use state::JobState;
 
 /// One job as received.
@@ -126,6 +128,8 @@ pub struct Router {
     pub metrics: m::JobMetricsCache,
     /// This gateway's loop marker (shared by every worker).
     pub marker: Arc<LoopMarker>,
+    /// Payments to priced orchestrators (shared by every worker).
+    pub payments: Arc<Payments>,
 }
 
 impl Router {

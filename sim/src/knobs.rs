@@ -91,6 +91,11 @@ pub struct Knobs {
     /// The gateway's credit in wei, reported as the token's `balance`. With a price, a job
     /// needs `balance >= 60 s x price` or gets `400 Insufficient balance for request`.
     pub balance: i64,
+    /// Behave as an on-chain orchestrator that takes payments: tokens of a priced capability
+    /// carry fresh ticket params, `Livepeer-Payment` is verified and credited per sender
+    /// (`balance` is then each sender's starting credit), and jobs are debited
+    /// `ceil(elapsed) x price`.
+    pub tickets: bool,
 }
 
 impl Knobs {
@@ -147,6 +152,7 @@ impl Default for Knobs {
             reject_creds: false,
             price_unavailable: false,
             balance: 0,
+            tickets: false,
         }
     }
 }

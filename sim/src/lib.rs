@@ -24,6 +24,7 @@ mod cli;
 mod control;
 mod knobs;
 mod orchestrator;
+mod payments;
 mod runner;
 mod server;
 mod state;
@@ -31,6 +32,7 @@ mod stream;
 
 pub use cli::{run, SimArgs};
 pub use knobs::{CapStats, Knobs, LastSeen, OverCapacity};
+pub use payments::{ticket_ev, PaymentStats, RECIPIENT};
 pub use runner::SIM_IMAGE_URL;
 pub use server::{start, start_tls, SimHandle};
 pub use state::{sha256_hex, ReceivedJob, SimState};

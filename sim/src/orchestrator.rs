@@ -31,6 +31,7 @@ pub(crate) async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpR
     let Some(cred) = decode_eth_address_header(&cred) else {
         return text(StatusCode::BAD_REQUEST, "Invalid eth address header ");
     };
+    let cred_addr = cred.addr.clone();
     state.last.lock().token_credential = Some(cred);
     let Some(cap) = header(names::LIVEPEER_CAPABILITY).filter(|c| !c.is_empty()) else {
         return text(
@@ -43,11 +44,15 @@ pub(crate) async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpR
         Some(c) => {
             c.stats.tokens += 1;
             let load = c.inflight.load(Ordering::Relaxed) + c.knobs.busy_slots.max(0) + c.stats.leaked_slots;
-            ((c.knobs.capacity - load).max(0), (c.knobs.price_per_unit, c.knobs.pixels_per_unit, c.knobs.balance))
+            (
+                (c.knobs.capacity - load).max(0),
+                (c.knobs.price_per_unit, c.knobs.pixels_per_unit, c.knobs.balance, c.knobs.tickets),
+            )
         }
-        None => (0, (0, 1, 0)),
+        None => (0, (0, 1, 0, false)),
     };
     drop(caps);
+    let paid_tickets = price.3 && price.0 > 0;
     // Shaped like go-livepeer's offchain JobToken: zero values omitted.
     let mut body = json!({
         "sender_address": {"addr": "0x0000000000000000000000000000000000000000", "sig": ""},
@@ -61,7 +66,14 @@ pub(crate) async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpR
     if capacity > 0 {
         body["available_capacity"] = json!(capacity);
     }
-    if price.2 != 0 {
+    if paid_tickets {
+        // An on-chain orchestrator: fresh ticket params with every token, and the sender's own
+        // balance.
+        let mut ledger = state.payments.lock();
+        let params = ledger.issue();
+        body["ticket_params"] = crate::payments::Ledger::params_json(&params);
+        body["balance"] = json!(ledger.balance(&cred_addr, &cap, price.2));
+    } else if price.2 != 0 {
         body["balance"] = json!(price.2);
     }
     HttpResponse::Ok().json(body)
@@ -148,6 +160,27 @@ pub(crate) async fn job(
         c.stats.max_inflight = c.stats.max_inflight.max(running);
     }
     // What go-livepeer's orchestrator checks after reserving the slot, in its order.
+    let per_second = knobs.price_per_unit.max(0) as f64 / knobs.pixels_per_unit.max(1) as f64;
+    let pays = knobs.tickets && knobs.price_per_unit > 0 && !knobs.price_unavailable;
+    if pays {
+        let mut ledger = state.payments.lock();
+        let payment = req.headers().get("Livepeer-Payment").and_then(|v| v.to_str().ok());
+        let refusal = match payment {
+            Some(p) => ledger.pay(p, &header.sender, &header.capability, knobs.balance).err(),
+            None => None,
+        }
+        .or_else(|| {
+            (!ledger.covers(&header.sender, &header.capability, knobs.balance, per_second))
+                .then(|| "Insufficient balance for request".to_string())
+        });
+        drop(ledger);
+        if let Some(message) = refusal {
+            if let Some(c) = state.caps.lock().get_mut(&header.capability) {
+                c.stats.errors += 1;
+            }
+            return text(StatusCode::BAD_REQUEST, &message);
+        }
+    }
     if let Some(refusal) = refuse_after_reserving(&knobs, &header) {
         if let Some(c) = state.caps.lock().get_mut(&header.capability) {
             c.stats.errors += 1;
@@ -180,6 +213,9 @@ pub(crate) async fn job(
     }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
+    }
+    if pays {
+        state.payments.lock().debit(&header.sender, &header.capability, delay.as_secs_f64(), per_second);
     }
     if knobs.hold {
         let remaining = deadline.saturating_sub(delay);
@@ -254,7 +290,7 @@ fn refuse_after_reserving(knobs: &Knobs, header: &JobRequest) -> Option<LateRefu
     if knobs.price_unavailable {
         return Some(LateRefusal { message: "Could not get job price".into(), leaks_slot: true });
     }
-    if knobs.price_per_unit > 0 {
+    if knobs.price_per_unit > 0 && !knobs.tickets {
         let units = i128::from(knobs.pixels_per_unit.max(1));
         if i128::from(knobs.balance) * units < 60 * i128::from(knobs.price_per_unit) {
             return Some(LateRefusal { message: "Insufficient balance for request".into(), leaks_slot: false });

@@ -68,6 +68,7 @@ fn start_with(
         last_job: Mutex::new(None),
         sse_release: tokio::sync::Semaphore::new(0),
         job_release: tokio::sync::Semaphore::new(0),
+        payments: Mutex::default(),
     });
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());

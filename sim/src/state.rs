@@ -37,6 +37,8 @@ pub struct SimState {
     pub(crate) sse_release: tokio::sync::Semaphore,
     /// Permits for held jobs (`hold`), one per job released.
     pub(crate) job_release: tokio::sync::Semaphore,
+    /// Payments taken (knob `tickets`).
+    pub(crate) payments: Mutex<crate::payments::Ledger>,
 }
 
 /// A job as it arrived at the simulator (one with a valid job header).
@@ -71,7 +73,8 @@ impl SimState {
                 (k, json!({"knobs": v.knobs, "stats": v.stats, "inflight": v.inflight.load(Ordering::Relaxed)}))
             })
             .collect();
-        json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c})
+        json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c,
+            "payments": self.payments.lock().stats})
     }
 
     /// The last credential and job header received.
@@ -97,6 +100,11 @@ impl SimState {
     /// The last job received (with a valid job header), whatever it was answered.
     pub fn last_job(&self) -> Option<ReceivedJob> {
         self.last_job.lock().clone()
+    }
+
+    /// What the simulator received as payments (knob `tickets`).
+    pub fn payment_stats(&self) -> crate::payments::PaymentStats {
+        self.payments.lock().stats.clone()
     }
 
     /// Stats of one capability.
@@ -185,6 +193,7 @@ mod tests {
             last_job: Mutex::new(None),
             sse_release: tokio::sync::Semaphore::new(0),
             job_release: tokio::sync::Semaphore::new(0),
+            payments: Mutex::default(),
         };
         s.set("a", Knobs::default());
         s.set("b", Knobs::default());

@@ -15,6 +15,7 @@ mod errors;
 mod fidelity;
 mod health;
 mod operator;
+mod payments;
 mod persistence;
 mod reliability;
 mod routing;

@@ -104,7 +104,17 @@ impl PairActor {
                                 tracing::info!(pair = %self.key, reason = r.as_str(), "token changed; pair back in rotation");
                             }
                         }
-                        let payment_required = token.payment_required();
+                        // Ticket params of a priced token: what the gateway pays against.
+                        let priced = token.price.is_some_and(|p| p.price_per_unit > 0);
+                        let params = token.ticket_params.as_ref().filter(|_| priced).and_then(|v| {
+                            serde_json::from_value::<crate::payment::TicketParams>(v.clone())
+                                .inspect_err(|e| tracing::warn!(pair = %self.key, error = %e, "token's ticket_params do not decode; cannot pay there"))
+                                .ok()
+                        });
+                        let can_pay = params.is_some() && self.settings.signer.can_pay();
+                        self.payment = params.map(|params| Arc::new(PaymentTerms { params, balance: token.balance }));
+                        // A gateway that pays is not held back by the balance: it tops it up.
+                        let payment_required = token.payment_required() && !can_pay;
                         if payment_required && !self.payment_required {
                             tracing::warn!(pair = %self.key, balance = token.balance,
                                 "the capability is priced and the gateway's balance there is under 60 s of it (the gateway does not pay yet); pair leaves rotation");

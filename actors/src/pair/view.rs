@@ -152,6 +152,8 @@ pub struct PairView {
     pub last_probe: Option<Instant>,
     /// The last token probe could not reach the orchestrator (connect refused, timeout).
     pub unreachable: bool,
+    /// What the last priced token offers to pay against (ticket params, balance).
+    pub payment: Option<Arc<super::PaymentTerms>>,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub node_unreachable: bool,
     /// The orchestrator refused a job for a reason that is not the client's (a routing loop,
@@ -215,6 +217,7 @@ impl PairView {
             state_since: Instant::now(),
             last_probe: None,
             unreachable: false,
+            payment: None,
             node_unreachable: false,
             refusal: None,
             payment_required: false,
@@ -405,6 +408,7 @@ mod tests {
             Unroutable::RoutingLoop,
             Unroutable::CredentialsRejected,
             Unroutable::PriceUnavailable,
+            Unroutable::PaymentRejected,
             Unroutable::NoCapacity,
             Unroutable::PriceOverCeiling,
             Unroutable::PaymentRequired,

@@ -48,6 +48,7 @@ impl PairActor {
                     timeout: Duration::from_secs(warmup.timeout_seconds),
                     max_response_bytes,
                     stream_timeout: Duration::from_secs(warmup.timeout_seconds),
+                    payment: None,
                 },
                 &bytes::Bytes::from(warmup.body.into_bytes()).into(),
             )

@@ -3,8 +3,8 @@
 //! go-livepeer's gateway pays `timeout_seconds x price` (rounded up to whole tickets) when the
 //! balance is under 120 s of the price, so a first job with `timeout_seconds < 60` bounces off
 //! the orchestrator's 60 s minimum. Here a payment tops the balance up to
-//! `max(120 s, timeout + 60 s) x price`: the orchestrator's check passes after the payment, the
-//! job is covered, and the next job usually needs no tickets.
+//! `120 s + max(timeout, 60 s)` of the price: the orchestrator's check passes after the
+//! payment, the job is covered, and the next minute of jobs needs no tickets.
 
 use std::collections::HashMap;
 
@@ -106,7 +106,9 @@ pub fn plan(
     if ev > limits.max_ticket_ev {
         return Err(PayError::TicketEvOverLimit { ev, limit: limits.max_ticket_ev });
     }
-    let target = TOP_UP_BELOW_SECONDS.max(timeout_seconds + MIN_BALANCE_SECONDS) as f64 * per_second;
+    // Up to 120 s plus the job's own time (at least 60 s): the next minute of jobs needs no
+    // tickets, and the orchestrator's 60 s check passes.
+    let target = (TOP_UP_BELOW_SECONDS + timeout_seconds.max(MIN_BALANCE_SECONDS)) as f64 * per_second;
     let cost = target - balance as f64;
     let tickets = ticket_count_for_cost(cost, ev, timeout_seconds.min(u64::from(MAX_TICKETS)) as u32);
     let total = f64::from(tickets) * ev;
@@ -189,12 +191,12 @@ mod tests {
         // 120 s would take 695 tickets; one payment carries at most 600 (4.8e12), still over
         // the 60 s minimum: the job passes, and the next payment tops up.
         assert_eq!(ours.tickets, 600);
-        // A cheaper price: exactly what tops the balance up to 120 s.
+        // A cheaper price: exactly what tops the balance up to 120 s + 60 s.
         let cheap = plan((1_000_000_000, 1), 0, 30, Some(&p), &Limits::default()).expect("plan");
-        assert_eq!(cheap.tickets, 15, "120 s x 1e9 / 8e9 = 15 tickets");
-        // A long job: up to its timeout plus 60 s.
+        assert_eq!(cheap.tickets, 23, "180 s x 1e9 / 8e9 = 22.5, 23 tickets");
+        // A long job: 120 s plus its timeout.
         let long = plan((1_000_000_000, 1), 0, 100, Some(&p), &Limits::default()).expect("plan");
-        assert_eq!(long.tickets, 20, "160 s x 1e9 / 8e9 = 20 tickets");
+        assert_eq!(long.tickets, 28, "220 s x 1e9 / 8e9 = 27.5, 28 tickets");
     }
 
     #[test]

@@ -60,6 +60,12 @@ pub fn recover_signer(ticket_hash: &[u8; 32], sig: &[u8]) -> Option<[u8; 20]> {
     Some(address_bytes(&key))
 }
 
+/// The `recipient_rand_hash` a payment names (which issued params it claims), if it decodes.
+pub fn recipient_rand_hash(header: &str) -> Option<Vec<u8>> {
+    let bytes = STANDARD.decode(header.trim()).ok()?;
+    WirePayment::decode(bytes.as_slice()).ok()?.ticket_params.map(|p| p.recipient_rand_hash)
+}
+
 /// Decodes `header` and checks it against `issued` (the params the orchestrator handed out, with
 /// its address as `recipient`): params echoed exactly, every ticket signed by the sender it names.
 /// Nonce reuse and balances are the caller's (they need the orchestrator's memory).

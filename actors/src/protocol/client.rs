@@ -244,6 +244,8 @@ pub struct Forward<'a> {
     pub max_response_bytes: usize,
     /// Bound on an event stream once it has started (the job's own timeout).
     pub stream_timeout: Duration,
+    /// The `Livepeer-Payment` value, when the job is paid.
+    pub payment: Option<&'a str>,
 }
 
 /// POSTs a job and reads the whole answer, bounded by `fwd.timeout`; a 2xx `text/event-stream`
@@ -265,6 +267,9 @@ pub async fn forward_job(
             .insert_header((VIA, fwd.via.clone()));
         if let Some(ct) = fwd.content_type {
             req = req.insert_header((CONTENT_TYPE, ct));
+        }
+        if let Some(p) = fwd.payment {
+            req = req.insert_header((names::LIVEPEER_PAYMENT, p));
         }
         let mut resp = req.send_body(body.upstream()).await.map_err(|e| map_send_error(e, fwd.timeout))?;
         let header = |name: &HeaderName| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);

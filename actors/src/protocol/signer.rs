@@ -34,6 +34,15 @@ pub trait Signer: Send + Sync + std::fmt::Debug + 'static {
     }
     /// Short name for logs and the admin view.
     fn scheme(&self) -> &'static str;
+    /// A payment ticket's 65-byte signature (`r || s || v`) over the EIP-191 text hash of
+    /// `keccak256(flatten)`, the ticket hash; `None` for a signer that cannot pay.
+    fn sign_ticket(&self, _flatten: &[u8]) -> Option<[u8; 65]> {
+        None
+    }
+    /// Whether [`Signer::sign_ticket`] signs (a keyed signer), so the gateway can pay.
+    fn can_pay(&self) -> bool {
+        false
+    }
     /// The token credential's signature: over the address string itself. It never changes,
     /// so keyed signers compute it once (every pair's token probe sends it).
     fn address_signature(&self) -> String {

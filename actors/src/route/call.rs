@@ -45,6 +45,15 @@ impl Router {
             cold,
             alternative,
         });
+        // Pay, when the pair is priced and the gateway holds a key. A payment that cannot be
+        // made is logged; the orchestrator's refusal then fails the job over.
+        let payment = {
+            let v = placed.picked.view.read();
+            self.payments.prepare(&v, job.client.timeout_seconds, &*self.signer).unwrap_or_else(|e| {
+                tracing::warn!(pair = %placed.picked.key, error = %e, "no payment could be made for this attempt");
+                None
+            })
+        };
         let forward = forward_job(
             &self.client,
             Forward {
@@ -56,6 +65,7 @@ impl Router {
                 timeout,
                 max_response_bytes: self.max_response_bytes,
                 stream_timeout: deadline::stream_limit(job.client.timeout_seconds),
+                payment: payment.as_deref(),
             },
             &job.body,
         )
@@ -86,7 +96,11 @@ impl Router {
                 }
             }
         };
-        Call { answer, elapsed: t0.elapsed() }
+        let elapsed = t0.elapsed();
+        if matches!(&answer, Answer::Done(Ok(r)) if r.status < 400) {
+            self.payments.debit(&placed.picked.view.read(), elapsed.as_secs_f64());
+        }
+        Call { answer, elapsed }
     }
 }
 

@@ -32,6 +32,8 @@ pub enum Unroutable {
     CredentialsRejected,
     /// The orchestrator could not price the capability (`400 Could not get job price`).
     PriceUnavailable,
+    /// The orchestrator refused the gateway's payment tickets.
+    PaymentRejected,
     /// The advertised price is over the capability's ceiling.
     PriceOverCeiling,
     /// A priced capability without enough credit: the token's balance is under 60 s x price,
@@ -74,6 +76,8 @@ pub enum Reason {
     CredentialsRejected,
     /// [`Unroutable::PriceUnavailable`].
     PriceUnavailable,
+    /// [`Unroutable::PaymentRejected`].
+    PaymentRejected,
     /// [`Unroutable::NoCapacity`].
     NoCapacity,
     /// [`Unroutable::PriceOverCeiling`].
@@ -90,7 +94,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`PairView::routable_at`]'s checks.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::Retired,
         Reason::Disabled,
         Reason::ForcedOpen,
@@ -102,6 +106,7 @@ impl Reason {
         Reason::RoutingLoop,
         Reason::CredentialsRejected,
         Reason::PriceUnavailable,
+        Reason::PaymentRejected,
         Reason::NoCapacity,
         Reason::PriceOverCeiling,
         Reason::PaymentRequired,
@@ -124,6 +129,7 @@ impl Reason {
             Reason::RoutingLoop => "routing-loop",
             Reason::CredentialsRejected => "credentials-rejected",
             Reason::PriceUnavailable => "price-unavailable",
+            Reason::PaymentRejected => "payment-rejected",
             Reason::NoCapacity => "no-capacity",
             Reason::PriceOverCeiling => "price-over-ceiling",
             Reason::PaymentRequired => "payment-required",
@@ -156,6 +162,7 @@ impl Unroutable {
             Unroutable::RoutingLoop => Reason::RoutingLoop,
             Unroutable::CredentialsRejected => Reason::CredentialsRejected,
             Unroutable::PriceUnavailable => Reason::PriceUnavailable,
+            Unroutable::PaymentRejected => Reason::PaymentRejected,
             Unroutable::PriceOverCeiling => Reason::PriceOverCeiling,
             Unroutable::PaymentRequired => Reason::PaymentRequired,
             Unroutable::WarmingUp => Reason::WarmingUp,
@@ -177,6 +184,7 @@ impl From<Refusal> for Unroutable {
             Refusal::CredentialsRejected => Unroutable::CredentialsRejected,
             Refusal::PaymentRequired => Unroutable::PaymentRequired,
             Refusal::PriceUnavailable => Unroutable::PriceUnavailable,
+            Refusal::PaymentRejected => Unroutable::PaymentRejected,
         }
     }
 }

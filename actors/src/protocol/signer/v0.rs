@@ -69,6 +69,14 @@ impl Signer for V0 {
     fn address_signature(&self) -> String {
         self.address_signature.clone()
     }
+
+    fn sign_ticket(&self, flatten: &[u8]) -> Option<[u8; 65]> {
+        Some(self.sign_bytes(flatten))
+    }
+
+    fn can_pay(&self) -> bool {
+        true
+    }
 }
 
 /// `keccak256("\x19Ethereum Signed Message:\n32" ++ keccak256(msg))`: go-livepeer signs the

@@ -1,0 +1,94 @@
+//! **Pay** (a step of the attempt, before the call): the `Livepeer-Payment` for a priced pair,
+//! shared by every worker: the balance the gateway believes it holds per pair (re-synced to
+//! each new token's `balance`, credited with the EV sent, debited `ceil(elapsed) x price` after
+//! each call), and the nonces per ticket-params set.
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
+
+use crate::pair::{PairKey, PairView};
+use crate::payment::{plan, wire, Limits, Nonces, PayError};
+use crate::protocol::signer::Signer;
+
+/// One pair's balance as the gateway sees it.
+#[derive(Debug, Clone, Copy)]
+struct Ledger {
+    /// The token balance it was last synced to.
+    synced: i64,
+    /// The balance now: synced, plus EV sent, minus debits (wei).
+    balance: f64,
+}
+
+/// The payment state of the gateway.
+#[derive(Debug, Default)]
+pub struct Payments {
+    /// The operator's spend limits.
+    pub limits: Limits,
+    state: Mutex<(Nonces, HashMap<PairKey, Ledger>)>,
+}
+
+/// A pair's price per second, from its view.
+fn per_second(v: &PairView) -> f64 {
+    v.price_per_unit.max(0) as f64 / v.pixels_per_unit.max(1) as f64
+}
+
+impl Payments {
+    /// Payments under `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, state: Mutex::default() }
+    }
+
+    /// The `Livepeer-Payment` value for one attempt at the pair `v` of a job of
+    /// `timeout_seconds`, or `None` when none is needed (free, the balance covers it, or the
+    /// signer cannot pay).
+    pub fn prepare(&self, v: &PairView, timeout_seconds: u64, signer: &dyn Signer) -> Result<Option<String>, PayError> {
+        if v.price_per_unit <= 0 || !signer.can_pay() {
+            return Ok(None);
+        }
+        let terms = v.payment.as_deref().ok_or(PayError::NoTicketParams)?;
+        let sender: [u8; 20] = hex_address(signer.address()).ok_or(PayError::NoTicketParams)?;
+        let mut state = self.state.lock();
+        let (nonces, ledgers) = &mut *state;
+        let ledger =
+            ledgers.entry(v.key.clone()).or_insert(Ledger { synced: terms.balance, balance: terms.balance as f64 });
+        if ledger.synced != terms.balance {
+            // A new token: the orchestrator's word is the balance.
+            *ledger = Ledger { synced: terms.balance, balance: terms.balance as f64 };
+        }
+        let price = (v.price_per_unit, v.pixels_per_unit.max(1));
+        let p = plan(price, ledger.balance as i64, timeout_seconds, Some(&terms.params), &self.limits)?;
+        if p.tickets == 0 {
+            return Ok(None);
+        }
+        let range = nonces.take(&terms.params.recipient_rand_hash, p.tickets)?;
+        let mut tickets = Vec::with_capacity(p.tickets as usize);
+        for nonce in range {
+            let flat = terms.params.ticket(sender, nonce).flatten();
+            let Some(sig) = signer.sign_ticket(&flat) else { return Ok(None) };
+            tickets.push((nonce, sig));
+        }
+        ledger.balance += p.ev;
+        Ok(Some(wire::payment_header(&terms.params, sender, &tickets, price)))
+    }
+
+    /// Debits a call that took `seconds` at the pair `v` (`ceil(seconds) x price`).
+    pub fn debit(&self, v: &PairView, seconds: f64) {
+        if v.price_per_unit <= 0 {
+            return;
+        }
+        if let Some(l) = self.state.lock().1.get_mut(&v.key) {
+            l.balance -= seconds.ceil().max(1.0) * per_second(v);
+        }
+    }
+
+    /// The balance the gateway believes it holds at `key` (wei), once it has paid there.
+    pub fn balance(&self, key: &PairKey) -> Option<f64> {
+        self.state.lock().1.get(key).map(|l| l.balance)
+    }
+}
+
+/// The 20 bytes of a `0x...` address.
+fn hex_address(addr: &str) -> Option<[u8; 20]> {
+    hex::decode(addr.strip_prefix("0x")?).ok()?.try_into().ok()
+}

@@ -1,0 +1,160 @@
+//! An on-chain orchestrator's side of payments (knob `tickets`): ticket params issued with each
+//! token, payments verified as go-livepeer's `pm/recipient.go` and `pm/validator.go` do (params
+//! echoed as issued, signatures recovering to the sender, nonces never reused, at most 600 per
+//! params set), each ticket's expected value credited to (sender, capability), the 60 s minimum
+//! balance checked after the payment, and `ceil(elapsed) x price` debited after the job.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use byoc_actors::payment::ticket::{ExpirationParams, TicketParams};
+use byoc_actors::payment::verify;
+use num_bigint::BigUint;
+use serde::Serialize;
+use serde_json::json;
+
+/// The simulated orchestrator's address (the tickets' recipient).
+pub const RECIPIENT: [u8; 20] = [0x5a; 20];
+/// Face value of the tickets it issues: 10^12 wei.
+pub const FACE_VALUE: u64 = 1_000_000_000_000;
+/// Their winning probability: 1 in this many (so each ticket is worth 10^10 wei).
+pub const WIN_ONE_IN: u32 = 100;
+/// Issued params remembered (older ones are refused as not issued).
+const ISSUED_MAX: usize = 64;
+/// Nonces an orchestrator accepts per params set.
+const NONCES_MAX: usize = 600;
+
+/// What the simulator received, for tests and `GET /sim/state`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PaymentStats {
+    /// Payments accepted.
+    pub payments: u64,
+    /// Tickets accepted.
+    pub tickets: u64,
+    /// Payments refused (bad params, signature or nonce).
+    pub refused: u64,
+    /// Jobs refused for want of balance.
+    pub insufficient: u64,
+}
+
+/// The orchestrator's payment memory.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    issued: VecDeque<TicketParams>,
+    seen: HashMap<Vec<u8>, HashSet<u32>>,
+    /// Credit in wei per (sender, capability), senders in lower case.
+    credit: HashMap<(String, String), f64>,
+    /// What it received.
+    pub stats: PaymentStats,
+}
+
+/// Expected value of one issued ticket, in wei.
+pub fn ticket_ev() -> f64 {
+    FACE_VALUE as f64 / f64::from(WIN_ONE_IN)
+}
+
+fn key(sender: &str, capability: &str) -> (String, String) {
+    (sender.to_ascii_lowercase(), capability.to_string())
+}
+
+impl Ledger {
+    /// Fresh params for a token (a new seed each time, as go-livepeer's `TicketParams`).
+    pub fn issue(&mut self) -> TicketParams {
+        let seed: [u8; 8] = rand::random();
+        let rand_hash: [u8; 32] = rand::random();
+        let max = (BigUint::from(1u8) << 256u32) - 1u8;
+        let params = TicketParams {
+            recipient: RECIPIENT.to_vec(),
+            face_value: BigUint::from(FACE_VALUE).to_bytes_be(),
+            win_prob: (max / WIN_ONE_IN).to_bytes_be(),
+            recipient_rand_hash: rand_hash.to_vec(),
+            seed: seed.to_vec(),
+            expiration_block: vec![0x01, 0x40, 0x6f, 0x68],
+            expiration_params: Some(ExpirationParams {
+                creation_round: 3500,
+                creation_round_block_hash: vec![0x41; 32],
+            }),
+        };
+        if self.issued.len() == ISSUED_MAX {
+            if let Some(old) = self.issued.pop_front() {
+                self.seen.remove(&old.recipient_rand_hash);
+            }
+        }
+        self.issued.push_back(params.clone());
+        params
+    }
+
+    /// The token JSON of `params`, as go-livepeer encodes them (bytes as standard base64).
+    pub fn params_json(params: &TicketParams) -> serde_json::Value {
+        let b = |v: &[u8]| STANDARD.encode(v);
+        let e = params.expiration_params.clone().unwrap_or_default();
+        json!({
+            "recipient": b(&params.recipient), "face_value": b(&params.face_value), "win_prob": b(&params.win_prob),
+            "recipient_rand_hash": b(&params.recipient_rand_hash), "seed": b(&params.seed),
+            "expiration_block": b(&params.expiration_block),
+            "expiration_params": {"creation_round": e.creation_round, "creation_round_block_hash": b(&e.creation_round_block_hash)},
+        })
+    }
+
+    /// The balance reported to `sender` for `capability` (starting at `initial`).
+    pub fn balance(&mut self, sender: &str, capability: &str, initial: i64) -> i64 {
+        *self.credit.entry(key(sender, capability)).or_insert(initial as f64) as i64
+    }
+
+    /// Takes a payment from `job_sender`: verified, nonces recorded, EV credited. The error is
+    /// go-livepeer's answer.
+    pub fn pay(&mut self, header: &str, job_sender: &str, capability: &str, initial: i64) -> Result<(), String> {
+        let refuse = |ledger: &mut Ledger, m: String| {
+            ledger.stats.refused += 1;
+            Err(m)
+        };
+        let Some(hash) = verify::recipient_rand_hash(header) else {
+            return refuse(self, "Could not parse payment".into());
+        };
+        let Some(issued) = self.issued.iter().find(|p| p.recipient_rand_hash == hash).cloned() else {
+            return refuse(self, verify::Refused::ParamsNotIssued.to_string());
+        };
+        let got = match verify::check(header, &issued) {
+            Ok(got) => got,
+            Err(e) => return refuse(self, e.to_string()),
+        };
+        let sender_hex = format!("0x{}", hex::encode(got.sender));
+        if !sender_hex.eq_ignore_ascii_case(job_sender) {
+            return refuse(self, "invalid ticket sender".into());
+        }
+        let seen = self.seen.entry(hash).or_default();
+        for n in &got.nonces {
+            if seen.len() >= NONCES_MAX {
+                return refuse(
+                    self,
+                    format!("invalid ticket senderNonce: too many values sender={sender_hex} nonce={n}"),
+                );
+            }
+            if !seen.insert(*n) {
+                return refuse(self, format!("invalid ticket senderNonce: already seen sender={sender_hex} nonce={n}"));
+            }
+        }
+        self.stats.payments += 1;
+        self.stats.tickets += got.nonces.len() as u64;
+        *self.credit.entry(key(job_sender, capability)).or_insert(initial as f64) +=
+            got.nonces.len() as f64 * ticket_ev();
+        Ok(())
+    }
+
+    /// Whether `sender` holds 60 s of `price` per second for `capability`.
+    pub fn covers(&mut self, sender: &str, capability: &str, initial: i64, per_second: f64) -> bool {
+        let ok = *self.credit.entry(key(sender, capability)).or_insert(initial as f64) >= 60.0 * per_second;
+        if !ok {
+            self.stats.insufficient += 1;
+        }
+        ok
+    }
+
+    /// Debits a job that ran `seconds` (rounded up) at `per_second`.
+    pub fn debit(&mut self, sender: &str, capability: &str, seconds: f64, per_second: f64) {
+        if let Some(c) = self.credit.get_mut(&key(sender, capability)) {
+            *c -= seconds.ceil().max(1.0) * per_second;
+        }
+    }
+}

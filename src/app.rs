@@ -159,7 +159,8 @@ impl Gateway {
         let (body_read_timeout, header_read_timeout) = (cfg.limits.body_read_timeout, cfg.limits.header_read_timeout);
         let (sb, s, st, pol) = (scoreboard.clone(), supervisor.clone(), store.clone(), policies.clone());
         // Payments to priced orchestrators, shared by every worker (used only with a key).
-        let payments = Arc::new(byoc_actors::route::Payments::new(byoc_actors::payment::Limits::default()));
+        let payments = Arc::new(byoc_actors::route::Payments::new(v.payment_limits.clone()));
+        let admin_payments = payments.clone();
         let (max_body, max_resp, mailbox_timeout, probe_wait) = (
             cfg.limits.max_body_bytes,
             cfg.limits.max_response_bytes,
@@ -221,6 +222,7 @@ impl Gateway {
             metrics_require_token: cfg.metrics_require_token,
             reloader: Arc::new(move || reload_message(&source, &running)),
             request_timeout: cfg.limits.body_read_timeout,
+            payments: admin_payments,
         });
         let admin_json_limit = cfg.limits.admin_body_bytes;
         let admin_api = web::Data::new(crate::http::admin::openapi());

@@ -56,7 +56,7 @@ mod sections;
 mod validate;
 
 pub use args::RunArgs;
-pub use sections::{Discovery, Limits, Log, Routing, Runner, SignerConfig, StaticOrchestrator};
+pub use sections::{Discovery, Limits, Log, Payments, Routing, Runner, SignerConfig, StaticOrchestrator};
 use validate::{check_env, Unlock};
 
 /// The whole configuration.
@@ -100,6 +100,8 @@ pub struct Config {
     pub log: Log,
     /// Signing key (none: offchain).
     pub signer: SignerConfig,
+    /// Spend limits on payments to priced orchestrators (used only with a key).
+    pub payments: Payments,
 }
 
 impl Default for Config {
@@ -123,6 +125,7 @@ impl Default for Config {
             discovery: Discovery::default(),
             log: Log::default(),
             signer: SignerConfig::default(),
+            payments: Payments::default(),
         }
     }
 }
@@ -148,6 +151,8 @@ pub struct Validated {
     pub source: RunArgs,
     /// Signs the token credential and jobs: the unlocked key, or [`Offchain`].
     pub signer: SharedSigner,
+    /// The spend limits of payments.
+    pub payment_limits: byoc_actors::payment::Limits,
 }
 
 impl Config {

@@ -88,6 +88,11 @@ pub const ROUTING_LOOPS_TOTAL: &str = "byoc_gateway_routing_loops_total";
 /// Jobs refused at once because the gateway was at `limits.max_inflight_jobs`.
 pub const JOBS_SHED_TOTAL: &str = "byoc_gateway_jobs_shed_total";
 
+/// Payment tickets sent, by `capability`.
+pub const TICKETS_SENT_TOTAL: &str = "byoc_gateway_tickets_sent_total";
+/// Expected value of the tickets sent, in wei, by `capability`.
+pub const TICKET_EV_SENT_WEI_TOTAL: &str = "byoc_gateway_ticket_ev_sent_wei_total";
+
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -183,7 +188,13 @@ pub fn register_capability(cap: &crate::capability::Capability) {
     let c = cap.to_string();
     metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "success").increment(0);
     metrics::counter!(ATTEMPTS_TOTAL, "capability" => c.clone(), "result" => "success").increment(0);
-    for name in [RETRIES_TOTAL, RETRY_BUDGET_EXHAUSTED_TOTAL, STUCK_ATTEMPTS_TOTAL] {
+    for name in [
+        RETRIES_TOTAL,
+        RETRY_BUDGET_EXHAUSTED_TOTAL,
+        STUCK_ATTEMPTS_TOTAL,
+        TICKETS_SENT_TOTAL,
+        TICKET_EV_SENT_WEI_TOTAL,
+    ] {
         metrics::counter!(name, "capability" => c.clone()).increment(0);
     }
     for outcome in ["dispatched", "timeout", "full", "abandoned"] {

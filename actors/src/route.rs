@@ -46,7 +46,7 @@ use crate::supervisor::{Availability, EnsureCapability, Supervisor};
 
 use decide::Decision;
 pub use error::{AttemptKind, AttemptReport, RouteError};
-pub use pay::Payments;
+pub use pay::{PaymentReport, Payments};
 use state::JobState;
 
 /// One job as received.

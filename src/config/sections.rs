@@ -205,3 +205,23 @@ impl Default for SignerConfig {
         Self { scheme: "v0".into(), keystore: None, password_file: None }
     }
 }
+
+/// Spend limits on payments (go-livepeer's `-maxTicketEV`, `-maxTotalEV`, `-depositMultiplier`
+/// equivalents), checked before a ticket is signed. Used only with a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Payments {
+    /// Largest expected value of one ticket, in wei (go-livepeer: 3e12).
+    pub max_ticket_ev: f64,
+    /// Largest expected value of one payment, in wei (go-livepeer: 2e13).
+    pub max_total_ev: f64,
+    /// Largest face value of a ticket, in wei (the deposit divided by go-livepeer's
+    /// `-depositMultiplier`), as a decimal string; unset: not checked.
+    pub max_face_value: Option<String>,
+}
+
+impl Default for Payments {
+    fn default() -> Self {
+        Self { max_ticket_ev: 3e12, max_total_ev: 2e13, max_face_value: None }
+    }
+}

@@ -178,6 +178,23 @@ impl Config {
         let runner_routes = self.runner.routes().map_err(invalid)?;
         // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
         let signer = self.signer.unlock(unlock)?;
+        let p = &self.payments;
+        if !(p.max_ticket_ev > 0.0 && p.max_total_ev > 0.0) {
+            return Err(ConfigError::Invalid(
+                "payments.max_ticket_ev and payments.max_total_ev must be positive".into(),
+            ));
+        }
+        let max_face_value = match &p.max_face_value {
+            None => None,
+            Some(v) => Some(v.trim().parse::<num_bigint::BigUint>().map_err(|_| {
+                ConfigError::Invalid(format!("payments.max_face_value '{v}' is not a whole number of wei"))
+            })?),
+        };
+        let payment_limits = byoc_actors::payment::Limits {
+            max_ticket_ev: p.max_ticket_ev,
+            max_total_ev: p.max_total_ev,
+            max_face_value,
+        };
         Ok(Validated {
             config: self,
             http_addr,
@@ -188,6 +205,7 @@ impl Config {
             discovery,
             source: RunArgs::default(),
             signer,
+            payment_limits,
         })
     }
 }

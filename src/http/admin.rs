@@ -62,6 +62,8 @@ pub struct AdminState {
     pub reloader: Reloader,
     /// Bound on one admin call, its body included (`limits.body_read_timeout`).
     pub request_timeout: Duration,
+    /// The routers' payment ledger (what `GET /admin/pairs` shows as `payment`).
+    pub payments: Arc<byoc_actors::route::Payments>,
 }
 
 #[derive(OpenApi)]

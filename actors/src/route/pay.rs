@@ -12,12 +12,28 @@ use crate::payment::{plan, wire, Limits, Nonces, PayError};
 use crate::protocol::signer::Signer;
 
 /// One pair's balance as the gateway sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Ledger {
     /// The token balance it was last synced to.
     synced: i64,
     /// The balance now: synced, plus EV sent, minus debits (wei).
     balance: f64,
+    /// Tickets sent there since start.
+    tickets: u64,
+    /// Their expected value (wei).
+    ev_sent: f64,
+}
+
+/// A pair's payments as `GET /admin/pairs` shows them (`payment`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct PaymentReport {
+    /// The balance the gateway believes it holds there (wei): the last token's, plus the EV
+    /// sent since, minus `ceil(elapsed) x price` per job.
+    pub balance_wei: f64,
+    /// Tickets sent there since start.
+    pub tickets_sent: u64,
+    /// Their expected value (wei).
+    pub ev_sent_wei: f64,
 }
 
 /// The payment state of the gateway.
@@ -50,11 +66,15 @@ impl Payments {
         let sender: [u8; 20] = hex_address(signer.address()).ok_or(PayError::NoTicketParams)?;
         let mut state = self.state.lock();
         let (nonces, ledgers) = &mut *state;
-        let ledger =
-            ledgers.entry(v.key.clone()).or_insert(Ledger { synced: terms.balance, balance: terms.balance as f64 });
+        let ledger = ledgers.entry(v.key.clone()).or_insert(Ledger {
+            synced: terms.balance,
+            balance: terms.balance as f64,
+            ..Ledger::default()
+        });
         if ledger.synced != terms.balance {
             // A new token: the orchestrator's word is the balance.
-            *ledger = Ledger { synced: terms.balance, balance: terms.balance as f64 };
+            ledger.synced = terms.balance;
+            ledger.balance = terms.balance as f64;
         }
         let price = (v.price_per_unit, v.pixels_per_unit.max(1));
         let p = plan(price, ledger.balance as i64, timeout_seconds, Some(&terms.params), &self.limits)?;
@@ -69,6 +89,12 @@ impl Payments {
             tickets.push((nonce, sig));
         }
         ledger.balance += p.ev;
+        ledger.tickets += u64::from(p.tickets);
+        ledger.ev_sent += p.ev;
+        let cap = v.key.capability.to_string();
+        metrics::counter!(crate::metrics::TICKETS_SENT_TOTAL, "capability" => cap.clone())
+            .increment(u64::from(p.tickets));
+        metrics::counter!(crate::metrics::TICKET_EV_SENT_WEI_TOTAL, "capability" => cap).increment(p.ev as u64);
         Ok(Some(wire::payment_header(&terms.params, sender, &tickets, price)))
     }
 
@@ -82,9 +108,13 @@ impl Payments {
         }
     }
 
-    /// The balance the gateway believes it holds at `key` (wei), once it has paid there.
-    pub fn balance(&self, key: &PairKey) -> Option<f64> {
-        self.state.lock().1.get(key).map(|l| l.balance)
+    /// What the gateway paid at `key`, once it has paid there.
+    pub fn report(&self, key: &PairKey) -> Option<PaymentReport> {
+        self.state.lock().1.get(key).map(|l| PaymentReport {
+            balance_wei: l.balance.round(),
+            tickets_sent: l.tickets,
+            ev_sent_wei: l.ev_sent.round(),
+        })
     }
 }
 

@@ -47,7 +47,8 @@ pub(super) async fn list_pairs(
     }
     let offset = q.offset.unwrap_or(0);
     let page = ListPairsPage { capability: q.capability, orchestrator: q.orchestrator, offset, limit: q.limit };
-    let PairsPage { total, pairs } = ask(&state, page.clone()).await?;
+    let PairsPage { total, mut pairs } = ask(&state, page.clone()).await?;
+    with_payments(&state, &mut pairs);
     let mut resp = HttpResponse::Ok();
     resp.insert_header(("X-Total-Count", total));
     let next = offset.saturating_add(pairs.len());
@@ -78,11 +79,24 @@ pub(super) async fn get_pair(
     let pairs =
         ask(&state, ListPairs { capability: Some(capability.clone()), orchestrator: Some(orchestrator.clone()) })
             .await?;
-    let pair = pairs
+    let mut pair = pairs
         .into_iter()
         .next()
         .ok_or(byoc_actors::supervisor::RegistryError::PairNotFound(orchestrator, capability))?;
+    with_payments(&state, std::slice::from_mut(&mut pair));
     Ok(HttpResponse::Ok().json(pair))
+}
+
+/// Adds what the gateway paid at each pair (priced pairs it has paid) from the routers' ledger.
+fn with_payments(state: &AdminState, pairs: &mut [PairReport]) {
+    for p in pairs {
+        let Ok(capability) = byoc_actors::capability::Capability::new(&p.capability) else { continue };
+        let key = byoc_actors::pair::PairKey {
+            orchestrator: byoc_actors::orchestrator::OrchestratorId(p.orchestrator.as_str().into()),
+            capability,
+        };
+        p.payment = state.payments.report(&key).and_then(|r| serde_json::to_value(r).ok());
+    }
 }
 
 pub(super) async fn force(

@@ -57,6 +57,7 @@ impl PairView {
                 .filter(|t| *t > now)
                 .map(|t| instant_to_unix_ms(t, now)),
             cost: if routable.is_ok() { Some(round3(self.cost_at(now))) } else { None },
+            payment: None,
         }
     }
 }
@@ -158,4 +159,9 @@ pub struct PairReport {
     pub capacity_backoff_until_unix_ms: Option<u64>,
     /// Current selection cost (lower wins), when routable.
     pub cost: Option<f64>,
+    /// What the gateway paid there (priced pairs, once it has paid): balance, tickets, EV.
+    /// Filled in by the admin API from the routers' ledger.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub payment: Option<serde_json::Value>,
 }

@@ -188,4 +188,7 @@ pub struct LastSeen {
     pub token_credential: Option<EthAddressCredential>,
     /// The `Livepeer` header of the last job.
     pub job: Option<JobRequest>,
+    /// The last `Livepeer-Payment` received, as sent (base64).
+    #[serde(default)]
+    pub payment: Option<String>,
 }

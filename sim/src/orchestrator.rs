@@ -165,6 +165,9 @@ pub(crate) async fn job(
     if pays {
         let mut ledger = state.payments.lock();
         let payment = req.headers().get("Livepeer-Payment").and_then(|v| v.to_str().ok());
+        if let Some(p) = payment {
+            state.last.lock().payment = Some(p.to_string());
+        }
         let refusal = match payment {
             Some(p) => ledger.pay(p, &header.sender, &header.capability, knobs.balance).err(),
             None => None,

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use base64::Engine as _;
 use byoc_sim::Knobs;
 
 use crate::support::*;
@@ -47,7 +48,109 @@ async fn a_gateway_with_a_key_pays_and_carries_its_balance_between_jobs() {
     assert!(pair["payment"]["balance_wei"].as_f64().is_some_and(|b| b > 60e9), "{pair}");
     let m = read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await;
     assert!(String::from_utf8_lossy(&m.body).contains("byoc_gateway_tickets_sent_total{capability=\"depth\"} 18"));
+
+    // An independent check: Python decodes the Livepeer-Payment the orchestrator received with
+    // its own protobuf reader, rebuilds each ticket's hash from the bytes (pm/ticket.go's
+    // layout) and eth-account recovers the gateway's address from every signature.
+    let payment = a.state.last().payment.expect("the simulator kept the payment");
+
+    // Replayed or tampered tickets are refused, in go-livepeer's words.
+    let direct = |p: String| {
+        let job = byoc_actors::protocol::header::JobRequest {
+            id: "replay".into(),
+            request: "{}".into(),
+            parameters: "{}".into(),
+            capability: "depth".into(),
+            capability_url: String::new(),
+            sender: ADDRESS.into(),
+            sig: String::new(),
+            timeout_seconds: 10,
+        };
+        let url = format!("{}/process/request/depth", a.url);
+        async move {
+            read(
+                awc::Client::default()
+                    .post(url)
+                    .insert_header(("Livepeer", job.encode()))
+                    .insert_header(("Livepeer-Payment", p))
+                    .send_body("{}")
+                    .await,
+            )
+            .await
+        }
+    };
+    let replayed = direct(payment.clone()).await;
+    assert_eq!(replayed.status, 400);
+    assert!(String::from_utf8_lossy(&replayed.body).contains("already seen"), "{:?}", replayed.body);
+    let mut bytes = base64::engine::general_purpose::STANDARD.decode(&payment).expect("base64");
+    let last = bytes.len() - 20;
+    bytes[last] ^= 1;
+    let tampered = direct(base64::engine::general_purpose::STANDARD.encode(bytes)).await;
+    assert_eq!(tampered.status, 400, "{:?}", tampered.body);
+    assert_eq!(a.state.payment_stats().refused, 2);
+
+    let Some(python) = python() else { return };
+    let out = run_python(&python, CHECK_TICKETS, &[&payment]).await;
+    let signers: Vec<String> = serde_json::from_str(out.trim()).expect("a JSON list");
+    assert_eq!(signers.len(), 18);
+    assert!(signers.iter().all(|s| s == ADDRESS), "{signers:?}");
 }
+
+/// The keystore fixture's address.
+const ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+
+/// Decodes `net.Payment` with a hand-written protobuf reader (independent of the gateway's
+/// prost messages), rebuilds each ticket's 232-byte flattening and recovers its signer.
+const CHECK_TICKETS: &str = r#"
+import base64, json, sys
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_utils import keccak
+
+def fields(buf):
+    i, out = 0, []
+    while i < len(buf):
+        key, i = varint(buf, i)
+        num, wt = key >> 3, key & 7
+        if wt == 0:
+            v, i = varint(buf, i)
+        elif wt == 2:
+            n, i = varint(buf, i)
+            v, i = buf[i:i + n], i + n
+        else:
+            raise ValueError(wt)
+        out.append((num, v))
+    return out
+
+def varint(buf, i):
+    shift = result = 0
+    while True:
+        b = buf[i]; i += 1
+        result |= (b & 0x7f) << shift; shift += 7
+        if not b & 0x80:
+            return result, i
+
+def one(fs, num, default=b""):
+    return next((v for n, v in fs if n == num), default)
+
+payment = fields(base64.b64decode(sys.argv[1]))
+params = fields(one(payment, 1))
+sender = one(payment, 2)
+exp = fields(one(payment, 3))
+pad = lambda b: bytes(32 - len(b)) + b
+round_, block = one(exp, 1, 0), one(exp, 2)
+aux = pad(round_.to_bytes(32, "big")) + pad(block) if (round_ or any(block)) else b""
+signers = []
+for num, raw in payment:
+    if num != 4:
+        continue
+    t = fields(raw)
+    nonce, sig = one(t, 1, 0), one(t, 2)
+    flat = (one(params, 1) + sender + pad(one(params, 2)) + pad(one(params, 3)) + nonce.to_bytes(32, "big")
+            + one(params, 4) + aux)
+    signers.append(Account.recover_message(encode_defunct(primitive=keccak(flat)), signature=sig))
+print(json.dumps(signers))
+"#;
 
 #[actix_web::test]
 async fn a_payment_over_the_operators_limits_is_not_made() {

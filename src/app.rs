@@ -102,6 +102,7 @@ impl Gateway {
             token_retry_max: cfg.routing.token_retry_max,
             token_timeout: cfg.routing.token_timeout,
             signer: signer.clone(),
+            payment_limits: v.payment_limits.clone(),
             ..PairSettings::default()
         });
         // Policies: the config file's, then those set through the admin API (persisted),

@@ -143,7 +143,8 @@ pub fn describe() {
 }
 
 /// Registers, at zero, every series whose labels are known at start, so dashboards show 0
-/// rather than "no data" until the first event. Per-capability series are registered by
+/// rather than "no data" until the first event. Gauges are registered by adding 0, never set:
+/// the recorder is process-wide, and setting one would overwrite a live value. Per-capability series are registered by
 /// [`register_capability`] when a capability is registered.
 pub fn register_at_zero() {
     for name in [
@@ -178,7 +179,7 @@ pub fn register_at_zero() {
         metrics::counter!(BREAKER_TRANSITIONS_TOTAL, "from" => from, "to" => to, "reason" => reason).increment(0);
     }
     for name in [DISCOVERY_ORCHESTRATORS, STORE_SIZE_BYTES, BODY_BYTES, ORCHESTRATORS, PAIRS_ROUTABLE] {
-        metrics::gauge!(name).set(0.0);
+        metrics::gauge!(name).increment(0.0);
     }
 }
 
@@ -201,7 +202,7 @@ pub fn register_capability(cap: &crate::capability::Capability) {
         metrics::counter!(QUEUE_OUTCOMES_TOTAL, "capability" => c.clone(), "outcome" => outcome).increment(0);
     }
     for name in [QUEUE_DEPTH, SLOTS, SLOTS_INFLIGHT] {
-        metrics::gauge!(name, "capability" => c.clone()).set(0.0);
+        metrics::gauge!(name, "capability" => c.clone()).increment(0.0);
     }
     // Registered without a sample: rendered with zero counts.
     for name in [REQUEST_DURATION_SECONDS, UPSTREAM_DURATION_SECONDS, QUEUE_WAIT_SECONDS] {

@@ -139,6 +139,8 @@ pub struct PairActor {
     unreachable: bool,
     /// What the last priced token offers to pay against.
     payment: Option<Arc<PaymentTerms>>,
+    /// Its ticket params are over the operator's payment limits.
+    payment_over_limit: bool,
     refresh: Option<SpawnHandle>,
 }
 
@@ -240,6 +242,7 @@ impl PairActor {
             last_probe: None,
             unreachable: false,
             payment: None,
+            payment_over_limit: false,
             refresh: None,
         };
         actor.publish();
@@ -329,6 +332,7 @@ impl PairActor {
             state_since: self.state_since,
             last_probe: self.last_probe,
             payment: self.payment.clone(),
+            payment_over_limit: self.payment_over_limit,
             unreachable: self.unreachable && !self.token_ok,
             node_unreachable: self.node_unreachable,
             refusal: self.refusal,

@@ -20,5 +20,5 @@ pub mod verify;
 pub mod wire;
 
 pub use count::ticket_count_for_cost;
-pub use plan::{plan, Limits, Nonces, PayError, Plan};
+pub use plan::{check_params, plan, Limits, Nonces, PayError, Plan};
 pub use ticket::{ExpirationParams, Ticket, TicketParams};

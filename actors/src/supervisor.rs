@@ -337,10 +337,10 @@ impl Actor for Supervisor {
         }
         // Every reason and state at zero before the first tick (dashboards show 0, not "no data").
         for reason in Reason::ALL {
-            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).set(0.0);
+            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).increment(0.0);
         }
         for state in ["closed", "open", "half_open"] {
-            metrics::gauge!(m::PAIRS, "state" => state).set(0.0);
+            metrics::gauge!(m::PAIRS, "state" => state).increment(0.0);
         }
         self.ensure_declared_pairs();
         // Pairs seen offering before the restart come back on the board with what they learned.

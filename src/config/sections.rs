@@ -218,10 +218,12 @@ pub struct Payments {
     /// Largest face value of a ticket, in wei (the deposit divided by go-livepeer's
     /// `-depositMultiplier`), as a decimal string; unset: not checked.
     pub max_face_value: Option<String>,
+    /// Largest expected value paid per capability over any hour, in wei; unset: no cap.
+    pub max_ev_per_capability_hour: Option<f64>,
 }
 
 impl Default for Payments {
     fn default() -> Self {
-        Self { max_ticket_ev: 3e12, max_total_ev: 2e13, max_face_value: None }
+        Self { max_ticket_ev: 3e12, max_total_ev: 2e13, max_face_value: None, max_ev_per_capability_hour: None }
     }
 }

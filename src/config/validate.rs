@@ -190,10 +190,14 @@ impl Config {
                 ConfigError::Invalid(format!("payments.max_face_value '{v}' is not a whole number of wei"))
             })?),
         };
+        if p.max_ev_per_capability_hour.is_some_and(|c| c <= 0.0) {
+            return Err(ConfigError::Invalid("payments.max_ev_per_capability_hour must be positive".into()));
+        }
         let payment_limits = byoc_actors::payment::Limits {
             max_ticket_ev: p.max_ticket_ev,
             max_total_ev: p.max_total_ev,
             max_face_value,
+            max_ev_per_capability_hour: p.max_ev_per_capability_hour,
         };
         Ok(Validated {
             config: self,

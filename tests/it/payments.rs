@@ -192,3 +192,45 @@ async fn without_a_key_a_priced_pair_gets_no_job() {
     }
     assert_eq!(a.state.stats("depth").jobs, 0);
 }
+
+#[actix_web::test]
+async fn params_over_the_limits_keep_a_pair_out_and_the_hourly_cap_stops_payments() {
+    let a = sim("a", &[("depth", priced())]);
+    // Each ticket is worth 10^10 wei; the limit allows 10^9 per ticket.
+    let gw = gateway_with(&[(&a, &["depth"])], |c| {
+        c.signer.keystore = Some(fixture("scrypt.json"));
+        c.signer.password_file = Some(fixture("password.txt"));
+        c.payments.max_ticket_ev = 1e9;
+    })
+    .await;
+    eventually("the pair out for params over the limits", 250, || async {
+        gw.find_pair("depth", &a.url).await.filter(|p| p["unroutable_reason"] == "payment-over-limit")
+    })
+    .await;
+    gw.job("depth", "j").await.error(503, "no-routable-orchestrator");
+    assert_eq!(a.state.stats("depth").jobs, 0, "nothing is sent to a pair the gateway would not pay");
+
+    // An hourly cap of 2.4 x 10^11 per capability: the first payment (1.8 x 10^11) passes, the
+    // second would not.
+    let b = sim("b", &[("depth", priced())]);
+    let gw = gateway_with(&[(&b, &["depth"])], |c| {
+        c.signer.keystore = Some(fixture("scrypt.json"));
+        c.signer.password_file = Some(fixture("password.txt"));
+        c.payments.max_ev_per_capability_hour = Some(2.4e11);
+    })
+    .await;
+    eventually("the priced pair to be routable", 250, || async {
+        gw.find_pair("depth", &b.url).await.filter(|p| p["routable"] == true)
+    })
+    .await;
+    assert_eq!(gw.job("depth", "first").await.status, 200);
+    // Each job debits at least 1 s of the price: after 61 jobs the balance is under 120 s and
+    // the gateway would top it up (7 tickets, 7 x 10^10), passing the cap: it does not pay, and
+    // the jobs run on the balance left (the orchestrator wants 60 s of it).
+    for i in 0..70 {
+        assert_eq!(gw.job("depth", &format!("j{i}")).await.status, 200, "job {i}");
+    }
+    assert_eq!(b.state.payment_stats().payments, 1, "{:?}", b.state.payment_stats());
+    let pair = gw.pair("depth", &b.url).await;
+    assert_eq!(pair["payment"]["tickets_sent"], 18, "no second payment: {pair}");
+}

@@ -32,6 +32,9 @@ pub struct PairSettings {
     /// allocator then kept as RSS. At steady state probes are spread by their jittered timers
     /// and this bound is never reached.
     pub probe_permits: Arc<tokio::sync::Semaphore>,
+    /// The operator's payment limits: a priced pair whose ticket params exceed them is out of
+    /// rotation (`payment-over-limit`).
+    pub payment_limits: crate::payment::Limits,
 }
 
 /// Default bound on token probes in flight at once (see [`PairSettings::probe_permits`]):
@@ -53,6 +56,7 @@ impl Default for PairSettings {
             lease_slack: Duration::from_secs(5),
             mailbox_capacity: 1024,
             probe_permits: Arc::new(tokio::sync::Semaphore::new(PROBE_CONCURRENCY)),
+            payment_limits: crate::payment::Limits::default(),
         }
     }
 }

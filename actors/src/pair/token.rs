@@ -112,6 +112,15 @@ impl PairActor {
                                 .ok()
                         });
                         let can_pay = params.is_some() && self.settings.signer.can_pay();
+                        // Params the operator's limits would never let the gateway pay against.
+                        let over_limit = params
+                            .as_ref()
+                            .filter(|_| can_pay)
+                            .and_then(|p| crate::payment::check_params(p, &self.settings.payment_limits).err());
+                        if over_limit.is_some() && !self.payment_over_limit {
+                            tracing::warn!(pair = %self.key, error = ?over_limit, "ticket params over the payment limits; pair leaves rotation");
+                        }
+                        self.payment_over_limit = over_limit.is_some();
                         self.payment = params.map(|params| Arc::new(PaymentTerms { params, balance: token.balance }));
                         // A gateway that pays is not held back by the balance: it tops it up.
                         let payment_required = token.payment_required() && !can_pay;

@@ -154,6 +154,8 @@ pub struct PairView {
     pub unreachable: bool,
     /// What the last priced token offers to pay against (ticket params, balance).
     pub payment: Option<Arc<super::PaymentTerms>>,
+    /// Its ticket params are over the operator's payment limits.
+    pub payment_over_limit: bool,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub node_unreachable: bool,
     /// The orchestrator refused a job for a reason that is not the client's (a routing loop,
@@ -218,6 +220,7 @@ impl PairView {
             last_probe: None,
             unreachable: false,
             payment: None,
+            payment_over_limit: false,
             node_unreachable: false,
             refusal: None,
             payment_required: false,
@@ -270,6 +273,9 @@ impl PairView {
         }
         if self.payment_required {
             return Err(Unroutable::PaymentRequired);
+        }
+        if self.payment_over_limit {
+            return Err(Unroutable::PaymentOverLimit);
         }
         if self.warmup_pending {
             return Err(Unroutable::WarmingUp);
@@ -412,6 +418,7 @@ mod tests {
             Unroutable::NoCapacity,
             Unroutable::PriceOverCeiling,
             Unroutable::PaymentRequired,
+            Unroutable::PaymentOverLimit,
             Unroutable::WarmingUp,
             Unroutable::CapacityBackoff(t),
             Unroutable::BreakerOpen(None),

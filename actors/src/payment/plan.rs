@@ -29,11 +29,13 @@ pub struct Limits {
     /// Largest face value of a ticket, in wei (the deposit divided by the multiplier);
     /// `None`: not checked.
     pub max_face_value: Option<BigUint>,
+    /// Largest expected value paid per capability over any hour, in wei; `None`: no cap.
+    pub max_ev_per_capability_hour: Option<f64>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_ticket_ev: 3e12, max_total_ev: 2e13, max_face_value: None }
+        Self { max_ticket_ev: 3e12, max_total_ev: 2e13, max_face_value: None, max_ev_per_capability_hour: None }
     }
 }
 
@@ -67,6 +69,14 @@ pub enum PayError {
         /// The limit.
         limit: f64,
     },
+    /// The capability's spend over the last hour would pass `max_ev_per_capability_hour`.
+    #[error("paying {needed:.0} wei more would pass the spend cap of {cap:.0} wei per hour for this capability")]
+    SpendCapReached {
+        /// What this payment needs.
+        needed: f64,
+        /// The cap.
+        cap: f64,
+    },
     /// The ticket params' nonces are used up (600 per set): wait for the next token.
     #[error("the 600 nonces of these ticket parameters are used up; the next token brings new ones")]
     NoncesExhausted,
@@ -79,6 +89,22 @@ pub struct Plan {
     pub tickets: u32,
     /// Their expected value in wei.
     pub ev: f64,
+}
+
+/// Whether tickets drawn from `params` fit the operator's per-ticket limits (expected value and
+/// face value); the refusal a payment would meet otherwise.
+pub fn check_params(params: &TicketParams, limits: &Limits) -> Result<(), PayError> {
+    if let Some(limit) = &limits.max_face_value {
+        let face = BigUint::from_bytes_be(&params.face_value);
+        if &face > limit {
+            return Err(PayError::FaceValueOverLimit { face, limit: limit.clone() });
+        }
+    }
+    let ev = params.ev();
+    if ev > limits.max_ticket_ev {
+        return Err(PayError::TicketEvOverLimit { ev, limit: limits.max_ticket_ev });
+    }
+    Ok(())
 }
 
 /// The payment before a job of `timeout_seconds` at `price` wei per `units` seconds, given the
@@ -96,16 +122,8 @@ pub fn plan(
         return Ok(Plan { tickets: 0, ev: 0.0 });
     }
     let params = params.ok_or(PayError::NoTicketParams)?;
-    if let Some(limit) = &limits.max_face_value {
-        let face = BigUint::from_bytes_be(&params.face_value);
-        if &face > limit {
-            return Err(PayError::FaceValueOverLimit { face, limit: limit.clone() });
-        }
-    }
+    check_params(params, limits)?;
     let ev = params.ev();
-    if ev > limits.max_ticket_ev {
-        return Err(PayError::TicketEvOverLimit { ev, limit: limits.max_ticket_ev });
-    }
     // Up to 120 s plus the job's own time (at least 60 s): the next minute of jobs needs no
     // tickets, and the orchestrator's 60 s check passes.
     let target = (TOP_UP_BELOW_SECONDS + timeout_seconds.max(MIN_BALANCE_SECONDS)) as f64 * per_second;

@@ -3,7 +3,8 @@
 //! each new token's `balance`, credited with the EV sent, debited `ceil(elapsed) x price` after
 //! each call), and the nonces per ticket-params set.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -42,7 +43,12 @@ pub struct Payments {
     /// The operator's spend limits.
     pub limits: Limits,
     state: Mutex<(Nonces, HashMap<PairKey, Ledger>)>,
+    /// EV paid per capability over the last hour, for the spend cap (oldest first).
+    spent: Mutex<HashMap<crate::capability::Capability, VecDeque<(Instant, f64)>>>,
 }
+
+/// The window of the spend cap.
+const HOUR: Duration = Duration::from_secs(3600);
 
 /// A pair's price per second, from its view.
 fn per_second(v: &PairView) -> f64 {
@@ -52,7 +58,7 @@ fn per_second(v: &PairView) -> f64 {
 impl Payments {
     /// Payments under `limits`.
     pub fn new(limits: Limits) -> Self {
-        Self { limits, state: Mutex::default() }
+        Self { limits, state: Mutex::default(), spent: Mutex::default() }
     }
 
     /// The `Livepeer-Payment` value for one attempt at the pair `v` of a job of
@@ -80,6 +86,19 @@ impl Payments {
         let p = plan(price, ledger.balance as i64, timeout_seconds, Some(&terms.params), &self.limits)?;
         if p.tickets == 0 {
             return Ok(None);
+        }
+        if let Some(cap) = self.limits.max_ev_per_capability_hour {
+            let now = Instant::now();
+            let mut spent = self.spent.lock();
+            let window = spent.entry(v.key.capability.clone()).or_default();
+            while window.front().is_some_and(|(t, _)| now.duration_since(*t) > HOUR) {
+                window.pop_front();
+            }
+            let total: f64 = window.iter().map(|(_, ev)| ev).sum();
+            if total + p.ev > cap {
+                return Err(PayError::SpendCapReached { needed: p.ev, cap });
+            }
+            window.push_back((now, p.ev));
         }
         let range = nonces.take(&terms.params.recipient_rand_hash, p.tickets)?;
         let mut tickets = Vec::with_capacity(p.tickets as usize);

@@ -40,6 +40,8 @@ pub enum Unroutable {
     /// or the orchestrator answered `400 Insufficient balance for request`. The gateway does
     /// not pay yet.
     PaymentRequired,
+    /// The token's ticket params are over the operator's payment limits (`[payments]`).
+    PaymentOverLimit,
     /// The configured warm-up job has not succeeded yet.
     WarmingUp,
     /// The orchestrator refused for capacity with none of the gateway's jobs there; out until
@@ -84,6 +86,8 @@ pub enum Reason {
     PriceOverCeiling,
     /// [`Unroutable::PaymentRequired`].
     PaymentRequired,
+    /// [`Unroutable::PaymentOverLimit`].
+    PaymentOverLimit,
     /// [`Unroutable::WarmingUp`].
     WarmingUp,
     /// [`Unroutable::CapacityBackoff`].
@@ -94,7 +98,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`PairView::routable_at`]'s checks.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Retired,
         Reason::Disabled,
         Reason::ForcedOpen,
@@ -110,6 +114,7 @@ impl Reason {
         Reason::NoCapacity,
         Reason::PriceOverCeiling,
         Reason::PaymentRequired,
+        Reason::PaymentOverLimit,
         Reason::WarmingUp,
         Reason::CapacityBackoff,
         Reason::BreakerOpen,
@@ -133,6 +138,7 @@ impl Reason {
             Reason::NoCapacity => "no-capacity",
             Reason::PriceOverCeiling => "price-over-ceiling",
             Reason::PaymentRequired => "payment-required",
+            Reason::PaymentOverLimit => "payment-over-limit",
             Reason::WarmingUp => "warming-up",
             Reason::CapacityBackoff => "capacity-backoff",
             Reason::BreakerOpen => "breaker-open",
@@ -165,6 +171,7 @@ impl Unroutable {
             Unroutable::PaymentRejected => Reason::PaymentRejected,
             Unroutable::PriceOverCeiling => Reason::PriceOverCeiling,
             Unroutable::PaymentRequired => Reason::PaymentRequired,
+            Unroutable::PaymentOverLimit => Reason::PaymentOverLimit,
             Unroutable::WarmingUp => Reason::WarmingUp,
             Unroutable::CapacityBackoff(_) => Reason::CapacityBackoff,
             Unroutable::BreakerOpen(_) => Reason::BreakerOpen,

@@ -19,6 +19,12 @@ async fn depth(gw: &TestGateway) -> Value {
     caps.as_array().and_then(|c| c.iter().find(|c| c["name"] == "depth")).cloned().expect("depth capability")
 }
 
+/// One capability's entry of `GET /admin/capabilities`.
+async fn capability(gw: &TestGateway, name: &str) -> Value {
+    let caps = gw.admin_get("/admin/capabilities").await.json();
+    caps.as_array().and_then(|c| c.iter().find(|c| c["name"] == name)).cloned().expect("capability")
+}
+
 /// Sets the `depth` policy.
 async fn policy(gw: &TestGateway, policy: Value) {
     let ans = gw.admin_put("/admin/capabilities/depth", policy).await;
@@ -27,22 +33,25 @@ async fn policy(gw: &TestGateway, policy: Value) {
 
 #[actix_web::test]
 async fn a_burst_three_times_the_pools_slots_waits_in_the_queue_and_is_all_answered() {
-    let a = sim("a", &[("depth", held_worker(3))]);
-    let b = sim("b", &[("depth", held_worker(3))]);
-    let gw = gateway(&[(&a, &["depth"]), (&b, &["depth"])]).await;
+    let a = sim("a", &[("queued", held_worker(3))]);
+    let b = sim("b", &[("queued", held_worker(3))]);
+    let gw = gateway(&[(&a, &["queued"]), (&b, &["queued"])]).await;
     // Full concurrency from the first job (not one job until each pair's first answer).
-    policy(&gw, json!({"cold_start_concurrency": 3})).await;
+    // A capability of its own: metrics are process-wide, and other tests' gateways also queue
+    // "depth" jobs.
+    let ans = gw.admin_put("/admin/capabilities/queued", json!({"cold_start_concurrency": 3})).await;
+    assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
 
-    let jobs: Vec<_> = (0..18).map(|i| gw.spawn_job("depth", &format!("burst-{i}"))).collect();
+    let jobs: Vec<_> = (0..18).map(|i| gw.spawn_job("queued", &format!("burst-{i}"))).collect();
     let d = eventually("6 jobs in flight and 12 waiting", 500, || async {
-        let d = depth(&gw).await;
-        (a.state.inflight("depth") == 3 && b.state.inflight("depth") == 3 && d["queue"]["depth"] == 12).then_some(d)
+        let d = capability(&gw, "queued").await;
+        (a.state.inflight("queued") == 3 && b.state.inflight("queued") == 3 && d["queue"]["depth"] == 12).then_some(d)
     })
     .await;
     assert_eq!((d["slots"].as_u64(), d["inflight"].as_u64()), (Some(6), Some(6)), "{d}");
     // Waiting jobs are visible as a metric too.
     let metrics = gw.admin_get("/metrics").await;
-    assert!(String::from_utf8_lossy(&metrics.body).contains("byoc_gateway_queue_depth{capability=\"depth\"} 12"));
+    assert!(String::from_utf8_lossy(&metrics.body).contains("byoc_gateway_queue_depth{capability=\"queued\"} 12"));
 
     a.state.release_jobs(18);
     b.state.release_jobs(18);
@@ -51,12 +60,12 @@ async fn a_burst_three_times_the_pools_slots_waits_in_the_queue_and_is_all_answe
         assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
     }
     for s in [&a, &b] {
-        let stats = s.state.stats("depth");
+        let stats = s.state.stats("queued");
         assert!(stats.max_inflight <= 3, "an orchestrator saw more than its capacity: {stats:?}");
         assert_eq!(stats.refused, 0, "the gateway never sent a job past a pair's slots: {stats:?}");
     }
-    assert_eq!(a.state.stats("depth").ok + b.state.stats("depth").ok, 18);
-    let q = depth(&gw).await["queue"].clone();
+    assert_eq!(a.state.stats("queued").ok + b.state.stats("queued").ok, 18);
+    let q = capability(&gw, "queued").await["queue"].clone();
     assert_eq!((q["depth"].as_u64(), q["counts"]["dispatched"].as_u64()), (Some(0), Some(12)), "{q}");
     assert_eq!(q["counts"]["timed_out"], 0, "{q}");
 }

@@ -7,7 +7,7 @@
 //! pair has seen them (its breaker, its limit) before the job's next selection.
 
 use crate::metrics as m;
-use crate::outcome::Outcome;
+use crate::outcome::{Outcome, Refusal};
 use crate::pair::{Deposit, DrainTally, Record, Sample};
 use crate::protocol::client::{UpstreamError, UpstreamReply};
 use crate::supervisor::NodeUnreachable;
@@ -42,6 +42,12 @@ impl Router {
                     drop(guard);
                 }
                 outcome
+            }
+            // A master orchestrator that cannot process a payment crashes its handler, which
+            // resets the connection: after a payment, a broken connection is its refusal.
+            Answer::Done(Err(e @ UpstreamError::Transport(_))) if call.paid => {
+                drop(guard);
+                Outcome::Refused(Refusal::PaymentRejected, format!("the connection broke right after a payment: {e}"))
             }
             Answer::Done(Err(e)) => {
                 drop(guard);

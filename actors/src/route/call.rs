@@ -26,6 +26,8 @@ pub(super) struct Call {
     pub answer: Answer,
     /// How long it took.
     pub elapsed: Duration,
+    /// It carried a `Livepeer-Payment`.
+    pub paid: bool,
 }
 
 impl Router {
@@ -100,7 +102,7 @@ impl Router {
         if matches!(&answer, Answer::Done(Ok(r)) if r.status < 400) {
             self.payments.debit(&placed.picked.view.read(), elapsed.as_secs_f64());
         }
-        Call { answer, elapsed }
+        Call { answer, elapsed, paid: payment.is_some() }
     }
 }
 

@@ -96,6 +96,9 @@ pub struct Knobs {
     /// (`balance` is then each sender's starting credit), and jobs are debited
     /// `ceil(elapsed) x price`.
     pub tickets: bool,
+    /// With `tickets`: a job that carries a payment gets its connection aborted instead of an
+    /// answer, as a master orchestrator's handler crashes on a payment it cannot process.
+    pub reset_on_payment: bool,
 }
 
 impl Knobs {
@@ -153,6 +156,7 @@ impl Default for Knobs {
             price_unavailable: false,
             balance: 0,
             tickets: false,
+            reset_on_payment: false,
         }
     }
 }

@@ -70,7 +70,7 @@ pub(crate) async fn token(req: HttpRequest, state: web::Data<SimState>) -> HttpR
         // An on-chain orchestrator: fresh ticket params with every token, and the sender's own
         // balance.
         let mut ledger = state.payments.lock();
-        let params = ledger.issue();
+        let params = ledger.issue(&cred_addr, (price.0, price.1));
         body["ticket_params"] = crate::payments::Ledger::params_json(&params);
         body["balance"] = json!(ledger.balance(&cred_addr, &cap, price.2));
     } else if price.2 != 0 {
@@ -167,6 +167,16 @@ pub(crate) async fn job(
         let payment = req.headers().get("Livepeer-Payment").and_then(|v| v.to_str().ok());
         if let Some(p) = payment {
             state.last.lock().payment = Some(p.to_string());
+            if knobs.reset_on_payment {
+                drop(ledger);
+                if let Some(c) = state.caps.lock().get_mut(&header.capability) {
+                    c.stats.errors += 1;
+                }
+                // The head goes out, then the connection breaks: the gateway sees a broken
+                // answer right after its payment.
+                let broken = futures_util::stream::once(async { Err::<web::Bytes, _>(crate::stream::StreamFailure) });
+                return HttpResponse::Ok().content_type("application/json").streaming(broken);
+            }
         }
         let refusal = match payment {
             Some(p) => ledger.pay(p, &header.sender, &header.capability, knobs.balance).err(),

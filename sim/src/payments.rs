@@ -38,9 +38,48 @@ pub struct PaymentStats {
     pub insufficient: u64,
 }
 
+/// go-livepeer's `recipientRand` (`pm/recipient.go:rand`): HMAC-SHA256 under the
+/// orchestrator's secret of everything the params bind, minimal big-endian bytes concatenated:
+/// seed, sender, face value, win probability, expiration block, price (reduced), aux data
+/// (creation round and block hash).
+fn recipient_rand(secret: &[u8; 32], p: &TicketParams, sender: &[u8], price: (i64, i64)) -> [u8; 32] {
+    use hmac::{KeyInit, Mac, SimpleHmac};
+    let (num, den) = reduce(price.0, price.1.max(1));
+    let minimal = |v: i64| BigUint::from(v.max(0) as u64).to_bytes_be();
+    // HMAC takes a key of any length; a failure here would only refuse the payment.
+    let Ok(mut mac) = <SimpleHmac<sha2::Sha256> as KeyInit>::new_from_slice(secret) else { return [0; 32] };
+    for part in [&p.seed[..], sender, &p.face_value, &p.win_prob, &p.expiration_block, &minimal(num), &minimal(den)] {
+        mac.update(part);
+    }
+    if let Some(e) = p.expiration_params.as_ref().filter(|e| !e.is_zero()) {
+        let mut round = [0u8; 32];
+        round[24..].copy_from_slice(&e.creation_round.to_be_bytes());
+        mac.update(&round);
+        mac.update(&e.creation_round_block_hash);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+fn reduce(a: i64, b: i64) -> (i64, i64) {
+    let (mut x, mut y) = (a.unsigned_abs(), b.unsigned_abs());
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    let g = x.max(1) as i64;
+    (a / g, b / g)
+}
+
+/// keccak256 of the 32-byte `recipientRand`: the params' `recipient_rand_hash`.
+fn rand_hash(rand: &[u8; 32]) -> Vec<u8> {
+    use sha3::Digest as _;
+    sha3::Keccak256::digest(rand).to_vec()
+}
+
 /// The orchestrator's payment memory.
 #[derive(Debug, Default)]
 pub struct Ledger {
+    /// The secret of its `recipientRand` HMAC.
+    secret: [u8; 32],
     issued: VecDeque<TicketParams>,
     seen: HashMap<Vec<u8>, HashSet<u32>>,
     /// Credit in wei per (sender, capability), senders in lower case.
@@ -59,16 +98,19 @@ fn key(sender: &str, capability: &str) -> (String, String) {
 }
 
 impl Ledger {
-    /// Fresh params for a token (a new seed each time, as go-livepeer's `TicketParams`).
-    pub fn issue(&mut self) -> TicketParams {
+    /// Fresh params for a token to `sender` at `price` (a new seed each time, as go-livepeer's
+    /// `TicketParams`), bound to both by the `recipientRand` HMAC.
+    pub fn issue(&mut self, sender: &str, price: (i64, i64)) -> TicketParams {
+        if self.secret == [0; 32] {
+            self.secret = rand::random();
+        }
         let seed: [u8; 8] = rand::random();
-        let rand_hash: [u8; 32] = rand::random();
         let max = (BigUint::from(1u8) << 256u32) - 1u8;
         let params = TicketParams {
             recipient: RECIPIENT.to_vec(),
             face_value: BigUint::from(FACE_VALUE).to_bytes_be(),
             win_prob: (max / WIN_ONE_IN).to_bytes_be(),
-            recipient_rand_hash: rand_hash.to_vec(),
+            recipient_rand_hash: Vec::new(),
             seed: seed.to_vec(),
             expiration_block: vec![0x01, 0x40, 0x6f, 0x68],
             expiration_params: Some(ExpirationParams {
@@ -76,6 +118,9 @@ impl Ledger {
                 creation_round_block_hash: vec![0x41; 32],
             }),
         };
+        let mut params = params;
+        let sender = hex::decode(sender.trim_start_matches("0x")).unwrap_or_default();
+        params.recipient_rand_hash = rand_hash(&recipient_rand(&self.secret, &params, &sender, price));
         if self.issued.len() == ISSUED_MAX {
             if let Some(old) = self.issued.pop_front() {
                 self.seen.remove(&old.recipient_rand_hash);
@@ -119,6 +164,12 @@ impl Ledger {
             Ok(got) => got,
             Err(e) => return refuse(self, e.to_string()),
         };
+        // The recipientRand binding: the params, the sender and the price are the ones issued.
+        if rand_hash(&recipient_rand(&self.secret, &got.params, &got.sender, got.price))
+            != got.params.recipient_rand_hash
+        {
+            return refuse(self, verify::Refused::ParamsNotIssued.to_string());
+        }
         let sender_hex = format!("0x{}", hex::encode(got.sender));
         if !sender_hex.eq_ignore_ascii_case(job_sender) {
             return refuse(self, "invalid ticket sender".into());

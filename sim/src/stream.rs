@@ -13,7 +13,7 @@ use crate::state::{InflightGuard, SimState};
 /// The simulator's stream error (a broken stream aborts the connection).
 #[derive(Debug, thiserror::Error)]
 #[error("simulated stream failure")]
-struct StreamFailure;
+pub(crate) struct StreamFailure;
 /// A `text/event-stream` answer as go-livepeer's orchestrator relays a worker's: `data:` lines,
 /// `[DONE]` at the end, `Livepeer-Payment-Balance` (its SSE name for the balance header). With
 /// `linger` (the job's time left), it then writes blank lines until that time is up, as

@@ -241,3 +241,26 @@ async fn params_over_the_limits_keep_a_pair_out_and_the_hourly_cap_stops_payment
     let pair = gw.pair("depth", &b.url).await;
     assert_eq!(pair["payment"]["tickets_sent"], 18, "no second payment: {pair}");
 }
+
+#[actix_web::test]
+async fn a_connection_broken_right_after_a_payment_is_a_payment_refusal_and_fails_over() {
+    let a = sim("a", &[("depth", Knobs { reset_on_payment: true, ..priced() })]);
+    let b = sim("b", &[("depth", healthy())]);
+    let gw = gateway_with(&[(&a, &["depth"]), (&b, &["depth"])], |c| {
+        c.signer.keystore = Some(fixture("scrypt.json"));
+        c.signer.password_file = Some(fixture("password.txt"));
+    })
+    .await;
+    // Until selection has tried `a` (bounded): every job is served, by `b`.
+    for i in 0..40 {
+        let answer = gw.job("depth", &format!("j{i}")).await;
+        assert_eq!(answer.status, 200, "job {i}: {:?}", answer.body);
+        assert_eq!(answer.header("x-orchestrator-url").as_deref(), Some(b.url.as_str()));
+        if a.state.stats("depth").jobs > 0 && i >= 4 {
+            break;
+        }
+    }
+    let p = gw.pair("depth", &a.url).await;
+    assert_eq!(p["unroutable_reason"], "payment-rejected", "{p}");
+    assert!(p["last_error"]["message"].as_str().is_some_and(|m| m.contains("right after a payment")), "{p}");
+}

@@ -95,7 +95,7 @@ impl PairActor {
                     Refusal::CredentialsRejected => format!("{addr} answered 400 '{body}': it does not accept this gateway's job signature (an orchestrator expecting another signature scheme?)"),
                     Refusal::PaymentRequired => format!("{addr} answered 400 '{body}': the capability is priced and the gateway has no credit there (it does not pay yet)"),
                     Refusal::PriceUnavailable => format!("{addr} answered 400 '{body}': the orchestrator cannot price the capability"),
-                    Refusal::PaymentRejected => format!("{addr} answered 400 '{body}': it refused the gateway's payment tickets"),
+                    Refusal::PaymentRejected => format!("{addr} refused the gateway's payment tickets: {body}"),
                 };
                 tracing::error!(pair = %self.key, reason = refusal.as_str(), "{message}; pair leaves rotation");
                 self.note_error(

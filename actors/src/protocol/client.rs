@@ -124,6 +124,13 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Whether the request may have reached the orchestrator before the failure: a broken
+    /// connection or answer, not a connection that never opened (refused, unreachable, TLS) or
+    /// a time-out.
+    pub fn after_sending(&self) -> bool {
+        matches!(self, UpstreamError::Transport(_))
+    }
+
     /// Short stable name of the class (for metrics labels and the admin view).
     pub fn class(&self) -> &'static str {
         match self {
@@ -138,6 +145,11 @@ impl UpstreamError {
 
 fn map_send_error(e: SendRequestError, timeout: Duration) -> UpstreamError {
     match e {
+        // awc reports a connection the server dropped mid-exchange as its connector being
+        // "disconnected": the request went out, so it is a broken exchange, not a failed connect.
+        SendRequestError::Connect(awc::error::ConnectError::Disconnected) => {
+            UpstreamError::Transport("the connection was dropped during the exchange".into())
+        }
         SendRequestError::Connect(c) => UpstreamError::Connect(c.to_string()),
         SendRequestError::Timeout => UpstreamError::Timeout(timeout),
         SendRequestError::Url(u) => UpstreamError::InvalidUrl(u.to_string()),

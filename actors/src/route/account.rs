@@ -45,7 +45,7 @@ impl Router {
             }
             // A master orchestrator that cannot process a payment crashes its handler, which
             // resets the connection: after a payment, a broken connection is its refusal.
-            Answer::Done(Err(e @ UpstreamError::Transport(_))) if call.paid => {
+            Answer::Done(Err(e)) if call.paid && e.after_sending() => {
                 drop(guard);
                 Outcome::Refused(Refusal::PaymentRejected, format!("the connection broke right after a payment: {e}"))
             }

@@ -20,6 +20,7 @@ mod token;
 mod warmup;
 
 pub use settings::{PairSettings, PROBE_CONCURRENCY};
+pub use token::PaymentTerms;
 
 #[cfg(any(test, feature = "fault-injection"))]
 pub use messages::Crash;
@@ -151,16 +152,6 @@ pub struct PairActor {
 struct Offer {
     available_capacity: i64,
     price: Option<Price>,
-}
-
-/// What a priced token offers to pay against: its ticket params and the gateway's balance
-/// there. Only tokens with a price keep one (offchain tokens carry neither).
-#[derive(Debug, Clone)]
-pub struct PaymentTerms {
-    /// The token's ticket params, verbatim.
-    pub params: crate::payment::TicketParams,
-    /// The gateway's balance at the orchestrator as the token reported it (wei).
-    pub balance: i64,
 }
 
 impl PairActor {

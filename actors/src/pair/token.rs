@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// What a priced token offers to pay against: its ticket params and the gateway's balance
+/// there. Only tokens with a price keep one (offchain tokens carry neither).
+#[derive(Debug, Clone)]
+pub struct PaymentTerms {
+    /// The token's ticket params, verbatim.
+    pub params: crate::payment::TicketParams,
+    /// The gateway's balance at the orchestrator as the token reported it (wei).
+    pub balance: i64,
+}
+
 impl PairActor {
     /// Probes the token. The first probe after (re)start pauses the mailbox so that callers
     /// asking for a [`GetView`] see the probed state.

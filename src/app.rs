@@ -55,27 +55,7 @@ impl Gateway {
         let metrics = telemetry::install_metrics().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
 
         // Store first: a locked or corrupt store must fail before any port is bound.
-        let data_dir = cfg.data_dir.clone();
-        let db = tokio::task::spawn_blocking(move || store::open(&data_dir))
-            .await
-            .context("store open task")?
-            .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
-        let store = Store::start(db);
-        let snapshot = store
-            .send(ReconcileConfig { entries: v.orchestrators.clone() })
-            .await
-            .context("store actor")?
-            .context("cannot reconcile configured orchestrators with the store")?;
-        let mut snapshot = snapshot;
-        if v.discovery.is_none() {
-            forget_webhook_orchestrators(&store, &mut snapshot).await?;
-        }
-        tracing::info!(
-            orchestrators = snapshot.orchestrators.len(),
-            pair_records = snapshot.pairs.len(),
-            data_dir = %cfg.data_dir.display(),
-            "store opened"
-        );
+        let (store, snapshot) = open_store(&v).await?;
 
         // Ports next, before any actor with timers starts: a port in use then fails the start
         // cleanly (an actor system torn down mid-start panicked on the way out).
@@ -105,25 +85,7 @@ impl Gateway {
             payment_limits: v.payment_limits.clone(),
             ..PairSettings::default()
         });
-        // Policies: the config file's, then those set through the admin API (persisted),
-        // which win: they are the operator's most recent word.
-        let config_policies: std::collections::HashMap<_, _> = v.policies.iter().cloned().collect();
-        let mut per_capability = config_policies.clone();
-        for (cap, policy) in &snapshot.policies {
-            if let Err(e) = policy.validate_with(&cfg.breaker) {
-                tracing::error!(capability = %cap, error = %e,
-                    "the policy stored through the admin API does not fit the current [breaker] table; ignoring it \
-                     (fix it with PUT /admin/capabilities/NAME or remove it with DELETE)");
-                continue;
-            }
-            if per_capability.contains_key(cap) {
-                tracing::info!(capability = %cap, "policy set through the admin API overrides the config file's");
-            }
-            per_capability.insert(cap.clone(), policy.clone());
-        }
-        let eager: Vec<_> = per_capability.keys().cloned().collect();
-        let globals = Globals { breaker: cfg.breaker.clone(), queue_depth: cfg.limits.queue_depth };
-        let policies = PolicyBook::new(globals, cfg.default_policy.clone(), per_capability);
+        let (policies, config_policies, eager) = resolve_policies(&v, &snapshot);
         let budgets = RetryBudgets::default();
 
         let scoreboard = Scoreboard::default();
@@ -274,6 +236,68 @@ impl Gateway {
         tracing::info!("store flushed; bye");
         Ok(())
     }
+}
+
+/// Opens the store, reconciles the configured orchestrators with it, and forgets the webhook's
+/// entries when no webhook is configured any more: the registry and scores the gateway starts
+/// with.
+async fn open_store(v: &Validated) -> anyhow::Result<(Addr<Store>, store::Snapshot)> {
+    let cfg = &v.config;
+    let data_dir = cfg.data_dir.clone();
+    let db = tokio::task::spawn_blocking(move || store::open(&data_dir))
+        .await
+        .context("store open task")?
+        .with_context(|| format!("cannot open the store in {}", cfg.data_dir.display()))?;
+    let store = Store::start(db);
+    let mut snapshot = store
+        .send(ReconcileConfig { entries: v.orchestrators.clone() })
+        .await
+        .context("store actor")?
+        .context("cannot reconcile configured orchestrators with the store")?;
+    if v.discovery.is_none() {
+        forget_webhook_orchestrators(&store, &mut snapshot).await?;
+    }
+    tracing::info!(
+        orchestrators = snapshot.orchestrators.len(),
+        pair_records = snapshot.pairs.len(),
+        data_dir = %cfg.data_dir.display(),
+        "store opened"
+    );
+    Ok((store, snapshot))
+}
+
+/// The capability policies in force: the config file's, then those set through the admin API
+/// (persisted), which win. Also returns the config file's alone (what a reload compares with)
+/// and the capabilities to start pairs for eagerly.
+fn resolve_policies(
+    v: &Validated,
+    snapshot: &store::Snapshot,
+) -> (
+    PolicyBook,
+    std::collections::HashMap<byoc_actors::capability::Capability, byoc_actors::policy::CapabilityPolicy>,
+    Vec<byoc_actors::capability::Capability>,
+) {
+    let cfg = &v.config;
+    // Policies: the config file's, then those set through the admin API (persisted),
+    // which win: they are the operator's most recent word.
+    let config_policies: std::collections::HashMap<_, _> = v.policies.iter().cloned().collect();
+    let mut per_capability = config_policies.clone();
+    for (cap, policy) in &snapshot.policies {
+        if let Err(e) = policy.validate_with(&cfg.breaker) {
+            tracing::error!(capability = %cap, error = %e,
+                "the policy stored through the admin API does not fit the current [breaker] table; ignoring it \
+                 (fix it with PUT /admin/capabilities/NAME or remove it with DELETE)");
+            continue;
+        }
+        if per_capability.contains_key(cap) {
+            tracing::info!(capability = %cap, "policy set through the admin API overrides the config file's");
+        }
+        per_capability.insert(cap.clone(), policy.clone());
+    }
+    let eager: Vec<_> = per_capability.keys().cloned().collect();
+    let globals = Globals { breaker: cfg.breaker.clone(), queue_depth: cfg.limits.queue_depth };
+    let policies = PolicyBook::new(globals, cfg.default_policy.clone(), per_capability);
+    (policies, config_policies, eager)
 }
 
 /// Without a webhook configured, orchestrators it once listed (persisted with source

@@ -19,6 +19,8 @@ mod settings;
 mod token;
 mod warmup;
 
+use warmup::Warmth;
+
 pub use settings::{PairSettings, PROBE_CONCURRENCY};
 pub use token::PaymentTerms;
 
@@ -119,9 +121,8 @@ pub struct PairActor {
     tally: Arc<Tally>,
     /// A [`DrainTally`] is scheduled.
     drain_scheduled: bool,
-    warming: bool,
-    warmup_pending: bool,
-    warmup_in_flight: bool,
+    /// How far it is from taking full client traffic (cold start, warm-up job).
+    warmth: Warmth,
     cold_start_ms: Option<u64>,
     deprioritized_until: Option<Instant>,
     capacity_backoff_until: Option<Instant>,
@@ -185,8 +186,7 @@ impl PairActor {
             restarts = r.restarts;
         }
         // A pair that has never answered is cold: limited concurrency until it has.
-        let warming = cold_start_ms.is_none();
-        let warmup_pending = warming && policy.warmup.is_some();
+        let warmth = Warmth::new(cold_start_ms.is_none(), policy.warmup.is_some());
         let mut actor = Self {
             settings,
             policy,
@@ -217,9 +217,7 @@ impl PairActor {
             probe_failures: 0,
             tally: Arc::default(),
             drain_scheduled: false,
-            warming,
-            warmup_pending,
-            warmup_in_flight: false,
+            warmth,
             cold_start_ms,
             deprioritized_until: None,
             capacity_backoff_until: None,
@@ -286,7 +284,7 @@ impl PairActor {
         // The limit workers take slots against: the capability's cold-start concurrency until
         // the pair has answered once.
         let mut limit = self.limit.current();
-        if self.warming {
+        if self.warmth.is_cold() {
             limit = limit.min(self.policy.cold_start_concurrency);
         }
         self.slots.set_limit(limit);
@@ -330,8 +328,8 @@ impl PairActor {
             payment_required: self.payment_required,
             over_ceiling: self.over_ceiling(),
             price_share: self.policy.price_share(price_per_unit, pixels_per_unit),
-            warming: self.warming,
-            warmup_pending: self.warmup_pending,
+            warming: self.warmth.is_cold(),
+            warmup_pending: self.warmth.awaiting_warmup(),
             deprioritized_until: self.deprioritized_until,
             capacity_backoff_until: self.capacity_backoff_until,
             generation,
@@ -418,7 +416,7 @@ impl actix::Supervised for PairActor {
         self.probed = false;
         self.probing = false;
         self.reprobe = false;
-        self.warmup_in_flight = false;
+        self.warmth.warmup_ended();
         // The scheduled drain died with the old incarnation's timers: the next deposit asks for
         // a drain again and it is scheduled anew (the samples survive in the shared tally).
         self.drain_scheduled = false;

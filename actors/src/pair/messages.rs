@@ -164,7 +164,8 @@ impl Handler<SetPolicy> for PairActor {
     fn handle(&mut self, SetPolicy(policy): SetPolicy, ctx: &mut Self::Context) {
         self.breaker.set_config(policy.breaker.clone());
         if policy.warmup.is_none() {
-            self.warmup_pending = false;
+            // Removing the warm-up job releases the pairs waiting for it (still cold).
+            self.warmth.warmup_dropped();
         }
         self.policy = policy;
         self.publish();

@@ -147,8 +147,9 @@ impl PairActor {
                             // container probably restarted, so the pair is cold again. (A
                             // gateway restart or a slow probe is not a reason: the model is
                             // still loaded.)
-                            self.warming = true;
-                            self.warmup_pending = self.policy.warmup.is_some();
+                            if !matches!(self.warmth, Warmth::AwaitingWarmup { in_flight: true }) {
+                                self.warmth = Warmth::new(true, self.policy.warmup.is_some());
+                            }
                         }
                         let was_over = self.over_ceiling();
                         self.token_ok = true;

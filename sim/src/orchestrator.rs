@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use byoc_actors::protocol::header::{decode_job_request, JobRequest};
+use byoc_actors::protocol::header::{check_request, decode_job_request, JobRequest, ParamsError};
 use byoc_actors::protocol::names;
 use byoc_actors::protocol::token::decode_eth_address_header;
-use serde::Deserialize;
 use serde_json::json;
 
 use crate::knobs::{Knobs, OverCapacity};
@@ -309,12 +308,8 @@ fn refuse_after_reserving(knobs: &Knobs, header: &JobRequest) -> Option<LateRefu
             return Some(LateRefusal { message: "Insufficient balance for request".into(), leaks_slot: false });
         }
     }
-    #[derive(Deserialize)]
-    struct Details {
-        #[serde(rename = "stream_id")]
-        _stream_id: Option<String>,
-    }
-    if let Err(e) = serde_json::from_str::<Details>(&header.request) {
+    // The same decoding as go-livepeer's (`JobRequestDetails`), shared with the gateway's edge check.
+    if let Err(ParamsError::Request(e) | ParamsError::Parameters(e)) = check_request(&header.request) {
         return Some(LateRefusal {
             message: format!("Unable to unmarshal job request details err={e}"),
             leaks_slot: true,

@@ -1,13 +1,11 @@
 //! Starting, stopping and restarting a simulator's HTTP server, and its routes.
 
-use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::{web, App, HttpServer};
-use parking_lot::Mutex;
 
-use crate::knobs::{Knobs, LastSeen};
+use crate::knobs::Knobs;
 use crate::state::SimState;
 use crate::{control, orchestrator};
 
@@ -57,19 +55,7 @@ fn start_with(
 ) -> std::io::Result<SimHandle> {
     let addr = listener.local_addr()?;
     let url = format!("{}://{addr}", if tls { "https" } else { "http" });
-    let state = Arc::new(SimState {
-        name: name.to_string(),
-        service_addr: Mutex::new(url.clone()),
-        addr,
-        tls,
-        caps: Mutex::new(BTreeMap::new()),
-        server: Mutex::new(None),
-        last: Mutex::new(LastSeen::default()),
-        last_job: Mutex::new(None),
-        sse_release: tokio::sync::Semaphore::new(0),
-        job_release: tokio::sync::Semaphore::new(0),
-        payments: Mutex::default(),
-    });
+    let state = Arc::new(SimState::new(name, addr, tls, url.clone()));
     for (cap, knobs) in capabilities {
         state.set(cap, knobs.clone());
     }

@@ -64,6 +64,24 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 impl SimState {
+    /// A simulator named `name` listening on `addr` (over TLS when `tls`), advertising
+    /// `service_addr` in its tokens, with no capability yet.
+    pub(crate) fn new(name: &str, addr: SocketAddr, tls: bool, service_addr: String) -> Self {
+        Self {
+            name: name.to_string(),
+            service_addr: Mutex::new(service_addr),
+            addr,
+            tls,
+            caps: Mutex::new(BTreeMap::new()),
+            server: Mutex::new(None),
+            last: Mutex::new(LastSeen::default()),
+            last_job: Mutex::new(None),
+            sse_release: tokio::sync::Semaphore::new(0),
+            job_release: tokio::sync::Semaphore::new(0),
+            payments: Mutex::default(),
+        }
+    }
+
     /// Current knobs and stats of every capability.
     pub fn report(&self) -> serde_json::Value {
         let caps = self.caps.lock();
@@ -182,19 +200,7 @@ mod tests {
     use super::*;
 
     fn state() -> SimState {
-        let s = SimState {
-            name: "t".into(),
-            service_addr: Mutex::new(String::new()),
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            tls: false,
-            caps: Mutex::new(BTreeMap::new()),
-            server: Mutex::new(None),
-            last: Mutex::new(LastSeen::default()),
-            last_job: Mutex::new(None),
-            sse_release: tokio::sync::Semaphore::new(0),
-            job_release: tokio::sync::Semaphore::new(0),
-            payments: Mutex::default(),
-        };
+        let s = SimState::new("t", SocketAddr::from(([127, 0, 0, 1], 0)), false, String::new());
         s.set("a", Knobs::default());
         s.set("b", Knobs::default());
         s

@@ -155,14 +155,7 @@ async fn a_credentials_refusal_fails_over_and_takes_the_pair_out_until_reset() {
     let b = sim("b", &[("depth", healthy())]);
     let gw = gateway(&[(&a, &["depth"]), (&b, &["depth"])]).await;
     // Until selection has tried `a` (bounded): every job is served, by `b`.
-    for i in 0..40 {
-        let answer = gw.job("depth", &format!("j{i}")).await;
-        assert_eq!(answer.status, 200, "job {i}: {:?}", answer.body);
-        assert_eq!(answer.header("x-orchestrator-url").as_deref(), Some(b.url.as_str()));
-        if a.state.stats("depth").jobs > 0 && i >= 4 {
-            break;
-        }
-    }
+    jobs_served_by(&gw, &b, || a.state.stats("depth").jobs > 0).await;
     assert_eq!(a.state.stats("depth").jobs, 1, "one job reached `a`, then none");
     let pair = pair_state(&gw, "depth", &a, false, "credentials-rejected").await;
     assert_eq!(pair["last_error"]["class"], "credentials-rejected", "{pair}");
@@ -203,14 +196,7 @@ async fn price_and_payment_refusals_fail_over_with_their_own_reasons() {
     pair_state(&gw, "depth", &spent, true, "").await;
     spent.state.patch(None, &json!({"balance": 0})).expect("knobs");
     // Until selection has tried both (bounded): every job is served, by `b`.
-    for i in 0..60 {
-        let answer = gw.job("depth", &format!("j{i}")).await;
-        assert_eq!(answer.status, 200, "job {i}: {:?}", answer.body);
-        assert_eq!(answer.header("x-orchestrator-url").as_deref(), Some(b.url.as_str()));
-        if priceless.state.stats("depth").jobs > 0 && spent.state.stats("depth").jobs > 0 && i >= 4 {
-            break;
-        }
-    }
+    jobs_served_by(&gw, &b, || priceless.state.stats("depth").jobs > 0 && spent.state.stats("depth").jobs > 0).await;
     assert_eq!(spent.state.stats("depth").jobs, 1, "one job reached `spent`, then none");
     pair_state(&gw, "depth", &priceless, false, "price-unavailable").await;
     let p = pair_state(&gw, "depth", &spent, false, "payment-required").await;

@@ -3,16 +3,10 @@
 //! orchestrator does (params echoed, signatures recovering to the sender, nonces never reused,
 //! 60 s of balance after the payment).
 
-use std::path::PathBuf;
-
 use base64::Engine as _;
 use byoc_sim::Knobs;
 
 use crate::support::*;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("actors/tests/fixtures/keystore").join(name)
-}
 
 /// 10^9 wei per second; each ticket the simulator issues is worth 10^10 wei.
 fn priced() -> Knobs {
@@ -23,8 +17,7 @@ fn priced() -> Knobs {
 async fn a_gateway_with_a_key_pays_and_carries_its_balance_between_jobs() {
     let a = sim("a", &[("depth", priced())]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
-        c.signer.keystore = Some(fixture("scrypt.json"));
-        c.signer.password_file = Some(fixture("password.txt"));
+        with_key(c);
     })
     .await;
     let p = eventually("the priced pair to be routable", 250, || async {
@@ -163,8 +156,7 @@ print(json.dumps(signers))
 async fn a_payment_over_the_operators_limits_is_not_made() {
     let a = sim("a", &[("depth", priced())]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
-        c.signer.keystore = Some(fixture("scrypt.json"));
-        c.signer.password_file = Some(fixture("password.txt"));
+        with_key(c);
         // 18 tickets of 10^10 wei are needed; the limit allows 10^10 per payment.
         c.payments.max_total_ev = 1e10;
     })
@@ -205,8 +197,7 @@ async fn params_over_the_limits_keep_a_pair_out_and_the_hourly_cap_stops_payment
     let a = sim("a", &[("depth", priced())]);
     // Each ticket is worth 10^10 wei; the limit allows 10^9 per ticket.
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
-        c.signer.keystore = Some(fixture("scrypt.json"));
-        c.signer.password_file = Some(fixture("password.txt"));
+        with_key(c);
         c.payments.max_ticket_ev = 1e9;
     })
     .await;
@@ -221,8 +212,7 @@ async fn params_over_the_limits_keep_a_pair_out_and_the_hourly_cap_stops_payment
     // second would not.
     let b = sim("b", &[("depth", priced())]);
     let gw = gateway_with(&[(&b, &["depth"])], |c| {
-        c.signer.keystore = Some(fixture("scrypt.json"));
-        c.signer.password_file = Some(fixture("password.txt"));
+        with_key(c);
         c.payments.max_ev_per_capability_hour = Some(2.4e11);
     })
     .await;
@@ -247,19 +237,11 @@ async fn a_connection_broken_right_after_a_payment_is_a_payment_refusal_and_fail
     let a = sim("a", &[("depth", Knobs { reset_on_payment: true, ..priced() })]);
     let b = sim("b", &[("depth", healthy())]);
     let gw = gateway_with(&[(&a, &["depth"]), (&b, &["depth"])], |c| {
-        c.signer.keystore = Some(fixture("scrypt.json"));
-        c.signer.password_file = Some(fixture("password.txt"));
+        with_key(c);
     })
     .await;
     // Until selection has tried `a` (bounded): every job is served, by `b`.
-    for i in 0..40 {
-        let answer = gw.job("depth", &format!("j{i}")).await;
-        assert_eq!(answer.status, 200, "job {i}: {:?}", answer.body);
-        assert_eq!(answer.header("x-orchestrator-url").as_deref(), Some(b.url.as_str()));
-        if a.state.stats("depth").jobs > 0 && i >= 4 {
-            break;
-        }
-    }
+    jobs_served_by(&gw, &b, || a.state.stats("depth").jobs > 0).await;
     let p = gw.pair("depth", &a.url).await;
     assert_eq!(p["unroutable_reason"], "payment-rejected", "{p}");
     assert!(p["last_error"]["message"].as_str().is_some_and(|m| m.contains("right after a payment")), "{p}");

@@ -2,7 +2,6 @@
 //! master does (V0), checked by recovering the signer with an independent implementation
 //! (Python eth-account); without one it stays offchain. A bad key stops start-up with 78.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use byoc_actors::protocol::header::encode_client_header;
@@ -14,10 +13,6 @@ use crate::support::*;
 /// The fixture key's address (eth-account `Account.from_key(0x4c08…2318).address`).
 const ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
 const ZERO: &str = "0x0000000000000000000000000000000000000000";
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("actors/tests/fixtures/keystore").join(name)
-}
 
 /// What the simulator last received, through its documented `GET /sim/last`.
 async fn last_seen(gw: &TestGateway, sim: &SimHandle) -> LastSeen {
@@ -41,8 +36,8 @@ print(json.dumps([Account.recover_message(encode_defunct(primitive=keccak(text=m
 async fn a_keyed_gateway_signs_the_credential_and_each_job_as_go_livepeer_verifies() {
     let a = sim("a", &[("depth", healthy())]);
     let gw = gateway_with(&[(&a, &["depth"])], |cfg| {
-        cfg.signer.keystore = Some(fixture("scrypt.json"));
-        cfg.signer.password_file = Some(fixture("password.txt"));
+        cfg.signer.keystore = Some(keystore_fixture("scrypt.json"));
+        cfg.signer.password_file = Some(keystore_fixture("password.txt"));
     })
     .await;
 
@@ -106,8 +101,8 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn check_config_unlocks_the_key_and_names_its_address() {
-    let ks = fixture("pbkdf2.json");
-    let pw = fixture("password.txt");
+    let ks = keystore_fixture("pbkdf2.json");
+    let pw = keystore_fixture("password.txt");
     let (code, out, err) = run(&[
         "check-config",
         "--eth-keystore-path",
@@ -127,7 +122,7 @@ fn a_bad_key_stops_start_up_with_78_before_anything_is_opened() {
     let data = dir.path().join("data");
     let wrong = dir.path().join("wrong-password");
     std::fs::write(&wrong, "not the password\n").expect("write");
-    let ks = fixture("scrypt.json");
+    let ks = keystore_fixture("scrypt.json");
     let (ks, wrong, data_s) =
         (ks.to_str().expect("utf-8"), wrong.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
     let base = ["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir", data_s];

@@ -225,6 +225,32 @@ impl TestGateway {
     }
 }
 
+/// A file of the keystore fixtures (`actors/tests/fixtures/keystore`).
+pub fn keystore_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("actors/tests/fixtures/keystore").join(name)
+}
+
+/// Configures the fixture key (`scrypt.json`, unlocked with `password.txt`): a gateway that signs
+/// and can pay.
+pub fn with_key(c: &mut Config) {
+    c.signer.keystore = Some(keystore_fixture("scrypt.json"));
+    c.signer.password_file = Some(keystore_fixture("password.txt"));
+}
+
+/// Sends `depth` jobs, each of which must be answered 200 by `served_by`, until `done` holds
+/// (after at least 5 jobs, at most 60): selection is randomised, so a test waiting for a pair
+/// to be tried sends jobs until it has been.
+pub async fn jobs_served_by(gw: &TestGateway, served_by: &SimHandle, done: impl Fn() -> bool) {
+    for i in 0..60 {
+        let answer = gw.job("depth", &format!("j{i}")).await;
+        assert_eq!(answer.status, 200, "job {i}: {:?}", answer.body);
+        assert_eq!(answer.header("x-orchestrator-url").as_deref(), Some(served_by.url.as_str()), "job {i}");
+        if i >= 4 && done() {
+            return;
+        }
+    }
+}
+
 /// Polls `check` until it returns `Some`, at most `tries` times, 20 ms apart: awaiting an
 /// observable state change (for example a restart visible in the admin API) without
 /// assuming how long it takes.

@@ -16,7 +16,7 @@ use crate::capability::{Capability, CapabilityError};
 
 mod params;
 
-pub use params::{OrchestratorFilter, ParamsError};
+pub use params::{check_request, OrchestratorFilter, ParamsError};
 
 /// Longest accepted `timeout_seconds` (one day). Longer values are almost certainly a unit
 /// mistake (milliseconds) and would pin a pair's in-flight slot for that long.

@@ -185,6 +185,10 @@ async fn pair_records_that_never_offered_anything_are_forgotten_at_start() {
     // A store written before surveys: a record per orchestrator per registered capability,
     // most of them for capabilities the orchestrator never offered.
     let a = sim("a", &[("depth", healthy())]);
+    // orch-2 accepts connections and never answers, so the start-up survey's question to it
+    // stays in flight while the export below is taken (a survey's pair is not a record).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let silent_url = format!("http://{}", silent.local_addr().expect("addr"));
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let file = dir.path().join("old.json");
@@ -196,7 +200,7 @@ async fn pair_records_that_never_offered_anything_are_forgotten_at_start() {
     };
     let old = json!({
         "format": "byoc-gateway-store", "schema_version": 2, "exported_at_unix_ms": 1,
-        "orchestrators": [orch("orch-1", &a.url), orch("orch-2", "http://127.0.0.1:9")],
+        "orchestrators": [orch("orch-1", &a.url), orch("orch-2", &silent_url)],
         "pairs": [record("orch-1", "depth", true, 5), record("orch-1", "upscale", false, 0),
                   record("orch-2", "depth", false, 0)],
         "policies": [],
@@ -209,6 +213,11 @@ async fn pair_records_that_never_offered_anything_are_forgotten_at_start() {
 
     let gw = Process::spawn(&gateway_args(data, &[]));
     let c = client();
+    eventually("the survey asking orch-2 about depth", 500, || async {
+        let s = get(&c, &format!("{}/admin/supervisor", gw.admin)).await.json();
+        (s["survey"]["in_flight"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
     let export = get(&c, &format!("{}/admin/store/export", gw.admin)).await.json();
     let pairs: Vec<(String, String, u64)> = export["pairs"]
         .as_array()

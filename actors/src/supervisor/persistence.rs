@@ -71,13 +71,14 @@ impl Supervisor {
     /// The store's content as the registry knows it now (see [`ExportStore`]).
     pub(super) fn export(&self) -> StoreExport {
         let now = Instant::now();
-        // The pairs the store has a record of: those of registered capabilities (saved in
-        // batches) and any other that was saved once; records loaded at start whose pair has
-        // not been started are still in `warm`.
+        // The pairs the store has a record of: those on the board (saved in batches, see
+        // `dirty_records`) and any other that was saved once; a survey's pair that has not
+        // offered anything is not among them. Records loaded at start whose pair has not been
+        // started are still in `warm`.
         let mut pairs: Vec<PairRecord> = self
             .pairs
             .iter()
-            .filter(|(key, entry)| self.registered.contains(&key.capability) || entry.saved.is_some())
+            .filter(|(_, entry)| entry.on_board || entry.saved.is_some())
             .filter_map(|(_, entry)| {
                 let v = entry.view.read();
                 (!v.retired).then(|| v.record(now))

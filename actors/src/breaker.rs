@@ -101,7 +101,7 @@ impl BreakerConfig {
 /// The observable state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum State {
+pub(crate) enum State {
     /// Traffic flows.
     Closed,
     /// No traffic until the backoff elapses.
@@ -112,7 +112,7 @@ pub enum State {
 
 impl State {
     /// Stable lowercase name.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             State::Closed => "closed",
             State::Open => "open",
@@ -125,11 +125,11 @@ impl State {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
     /// State before.
-    pub from: State,
+    pub(crate) from: State,
     /// State after.
-    pub to: State,
+    pub(crate) to: State,
     /// Why (stable, for logs and metrics).
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// What the breaker says about one more call.
@@ -209,7 +209,12 @@ impl Breaker {
 
     /// Restores a persisted breaker: open ones stay open until `open_until` (or become
     /// half-open at the next call if that has passed); half-open ones restart their trials.
-    pub fn restore(cfg: impl Into<Arc<BreakerConfig>>, state: State, level: u32, open_until: Option<Instant>) -> Self {
+    pub(crate) fn restore(
+        cfg: impl Into<Arc<BreakerConfig>>,
+        state: State,
+        level: u32,
+        open_until: Option<Instant>,
+    ) -> Self {
         let mut b = Self::new(cfg);
         b.level = level;
         match state {
@@ -223,7 +228,7 @@ impl Breaker {
     }
 
     /// Current state (an open breaker whose time is up still reads open until a call asks).
-    pub fn state(&self) -> State {
+    pub(crate) fn state(&self) -> State {
         self.state
     }
 
@@ -233,33 +238,28 @@ impl Breaker {
     }
 
     /// How many times in a row it has opened without closing in between.
-    pub fn level(&self) -> u32 {
+    pub(crate) fn level(&self) -> u32 {
         self.level
     }
 
     /// Consecutive failures counted while closed.
-    pub fn consecutive_failures(&self) -> u32 {
+    pub(crate) fn consecutive_failures(&self) -> u32 {
         self.consecutive_failures
     }
 
     #[cfg(test)]
     /// Calls in the window, and the failure and slow-call rates over them.
-    pub fn window_rates(&self) -> (u32, f64, f64) {
+    pub(crate) fn window_rates(&self) -> (u32, f64, f64) {
         self.window.rates()
     }
 
-    /// The configuration in force.
-    pub fn config(&self) -> &BreakerConfig {
-        &self.cfg
-    }
-
     /// Replaces the configuration (policy change); state is kept.
-    pub fn set_config(&mut self, cfg: impl Into<Arc<BreakerConfig>>) {
+    pub(crate) fn set_config(&mut self, cfg: impl Into<Arc<BreakerConfig>>) {
         self.cfg = cfg.into();
     }
 
     /// Whether a call could be admitted at `now` (no state change).
-    pub fn would_admit(&self, now: Instant) -> bool {
+    pub(crate) fn would_admit(&self, now: Instant) -> bool {
         match self.state {
             State::Closed => true,
             State::Open => self.open_until.is_none_or(|t| now >= t),
@@ -293,13 +293,13 @@ impl Breaker {
     }
 
     /// Gives back a trial permit that was admitted but never used (the call did not happen).
-    pub fn release_trial(&mut self) {
+    pub(crate) fn release_trial(&mut self) {
         self.trials_in_flight = self.trials_in_flight.saturating_sub(1);
     }
 
     /// Records a success; `slow` when it took longer than the slow-call threshold. `now` and
     /// `u` (uniform in [0, 1), for jitter) matter only if the slow-call rate trips it.
-    pub fn on_success(&mut self, now: Instant, u: f64, slow: bool) -> Option<Transition> {
+    pub(crate) fn on_success(&mut self, now: Instant, u: f64, slow: bool) -> Option<Transition> {
         self.consecutive_failures = 0;
         match self.state {
             State::HalfOpen => self.trial_passed(),
@@ -318,7 +318,7 @@ impl Breaker {
     /// Records an answer that says nothing about health (a 4xx: the client's fault). It ends
     /// a half-open trial as passed, since the orchestrator did answer, and breaks a run of
     /// consecutive failures, but does not enter the rate window.
-    pub fn on_neutral(&mut self) -> Option<Transition> {
+    pub(crate) fn on_neutral(&mut self) -> Option<Transition> {
         self.consecutive_failures = 0;
         if self.state == State::HalfOpen {
             return self.trial_passed();
@@ -373,7 +373,7 @@ impl Breaker {
     }
 
     /// Forces the breaker closed and forgets its history (operator action).
-    pub fn reset(&mut self) -> Option<Transition> {
+    pub(crate) fn reset(&mut self) -> Option<Transition> {
         self.window.clear();
         self.level = 0;
         self.consecutive_failures = 0;

@@ -18,7 +18,7 @@ const SLOTS: usize = 10;
 
 /// One capability's budget.
 #[derive(Debug)]
-pub struct Budget {
+pub(crate) struct Budget {
     slot: Duration,
     start: Option<Instant>,
     /// Index of the slot `start` falls in, counted from the first use.
@@ -29,7 +29,7 @@ pub struct Budget {
 
 impl Budget {
     /// A budget over a window of `window` (split into ten slots).
-    pub fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration) -> Self {
         Self { slot: window / SLOTS as u32, start: None, head: 0, requests: [0; SLOTS], retries: [0; SLOTS] }
     }
 
@@ -49,14 +49,14 @@ impl Budget {
     }
 
     /// Counts one request (first attempt).
-    pub fn deposit(&mut self, now: Instant) {
+    pub(crate) fn deposit(&mut self, now: Instant) {
         let i = self.advance(now);
         self.requests[i] = self.requests[i].saturating_add(1);
     }
 
     /// Takes one retry if the budget allows it: retries in the window stay at or below
     /// `percent x requests + min_per_sec x window seconds`.
-    pub fn withdraw(&mut self, now: Instant, percent: f64, min_per_sec: u32) -> bool {
+    pub(crate) fn withdraw(&mut self, now: Instant, percent: f64, min_per_sec: u32) -> bool {
         let i = self.advance(now);
         let requests: u64 = self.requests.iter().map(|&n| u64::from(n)).sum();
         let retries: u64 = self.retries.iter().map(|&n| u64::from(n)).sum();
@@ -86,19 +86,19 @@ impl Default for RetryBudgets {
 
 impl RetryBudgets {
     /// Budgets over a window of `window`.
-    pub fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration) -> Self {
         Self { window, inner: Arc::new(Mutex::new(HashMap::new())) }
     }
 
     /// Counts a request for `capability` (only offered capabilities reach here, so the map
     /// stays bounded by what orchestrators serve).
-    pub fn deposit(&self, capability: &Capability, now: Instant) {
+    pub(crate) fn deposit(&self, capability: &Capability, now: Instant) {
         let mut m = self.inner.lock();
         m.entry(capability.clone()).or_insert_with(|| Budget::new(self.window)).deposit(now);
     }
 
     /// Asks for one retry of a `capability` job.
-    pub fn withdraw(&self, capability: &Capability, now: Instant, percent: f64, min_per_sec: u32) -> bool {
+    pub(crate) fn withdraw(&self, capability: &Capability, now: Instant, percent: f64, min_per_sec: u32) -> bool {
         let mut m = self.inner.lock();
         m.entry(capability.clone()).or_insert_with(|| Budget::new(self.window)).withdraw(now, percent, min_per_sec)
     }

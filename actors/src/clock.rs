@@ -9,12 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Milliseconds since the Unix epoch.
-pub fn unix_ms_now() -> u64 {
+pub(crate) fn unix_ms_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Converts a monotonic instant to Unix milliseconds, relative to `now`.
-pub fn instant_to_unix_ms(t: Instant, now: Instant) -> u64 {
+pub(crate) fn instant_to_unix_ms(t: Instant, now: Instant) -> u64 {
     let base = unix_ms_now();
     if t >= now {
         base.saturating_add((t - now).as_millis() as u64)
@@ -24,7 +24,7 @@ pub fn instant_to_unix_ms(t: Instant, now: Instant) -> u64 {
 }
 
 /// Converts Unix milliseconds to a monotonic instant, relative to `now`.
-pub fn unix_ms_to_instant(ms: u64, now: Instant) -> Instant {
+pub(crate) fn unix_ms_to_instant(ms: u64, now: Instant) -> Instant {
     let base = unix_ms_now();
     if ms >= base {
         // A stored time comes from disk or an import file: never trust it not to overflow.

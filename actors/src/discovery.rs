@@ -115,37 +115,37 @@ impl Actor for Discovery {
 #[rtype(result = "()")]
 pub struct WebhookFetched {
     /// When the answer (or the failure) came (Unix ms).
-    pub fetched_at_unix_ms: u64,
+    pub(crate) fetched_at_unix_ms: u64,
     /// How long the fetch took.
-    pub took_ms: u64,
+    pub(crate) took_ms: u64,
     /// The parsed list, or why nothing may change.
-    pub result: Result<WebhookList, WebhookError>,
+    pub(crate) result: Result<WebhookList, WebhookError>,
 }
 
 /// Discovery as `GET /admin/discovery` shows it.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct DiscoveryReport {
     /// Whether a webhook is configured.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The webhook URL without query string or credentials.
-    pub webhook_url: Option<String>,
+    pub(crate) webhook_url: Option<String>,
     /// Period between fetches (ms).
-    pub refresh_ms: Option<u64>,
+    pub(crate) refresh_ms: Option<u64>,
     /// Bound on one fetch (ms).
-    pub timeout_ms: Option<u64>,
+    pub(crate) timeout_ms: Option<u64>,
     /// Names of the headers sent with each fetch (`discovery.webhook_headers`; values are
     /// never shown).
-    pub header_names: Vec<String>,
+    pub(crate) header_names: Vec<String>,
     /// Orchestrators registered now with source `webhook`.
-    pub orchestrators: usize,
+    pub(crate) orchestrators: usize,
     /// Successful fetches since start.
-    pub fetches_ok: u64,
+    pub(crate) fetches_ok: u64,
     /// Failed fetches since start.
-    pub fetches_failed: u64,
+    pub(crate) fetches_failed: u64,
     /// When a fetch last succeeded (Unix ms).
-    pub last_success_at_unix_ms: Option<u64>,
+    pub(crate) last_success_at_unix_ms: Option<u64>,
     /// The last fetch, successful or not.
-    pub last_fetch: Option<FetchReport>,
+    pub(crate) last_fetch: Option<FetchReport>,
 }
 
 impl DiscoveryReport {
@@ -164,27 +164,27 @@ impl DiscoveryReport {
 
 /// One fetch as the admin view shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct FetchReport {
+pub(crate) struct FetchReport {
     /// When it ended (Unix ms).
-    pub at_unix_ms: u64,
+    pub(crate) at_unix_ms: u64,
     /// How long it took (ms).
-    pub took_ms: u64,
+    pub(crate) took_ms: u64,
     /// `ok`, or why it failed (`connect`, `timeout`, `transport`, `http-status`, `too-large`,
     /// `bad-json`, `too-many-entries`, `no-valid-entry`, `registry`).
-    pub outcome: &'static str,
+    pub(crate) outcome: &'static str,
     /// The failure in words; null on success.
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
     /// Usable orchestrator URLs listed.
-    pub listed: usize,
+    pub(crate) listed: usize,
     /// Entries skipped as invalid, with reasons (they did not stop the rest from applying).
-    pub skipped: Vec<SkippedEntry>,
+    pub(crate) skipped: Vec<SkippedEntry>,
     /// URLs added by this fetch.
-    pub added: Vec<String>,
+    pub(crate) added: Vec<String>,
     /// URLs removed by this fetch (their pairs drain).
-    pub removed: Vec<String>,
+    pub(crate) removed: Vec<String>,
     /// URLs listed but already registered by another source (flag, file, admin API), which
     /// discovery leaves alone.
-    pub registered_elsewhere: Vec<String>,
+    pub(crate) registered_elsewhere: Vec<String>,
 }
 
 /// Asks the supervisor for the discovery report.

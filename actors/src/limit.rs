@@ -13,11 +13,11 @@
 
 /// Share of the limit kept after a refusal, at most (the in-flight count at the refusal can
 /// lower it further).
-pub const BACKOFF_RATIO: f64 = 0.5;
+pub(crate) const BACKOFF_RATIO: f64 = 0.5;
 
 /// The limit of one pair.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConcurrencyLimit {
+pub(crate) struct ConcurrencyLimit {
     /// Current limit, fractional so that additive increase can be gradual.
     limit: f64,
     /// The token's figure; `None` before the first token.
@@ -32,17 +32,17 @@ impl Default for ConcurrencyLimit {
 
 impl ConcurrencyLimit {
     /// A limit that has seen no token yet (zero slots).
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self { limit: 0.0, ceiling: None }
     }
 
     /// Jobs that may be in flight now.
-    pub fn current(&self) -> u32 {
+    pub(crate) fn current(&self) -> u32 {
         self.limit.floor() as u32
     }
 
     /// The token's figure, if a token was seen.
-    pub fn ceiling(&self) -> Option<u32> {
+    pub(crate) fn ceiling(&self) -> Option<u32> {
         self.ceiling
     }
 
@@ -50,7 +50,7 @@ impl ConcurrencyLimit {
     /// `inflight` jobs there. The first token sets the limit to its figure; later ones only cap
     /// it (a refusal's evidence is not overruled by a token read before the refusal mattered;
     /// answers raise the limit back).
-    pub fn on_token(&mut self, available: i64, inflight: u32) {
+    pub(crate) fn on_token(&mut self, available: i64, inflight: u32) {
         let ceiling = u32::try_from(available.max(0)).unwrap_or(u32::MAX).saturating_add(inflight);
         let first = self.ceiling.replace(ceiling).is_none();
         let ceiling = f64::from(ceiling);
@@ -66,12 +66,12 @@ impl ConcurrencyLimit {
 
     /// The orchestrator refused a job for capacity while the gateway had `inflight` other jobs
     /// there: at most that many fit now.
-    pub fn on_refusal(&mut self, inflight: u32) {
+    pub(crate) fn on_refusal(&mut self, inflight: u32) {
         self.limit = (self.limit * BACKOFF_RATIO).floor().min(f64::from(inflight)).max(1.0);
     }
 
     /// A job was answered: one more slot per `limit` answers, up to the ceiling.
-    pub fn on_answer(&mut self) {
+    pub(crate) fn on_answer(&mut self) {
         let Some(ceiling) = self.ceiling else { return };
         let ceiling = f64::from(ceiling);
         if self.limit < ceiling {

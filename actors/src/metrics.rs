@@ -5,74 +5,74 @@
 //! fixed sets in the code.
 
 /// Jobs answered, by `capability` and `outcome` (`success`, `client-error`, or an error code).
-pub const REQUESTS_TOTAL: &str = "byoc_gateway_requests_total";
+pub(crate) const REQUESTS_TOTAL: &str = "byoc_gateway_requests_total";
 /// End-to-end job duration in seconds, by `capability`.
-pub const REQUEST_DURATION_SECONDS: &str = "byoc_gateway_request_duration_seconds";
+pub(crate) const REQUEST_DURATION_SECONDS: &str = "byoc_gateway_request_duration_seconds";
 /// Upstream attempts, by `capability` and `result` (`success`, `http-4xx`, `http-5xx`, or an
 /// upstream error class).
-pub const ATTEMPTS_TOTAL: &str = "byoc_gateway_attempts_total";
+pub(crate) const ATTEMPTS_TOTAL: &str = "byoc_gateway_attempts_total";
 /// Upstream call duration in seconds, by `capability`.
-pub const UPSTREAM_DURATION_SECONDS: &str = "byoc_gateway_upstream_duration_seconds";
+pub(crate) const UPSTREAM_DURATION_SECONDS: &str = "byoc_gateway_upstream_duration_seconds";
 /// Pairs by breaker `state` (`closed`, `open`, `half_open`); refreshed every second.
-pub const PAIRS: &str = "byoc_gateway_pairs";
+pub(crate) const PAIRS: &str = "byoc_gateway_pairs";
 /// Routable pairs; refreshed every second.
-pub const PAIRS_ROUTABLE: &str = "byoc_gateway_pairs_routable";
+pub(crate) const PAIRS_ROUTABLE: &str = "byoc_gateway_pairs_routable";
 /// Breaker transitions, by `from`, `to` and `reason`.
-pub const BREAKER_TRANSITIONS_TOTAL: &str = "byoc_gateway_breaker_transitions_total";
+pub(crate) const BREAKER_TRANSITIONS_TOTAL: &str = "byoc_gateway_breaker_transitions_total";
 /// Token probes, by `result` (`ok`, or a failure class).
-pub const TOKEN_PROBES_TOTAL: &str = "byoc_gateway_token_probes_total";
+pub(crate) const TOKEN_PROBES_TOTAL: &str = "byoc_gateway_token_probes_total";
 /// Pair actor restarts by the supervisor.
-pub const ACTOR_RESTARTS_TOTAL: &str = "byoc_gateway_actor_restarts_total";
+pub(crate) const ACTOR_RESTARTS_TOTAL: &str = "byoc_gateway_actor_restarts_total";
 /// Registered orchestrators.
-pub const ORCHESTRATORS: &str = "byoc_gateway_orchestrators";
+pub(crate) const ORCHESTRATORS: &str = "byoc_gateway_orchestrators";
 /// Messages that could not be delivered in time or at all (mailbox full, timed out or closed),
 /// by `actor`.
-pub const MAILBOX_ERRORS_TOTAL: &str = "byoc_gateway_mailbox_errors_total";
+pub(crate) const MAILBOX_ERRORS_TOTAL: &str = "byoc_gateway_mailbox_errors_total";
 
 /// Retries (attempts after the first), by `capability`.
-pub const RETRIES_TOTAL: &str = "byoc_gateway_retries_total";
+pub(crate) const RETRIES_TOTAL: &str = "byoc_gateway_retries_total";
 /// Retries refused because the capability's retry budget was spent, by `capability`.
-pub const RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "byoc_gateway_retry_budget_exhausted_total";
+pub(crate) const RETRY_BUDGET_EXHAUSTED_TOTAL: &str = "byoc_gateway_retry_budget_exhausted_total";
 /// First answers of new or recovered pairs, by `slow` (`true` when over the threshold).
-pub const COLD_STARTS_TOTAL: &str = "byoc_gateway_cold_starts_total";
+pub(crate) const COLD_STARTS_TOTAL: &str = "byoc_gateway_cold_starts_total";
 /// Pairs out of rotation, by `reason` (`price-over-ceiling`, `breaker-open`, ...);
 /// refreshed every second.
-pub const PAIRS_UNROUTABLE: &str = "byoc_gateway_pairs_unroutable";
+pub(crate) const PAIRS_UNROUTABLE: &str = "byoc_gateway_pairs_unroutable";
 /// Node-level connect failures signalled to an orchestrator's sibling pairs.
-pub const NODE_UNREACHABLE_TOTAL: &str = "byoc_gateway_node_unreachable_total";
+pub(crate) const NODE_UNREACHABLE_TOTAL: &str = "byoc_gateway_node_unreachable_total";
 
 /// Discovery webhook fetches, by `outcome` (`ok`, `connect`, `timeout`, `transport`,
 /// `http-status`, `too-large`, `bad-json`, `too-many-entries`, `no-valid-entry`, `registry`).
-pub const DISCOVERY_FETCHES_TOTAL: &str = "byoc_gateway_discovery_fetches_total";
+pub(crate) const DISCOVERY_FETCHES_TOTAL: &str = "byoc_gateway_discovery_fetches_total";
 /// Orchestrators registered with source `webhook`; set after every fetch.
-pub const DISCOVERY_ORCHESTRATORS: &str = "byoc_gateway_discovery_orchestrators";
+pub(crate) const DISCOVERY_ORCHESTRATORS: &str = "byoc_gateway_discovery_orchestrators";
 
 /// Bytes the store takes on disk; refreshed every ten seconds.
-pub const STORE_SIZE_BYTES: &str = "byoc_gateway_store_size_bytes";
+pub(crate) const STORE_SIZE_BYTES: &str = "byoc_gateway_store_size_bytes";
 /// Duration of store flushes (fsync) in seconds.
-pub const STORE_FLUSH_SECONDS: &str = "byoc_gateway_store_flush_duration_seconds";
+pub(crate) const STORE_FLUSH_SECONDS: &str = "byoc_gateway_store_flush_duration_seconds";
 /// Times the store reopened its database after a disk error.
-pub const STORE_REOPENS: &str = "byoc_gateway_store_reopens_total";
+pub(crate) const STORE_REOPENS: &str = "byoc_gateway_store_reopens_total";
 /// Token probes spent surveying which orchestrators offer a registered capability.
-pub const SURVEY_PROBES_TOTAL: &str = "byoc_gateway_survey_probes_total";
+pub(crate) const SURVEY_PROBES_TOTAL: &str = "byoc_gateway_survey_probes_total";
 /// Fast-path answers not accounted because a pair's tally was full (its actor lagged).
-pub const TALLY_DROPPED_TOTAL: &str = "byoc_gateway_tally_dropped_total";
+pub(crate) const TALLY_DROPPED_TOTAL: &str = "byoc_gateway_tally_dropped_total";
 
 /// Jobs waiting in a capability's queue for a free slot, by `capability`.
-pub const QUEUE_DEPTH: &str = "byoc_gateway_queue_depth";
+pub(crate) const QUEUE_DEPTH: &str = "byoc_gateway_queue_depth";
 /// Time queued jobs waited before they got a slot, in seconds, by `capability`.
-pub const QUEUE_WAIT_SECONDS: &str = "byoc_gateway_queue_wait_seconds";
+pub(crate) const QUEUE_WAIT_SECONDS: &str = "byoc_gateway_queue_wait_seconds";
 /// Jobs that joined or were turned away from a capability's queue, by `capability` and
 /// `outcome` (`dispatched`, `timeout`, `full`, `abandoned`).
-pub const QUEUE_OUTCOMES_TOTAL: &str = "byoc_gateway_queue_outcomes_total";
+pub(crate) const QUEUE_OUTCOMES_TOTAL: &str = "byoc_gateway_queue_outcomes_total";
 /// Concurrency limit summed over a capability's routable pairs, by `capability`; refreshed
 /// every second.
-pub const SLOTS: &str = "byoc_gateway_slots";
+pub(crate) const SLOTS: &str = "byoc_gateway_slots";
 /// Jobs in flight on a capability's pairs, by `capability`; refreshed every second.
-pub const SLOTS_INFLIGHT: &str = "byoc_gateway_slots_inflight";
+pub(crate) const SLOTS_INFLIGHT: &str = "byoc_gateway_slots_inflight";
 /// Attempts abandoned as stuck (far past the pair's measured latency while another pair had a
 /// free slot), by `capability`.
-pub const STUCK_ATTEMPTS_TOTAL: &str = "byoc_gateway_stuck_attempts_total";
+pub(crate) const STUCK_ATTEMPTS_TOTAL: &str = "byoc_gateway_stuck_attempts_total";
 
 /// Jobs for a capability name nobody is known to offer, refused (503) because the probes for
 /// such names were spent (`routing.discovery_probes_per_sec`).
@@ -89,9 +89,9 @@ pub const ROUTING_LOOPS_TOTAL: &str = "byoc_gateway_routing_loops_total";
 pub const JOBS_SHED_TOTAL: &str = "byoc_gateway_jobs_shed_total";
 
 /// Payment tickets sent, by `capability`.
-pub const TICKETS_SENT_TOTAL: &str = "byoc_gateway_tickets_sent_total";
+pub(crate) const TICKETS_SENT_TOTAL: &str = "byoc_gateway_tickets_sent_total";
 /// Expected value of the tickets sent, in wei, by `capability`.
-pub const TICKET_EV_SENT_WEI_TOTAL: &str = "byoc_gateway_ticket_ev_sent_wei_total";
+pub(crate) const TICKET_EV_SENT_WEI_TOTAL: &str = "byoc_gateway_ticket_ev_sent_wei_total";
 
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
@@ -185,7 +185,7 @@ pub fn register_at_zero() {
 
 /// Registers, at zero, the series of one registered capability (its jobs, attempts, retries,
 /// queue and slots), so they exist before its first job.
-pub fn register_capability(cap: &crate::capability::Capability) {
+pub(crate) fn register_capability(cap: &crate::capability::Capability) {
     let c = cap.to_string();
     metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "success").increment(0);
     metrics::counter!(ATTEMPTS_TOTAL, "capability" => c.clone(), "result" => "success").increment(0);
@@ -213,17 +213,17 @@ pub fn register_capability(cap: &crate::capability::Capability) {
 /// Metric handles of the common outcomes of one capability's jobs, registered once: looking a
 /// metric up by name and labels costs allocations and hashing, which the hot path pays per
 /// job otherwise. Rarer outcomes (failures, refusals) use the macros directly.
-pub struct JobMetrics {
+pub(crate) struct JobMetrics {
     /// `requests_total{outcome="success"}`.
-    pub requests_success: metrics::Counter,
+    pub(crate) requests_success: metrics::Counter,
     /// `requests_total{outcome="client-error"}`.
-    pub requests_client_error: metrics::Counter,
+    pub(crate) requests_client_error: metrics::Counter,
     /// `request_duration_seconds`.
-    pub request_duration: metrics::Histogram,
+    pub(crate) request_duration: metrics::Histogram,
     /// `attempts_total{result="success"}`.
-    pub attempts_success: metrics::Counter,
+    pub(crate) attempts_success: metrics::Counter,
     /// `upstream_duration_seconds`.
-    pub upstream_duration: metrics::Histogram,
+    pub(crate) upstream_duration: metrics::Histogram,
 }
 
 impl JobMetrics {
@@ -248,7 +248,7 @@ pub struct JobMetricsCache(
 
 impl JobMetricsCache {
     /// The handles of `cap`, registered on first use.
-    pub fn get(&self, cap: &crate::capability::Capability) -> std::rc::Rc<JobMetrics> {
+    pub(crate) fn get(&self, cap: &crate::capability::Capability) -> std::rc::Rc<JobMetrics> {
         self.0.borrow_mut().entry(cap.clone()).or_insert_with(|| std::rc::Rc::new(JobMetrics::new(cap))).clone()
     }
 }

@@ -48,15 +48,15 @@ pub struct Orchestrator {
     /// Capabilities the operator declared for it. Pairs for these are created at once; any
     /// other capability a client asks for is probed lazily.
     #[serde(default)]
-    pub capabilities: Vec<Capability>,
+    pub(crate) capabilities: Vec<Capability>,
     /// Unix time in milliseconds when the entry was first added.
-    pub added_at: u64,
+    pub(crate) added_at: u64,
     /// Where the entry came from.
     pub source: Source,
     /// Whether it takes new jobs. A disabled orchestrator's pairs drain: in-flight jobs finish,
     /// no new ones are sent, tokens are still probed so the view stays current.
     #[serde(default = "enabled_default")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 fn enabled_default() -> bool {
@@ -84,7 +84,7 @@ pub enum UrlError {
 }
 
 /// Longest orchestrator address accepted (a DNS name is at most 253 characters).
-pub const MAX_URL_LEN: usize = 512;
+pub(crate) const MAX_URL_LEN: usize = 512;
 
 /// Normalises an orchestrator address the way go-livepeer's `-orchAddr` does: a bare
 /// `host:port` becomes `https://host:port`; an explicit `http://` is honoured. The result has

@@ -12,7 +12,7 @@ use crate::protocol::client::{excerpt, UpstreamError};
 /// orchestrator's health: the job fails over, and the pair leaves rotation with this reason
 /// until its token changes or an operator resets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// A 508 Loop Detected: the job came back to a gateway it had passed (this one, through an
     /// orchestrator whose `service_addr` points at it, or another).
     RoutingLoop,
@@ -30,7 +30,7 @@ pub enum Refusal {
 
 impl Refusal {
     /// Stable name: the failure class of the attempt and the pair's unroutable reason.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Refusal::RoutingLoop => "routing-loop",
             Refusal::CredentialsRejected => "credentials-rejected",
@@ -64,7 +64,7 @@ impl Refusal {
 
 /// How one upstream call ended, as far as the pair's health is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// A 2xx/3xx answer honouring the response contract.
     Success,
     /// A 4xx answer: the client's fault, relayed, not held against the pair.
@@ -95,7 +95,7 @@ const OOM_MARKERS: &[&str] = &["out of memory", "outofmemoryerror", "cuda_error_
 
 impl Outcome {
     /// Stable class name (metrics label, attempt reports).
-    pub fn class(&self) -> &'static str {
+    pub(crate) fn class(&self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::ClientError(_) => "http-4xx",
@@ -110,17 +110,17 @@ impl Outcome {
     }
 
     /// Whether this is one of go-livepeer's 400 answers that are not the client's fault.
-    pub fn refused_400(&self) -> bool {
+    pub(crate) fn refused_400(&self) -> bool {
         matches!(self, Outcome::Refused(r, _) if *r != Refusal::RoutingLoop)
     }
 
     /// Whether the job should go to another orchestrator.
-    pub fn retryable(&self) -> bool {
+    pub(crate) fn retryable(&self) -> bool {
         !matches!(self, Outcome::Success | Outcome::ClientError(_))
     }
 
     /// Classifies an HTTP answer against the capability's policy.
-    pub fn classify(status: u16, content_type: Option<&str>, body: &[u8], policy: &Effective) -> Self {
+    pub(crate) fn classify(status: u16, content_type: Option<&str>, body: &[u8], policy: &Effective) -> Self {
         match status {
             0..=399 if policy.contract_mismatch(content_type) => {
                 Outcome::ContractMismatch(content_type.unwrap_or("(none)").to_string())

@@ -8,10 +8,10 @@
 //! connection, so bytes never cross threads. After every change the actor publishes a
 //! [`PairView`] that the dispatcher selects from.
 
-pub mod probe;
-pub mod slots;
-pub mod tally;
-pub mod view;
+pub(crate) mod probe;
+pub(crate) mod slots;
+pub(crate) mod tally;
+pub(crate) mod view;
 
 mod account;
 mod messages;
@@ -22,11 +22,11 @@ mod warmup;
 use warmup::Warmth;
 
 pub use settings::{PairSettings, PROBE_CONCURRENCY};
-pub use token::PaymentTerms;
+pub(crate) use token::PaymentTerms;
 
 #[cfg(any(test, feature = "fault-injection"))]
-pub use messages::Crash;
-pub use messages::{
+pub(crate) use messages::Crash;
+pub(crate) use messages::{
     Admit, DrainTally, ForceBreaker, GetView, PeerUnreachable, Permit, Record, Retire, SetEnabled, SetPolicy, Settle,
 };
 
@@ -70,7 +70,7 @@ struct Lease {
 }
 
 /// The actor.
-pub struct PairActor {
+pub(crate) struct PairActor {
     settings: Arc<PairSettings>,
     policy: Arc<Effective>,
     client: awc::Client,
@@ -158,7 +158,7 @@ struct Offer {
 impl PairActor {
     /// A pair actor, warm-started from `record` when the store had one. `offered` marks a
     /// capability the operator declared for this orchestrator.
-    pub fn new(
+    pub(crate) fn new(
         settings: Arc<PairSettings>,
         policy: Arc<Effective>,
         client: awc::Client,
@@ -239,19 +239,19 @@ impl PairActor {
     }
 
     /// Starts the pair disabled (draining) when its orchestrator is disabled.
-    pub fn with_enabled(mut self, enabled: bool) -> Self {
+    pub(crate) fn with_enabled(mut self, enabled: bool) -> Self {
         self.disabled = !enabled;
         self.publish();
         self
     }
 
     /// The cell this actor publishes into.
-    pub fn view(&self) -> SharedView {
+    pub(crate) fn view(&self) -> SharedView {
         self.view.clone()
     }
 
     /// The inbox fast-path answers are deposited into.
-    pub fn tally(&self) -> Arc<Tally> {
+    pub(crate) fn tally(&self) -> Arc<Tally> {
         self.tally.clone()
     }
 
@@ -345,11 +345,6 @@ impl PairActor {
     /// Where the orchestrator's tokens are probed.
     fn orchestrator_url(&self) -> Arc<str> {
         self.view.read().orchestrator_url.clone()
-    }
-
-    /// The slots this actor publishes its limit into.
-    pub fn slots(&self) -> Arc<Slots> {
-        self.slots.clone()
     }
 
     fn note_error(&mut self, class: &str, message: String) {

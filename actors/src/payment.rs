@@ -13,12 +13,12 @@
 //! payment refusal, and the simulator's verification. Nothing calls this module on the job path
 //! today.
 
-pub mod count;
+pub(crate) mod count;
 pub mod plan;
 pub mod ticket;
 pub mod verify;
-pub mod wire;
+pub(crate) mod wire;
 
 pub use count::ticket_count_for_cost;
 pub use plan::{check_params, plan, Limits, Nonces, PayError, Plan};
-pub use ticket::{ExpirationParams, Ticket, TicketParams};
+pub(crate) use ticket::TicketParams;

@@ -9,7 +9,7 @@ mod book;
 mod profile;
 
 pub use book::PolicyBook;
-pub use profile::{Profile, ProfileDefaults};
+pub(crate) use profile::Profile;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,13 +51,13 @@ impl Default for Globals {
 #[serde(deny_unknown_fields)]
 pub struct Warmup {
     /// Path after `/process/request/` (usually the capability name).
-    pub path: String,
+    pub(crate) path: String,
     /// Body to send (for example a tiny image job).
     #[serde(default)]
-    pub body: String,
+    pub(crate) body: String,
     /// Its `Content-Type`.
     #[serde(default = "json_content_type")]
-    pub content_type: String,
+    pub(crate) content_type: String,
     /// `timeout_seconds` of the warm-up job.
     #[serde(default = "warmup_timeout")]
     pub timeout_seconds: u64,
@@ -74,38 +74,38 @@ fn warmup_timeout() -> u64 {
 /// Per-capability overrides of the global `[breaker]` table; unset fields inherit it.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BreakerOverrides {
+pub(crate) struct BreakerOverrides {
     /// See [`BreakerConfig::consecutive_failures`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub consecutive_failures: Option<u32>,
+    pub(crate) consecutive_failures: Option<u32>,
     /// See [`BreakerConfig::base_open`].
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub base_open: Option<Duration>,
+    pub(crate) base_open: Option<Duration>,
     /// See [`BreakerConfig::max_open`].
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub max_open: Option<Duration>,
+    pub(crate) max_open: Option<Duration>,
     /// See [`BreakerConfig::half_open_permits`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub half_open_permits: Option<u32>,
+    pub(crate) half_open_permits: Option<u32>,
     /// See [`BreakerConfig::window`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub window: Option<u32>,
+    pub(crate) window: Option<u32>,
     /// See [`BreakerConfig::min_calls`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub min_calls: Option<u32>,
+    pub(crate) min_calls: Option<u32>,
     /// See [`BreakerConfig::failure_rate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure_rate: Option<f64>,
+    pub(crate) failure_rate: Option<f64>,
     /// See [`BreakerConfig::slow_call_rate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slow_call_rate: Option<f64>,
+    pub(crate) slow_call_rate: Option<f64>,
 }
 
 impl BreakerOverrides {
     /// `base` with these overrides applied.
-    pub fn apply(&self, base: &BreakerConfig) -> BreakerConfig {
+    pub(crate) fn apply(&self, base: &BreakerConfig) -> BreakerConfig {
         BreakerConfig {
             consecutive_failures: self.consecutive_failures.unwrap_or(base.consecutive_failures),
             base_open: self.base_open.unwrap_or(base.base_open),
@@ -127,65 +127,65 @@ impl BreakerOverrides {
 pub struct CapabilityPolicy {
     /// The routing profile whose defaults apply.
     #[serde(default)]
-    pub profile: Profile,
+    pub(crate) profile: Profile,
     /// Overall time within which new attempts may start.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub retry_timeout: Option<Duration>,
+    pub(crate) retry_timeout: Option<Duration>,
     /// Attempts per job, the first included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<u32>,
+    pub(crate) max_attempts: Option<u32>,
     /// Bound on one attempt when another pair could take the job after it; otherwise (the
     /// last candidate, a cold pair) an attempt gets the job's `timeout_seconds + 5 s`.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub per_try_timeout: Option<Duration>,
+    pub(crate) per_try_timeout: Option<Duration>,
     /// Longest a job waits for a free slot when every pair is at its limit (also bounded by
     /// the job's own `timeout_seconds + 5 s`).
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub queue_timeout: Option<Duration>,
+    pub(crate) queue_timeout: Option<Duration>,
     /// Jobs that may wait for a free slot (default `limits.queue_depth`); past it, 503.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub queue_depth: Option<u32>,
+    pub(crate) queue_depth: Option<u32>,
     /// A success slower than this is a slow call (breaker slow-call rate).
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub slow_call_threshold: Option<Duration>,
+    pub(crate) slow_call_threshold: Option<Duration>,
     /// Retries allowed as a share of recent requests (Envoy/Linkerd retry budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_budget_percent: Option<f64>,
+    pub(crate) retry_budget_percent: Option<f64>,
     /// Retries per second always allowed, whatever the share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_budget_min_per_sec: Option<u32>,
+    pub(crate) retry_budget_min_per_sec: Option<u32>,
     /// Price ceiling in wei per `pixels_per_unit` units; a pair advertising more is not
     /// routable. No ceiling when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_price_per_unit: Option<i64>,
+    pub(crate) max_price_per_unit: Option<i64>,
     /// Units the ceiling covers (default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pixels_per_unit: Option<i64>,
+    pub(crate) pixels_per_unit: Option<i64>,
     /// Expected `Content-Type` (media type) of a successful answer; another one is a contract
     /// mismatch: failover and an accuracy penalty for the pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response_content_type: Option<String>,
+    pub(crate) response_content_type: Option<String>,
     /// A first answer slower than this deprioritises the pair for `cold_start_penalty`.
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub cold_start_threshold: Option<Duration>,
+    pub(crate) cold_start_threshold: Option<Duration>,
     /// How long a slow cold start deprioritises the pair (`0s` turns deprioritisation off).
     #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
-    pub cold_start_penalty: Option<Duration>,
+    pub(crate) cold_start_penalty: Option<Duration>,
     /// Concurrent jobs a new or recovered pair gets until it has answered once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cold_start_concurrency: Option<u32>,
+    pub(crate) cold_start_concurrency: Option<u32>,
     /// Optional warm-up job sent to a new pair before client traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub warmup: Option<Warmup>,
+    pub(crate) warmup: Option<Warmup>,
     /// Breaker overrides for this capability's pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub breaker: Option<BreakerOverrides>,
+    pub(crate) breaker: Option<BreakerOverrides>,
 }
 
 /// The knobs in force after applying overrides to the profile.
@@ -204,9 +204,9 @@ pub struct Effective {
     /// Longest wait for a free slot.
     #[serde(with = "humantime_serde")]
     #[schema(value_type = String)]
-    pub queue_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
     /// Jobs that may wait for a free slot.
-    pub queue_depth: u32,
+    pub(crate) queue_depth: u32,
     /// Slow-call threshold.
     #[serde(with = "humantime_serde")]
     #[schema(value_type = String)]
@@ -214,13 +214,13 @@ pub struct Effective {
     /// Retry budget share.
     pub retry_budget_percent: f64,
     /// Retry budget floor per second.
-    pub retry_budget_min_per_sec: u32,
+    pub(crate) retry_budget_min_per_sec: u32,
     /// Price ceiling (wei per `pixels_per_unit`), if any.
     pub max_price_per_unit: Option<i64>,
     /// Units of the ceiling.
     pub pixels_per_unit: i64,
     /// Expected media type of successful answers, if any.
-    pub response_content_type: Option<String>,
+    pub(crate) response_content_type: Option<String>,
     /// Cold-start threshold.
     #[serde(with = "humantime_serde")]
     #[schema(value_type = String)]
@@ -241,7 +241,7 @@ pub struct Effective {
 impl Effective {
     /// Whether a token price is over this capability's ceiling. Compared as exact fractions
     /// (`p/q > c/d` as `p*d > c*q`), so no rounding decides a borderline price.
-    pub fn over_ceiling(&self, price_per_unit: i64, pixels_per_unit: i64) -> bool {
+    pub(crate) fn over_ceiling(&self, price_per_unit: i64, pixels_per_unit: i64) -> bool {
         let Some(ceiling) = self.max_price_per_unit else { return false };
         let q = i128::from(pixels_per_unit.max(1));
         let d = i128::from(self.pixels_per_unit.max(1));
@@ -249,7 +249,7 @@ impl Effective {
     }
 
     /// Price relative to the ceiling in [0, 1] (0 without a ceiling or for a free pair).
-    pub fn price_share(&self, price_per_unit: i64, pixels_per_unit: i64) -> f64 {
+    pub(crate) fn price_share(&self, price_per_unit: i64, pixels_per_unit: i64) -> f64 {
         match self.max_price_per_unit {
             Some(c) if c > 0 && price_per_unit > 0 => {
                 let unit = price_per_unit as f64 / pixels_per_unit.max(1) as f64;
@@ -261,7 +261,7 @@ impl Effective {
     }
 
     /// Whether an answer's `Content-Type` breaks the capability's response contract.
-    pub fn contract_mismatch(&self, content_type: Option<&str>) -> bool {
+    pub(crate) fn contract_mismatch(&self, content_type: Option<&str>) -> bool {
         let Some(expected) = &self.response_content_type else { return false };
         let media = |s: &str| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         content_type.is_none_or(|ct| media(ct) != media(expected))
@@ -270,7 +270,7 @@ impl Effective {
 
 impl CapabilityPolicy {
     /// Overrides applied to the profile's defaults and to the global settings.
-    pub fn effective_with(&self, globals: &Globals) -> Effective {
+    pub(crate) fn effective_with(&self, globals: &Globals) -> Effective {
         let d = self.profile.defaults();
         let breaker = &globals.breaker;
         Effective {

@@ -21,7 +21,7 @@ pub mod names {
     /// The job header (base64 JSON), client to gateway and gateway to orchestrator.
     pub const LIVEPEER: HeaderName = HeaderName::from_static("livepeer");
     /// Tickets paying for a job (base64 of `net.Payment`).
-    pub const LIVEPEER_PAYMENT: HeaderName = HeaderName::from_static("livepeer-payment");
+    pub(crate) const LIVEPEER_PAYMENT: HeaderName = HeaderName::from_static("livepeer-payment");
     /// The gateway's signed address, on token requests.
     pub const LIVEPEER_ETH_ADDRESS: HeaderName = HeaderName::from_static("livepeer-eth-address");
     /// The capability a token is asked for.
@@ -29,7 +29,7 @@ pub mod names {
     /// The sender's balance after a job (orchestrator to gateway to client).
     pub const LIVEPEER_BALANCE: HeaderName = HeaderName::from_static("livepeer-balance");
     /// The balance header of an orchestrator's event stream (go-livepeer's SSE name).
-    pub const LIVEPEER_PAYMENT_BALANCE: HeaderName = HeaderName::from_static("livepeer-payment-balance");
+    pub(crate) const LIVEPEER_PAYMENT_BALANCE: HeaderName = HeaderName::from_static("livepeer-payment-balance");
     /// Orchestrator metadata, relayed.
     pub const X_METADATA: HeaderName = HeaderName::from_static("x-metadata");
     /// Response header the gateway adds: the orchestrator `service_addr` that answered.

@@ -32,44 +32,44 @@ const RETRY_AFTER_MAX: Duration = Duration::from_secs(60);
 
 /// Counters of one queue since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct QueueCounts {
+pub(crate) struct QueueCounts {
     /// Jobs that had to wait.
-    pub queued: u64,
+    pub(crate) queued: u64,
     /// Waiting jobs that got a slot.
-    pub dispatched: u64,
+    pub(crate) dispatched: u64,
     /// Waiting jobs whose wait bound passed first (answered 503).
-    pub timed_out: u64,
+    pub(crate) timed_out: u64,
     /// Jobs turned away because the queue was at its depth (answered 503).
-    pub rejected: u64,
+    pub(crate) rejected: u64,
     /// Waiting jobs that left for another reason (the client went away, or no pair could take
     /// the job any more).
-    pub abandoned: u64,
+    pub(crate) abandoned: u64,
     /// The deepest the queue has been.
-    pub max_depth: usize,
+    pub(crate) max_depth: usize,
     /// Total time dispatched jobs waited, in milliseconds.
-    pub wait_ms_total: u64,
+    pub(crate) wait_ms_total: u64,
 }
 
 /// What the admin API shows of a queue.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct QueueReport {
+pub(crate) struct QueueReport {
     /// Jobs waiting now.
-    pub depth: usize,
+    pub(crate) depth: usize,
     /// Jobs taken from the queue per second, over its last dispatches (`None` until known).
-    pub drain_per_sec: Option<f64>,
+    pub(crate) drain_per_sec: Option<f64>,
     /// Mean wait of dispatched jobs, in milliseconds.
-    pub mean_wait_ms: Option<f64>,
+    pub(crate) mean_wait_ms: Option<f64>,
     /// Counters since start.
-    pub counts: QueueCounts,
+    pub(crate) counts: QueueCounts,
 }
 
 /// The queue was at its depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueFull {
+pub(crate) struct QueueFull {
     /// Jobs waiting.
-    pub depth: usize,
+    pub(crate) depth: usize,
     /// When to come back, from the drain rate.
-    pub retry_after: Duration,
+    pub(crate) retry_after: Duration,
 }
 
 struct Inner {
@@ -91,7 +91,7 @@ struct Metrics {
 }
 
 /// One capability's queue. Shared by the jobs waiting in it and the pairs whose slots free up.
-pub struct WaitQueue {
+pub(crate) struct WaitQueue {
     /// Jobs waiting; read without the lock by every slot release.
     waiting: AtomicUsize,
     inner: Mutex<Inner>,
@@ -106,7 +106,7 @@ impl std::fmt::Debug for WaitQueue {
 
 impl WaitQueue {
     /// An empty queue for `capability` (its metrics carry the name).
-    pub fn new(capability: &Capability) -> Self {
+    pub(crate) fn new(capability: &Capability) -> Self {
         let c = capability.to_string();
         let outcome =
             |o: &'static str| metrics::counter!(m::QUEUE_OUTCOMES_TOTAL, "capability" => c.clone(), "outcome" => o);
@@ -130,13 +130,13 @@ impl WaitQueue {
     }
 
     /// Jobs waiting now.
-    pub fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.waiting.load(Ordering::Acquire)
     }
 
     /// Joins the queue: at the back, or at the front for a job that already waited or failed
     /// over (it is the older job). Refused when `max_depth` jobs wait already.
-    pub fn join(self: &Arc<Self>, max_depth: usize, front: bool) -> Result<Ticket, QueueFull> {
+    pub(crate) fn join(self: &Arc<Self>, max_depth: usize, front: bool) -> Result<Ticket, QueueFull> {
         let mut inner = self.inner.lock();
         if inner.waiters.len() >= max_depth {
             inner.counts.rejected += 1;
@@ -172,7 +172,7 @@ impl WaitQueue {
     }
 
     /// Wakes the job at the head, if any: a slot may have freed. Cheap when nobody waits.
-    pub fn wake_one(&self) {
+    pub(crate) fn wake_one(&self) {
         if self.waiting() == 0 {
             return;
         }
@@ -198,13 +198,13 @@ impl WaitQueue {
 
     /// How long a client turned away now should wait before retrying: the time the queue takes
     /// to drain its current depth at its recent rate, between 1 and 60 s.
-    pub fn retry_after(&self) -> Duration {
+    pub(crate) fn retry_after(&self) -> Duration {
         let inner = self.inner.lock();
         retry_after(&inner.dispatches, inner.waiters.len())
     }
 
     /// Depth, drain rate and counters.
-    pub fn report(&self) -> QueueReport {
+    pub(crate) fn report(&self) -> QueueReport {
         let inner = self.inner.lock();
         let c = inner.counts;
         QueueReport {
@@ -243,7 +243,7 @@ enum TicketState {
 
 /// A job's place in a [`WaitQueue`]. Dropped while waiting (the client went away), it leaves
 /// the queue; dropped after a wake it did not use, it passes the wake on.
-pub struct Ticket {
+pub(crate) struct Ticket {
     queue: Arc<WaitQueue>,
     id: u64,
     rx: oneshot::Receiver<()>,
@@ -260,7 +260,7 @@ impl std::fmt::Debug for Ticket {
 impl Ticket {
     /// Waits to be woken, at most until `until`. `true` when woken (a slot may be free),
     /// `false` when `until` passed first.
-    pub async fn wait(&mut self, until: Instant) -> bool {
+    pub(crate) async fn wait(&mut self, until: Instant) -> bool {
         if self.state != TicketState::Queued {
             return true;
         }
@@ -276,13 +276,13 @@ impl Ticket {
     }
 
     /// Whether the job was woken and has not used the wake yet.
-    pub fn is_woken(&self) -> bool {
+    pub(crate) fn is_woken(&self) -> bool {
         self.state == TicketState::Woken
     }
 
     /// Woken, but no slot was free after all: back to the head of the queue (whatever its
     /// depth: the job already had its place).
-    pub fn requeue(&mut self) {
+    pub(crate) fn requeue(&mut self) {
         let mut inner = self.queue.inner.lock();
         if self.state == TicketState::Queued {
             return;
@@ -295,7 +295,7 @@ impl Ticket {
 
     /// The job got a slot: it leaves the queue, and the next job is woken, since more slots
     /// may be free.
-    pub fn dispatched(mut self) {
+    pub(crate) fn dispatched(mut self) {
         self.leave();
         let waited = self.joined.elapsed();
         {
@@ -315,7 +315,7 @@ impl Ticket {
 
     /// The job leaves without a slot: its wait bound passed (`timed_out`) or no pair can take
     /// it any more. A wake it held is passed on.
-    pub fn give_up(mut self, timed_out: bool) {
+    pub(crate) fn give_up(mut self, timed_out: bool) {
         {
             let mut inner = self.queue.inner.lock();
             if timed_out {
@@ -343,7 +343,7 @@ impl Ticket {
     }
 
     /// How long the job has been waiting.
-    pub fn waited(&self) -> Duration {
+    pub(crate) fn waited(&self) -> Duration {
         self.joined.elapsed()
     }
 }

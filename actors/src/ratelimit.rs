@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// The bucket.
 #[derive(Debug, Clone)]
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     rate: f64,
     tokens: f64,
     last: Option<Instant>,
@@ -17,14 +17,14 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// `rate` tokens a second (at least a thousandth), starting full.
-    pub fn new(rate: f64) -> Self {
+    pub(crate) fn new(rate: f64) -> Self {
         Self { rate: rate.max(0.001), tokens: f64::INFINITY, last: None }
     }
 
     /// Spends `cost` tokens from a bucket holding at most `burst` (so that one spend of `burst`
     /// always fits an empty-enough bucket eventually): `Ok` when they were there, otherwise
     /// how long until they will be (nothing is spent).
-    pub fn try_spend(&mut self, cost: f64, burst: f64, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn try_spend(&mut self, cost: f64, burst: f64, now: Instant) -> Result<(), Duration> {
         self.refill(burst.max(cost), now);
         if self.tokens >= cost {
             self.tokens -= cost;
@@ -36,13 +36,13 @@ impl RateLimit {
 
     /// Whole tokens held now, in a bucket holding at most `burst` (for a caller that spends
     /// what it can with [`RateLimit::spend`]).
-    pub fn available(&mut self, burst: f64, now: Instant) -> u64 {
+    pub(crate) fn available(&mut self, burst: f64, now: Instant) -> u64 {
         self.refill(burst, now);
         self.tokens.max(0.0).floor() as u64
     }
 
     /// Spends `cost` tokens (at most what is held).
-    pub fn spend(&mut self, cost: f64) {
+    pub(crate) fn spend(&mut self, cost: f64) {
         self.tokens = (self.tokens - cost).max(0.0);
     }
 

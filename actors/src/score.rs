@@ -26,17 +26,17 @@ impl PeakEwma {
     }
 
     /// Restores a persisted estimate whose last sample was taken at `updated`.
-    pub fn restore(estimate_ms: f64, updated: Option<Instant>, decay: Duration) -> Self {
+    pub(crate) fn restore(estimate_ms: f64, updated: Option<Instant>, decay: Duration) -> Self {
         Self { estimate_ms: estimate_ms.max(0.0), updated, decay }
     }
 
     /// When the last sample was taken.
-    pub fn updated(&self) -> Option<Instant> {
+    pub(crate) fn updated(&self) -> Option<Instant> {
         self.updated
     }
 
     /// The estimate as of the last sample, in milliseconds (what is persisted).
-    pub fn estimate_ms(&self) -> f64 {
+    pub(crate) fn estimate_ms(&self) -> f64 {
         self.estimate_ms
     }
 
@@ -56,14 +56,14 @@ impl PeakEwma {
 }
 
 /// Successful calls a [`LatencyWindow`] keeps.
-pub const LATENCY_WINDOW: usize = 64;
+pub(crate) const LATENCY_WINDOW: usize = 64;
 
 /// The durations of a pair's last [`LATENCY_WINDOW`] successful calls, for measured
 /// percentiles (what selection expects of the pair, what the admin API shows and what "stuck" is
 /// measured against). Allocated on the first sample: an idle pair costs a pointer (at 10,000
 /// pairs every byte of a pair actor counts 10,000 times).
 #[derive(Debug, Clone, Default)]
-pub struct LatencyWindow(Option<Box<Window>>);
+pub(crate) struct LatencyWindow(Option<Box<Window>>);
 
 #[derive(Debug, Clone)]
 struct Window {
@@ -77,7 +77,7 @@ struct Window {
 
 impl LatencyWindow {
     /// Adds one successful call's duration.
-    pub fn observe(&mut self, ms: f64) {
+    pub(crate) fn observe(&mut self, ms: f64) {
         let w = self.0.get_or_insert_with(|| {
             Box::new(Window { samples: [0.0; LATENCY_WINDOW], len: 0, next: 0, cached: None, stale: false })
         });
@@ -95,7 +95,7 @@ impl LatencyWindow {
 
     /// The median and the 99th percentile (nearest rank) of the window, in ms. Computed once
     /// per change (two selections on a copy on the stack, no sort, no allocation).
-    pub fn percentiles(&mut self) -> Option<(f64, f64)> {
+    pub(crate) fn percentiles(&mut self) -> Option<(f64, f64)> {
         let w = self.0.as_mut()?;
         if w.stale {
             w.stale = false;
@@ -115,24 +115,24 @@ impl LatencyWindow {
 
 /// Success rate as an exponentially weighted moving average of outcomes (1 = success).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SuccessRate {
+pub(crate) struct SuccessRate {
     value: f64,
     alpha: f64,
 }
 
 impl SuccessRate {
     /// Starts at `initial` with weight `alpha` per new outcome.
-    pub fn new(initial: f64, alpha: f64) -> Self {
+    pub(crate) fn new(initial: f64, alpha: f64) -> Self {
         Self { value: initial.clamp(0.0, 1.0), alpha: alpha.clamp(0.001, 1.0) }
     }
 
     /// Current rate in [0, 1].
-    pub fn value(&self) -> f64 {
+    pub(crate) fn value(&self) -> f64 {
         self.value
     }
 
     /// Folds in one outcome.
-    pub fn observe(&mut self, success: bool) {
+    pub(crate) fn observe(&mut self, success: bool) {
         let x = if success { 1.0 } else { 0.0 };
         self.value += self.alpha * (x - self.value);
     }
@@ -140,15 +140,15 @@ impl SuccessRate {
 
 /// The inputs of a pair's selection cost.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CostInputs {
+pub(crate) struct CostInputs {
     /// Peak-EWMA latency in milliseconds.
-    pub latency_ms: f64,
+    pub(crate) latency_ms: f64,
     /// Calls in flight now.
-    pub inflight: u32,
+    pub(crate) inflight: u32,
     /// The pair's concurrency limit.
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Success rate in [0, 1].
-    pub success_rate: f64,
+    pub(crate) success_rate: f64,
 }
 
 /// `cost = latency x (1 + inflight / limit) / health`; lower is better.
@@ -158,7 +158,7 @@ pub struct CostInputs {
 /// pairs of about the same speed (a pair half full costs 1.5x), and a slower pair wins only
 /// once the faster ones are mostly busy. Health is floored so that a pair at 0 % success still
 /// has a finite (very high) cost rather than a division by zero.
-pub fn cost(inputs: CostInputs) -> f64 {
+pub(crate) fn cost(inputs: CostInputs) -> f64 {
     let health = inputs.success_rate.clamp(0.05, 1.0);
     let load = f64::from(inputs.inflight) / f64::from(inputs.limit.max(1));
     inputs.latency_ms.max(0.1) * (1.0 + load) / health
@@ -177,7 +177,7 @@ const P2C_SAMPLES: usize = 8;
 /// `2 / p` probes for an eligible share `p`, independent of `len`; only when almost nothing
 /// is eligible does the walk approach `len` (and it is exact: it finds the last eligible slot
 /// or proves there is none).
-pub fn p2c<F, R>(len: usize, mut cost_of: F, mut rand: R) -> Option<usize>
+pub(crate) fn p2c<F, R>(len: usize, mut cost_of: F, mut rand: R) -> Option<usize>
 where
     F: FnMut(usize) -> Option<f64>,
     R: FnMut(usize) -> usize,

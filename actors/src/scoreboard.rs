@@ -37,11 +37,11 @@ use crate::queue::WaitQueue;
 use crate::score::p2c;
 
 /// Boards up to this size compare every pair; larger ones sample two (O(1)).
-pub const FULL_SCAN_MAX: usize = 64;
+pub(crate) const FULL_SCAN_MAX: usize = 64;
 
 /// A pair whose latency was last measured longer ago than this gets one job to be measured
 /// again (once per interval).
-pub const EXPLORE_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const EXPLORE_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Picks retried when a slot another worker took first was the one chosen.
 const PICK_RETRIES: usize = 4;
@@ -51,14 +51,15 @@ const PICK_RETRIES: usize = 4;
 #[derive(Debug, Clone, Copy)]
 pub struct Exclusions<'a> {
     /// Already tried (or refused admission) for this job.
-    pub tried: &'a [OrchestratorId],
+    pub(crate) tried: &'a [OrchestratorId],
     /// The job's include / exclude lists.
-    pub filter: Option<&'a OrchestratorFilter>,
+    pub(crate) filter: Option<&'a OrchestratorFilter>,
 }
 
 impl<'a> Exclusions<'a> {
     /// Nothing excluded.
-    pub const NONE: Exclusions<'static> = Exclusions { tried: &[], filter: None };
+    #[cfg(test)]
+    pub(crate) const NONE: Exclusions<'static> = Exclusions { tried: &[], filter: None };
 
     /// Only the orchestrators already tried.
     pub fn tried(tried: &'a [OrchestratorId]) -> Self {
@@ -80,15 +81,15 @@ impl<'a> Exclusions<'a> {
 
 /// One pair as the scoreboard sees it.
 #[derive(Clone)]
-pub struct BoardEntry {
+pub(crate) struct BoardEntry {
     /// Which pair.
-    pub key: PairKey,
+    pub(crate) key: PairKey,
     /// Its actor (the address survives supervised restarts).
-    pub addr: Addr<PairActor>,
+    pub(crate) addr: Addr<PairActor>,
     /// Its published view.
-    pub view: SharedView,
+    pub(crate) view: SharedView,
     /// Where fast-path answers are deposited for its accounting.
-    pub tally: Arc<Tally>,
+    pub(crate) tally: Arc<Tally>,
 }
 
 #[derive(Clone)]
@@ -130,7 +131,7 @@ impl Scoreboard {
 
     /// Picks a pair for one attempt of a job for `capability`, excluding `exclude`, and takes
     /// one of its slots.
-    pub fn select(&self, capability: &Capability, exclude: Exclusions<'_>) -> Selection {
+    pub(crate) fn select(&self, capability: &Capability, exclude: Exclusions<'_>) -> Selection {
         let Some(board) = self.board(capability) else {
             return Selection::Unknown;
         };
@@ -147,13 +148,13 @@ impl Scoreboard {
     }
 
     /// The wait queue of `capability`, if it has a board.
-    pub fn queue(&self, capability: &Capability) -> Option<Arc<WaitQueue>> {
+    pub(crate) fn queue(&self, capability: &Capability) -> Option<Arc<WaitQueue>> {
         self.board(capability).map(|b| b.queue.clone())
     }
 
     /// Adds a pair to its capability's board (or replaces it). Called by the supervisor as it
     /// registers the pair, so the very next selection sees it.
-    pub fn register(&self, slot: BoardEntry) {
+    pub(crate) fn register(&self, slot: BoardEntry) {
         let mut boards = self.boards.write();
         let board = Arc::make_mut(
             boards.entry(slot.key.capability.clone()).or_insert_with(|| Arc::new(Board::new(&slot.key.capability))),
@@ -174,7 +175,7 @@ impl Scoreboard {
     }
 
     /// Removes a pair from its board (its orchestrator was removed).
-    pub fn unregister(&self, key: &PairKey) {
+    pub(crate) fn unregister(&self, key: &PairKey) {
         let mut boards = self.boards.write();
         let Some(board) = boards.get_mut(&key.capability).map(Arc::make_mut) else {
             return;
@@ -192,20 +193,13 @@ impl Scoreboard {
             boards.remove(&key.capability);
         }
     }
-
-    /// Pairs per capability, sorted by capability.
-    pub fn sizes(&self) -> Vec<(Capability, usize)> {
-        let mut v: Vec<_> = self.boards.read().iter().map(|(c, b)| (c.clone(), b.slots.len())).collect();
-        v.sort();
-        v
-    }
 }
 
 /// The pair a selection picked: its board (an `Arc` snapshot, never changed in place while
 /// shared) and its index there. Handing this out rather than a copy of the [`BoardEntry`] makes a
 /// pick one reference count: cloning a slot's actor address allocates.
 #[derive(Clone)]
-pub struct Picked {
+pub(crate) struct Picked {
     board: Arc<Board>,
     index: usize,
 }
@@ -213,7 +207,7 @@ pub struct Picked {
 impl Picked {
     /// Whether a pair of this board other than the picked one and those in `exclude` could take
     /// a job now: routable, and with a free slot when `free_slot`. Stops at the first such pair.
-    pub fn has_alternative(&self, exclude: &[OrchestratorId], free_slot: bool) -> bool {
+    pub(crate) fn has_alternative(&self, exclude: &[OrchestratorId], free_slot: bool) -> bool {
         let now = Instant::now();
         let this = &self.key.orchestrator;
         self.board.views.iter().any(|view| {
@@ -245,20 +239,20 @@ impl std::fmt::Debug for Picked {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Unavailable {
     /// The earliest instant an open breaker admits a trial, if any breaker is the reason.
-    pub retry_at: Option<Instant>,
+    pub(crate) retry_at: Option<Instant>,
     /// Pairs excluded because this job already tried them.
-    pub tried: u32,
+    pub(crate) tried: u32,
     /// Routable pairs at their concurrency limit.
-    pub full: u32,
+    pub(crate) full: u32,
     /// Pairs the job's own `parameters.orchestrators` include/exclude lists leave out.
-    pub excluded_by_job: u32,
+    pub(crate) excluded_by_job: u32,
     /// Count of pairs per reason, in [`Reason::ALL`] order.
-    pub reasons: Vec<(Reason, u32)>,
+    pub(crate) reasons: Vec<(Reason, u32)>,
 }
 
 /// What a selection found.
 #[derive(Debug)]
-pub enum Selection {
+pub(crate) enum Selection {
     /// The pair to try, with the slot taken there (held until the attempt ends).
     Picked(Picked, SlotGuard),
     /// Every pair that could take the job is at its limit: wait in this queue.
@@ -386,7 +380,7 @@ fn sample(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut
 /// capability (the caller reports it as unknown rather than unavailable).
 ///
 /// O(n), but it only runs when nothing could be picked, where the explanation is worth a scan.
-pub fn unavailable(views: &[SharedView], exclude: Exclusions<'_>, now: Instant) -> Option<Unavailable> {
+pub(crate) fn unavailable(views: &[SharedView], exclude: Exclusions<'_>, now: Instant) -> Option<Unavailable> {
     let mut offered = false;
     let mut why = Unavailable::default();
     let mut counts: HashMap<Reason, u32> = HashMap::new();

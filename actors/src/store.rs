@@ -50,7 +50,7 @@ pub struct Store {
 
 impl Store {
     /// The actor for an opened database.
-    pub fn new(db: Db) -> Self {
+    pub(crate) fn new(db: Db) -> Self {
         Self {
             data_dir: db.data_dir(),
             db: Some(db),

@@ -24,31 +24,31 @@ use serde_json::Value;
 use crate::orchestrator::normalize_url;
 
 /// Largest webhook answer read (bytes); a bigger one fails the fetch.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most entries accepted in one answer; more fails the fetch.
-pub const MAX_ENTRIES: usize = 1000;
+pub(crate) const MAX_ENTRIES: usize = 1000;
 
 /// A successfully parsed webhook answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WebhookList {
+pub(crate) struct WebhookList {
     /// Normalised orchestrator URLs, deduplicated, in the order listed.
-    pub urls: Vec<String>,
+    pub(crate) urls: Vec<String>,
     /// Entries skipped, each with the reason.
-    pub skipped: Vec<SkippedEntry>,
+    pub(crate) skipped: Vec<SkippedEntry>,
 }
 
 /// One entry of the answer that was not used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct SkippedEntry {
+pub(crate) struct SkippedEntry {
     /// Position in the array.
-    pub index: usize,
+    pub(crate) index: usize,
     /// Why it was skipped.
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 /// Why a fetch changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WebhookError {
+pub(crate) enum WebhookError {
     /// TCP connect or TLS handshake failed.
     #[error("cannot connect to the webhook: {0}")]
     Connect(String),
@@ -80,7 +80,7 @@ pub enum WebhookError {
 
 impl WebhookError {
     /// Stable short name, the `outcome` label of the fetch metric and the admin view.
-    pub fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         match self {
             WebhookError::Connect(_) => "connect",
             WebhookError::Timeout(_) => "timeout",
@@ -96,7 +96,7 @@ impl WebhookError {
 }
 
 /// Parses a webhook answer body (rules in the module docs).
-pub fn parse(body: &[u8]) -> Result<WebhookList, WebhookError> {
+pub(crate) fn parse(body: &[u8]) -> Result<WebhookList, WebhookError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| WebhookError::Body(e.to_string()))?;
     let Value::Array(entries) = value else {
         return Err(WebhookError::Body(format!("expected an array, got {}", kind(&value))));
@@ -180,14 +180,14 @@ impl WebhookHeaders {
     }
 
     /// The header names, for views and logs.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         self.0.iter().map(|(n, _)| n.to_string()).collect()
     }
 }
 
 /// `GET url` once with `headers`, bounded by `timeout` overall and by [`MAX_BODY_BYTES`],
 /// then [`parse`].
-pub async fn fetch(
+pub(crate) async fn fetch(
     client: &awc::Client,
     url: &str,
     headers: &WebhookHeaders,
@@ -242,7 +242,7 @@ fn redact_raw(raw: &str) -> &str {
 
 /// The webhook URL as logs and the admin view show it: scheme, host, port and path only, since
 /// a query string or credentials may carry a secret.
-pub fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => {
             let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();

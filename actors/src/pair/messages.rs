@@ -7,21 +7,21 @@ use super::*;
 
 /// A permission to send one job to this pair.
 #[derive(Debug, Clone)]
-pub struct Permit {
+pub(crate) struct Permit {
     /// Lease id to quote in [`Record`].
-    pub lease: u64,
+    pub(crate) lease: u64,
     /// Where to send the job.
-    pub service_addr: Arc<str>,
+    pub(crate) service_addr: Arc<str>,
     /// Whether this is a half-open trial call.
-    pub trial: bool,
+    pub(crate) trial: bool,
 }
 
 /// Asks the pair to admit one job that may run for up to `timeout`.
 #[derive(Message)]
 #[rtype(result = "Result<Permit, Unroutable>")]
-pub struct Admit {
+pub(crate) struct Admit {
     /// The attempt's own deadline (the lease expires after it plus slack).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Handler<Admit> for PairActor {
@@ -66,14 +66,14 @@ impl Handler<Admit> for PairActor {
 /// Reports how an admitted job ended.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Record {
+pub(crate) struct Record {
     /// The lease from [`Permit`], or `None` for a call admitted on the fast path
     /// ([`PairView::fast_admission`]).
-    pub lease: Option<u64>,
+    pub(crate) lease: Option<u64>,
     /// The outcome.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// How long the call took.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl Handler<Record> for PairActor {
@@ -101,7 +101,7 @@ impl Handler<Record> for PairActor {
 /// them shortly, so that a busy pair is accounted in batches rather than per job.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct DrainTally;
+pub(crate) struct DrainTally;
 
 /// How long a drain waits for more samples.
 const TALLY_BATCH: Duration = Duration::from_millis(10);
@@ -125,7 +125,7 @@ impl Handler<DrainTally> for PairActor {
 /// final flush) includes every answered job.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Settle;
+pub(crate) struct Settle;
 
 impl Handler<Settle> for PairActor {
     type Result = ();
@@ -139,7 +139,7 @@ impl Handler<Settle> for PairActor {
 /// once and re-probes (a container crash is a node-level event).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct PeerUnreachable;
+pub(crate) struct PeerUnreachable;
 
 impl Handler<PeerUnreachable> for PairActor {
     type Result = ();
@@ -156,7 +156,7 @@ impl Handler<PeerUnreachable> for PairActor {
 /// Replaces the capability policy this pair follows (operator changed it).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetPolicy(pub Arc<Effective>);
+pub(crate) struct SetPolicy(pub(crate) Arc<Effective>);
 
 impl Handler<SetPolicy> for PairActor {
     type Result = ();
@@ -177,7 +177,7 @@ impl Handler<SetPolicy> for PairActor {
 /// current incarnation, which is what lazy capability discovery waits for.
 #[derive(Message)]
 #[rtype(result = "PairView")]
-pub struct GetView;
+pub(crate) struct GetView;
 
 impl Handler<GetView> for PairActor {
     type Result = MessageResult<GetView>;
@@ -190,7 +190,7 @@ impl Handler<GetView> for PairActor {
 /// Enables or disables (drains) the pair because its orchestrator was toggled.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SetEnabled(pub bool);
+pub(crate) struct SetEnabled(pub(crate) bool);
 
 impl Handler<SetEnabled> for PairActor {
     type Result = ();
@@ -205,7 +205,7 @@ impl Handler<SetEnabled> for PairActor {
 /// no more probes. In-flight jobs finish; the actor stops once nobody holds its address.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Retire;
+pub(crate) struct Retire;
 
 impl Handler<Retire> for PairActor {
     type Result = ();
@@ -225,7 +225,7 @@ impl Handler<Retire> for PairActor {
 #[cfg(any(test, feature = "fault-injection"))]
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Crash;
+pub(crate) struct Crash;
 
 #[cfg(any(test, feature = "fault-injection"))]
 impl Handler<Crash> for PairActor {
@@ -240,12 +240,12 @@ impl Handler<Crash> for PairActor {
 /// Forces the breaker open (`trip: true`) or closed (`trip: false`); operator action.
 #[derive(Message)]
 #[rtype(result = "PairView")]
-pub struct ForceBreaker {
+pub(crate) struct ForceBreaker {
     /// Open it (true) or close and reset it (false).
-    pub trip: bool,
+    pub(crate) trip: bool,
     /// With `trip`: hold it open this long (then it admits a trial as any open breaker does);
     /// `None` holds it until a reset.
-    pub hold_for: Option<Duration>,
+    pub(crate) hold_for: Option<Duration>,
 }
 
 impl Handler<ForceBreaker> for PairActor {

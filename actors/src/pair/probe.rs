@@ -14,18 +14,18 @@ use std::time::Duration;
 
 /// The probe cadences.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cadence {
+pub(crate) struct Cadence {
     /// While healthy.
-    pub refresh: Duration,
+    pub(crate) refresh: Duration,
     /// While the orchestrator reports no free slot, and the first retry after a failure.
-    pub retry: Duration,
+    pub(crate) retry: Duration,
     /// Longest wait between failing probes.
-    pub retry_max: Duration,
+    pub(crate) retry_max: Duration,
 }
 
 /// What the last probes said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LastProbe {
+pub(crate) enum LastProbe {
     /// A token with a free slot, or a pair that never offered the capability.
     Healthy,
     /// A token without a free slot.
@@ -35,7 +35,7 @@ pub enum LastProbe {
 }
 
 /// The delay before the next probe, before jitter.
-pub fn next_delay(c: Cadence, last: LastProbe) -> Duration {
+pub(crate) fn next_delay(c: Cadence, last: LastProbe) -> Duration {
     let retry = c.retry.min(c.refresh);
     match last {
         LastProbe::Healthy => c.refresh,
@@ -48,7 +48,7 @@ pub fn next_delay(c: Cadence, last: LastProbe) -> Duration {
 }
 
 /// `delay` with a random factor in [0.8, 1.2) (`u` uniform in [0, 1)).
-pub fn jittered(delay: Duration, u: f64) -> Duration {
+pub(crate) fn jittered(delay: Duration, u: f64) -> Duration {
     delay.mul_f64(0.8 + 0.4 * u.clamp(0.0, 1.0))
 }
 

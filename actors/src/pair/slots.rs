@@ -23,7 +23,7 @@ fn millis_since_epoch(t: Instant) -> u64 {
 
 /// Milliseconds since the process's reference instant, wrapping every ~49 days: for comparing
 /// short intervals with `wrapping_sub` where a full `Instant` costs too much room.
-pub fn millis_now() -> u32 {
+pub(crate) fn millis_now() -> u32 {
     millis_since_epoch(Instant::now()) as u32
 }
 
@@ -42,7 +42,7 @@ pub struct Slots {
 
 impl Slots {
     /// Takes a slot if one is free.
-    pub fn try_acquire(self: &Arc<Self>) -> Option<SlotGuard> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<SlotGuard> {
         let limit = self.limit.load(Ordering::Acquire);
         self.inflight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
@@ -51,17 +51,17 @@ impl Slots {
     }
 
     /// Jobs in flight.
-    pub fn inflight(&self) -> u32 {
+    pub(crate) fn inflight(&self) -> u32 {
         self.inflight.load(Ordering::Acquire)
     }
 
     /// Jobs allowed in flight.
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit.load(Ordering::Acquire)
     }
 
     /// Whether a slot is free now.
-    pub fn has_free(&self) -> bool {
+    pub(crate) fn has_free(&self) -> bool {
         self.inflight() < self.limit()
     }
 
@@ -74,7 +74,7 @@ impl Slots {
     }
 
     /// Wakes the job at the head of the capability's queue if a slot is free.
-    pub fn wake_waiter(&self) {
+    pub(crate) fn wake_waiter(&self) {
         if let Some(q) = self.queue.get() {
             if q.waiting() > 0 && self.has_free() {
                 q.wake_one();
@@ -83,13 +83,13 @@ impl Slots {
     }
 
     /// Connects the pair to its capability's queue (done once, when it joins the board).
-    pub fn attach(&self, queue: Arc<WaitQueue>) {
+    pub(crate) fn attach(&self, queue: Arc<WaitQueue>) {
         let _ = self.queue.set(queue);
     }
 
     /// Claims this pair's exploration turn: `true` (once per `interval`, across all workers)
     /// when no job was sent here to keep it measured within `interval` before `now`.
-    pub fn claim_exploration(&self, now: Instant, interval: Duration) -> bool {
+    pub(crate) fn claim_exploration(&self, now: Instant, interval: Duration) -> bool {
         let now_ms = millis_since_epoch(now).max(1);
         let last = self.explored_at.load(Ordering::Acquire);
         if last != 0 && now_ms.saturating_sub(last) < interval.as_millis() as u64 {

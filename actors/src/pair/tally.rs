@@ -17,17 +17,17 @@ use crate::outcome::Outcome;
 
 /// Samples kept at most between two drains; past it, samples are dropped (and counted) rather
 /// than grow memory when the actor thread cannot keep up.
-pub const TALLY_CAPACITY: usize = 4096;
+pub(crate) const TALLY_CAPACITY: usize = 4096;
 
 /// One answered call.
 #[derive(Debug, Clone)]
 pub struct Sample {
     /// `Success` or `ClientError`.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// How long the call took.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
     /// When it ended.
-    pub at: Instant,
+    pub(crate) at: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -57,7 +57,7 @@ pub enum Deposit {
 
 impl Tally {
     /// Deposits one answered call.
-    pub fn deposit(&self, sample: Sample) -> Deposit {
+    pub(crate) fn deposit(&self, sample: Sample) -> Deposit {
         let mut inner = self.inner.lock();
         if inner.samples.len() >= TALLY_CAPACITY {
             inner.dropped += 1;
@@ -73,20 +73,20 @@ impl Tally {
     }
 
     /// The drain request could not be delivered (mailbox full): the next deposit asks again.
-    pub fn unrequest(&self) {
+    pub(crate) fn unrequest(&self) {
         self.inner.lock().requested = false;
     }
 
     /// Takes every sample (and the count of dropped ones) and clears the request, so the next
     /// deposit asks for a new drain.
-    pub fn take(&self) -> (Vec<Sample>, u64) {
+    pub(crate) fn take(&self) -> (Vec<Sample>, u64) {
         let mut inner = self.inner.lock();
         inner.requested = false;
         (std::mem::take(&mut inner.samples), std::mem::take(&mut inner.dropped))
     }
 
     /// Whether samples await a drain.
-    pub fn is_pending(&self) -> bool {
+    pub(crate) fn is_pending(&self) -> bool {
         !self.inner.lock().samples.is_empty()
     }
 }

@@ -6,11 +6,11 @@ use super::*;
 /// What a priced token offers to pay against: its ticket params and the gateway's balance
 /// there. Only tokens with a price keep one (offchain tokens carry neither).
 #[derive(Debug, Clone)]
-pub struct PaymentTerms {
+pub(crate) struct PaymentTerms {
     /// The token's ticket params, verbatim.
-    pub params: crate::payment::TicketParams,
+    pub(crate) params: crate::payment::TicketParams,
     /// The gateway's balance at the orchestrator as the token reported it (wei).
-    pub balance: i64,
+    pub(crate) balance: i64,
 }
 
 impl PairActor {

@@ -10,7 +10,7 @@ mod report;
 mod unroutable;
 
 pub use record::PairRecord;
-pub use report::{BreakerReport, PairReport};
+pub use report::PairReport;
 pub use unroutable::{Reason, Unroutable};
 
 use std::fmt;
@@ -48,11 +48,11 @@ impl fmt::Display for PairKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LastError {
     /// Failure class (`connect`, `timeout`, `http-5xx`, `token`, ...).
-    pub class: String,
+    pub(crate) class: String,
     /// Human-readable detail.
-    pub message: String,
+    pub(crate) message: String,
     /// Unix time in milliseconds.
-    pub at_unix_ms: u64,
+    pub(crate) at_unix_ms: u64,
 }
 
 /// Outcome counters of a pair, by class.
@@ -62,126 +62,126 @@ pub struct Counters {
     /// 2xx answers.
     pub success: u64,
     /// 4xx answers (the client's fault; relayed, not held against the pair).
-    pub http_4xx: u64,
+    pub(crate) http_4xx: u64,
     /// 5xx answers.
     pub http_5xx: u64,
     /// Connect refused, reset or unreachable.
-    pub connect: u64,
+    pub(crate) connect: u64,
     /// No answer in time.
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// Broken transport or unusable answer.
-    pub transport: u64,
+    pub(crate) transport: u64,
     /// 5xx answers recognised as GPU out-of-memory (counted here, not in `http_5xx`).
     pub oom: u64,
     /// Capacity refusals (503/429): backed off, not held against health.
-    pub capacity: u64,
+    pub(crate) capacity: u64,
     /// 2xx answers with the wrong content type (response contract broken).
-    pub contract: u64,
+    pub(crate) contract: u64,
     /// Refusals that are not the client's fault (routing loop, credentials, payment, price):
     /// failed over, the pair taken out of rotation.
-    pub refused: u64,
+    pub(crate) refused: u64,
 }
 
 /// The live state of a pair as published by its actor.
 #[derive(Debug, Clone)]
 pub struct PairView {
     /// Which pair.
-    pub key: PairKey,
+    pub(crate) key: PairKey,
     /// Orchestrator base URL (where tokens are probed).
-    pub orchestrator_url: Arc<str>,
+    pub(crate) orchestrator_url: Arc<str>,
     /// Where jobs go (the token's `service_addr`), once a token was seen.
-    pub service_addr: Option<Arc<str>>,
+    pub(crate) service_addr: Option<Arc<str>>,
     /// Breaker state.
-    pub breaker: State,
+    pub(crate) breaker: State,
     /// Breaker level (consecutive openings).
-    pub breaker_level: u32,
+    pub(crate) breaker_level: u32,
     /// When an open breaker admits a trial.
-    pub open_until: Option<Instant>,
+    pub(crate) open_until: Option<Instant>,
     /// Whether a half-open breaker has a trial permit left.
-    pub trial_available: bool,
+    pub(crate) trial_available: bool,
     /// Consecutive failures while closed.
-    pub consecutive_failures: u32,
+    pub(crate) consecutive_failures: u32,
     /// The first token probe of this incarnation has finished.
     pub probed: bool,
     /// The last token probe succeeded.
     pub token_ok: bool,
     /// Token probes that failed in a row (they back off, doubling up to
     /// `routing.token_retry_max`).
-    pub token_failures: u32,
+    pub(crate) token_failures: u32,
     /// Capacity from the last token.
-    pub available_capacity: i64,
+    pub(crate) available_capacity: i64,
     /// What the last token said the pair can take from this gateway (its free slots plus the
     /// gateway's own jobs there when it was read); `None` before the first token.
     pub capacity_ceiling: Option<u32>,
     /// Price from the last token (wei per `pixels_per_unit`).
-    pub price_per_unit: i64,
+    pub(crate) price_per_unit: i64,
     /// Units the price covers.
-    pub pixels_per_unit: i64,
+    pub(crate) pixels_per_unit: i64,
     /// The orchestrator has offered this capability at least once (capacity > 0 or an answer).
     pub offered: bool,
     /// Peak-EWMA latency of successful calls, as measured (failures do not inflate it and it
     /// does not decay while the pair is idle).
     pub latency: PeakEwma,
     /// Median and 99th percentile of the pair's recent successful calls, in ms.
-    pub latency_percentiles: Option<(f64, f64)>,
+    pub(crate) latency_percentiles: Option<(f64, f64)>,
     /// Decaying success rate.
-    pub success_rate: f64,
+    pub(crate) success_rate: f64,
     /// Jobs in flight against the pair's concurrency limit, shared with every worker (a job
     /// holds a [`SlotGuard`](super::slots::SlotGuard) until it ends, so a cancelled call cannot
     /// leak one).
     pub slots: Arc<Slots>,
     /// Duration of the first answer this pair gave.
-    pub cold_start_ms: Option<u64>,
+    pub(crate) cold_start_ms: Option<u64>,
     /// The last failure.
-    pub last_error: Option<Arc<LastError>>,
+    pub(crate) last_error: Option<Arc<LastError>>,
     /// Restarts by the supervisor.
-    pub restarts: u32,
+    pub(crate) restarts: u32,
     /// Outcome counters.
-    pub counters: Counters,
+    pub(crate) counters: Counters,
     /// Retired (orchestrator removed): takes no new work.
-    pub retired: bool,
+    pub(crate) retired: bool,
     /// Its orchestrator is disabled by the operator (draining).
-    pub disabled: bool,
+    pub(crate) disabled: bool,
     /// The operator tripped the breaker: held open until a reset (or `forced_until`).
-    pub forced: bool,
+    pub(crate) forced: bool,
     /// When a forced trip given a duration ends.
-    pub forced_until: Option<Instant>,
+    pub(crate) forced_until: Option<Instant>,
     /// When the breaker entered its current state (or the pair started).
-    pub state_since: Instant,
+    pub(crate) state_since: Instant,
     /// When the last token probe ended.
-    pub last_probe: Option<Instant>,
+    pub(crate) last_probe: Option<Instant>,
     /// The last token probe could not reach the orchestrator (connect refused, timeout).
-    pub unreachable: bool,
+    pub(crate) unreachable: bool,
     /// What the last priced token offers to pay against (ticket params, balance).
-    pub payment: Option<Arc<super::PaymentTerms>>,
+    pub(crate) payment: Option<Arc<super::PaymentTerms>>,
     /// Its ticket params are over the operator's payment limits.
-    pub payment_over_limit: bool,
+    pub(crate) payment_over_limit: bool,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
-    pub node_unreachable: bool,
+    pub(crate) node_unreachable: bool,
     /// The orchestrator refused a job for a reason that is not the client's (a routing loop,
     /// credentials, payment, price): out of rotation until its token changes or an operator
     /// resets the pair.
-    pub refusal: Option<Refusal>,
+    pub(crate) refusal: Option<Refusal>,
     /// The token prices the capability and the gateway's balance there is under the
     /// orchestrator's minimum (60 s x price): every job would be refused for want of payment.
-    pub payment_required: bool,
+    pub(crate) payment_required: bool,
     /// The advertised price is over the capability's ceiling.
-    pub over_ceiling: bool,
+    pub(crate) over_ceiling: bool,
     /// Price relative to the ceiling in [0, 1], a factor in the selection cost.
-    pub price_share: f64,
+    pub(crate) price_share: f64,
     /// No answer yet since the pair started (or its orchestrator came back): its limit is the
     /// capability's `cold_start_concurrency`, and its attempts get the job's full time.
-    pub warming: bool,
+    pub(crate) warming: bool,
     /// A configured warm-up job has not succeeded yet: no client traffic.
-    pub warmup_pending: bool,
+    pub(crate) warmup_pending: bool,
     /// A slow cold start deprioritises the pair until then.
-    pub deprioritized_until: Option<Instant>,
+    pub(crate) deprioritized_until: Option<Instant>,
     /// A capacity refusal with none of the gateway's jobs there keeps the pair out of
     /// rotation until then (at most about one job's time).
-    pub capacity_backoff_until: Option<Instant>,
+    pub(crate) capacity_backoff_until: Option<Instant>,
     /// Bumped on every publish that changes a persisted field ([`PairRecord`]); the
     /// supervisor persists pairs whose generation moved.
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 impl PairView {
@@ -235,7 +235,7 @@ impl PairView {
     }
 
     /// Whether the pair can take a job at `now`, and if not, why.
-    pub fn routable_at(&self, now: Instant) -> Result<(), Unroutable> {
+    pub(crate) fn routable_at(&self, now: Instant) -> Result<(), Unroutable> {
         if self.retired {
             return Err(Unroutable::Retired);
         }
@@ -295,13 +295,13 @@ impl PairView {
     }
 
     /// Whether an operator's trip holds the pair out at `now`.
-    pub fn forced_at(&self, now: Instant) -> bool {
+    pub(crate) fn forced_at(&self, now: Instant) -> bool {
         self.forced && self.forced_until.is_none_or(|t| now < t)
     }
 
     /// The breaker state the next job would see at `now`: an open breaker whose time is up
     /// admits a trial, so it reads half-open; a forced trip reads open.
-    pub fn breaker_state_at(&self, now: Instant) -> State {
+    pub(crate) fn breaker_state_at(&self, now: Instant) -> State {
         match self.breaker {
             State::Open if !self.forced_at(now) && self.open_until.is_some_and(|t| t <= now) => State::HalfOpen,
             s => s,
@@ -309,7 +309,7 @@ impl PairView {
     }
 
     /// Jobs in flight on the pair.
-    pub fn inflight(&self) -> u32 {
+    pub(crate) fn inflight(&self) -> u32 {
         self.slots.inflight()
     }
 
@@ -322,7 +322,7 @@ impl PairView {
     /// then recorded as non-trial calls, which an open or half-open breaker does not count.
     ///
     /// [`Admit`]: crate::pair::Admit
-    pub fn fast_admission(&self, now: Instant) -> Option<Arc<str>> {
+    pub(crate) fn fast_admission(&self, now: Instant) -> Option<Arc<str>> {
         if self.breaker != State::Closed {
             return None;
         }
@@ -331,21 +331,21 @@ impl PairView {
     }
 
     /// The factor failures add to the selection cost: 1 / success rate (floored at 5 %).
-    pub fn penalty(&self) -> f64 {
+    pub(crate) fn penalty(&self) -> f64 {
         1.0 / self.success_rate.clamp(0.05, 1.0)
     }
 
     /// The latency selection expects of a job here: the median of the pair's recent successful
     /// calls (robust to one slow outlier, which would otherwise make a pair that then gets few
     /// jobs look slow for a long time), or its learned estimate before it has any this run.
-    pub fn expected_latency_ms(&self) -> f64 {
+    pub(crate) fn expected_latency_ms(&self) -> f64 {
         self.latency_percentiles.map_or(self.latency.estimate_ms(), |(p50, _)| p50)
     }
 
     /// Selection cost at `now` (lower is better): expected latency x (1 + in flight / limit)
     /// x [`penalty`](Self::penalty), times 1 + half the price share of the ceiling (a pair at the
     /// ceiling must be 1.5x better to win), times 10 while a slow cold start deprioritises it.
-    pub fn cost_at(&self, now: Instant) -> f64 {
+    pub(crate) fn cost_at(&self, now: Instant) -> f64 {
         let base = crate::score::cost(crate::score::CostInputs {
             latency_ms: self.expected_latency_ms(),
             inflight: self.inflight(),
@@ -357,7 +357,7 @@ impl PairView {
 
     /// Whether a slow cold start deprioritises the pair at `now` (selection then prefers any
     /// other pair with room).
-    pub fn deprioritized_at(&self, now: Instant) -> bool {
+    pub(crate) fn deprioritized_at(&self, now: Instant) -> bool {
         self.deprioritized_until.is_some_and(|t| now < t)
     }
 }

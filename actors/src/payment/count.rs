@@ -2,7 +2,7 @@
 
 /// Most tickets one payment may carry (go-livepeer's `pm` `maxSenderNonces`: an orchestrator
 /// refuses more than 600 nonces per ticket-params set).
-pub const MAX_TICKETS: u32 = 600;
+pub(crate) const MAX_TICKETS: u32 = 600;
 
 /// Tickets to send for `cost` wei when each ticket is worth `ticket_ev` wei:
 /// `ceil(cost / ev)`, at most [`MAX_TICKETS`]; none for a zero EV or a cost of zero or less.

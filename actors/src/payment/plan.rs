@@ -14,9 +14,9 @@ use super::count::{ticket_count_for_cost, MAX_TICKETS};
 use super::ticket::TicketParams;
 
 /// Seconds of the price the orchestrator wants as balance after a payment.
-pub const MIN_BALANCE_SECONDS: u64 = 60;
+pub(crate) const MIN_BALANCE_SECONDS: u64 = 60;
 /// Seconds of the price under which a balance is topped up (go-livepeer's `minBal`).
-pub const TOP_UP_BELOW_SECONDS: u64 = 120;
+pub(crate) const TOP_UP_BELOW_SECONDS: u64 = 120;
 
 /// The operator's spend limits (go-livepeer's `-maxTicketEV`, `-maxTotalEV`,
 /// `-depositMultiplier` equivalents).
@@ -86,9 +86,9 @@ pub enum PayError {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Plan {
     /// Tickets to send (0: the balance is enough, no header).
-    pub tickets: u32,
+    pub(crate) tickets: u32,
     /// Their expected value in wei.
-    pub ev: f64,
+    pub(crate) ev: f64,
 }
 
 /// Whether tickets drawn from `params` fit the operator's per-ticket limits (expected value and
@@ -147,26 +147,25 @@ pub struct Nonces {
 }
 
 impl Nonces {
-    /// Starts from nonces already used (restored from the store after a restart).
-    pub fn restore(used: impl IntoIterator<Item = (Vec<u8>, u32)>) -> Self {
-        Self { last: used.into_iter().collect() }
-    }
-
     /// The next `n` nonces of the set `recipient_rand_hash`, taken (never handed out again).
-    pub fn take(&mut self, recipient_rand_hash: &[u8], n: u32) -> Result<std::ops::RangeInclusive<u32>, PayError> {
+    pub(crate) fn take(
+        &mut self,
+        recipient_rand_hash: &[u8],
+        n: u32,
+    ) -> Result<std::ops::RangeInclusive<u32>, PayError> {
         let last = self.last.get(recipient_rand_hash).copied().unwrap_or(0);
         let end = last.checked_add(n).filter(|e| *e <= MAX_TICKETS).ok_or(PayError::NoncesExhausted)?;
         self.last.insert(recipient_rand_hash.to_vec(), end);
         Ok(last + 1..=end)
     }
 
-    /// The last nonce used per set (what the store keeps).
-    pub fn used(&self) -> impl Iterator<Item = (&[u8], u32)> {
-        self.last.iter().map(|(k, v)| (k.as_slice(), *v))
+    /// How many sets it remembers.
+    pub(crate) fn sets(&self) -> usize {
+        self.last.len()
     }
 
     /// Forgets the sets not in `live` (their params expired or were replaced), bounding memory.
-    pub fn retain(&mut self, live: impl Fn(&[u8]) -> bool) {
+    pub(crate) fn retain(&mut self, live: impl Fn(&[u8]) -> bool) {
         self.last.retain(|k, _| live(k));
     }
 }
@@ -236,11 +235,9 @@ mod tests {
         assert_eq!(n.take(&[2; 32], 1), Ok(1..=1), "another set starts at 1");
         assert_eq!(n.take(&[1; 32], 595), Ok(6..=600));
         assert_eq!(n.take(&[1; 32], 1), Err(PayError::NoncesExhausted));
-        // Restored after a restart: the sequence continues.
-        let used: Vec<(Vec<u8>, u32)> = n.used().map(|(k, v)| (k.to_vec(), v)).collect();
-        let mut again = Nonces::restore(used);
-        assert_eq!(again.take(&[2; 32], 1), Ok(2..=2));
-        again.retain(|k| k == [2; 32]);
-        assert_eq!(again.used().count(), 1);
+        // Forgetting one set keeps the other's sequence.
+        n.retain(|k| k == [2; 32]);
+        assert_eq!(n.sets(), 1);
+        assert_eq!(n.take(&[2; 32], 1), Ok(2..=2));
     }
 }

@@ -61,7 +61,7 @@ pub struct TicketParams {
 
 impl TicketParams {
     /// Expected value of one ticket in wei: `face_value x win_prob / (2^256 - 1)`.
-    pub fn ev(&self) -> f64 {
+    pub(crate) fn ev(&self) -> f64 {
         let max = (BigUint::from(1u8) << 256u32) - 1u8;
         let product = BigUint::from_bytes_be(&self.face_value) * BigUint::from_bytes_be(&self.win_prob);
         // Scaled by 2^64 before dividing so the fraction survives the integer division.
@@ -70,20 +70,20 @@ impl TicketParams {
     }
 
     /// The ticket with nonce `sender_nonce` that `sender` signs for these params.
-    pub fn ticket(&self, sender: [u8; 20], sender_nonce: u32) -> Ticket<'_> {
+    pub(crate) fn ticket(&self, sender: [u8; 20], sender_nonce: u32) -> Ticket<'_> {
         Ticket { params: self, sender, sender_nonce }
     }
 }
 
 /// One ticket: the params, the sender and its nonce.
 #[derive(Debug, Clone, Copy)]
-pub struct Ticket<'a> {
+pub(crate) struct Ticket<'a> {
     /// The params it was drawn from.
-    pub params: &'a TicketParams,
+    pub(crate) params: &'a TicketParams,
     /// The gateway's address.
-    pub sender: [u8; 20],
+    pub(crate) sender: [u8; 20],
     /// Its nonce within the params' `recipient_rand_hash`.
-    pub sender_nonce: u32,
+    pub(crate) sender_nonce: u32,
 }
 
 /// `bytes` right-aligned in `n` bytes (left-padded with zeros; truncated on the left if longer).
@@ -96,7 +96,7 @@ fn pad(out: &mut Vec<u8>, bytes: &[u8], n: usize) {
 impl Ticket<'_> {
     /// The Solidity tight packing the hash covers (`pm/ticket.go:flatten`): 168 bytes, or 232
     /// with the creation round and its block hash (left out when both are zero).
-    pub fn flatten(&self) -> Vec<u8> {
+    pub(crate) fn flatten(&self) -> Vec<u8> {
         let p = self.params;
         let mut out = Vec::with_capacity(232);
         pad(&mut out, &p.recipient, 20);
@@ -113,7 +113,7 @@ impl Ticket<'_> {
     }
 
     /// `keccak256(flatten)`: what the orchestrator and the TicketBroker verify the signature of.
-    pub fn hash(&self) -> [u8; 32] {
+    pub(crate) fn hash(&self) -> [u8; 32] {
         Keccak256::digest(self.flatten()).into()
     }
 }

@@ -10,87 +10,87 @@ use super::ticket::{ExpirationParams, TicketParams};
 
 /// `net.TicketParams`.
 #[derive(Clone, PartialEq, Message)]
-pub struct WireTicketParams {
+pub(crate) struct WireTicketParams {
     /// The orchestrator's address.
     #[prost(bytes = "vec", tag = "1")]
-    pub recipient: Vec<u8>,
+    pub(crate) recipient: Vec<u8>,
     /// Face value, minimal big-endian.
     #[prost(bytes = "vec", tag = "2")]
-    pub face_value: Vec<u8>,
+    pub(crate) face_value: Vec<u8>,
     /// Winning probability, minimal big-endian.
     #[prost(bytes = "vec", tag = "3")]
-    pub win_prob: Vec<u8>,
+    pub(crate) win_prob: Vec<u8>,
     /// keccak256 of the orchestrator's `recipientRand`.
     #[prost(bytes = "vec", tag = "4")]
-    pub recipient_rand_hash: Vec<u8>,
+    pub(crate) recipient_rand_hash: Vec<u8>,
     /// The orchestrator's seed.
     #[prost(bytes = "vec", tag = "5")]
-    pub seed: Vec<u8>,
+    pub(crate) seed: Vec<u8>,
     /// The L1 block after which the params are void.
     #[prost(bytes = "vec", tag = "6")]
-    pub expiration_block: Vec<u8>,
+    pub(crate) expiration_block: Vec<u8>,
     /// The creation round (the orchestrator ignores this copy).
     #[prost(message, optional, tag = "7")]
-    pub expiration_params: Option<WireExpirationParams>,
+    pub(crate) expiration_params: Option<WireExpirationParams>,
 }
 
 /// `net.TicketExpirationParams`.
 #[derive(Clone, PartialEq, Message)]
-pub struct WireExpirationParams {
+pub(crate) struct WireExpirationParams {
     /// The round number.
     #[prost(int64, tag = "1")]
-    pub creation_round: i64,
+    pub(crate) creation_round: i64,
     /// Its L1 block hash.
     #[prost(bytes = "vec", tag = "2")]
-    pub creation_round_block_hash: Vec<u8>,
+    pub(crate) creation_round_block_hash: Vec<u8>,
 }
 
 /// `net.TicketSenderParams`: one ticket's nonce and signature.
 #[derive(Clone, PartialEq, Message)]
-pub struct WireSenderParams {
+pub(crate) struct WireSenderParams {
     /// The ticket's nonce.
     #[prost(uint32, tag = "1")]
-    pub sender_nonce: u32,
+    pub(crate) sender_nonce: u32,
     /// Its 65-byte signature (`r || s || v`, v in {27, 28}).
     #[prost(bytes = "vec", tag = "2")]
-    pub sig: Vec<u8>,
+    pub(crate) sig: Vec<u8>,
 }
 
 /// `net.PriceInfo`.
 #[derive(Clone, PartialEq, Message)]
-pub struct WirePriceInfo {
+pub(crate) struct WirePriceInfo {
     /// Wei per `pixels_per_unit` units.
     #[prost(int64, tag = "1")]
-    pub price_per_unit: i64,
+    pub(crate) price_per_unit: i64,
     /// Units the price covers.
     #[prost(int64, tag = "2")]
-    pub pixels_per_unit: i64,
+    pub(crate) pixels_per_unit: i64,
     /// Unused by BYOC.
     #[prost(uint32, tag = "3")]
-    pub capability: u32,
+    pub(crate) capability: u32,
     /// Unused by BYOC.
     #[prost(string, tag = "4")]
-    pub constraint: String,
+    pub(crate) constraint: String,
 }
 
 /// `net.Payment`.
 #[derive(Clone, PartialEq, Message)]
-pub struct WirePayment {
+pub(crate) struct WirePayment {
     /// The token's ticket params, verbatim.
     #[prost(message, optional, tag = "1")]
-    pub ticket_params: Option<WireTicketParams>,
+    pub(crate) ticket_params: Option<WireTicketParams>,
     /// The gateway's address (the job header's `sender`).
     #[prost(bytes = "vec", tag = "2")]
-    pub sender: Vec<u8>,
+    pub(crate) sender: Vec<u8>,
     /// The batch's expiration params (required: a missing one crashes the orchestrator).
     #[prost(message, optional, tag = "3")]
-    pub expiration_params: Option<WireExpirationParams>,
+    pub(crate) expiration_params: Option<WireExpirationParams>,
     /// One per ticket.
     #[prost(message, repeated, tag = "4")]
-    pub ticket_sender_params: Vec<WireSenderParams>,
+    pub(crate) ticket_sender_params: Vec<WireSenderParams>,
     /// The token's price, verbatim.
     #[prost(message, optional, tag = "5")]
-    pub expected_price: Option<WirePriceInfo>,
+    pub(crate) expected_price: Option<WirePriceInfo>,
 }
 
 impl From<&ExpirationParams> for WireExpirationParams {
@@ -115,7 +115,7 @@ impl From<&TicketParams> for WireTicketParams {
 
 /// The `Livepeer-Payment` value for tickets `(nonce, signature)` drawn from `params` by
 /// `sender`, at `price` (`price_per_unit`, `pixels_per_unit`) as the token gave it.
-pub fn payment_header(
+pub(crate) fn payment_header(
     params: &TicketParams,
     sender: [u8; 20],
     tickets: &[(u32, [u8; 65])],

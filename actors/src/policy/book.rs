@@ -36,18 +36,18 @@ impl PolicyBook {
     }
 
     /// The effective knobs for `capability`.
-    pub fn effective(&self, capability: &Capability) -> Arc<Effective> {
+    pub(crate) fn effective(&self, capability: &Capability) -> Arc<Effective> {
         let p = self.inner.read();
         p.per_capability.get(capability).unwrap_or(&p.default).1.clone()
     }
 
     /// The configured policy of `capability`, if it has its own.
-    pub fn get(&self, capability: &Capability) -> Option<CapabilityPolicy> {
+    pub(crate) fn get(&self, capability: &Capability) -> Option<CapabilityPolicy> {
         self.inner.read().per_capability.get(capability).map(|(p, _)| p.clone())
     }
 
     /// Sets (or replaces) one capability's policy; returns its effective knobs.
-    pub fn set(&self, capability: Capability, policy: CapabilityPolicy) -> Arc<Effective> {
+    pub(crate) fn set(&self, capability: Capability, policy: CapabilityPolicy) -> Arc<Effective> {
         let mut p = self.inner.write();
         let e = Arc::new(policy.effective_with(&p.globals));
         p.per_capability.insert(capability, (policy, e.clone()));
@@ -55,20 +55,20 @@ impl PolicyBook {
     }
 
     /// Checks `policy` against this book's global breaker config.
-    pub fn validate(&self, policy: &CapabilityPolicy) -> Result<(), String> {
+    pub(crate) fn validate(&self, policy: &CapabilityPolicy) -> Result<(), String> {
         policy.validate_with(&self.inner.read().globals.breaker)
     }
 
     /// Removes a capability's own policy (it falls back to the default); returns the
     /// effective knobs now in force for it.
-    pub fn remove(&self, capability: &Capability) -> Arc<Effective> {
+    pub(crate) fn remove(&self, capability: &Capability) -> Arc<Effective> {
         let mut p = self.inner.write();
         p.per_capability.remove(capability);
         p.default.1.clone()
     }
 
     /// Every capability with its own policy, sorted by name.
-    pub fn list(&self) -> Vec<(Capability, CapabilityPolicy, Arc<Effective>)> {
+    pub(crate) fn list(&self) -> Vec<(Capability, CapabilityPolicy, Arc<Effective>)> {
         let p = self.inner.read();
         let mut v: Vec<_> = p.per_capability.iter().map(|(k, (pol, e))| (k.clone(), pol.clone(), e.clone())).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));

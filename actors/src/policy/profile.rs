@@ -5,7 +5,7 @@ use super::*;
 /// Routing profile of a capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
-pub enum Profile {
+pub(crate) enum Profile {
     /// Interactive jobs (image-to-image, depth): fail over fast.
     #[default]
     LowLatency,
@@ -17,7 +17,7 @@ pub enum Profile {
 
 impl Profile {
     /// The profile's defaults.
-    pub fn defaults(self) -> ProfileDefaults {
+    pub(crate) fn defaults(self) -> ProfileDefaults {
         let s = Duration::from_secs;
         match self {
             Profile::LowLatency => ProfileDefaults {
@@ -50,17 +50,17 @@ impl Profile {
 
 /// What a profile sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProfileDefaults {
+pub(crate) struct ProfileDefaults {
     /// Overall time within which new attempts may start.
-    pub retry_timeout: Duration,
+    pub(crate) retry_timeout: Duration,
     /// Longest a job waits in the queue for a free slot.
-    pub queue_timeout: Duration,
+    pub(crate) queue_timeout: Duration,
     /// Attempts per job.
-    pub max_attempts: u32,
+    pub(crate) max_attempts: u32,
     /// Bound on one attempt.
-    pub per_try_timeout: Duration,
+    pub(crate) per_try_timeout: Duration,
     /// Successes slower than this are slow calls.
-    pub slow_call_threshold: Duration,
+    pub(crate) slow_call_threshold: Duration,
     /// First answers slower than this deprioritise a pair.
-    pub cold_start_threshold: Duration,
+    pub(crate) cold_start_threshold: Duration,
 }

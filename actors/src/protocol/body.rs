@@ -23,17 +23,20 @@ impl JobBody {
     }
 
     /// Its length in bytes.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
-    /// The body as one buffer (a copy when it has several chunks: for tests and small bodies).
-    pub fn to_bytes(&self) -> Bytes {
+    /// The body as one buffer (a copy when it has several chunks).
+    #[cfg(test)]
+    pub(crate) fn to_bytes(&self) -> Bytes {
         match self.chunks.as_slice() {
             [] => Bytes::new(),
             [one] => one.clone(),
@@ -43,7 +46,7 @@ impl JobBody {
 
     /// What the upstream request sends: one buffer as is, several chunks as a stream of known
     /// length (so the request still has a `Content-Length`).
-    pub fn upstream(&self) -> BoxBody {
+    pub(crate) fn upstream(&self) -> BoxBody {
         match self.chunks.as_slice() {
             [] => Bytes::new().boxed(),
             [one] => one.clone().boxed(),

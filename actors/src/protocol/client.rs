@@ -105,7 +105,7 @@ fn build_tls(verify: bool) -> Result<SslConnector, ClientBuildError> {
 /// A failure to get an answer from an orchestrator. The classes matter: the dispatcher
 /// treats all of them as retryable, the pair's health model weighs them differently.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum UpstreamError {
+pub(crate) enum UpstreamError {
     /// TCP connect or TLS handshake failed (refused, reset, unreachable).
     #[error("connect failed: {0}")]
     Connect(String),
@@ -127,12 +127,12 @@ impl UpstreamError {
     /// Whether the request may have reached the orchestrator before the failure: a broken
     /// connection or answer, not a connection that never opened (refused, unreachable, TLS) or
     /// a time-out.
-    pub fn after_sending(&self) -> bool {
+    pub(crate) fn after_sending(&self) -> bool {
         matches!(self, UpstreamError::Transport(_))
     }
 
     /// Short stable name of the class (for metrics labels and the admin view).
-    pub fn class(&self) -> &'static str {
+    pub(crate) fn class(&self) -> &'static str {
         match self {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Timeout(_) => "timeout",
@@ -166,7 +166,7 @@ fn map_payload_error(e: PayloadError, limit: usize) -> UpstreamError {
 
 /// Why a token probe failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// The orchestrator could not be reached or did not answer in time.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
@@ -181,7 +181,7 @@ pub enum TokenError {
 const TOKEN_BODY_LIMIT: usize = 256 * 1024;
 
 /// Probes `GET {orch_url}/process/token` for `capability`, bounded by `timeout` overall.
-pub async fn fetch_token(
+pub(crate) async fn fetch_token(
     client: &awc::Client,
     orch_url: &str,
     capability: &Capability,
@@ -213,23 +213,23 @@ pub async fn fetch_token(
 
 /// What an orchestrator answered to a job.
 #[derive(Debug)]
-pub struct UpstreamReply {
+pub(crate) struct UpstreamReply {
     /// HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// `Content-Type`, if any.
-    pub content_type: Option<String>,
+    pub(crate) content_type: Option<String>,
     /// `Livepeer-Balance` (or, on a stream, `Livepeer-Payment-Balance`), if any.
-    pub balance: Option<String>,
+    pub(crate) balance: Option<String>,
     /// `X-Metadata`, if any.
-    pub metadata: Option<String>,
+    pub(crate) metadata: Option<String>,
     /// The whole body; empty when the answer is a stream.
-    pub body: Bytes,
+    pub(crate) body: Bytes,
     /// A `text/event-stream` answer, relayed as it arrives instead of buffered.
-    pub stream: Option<EventStream>,
+    pub(crate) stream: Option<EventStream>,
 }
 
 /// Whether a `Content-Type` is Server-Sent Events (go-livepeer checks "contains").
-pub fn is_event_stream(content_type: Option<&str>) -> bool {
+pub(crate) fn is_event_stream(content_type: Option<&str>) -> bool {
     // Checked on every answer: compare in place rather than lower-case a copy.
     const SSE: &[u8] = b"text/event-stream";
     content_type.is_some_and(|ct| ct.as_bytes().windows(SSE.len()).any(|w| w.eq_ignore_ascii_case(SSE)))
@@ -237,33 +237,33 @@ pub fn is_event_stream(content_type: Option<&str>) -> bool {
 
 /// A job ready to send to one orchestrator.
 #[derive(Debug, Clone)]
-pub struct Forward<'a> {
+pub(crate) struct Forward<'a> {
     /// Full target URL: the token's `service_addr` plus the client's path. Owned, so the
     /// client parses it in place rather than copying it.
-    pub url: String,
+    pub(crate) url: String,
     /// The `Livepeer` header value (already signed for this attempt).
-    pub job_header: &'a str,
+    pub(crate) job_header: &'a str,
     /// The client's `Content-Type`, forwarded unchanged.
-    pub content_type: Option<&'a str>,
+    pub(crate) content_type: Option<&'a str>,
     /// The request id, sent upstream as `X-Request-Id`.
-    pub request_id: &'a str,
+    pub(crate) request_id: &'a str,
     /// The `Via` header: the gateway's loop marker after what the job arrived with
     /// ([`super::via::LoopMarker`]).
-    pub via: &'a HeaderValue,
+    pub(crate) via: &'a HeaderValue,
     /// Deadline for the whole exchange, body included.
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Largest body accepted back.
-    pub max_response_bytes: usize,
+    pub(crate) max_response_bytes: usize,
     /// Bound on an event stream once it has started (the job's own timeout).
-    pub stream_timeout: Duration,
+    pub(crate) stream_timeout: Duration,
     /// The `Livepeer-Payment` value, when the job is paid.
-    pub payment: Option<&'a str>,
+    pub(crate) payment: Option<&'a str>,
 }
 
 /// POSTs a job and reads the whole answer, bounded by `fwd.timeout`; a 2xx `text/event-stream`
 /// answer is returned once its headers arrive, its body left to stream (bounded by
 /// `fwd.stream_timeout`).
-pub async fn forward_job(
+pub(crate) async fn forward_job(
     client: &awc::Client,
     fwd: Forward<'_>,
     body: &super::body::JobBody,
@@ -310,7 +310,7 @@ pub async fn forward_job(
 }
 
 /// First 200 characters of a body, lossily decoded, for error messages.
-pub fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(200)]);
     s.trim().to_string()
 }

@@ -219,7 +219,7 @@ fn encode_job_header(r: &JobRequestRef<'_>) -> String {
 
 /// The `Livepeer` header value for `job`, signed by `sender`/`sig`: what
 /// `JobRequest::for_job(job, sender, sig).encode()` gives, without the copies.
-pub fn encode_job_request(job: &ClientJob, sender: &str, sig: &str) -> String {
+pub(crate) fn encode_job_request(job: &ClientJob, sender: &str, sig: &str) -> String {
     encode_job_header(&JobRequestRef {
         id: &job.id,
         request: &job.request,

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use zeroize::Zeroizing;
 
-pub mod keystore;
+pub(crate) mod keystore;
 #[cfg(test)]
 mod tests;
-pub mod v0;
+pub(crate) mod v0;
 
 /// Signs on behalf of the gateway. `Debug` is required so configurations holding a signer can
 /// be printed; implementations must not show key material there.
@@ -147,7 +147,7 @@ pub enum SignerError {
 
 /// Reads a password file: its contents as bytes, less one trailing newline (`\n` or `\r\n`,
 /// as editors and `echo` leave). Other whitespace is part of the password.
-pub fn read_password_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, SignerError> {
+pub(crate) fn read_password_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, SignerError> {
     let mut bytes =
         Zeroizing::new(std::fs::read(path).map_err(|source| SignerError::ReadPassword { path: path.into(), source })?);
     if bytes.last() == Some(&b'\n') {

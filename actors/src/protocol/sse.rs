@@ -16,13 +16,13 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Longest line held while looking for its end (go-livepeer's `bufio.Scanner` limit).
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 const DONE: &[u8] = b"[DONE]";
 
 /// The relay's state between two chunks of one stream.
 #[derive(Debug, Default)]
-pub struct SseLines {
+pub(crate) struct SseLines {
     /// The current line, not yet ended by `\n`.
     partial: BytesMut,
     /// The current line was too long to hold and is being passed through.
@@ -35,17 +35,18 @@ pub struct SseLines {
 
 impl SseLines {
     /// A relay for a new stream.
-    pub fn new() -> Self {
+    #[cfg(test)]
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Whether `[DONE]` has been relayed (the caller ends the stream and drops the upstream).
-    pub fn is_done(&self) -> bool {
+    pub(crate) fn is_done(&self) -> bool {
         self.done
     }
 
     /// Feeds one chunk from the orchestrator; returns what to relay now (possibly empty).
-    pub fn feed(&mut self, chunk: &[u8]) -> Bytes {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(chunk.len());
         let mut rest = chunk;
         while !rest.is_empty() && !self.done {
@@ -83,7 +84,7 @@ impl SseLines {
     }
 
     /// What is left when the orchestrator ends the stream: a last line without its `\n`.
-    pub fn finish(&mut self) -> Bytes {
+    pub(crate) fn finish(&mut self) -> Bytes {
         if self.done || self.partial.is_empty() {
             return Bytes::new();
         }

@@ -10,13 +10,13 @@ use super::signer::Signer;
 /// The orchestrator's price for a capability: `price_per_unit` wei per `pixels_per_unit`
 /// units (for BYOC a unit is a second of compute).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Price {
+pub(crate) struct Price {
     /// Wei per `pixels_per_unit` units. Omitted by go-livepeer when zero (offchain).
     #[serde(rename = "pricePerUnit", default)]
-    pub price_per_unit: i64,
+    pub(crate) price_per_unit: i64,
     /// Units the price covers; treated as 1 when missing or zero.
     #[serde(rename = "pixelsPerUnit", default = "one")]
-    pub pixels_per_unit: i64,
+    pub(crate) pixels_per_unit: i64,
 }
 
 fn one() -> i64 {
@@ -29,44 +29,36 @@ impl Default for Price {
     }
 }
 
-impl Price {
-    /// Price per single unit as a float (for comparison against a ceiling).
-    pub fn per_unit(&self) -> f64 {
-        let ppu = if self.pixels_per_unit <= 0 { 1 } else { self.pixels_per_unit };
-        self.price_per_unit as f64 / ppu as f64
-    }
-}
-
 /// The `JobToken` JSON body (go-livepeer `byoc/types.go`). Every field is optional because
 /// go omits zero values; ticket parameters are kept opaque (payments are not implemented).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct JobToken {
+pub(crate) struct JobToken {
     /// Where to POST jobs. Empty means the orchestrator's own URL.
     #[serde(default)]
-    pub service_addr: String,
+    pub(crate) service_addr: String,
     /// Capacity left for this capability right now (0 also when the capability is unknown).
     #[serde(default)]
-    pub available_capacity: i64,
+    pub(crate) available_capacity: i64,
     /// The price, when the orchestrator charges.
     #[serde(default)]
-    pub price: Option<Price>,
+    pub(crate) price: Option<Price>,
     /// The sender's credit at the orchestrator, in wei.
     #[serde(default)]
-    pub balance: i64,
+    pub(crate) balance: i64,
     /// Ticket parameters (on-chain only), kept as-is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ticket_params: Option<serde_json::Value>,
+    pub(crate) ticket_params: Option<serde_json::Value>,
 }
 
 /// Seconds of compute go-livepeer's orchestrator wants paid for before it runs a job on a
 /// priced capability (`job_orchestrator.go`: `balance >= 60 x price`).
-pub const MIN_BALANCE_SECONDS: i128 = 60;
+pub(crate) const MIN_BALANCE_SECONDS: i128 = 60;
 
 impl JobToken {
     /// Whether a job here would be refused for want of payment (`400 Insufficient balance for
     /// request`): the capability is priced and the balance is under 60 s of it. Exact in
     /// integers: `balance x pixels_per_unit < 60 x price_per_unit`.
-    pub fn payment_required(&self) -> bool {
+    pub(crate) fn payment_required(&self) -> bool {
         match self.price {
             Some(p) if p.price_per_unit > 0 => {
                 let units = i128::from(p.pixels_per_unit.max(1));
@@ -79,7 +71,7 @@ impl JobToken {
     /// A digest of what the token says apart from its capacity (which changes with every job):
     /// service address, price, balance, ticket parameters. A pair taken out for a refusal comes
     /// back when it changes.
-    pub fn fingerprint(&self) -> u64 {
+    pub(crate) fn fingerprint(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.service_addr.hash(&mut h);
@@ -136,7 +128,7 @@ mod tests {
         let t: JobToken = serde_json::from_str(body).expect("parses");
         assert_eq!(t.available_capacity, 3);
         assert_eq!(t.balance, 12);
-        assert_eq!(t.price.map(|p| p.per_unit()), Some(250.0));
+        assert_eq!(t.price.map(|p| (p.price_per_unit, p.pixels_per_unit)), Some((1000, 4)));
         assert!(t.ticket_params.is_some());
     }
 

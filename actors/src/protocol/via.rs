@@ -32,7 +32,7 @@ impl LoopMarker {
     }
 
     /// The entry alone, for jobs the gateway makes itself (warm-up jobs).
-    pub fn entry(&self) -> &HeaderValue {
+    pub(crate) fn entry(&self) -> &HeaderValue {
         &self.entry
     }
 

@@ -16,11 +16,11 @@ use super::Router;
 /// A job admitted on a pair.
 pub(super) struct Admitted {
     /// Where to send it.
-    pub service_addr: Arc<str>,
+    pub(crate) service_addr: Arc<str>,
     /// The pair actor's lease (trials only).
-    pub lease: Option<u64>,
+    pub(crate) lease: Option<u64>,
     /// Whether it is a half-open trial.
-    pub trial: bool,
+    pub(crate) trial: bool,
 }
 
 impl From<Permit> for Admitted {

@@ -23,11 +23,11 @@ pub(super) enum Answer {
 /// One attempt's call.
 pub(super) struct Call {
     /// How it ended.
-    pub answer: Answer,
+    pub(crate) answer: Answer,
     /// How long it took.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
     /// It carried a `Livepeer-Payment`.
-    pub paid: bool,
+    pub(crate) paid: bool,
 }
 
 impl Router {

@@ -20,51 +20,51 @@
 use std::time::{Duration, Instant};
 
 /// What go-livepeer's gateway adds to `timeout_seconds` for an attempt's answer.
-pub const TIMEOUT_SLACK: Duration = Duration::from_secs(5);
+pub(crate) const TIMEOUT_SLACK: Duration = Duration::from_secs(5);
 
 /// An attempt is stuck after this many times the pair's recent p99...
-pub const STUCK_FACTOR: f64 = 4.0;
+pub(crate) const STUCK_FACTOR: f64 = 4.0;
 
 /// ...and never before this.
-pub const STUCK_FLOOR: Duration = Duration::from_millis(250);
+pub(crate) const STUCK_FLOOR: Duration = Duration::from_millis(250);
 
 /// The job's deadline: `timeout_seconds + 5 s` from its arrival.
-pub fn job_deadline(arrived: Instant, timeout_seconds: u64) -> Instant {
+pub(crate) fn job_deadline(arrived: Instant, timeout_seconds: u64) -> Instant {
     arrived + Duration::from_secs(timeout_seconds) + TIMEOUT_SLACK
 }
 
 /// Slack past the job's `timeout_seconds` an event stream may run (go-livepeer's gateway
 /// bounds its SSE relay by `timeout_seconds + 10 s`).
-pub const STREAM_SLACK: Duration = Duration::from_secs(10);
+pub(crate) const STREAM_SLACK: Duration = Duration::from_secs(10);
 
 /// How long an event stream may run once it has started: `timeout_seconds + 10 s`.
-pub fn stream_limit(timeout_seconds: u64) -> Duration {
+pub(crate) fn stream_limit(timeout_seconds: u64) -> Duration {
     Duration::from_secs(timeout_seconds) + STREAM_SLACK
 }
 
 /// What an attempt needs to know to get its time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptContext {
+pub(crate) struct AttemptContext {
     /// Time left before the job's deadline.
-    pub remaining: Duration,
+    pub(crate) remaining: Duration,
     /// The capability's `per_try_timeout`.
-    pub per_try: Duration,
+    pub(crate) per_try: Duration,
     /// The pair has not answered since it started or came back.
-    pub cold: bool,
+    pub(crate) cold: bool,
     /// Another pair could take the job if this attempt fails, and the job may make another
     /// attempt.
-    pub alternative: bool,
+    pub(crate) alternative: bool,
 }
 
 /// The time an attempt gets.
-pub fn attempt_timeout(a: AttemptContext) -> Duration {
+pub(crate) fn attempt_timeout(a: AttemptContext) -> Duration {
     let t = if a.cold || !a.alternative { a.remaining } else { a.per_try.min(a.remaining) };
     t.max(Duration::from_millis(1))
 }
 
 /// When an attempt on a pair whose recent successful calls have this p99 counts as stuck
 /// (`None`: never, the pair has no measurements).
-pub fn stuck_after(p99_ms: Option<f64>) -> Option<Duration> {
+pub(crate) fn stuck_after(p99_ms: Option<f64>) -> Option<Duration> {
     let p99 = p99_ms?;
     Some(Duration::from_secs_f64((p99 * STUCK_FACTOR / 1000.0).max(0.0)).max(STUCK_FLOOR))
 }

@@ -13,21 +13,21 @@ use crate::scoreboard::Unavailable;
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptReport {
     /// Orchestrator id.
-    pub orchestrator: String,
+    pub(crate) orchestrator: String,
     /// Where the job was sent.
-    pub url: String,
+    pub(crate) url: String,
     /// `http-5xx`, `http-4xx`, `connect`, `timeout`, `stuck`, ...
-    pub result: &'static str,
+    pub(crate) result: &'static str,
     /// HTTP status, when there was an answer.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
+    pub(crate) status: Option<u16>,
     /// Detail (error text or body excerpt).
-    pub detail: String,
+    pub(crate) detail: String,
     /// Duration of the attempt.
-    pub elapsed_ms: u64,
+    pub(crate) elapsed_ms: u64,
     /// What kind of failure it was, for the rules that pick the job's final error.
     #[serde(skip)]
-    pub kind: AttemptKind,
+    pub(crate) kind: AttemptKind,
 }
 
 /// The kinds of failed attempt the job's final error depends on.
@@ -45,7 +45,7 @@ pub enum AttemptKind {
 
 impl AttemptKind {
     /// The kind of an attempt that ended with `outcome`.
-    pub fn of(outcome: &Outcome) -> Self {
+    pub(crate) fn of(outcome: &Outcome) -> Self {
         match outcome {
             Outcome::CapacityRefused(_) => AttemptKind::CapacityRefused,
             o if o.refused_400() => AttemptKind::OrchestratorRefused,

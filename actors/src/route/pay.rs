@@ -3,7 +3,7 @@
 //! each new token's `balance`, credited with the EV sent, debited `ceil(elapsed) x price` after
 //! each call), and the nonces per ticket-params set.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -13,7 +13,7 @@ use crate::payment::{plan, wire, Limits, Nonces, PayError};
 use crate::protocol::signer::Signer;
 
 /// One pair's balance as the gateway sees it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Ledger {
     /// The token balance it was last synced to.
     synced: i64,
@@ -23,6 +23,38 @@ struct Ledger {
     tickets: u64,
     /// Their expected value (wei).
     ev_sent: f64,
+    /// The ticket-params sets (`recipient_rand_hash`) it paid against lately, newest last, at
+    /// most [`RECENT_SETS`]: their nonces are remembered, every other set's are forgotten.
+    sets: VecDeque<Vec<u8>>,
+}
+
+/// Sets remembered per pair. go-livepeer's orchestrator hands out a new set with every token,
+/// so only the current one is ever paid against again; a few more keep an orchestrator that
+/// hands a set out again from reusing its nonces.
+const RECENT_SETS: usize = 8;
+
+impl Ledger {
+    /// Notes that it paid against `set`.
+    fn paid_against(&mut self, set: &[u8]) {
+        if self.sets.iter().any(|s| s == set) {
+            return;
+        }
+        self.sets.push_back(set.to_vec());
+        if self.sets.len() > RECENT_SETS {
+            self.sets.pop_front();
+        }
+    }
+}
+
+/// Forgets the nonces of sets no pair paid against lately, once the sets remembered are twice
+/// what the pairs can hold (amortised: the nonces would otherwise grow by one set per token
+/// refresh of every paid pair, for as long as the gateway runs).
+fn forget_stale_sets(nonces: &mut Nonces, ledgers: &HashMap<PairKey, Ledger>) {
+    if nonces.sets() <= 2 * RECENT_SETS * ledgers.len() + 64 {
+        return;
+    }
+    let live: HashSet<&[u8]> = ledgers.values().flat_map(|l| l.sets.iter().map(Vec::as_slice)).collect();
+    nonces.retain(|set| live.contains(set));
 }
 
 /// A pair's payments as `GET /admin/pairs` shows them (`payment`).
@@ -30,18 +62,18 @@ struct Ledger {
 pub struct PaymentReport {
     /// The balance the gateway believes it holds there (wei): the last token's, plus the EV
     /// sent since, minus `ceil(elapsed) x price` per job.
-    pub balance_wei: f64,
+    pub(crate) balance_wei: f64,
     /// Tickets sent there since start.
-    pub tickets_sent: u64,
+    pub(crate) tickets_sent: u64,
     /// Their expected value (wei).
-    pub ev_sent_wei: f64,
+    pub(crate) ev_sent_wei: f64,
 }
 
 /// The payment state of the gateway.
 #[derive(Debug, Default)]
 pub struct Payments {
     /// The operator's spend limits.
-    pub limits: Limits,
+    pub(crate) limits: Limits,
     state: Mutex<(Nonces, HashMap<PairKey, Ledger>)>,
     /// EV paid per capability over the last hour, for the spend cap (oldest first).
     spent: Mutex<HashMap<crate::capability::Capability, VecDeque<(Instant, f64)>>>,
@@ -64,7 +96,12 @@ impl Payments {
     /// The `Livepeer-Payment` value for one attempt at the pair `v` of a job of
     /// `timeout_seconds`, or `None` when none is needed (free, the balance covers it, or the
     /// signer cannot pay).
-    pub fn prepare(&self, v: &PairView, timeout_seconds: u64, signer: &dyn Signer) -> Result<Option<String>, PayError> {
+    pub(crate) fn prepare(
+        &self,
+        v: &PairView,
+        timeout_seconds: u64,
+        signer: &dyn Signer,
+    ) -> Result<Option<String>, PayError> {
         if v.price_per_unit <= 0 || !signer.can_pay() {
             return Ok(None);
         }
@@ -110,6 +147,8 @@ impl Payments {
         ledger.balance += p.ev;
         ledger.tickets += u64::from(p.tickets);
         ledger.ev_sent += p.ev;
+        ledger.paid_against(&terms.params.recipient_rand_hash);
+        forget_stale_sets(nonces, ledgers);
         let cap = v.key.capability.to_string();
         metrics::counter!(crate::metrics::TICKETS_SENT_TOTAL, "capability" => cap.clone())
             .increment(u64::from(p.tickets));
@@ -118,7 +157,7 @@ impl Payments {
     }
 
     /// Debits a call that took `seconds` at the pair `v` (`ceil(seconds) x price`).
-    pub fn debit(&self, v: &PairView, seconds: f64) {
+    pub(crate) fn debit(&self, v: &PairView, seconds: f64) {
         if v.price_per_unit <= 0 {
             return;
         }
@@ -140,4 +179,48 @@ impl Payments {
 /// The 20 bytes of a `0x...` address.
 fn hex_address(addr: &str) -> Option<[u8; 20]> {
     hex::decode(addr.strip_prefix("0x")?).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::Capability;
+    use crate::orchestrator::OrchestratorId;
+
+    fn key(i: usize) -> PairKey {
+        PairKey {
+            orchestrator: OrchestratorId(format!("orch-{i}").into()),
+            capability: Capability::new("depth").expect("name"),
+        }
+    }
+
+    #[test]
+    fn a_pair_remembers_its_recent_sets_only() {
+        let mut l = Ledger::default();
+        for i in 0..20u8 {
+            l.paid_against(&[i; 32]);
+            l.paid_against(&[i; 32]);
+        }
+        assert_eq!(l.sets.len(), RECENT_SETS);
+        assert_eq!(l.sets.back().map(Vec::as_slice), Some(&[19u8; 32][..]));
+    }
+
+    #[test]
+    fn nonces_of_sets_no_pair_holds_are_forgotten_and_live_ones_continue() {
+        let mut nonces = Nonces::default();
+        let mut ledgers: HashMap<PairKey, Ledger> = HashMap::new();
+        // Two pairs, each paying against a new set per token refresh, for a long time.
+        for round in 0..10_000u32 {
+            for i in 0..2 {
+                let set = [&round.to_be_bytes()[..], &[i as u8; 28][..]].concat();
+                assert_eq!(nonces.take(&set, 1), Ok(1..=1), "a new set starts at 1");
+                ledgers.entry(key(i)).or_default().paid_against(&set);
+                forget_stale_sets(&mut nonces, &ledgers);
+                assert!(nonces.sets() <= 2 * RECENT_SETS * 2 + 64 + 1, "bounded: {}", nonces.sets());
+            }
+        }
+        // The sets still held continue where they were.
+        let last = [&9_999u32.to_be_bytes()[..], &[0u8; 28][..]].concat();
+        assert_eq!(nonces.take(&last, 1), Ok(2..=2));
+    }
 }

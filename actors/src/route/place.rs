@@ -15,15 +15,15 @@ use super::{RouteError, Router};
 /// A pair chosen for an attempt, with a slot taken there and the job admitted.
 pub(super) struct Placed {
     /// The pair.
-    pub picked: Picked,
+    pub(crate) picked: Picked,
     /// The slot the attempt holds until it ends.
-    pub guard: SlotGuard,
+    pub(crate) guard: SlotGuard,
     /// Where to send the job.
-    pub service_addr: Arc<str>,
+    pub(crate) service_addr: Arc<str>,
     /// The pair actor's lease, for a half-open trial.
-    pub lease: Option<u64>,
+    pub(crate) lease: Option<u64>,
     /// Whether this is a half-open trial.
-    pub trial: bool,
+    pub(crate) trial: bool,
 }
 
 impl Router {

@@ -23,27 +23,27 @@ const MAX_REFUSALS: usize = 16;
 /// One job's progress through the loop.
 pub(super) struct JobState<'a> {
     /// The job.
-    pub job: &'a Job,
+    pub(crate) job: &'a Job,
     /// Its capability's policy, read once.
-    pub policy: Arc<Effective>,
+    pub(crate) policy: Arc<Effective>,
     /// When routing the job started.
-    pub started: Instant,
+    pub(crate) started: Instant,
     /// `timeout_seconds + 5 s` after `started`: nothing outlives it.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// Orchestrators already tried (or that refused admission): excluded from selection.
-    pub tried: Vec<OrchestratorId>,
+    pub(crate) tried: Vec<OrchestratorId>,
     /// The failed attempts so far.
-    pub attempts: Vec<AttemptReport>,
+    pub(crate) attempts: Vec<AttemptReport>,
     /// Why pairs refused admission (their view was a moment behind), for the 503's reasons.
     refused: Vec<Unroutable>,
     /// Admission refusals, with or without a reason.
     refusals: usize,
     /// Capability discovery already waited for (at most once per job).
-    pub ensured: bool,
+    pub(crate) ensured: bool,
 }
 
 impl<'a> JobState<'a> {
-    pub fn new(job: &'a Job, policy: Arc<Effective>, started: Instant) -> Self {
+    pub(crate) fn new(job: &'a Job, policy: Arc<Effective>, started: Instant) -> Self {
         Self {
             job,
             policy,
@@ -58,24 +58,24 @@ impl<'a> JobState<'a> {
     }
 
     /// The job's capability.
-    pub fn capability(&self) -> &'a Capability {
+    pub(crate) fn capability(&self) -> &'a Capability {
         &self.job.client.capability
     }
 
     /// The orchestrators the next attempt may not go to: those tried, and those the job's
     /// `parameters.orchestrators` leaves out.
-    pub fn exclusions(&self) -> Exclusions<'_> {
+    pub(crate) fn exclusions(&self) -> Exclusions<'_> {
         let filter = &self.job.client.orchestrators;
         Exclusions { tried: &self.tried, filter: (!filter.is_empty()).then_some(filter) }
     }
 
     /// Time left before the job's deadline.
-    pub fn remaining(&self) -> Duration {
+    pub(crate) fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// Whether a new attempt may start now; the error that ends the job otherwise.
-    pub fn may_attempt(&mut self) -> Result<(), RouteError> {
+    pub(crate) fn may_attempt(&mut self) -> Result<(), RouteError> {
         if self.attempts.len() >= self.policy.max_attempts as usize {
             return Err(self.exhausted());
         }
@@ -87,14 +87,14 @@ impl<'a> JobState<'a> {
 
     /// Whether, should the coming attempt fail, another may start: within the attempt limit
     /// and the retry timeout.
-    pub fn may_retry(&self) -> bool {
+    pub(crate) fn may_retry(&self) -> bool {
         self.attempts.len() + 1 < self.policy.max_attempts as usize
             && self.started.elapsed() < self.policy.retry_timeout
     }
 
     /// Until when a job may wait in the queue: its deadline, the capability's queue timeout
     /// and, for a job failing over, the retry timeout.
-    pub fn queue_until(&self) -> Instant {
+    pub(crate) fn queue_until(&self) -> Instant {
         let mut until = self.deadline.min(self.started + self.policy.queue_timeout);
         if !self.attempts.is_empty() {
             until = until.min(self.started + self.policy.retry_timeout);
@@ -104,7 +104,11 @@ impl<'a> JobState<'a> {
 
     /// A pair refused admission: it is excluded, and its reason kept. Too many refusals end
     /// the job.
-    pub fn refused(&mut self, orchestrator: OrchestratorId, reason: Option<Unroutable>) -> Result<(), RouteError> {
+    pub(crate) fn refused(
+        &mut self,
+        orchestrator: OrchestratorId,
+        reason: Option<Unroutable>,
+    ) -> Result<(), RouteError> {
         self.tried.push(orchestrator);
         self.refused.extend(reason);
         self.refusals += 1;
@@ -116,7 +120,7 @@ impl<'a> JobState<'a> {
 
     /// An attempt failed with `outcome`: it is reported, its orchestrator excluded. A time-out
     /// past the retry timeout ends the job.
-    pub fn failed(
+    pub(crate) fn failed(
         &mut self,
         orchestrator: OrchestratorId,
         report: AttemptReport,
@@ -137,7 +141,7 @@ impl<'a> JobState<'a> {
 
     /// The error once no further attempt will be made. When every attempt was refused for
     /// capacity, the pool is full, not broken: that is a 503 with `Retry-After`, not a 502.
-    pub fn exhausted(&mut self) -> RouteError {
+    pub(crate) fn exhausted(&mut self) -> RouteError {
         self.exhausted_with(None)
     }
 
@@ -167,7 +171,7 @@ impl<'a> JobState<'a> {
 
     /// Nothing can take the job: the 503 that says why, counting pairs that refused admission
     /// under their reason rather than as "already tried".
-    pub fn none_routable(&mut self, mut why: Unavailable) -> RouteError {
+    pub(crate) fn none_routable(&mut self, mut why: Unavailable) -> RouteError {
         for reason in &self.refused {
             why.tried = why.tried.saturating_sub(1);
             match why.reasons.iter_mut().find(|(r, _)| *r == reason.reason()) {

@@ -9,9 +9,9 @@
 //!   capability, in postcard (a compact binary serde format); see [`scores`]
 //! - `policies`: capability -> [`CapabilityPolicy`] (JSON, set through the admin API)
 
-pub mod export;
-pub mod registry;
-pub mod scores;
+pub(crate) mod export;
+pub(crate) mod registry;
+pub(crate) mod scores;
 
 use std::path::{Path, PathBuf};
 
@@ -279,9 +279,9 @@ pub struct Snapshot {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Duplicate {
     /// The existing entry's id.
-    pub id: OrchestratorId,
+    pub(crate) id: OrchestratorId,
     /// The URL.
-    pub url: String,
+    pub(crate) url: String,
 }
 
 #[cfg(test)]
@@ -289,11 +289,11 @@ pub(crate) mod testing {
     //! Helpers the store's unit tests share.
     use super::*;
 
-    pub fn cap(s: &str) -> Capability {
+    pub(crate) fn cap(s: &str) -> Capability {
         Capability::new(s).expect("valid")
     }
 
-    pub fn record(orch: &OrchestratorId, capability: &str, success: u64) -> PairRecord {
+    pub(crate) fn record(orch: &OrchestratorId, capability: &str, success: u64) -> PairRecord {
         PairRecord {
             orchestrator: orch.clone(),
             capability: cap(capability),
@@ -312,7 +312,7 @@ pub(crate) mod testing {
     }
 
     /// Every stored pair as (orchestrator, capability, successes), in key order.
-    pub fn summary(s: &Db) -> Vec<(String, String, u64)> {
+    pub(crate) fn summary(s: &Db) -> Vec<(String, String, u64)> {
         s.list_pairs()
             .expect("pairs")
             .into_iter()

@@ -67,11 +67,11 @@ impl Handler<ApplyWebhook> for Store {
 #[rtype(result = "Result<Result<Orchestrator, Duplicate>, StoreError>")]
 pub struct InsertOrchestrator {
     /// Normalised URL.
-    pub url: String,
+    pub(crate) url: String,
     /// Declared capabilities.
-    pub capabilities: Vec<Capability>,
+    pub(crate) capabilities: Vec<Capability>,
     /// Where it came from.
-    pub source: Source,
+    pub(crate) source: Source,
 }
 
 impl Handler<InsertOrchestrator> for Store {
@@ -86,7 +86,7 @@ impl Handler<InsertOrchestrator> for Store {
 #[rtype(result = "Result<Option<Orchestrator>, StoreError>")]
 pub struct DeleteOrchestrator {
     /// Which one.
-    pub id: OrchestratorId,
+    pub(crate) id: OrchestratorId,
 }
 
 impl Handler<DeleteOrchestrator> for Store {
@@ -101,7 +101,7 @@ impl Handler<DeleteOrchestrator> for Store {
 #[rtype(result = "Result<usize, StoreError>")]
 pub struct SavePairs {
     /// The records.
-    pub records: Vec<PairRecord>,
+    pub(crate) records: Vec<PairRecord>,
 }
 
 impl Handler<SavePairs> for Store {
@@ -117,7 +117,7 @@ impl Handler<SavePairs> for Store {
 #[rtype(result = "Result<usize, StoreError>")]
 pub struct ForgetPairs {
     /// The pairs.
-    pub keys: Vec<PairKey>,
+    pub(crate) keys: Vec<PairKey>,
 }
 
 impl Handler<ForgetPairs> for Store {
@@ -132,9 +132,9 @@ impl Handler<ForgetPairs> for Store {
 #[rtype(result = "Result<(), StoreError>")]
 pub struct PutPolicy {
     /// The capability.
-    pub capability: Capability,
+    pub(crate) capability: Capability,
     /// Its policy.
-    pub policy: CapabilityPolicy,
+    pub(crate) policy: CapabilityPolicy,
 }
 
 impl Handler<PutPolicy> for Store {
@@ -149,7 +149,7 @@ impl Handler<PutPolicy> for Store {
 #[rtype(result = "Result<bool, StoreError>")]
 pub struct DeletePolicy {
     /// The capability.
-    pub capability: Capability,
+    pub(crate) capability: Capability,
 }
 
 impl Handler<DeletePolicy> for Store {
@@ -164,9 +164,9 @@ impl Handler<DeletePolicy> for Store {
 #[rtype(result = "Result<Option<Orchestrator>, StoreError>")]
 pub struct SetOrchestratorEnabled {
     /// Which one.
-    pub id: OrchestratorId,
+    pub(crate) id: OrchestratorId,
     /// The new flag.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 impl Handler<SetOrchestratorEnabled> for Store {

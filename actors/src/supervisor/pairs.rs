@@ -160,7 +160,7 @@ pub enum Availability {
 #[rtype(result = "Availability")]
 pub struct EnsureCapability {
     /// The capability asked for.
-    pub capability: Capability,
+    pub(crate) capability: Capability,
 }
 
 impl Handler<EnsureCapability> for Supervisor {
@@ -307,7 +307,7 @@ impl Handler<CrashPair> for Supervisor {
 #[rtype(result = "()")]
 pub struct NodeUnreachable {
     /// The orchestrator.
-    pub orchestrator: OrchestratorId,
+    pub(crate) orchestrator: OrchestratorId,
 }
 
 impl Handler<NodeUnreachable> for Supervisor {

@@ -6,24 +6,24 @@ use super::*;
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CapabilityReport {
     /// Name.
-    pub name: String,
+    pub(crate) name: String,
     /// Its own policy, if it has one (otherwise the default policy applies).
-    pub policy: Option<CapabilityPolicy>,
+    pub(crate) policy: Option<CapabilityPolicy>,
     /// The knobs in force.
     #[schema(value_type = Effective)]
-    pub effective: Arc<Effective>,
+    pub(crate) effective: Arc<Effective>,
     /// Pair actors of this capability.
-    pub pairs: usize,
+    pub(crate) pairs: usize,
     /// Pairs whose orchestrator has offered it.
-    pub offered_by: usize,
+    pub(crate) offered_by: usize,
     /// Pairs that can take a job now.
-    pub routable: usize,
+    pub(crate) routable: usize,
     /// Jobs its routable pairs may have in flight now (the sum of their concurrency limits).
-    pub slots: u64,
+    pub(crate) slots: u64,
     /// Jobs in flight on its pairs.
-    pub inflight: u64,
+    pub(crate) inflight: u64,
     /// Its wait queue (jobs waiting for a free slot), once it has a board.
-    pub queue: Option<QueueReport>,
+    pub(crate) queue: Option<QueueReport>,
 }
 
 /// Lists registered capabilities (and those with a policy) with their policies.

@@ -130,15 +130,15 @@ impl Handler<SetEnabledOrchestrator> for Supervisor {
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct ReloadReport {
     /// Orchestrators added from the config.
-    pub orchestrators_added: Vec<String>,
+    pub(crate) orchestrators_added: Vec<String>,
     /// Config orchestrators no longer listed, removed (their pairs drain).
-    pub orchestrators_removed: Vec<String>,
+    pub(crate) orchestrators_removed: Vec<String>,
     /// Capabilities whose policy changed.
-    pub policies_changed: Vec<String>,
+    pub(crate) policies_changed: Vec<String>,
     /// Capabilities whose config policy was not applied because a runtime policy wins.
-    pub policies_shadowed: Vec<String>,
+    pub(crate) policies_shadowed: Vec<String>,
     /// Settings that changed in the file but take effect only at the next start.
-    pub restart_required: Vec<String>,
+    pub(crate) restart_required: Vec<String>,
 }
 
 /// Applies a re-read configuration file: static orchestrators (added and removed, with

@@ -58,67 +58,67 @@ impl Handler<ListPairsPage> for Supervisor {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SupervisorReport {
     /// The gateway's version.
-    pub version: &'static str,
+    pub(crate) version: &'static str,
     /// Seconds since the supervisor started (the gateway's uptime).
-    pub uptime_seconds: u64,
+    pub(crate) uptime_seconds: u64,
     /// Registered orchestrators.
     pub orchestrators: usize,
     /// Registered capabilities.
-    pub capabilities: Vec<String>,
+    pub(crate) capabilities: Vec<String>,
     /// Pair actors alive.
     pub pair_actors: usize,
     /// Pair actors by breaker state.
     #[schema(value_type = Object)]
-    pub pairs_by_state: BTreeMap<&'static str, u32>,
+    pub(crate) pairs_by_state: BTreeMap<&'static str, u32>,
     /// Routable pairs.
     pub routable: u32,
     /// Restarts summed over all pair actors.
-    pub restarts_total: u64,
+    pub(crate) restarts_total: u64,
     /// Pairs that have been restarted, with their counts.
-    pub restarted_pairs: Vec<RestartedPair>,
+    pub(crate) restarted_pairs: Vec<RestartedPair>,
     /// Capabilities remembered as offered by nobody (fast 404s).
-    pub not_offered_cached: usize,
+    pub(crate) not_offered_cached: usize,
     /// Surveys of which orchestrators offer which capabilities.
-    pub survey: SurveyReport,
+    pub(crate) survey: SurveyReport,
     /// Mailbox pressure on the central actors.
-    pub mailbox: MailboxPressure,
+    pub(crate) mailbox: MailboxPressure,
     /// When changed pair scores were last written to the store (Unix ms); scores learned
     /// since then are lost by a crash.
-    pub scores_saved_at_unix_ms: Option<u64>,
+    pub(crate) scores_saved_at_unix_ms: Option<u64>,
 }
 
 /// The surveys of who offers what (see `supervisor/survey.rs`).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SurveyReport {
     /// Pairs off the board waiting for their first probe (surveys and capability-name probes).
-    pub in_flight: usize,
+    pub(crate) in_flight: usize,
     /// Walks still queued: hot-added orchestrators, new capabilities, the current pass.
-    pub queued_walks: usize,
+    pub(crate) queued_walks: usize,
     /// Pairs asked about since start.
-    pub asked: u64,
+    pub(crate) asked: u64,
     /// Of those, pairs found offering (now on the board).
-    pub found: u64,
+    pub(crate) found: u64,
 }
 
 /// How loaded the central actors' mailboxes are, measured every second.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MailboxPressure {
     /// How late the supervisor's one-second tick last ran (ms): its mailbox backlog.
-    pub supervisor_tick_lag_ms: u64,
+    pub(crate) supervisor_tick_lag_ms: u64,
     /// Round trip of a message to the store behind its queue (µs), measured every 10 s; null
     /// if it timed out.
-    pub store_round_trip_us: Option<u64>,
+    pub(crate) store_round_trip_us: Option<u64>,
 }
 
 /// A pair with restarts.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RestartedPair {
     /// Orchestrator id.
-    pub orchestrator: String,
+    pub(crate) orchestrator: String,
     /// Capability.
-    pub capability: String,
+    pub(crate) capability: String,
     /// Restarts.
-    pub restarts: u32,
+    pub(crate) restarts: u32,
 }
 
 /// Asks for the supervisor's view.

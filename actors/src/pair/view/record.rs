@@ -4,7 +4,7 @@ use super::*;
 
 impl PairView {
     /// The persisted form.
-    pub fn record(&self, now: Instant) -> PairRecord {
+    pub(crate) fn record(&self, now: Instant) -> PairRecord {
         PairRecord {
             orchestrator: self.key.orchestrator.clone(),
             capability: self.key.capability.clone(),
@@ -29,37 +29,37 @@ pub struct PairRecord {
     /// Orchestrator id.
     pub orchestrator: OrchestratorId,
     /// Capability.
-    pub capability: Capability,
+    pub(crate) capability: Capability,
     /// Latency estimate as of its last sample.
-    pub latency_ewma_ms: f64,
+    pub(crate) latency_ewma_ms: f64,
     /// When that sample was taken (Unix ms), so idle decay continues across restarts.
     #[serde(default)]
-    pub latency_updated_unix_ms: Option<u64>,
+    pub(crate) latency_updated_unix_ms: Option<u64>,
     /// Success rate.
-    pub success_rate: f64,
+    pub(crate) success_rate: f64,
     /// Breaker state.
-    pub breaker: State,
+    pub(crate) breaker: State,
     /// Breaker level.
-    pub breaker_level: u32,
+    pub(crate) breaker_level: u32,
     /// Open until (Unix ms).
-    pub open_until_unix_ms: Option<u64>,
+    pub(crate) open_until_unix_ms: Option<u64>,
     /// Ever offered.
-    pub offered: bool,
+    pub(crate) offered: bool,
     /// First answer time.
-    pub cold_start_ms: Option<u64>,
+    pub(crate) cold_start_ms: Option<u64>,
     /// Outcome counters.
     #[serde(default)]
-    pub counters: Counters,
+    pub(crate) counters: Counters,
     /// Restarts.
     #[serde(default)]
-    pub restarts: u32,
+    pub(crate) restarts: u32,
     /// When saved (Unix ms).
-    pub saved_at_unix_ms: u64,
+    pub(crate) saved_at_unix_ms: u64,
 }
 
 impl PairRecord {
     /// The key of the pair this record belongs to.
-    pub fn key(&self) -> PairKey {
+    pub(crate) fn key(&self) -> PairKey {
         PairKey { orchestrator: self.orchestrator.clone(), capability: self.capability.clone() }
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 impl PairView {
     /// The admin API's JSON shape of this view at `now`.
-    pub fn report(&self, now: Instant) -> PairReport {
+    pub(crate) fn report(&self, now: Instant) -> PairReport {
         let routable = self.routable_at(now);
         PairReport {
             orchestrator: self.key.orchestrator.to_string(),
@@ -74,17 +74,17 @@ pub struct BreakerReport {
     #[schema(value_type = String)]
     pub state: &'static str,
     /// The operator tripped it: held open until a reset, or until `forced_until_unix_ms`.
-    pub forced: bool,
+    pub(crate) forced: bool,
     /// When a trip given a duration (`?for=`) ends (Unix ms).
-    pub forced_until_unix_ms: Option<u64>,
+    pub(crate) forced_until_unix_ms: Option<u64>,
     /// When the breaker entered its current state (Unix ms).
-    pub since_unix_ms: u64,
+    pub(crate) since_unix_ms: u64,
     /// Consecutive openings.
-    pub level: u32,
+    pub(crate) level: u32,
     /// Consecutive failures while closed.
-    pub consecutive_failures: u32,
+    pub(crate) consecutive_failures: u32,
     /// When an open breaker admits a trial (Unix ms).
-    pub open_until_unix_ms: Option<u64>,
+    pub(crate) open_until_unix_ms: Option<u64>,
 }
 
 /// One element of `GET /admin/pairs`.
@@ -97,7 +97,7 @@ pub struct PairReport {
     /// Capability.
     pub capability: String,
     /// Where jobs go.
-    pub service_addr: Option<String>,
+    pub(crate) service_addr: Option<String>,
     /// Breaker.
     pub breaker: BreakerReport,
     /// Can take a job now.
@@ -107,58 +107,58 @@ pub struct PairReport {
     pub unroutable_reason: Option<&'static str>,
     /// Measured latency of successful calls: peak-EWMA (jumps up on a slow call, eases down),
     /// as of the last one (`None` before any). Failures are not in it; see `penalty`.
-    pub latency_ewma_ms: Option<f64>,
+    pub(crate) latency_ewma_ms: Option<f64>,
     /// Median of the pair's recent successful calls.
     pub latency_p50_ms: Option<f64>,
     /// 99th percentile of the pair's recent successful calls.
-    pub latency_p99_ms: Option<f64>,
+    pub(crate) latency_p99_ms: Option<f64>,
     /// When the last successful call was measured (Unix ms).
-    pub latency_measured_unix_ms: Option<u64>,
+    pub(crate) latency_measured_unix_ms: Option<u64>,
     /// Factor failures add to the selection cost (1 / success rate).
-    pub penalty: f64,
+    pub(crate) penalty: f64,
     /// Success rate.
-    pub success_rate: f64,
+    pub(crate) success_rate: f64,
     /// Jobs in flight.
-    pub inflight: u32,
+    pub(crate) inflight: u32,
     /// Jobs allowed in flight now: the concurrency limit (token figure, lowered after capacity
     /// refusals and raised back by answers; the cold-start concurrency while warming).
-    pub slots: u32,
+    pub(crate) slots: u32,
     /// What the last token said the pair can take from this gateway.
-    pub capacity_ceiling: Option<u32>,
+    pub(crate) capacity_ceiling: Option<u32>,
     /// Capacity from the last token.
-    pub available_capacity: i64,
+    pub(crate) available_capacity: i64,
     /// Price.
-    pub price_per_unit: i64,
+    pub(crate) price_per_unit: i64,
     /// Price units.
-    pub pixels_per_unit: i64,
+    pub(crate) pixels_per_unit: i64,
     /// Ever offered.
-    pub offered: bool,
+    pub(crate) offered: bool,
     /// Last token probe succeeded.
-    pub token_ok: bool,
+    pub(crate) token_ok: bool,
     /// Token probes that failed in a row (backing off).
-    pub token_failures: u32,
+    pub(crate) token_failures: u32,
     /// When the last token probe ended (Unix ms).
-    pub last_probe_unix_ms: Option<u64>,
+    pub(crate) last_probe_unix_ms: Option<u64>,
     /// First answer time.
-    pub cold_start_ms: Option<u64>,
+    pub(crate) cold_start_ms: Option<u64>,
     /// Last failure.
-    pub last_error: Option<LastError>,
+    pub(crate) last_error: Option<LastError>,
     /// Restarts.
-    pub restarts: u32,
+    pub(crate) restarts: u32,
     /// Outcome counters.
     pub counters: Counters,
     /// Retired.
-    pub retired: bool,
+    pub(crate) retired: bool,
     /// Its orchestrator is disabled (draining).
-    pub disabled: bool,
+    pub(crate) disabled: bool,
     /// No answer yet since start or recovery (limited concurrency).
-    pub warming: bool,
+    pub(crate) warming: bool,
     /// Deprioritised after a slow cold start until (Unix ms).
-    pub deprioritized_until_unix_ms: Option<u64>,
+    pub(crate) deprioritized_until_unix_ms: Option<u64>,
     /// Out of rotation after a capacity refusal until (Unix ms).
-    pub capacity_backoff_until_unix_ms: Option<u64>,
+    pub(crate) capacity_backoff_until_unix_ms: Option<u64>,
     /// Current selection cost (lower wins), when routable.
-    pub cost: Option<f64>,
+    pub(crate) cost: Option<f64>,
     /// What the gateway paid there (priced pairs, once it has paid): balance, tickets, EV.
     /// Filled in by the admin API from the routers' ledger.
     #[serde(skip_serializing_if = "Option::is_none")]

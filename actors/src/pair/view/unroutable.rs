@@ -98,7 +98,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`PairView::routable_at`]'s checks.
-    pub const ALL: [Reason; 19] = [
+    pub(crate) const ALL: [Reason; 19] = [
         Reason::Retired,
         Reason::Disabled,
         Reason::ForcedOpen,
@@ -121,7 +121,7 @@ impl Reason {
     ];
 
     /// Stable kebab-case name (API field, metric label).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::Retired => "retired",
             Reason::Disabled => "disabled",
@@ -154,7 +154,7 @@ impl std::fmt::Display for Reason {
 
 impl Unroutable {
     /// Which reason this is, without its data.
-    pub fn reason(self) -> Reason {
+    pub(crate) fn reason(self) -> Reason {
         match self {
             Unroutable::Retired => Reason::Retired,
             Unroutable::Disabled => Reason::Disabled,
@@ -179,7 +179,7 @@ impl Unroutable {
     }
 
     /// Stable kebab-case name ([`Reason::as_str`]).
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         self.reason().as_str()
     }
 }

@@ -65,7 +65,7 @@ pub fn check_request(request: &str) -> Result<(), ParamsError> {
 
 /// Checks a job's `parameters` document (go-livepeer's `JobParameters`) and returns the
 /// orchestrator filter it carries.
-pub fn parse_parameters(parameters: &str) -> Result<OrchestratorFilter, ParamsError> {
+pub(crate) fn parse_parameters(parameters: &str) -> Result<OrchestratorFilter, ParamsError> {
     let bad = ParamsError::Parameters;
     let m = object(parameters, "byoc.JobParameters").map_err(bad)?;
     for flag in ["enable_video_ingress", "enable_video_egress", "enable_data_output"] {
@@ -113,12 +113,12 @@ impl OrchestratorFilter {
     }
 
     /// Whether the filter lets every orchestrator through.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
     /// Whether the job may go to the orchestrator with this id and URL.
-    pub fn allows(&self, id: &str, url: &str) -> bool {
+    pub(crate) fn allows(&self, id: &str, url: &str) -> bool {
         let named = |list: &[String]| list.iter().any(|e| e == url || e == id);
         (self.include.is_empty() || named(&self.include)) && !named(&self.exclude)
     }

@@ -90,11 +90,11 @@ struct Pbkdf2Params {
 }
 
 /// A decrypted keystore: the private key and the address the file claims, if any.
-pub struct Decrypted {
+pub(crate) struct Decrypted {
     /// The 32-byte private key (zeroed on drop).
-    pub secret: Zeroizing<Vec<u8>>,
+    pub(crate) secret: Zeroizing<Vec<u8>>,
     /// The `address` field of the file, lowercase hex without `0x`.
-    pub address: Option<String>,
+    pub(crate) address: Option<String>,
 }
 
 impl std::fmt::Debug for Decrypted {
@@ -109,7 +109,7 @@ fn unhex(field: &str, value: &str) -> Result<Vec<u8>, KeystoreError> {
 }
 
 /// Decrypts keystore v3 `json` with `password`.
-pub fn decrypt(json: &[u8], password: &[u8]) -> Result<Decrypted, KeystoreError> {
+pub(crate) fn decrypt(json: &[u8], password: &[u8]) -> Result<Decrypted, KeystoreError> {
     let file: KeyFile = serde_json::from_slice(json).map_err(|e| KeystoreError::NotKeystore(e.to_string()))?;
     if file.version != 3 {
         return Err(KeystoreError::UnsupportedVersion(file.version));

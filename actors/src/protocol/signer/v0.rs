@@ -14,7 +14,7 @@ use super::Signer;
 /// A V0 signer holding an unlocked private key.
 ///
 /// Its `Debug` shows the address only, so the key cannot end up in a log by accident.
-pub struct V0 {
+pub(crate) struct V0 {
     /// The key (zeroed on drop by k256).
     key: SigningKey,
     /// EIP-55 checksum form of the key's address, computed once.
@@ -31,7 +31,7 @@ impl std::fmt::Debug for V0 {
 
 impl V0 {
     /// A signer for the 32-byte secp256k1 private key `secret`.
-    pub fn from_secret(secret: &[u8]) -> Result<Self, KeystoreError> {
+    pub(crate) fn from_secret(secret: &[u8]) -> Result<Self, KeystoreError> {
         let key = SigningKey::from_slice(secret).map_err(|_| KeystoreError::InvalidKey)?;
         let address = checksum_address(&address_bytes(key.verifying_key()));
         let mut v0 = Self { key, address, address_signature: String::new() };
@@ -40,7 +40,7 @@ impl V0 {
     }
 
     /// The 65-byte signature `r || s || v` of `msg` (low `s`, `v` in {27, 28}).
-    pub fn sign_bytes(&self, msg: &[u8]) -> [u8; 65] {
+    pub(crate) fn sign_bytes(&self, msg: &[u8]) -> [u8; 65] {
         let digest = personal_digest(msg);
         let (sig, recovery) = self.key.sign_prehash_recoverable(&digest);
         let mut out = [0u8; 65];
@@ -81,13 +81,13 @@ impl Signer for V0 {
 
 /// `keccak256("\x19Ethereum Signed Message:\n32" ++ keccak256(msg))`: go-livepeer signs the
 /// 32-byte hash of the message, not the message itself, hence the fixed length 32.
-pub fn personal_digest(msg: &[u8]) -> [u8; 32] {
+pub(crate) fn personal_digest(msg: &[u8]) -> [u8; 32] {
     personal_digest_of_hash(&Keccak256::digest(msg))
 }
 
 /// EIP-191's text hash of a 32-byte hash: `keccak256("\x19Ethereum Signed Message:\n32" || hash)`
 /// (go-ethereum's `TextHash`). A ticket's signature is over the text hash of its ticket hash.
-pub fn personal_digest_of_hash(hash: &[u8]) -> [u8; 32] {
+pub(crate) fn personal_digest_of_hash(hash: &[u8]) -> [u8; 32] {
     let mut h = Keccak256::new();
     h.update(b"\x19Ethereum Signed Message:\n32");
     h.update(hash);
@@ -96,7 +96,7 @@ pub fn personal_digest_of_hash(hash: &[u8]) -> [u8; 32] {
 
 /// The 20-byte Ethereum address of a public key: the last 20 bytes of the keccak256 of the
 /// uncompressed point without its `0x04` prefix.
-pub fn address_bytes(key: &VerifyingKey) -> [u8; 20] {
+pub(crate) fn address_bytes(key: &VerifyingKey) -> [u8; 20] {
     let point = key.to_sec1_point(false);
     let hash = Keccak256::digest(&point.as_bytes()[1..]);
     let mut out = [0u8; 20];
@@ -106,7 +106,7 @@ pub fn address_bytes(key: &VerifyingKey) -> [u8; 20] {
 
 /// EIP-55 mixed-case checksum form of `addr` (`0x` + 40 hex): a hex letter is upper case when
 /// the matching nibble of keccak256(lowercase hex) is 8 or more.
-pub fn checksum_address(addr: &[u8; 20]) -> String {
+pub(crate) fn checksum_address(addr: &[u8; 20]) -> String {
     let lower = hex::encode(addr);
     let hash = Keccak256::digest(lower.as_bytes());
     let mut out = String::with_capacity(42);

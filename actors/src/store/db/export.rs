@@ -74,11 +74,11 @@ pub const EXPORT_FORMAT: &str = "byoc-gateway-store";
 #[serde(deny_unknown_fields)]
 pub struct StoreExport {
     /// Always [`EXPORT_FORMAT`].
-    pub format: String,
+    pub(crate) format: String,
     /// The schema version of the store it came from.
-    pub schema_version: u32,
+    pub(crate) schema_version: u32,
     /// When it was taken (Unix ms).
-    pub exported_at_unix_ms: u64,
+    pub(crate) exported_at_unix_ms: u64,
     /// The registry.
     pub orchestrators: Vec<Orchestrator>,
     /// Learned pair state.
@@ -92,9 +92,9 @@ pub struct StoreExport {
 #[serde(deny_unknown_fields)]
 pub struct ExportedPolicy {
     /// The capability.
-    pub capability: Capability,
+    pub(crate) capability: Capability,
     /// Its policy.
-    pub policy: CapabilityPolicy,
+    pub(crate) policy: CapabilityPolicy,
 }
 
 /// What an import wrote.

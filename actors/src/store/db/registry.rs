@@ -216,7 +216,7 @@ impl Db {
 pub struct WebhookDelta {
     /// The entries now registered for the added URLs (an entry of another source if one won a
     /// race for the URL).
-    pub added: Vec<Orchestrator>,
+    pub(crate) added: Vec<Orchestrator>,
     /// The entries removed.
     pub removed: Vec<Orchestrator>,
 }

@@ -121,7 +121,7 @@ impl PairActor {
                                 .inspect_err(|e| tracing::warn!(pair = %self.key, error = %e, "token's ticket_params do not decode; cannot pay there"))
                                 .ok()
                         });
-                        let can_pay = params.is_some() && self.settings.signer.can_pay();
+                        let can_pay = params.is_some() && self.settings.signer.payer().is_some();
                         // Params the operator's limits would never let the gateway pay against.
                         let over_limit = params
                             .as_ref()

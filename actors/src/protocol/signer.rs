@@ -39,9 +39,10 @@ pub trait Signer: Send + Sync + std::fmt::Debug + 'static {
     fn sign_ticket(&self, _flatten: &[u8]) -> Option<[u8; 65]> {
         None
     }
-    /// Whether [`Signer::sign_ticket`] signs (a keyed signer), so the gateway can pay.
-    fn can_pay(&self) -> bool {
-        false
+    /// The 20-byte address tickets are sent from when [`Signer::sign_ticket`] signs (a keyed
+    /// signer, so the gateway can pay); `None` otherwise.
+    fn payer(&self) -> Option<[u8; 20]> {
+        None
     }
     /// The token credential's signature: over the address string itself. It never changes,
     /// so keyed signers compute it once (every pair's token probe sends it).

@@ -102,11 +102,10 @@ impl Payments {
         timeout_seconds: u64,
         signer: &dyn Signer,
     ) -> Result<Option<String>, PayError> {
-        if v.price_per_unit <= 0 || !signer.can_pay() {
+        let Some(sender) = signer.payer().filter(|_| v.price_per_unit > 0) else {
             return Ok(None);
-        }
+        };
         let terms = v.payment.as_deref().ok_or(PayError::NoTicketParams)?;
-        let sender: [u8; 20] = hex_address(signer.address()).ok_or(PayError::NoTicketParams)?;
         let mut state = self.state.lock();
         let (nonces, ledgers) = &mut *state;
         let ledger = ledgers.entry(v.key.clone()).or_insert(Ledger {
@@ -174,11 +173,6 @@ impl Payments {
             ev_sent_wei: l.ev_sent.round(),
         })
     }
-}
-
-/// The 20 bytes of a `0x...` address.
-fn hex_address(addr: &str) -> Option<[u8; 20]> {
-    hex::decode(addr.strip_prefix("0x")?).ok()?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ fn read_fixture(name: &str) -> Vec<u8> {
 fn v0_matches_eth_account_known_answers() {
     let s = v0();
     assert_eq!(s.address(), ADDRESS);
+    assert_eq!(s.payer().map(|b| format!("0x{}", hex::encode(b))), Some(ADDRESS.to_lowercase()), "pays from it");
+    assert_eq!(Offchain.payer(), None, "no key, no payment");
     assert_eq!(s.scheme(), "v0");
     // The token credential: the checksummed address string, signed.
     assert_eq!(

@@ -17,7 +17,9 @@ use super::Signer;
 pub(crate) struct V0 {
     /// The key (zeroed on drop by k256).
     key: SigningKey,
-    /// EIP-55 checksum form of the key's address, computed once.
+    /// The key's address, computed once: its 20 bytes (a ticket's sender) and their EIP-55
+    /// checksum form.
+    address_bytes: [u8; 20],
     address: String,
     /// Signature over `address` (the token credential), computed once.
     address_signature: String,
@@ -33,8 +35,9 @@ impl V0 {
     /// A signer for the 32-byte secp256k1 private key `secret`.
     pub(crate) fn from_secret(secret: &[u8]) -> Result<Self, KeystoreError> {
         let key = SigningKey::from_slice(secret).map_err(|_| KeystoreError::InvalidKey)?;
-        let address = checksum_address(&address_bytes(key.verifying_key()));
-        let mut v0 = Self { key, address, address_signature: String::new() };
+        let bytes = address_bytes(key.verifying_key());
+        let address = checksum_address(&bytes);
+        let mut v0 = Self { key, address_bytes: bytes, address, address_signature: String::new() };
         v0.address_signature = v0.sign(v0.address.as_bytes());
         Ok(v0)
     }
@@ -74,8 +77,8 @@ impl Signer for V0 {
         Some(self.sign_bytes(flatten))
     }
 
-    fn can_pay(&self) -> bool {
-        true
+    fn payer(&self) -> Option<[u8; 20]> {
+        Some(self.address_bytes)
     }
 }
 

@@ -177,6 +177,11 @@ pub struct CapStats {
     pub refused: u64,
     /// Most jobs that were running at once (this simulator's own, refused ones excluded).
     pub max_inflight: i64,
+    /// Most jobs that were running at once while a cold-start job (one of the first
+    /// `cold_start_jobs`) was running: a gateway that waits for a cold container's first
+    /// answer before sending more keeps it at 1.
+    #[serde(default)]
+    pub max_inflight_cold: i64,
     /// Capacity slots reserved for jobs and never freed, as go-livepeer's orchestrator leaks
     /// them when it refuses a job after reserving (a `request` it cannot decode, a price it
     /// cannot get). They count against `capacity` from then on.

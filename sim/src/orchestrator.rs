@@ -116,13 +116,13 @@ pub(crate) async fn job(
         content_type: content_type.clone(),
         body: body.clone(),
     });
-    let (knobs, inflight, nth, leaked) = {
+    let (knobs, inflight, cold, nth, leaked) = {
         let mut caps = state.caps.lock();
         let Some(c) = caps.get_mut(&header.capability) else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "No capacity available for capability");
         };
         c.stats.jobs += 1;
-        (c.knobs.clone(), c.inflight.clone(), c.stats.jobs, c.stats.leaked_slots)
+        (c.knobs.clone(), c.inflight.clone(), c.cold.clone(), c.stats.jobs, c.stats.leaked_slots)
     };
     let record = |ok: bool| {
         if let Some(c) = state.caps.lock().get_mut(&header.capability) {
@@ -155,8 +155,15 @@ pub(crate) async fn job(
         }
         _ => {}
     }
+    let _cold_guard = (nth <= knobs.cold_start_jobs).then(|| {
+        cold.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(cold.clone())
+    });
     if let Some(c) = state.caps.lock().get_mut(&header.capability) {
         c.stats.max_inflight = c.stats.max_inflight.max(running);
+        if cold.load(Ordering::Relaxed) > 0 {
+            c.stats.max_inflight_cold = c.stats.max_inflight_cold.max(running);
+        }
     }
     // What go-livepeer's orchestrator checks after reserving the slot, in its order.
     let per_second = knobs.price_per_unit.max(0) as f64 / knobs.pixels_per_unit.max(1) as f64;

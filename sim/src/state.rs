@@ -17,6 +17,8 @@ pub(crate) struct Capability {
     pub(crate) knobs: Knobs,
     pub(crate) stats: CapStats,
     pub(crate) inflight: Arc<AtomicI64>,
+    /// Cold-start jobs (the first `cold_start_jobs`) running now.
+    pub(crate) cold: Arc<AtomicI64>,
 }
 
 /// Shared state of one simulator.
@@ -170,7 +172,12 @@ impl SimState {
             None => {
                 caps.insert(
                     capability.to_string(),
-                    Capability { knobs, stats: CapStats::default(), inflight: Arc::new(AtomicI64::new(0)) },
+                    Capability {
+                        knobs,
+                        stats: CapStats::default(),
+                        inflight: Arc::new(AtomicI64::new(0)),
+                        cold: Arc::new(AtomicI64::new(0)),
+                    },
                 );
             }
         }

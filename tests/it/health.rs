@@ -56,7 +56,9 @@ async fn an_open_pair_gets_no_traffic_and_a_healthy_one_takes_it() {
 async fn a_healed_pair_recovers_through_half_open() {
     let a = sim("a", &[("depth", Knobs { error_rate: 1.0, ..healthy() })]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
-        c.breaker.base_open = Duration::from_millis(300);
+        // Long enough that the pair still reads open right after the fifth failure on a
+        // loaded machine, short enough to keep the test quick.
+        c.breaker.base_open = Duration::from_secs(1);
         c.breaker.max_open = Duration::from_secs(2);
     })
     .await;

@@ -3,17 +3,17 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use byoc_actors::capability::Capability;
 use byoc_actors::discovery::webhook::{check_webhook_url, WebhookHeaders};
 use byoc_actors::discovery::DiscoverySettings;
 use byoc_actors::orchestrator::normalize_url;
+use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::protocol::signer::{self, Offchain, Scheme, SharedSigner};
 
-use super::{Config, ConfigError, RunArgs, Runner, SignerConfig, Validated};
+use super::{Config, ConfigError, Discovery, Limits, Payments, Routing, RunArgs, Runner, SignerConfig, Validated};
 
-/// Refuses an environment variable named `BYOC_GATEWAY_*` that no flag reads: a misspelt one
-/// would otherwise be ignored without a word, as an unknown key in the file is not.
 /// A listen address: `IP:port`, or `host:port` for a host name that resolves (`localhost:9935`);
 /// the first address it resolves to is used.
 fn listen_addr(key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
@@ -34,6 +34,8 @@ fn listen_addr(key: &str, raw: &str) -> Result<SocketAddr, ConfigError> {
     }
 }
 
+/// Refuses an environment variable named `BYOC_GATEWAY_*` that no flag reads: a misspelt one
+/// would otherwise be ignored without a word, as an unknown key in the file is not.
 pub(super) fn check_env(names: impl Iterator<Item = String>) -> Result<(), ConfigError> {
     use clap::Args as _;
     let cmd = RunArgs::augment_args(clap::Command::new("run"));
@@ -59,7 +61,38 @@ impl Config {
     }
 
     pub(super) fn validate_with(self, unlock: Unlock) -> Result<Validated, ConfigError> {
-        let invalid = |m: String| ConfigError::Invalid(m);
+        let (http_addr, admin_addr) = self.listeners()?;
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err(invalid(format!("log.format must be 'text' or 'json', not '{}'", self.log.format)));
+        }
+        self.limits.check()?;
+        self.routing.check()?;
+        self.breaker.validate().map_err(invalid)?;
+        self.default_policy.validate().map_err(|e| invalid(format!("default_policy: {e}")))?;
+        let policies = self.capability_policies()?;
+        let orchestrators = self.orchestrator_list()?;
+        let discovery = self.discovery.settings()?;
+        let runner_routes = self.runner.routes().map_err(invalid)?;
+        let payment_limits = self.payments.limits()?;
+        // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
+        let signer = self.signer.unlock(unlock)?;
+        Ok(Validated {
+            config: self,
+            http_addr,
+            admin_addr,
+            orchestrators,
+            policies,
+            runner_routes,
+            discovery,
+            source: RunArgs::default(),
+            signer,
+            payment_limits,
+        })
+    }
+
+    /// The two listen addresses, and the admin API's protection: a token whenever it listens
+    /// beyond loopback or guards the metrics.
+    fn listeners(&self) -> Result<(SocketAddr, SocketAddr), ConfigError> {
         let http_addr = listen_addr("http_addr", &self.http_addr)?;
         let admin_addr = listen_addr("admin_addr", &self.admin_addr)?;
         if self.admin_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
@@ -74,10 +107,70 @@ impl Config {
         if http_addr == admin_addr && http_addr.port() != 0 {
             return Err(invalid(format!("http_addr and admin_addr are both {http_addr}")));
         }
-        if !matches!(self.log.format.as_str(), "text" | "json") {
-            return Err(invalid(format!("log.format must be 'text' or 'json', not '{}'", self.log.format)));
+        if self.metrics_require_token && self.admin_token.is_none() {
+            return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
         }
-        let l = &self.limits;
+        Ok((http_addr, admin_addr))
+    }
+
+    /// The `[capabilities.NAME]` policies, each checked against the breaker it refines.
+    fn capability_policies(&self) -> Result<Vec<(Capability, CapabilityPolicy)>, ConfigError> {
+        let mut policies = Vec::new();
+        for (name, policy) in &self.capabilities {
+            let cap = Capability::new(name).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
+            policy.validate_with(&self.breaker).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
+            policies.push((cap, policy.clone()));
+        }
+        Ok(policies)
+    }
+
+    /// The orchestrators of `--orch-addr` and `[[orchestrators]]`, normalised: one entry per
+    /// URL, with the union of the capabilities listed for it.
+    fn orchestrator_list(&self) -> Result<Vec<(String, Vec<Capability>)>, ConfigError> {
+        let mut orchestrators: Vec<(String, Vec<Capability>)> = Vec::new();
+        let listed = self
+            .orch_addr
+            .iter()
+            .map(|u| (u.as_str(), &[][..]))
+            .chain(self.orchestrators.iter().map(|o| (o.url.as_str(), o.capabilities.as_slice())));
+        for (raw, caps) in listed {
+            let url = normalize_url(raw).map_err(|e| invalid(format!("orchestrator: {e}")))?;
+            let index = match orchestrators.iter().position(|(u, _)| *u == url) {
+                Some(i) => i,
+                None => {
+                    orchestrators.push((url.clone(), Vec::new()));
+                    orchestrators.len() - 1
+                }
+            };
+            for c in caps {
+                let cap =
+                    Capability::new(c).map_err(|e| invalid(format!("orchestrator {url} capability '{c}': {e}")))?;
+                let existing = &mut orchestrators[index].1;
+                if !existing.contains(&cap) {
+                    existing.push(cap);
+                }
+            }
+        }
+        Ok(orchestrators)
+    }
+}
+
+/// A configuration error with `message`.
+fn invalid(message: String) -> ConfigError {
+    ConfigError::Invalid(message)
+}
+
+/// Every duration named must be positive.
+fn positive(durations: &[(&str, Duration)]) -> Result<(), ConfigError> {
+    match durations.iter().find(|(_, d)| d.is_zero()) {
+        Some((name, _)) => Err(invalid(format!("{name} must be positive"))),
+        None => Ok(()),
+    }
+}
+
+impl Limits {
+    fn check(&self) -> Result<(), ConfigError> {
+        let l = self;
         if l.max_body_bytes == 0
             || l.max_response_bytes == 0
             || l.admin_body_bytes == 0
@@ -100,11 +193,17 @@ impl Config {
                 byoc_actors::policy::MAX_QUEUE_DEPTH
             )));
         }
-        let r = &self.routing;
+        Ok(())
+    }
+}
+
+impl Routing {
+    fn check(&self) -> Result<(), ConfigError> {
+        let r = self;
         if r.discovery_probes_per_sec == 0 {
             return Err(invalid("routing.discovery_probes_per_sec must be at least 1".into()));
         }
-        for (name, d) in [
+        positive(&[
             ("routing.token_refresh", r.token_refresh),
             ("routing.token_retry", r.token_retry),
             ("routing.token_retry_max", r.token_retry_max),
@@ -113,103 +212,52 @@ impl Config {
             ("routing.connect_timeout", r.connect_timeout),
             ("routing.mailbox_timeout", r.mailbox_timeout),
             ("routing.flush_every", r.flush_every),
-        ] {
-            if d.is_zero() {
-                return Err(invalid(format!("{name} must be positive")));
-            }
-        }
-        self.breaker.validate().map_err(invalid)?;
-        self.default_policy.validate().map_err(|e| invalid(format!("default_policy: {e}")))?;
+        ])
+    }
+}
 
-        let mut policies = Vec::new();
-        for (name, policy) in &self.capabilities {
-            let cap = Capability::new(name).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
-            policy.validate_with(&self.breaker).map_err(|e| invalid(format!("capabilities.{name}: {e}")))?;
-            policies.push((cap, policy.clone()));
-        }
+impl Discovery {
+    /// The webhook fetcher's settings, when a webhook is configured.
+    fn settings(&self) -> Result<Option<DiscoverySettings>, ConfigError> {
+        let Some(raw) = &self.webhook_url else { return Ok(None) };
+        let webhook_url = check_webhook_url(raw).map_err(|e| invalid(format!("discovery.webhook_url: {e}")))?;
+        positive(&[
+            ("discovery.webhook_refresh", self.webhook_refresh),
+            ("discovery.webhook_timeout", self.webhook_timeout),
+        ])?;
+        let headers = WebhookHeaders::new(self.webhook_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .map_err(|e| invalid(format!("discovery.webhook_headers: {e}")))?;
+        Ok(Some(DiscoverySettings {
+            webhook_url,
+            refresh: self.webhook_refresh,
+            timeout: self.webhook_timeout,
+            headers,
+        }))
+    }
+}
 
-        let mut orchestrators: Vec<(String, Vec<Capability>)> = Vec::new();
-        let listed = self
-            .orch_addr
-            .iter()
-            .map(|u| (u.as_str(), &[][..]))
-            .chain(self.orchestrators.iter().map(|o| (o.url.as_str(), o.capabilities.as_slice())));
-        for (raw, caps) in listed {
-            let url = normalize_url(raw).map_err(|e| invalid(format!("orchestrator: {e}")))?;
-            let mut parsed = Vec::new();
-            for c in caps {
-                let cap =
-                    Capability::new(c).map_err(|e| invalid(format!("orchestrator {url} capability '{c}': {e}")))?;
-                if !parsed.contains(&cap) {
-                    parsed.push(cap);
-                }
-            }
-            match orchestrators.iter_mut().find(|(u, _)| *u == url) {
-                Some((_, existing)) => {
-                    for cap in parsed {
-                        if !existing.contains(&cap) {
-                            existing.push(cap);
-                        }
-                    }
-                }
-                None => orchestrators.push((url, parsed)),
-            }
+impl Payments {
+    /// The operator's spend limits.
+    fn limits(&self) -> Result<byoc_actors::payment::Limits, ConfigError> {
+        if !(self.max_ticket_ev > 0.0 && self.max_total_ev > 0.0) {
+            return Err(invalid("payments.max_ticket_ev and payments.max_total_ev must be positive".into()));
         }
-        if self.metrics_require_token && self.admin_token.is_none() {
-            return Err(invalid("metrics_require_token is set but no admin token is configured".into()));
-        }
-        let d = &self.discovery;
-        let discovery = match &d.webhook_url {
+        let max_face_value = match &self.max_face_value {
             None => None,
-            Some(raw) => {
-                let webhook_url = check_webhook_url(raw).map_err(|e| invalid(format!("discovery.webhook_url: {e}")))?;
-                for (name, v) in
-                    [("discovery.webhook_refresh", d.webhook_refresh), ("discovery.webhook_timeout", d.webhook_timeout)]
-                {
-                    if v.is_zero() {
-                        return Err(invalid(format!("{name} must be positive")));
-                    }
-                }
-                let headers = WebhookHeaders::new(d.webhook_headers.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-                    .map_err(|e| invalid(format!("discovery.webhook_headers: {e}")))?;
-                Some(DiscoverySettings { webhook_url, refresh: d.webhook_refresh, timeout: d.webhook_timeout, headers })
-            }
+            Some(v) => Some(
+                v.trim()
+                    .parse::<num_bigint::BigUint>()
+                    .map_err(|_| invalid(format!("payments.max_face_value '{v}' is not a whole number of wei")))?,
+            ),
         };
-        let runner_routes = self.runner.routes().map_err(invalid)?;
-        // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
-        let signer = self.signer.unlock(unlock)?;
-        let p = &self.payments;
-        if !(p.max_ticket_ev > 0.0 && p.max_total_ev > 0.0) {
-            return Err(ConfigError::Invalid(
-                "payments.max_ticket_ev and payments.max_total_ev must be positive".into(),
-            ));
+        if self.max_ev_per_capability_hour.is_some_and(|c| c <= 0.0) {
+            return Err(invalid("payments.max_ev_per_capability_hour must be positive".into()));
         }
-        let max_face_value = match &p.max_face_value {
-            None => None,
-            Some(v) => Some(v.trim().parse::<num_bigint::BigUint>().map_err(|_| {
-                ConfigError::Invalid(format!("payments.max_face_value '{v}' is not a whole number of wei"))
-            })?),
-        };
-        if p.max_ev_per_capability_hour.is_some_and(|c| c <= 0.0) {
-            return Err(ConfigError::Invalid("payments.max_ev_per_capability_hour must be positive".into()));
-        }
-        let payment_limits = byoc_actors::payment::Limits {
-            max_ticket_ev: p.max_ticket_ev,
-            max_total_ev: p.max_total_ev,
+        Ok(byoc_actors::payment::Limits {
+            max_ticket_ev: self.max_ticket_ev,
+            max_total_ev: self.max_total_ev,
             max_face_value,
-            max_ev_per_capability_hour: p.max_ev_per_capability_hour,
-        };
-        Ok(Validated {
-            config: self,
-            http_addr,
-            admin_addr,
-            orchestrators,
-            policies,
-            runner_routes,
-            discovery,
-            source: RunArgs::default(),
-            signer,
-            payment_limits,
+            max_ev_per_capability_hour: self.max_ev_per_capability_hour,
         })
     }
 }

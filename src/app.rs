@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_web::dev::ServerHandle;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use byoc_actors::budget::RetryBudgets;
@@ -21,10 +21,12 @@ use byoc_actors::pair::PairSettings;
 use byoc_actors::policy::{Globals, PolicyBook};
 use byoc_actors::protocol::client::{build_client, ClientSettings};
 use byoc_actors::protocol::signer::SharedSigner;
-use byoc_actors::route::Router;
+use byoc_actors::protocol::via::LoopMarker;
+use byoc_actors::route::{Payments, Router};
 use byoc_actors::scoreboard::Scoreboard;
 use byoc_actors::store::{self, ApplyWebhook, Flush, ReconcileConfig, Store};
 use byoc_actors::supervisor::{FlushScores, Reload, Supervisor, SupervisorInit};
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::config::{Config, RunArgs, Validated};
 use crate::http::admin::AdminState;
@@ -49,155 +51,30 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts everything; must run inside an actix system (`#[actix_web::main]`).
+    /// Starts everything; must run inside an actix system (`#[actix_web::main]`). The phases,
+    /// in the order that makes a failed start clean: metrics, store, ports, upstream client,
+    /// actors, then the two servers.
     pub async fn start(v: Validated) -> anyhow::Result<Self> {
-        let cfg = v.config.clone();
         let metrics = telemetry::install_metrics().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
-
         // Store first: a locked or corrupt store must fail before any port is bound.
         let (store, snapshot) = open_store(&v).await?;
-
         // Ports next, before any actor with timers starts: a port in use then fails the start
         // cleanly (an actor system torn down mid-start panicked on the way out).
-        let backlog = cfg.limits.listen_backlog;
+        let backlog = v.config.limits.listen_backlog;
         let public_listener =
             listen(v.http_addr, backlog).with_context(|| format!("cannot bind http_addr {}", v.http_addr))?;
         let admin_listener =
             listen(v.admin_addr, backlog).with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
-        let signer: SharedSigner = v.signer.clone();
-        tracing::info!(scheme = signer.scheme(), address = %signer.address(), "signer");
-        let client_settings = ClientSettings {
-            tls_verify: cfg.routing.tls_verify,
-            connect_timeout: cfg.routing.connect_timeout,
-            max_connections: cfg.routing.max_connections,
-            max_response_bytes: cfg.limits.max_response_bytes,
+        let (http_addr, admin_addr) = (public_listener.local_addr()?, admin_listener.local_addr()?);
+        tracing::info!(scheme = v.signer.scheme(), address = %v.signer.address(), "signer");
+        let client = upstream_client(&v.config)?;
+        let core = start_actors(&v, store, snapshot, client)?;
+        let workers = match v.config.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
         };
-        // Fail now, not inside a worker, if TLS cannot be set up.
-        byoc_actors::protocol::client::check_tls(&client_settings).context("upstream client")?;
-        let marker = Arc::new(byoc_actors::protocol::via::LoopMarker::new());
-        let settings = Arc::new(PairSettings {
-            marker: marker.clone(),
-            token_refresh: cfg.routing.token_refresh,
-            token_retry: cfg.routing.token_retry,
-            token_retry_max: cfg.routing.token_retry_max,
-            token_timeout: cfg.routing.token_timeout,
-            signer: signer.clone(),
-            payment_limits: v.payment_limits.clone(),
-            ..PairSettings::default()
-        });
-        let (policies, config_policies, eager) = resolve_policies(&v, &snapshot);
-        let budgets = RetryBudgets::default();
-
-        let scoreboard = Scoreboard::default();
-        let supervisor = Supervisor::new(SupervisorInit {
-            settings,
-            client: client_settings.clone(),
-            store: store.clone(),
-            scoreboard: scoreboard.clone(),
-            snapshot,
-            eager,
-            probe_wait: cfg.routing.probe_wait,
-            discovery_probes_per_sec: cfg.routing.discovery_probes_per_sec,
-            flush_every: cfg.routing.flush_every,
-            policies: policies.clone(),
-            config_policies,
-            discovery: v.discovery.as_ref().map(DiscoveryReport::configured).unwrap_or_default(),
-        })
-        .context("supervisor")?
-        .start();
-        if let Some(settings) = v.discovery.clone() {
-            Discovery::new(settings, &client_settings, supervisor.clone().recipient())
-                .context("discovery client")?
-                .start();
-        }
-
-        let http_addr = public_listener.local_addr()?;
-        let admin_addr = admin_listener.local_addr()?;
-
-        let workers =
-            if cfg.workers == 0 { std::thread::available_parallelism().map_or(2, |n| n.get()) } else { cfg.workers };
-        let grace = cfg.shutdown_grace;
-        let jobs = crate::http::JobLimit::new(cfg.limits.max_inflight_jobs);
-        let bodies = crate::http::body::BodyBudget::new(cfg.limits.body_budget_bytes);
-        let (body_read_timeout, header_read_timeout) = (cfg.limits.body_read_timeout, cfg.limits.header_read_timeout);
-        let (sb, s, st, pol) = (scoreboard.clone(), supervisor.clone(), store.clone(), policies.clone());
-        // Payments to priced orchestrators, shared by every worker (used only with a key).
-        let payments = Arc::new(byoc_actors::route::Payments::new(v.payment_limits.clone()));
-        let admin_payments = payments.clone();
-        let (max_body, max_resp, mailbox_timeout, probe_wait) = (
-            cfg.limits.max_body_bytes,
-            cfg.limits.max_response_bytes,
-            cfg.routing.mailbox_timeout,
-            cfg.routing.probe_wait,
-        );
-        // Fixed at start: a reload changes orchestrators and policies, not routes.
-        let runner_routes =
-            web::Data::new(crate::http::runner::RunnerRoutes::new(v.runner_routes.clone(), cfg.runner.timeout_seconds));
-        let public = HttpServer::new(move || {
-            let client = build_client(&client_settings).unwrap_or_else(|e| {
-                tracing::error!(error = %e, "upstream client setup failed in a worker; using defaults");
-                awc::Client::default()
-            });
-            let router = Router {
-                scoreboard: sb.clone(),
-                metrics: Default::default(),
-                supervisor: s.clone(),
-                client,
-                policies: pol.clone(),
-                signer: signer.clone(),
-                max_response_bytes: max_resp,
-                mailbox_timeout,
-                probe_wait,
-                budgets: budgets.clone(),
-                marker: marker.clone(),
-                payments: payments.clone(),
-            };
-            App::new()
-                .app_data(web::Data::new(PublicState {
-                    router,
-                    store: st.clone(),
-                    supervisor: s.clone(),
-                    max_body_bytes: max_body,
-                    body_read_timeout,
-                    jobs: jobs.clone(),
-                    bodies: bodies.clone(),
-                }))
-                .app_data(runner_routes.clone())
-                .configure(crate::http::public::configure)
-                .configure(crate::http::runner::configure)
-                .default_service(web::to(crate::http::not_found))
-        })
-        .workers(workers)
-        // Answers go out as soon as they are written (as HAProxy does), not held by Nagle's
-        // algorithm waiting for the client's ACK of an earlier segment.
-        .tcp_nodelay(true)
-        .client_request_timeout(header_read_timeout)
-        .disable_signals()
-        .shutdown_timeout(grace.as_secs().max(1))
-        .listen(public_listener)?
-        .run();
-
-        let (source, running) = (v.source.clone(), cfg.clone());
-        let admin_state = web::Data::new(AdminState {
-            supervisor: supervisor.clone(),
-            metrics,
-            token: cfg.admin_token.as_deref().map(Arc::from),
-            metrics_require_token: cfg.metrics_require_token,
-            reloader: Arc::new(move || reload_message(&source, &running)),
-            request_timeout: cfg.limits.body_read_timeout,
-            payments: admin_payments,
-        });
-        let admin_json_limit = cfg.limits.admin_body_bytes;
-        let admin_api = web::Data::new(crate::http::admin::openapi());
-        let admin =
-            HttpServer::new(move || crate::http::admin::app(admin_state.clone(), admin_api.clone(), admin_json_limit))
-                .workers(1)
-                .client_request_timeout(header_read_timeout)
-                .disable_signals()
-                .shutdown_timeout(5)
-                .listen(admin_listener)?
-                .run();
-
+        let public = serve_public(&v, public_listener, core.clone(), workers)?;
+        let admin = serve_admin(&v, admin_listener, &core, metrics)?;
         let (public_handle, admin_handle) = (public.handle(), admin.handle());
         actix_web::rt::spawn(public);
         actix_web::rt::spawn(admin);
@@ -205,12 +82,12 @@ impl Gateway {
         Ok(Self {
             http_addr,
             admin_addr,
-            supervisor,
-            store,
+            supervisor: core.supervisor,
+            store: core.store,
             signer: v.signer,
             public: public_handle,
             admin: admin_handle,
-            grace,
+            grace: v.config.shutdown_grace,
         })
     }
 
@@ -236,6 +113,169 @@ impl Gateway {
         tracing::info!("store flushed; bye");
         Ok(())
     }
+}
+
+/// What the actors started and every HTTP worker shares.
+#[derive(Clone)]
+struct Core {
+    scoreboard: Scoreboard,
+    supervisor: Addr<Supervisor>,
+    store: Addr<Store>,
+    policies: PolicyBook,
+    signer: SharedSigner,
+    marker: Arc<LoopMarker>,
+    budgets: RetryBudgets,
+    /// Payments to priced orchestrators (used only with a key).
+    payments: Arc<Payments>,
+    client: ClientSettings,
+}
+
+/// The upstream client's settings, checked now rather than inside a worker (TLS set-up).
+fn upstream_client(cfg: &Config) -> anyhow::Result<ClientSettings> {
+    let client = ClientSettings {
+        tls_verify: cfg.routing.tls_verify,
+        connect_timeout: cfg.routing.connect_timeout,
+        max_connections: cfg.routing.max_connections,
+        max_response_bytes: cfg.limits.max_response_bytes,
+    };
+    byoc_actors::protocol::client::check_tls(&client).context("upstream client")?;
+    Ok(client)
+}
+
+/// Starts the supervisor (which starts the pair actors) and, when a webhook is configured, the
+/// discovery fetcher.
+fn start_actors(
+    v: &Validated,
+    store: Addr<Store>,
+    snapshot: store::Snapshot,
+    client: ClientSettings,
+) -> anyhow::Result<Core> {
+    let cfg = &v.config;
+    let marker = Arc::new(LoopMarker::new());
+    let settings = Arc::new(PairSettings {
+        marker: marker.clone(),
+        token_refresh: cfg.routing.token_refresh,
+        token_retry: cfg.routing.token_retry,
+        token_retry_max: cfg.routing.token_retry_max,
+        token_timeout: cfg.routing.token_timeout,
+        signer: v.signer.clone(),
+        payment_limits: v.payment_limits.clone(),
+        ..PairSettings::default()
+    });
+    let (policies, config_policies, eager) = resolve_policies(v, &snapshot);
+    let scoreboard = Scoreboard::default();
+    let supervisor = Supervisor::new(SupervisorInit {
+        settings,
+        client: client.clone(),
+        store: store.clone(),
+        scoreboard: scoreboard.clone(),
+        snapshot,
+        eager,
+        probe_wait: cfg.routing.probe_wait,
+        discovery_probes_per_sec: cfg.routing.discovery_probes_per_sec,
+        flush_every: cfg.routing.flush_every,
+        policies: policies.clone(),
+        config_policies,
+        discovery: v.discovery.as_ref().map(DiscoveryReport::configured).unwrap_or_default(),
+    })
+    .context("supervisor")?
+    .start();
+    if let Some(settings) = v.discovery.clone() {
+        Discovery::new(settings, &client, supervisor.clone().recipient()).context("discovery client")?.start();
+    }
+    Ok(Core {
+        scoreboard,
+        supervisor,
+        store,
+        policies,
+        signer: v.signer.clone(),
+        marker,
+        budgets: RetryBudgets::default(),
+        payments: Arc::new(Payments::new(v.payment_limits.clone())),
+        client,
+    })
+}
+
+/// The public API's server: each worker has its own upstream client and router.
+fn serve_public(v: &Validated, listener: TcpListener, core: Core, workers: usize) -> anyhow::Result<Server> {
+    let cfg = &v.config;
+    let l = cfg.limits.clone();
+    let (mailbox_timeout, probe_wait) = (cfg.routing.mailbox_timeout, cfg.routing.probe_wait);
+    let jobs = crate::http::JobLimit::new(l.max_inflight_jobs);
+    let bodies = crate::http::body::BodyBudget::new(l.body_budget_bytes);
+    // Fixed at start: a reload changes orchestrators and policies, not routes.
+    let runner_routes =
+        web::Data::new(crate::http::runner::RunnerRoutes::new(v.runner_routes.clone(), cfg.runner.timeout_seconds));
+    let header_read_timeout = l.header_read_timeout;
+    let server = HttpServer::new(move || {
+        let client = build_client(&core.client).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "upstream client setup failed in a worker; using defaults");
+            awc::Client::default()
+        });
+        let router = Router {
+            scoreboard: core.scoreboard.clone(),
+            metrics: Default::default(),
+            supervisor: core.supervisor.clone(),
+            client,
+            policies: core.policies.clone(),
+            signer: core.signer.clone(),
+            max_response_bytes: l.max_response_bytes,
+            mailbox_timeout,
+            probe_wait,
+            budgets: core.budgets.clone(),
+            marker: core.marker.clone(),
+            payments: core.payments.clone(),
+        };
+        App::new()
+            .app_data(web::Data::new(PublicState {
+                router,
+                store: core.store.clone(),
+                supervisor: core.supervisor.clone(),
+                max_body_bytes: l.max_body_bytes,
+                body_read_timeout: l.body_read_timeout,
+                jobs: jobs.clone(),
+                bodies: bodies.clone(),
+            }))
+            .app_data(runner_routes.clone())
+            .configure(crate::http::public::configure)
+            .configure(crate::http::runner::configure)
+            .default_service(web::to(crate::http::not_found))
+    })
+    .workers(workers)
+    // Answers go out as soon as they are written (as HAProxy does), not held by Nagle's
+    // algorithm waiting for the client's ACK of an earlier segment.
+    .tcp_nodelay(true)
+    .client_request_timeout(header_read_timeout)
+    .disable_signals()
+    .shutdown_timeout(cfg.shutdown_grace.as_secs().max(1))
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+/// The admin API's server (one worker).
+fn serve_admin(v: &Validated, listener: TcpListener, core: &Core, metrics: PrometheusHandle) -> anyhow::Result<Server> {
+    let cfg = &v.config;
+    let (source, running) = (v.source.clone(), cfg.clone());
+    let state = web::Data::new(AdminState {
+        supervisor: core.supervisor.clone(),
+        metrics,
+        token: cfg.admin_token.as_deref().map(Arc::from),
+        metrics_require_token: cfg.metrics_require_token,
+        reloader: Arc::new(move || reload_message(&source, &running)),
+        request_timeout: cfg.limits.body_read_timeout,
+        payments: core.payments.clone(),
+    });
+    let json_limit = cfg.limits.admin_body_bytes;
+    let api = web::Data::new(crate::http::admin::openapi());
+    let server = HttpServer::new(move || crate::http::admin::app(state.clone(), api.clone(), json_limit))
+        .workers(1)
+        .client_request_timeout(cfg.limits.header_read_timeout)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen(listener)?
+        .run();
+    Ok(server)
 }
 
 /// Opens the store, reconciles the configured orchestrators with it, and forgets the webhook's

@@ -52,56 +52,19 @@ impl PairActor {
         // Only calls the breaker admitted in its current state speak for it: a non-trial call
         // that started while closed and ends while half-open is not a trial result.
         let counts = trial || self.breaker.state() == State::Closed;
-        let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
         let transition = match outcome {
-            Outcome::Success => {
-                self.counters.success += 1;
-                // A slow cold start (loading a model) is not the pair's latency: it is recorded
-                // as the cold start and deprioritises the pair instead.
-                if !self.first_answer(elapsed, now) {
-                    self.latency.observe(elapsed_ms, now);
-                    self.window.observe(elapsed_ms);
-                }
-                self.success.observe(true);
-                self.limit.on_answer();
-                self.offered = true;
-                let slow = elapsed > self.policy.slow_call_threshold;
-                if counts {
-                    self.breaker.on_success(now, rand::random::<f64>(), slow)
-                } else {
-                    None
-                }
-            }
+            Outcome::Success => self.answered(elapsed, now, counts),
             Outcome::ClientError(_) => {
                 // The orchestrator answered: it is alive, so a trial call counts as passed.
                 self.counters.http_4xx += 1;
                 self.limit.on_answer();
-                if counts {
-                    self.breaker.on_neutral()
-                } else {
-                    None
-                }
+                counts.then(|| self.breaker.on_neutral()).flatten()
             }
             Outcome::Refused(refusal, body) => {
-                // Not the orchestrator's health and not the client's fault: out of rotation.
-                self.counters.refused += 1;
                 if trial {
                     self.breaker.release_trial();
                 }
-                self.refusal = Some(*refusal);
-                let addr = self.service_addr.as_deref().unwrap_or("?").to_string();
-                let message = match refusal {
-                    Refusal::RoutingLoop => format!("508: a job sent to {addr} came back to a gateway it had passed (the token's service_addr leads back to a gateway)"),
-                    Refusal::CredentialsRejected => format!("{addr} answered 400 '{body}': it does not accept this gateway's job signature (an orchestrator expecting another signature scheme?)"),
-                    Refusal::PaymentRequired => format!("{addr} answered 400 '{body}': the capability is priced and the gateway has no credit there (it does not pay yet)"),
-                    Refusal::PriceUnavailable => format!("{addr} answered 400 '{body}': the orchestrator cannot price the capability"),
-                    Refusal::PaymentRejected => format!("{addr} refused the gateway's payment tickets: {body}"),
-                };
-                tracing::error!(pair = %self.key, reason = refusal.as_str(), "{message}; pair leaves rotation");
-                self.note_error(
-                    refusal.as_str(),
-                    format!("{message}; out of rotation until its token changes or the pair is reset"),
-                );
+                self.take_out(*refusal, body);
                 None
             }
             Outcome::CapacityRefused(status) => {
@@ -113,54 +76,9 @@ impl PairActor {
                 None
             }
             failure => {
-                match failure {
-                    Outcome::OutOfMemory(body) => {
-                        self.counters.oom += 1;
-                        self.note_error("oom", body.clone());
-                    }
-                    Outcome::ServerError(status, body) => {
-                        self.counters.http_5xx += 1;
-                        self.note_error("http-5xx", format!("{status}: {body}"));
-                    }
-                    Outcome::ContractMismatch(ct) => {
-                        self.counters.contract += 1;
-                        let expected = self.policy.response_content_type.as_deref().unwrap_or("?");
-                        self.note_error(
-                            "contract-mismatch",
-                            format!("answered {ct}, the capability's contract is {expected}"),
-                        );
-                    }
-                    Outcome::Failed(e) => {
-                        match e {
-                            UpstreamError::Connect(_) => {
-                                self.counters.connect += 1;
-                                // Nothing listens: out of rotation until a probe finds it back.
-                                self.mark_unreachable(ctx);
-                            }
-                            UpstreamError::Timeout(_) => self.counters.timeout += 1,
-                            _ => self.counters.transport += 1,
-                        }
-                        self.note_error(e.class(), e.to_string());
-                    }
-                    Outcome::Stuck(after) => {
-                        self.counters.timeout += 1;
-                        let p99 = self.window.percentiles().map_or(0.0, |p| p.1);
-                        self.note_error(
-                            "stuck",
-                            format!(
-                                "no answer after {} ms, far past this pair's p99 of {p99:.0} ms; abandoned while another pair had room",
-                                after.as_millis()
-                            ),
-                        );
-                    }
-                    _ => {}
-                }
+                self.note_failure(failure, ctx);
                 self.success.observe(false);
-                if counts {
-                    self.breaker.on_failure(now, rand::random::<f64>())
-                } else {
-                    None
-                }
+                counts.then(|| self.breaker.on_failure(now, rand::random::<f64>())).flatten()
             }
         };
         if trial && matches!(outcome, Outcome::Success | Outcome::ClientError(_)) {
@@ -168,6 +86,88 @@ impl PairActor {
         }
         if let Some(t) = transition {
             self.on_transition(t, outcome.class());
+        }
+    }
+
+    /// A successful answer after `elapsed`: latency, success rate, limit, and the breaker
+    /// when the call `counts` for it.
+    fn answered(&mut self, elapsed: Duration, now: Instant, counts: bool) -> Option<Transition> {
+        self.counters.success += 1;
+        // A slow cold start (loading a model) is not the pair's latency: it is recorded as
+        // the cold start and deprioritises the pair instead.
+        if !self.first_answer(elapsed, now) {
+            let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+            self.latency.observe(elapsed_ms, now);
+            self.window.observe(elapsed_ms);
+        }
+        self.success.observe(true);
+        self.limit.on_answer();
+        self.offered = true;
+        let slow = elapsed > self.policy.slow_call_threshold;
+        counts.then(|| self.breaker.on_success(now, rand::random::<f64>(), slow)).flatten()
+    }
+
+    /// A refusal that is neither the orchestrator's health nor the client's fault (`body` is
+    /// what it answered): out of rotation until its token changes or an operator resets it.
+    fn take_out(&mut self, refusal: Refusal, body: &str) {
+        self.counters.refused += 1;
+        self.refusal = Some(refusal);
+        let addr = self.service_addr.as_deref().unwrap_or("?").to_string();
+        let message = match refusal {
+            Refusal::RoutingLoop => format!("508: a job sent to {addr} came back to a gateway it had passed (the token's service_addr leads back to a gateway)"),
+            Refusal::CredentialsRejected => format!("{addr} answered 400 '{body}': it does not accept this gateway's job signature (an orchestrator expecting another signature scheme?)"),
+            Refusal::PaymentRequired => format!("{addr} answered 400 '{body}': the capability is priced and the gateway has no credit there"),
+            Refusal::PriceUnavailable => format!("{addr} answered 400 '{body}': the orchestrator cannot price the capability"),
+            Refusal::PaymentRejected => format!("{addr} refused the gateway's payment tickets: {body}"),
+        };
+        tracing::error!(pair = %self.key, reason = refusal.as_str(), "{message}; pair leaves rotation");
+        self.note_error(
+            refusal.as_str(),
+            format!("{message}; out of rotation until its token changes or the pair is reset"),
+        );
+    }
+
+    /// Counts a failed call by its kind and keeps what it said as the last error; a connect
+    /// failure also takes the pair out until a probe finds the orchestrator back.
+    fn note_failure(&mut self, failure: &Outcome, ctx: &mut Context<Self>) {
+        match failure {
+            Outcome::OutOfMemory(body) => {
+                self.counters.oom += 1;
+                self.note_error("oom", body.clone());
+            }
+            Outcome::ServerError(status, body) => {
+                self.counters.http_5xx += 1;
+                self.note_error("http-5xx", format!("{status}: {body}"));
+            }
+            Outcome::ContractMismatch(ct) => {
+                self.counters.contract += 1;
+                let expected = self.policy.response_content_type.as_deref().unwrap_or("?");
+                self.note_error("contract-mismatch", format!("answered {ct}, the capability's contract is {expected}"));
+            }
+            Outcome::Failed(e) => {
+                match e {
+                    UpstreamError::Connect(_) => {
+                        self.counters.connect += 1;
+                        // Nothing listens: out of rotation until a probe finds it back.
+                        self.mark_unreachable(ctx);
+                    }
+                    UpstreamError::Timeout(_) => self.counters.timeout += 1,
+                    _ => self.counters.transport += 1,
+                }
+                self.note_error(e.class(), e.to_string());
+            }
+            Outcome::Stuck(after) => {
+                self.counters.timeout += 1;
+                let p99 = self.window.percentiles().map_or(0.0, |p| p.1);
+                self.note_error(
+                    "stuck",
+                    format!(
+                        "no answer after {} ms, far past this pair's p99 of {p99:.0} ms; abandoned while another pair had room",
+                        after.as_millis()
+                    ),
+                );
+            }
+            Outcome::Success | Outcome::ClientError(_) | Outcome::Refused(..) | Outcome::CapacityRefused(_) => {}
         }
     }
 

@@ -92,7 +92,7 @@ impl PairActor {
         self.probed = true;
         self.last_probe = Some(Instant::now());
         self.node_unreachable = false;
-        // Counted here, reset below once a usable token arrives.
+        // Counted here, reset once a usable token arrives.
         self.probe_failures = self.probe_failures.saturating_add(1);
         match res {
             Ok(token) => {
@@ -102,66 +102,7 @@ impl PairActor {
                     normalize_url(&token.service_addr)
                 };
                 match service {
-                    Ok(addr) => {
-                        if self.service_addr.as_deref() != Some(addr.as_str()) {
-                            self.service_addr = Some(Arc::from(addr));
-                        }
-                        let fingerprint = token.fingerprint();
-                        if std::mem::replace(&mut self.token_fingerprint, fingerprint) != fingerprint {
-                            // Another token (address, price, balance, ticket parameters): what
-                            // the orchestrator refused is worth another try.
-                            if let Some(r) = self.refusal.take() {
-                                tracing::info!(pair = %self.key, reason = r.as_str(), "token changed; pair back in rotation");
-                            }
-                        }
-                        // Ticket params of a priced token: what the gateway pays against.
-                        let priced = token.price.is_some_and(|p| p.price_per_unit > 0);
-                        let params = token.ticket_params.as_ref().filter(|_| priced).and_then(|v| {
-                            serde_json::from_value::<crate::payment::TicketParams>(v.clone())
-                                .inspect_err(|e| tracing::warn!(pair = %self.key, error = %e, "token's ticket_params do not decode; cannot pay there"))
-                                .ok()
-                        });
-                        let can_pay = params.is_some() && self.settings.signer.payer().is_some();
-                        // Params the operator's limits would never let the gateway pay against.
-                        let over_limit = params
-                            .as_ref()
-                            .filter(|_| can_pay)
-                            .and_then(|p| crate::payment::check_params(p, &self.settings.payment_limits).err());
-                        if over_limit.is_some() && !self.payment_over_limit {
-                            tracing::warn!(pair = %self.key, error = ?over_limit, "ticket params over the payment limits; pair leaves rotation");
-                        }
-                        self.payment_over_limit = over_limit.is_some();
-                        self.payment = params.map(|params| Arc::new(PaymentTerms { params, balance: token.balance }));
-                        // A gateway that pays is not held back by the balance: it tops it up.
-                        let payment_required = token.payment_required() && !can_pay;
-                        if payment_required && !self.payment_required {
-                            tracing::warn!(pair = %self.key, balance = token.balance,
-                                "the capability is priced and the gateway's balance there is under 60 s of it (the gateway does not pay yet); pair leaves rotation");
-                        }
-                        self.payment_required = payment_required;
-                        if token.available_capacity > 0 {
-                            self.offered = true;
-                        }
-                        if std::mem::take(&mut self.crashed) && self.cold_start_ms.is_some() {
-                            // The orchestrator is back after refusing connections: its
-                            // container probably restarted, so the pair is cold again. (A
-                            // gateway restart or a slow probe is not a reason: the model is
-                            // still loaded.)
-                            if !matches!(self.warmth, Warmth::AwaitingWarmup { in_flight: true }) {
-                                self.warmth = Warmth::new(true, self.policy.warmup.is_some());
-                            }
-                        }
-                        let was_over = self.over_ceiling();
-                        self.token_ok = true;
-                        self.unreachable = false;
-                        self.probe_failures = 0;
-                        self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
-                        self.limit.on_token(token.available_capacity, inflight);
-                        if self.over_ceiling() && !was_over {
-                            tracing::warn!(pair = %self.key, "advertised price is over the capability's ceiling; pair leaves rotation");
-                        }
-                        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
-                    }
+                    Ok(addr) => self.token_usable(&token, addr, inflight),
                     Err(e) => {
                         self.token_ok = false;
                         self.note_error("token", format!("token names an unusable service_addr: {e}"));
@@ -169,25 +110,95 @@ impl PairActor {
                     }
                 }
             }
-            Err(e) => {
-                if matches!(e, TokenError::Upstream(UpstreamError::Connect(_))) {
-                    self.crashed = true;
-                }
-                self.unreachable =
-                    matches!(e, TokenError::Upstream(UpstreamError::Connect(_) | UpstreamError::Timeout(_)));
-                let class = match &e {
-                    TokenError::Upstream(u) => u.class(),
-                    TokenError::Status(..) => "status",
-                    TokenError::Body(_) => "bad-token",
-                };
-                if self.token_ok {
-                    tracing::warn!(pair = %self.key, error = %e, "token probe failed; pair leaves rotation");
-                }
-                self.token_ok = false;
-                self.note_error("token", e.to_string());
-                metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => class).increment(1);
-            }
+            Err(e) => self.probe_failed(e),
         }
         self.publish();
+    }
+
+    /// A usable token whose jobs go to `addr`: the offer, the payment terms, and whether a
+    /// refusal or a crash it ends is over.
+    fn token_usable(&mut self, token: &JobToken, addr: String, inflight: u32) {
+        if self.service_addr.as_deref() != Some(addr.as_str()) {
+            self.service_addr = Some(Arc::from(addr));
+        }
+        let fingerprint = token.fingerprint();
+        if std::mem::replace(&mut self.token_fingerprint, fingerprint) != fingerprint {
+            // Another token (address, price, balance, ticket parameters): what the
+            // orchestrator refused is worth another try.
+            if let Some(r) = self.refusal.take() {
+                tracing::info!(pair = %self.key, reason = r.as_str(), "token changed; pair back in rotation");
+            }
+        }
+        self.payment_terms(token);
+        if token.available_capacity > 0 {
+            self.offered = true;
+        }
+        if std::mem::take(&mut self.crashed) && self.cold_start_ms.is_some() {
+            // The orchestrator is back after refusing connections: its container probably
+            // restarted, so the pair is cold again. (A gateway restart or a slow probe is not
+            // a reason: the model is still loaded.)
+            if !matches!(self.warmth, Warmth::AwaitingWarmup { in_flight: true }) {
+                self.warmth = Warmth::new(true, self.policy.warmup.is_some());
+            }
+        }
+        let was_over = self.over_ceiling();
+        self.token_ok = true;
+        self.unreachable = false;
+        self.probe_failures = 0;
+        self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
+        self.limit.on_token(token.available_capacity, inflight);
+        if self.over_ceiling() && !was_over {
+            tracing::warn!(pair = %self.key, "advertised price is over the capability's ceiling; pair leaves rotation");
+        }
+        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
+    }
+
+    /// What paying there takes, from a token: the ticket params of a priced token (what the
+    /// gateway pays against), whether they are within the operator's limits, and whether jobs
+    /// would be refused for want of payment (a priced capability the gateway cannot pay for).
+    fn payment_terms(&mut self, token: &JobToken) {
+        let priced = token.price.is_some_and(|p| p.price_per_unit > 0);
+        let params = token.ticket_params.as_ref().filter(|_| priced).and_then(|v| {
+            serde_json::from_value::<crate::payment::TicketParams>(v.clone())
+                .inspect_err(|e| tracing::warn!(pair = %self.key, error = %e, "token's ticket_params do not decode; cannot pay there"))
+                .ok()
+        });
+        let can_pay = params.is_some() && self.settings.signer.payer().is_some();
+        // Params the operator's limits would never let the gateway pay against.
+        let over_limit = params
+            .as_ref()
+            .filter(|_| can_pay)
+            .and_then(|p| crate::payment::check_params(p, &self.settings.payment_limits).err());
+        if over_limit.is_some() && !self.payment_over_limit {
+            tracing::warn!(pair = %self.key, error = ?over_limit, "ticket params over the payment limits; pair leaves rotation");
+        }
+        self.payment_over_limit = over_limit.is_some();
+        self.payment = params.map(|params| Arc::new(PaymentTerms { params, balance: token.balance }));
+        // A gateway that pays is not held back by the balance: it tops it up.
+        let payment_required = token.payment_required() && !can_pay;
+        if payment_required && !self.payment_required {
+            tracing::warn!(pair = %self.key, balance = token.balance,
+                "the capability is priced and the gateway's balance there is under 60 s of it (the gateway cannot pay there); pair leaves rotation");
+        }
+        self.payment_required = payment_required;
+    }
+
+    /// A probe that got no token: out of rotation, and unreachable when nothing answered.
+    fn probe_failed(&mut self, e: TokenError) {
+        if matches!(e, TokenError::Upstream(UpstreamError::Connect(_))) {
+            self.crashed = true;
+        }
+        self.unreachable = matches!(e, TokenError::Upstream(UpstreamError::Connect(_) | UpstreamError::Timeout(_)));
+        let class = match &e {
+            TokenError::Upstream(u) => u.class(),
+            TokenError::Status(..) => "status",
+            TokenError::Body(_) => "bad-token",
+        };
+        if self.token_ok {
+            tracing::warn!(pair = %self.key, error = %e, "token probe failed; pair leaves rotation");
+        }
+        self.token_ok = false;
+        self.note_error("token", e.to_string());
+        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => class).increment(1);
     }
 }

@@ -37,8 +37,8 @@ pub enum Unroutable {
     /// The advertised price is over the capability's ceiling.
     PriceOverCeiling,
     /// A priced capability without enough credit: the token's balance is under 60 s x price,
-    /// or the orchestrator answered `400 Insufficient balance for request`. The gateway does
-    /// not pay yet.
+    /// or the orchestrator answered `400 Insufficient balance for request`, and the gateway
+    /// cannot pay there (no signing key, or a token without ticket params).
     PaymentRequired,
     /// The token's ticket params are over the operator's payment limits (`[payments]`).
     PaymentOverLimit,

@@ -24,3 +24,13 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Livepeer"] = "$(bench_header "$1")"
 LUA
 }
+
+# Waits (at most 30 s) until the simulators writing "$WORK"/sim*.out have printed N ready lines
+# (one per URL), then writes their URLs to "$WORK/urls"; shows their logs and exits if not.
+wait_sims() { # N
+  for _ in $(seq 300); do
+    [ "$(cat "$WORK"/sim*.out 2>/dev/null | grep -c 'sim ready')" -ge "$1" ] && break; sleep 0.1
+  done
+  grep -ho 'sim ready url=[^ ]*' "$WORK"/sim*.out | sed 's/.*url=//' >"$WORK/urls"
+  [ "$(wc -l <"$WORK/urls")" -eq "$1" ] || { echo "simulators did not start" >&2; cat "$WORK"/sim*.log >&2; exit 1; }
+}

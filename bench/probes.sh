@@ -46,10 +46,8 @@ kill $GW_PID; wait $GW_PID 2>/dev/null || true
 # 2. Unknown names against live orchestrators.
 addrs=$(for _ in $(seq "$LIVE"); do echo 127.0.0.1:0; done | paste -sd, -)
 "$BIN" sim --addr "$addrs" --name live --capability bench --latency-ms 0 >"$WORK/sim.out" 2>"$WORK/sim.log" &
-for _ in $(seq 300); do [ "$(grep -c 'sim ready' "$WORK/sim.out" 2>/dev/null)" -ge "$LIVE" ] && break; sleep 0.1; done
-grep -o 'sim ready url=[^ ]*' "$WORK/sim.out" | sed 's/.*url=//' \
-  | python3 -c 'import sys; [print(f"[[orchestrators]]\nurl = \"{u.strip()}\"\ncapabilities = [\"bench\"]\n") for u in sys.stdin]' >"$WORK/live.toml"
-[ "$(grep -c url "$WORK/live.toml")" -eq "$LIVE" ] || { echo "simulators did not start" >&2; exit 1; }
+wait_sims "$LIVE"
+python3 -c 'import sys; [print(f"[[orchestrators]]\nurl = \"{u.strip()}\"\ncapabilities = [\"bench\"]\n") for u in sys.stdin]' <"$WORK/urls" >"$WORK/live.toml"
 start_gateway "$WORK/live.toml" live
 sleep 3
 p0=$(probes); t0=$(date +%s.%N); curls=()

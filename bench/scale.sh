@@ -38,11 +38,7 @@ for s in $(seq "$SIMS"); do
   "$BIN" sim --addr "$addrs" --name "sim$s" --capability "$CAPLIST" --latency-ms 0 --capacity 1000 \
     >"$WORK/sim$s.out" 2>"$WORK/sim$s.log" &
 done
-for i in $(seq 300); do
-  [ "$(cat "$WORK"/sim*.out 2>/dev/null | grep -c 'sim ready')" -ge "$ORCHS" ] && break; sleep 0.1
-done
-grep -ho 'sim ready url=[^ ]*' "$WORK"/sim*.out | sed 's/.*url=//' >"$WORK/urls"
-[ "$(wc -l <"$WORK/urls")" -eq "$ORCHS" ] || { echo "simulators did not start" >&2; cat "$WORK"/sim*.log >&2; exit 1; }
+wait_sims "$ORCHS"
 SIM_PIDS=$(jobs -p | paste -sd' ' -)
 # Chosen after the simulators hold their 1,000 ephemeral ports, so none of them takes these.
 GW=$(free_port); ADM=$(free_port)

@@ -31,11 +31,7 @@ for c in $(seq 0 $((CAPS - 1))); do
   "$BIN" sim --addr "$addrs" --name "sim$c" --capability "$(printf 'cap-%02d' "$c")" --latency-ms 0 --capacity 4 \
     >"$WORK/sim$c.out" 2>"$WORK/sim$c.log" &
 done
-for i in $(seq 300); do
-  [ "$(cat "$WORK"/sim*.out 2>/dev/null | grep -c 'sim ready')" -ge "$ORCHS" ] && break; sleep 0.1
-done
-grep -ho 'sim ready url=[^ ]*' "$WORK"/sim*.out | sed 's/.*url=//' >"$WORK/urls"
-[ "$(wc -l <"$WORK/urls")" -eq "$ORCHS" ] || { echo "simulators did not start" >&2; cat "$WORK"/sim*.log >&2; exit 1; }
+wait_sims "$ORCHS"
 GW=$(free_port); ADM=$(free_port)
 python3 - "$WORK/urls" "$CAPS" >"$WORK/gateway.toml" <<'PY'
 import sys

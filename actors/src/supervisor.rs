@@ -246,8 +246,17 @@ impl Supervisor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        // Mailbox pressure: how late this tick runs (and, every 10 ticks, how long the store
-        // takes to answer a message behind whatever is queued).
+        self.measure_mailbox(now, ctx);
+        self.publish_gauges(now);
+        self.not_offered.retain(|_, until| *until > now);
+        self.decide_off_board();
+        self.survey_step(ctx);
+        self.flush_if_due(now, ctx);
+    }
+
+    /// Mailbox pressure: how late this tick runs (and, every 10 ticks, how long the store
+    /// takes to answer a message behind whatever is queued, with the store's size).
+    fn measure_mailbox(&mut self, now: Instant, ctx: &mut Context<Self>) {
         self.tick_lag_ms =
             now.saturating_duration_since(self.last_tick).saturating_sub(Duration::from_secs(1)).as_millis() as u64;
         self.last_tick = now;
@@ -262,67 +271,6 @@ impl Supervisor {
                     }
                 },
             ));
-        }
-        let (mut closed, mut open, mut half, mut routable) = (0u32, 0u32, 0u32, 0u32);
-        for entry in self.pairs.values() {
-            let v = entry.view.read();
-            match v.breaker {
-                crate::breaker::State::Closed => closed += 1,
-                crate::breaker::State::Open => open += 1,
-                crate::breaker::State::HalfOpen => half += 1,
-            }
-            if v.routable_at(now).is_ok() {
-                routable += 1;
-            }
-        }
-        metrics::gauge!(m::PAIRS, "state" => "closed").set(closed);
-        metrics::gauge!(m::PAIRS, "state" => "open").set(open);
-        metrics::gauge!(m::PAIRS, "state" => "half_open").set(half);
-        metrics::gauge!(m::PAIRS_ROUTABLE).set(routable);
-        metrics::gauge!(m::ORCHESTRATORS).set(self.orchestrators.len() as f64);
-        // Indexed by reason: every reason gets a gauge, at zero when no pair has it.
-        let mut unroutable = [0u32; Reason::ALL.len()];
-        // Slots per capability: the limits of its routable pairs, and its jobs in flight.
-        let mut slots: BTreeMap<&Capability, (u64, u64)> = BTreeMap::new();
-        for (key, entry) in &self.pairs {
-            let v = entry.view.read();
-            let s = slots.entry(&key.capability).or_default();
-            s.1 += u64::from(v.inflight());
-            match v.routable_at(now) {
-                Ok(()) => s.0 += u64::from(v.slots.limit()),
-                Err(why) => unroutable[why.reason() as usize] += 1,
-            }
-        }
-        for reason in Reason::ALL {
-            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).set(unroutable[reason as usize]);
-        }
-        for (cap, (limit, inflight)) in slots.into_iter().filter(|(c, _)| self.registered.contains(*c)) {
-            metrics::gauge!(m::SLOTS, "capability" => cap.to_string()).set(limit as f64);
-            metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => cap.to_string()).set(inflight as f64);
-        }
-        self.not_offered.retain(|_, until| *until > now);
-        self.decide_off_board();
-        self.survey_step(ctx);
-
-        if !self.flushing && now.duration_since(self.last_flush) >= self.flush_every {
-            self.last_flush = now;
-            let (records, generations) = self.dirty_records();
-            if records.is_empty() {
-                return;
-            }
-            self.flushing = true;
-            let fut = self.store.send(SavePairs { records }).timeout(STORE_TIMEOUT);
-            ctx.spawn(fut.into_actor(self).map(move |res, act, _ctx| {
-                act.flushing = false;
-                match res {
-                    Ok(Ok(n)) => {
-                        tracing::debug!(pairs = n, "pair scores saved");
-                        act.mark_saved(generations);
-                    }
-                    Ok(Err(e)) => tracing::warn!(error = %e, "saving pair scores failed; will retry"),
-                    Err(e) => tracing::warn!(error = %e, "store did not answer; pair scores will be retried"),
-                }
-            }));
         }
     }
 }

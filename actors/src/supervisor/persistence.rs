@@ -20,6 +20,32 @@ impl Supervisor {
             .unzip()
     }
 
+    /// Saves the dirty pair scores once `flush_every` has passed since the last batch (one
+    /// batch at a time; a failed one is retried at the next).
+    pub(super) fn flush_if_due(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        if self.flushing || now.duration_since(self.last_flush) < self.flush_every {
+            return;
+        }
+        self.last_flush = now;
+        let (records, generations) = self.dirty_records();
+        if records.is_empty() {
+            return;
+        }
+        self.flushing = true;
+        let fut = self.store.send(SavePairs { records }).timeout(STORE_TIMEOUT);
+        ctx.spawn(fut.into_actor(self).map(move |res, act, _ctx| {
+            act.flushing = false;
+            match res {
+                Ok(Ok(n)) => {
+                    tracing::debug!(pairs = n, "pair scores saved");
+                    act.mark_saved(generations);
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "saving pair scores failed; will retry"),
+                Err(e) => tracing::warn!(error = %e, "store did not answer; pair scores will be retried"),
+            }
+        }));
+    }
+
     pub(super) fn mark_saved(&mut self, generations: Vec<(PairKey, u64)>) {
         self.scores_saved_at = Some(crate::clock::unix_ms_now());
         for (key, generation) in generations {

@@ -195,3 +195,43 @@ impl Supervisor {
         PairsPage { total, pairs }
     }
 }
+
+impl Supervisor {
+    /// The registry's gauges, from one walk over the pairs: pairs per breaker state, routable
+    /// pairs, unroutable pairs per reason (every reason, at zero when no pair has it), and per
+    /// registered capability the slots of its routable pairs and its jobs in flight.
+    pub(super) fn publish_gauges(&self, now: Instant) {
+        let (mut closed, mut open, mut half, mut routable) = (0u32, 0u32, 0u32, 0u32);
+        let mut unroutable = [0u32; Reason::ALL.len()];
+        let mut slots: BTreeMap<&Capability, (u64, u64)> = BTreeMap::new();
+        for (key, entry) in &self.pairs {
+            let v = entry.view.read();
+            match v.breaker {
+                crate::breaker::State::Closed => closed += 1,
+                crate::breaker::State::Open => open += 1,
+                crate::breaker::State::HalfOpen => half += 1,
+            }
+            let s = slots.entry(&key.capability).or_default();
+            s.1 += u64::from(v.inflight());
+            match v.routable_at(now) {
+                Ok(()) => {
+                    routable += 1;
+                    s.0 += u64::from(v.slots.limit());
+                }
+                Err(why) => unroutable[why.reason() as usize] += 1,
+            }
+        }
+        metrics::gauge!(m::PAIRS, "state" => "closed").set(closed);
+        metrics::gauge!(m::PAIRS, "state" => "open").set(open);
+        metrics::gauge!(m::PAIRS, "state" => "half_open").set(half);
+        metrics::gauge!(m::PAIRS_ROUTABLE).set(routable);
+        metrics::gauge!(m::ORCHESTRATORS).set(self.orchestrators.len() as f64);
+        for reason in Reason::ALL {
+            metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).set(unroutable[reason as usize]);
+        }
+        for (cap, (limit, inflight)) in slots.into_iter().filter(|(c, _)| self.registered.contains(*c)) {
+            metrics::gauge!(m::SLOTS, "capability" => cap.to_string()).set(limit as f64);
+            metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => cap.to_string()).set(inflight as f64);
+        }
+    }
+}

@@ -13,7 +13,11 @@
 # Two phases per round: "saturated" (CONNECTIONS connections as fast as possible: throughput)
 # and "paced" (about 2,000 requests/s: the latency each proxy adds, as the design measures it).
 #
-# Usage: bench/proxy.sh [ROUNDS=3] [SECONDS=10] [CONNECTIONS=32]
+#   baseline  -> (only with BASE=path/to/an/older/byoc-gateway) that binary, the same way: a
+#                before/after of a change measured in one interleaved run (build the older
+#                commit in a worktree and copy its target/release/byoc-gateway aside)
+#
+# Usage: [BASE=BINARY] bench/proxy.sh [ROUNDS=3] [SECONDS=10] [CONNECTIONS=32]
 # Needs: wrk, haproxy (apt-get install wrk haproxy). Every loop is bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +28,7 @@ BIN=target/release/byoc-gateway
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 . bench/lib.sh
 SIM=$(free_port); HAP1=$(free_port); HAPN=$(free_port); FLOOR=$(free_port); GW=$(free_port); ADM=$(free_port)
+BGW=$(free_port); BADM=$(free_port)
 
 "$BIN" sim --addr 127.0.0.1:$SIM --name bench --capability bench --latency-ms 0 --capacity 1000000 >"$WORK/sim.log" 2>&1 &
 haproxy_cfg() { # THREADS PORT
@@ -58,13 +63,17 @@ level = "error"
 CFG
 "$BIN" --config "$WORK/gateway.toml" --http-addr 127.0.0.1:$GW --admin-addr 127.0.0.1:$ADM --data-dir "$WORK/data" >"$WORK/gw.out" 2>"$WORK/gw.log" &
 wait_ready "$WORK/gw.out" "$WORK/gw.log"
+if [ -n "${BASE:-}" ]; then
+  "$BASE" --config "$WORK/gateway.toml" --http-addr 127.0.0.1:$BGW --admin-addr 127.0.0.1:$BADM --data-dir "$WORK/base-data" >"$WORK/base.out" 2>"$WORK/base.log" &
+  wait_ready "$WORK/base.out" "$WORK/base.log"
+fi
 
 # A job header valid for both the gateway (client side) and the simulator (orchestrator side).
 wrk_post b >"$WORK/post.lua"
 URL_PATH=/process/request/bench
 # Warm-up (connections, JIT-free but caches and pools).
-TARGETS="direct haproxy-1 haproxy-N floor gateway"
-declare -A PORT=([direct]=$SIM [haproxy-1]=$HAP1 [haproxy-N]=$HAPN [floor]=$FLOOR [gateway]=$GW)
+TARGETS="direct haproxy-1 haproxy-N floor gateway${BASE:+ baseline}"
+declare -A PORT=([direct]=$SIM [haproxy-1]=$HAP1 [haproxy-N]=$HAPN [floor]=$FLOOR [gateway]=$GW [baseline]=$BGW)
 for t in $TARGETS; do wrk -t1 -c4 -d1s -s "$WORK/post.lua" "http://127.0.0.1:${PORT[$t]}$URL_PATH" >/dev/null; done
 
 # Paced phase: 20 connections each waiting 10 ms between requests, about 2,000 requests/s in
@@ -114,9 +123,13 @@ for phase in ("saturated", "paced"):
         h = med[best]
         print(f"throughput gateway/haproxy = {g[0]/h[0]:.2f} against {best}, HAProxy's best here   (target >= 1.0)")
         print(f"  floor/haproxy = {f[0]/h[0]:.2f} (the design's stack with no gateway logic); gateway/floor = {g[0]/f[0]:.2f}")
+        if "baseline" in med:
+            print(f"  gateway/baseline = {g[0]/med['baseline'][0]:.2f} (this build against BASE, same run)")
     else:
         for i, p in ((1, "p50"), (2, "p99")):
             best = min(haps, key=lambda t: med[t][i])
             target = "no more" if p == "p50" else "within 1.5x"
             print(f"added {p}: gateway {g[i]-d[i]:.3f} ms vs haproxy {med[best][i]-d[i]:.3f} ms ({best}, HAProxy's best here; target: {target}); floor {f[i]-d[i]:.3f} ms")
+            if "baseline" in med:
+                print(f"  baseline added {p}: {med['baseline'][i]-d[i]:.3f} ms")
 PY

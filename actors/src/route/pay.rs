@@ -34,12 +34,18 @@ struct Ledger {
 const RECENT_SETS: usize = 8;
 
 impl Ledger {
-    /// Notes that it paid against `set`.
+    /// Notes that it paid against `set`, which becomes the newest (least recently used first
+    /// out, so a set paid against again is never the one forgotten).
     fn paid_against(&mut self, set: &[u8]) {
-        if self.sets.iter().any(|s| s == set) {
-            return;
+        match self.sets.iter().position(|s| s == set) {
+            Some(i) => {
+                if let Some(known) = self.sets.remove(i) {
+                    self.sets.push_back(known);
+                }
+                return;
+            }
+            None => self.sets.push_back(set.to_vec()),
         }
-        self.sets.push_back(set.to_vec());
         if self.sets.len() > RECENT_SETS {
             self.sets.pop_front();
         }
@@ -197,6 +203,11 @@ mod tests {
         }
         assert_eq!(l.sets.len(), RECENT_SETS);
         assert_eq!(l.sets.back().map(Vec::as_slice), Some(&[19u8; 32][..]));
+        // A set paid against again becomes the newest: the oldest other one goes first.
+        l.paid_against(&[12; 32]);
+        l.paid_against(&[20; 32]);
+        assert!(l.sets.contains(&vec![12u8; 32]), "reused, kept: {:?}", l.sets.len());
+        assert!(!l.sets.contains(&vec![13u8; 32]), "the least recently used went");
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct Knobs {
     pub cold_start_ms: u64,
     /// Never answer jobs (the caller's timeout decides).
     pub hang: bool,
+    /// Never answer, not even at the job's `timeout_seconds` (where `hang`, as go-livepeer's
+    /// orchestrator, answers 500): a wedged process. Only the caller hanging up ends the job.
+    pub stall: bool,
     /// Hold each job, after its latency, until it is released (`POST /sim/release?jobs=N`,
     /// [`SimState::release_jobs`]) or its `timeout_seconds` passes: lets a test keep jobs in
     /// flight for exactly as long as it needs.
@@ -82,6 +85,11 @@ pub struct Knobs {
     /// job's `timeout_seconds`, holding the job's capacity slot all the while. Only a client
     /// that hangs up ends it sooner.
     pub sse_linger: bool,
+    /// End the events without `[DONE]` and then write blank lines as fast as the connection
+    /// takes them until the job's `timeout_seconds`: go-livepeer's orchestrator when its worker's
+    /// stream ends without `[DONE]` (the writer loop spins on the closed channel, writing and
+    /// flushing `\n`; here in 4 KiB chunks, as those flushes coalesce on a busy connection).
+    pub sse_flood: bool,
     /// Refuse every job `400 Could not verify job creds` while serving tokens as usual: an
     /// orchestrator built from a fork that expects another signature scheme.
     pub reject_creds: bool,
@@ -142,6 +150,7 @@ impl Default for Knobs {
             cold_start_jobs: 0,
             cold_start_ms: 0,
             hang: false,
+            stall: false,
             hold: false,
             wrong_content_type: false,
             status: None,
@@ -152,6 +161,7 @@ impl Default for Knobs {
             sse_hold: false,
             sse_fail_after: None,
             sse_linger: false,
+            sse_flood: false,
             reject_creds: false,
             price_unavailable: false,
             balance: 0,

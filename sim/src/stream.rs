@@ -17,7 +17,9 @@ pub(crate) struct StreamFailure;
 /// A `text/event-stream` answer as go-livepeer's orchestrator relays a worker's: `data:` lines,
 /// `[DONE]` at the end, `Livepeer-Payment-Balance` (its SSE name for the balance header). With
 /// `linger` (the job's time left), it then writes blank lines until that time is up, as
-/// go-livepeer's orchestrator does, holding the job's slot.
+/// go-livepeer's orchestrator does, holding the job's slot: one every few milliseconds after
+/// `[DONE]` (`sse_linger`), or, with `sse_flood`, no `[DONE]` and 4 KiB of them at a time as
+/// fast as the connection takes them.
 pub(crate) fn event_stream(
     state: Arc<SimState>,
     knobs: &Knobs,
@@ -25,8 +27,13 @@ pub(crate) fn event_stream(
     linger: Option<Duration>,
     guard: InflightGuard,
 ) -> HttpResponse {
-    let (events, interval, hold, fail_after) =
-        (knobs.sse_events, Duration::from_millis(knobs.sse_interval_ms), knobs.sse_hold, knobs.sse_fail_after);
+    let (events, interval, hold, fail_after, flood) = (
+        knobs.sse_events,
+        Duration::from_millis(knobs.sse_interval_ms),
+        knobs.sse_hold,
+        knobs.sse_fail_after,
+        knobs.sse_flood,
+    );
     let linger_until = linger.map(|d| tokio::time::Instant::now() + d);
     let chunks = futures_util::stream::unfold((0u32, Some(guard)), move |(n, guard)| {
         let state = state.clone();
@@ -48,12 +55,16 @@ pub(crate) fn event_stream(
             if fail_after == Some(n) {
                 return Some((Err(StreamFailure), (n, None)));
             }
-            if n > events {
+            if n > events || (flood && n == events) {
                 // Lingering after [DONE]: a blank line every few milliseconds (go-livepeer's
-                // writer loop spins on its closed channel) until the job's time is up.
+                // writer loop spins on its closed channel) until the job's time is up; flooding,
+                // blank lines as fast as the connection takes them.
                 let until = linger_until?;
                 if tokio::time::Instant::now() >= until {
                     return None;
+                }
+                if flood {
+                    return Some((Ok(web::Bytes::from_static(&[b'\n'; FLOOD_CHUNK])), (n, guard)));
                 }
                 tokio::time::sleep(LINGER_TICK).await;
                 return Some((Ok(web::Bytes::from_static(b"\n")), (n, guard)));
@@ -77,3 +88,5 @@ pub(crate) fn event_stream(
 }
 /// Pause between two blank lines of a lingering stream.
 const LINGER_TICK: Duration = Duration::from_millis(5);
+/// Blank lines per write of a flooding stream.
+const FLOOD_CHUNK: usize = 4096;

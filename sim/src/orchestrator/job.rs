@@ -71,6 +71,10 @@ async fn run(req: &HttpRequest, body: web::Bytes, tail: String, state: web::Data
         }
         return Err(refuse(StatusCode::BAD_REQUEST, &refusal.message));
     }
+    if knobs.stall {
+        // Wedged: the slot stays held until the gateway hangs up (which drops this future).
+        std::future::pending::<()>().await;
+    }
     let deadline = Duration::from_secs(header.timeout_seconds);
     let delay = slot.delay();
     work(&state, &header, delay, deadline).await?;
@@ -83,7 +87,7 @@ async fn run(req: &HttpRequest, body: web::Bytes, tail: String, state: web::Data
     outcome(&state, &header, knobs)?;
     record(&state, &header, true);
     if knobs.sse_events > 0 {
-        let linger = knobs.sse_linger.then(|| deadline.saturating_sub(delay));
+        let linger = (knobs.sse_linger || knobs.sse_flood).then(|| deadline.saturating_sub(delay));
         let knobs = knobs.clone();
         return Ok(event_stream(state.into_inner(), &knobs, header.id.clone(), linger, slot.guard));
     }

@@ -65,7 +65,7 @@ impl Refusal {
 /// How one upstream call ended, as far as the pair's health is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// A 2xx/3xx answer honouring the response contract.
+    /// A 2xx answer honouring the response contract.
     Success,
     /// A 4xx answer: the client's fault, relayed, not held against the pair.
     ClientError(u16),
@@ -82,6 +82,10 @@ pub(crate) enum Outcome {
     ServerError(u16, String),
     /// A 2xx with another content type than the capability's contract (the one received).
     ContractMismatch(String),
+    /// A status no job can end with: informational (1xx, a `101 Switching Protocols`
+    /// included), a redirect (3xx: the gateway follows none and relays no `Location`), or
+    /// outside 100-599. The orchestrator answered garbage: a failure, never relayed.
+    BadStatus(u16),
     /// No usable answer.
     Failed(UpstreamError),
     /// Abandoned by the gateway after this long: far past what the pair normally takes while
@@ -104,6 +108,7 @@ impl Outcome {
             Outcome::OutOfMemory(_) => "oom",
             Outcome::ServerError(..) => "http-5xx",
             Outcome::ContractMismatch(_) => "contract-mismatch",
+            Outcome::BadStatus(_) => "bad-status",
             Outcome::Failed(e) => e.class(),
             Outcome::Stuck(_) => "stuck",
         }
@@ -119,13 +124,14 @@ impl Outcome {
         !matches!(self, Outcome::Success | Outcome::ClientError(_))
     }
 
-    /// Classifies an HTTP answer against the capability's policy.
+    /// Classifies an HTTP answer against the capability's policy. Only a 2xx or a 4xx can be
+    /// relayed; a 5xx is a failure; any other status is [`Outcome::BadStatus`].
     pub(crate) fn classify(status: u16, content_type: Option<&str>, body: &[u8], policy: &Effective) -> Self {
         match status {
-            0..=399 if policy.contract_mismatch(content_type) => {
+            200..=299 if policy.contract_mismatch(content_type) => {
                 Outcome::ContractMismatch(content_type.unwrap_or("(none)").to_string())
             }
-            0..=399 => Outcome::Success,
+            200..=299 => Outcome::Success,
             429 | 503 => Outcome::CapacityRefused(status),
             508 => Outcome::Refused(Refusal::RoutingLoop, excerpt(body)),
             400 => match Refusal::of_400(body) {
@@ -133,7 +139,7 @@ impl Outcome {
                 None => Outcome::ClientError(status),
             },
             401..=499 => Outcome::ClientError(status),
-            _ => {
+            500..=599 => {
                 let text = excerpt(body);
                 let lower = String::from_utf8_lossy(&body[..body.len().min(4096)]).to_ascii_lowercase();
                 if OOM_MARKERS.iter().any(|m| lower.contains(m)) {
@@ -142,6 +148,7 @@ impl Outcome {
                     Outcome::ServerError(status, text)
                 }
             }
+            _ => Outcome::BadStatus(status),
         }
     }
 }
@@ -185,6 +192,27 @@ mod tests {
         assert!(Outcome::ContractMismatch(String::new()).retryable());
         assert!(Outcome::Stuck(Duration::from_millis(300)).retryable());
         assert_eq!(Outcome::Stuck(Duration::ZERO).class(), "stuck");
+    }
+
+    #[test]
+    fn only_2xx_and_4xx_can_be_relayed_and_other_non_5xx_statuses_are_bad() {
+        let plain = CapabilityPolicy::default().effective();
+        let json = CapabilityPolicy { response_content_type: Some("application/json".into()), ..Default::default() }
+            .effective();
+        for status in [0, 100, 101, 103, 199, 300, 302, 304, 399, 600, 999] {
+            let o = Outcome::classify(status, Some("application/json"), b"{}", &json);
+            assert_eq!(o, Outcome::BadStatus(status));
+            assert!(o.retryable(), "{status}");
+            assert_eq!(o.class(), "bad-status");
+            // Not a contract question either: the status alone is wrong.
+            assert_eq!(Outcome::classify(status, Some("text/plain"), b"", &json), Outcome::BadStatus(status));
+            assert_eq!(Outcome::classify(status, None, b"", &plain), Outcome::BadStatus(status));
+        }
+        for status in [200, 204, 299] {
+            assert_eq!(Outcome::classify(status, None, b"", &plain), Outcome::Success);
+        }
+        assert!(matches!(Outcome::classify(599, None, b"", &plain), Outcome::ServerError(599, _)));
+        assert_eq!(Outcome::classify(499, None, b"", &plain), Outcome::ClientError(499));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod cli;
 mod clients;
 mod discovery;
 mod disk;
+mod edges;
 mod errors;
 mod fidelity;
 mod health;

@@ -139,6 +139,13 @@ impl PairActor {
                 self.counters.http_5xx += 1;
                 self.note_error("http-5xx", format!("{status}: {body}"));
             }
+            Outcome::BadStatus(status) => {
+                self.counters.bad_status += 1;
+                self.note_error(
+                    "bad-status",
+                    format!("answered status {status}, which no job can end with (only 2xx, 4xx and 5xx are answers)"),
+                );
+            }
             Outcome::ContractMismatch(ct) => {
                 self.counters.contract += 1;
                 let expected = self.policy.response_content_type.as_deref().unwrap_or("?");

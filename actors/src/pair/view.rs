@@ -77,6 +77,8 @@ pub struct Counters {
     pub(crate) capacity: u64,
     /// 2xx answers with the wrong content type (response contract broken).
     pub(crate) contract: u64,
+    /// Answers with a status no job can end with (1xx, 3xx, past 599): never relayed.
+    pub(crate) bad_status: u64,
     /// Refusals that are not the client's fault (routing loop, credentials, payment, price):
     /// failed over, the pair taken out of rotation.
     pub(crate) refused: u64,

@@ -296,6 +296,12 @@ pub(crate) async fn forward_job(
             let stream = Some(EventStream::new(chunks, fwd.stream_timeout));
             return Ok(UpstreamReply { status, content_type, balance, metadata, body: Bytes::new(), stream });
         }
+        if !(200..600).contains(&status) {
+            // No job ends with this status (`Outcome::BadStatus`): its body is not read (after a
+            // `101` it is whatever the orchestrator sends until it hangs up), and dropping the
+            // unread answer closes the connection rather than pooling it.
+            return Ok(UpstreamReply { status, content_type, balance, metadata, body: Bytes::new(), stream: None });
+        }
         let body = resp
             .body()
             .limit(fwd.max_response_bytes)

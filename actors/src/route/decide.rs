@@ -63,6 +63,9 @@ fn failure_detail(answer: Answer, outcome: &Outcome) -> (Option<u16>, String) {
             let detail = match outcome {
                 Outcome::ServerError(_, body) | Outcome::OutOfMemory(body) => body.clone(),
                 Outcome::ContractMismatch(ct) => format!("answered {ct}"),
+                Outcome::BadStatus(status) => {
+                    format!("answered status {status}, which no job can end with; not relayed")
+                }
                 _ => excerpt(&reply.body),
             };
             (Some(reply.status), detail)

@@ -268,7 +268,9 @@ async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> Result<HttpR
 }
 
 /// The live status page: a self-contained HTML page (no build step, no CDN). It holds no data;
-/// it asks for the token and calls the admin API from the browser.
+/// it asks for the token and calls the admin API from the browser. No page may frame it
+/// (`frame-ancestors 'none'`, and `X-Frame-Options: DENY` for browsers without CSP level 2): a
+/// framing page could otherwise trick an operator into clicking its trip and reset buttons.
 #[utoipa::path(tag = "operations", security(()), responses((status = 200, description = "HTML page", content_type = "text/html")))]
 #[get("/admin/ui")]
 async fn ui() -> HttpResponse {
@@ -276,8 +278,9 @@ async fn ui() -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; frame-ancestors 'none'",
         ))
+        .insert_header(("X-Frame-Options", "DENY"))
         .insert_header(("Cache-Control", "no-store"))
         .body(include_str!("ui.html"))
 }

@@ -32,3 +32,13 @@ async fn an_informational_redirect_or_out_of_range_status_is_a_502_never_relayed
         assert_eq!(ans.json()["sim"], "good");
     }
 }
+
+#[actix_web::test]
+async fn the_status_page_may_not_be_framed() {
+    let gw = gateway(&[]).await;
+    let ans = read(gw.client.get(format!("{}/admin/ui", gw.admin)).send().await).await;
+    assert_eq!(ans.status, 200);
+    let csp = ans.header("content-security-policy").expect("a CSP");
+    assert!(csp.split(';').any(|d| d.trim() == "frame-ancestors 'none'"), "{csp}");
+    assert_eq!(ans.header("x-frame-options").as_deref(), Some("DENY"));
+}

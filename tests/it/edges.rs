@@ -2,7 +2,12 @@
 //! informational answers, framing of the status page, blank-line floods, a pair that answers
 //! 4xx to everything, path tricks, admin input, warm-up paths, and which timeout fired.
 
+use std::time::Duration;
+
+use byoc_actors::protocol::header::encode_client_header;
 use byoc_sim::Knobs;
+use futures_util::StreamExt as _;
+use serde_json::json;
 
 use crate::support::*;
 
@@ -41,4 +46,50 @@ async fn the_status_page_may_not_be_framed() {
     let csp = ans.header("content-security-policy").expect("a CSP");
     assert!(csp.split(';').any(|d| d.trim() == "frame-ancestors 'none'"), "{csp}");
     assert_eq!(ans.header("x-frame-options").as_deref(), Some("DENY"));
+}
+
+/// Posts an event-stream job and reads the whole stream (bounded, so a stream that never ends
+/// fails the test rather than hanging it).
+async fn read_stream(gw: &TestGateway, capability: &str, timeout_seconds: u64) -> String {
+    let header = encode_client_header(
+        &json!({"id": "s", "capability": capability, "request": "{}", "timeout_seconds": timeout_seconds}),
+    );
+    let mut resp = gw
+        .client
+        .post(format!("{}/process/request/{capability}", gw.http))
+        .insert_header(("Livepeer", header))
+        .send_body("{}")
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 200);
+    let mut body = Vec::new();
+    let read_all = async {
+        while let Some(chunk) = resp.next().await {
+            body.extend_from_slice(&chunk.expect("chunk"));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), read_all).await.expect("the stream ends");
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[actix_web::test]
+async fn a_stream_that_turns_into_a_blank_line_flood_is_ended_by_the_gateway() {
+    // The orchestrator sends one event, then only blank lines, as fast as the connection takes
+    // them, until the job's timeout (go-livepeer's orchestrator when its worker's stream ends
+    // without [DONE]).
+    let a = sim("a", &[("chat", Knobs { sse_events: 1, sse_flood: true, ..healthy() })]);
+    let gw = gateway(&[(&a, &["chat"])]).await;
+    let text = read_stream(&gw, "chat", 30).await;
+    assert!(text.starts_with("data: {") && text.contains("\"n\":0"), "the event is relayed: {text:?}");
+    assert!(!text.contains("\n\n\n"), "blank runs are not relayed: {text:?}");
+    assert!(
+        text.ends_with(
+            ": byoc-gateway: stream ended: the orchestrator sent only blank lines (65536 bytes in a row)\n\n"
+        ),
+        "the gateway ends the stream and says why: {text:?}"
+    );
+    // The upstream connection was dropped: the orchestrator's job (and its slot) ends.
+    eventually("the orchestrator's job to end", 250, || async { (a.state.inflight("chat") == 0).then_some(()) }).await;
+    let pair = gw.pair("chat", &a.url).await;
+    assert_eq!(pair["inflight"], 0, "{pair}");
 }

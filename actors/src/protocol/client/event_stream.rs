@@ -9,13 +9,14 @@ use awc::error::PayloadError;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use crate::protocol::sse::SseLines;
+use crate::protocol::sse::{SseLines, MAX_BLANK_RUN};
 
 pub(super) type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
 
 /// The body of an orchestrator's `text/event-stream` answer, relayed line by line as it
-/// arrives ([`SseLines`]: it ends at the first `[DONE]` line, dropping the upstream connection,
-/// and blank-line runs collapse), and ended at its deadline. Whatever is attached with [`EventStream::hold`] (the in-flight
+/// arrives ([`SseLines`]: it ends at the first `[DONE]` line or after a long run of nothing but
+/// blank lines, dropping the upstream connection, and blank-line runs collapse), and ended at
+/// its deadline. Whatever is attached with [`EventStream::hold`] (the in-flight
 /// count of the call) lives as long as the stream.
 pub struct EventStream {
     chunks: Chunks,
@@ -95,9 +96,22 @@ impl Stream for EventStream {
                     return Poll::Ready(Some(Err(StreamBroken(e.to_string()))));
                 }
                 Poll::Ready(Some(Ok(chunk))) => {
-                    let out = self.lines.feed(&chunk);
+                    let mut out = self.lines.feed(&chunk);
                     if self.lines.is_done() {
                         self.end();
+                    } else if self.lines.is_flooded() {
+                        // Nothing but blank lines for a long run: go-livepeer's orchestrator
+                        // spinning after its worker's stream ended. Over, as at [DONE]; a
+                        // comment line says why.
+                        self.end();
+                        tracing::warn!(
+                            bytes = MAX_BLANK_RUN,
+                            "event stream ended: the orchestrator sent only blank lines; dropped it"
+                        );
+                        let note = format!(
+                            ": byoc-gateway: stream ended: the orchestrator sent only blank lines ({MAX_BLANK_RUN} bytes in a row)\n\n"
+                        );
+                        out = [&out[..], note.as_bytes()].concat().into();
                     }
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(out)));

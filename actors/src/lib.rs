@@ -5,8 +5,8 @@
 //! - [`capability`], [`orchestrator`]: the validated names the registry is keyed by.
 //! - [`clock`]: wall-clock helpers and the bound on durations (a leaf).
 //! - [`protocol`]: the wire protocol (job header codec, token probe, job forwarding, signer).
-//! - [`breaker`], [`score`], [`budget`], [`limit`]: pure, unit-tested health logic (no clocks,
-//!   no I/O).
+//! - [`breaker`], [`score`], [`budget`], [`limit`], [`client_errors`]: pure, unit-tested health
+//!   logic (no clocks, no I/O).
 //! - [`outcome`]: how an upstream call ended (the one place answers are classified).
 //! - [`queue`]: a capability's wait queue for jobs that found every pair full.
 //! - [`ratelimit`]: a token bucket (probes spent discovering capability names).
@@ -30,6 +30,7 @@
 pub mod breaker;
 pub mod budget;
 pub mod capability;
+mod client_errors;
 mod clock;
 pub mod discovery;
 mod limit;

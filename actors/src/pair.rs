@@ -27,7 +27,8 @@ pub(crate) use token::PaymentTerms;
 #[cfg(any(test, feature = "fault-injection"))]
 pub(crate) use messages::Crash;
 pub(crate) use messages::{
-    Admit, DrainTally, ForceBreaker, GetView, PeerUnreachable, Permit, Record, Retire, SetEnabled, SetPolicy, Settle,
+    Admit, ClientErrorVerdict, DrainTally, ForceBreaker, GetView, PeerUnreachable, Permit, Record, Retire, SetEnabled,
+    SetPolicy, Settle,
 };
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 
 use crate::breaker::{Admission, Breaker, State, Transition};
+use crate::client_errors::ClientErrors;
 use crate::clock::{unix_ms_now, unix_ms_to_instant};
 use crate::limit::ConcurrencyLimit;
 use crate::metrics as m;
@@ -126,6 +128,8 @@ pub(crate) struct PairActor {
     cold_start_ms: Option<u64>,
     deprioritized_until: Option<Instant>,
     capacity_backoff_until: Option<Instant>,
+    /// Its share of 4xx answers, and whether it stands far above its siblings'.
+    client_errors: ClientErrors,
     last_error: Option<Arc<LastError>>,
     restarts: u32,
     counters: Counters,
@@ -221,6 +225,7 @@ impl PairActor {
             cold_start_ms,
             deprioritized_until: None,
             capacity_backoff_until: None,
+            client_errors: ClientErrors::default(),
             last_error: None,
             restarts,
             counters,
@@ -332,6 +337,7 @@ impl PairActor {
             warmup_pending: self.warmth.awaiting_warmup(),
             deprioritized_until: self.deprioritized_until,
             capacity_backoff_until: self.capacity_backoff_until,
+            client_errors: self.client_errors,
             generation,
         };
         let routable = v.routable_at(now).is_ok();

@@ -8,6 +8,10 @@
 //!   faster one has room;
 //! - on a larger board by power of two choices, so a pick stays O(1).
 //!
+//! A pair whose share of 4xx answers stands far above its siblings' ([`crate::client_errors`])
+//! ranks last, and on a board of up to [`FULL_SCAN_MAX`] pairs it takes no job while a sibling
+//! in good standing is merely full (the job waits for that slot), only its exploration turns.
+//!
 //! Either way a pair not measured for [`EXPLORE_INTERVAL`] gets one job per interval (at most
 //! one per pair across all workers), which keeps idle, slower and recovering pairs measured at
 //! a bounded cost: with `P` such pairs and `R` jobs per second, a share of about
@@ -312,10 +316,25 @@ fn explore(v: &PairView, now: Instant) -> bool {
     due(v, now) && (v.breaker != crate::breaker::State::Closed || v.slots.claim_exploration(now, EXPLORE_INTERVAL))
 }
 
-/// How a pair ranks for selection, lower first: a pair deprioritised after a slow cold start
-/// only when no other pair has room, then by cost.
+/// How a pair ranks for selection, lower first: a pair deprioritised (after a slow cold start,
+/// or for answering far more 4xx than its siblings) only when no other pair has room, then by
+/// cost.
 fn rank(v: &PairView, now: Instant) -> (bool, f64) {
-    (v.deprioritized_at(now), v.cost_at(now))
+    (v.deprioritized_at(now) || v.client_errors.outlier, v.cost_at(now))
+}
+
+/// Whether a pair other than `best` that this job may use, in good standing on 4xx answers, is
+/// routable but full: a job then waits for its slot rather than go to a pair whose answers are
+/// mostly 4xx (the clients' requests are the same everywhere).
+fn sibling_full(views: &[SharedView], best: usize, exclude: Exclusions<'_>, now: Instant) -> bool {
+    views.iter().enumerate().any(|(i, view)| {
+        let v = view.read();
+        i != best
+            && !v.client_errors.outlier
+            && exclude.blocks(&v).is_none()
+            && v.routable_at(now).is_ok()
+            && !v.slots.has_free()
+    })
 }
 
 /// Full scan: the best-ranked eligible pair, unless another is due exploration. The scan starts
@@ -337,6 +356,13 @@ fn scan(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut i
         }
     }
     let (best, _, measured) = best?;
+    {
+        let v = views[best].read();
+        if v.client_errors.outlier && sibling_full(views, best, exclude, now) {
+            // Only this pair's exploration turn, else the job waits for a sibling's slot.
+            return explore(&v, now).then_some(best);
+        }
+    }
     if !measured {
         // The best has no measurement yet: this job measures it.
         return Some(best);
@@ -499,6 +525,28 @@ mod tests {
             (0..6).map(|_| pick(&views, Exclusions::NONE, now, &mut rng).map(|(i, _)| i).expect("free")).collect();
         assert_eq!(picks.iter().filter(|&&i| i == 1).count(), 1, "{picks:?}");
         assert_eq!(picks.iter().filter(|&&i| i == 2).count(), 1, "{picks:?}");
+    }
+
+    #[test]
+    fn a_pair_answering_mostly_4xx_ranks_last_and_takes_no_overflow() {
+        let now = Instant::now();
+        let mut rng = rand::rng();
+        let views = [view("good", 1, 50.0), view("bad", 4, 5.0)];
+        views[1].write().client_errors.outlier = true;
+        let (i, held) = pick(&views, Exclusions::NONE, now, &mut rng).expect("free");
+        assert_eq!(i, 0, "ranked last although it is faster");
+        // `good` is full: the job waits for it rather than go to `bad`.
+        assert!(pick(&views, Exclusions::NONE, now, &mut rng).is_none());
+        assert!(unavailable(&views, Exclusions::NONE, now).is_some_and(|why| why.full > 0), "reported full: queue");
+        // Its exploration turn still comes, once per interval.
+        let later = now + EXPLORE_INTERVAL + Duration::from_secs(1);
+        let (i, explored) = pick(&views, Exclusions::NONE, later, &mut rng).expect("exploration turn");
+        assert_eq!(i, 1);
+        assert!(pick(&views, Exclusions::NONE, later, &mut rng).is_none(), "one per interval");
+        // When the job may not go to `good` (tried already), `bad` is the last candidate.
+        let tried = [OrchestratorId("good".into())];
+        assert_eq!(pick(&views, Exclusions::tried(&tried), now, &mut rng).map(|p| p.0), Some(1));
+        drop((held, explored));
     }
 
     #[test]

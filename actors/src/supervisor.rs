@@ -15,6 +15,7 @@
 //! successful fetch, see [`crate::discovery`] and `supervisor/webhook.rs`). Each source only
 //! ever removes its own entries.
 
+mod client_errors;
 mod pairs;
 mod persistence;
 mod policies;
@@ -248,6 +249,7 @@ impl Supervisor {
         let now = Instant::now();
         self.measure_mailbox(now, ctx);
         self.publish_gauges(now);
+        self.judge_client_errors();
         self.not_offered.retain(|_, until| *until > now);
         self.decide_off_board();
         self.survey_step(ctx);

@@ -2,7 +2,7 @@
 //! informational answers, framing of the status page, blank-line floods, a pair that answers
 //! 4xx to everything, path tricks, admin input, warm-up paths, and which timeout fired.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use byoc_actors::protocol::header::encode_client_header;
 use byoc_sim::Knobs;
@@ -92,4 +92,71 @@ async fn a_stream_that_turns_into_a_blank_line_flood_is_ended_by_the_gateway() {
     eventually("the orchestrator's job to end", 250, || async { (a.state.inflight("chat") == 0).then_some(()) }).await;
     let pair = gw.pair("chat", &a.url).await;
     assert_eq!(pair["inflight"], 0, "{pair}");
+}
+
+#[actix_web::test]
+async fn a_pair_that_answers_4xx_to_everything_is_deprioritised_but_its_answers_are_still_relayed() {
+    // `good` has two slots; `bad` answers 422 at once to every job and always has room, so
+    // today it takes every job `good` has no room for.
+    let good = sim("good", &[("depth", Knobs { latency_ms: 20, capacity: 2, ..Knobs::default() })]);
+    let bad = sim(
+        "bad",
+        &[(
+            "depth",
+            Knobs { status: Some(422), status_body: "prompt is too long".into(), capacity: 8, ..Knobs::default() },
+        )],
+    );
+    let gw = gateway(&[(&good, &["depth"]), (&bad, &["depth"])]).await;
+
+    // Four clients at once, each sending its jobs one after another.
+    let burst = |n: usize, tag: &'static str| {
+        let gw = &gw;
+        async move {
+            let clients = (0..4).map(|c| async move {
+                let mut bad_answers = 0;
+                for i in 0..n {
+                    let ans = gw.job("depth", &format!("{tag}-{c}-{i}")).await;
+                    match ans.status {
+                        200 => {}
+                        422 => {
+                            // Relayed as is, never retried elsewhere.
+                            assert_eq!(&ans.body[..], b"prompt is too long\n");
+                            assert_eq!(ans.header("x-gateway-attempts").as_deref(), Some("1"));
+                            bad_answers += 1;
+                        }
+                        s => panic!("job {tag}-{c}-{i}: {s} {:?}", ans.body),
+                    }
+                }
+                bad_answers
+            });
+            futures_util::future::join_all(clients).await.into_iter().sum::<usize>()
+        }
+    };
+
+    // Until the gateway notices: `bad` stands out against its sibling.
+    let mut noticed = None;
+    for round in 0..40 {
+        burst(5, "warm").await;
+        let pair = gw.pair("depth", &bad.url).await;
+        if pair["client_errors"]["deprioritized"] == true {
+            noticed = Some(pair);
+            break;
+        }
+        assert!(round < 39, "the pair answering 422 to everything was never deprioritised: {pair}");
+    }
+    let pair = noticed.expect("noticed");
+    assert!(pair["client_errors"]["share"].as_f64().is_some_and(|s| s > 0.9), "{pair}");
+    let sibling = gw.pair("depth", &good.url).await;
+    assert_eq!(sibling["client_errors"]["deprioritized"], false, "{sibling}");
+    assert_eq!(sibling["client_errors"]["share"], 0.0, "{sibling}");
+
+    // From now on `bad` gets only its exploration turns (one job per 5 s, so the gateway sees
+    // when it recovers); jobs wait for `good`'s slots instead.
+    let before = bad.state.stats("depth").jobs;
+    let t0 = Instant::now();
+    let relayed_422 = burst(10, "after").await;
+    let turns = t0.elapsed().as_secs() / 5 + 2;
+    let got = bad.state.stats("depth").jobs - before;
+    assert_eq!(got as usize, relayed_422);
+    assert!(got <= turns, "{got} of 40 jobs went to the pair answering 422 (at most {turns} exploration turns)");
 }

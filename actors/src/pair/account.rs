@@ -52,6 +52,11 @@ impl PairActor {
         // Only calls the breaker admitted in its current state speak for it: a non-trial call
         // that started while closed and ends while half-open is not a trial result.
         let counts = trial || self.breaker.state() == State::Closed;
+        if let Outcome::Success | Outcome::ClientError(_) = outcome {
+            // The answers relayed to clients: the share of 4xx among them is compared with the
+            // siblings' (`client_errors`).
+            self.client_errors.observe(matches!(outcome, Outcome::ClientError(_)));
+        }
         let transition = match outcome {
             Outcome::Success => self.answered(elapsed, now, counts),
             Outcome::ClientError(_) => {

@@ -1,7 +1,7 @@
 //! The messages a pair actor handles, one handler each: admission of a trial (`Admit`), accounting
 //! (`Record`, `DrainTally`, `Settle`), node-level signals (`PeerUnreachable`), operator and
-//! supervisor commands (`SetPolicy`, `SetEnabled`, `Retire`, `ForceBreaker`, `GetView`), and fault
-//! injection (`Crash`, tests only).
+//! supervisor commands (`SetPolicy`, `SetEnabled`, `Retire`, `ForceBreaker`, `GetView`,
+//! `ClientErrorVerdict`), and fault injection (`Crash`, tests only).
 
 use super::*;
 
@@ -149,6 +149,32 @@ impl Handler<PeerUnreachable> for PairActor {
             return;
         }
         self.mark_unreachable(ctx);
+        self.publish();
+    }
+}
+
+/// The supervisor's comparison of this pair's share of 4xx answers with its siblings'
+/// ([`crate::client_errors::outliers`]): `Some(baseline)` when it stands far above the lowest
+/// sibling share (`baseline`), so selection ranks it last; `None` when it no longer does.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct ClientErrorVerdict(pub(crate) Option<f64>);
+
+impl Handler<ClientErrorVerdict> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, ClientErrorVerdict(verdict): ClientErrorVerdict, _ctx: &mut Self::Context) {
+        let share = self.client_errors.share() * 100.0;
+        match verdict {
+            Some(baseline) if !self.client_errors.outlier => tracing::warn!(pair = %self.key,
+                "answers 4xx to {share:.0} % of jobs while a sibling answers {:.0} %: deprioritised (its 4xx answers are still relayed)",
+                baseline * 100.0),
+            None if self.client_errors.outlier => {
+                tracing::info!(pair = %self.key, "its share of 4xx answers ({share:.0} %) is back near its siblings': no longer deprioritised")
+            }
+            _ => {}
+        }
+        self.client_errors.outlier = verdict.is_some();
         self.publish();
     }
 }

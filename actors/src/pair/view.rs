@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::breaker::State;
 use crate::capability::Capability;
+use crate::client_errors::ClientErrors;
 use crate::clock::{instant_to_unix_ms, unix_ms_now};
 use crate::orchestrator::OrchestratorId;
 use crate::outcome::Refusal;
@@ -181,6 +182,9 @@ pub struct PairView {
     /// A capacity refusal with none of the gateway's jobs there keeps the pair out of
     /// rotation until then (at most about one job's time).
     pub(crate) capacity_backoff_until: Option<Instant>,
+    /// Its share of 4xx answers, and whether it stands far above its siblings' (then selection
+    /// ranks it last and gives it none of the jobs its siblings have no room for).
+    pub(crate) client_errors: ClientErrors,
     /// Bumped on every publish that changes a persisted field ([`PairRecord`]); the
     /// supervisor persists pairs whose generation moved.
     pub(crate) generation: u64,
@@ -232,6 +236,7 @@ impl PairView {
             warmup_pending: false,
             deprioritized_until: None,
             capacity_backoff_until: None,
+            client_errors: ClientErrors::default(),
             generation: 0,
         }
     }

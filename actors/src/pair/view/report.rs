@@ -56,6 +56,11 @@ impl PairView {
                 .capacity_backoff_until
                 .filter(|t| *t > now)
                 .map(|t| instant_to_unix_ms(t, now)),
+            client_errors: ClientErrorsReport {
+                share: round3(self.client_errors.share()),
+                answers: self.client_errors.answers(),
+                deprioritized: self.client_errors.outlier,
+            },
             cost: if routable.is_ok() { Some(round3(self.cost_at(now))) } else { None },
             payment: None,
         }
@@ -85,6 +90,19 @@ pub struct BreakerReport {
     pub(crate) consecutive_failures: u32,
     /// When an open breaker admits a trial (Unix ms).
     pub(crate) open_until_unix_ms: Option<u64>,
+}
+
+/// The `client_errors` part of [`PairReport`].
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ClientErrorsReport {
+    /// Share of its recent answers (2xx and 4xx) that were 4xx, in [0, 1].
+    pub(crate) share: f64,
+    /// Answers counted since the pair started.
+    pub(crate) answers: u32,
+    /// The share stands far above its siblings' (at least 0.5, and 0.5 above the lowest
+    /// sibling's): ranked last in selection and given none of the jobs its siblings have no
+    /// room for, except one job per exploration interval. Its 4xx answers are still relayed.
+    pub(crate) deprioritized: bool,
 }
 
 /// One element of `GET /admin/pairs`.
@@ -157,6 +175,8 @@ pub struct PairReport {
     pub(crate) deprioritized_until_unix_ms: Option<u64>,
     /// Out of rotation after a capacity refusal until (Unix ms).
     pub(crate) capacity_backoff_until_unix_ms: Option<u64>,
+    /// Its 4xx answers compared with its siblings'.
+    pub(crate) client_errors: ClientErrorsReport,
     /// Current selection cost (lower wins), when routable.
     pub(crate) cost: Option<f64>,
     /// What the gateway paid there (priced pairs, once it has paid): balance, tickets, EV.

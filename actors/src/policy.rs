@@ -357,9 +357,12 @@ impl CapabilityPolicy {
             if w.timeout_seconds == 0 || w.timeout_seconds > crate::protocol::header::MAX_TIMEOUT_SECONDS {
                 return Err("warmup.timeout_seconds must be between 1 and 86400".into());
             }
-            if w.path.contains("..") || w.path.contains('?') || w.path.contains('#') {
-                return Err("warmup.path must be a plain path".into());
+            if w.path.contains('?') || w.path.contains('#') {
+                return Err("warmup.path must be a plain path, without a query or fragment".into());
             }
+            // Sent as `/process/request/{path}`: the rule a client's job path follows.
+            crate::protocol::path::check_worker_path(w.path.trim_start_matches('/'))
+                .map_err(|why| format!("warmup.path {why}"))?;
         }
         if let Some(b) = &self.breaker {
             b.apply(global).validate()?;

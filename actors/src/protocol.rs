@@ -8,6 +8,7 @@
 pub mod body;
 pub mod client;
 pub mod header;
+pub mod path;
 pub mod signer;
 pub mod sse;
 pub mod token;

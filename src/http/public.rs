@@ -8,6 +8,7 @@ use actix::Addr;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
 use byoc_actors::protocol::header::decode_client_header;
+use byoc_actors::protocol::path::check_worker_path;
 use byoc_actors::protocol::{names, PROCESS_REQUEST_PREFIX};
 use byoc_actors::route::{Job, Router};
 use byoc_actors::store::{Ping, Store};
@@ -110,33 +111,17 @@ async fn process_request(
     Ok(run_job(&state, job, slot, ErrorShape::AsIs).await)
 }
 
-/// Checks the worker path a job is forwarded to (after `/process/request/`): no empty, `.` or
-/// `..` segment, and no `/`, `\` or NUL hidden in a segment by percent-encoding. Such a path is
-/// forwarded as is, and a hop that normalises paths (a proxy in front of the orchestrator, the
-/// orchestrator's own router) would resolve it to another of the orchestrator's paths, such as
-/// its control routes.
+/// Checks the worker path a job is forwarded to (after `/process/request/`) with the
+/// protocol's rule ([`check_worker_path`]: no dot segment however it is hidden, no encoded
+/// separator): such a path is forwarded as is, and a hop that normalises paths would resolve
+/// it to another of the orchestrator's paths, such as its control routes.
 pub(super) fn check_subpath(subpath: &str) -> Result<(), ApiError> {
-    let bad = |why: &str| {
+    check_worker_path(subpath).map_err(|why| {
         ApiError::bad_request(
             "invalid-path",
             format!("the path after {PROCESS_REQUEST_PREFIX} {why}; nothing was sent"),
         )
-    };
-    if subpath.contains('\\') {
-        return Err(bad("contains a backslash"));
-    }
-    for segment in subpath.split('/') {
-        let decoded = percent_encoding::percent_decode_str(segment).collect::<Vec<u8>>();
-        match decoded.as_slice() {
-            b"" => return Err(bad("has an empty segment")),
-            b"." | b".." => return Err(bad("has a '.' or '..' segment")),
-            d if d.iter().any(|&c| matches!(c, b'/' | b'\\' | 0)) => {
-                return Err(bad("has an encoded '/', '\\' or NUL in a segment"))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Refuses a job that already passed through this gateway (its loop marker is in `Via`: an

@@ -160,3 +160,70 @@ async fn a_pair_that_answers_4xx_to_everything_is_deprioritised_but_its_answers_
     assert_eq!(got as usize, relayed_422);
     assert!(got <= turns, "{got} of 40 jobs went to the pair answering 422 (at most {turns} exploration turns)");
 }
+
+#[actix_web::test]
+async fn dot_segments_hidden_by_parameters_double_encoding_or_overlong_utf8_are_400s() {
+    let a = sim("a", &[("depth", healthy())]);
+    let gw = gateway(&[(&a, &["depth"])]).await;
+    let header = job_header("depth", "dots");
+    let post = |path: &'static str| {
+        let req = gw.client.post(format!("{}{path}", gw.http)).insert_header(("Livepeer", header.clone()));
+        async move { read(req.send_body("{}").await).await }
+    };
+    for path in [
+        "/process/request/depth/..;/_control",
+        "/process/request/depth/..;jsessionid=1/_control",
+        "/process/request/depth/.;/x",
+        "/process/request/depth/%2e%2e;x/_control",
+        "/process/request/depth/%252e%252e/_control",
+        "/process/request/depth/%252E%252E%252F_control",
+        "/process/request/depth/%25252e%25252e/_control",
+        "/process/request/depth/%c0%ae%c0%ae/_control",
+        "/process/request/depth/%e0%80%ae%e0%80%ae/_control",
+        "/process/request/depth/%f0%80%80%ae./_control",
+        "/process/request/depth/a%c0%afb",
+        "/process/request/depth/%u002e%u002e/_control",
+        "/process/request/depth/a%2",
+    ] {
+        let ans = post(path).await;
+        let v = ans.error(400, "invalid-path");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("nothing was sent")), "{path}: {v}");
+    }
+    assert_eq!(a.state.stats("depth").jobs, 0, "nothing was sent upstream");
+    // Semicolons, dots and encoded characters inside ordinary names are ordinary paths.
+    for (path, forwarded) in [
+        ("/process/request/depth/v1..2/a.b", "depth/v1..2/a.b"),
+        ("/process/request/depth/a;b/c", "depth/a;b/c"),
+        ("/process/request/depth/caf%C3%A9", "depth/café"),
+        ("/process/request/depth/50%25", "depth/50%"),
+    ] {
+        let ans = post(path).await;
+        assert_eq!(ans.status, 200, "{path}: {}", String::from_utf8_lossy(&ans.body));
+        assert_eq!(ans.json()["path"], forwarded);
+    }
+}
+
+#[actix_web::test]
+async fn a_warmup_path_that_escapes_the_worker_path_is_refused() {
+    let a = sim("a", &[("depth", healthy())]);
+    let gw = gateway(&[(&a, &["depth"])]).await;
+    for path in ["depth/%2e%2e/_control", "%2E%2E", "depth/%252e%252e", "depth/..;/x", "depth/%c0%ae%c0%ae", "/../x"] {
+        let ans = gw.admin_put("/admin/capabilities/depth", json!({"warmup": {"path": path}})).await;
+        let v = ans.error(400, "invalid-policy");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("warmup.path")), "{path}: {v}");
+    }
+    // The policy did not change: no warm-up job was configured.
+    let cap = gw.admin_get("/admin/capabilities/depth").await.json();
+    assert!(cap["policy"]["warmup"].is_null(), "{cap}");
+    // The same rule at start-up.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("g.toml");
+    std::fs::write(&file, "[capabilities.depth.warmup]\npath = \"depth/%2e%2e/_control\"\n").expect("write");
+    let out = std::process::Command::new(binary())
+        .args(["check-config", "--config", file.to_str().expect("path")])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(err.contains("warmup.path"), "{err}");
+}

@@ -81,10 +81,21 @@ pub enum UrlError {
     /// Longer than any orchestrator address (the address is not echoed back).
     #[error("the address is {0} characters long; at most {MAX_URL_LEN} are accepted, and a host name at most 253")]
     TooLong(usize),
+    /// A host that is neither an IP address nor a DNS name (quotes, braces, `$` and the like
+    /// parse as a URL host, but no resolver knows them, and they end up in logs and pages).
+    #[error("'{0}' has host '{1}': a host must be an IP address or a DNS name (letters, digits, '-', '_' and dots)")]
+    BadHost(String, String),
+    /// Port 0, which no orchestrator listens on.
+    #[error("'{0}' has port 0; an orchestrator listens on a port from 1 to 65535")]
+    PortZero(String),
 }
 
 /// Longest orchestrator address accepted (a DNS name is at most 253 characters).
 pub(crate) const MAX_URL_LEN: usize = 512;
+
+/// Most capabilities one orchestrator may be declared with (the admin API and the config
+/// file): each starts a pair actor at once, and an orchestrator serves a handful.
+pub const MAX_DECLARED_CAPABILITIES: usize = 256;
 
 /// Normalises an orchestrator address the way go-livepeer's `-orchAddr` does: a bare
 /// `host:port` becomes `https://host:port`; an explicit `http://` is honoured. The result has
@@ -109,6 +120,14 @@ pub fn normalize_url(raw: &str) -> Result<String, UrlError> {
     if host.len() > 253 {
         return Err(UrlError::TooLong(raw.len()));
     }
+    if let Some(url::Host::Domain(name)) = url.host() {
+        if !is_dns_name(name) {
+            return Err(UrlError::BadHost(raw.into(), name.into()));
+        }
+    }
+    if url.port() == Some(0) {
+        return Err(UrlError::PortZero(raw.into()));
+    }
     if (url.path() != "/" && !url.path().is_empty())
         || url.query().is_some()
         || url.fragment().is_some()
@@ -118,6 +137,21 @@ pub fn normalize_url(raw: &str) -> Result<String, UrlError> {
         return Err(UrlError::NotOrigin(raw.into()));
     }
     Ok(url.as_str().trim_end_matches('/').to_string())
+}
+
+/// A DNS name as resolvers take it: dot-separated labels of 1 to 63 ASCII letters, digits,
+/// `-` and `_` (container and service names use underscores), not starting or ending with `-`.
+/// (The URL parser has already lower-cased it and turned an international name into its
+/// `xn--` form.)
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.split('.').all(|label| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
 }
 
 #[cfg(test)]
@@ -144,5 +178,40 @@ mod tests {
         assert_eq!(normalize_url(&long), Err(UrlError::TooLong(long.len())));
         let long_host = format!("http://{}.example:80", "a".repeat(300));
         assert!(matches!(normalize_url(&long_host), Err(UrlError::TooLong(_))));
+    }
+
+    #[test]
+    fn hosts_are_ip_addresses_or_dns_names_and_ports_are_not_0() {
+        for raw in [
+            "http://a\"b:1",
+            "a'b:1",
+            "http://a`b:1",
+            "http://a{b}:1",
+            "http://a$b:1",
+            "http://a!b:1",
+            "http://-a:1",
+            "http://a-.b:1",
+            "http://a..b:1",
+            "http://a*b:1",
+            "http://a(b):1",
+            "http://a=b:1",
+        ] {
+            // Refused here, or already by the URL parser.
+            let verdict = normalize_url(raw);
+            assert!(matches!(verdict, Err(UrlError::BadHost(..) | UrlError::Parse(..))), "{raw}: {verdict:?}");
+        }
+        for raw in ["http://127.0.0.1:0", "127.0.0.1:0", "http://[::1]:0", "https://orch.example:0"] {
+            assert!(matches!(normalize_url(raw), Err(UrlError::PortZero(_))), "{raw}");
+        }
+        for (raw, url) in [
+            ("http://orch-1.example_net.local:8935", "http://orch-1.example_net.local:8935"),
+            ("http://[::1]:8935", "http://[::1]:8935"),
+            ("orch.example.:8935", "https://orch.example.:8935"),
+            ("http://Bücher.example:1", "http://xn--bcher-kva.example:1"),
+            ("http://localhost", "http://localhost"),
+            ("http://10.0.0.1:1", "http://10.0.0.1:1"),
+        ] {
+            assert_eq!(normalize_url(raw).as_deref(), Ok(url), "{raw}");
+        }
     }
 }

@@ -85,6 +85,9 @@ pub enum RegistryError {
     /// A declared capability name is not valid.
     #[error("invalid capability '{0}': {1}")]
     InvalidCapability(String, CapabilityError),
+    /// More declared capabilities than one orchestrator may have.
+    #[error("{0} capabilities listed; at most {max} may be declared for one orchestrator (others are discovered as jobs ask for them)", max = crate::orchestrator::MAX_DECLARED_CAPABILITIES)]
+    TooManyCapabilities(usize),
     /// The URL is already registered.
     #[error("{url} is already registered as {id}")]
     Duplicate {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use byoc_actors::capability::Capability;
 use byoc_actors::discovery::webhook::{check_webhook_url, WebhookHeaders};
 use byoc_actors::discovery::DiscoverySettings;
-use byoc_actors::orchestrator::normalize_url;
+use byoc_actors::orchestrator::{normalize_url, MAX_DECLARED_CAPABILITIES};
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::protocol::signer::{self, Offchain, Scheme, SharedSigner};
 
@@ -135,6 +135,12 @@ impl Config {
             .chain(self.orchestrators.iter().map(|o| (o.url.as_str(), o.capabilities.as_slice())));
         for (raw, caps) in listed {
             let url = normalize_url(raw).map_err(|e| invalid(format!("orchestrator: {e}")))?;
+            if caps.len() > MAX_DECLARED_CAPABILITIES {
+                return Err(invalid(format!(
+                    "orchestrator {url}: {} capabilities listed; at most {MAX_DECLARED_CAPABILITIES} may be declared for one orchestrator",
+                    caps.len()
+                )));
+            }
             let index = match orchestrators.iter().position(|(u, _)| *u == url) {
                 Some(i) => i,
                 None => {
@@ -149,6 +155,11 @@ impl Config {
                 if !existing.contains(&cap) {
                     existing.push(cap);
                 }
+            }
+            if orchestrators[index].1.len() > MAX_DECLARED_CAPABILITIES {
+                return Err(invalid(format!(
+                    "orchestrator {url}: more than {MAX_DECLARED_CAPABILITIES} capabilities declared over its entries"
+                )));
             }
         }
         Ok(orchestrators)

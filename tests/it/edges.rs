@@ -227,3 +227,36 @@ async fn a_warmup_path_that_escapes_the_worker_path_is_refused() {
     assert_eq!(out.status.code(), Some(78), "{err}");
     assert!(err.contains("warmup.path"), "{err}");
 }
+
+#[actix_web::test]
+async fn the_admin_api_refuses_odd_hosts_port_0_and_capability_floods() {
+    let a = sim("a", &[("depth", healthy())]);
+    let gw = gateway(&[]).await;
+    for url in [
+        "http://a\"b:8935",
+        "http://a'b:8935",
+        "http://a`b:8935",
+        "http://a{b}:8935",
+        "http://a$b:8935",
+        "a\"b:8935",
+        "http://127.0.0.1:0",
+        "127.0.0.1:0",
+        "http://[::1]:0",
+    ] {
+        let ans = gw.admin_post("/admin/orchestrators", json!({"url": url})).await;
+        let v = ans.error(400, "invalid-url");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("host") || m.contains("port")), "{url}: {v}");
+    }
+    let many: Vec<String> = (0..6000).map(|i| format!("cap-{i}")).collect();
+    let ans = gw.admin_post("/admin/orchestrators", json!({"url": a.url, "capabilities": many})).await;
+    let v = ans.error(400, "too-many-capabilities");
+    assert!(v["error"]["message"].as_str().is_some_and(|m| m.contains("6000") && m.contains("256")), "{v}");
+    // Nothing was registered.
+    assert_eq!(gw.admin_get("/admin/orchestrators").await.json(), json!([]));
+    assert_eq!(gw.admin_get("/admin/pairs").await.json(), json!([]));
+    // Ordinary names still work: host names with digits, hyphens and underscores, IP literals.
+    for url in ["http://orch-1.example_net.local:8935", "http://[::1]:8935", a.url.as_str()] {
+        let ans = gw.admin_post("/admin/orchestrators", json!({"url": url, "capabilities": ["depth"]})).await;
+        assert_eq!(ans.status, 201, "{url}: {}", String::from_utf8_lossy(&ans.body));
+    }
+}

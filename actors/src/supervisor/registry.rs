@@ -21,6 +21,9 @@ impl Handler<AddOrchestrator> for Supervisor {
     fn handle(&mut self, msg: AddOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
         let prepared = (|| {
             let url = normalize_url(&msg.url)?;
+            if msg.capabilities.len() > crate::orchestrator::MAX_DECLARED_CAPABILITIES {
+                return Err(RegistryError::TooManyCapabilities(msg.capabilities.len()));
+            }
             let mut caps = Vec::new();
             for c in &msg.capabilities {
                 let cap = Capability::new(c).map_err(|e| RegistryError::InvalidCapability(c.clone(), e))?;

@@ -16,7 +16,8 @@ pub(super) async fn list_orchestrators(state: web::Data<AdminState>) -> Result<H
 pub struct AddBody {
     /// URL or host:port (host:port means https, as go-livepeer's -orchAddr).
     pub url: String,
-    /// Declared capabilities (pairs start at once); others are discovered as jobs ask.
+    /// Declared capabilities (pairs start at once; at most 256); others are discovered as jobs
+    /// ask.
     #[serde(default)]
     pub capabilities: Vec<String>,
 }
@@ -24,7 +25,7 @@ pub struct AddBody {
 /// Registers an orchestrator; durable before the 201.
 #[utoipa::path(tag = "orchestrators", request_body = AddBody, responses(
     (status = 201, body = Orchestrator),
-    (status = 400, body = ErrorBody, description = "invalid-url, invalid-capability, invalid-json"),
+    (status = 400, body = ErrorBody, description = "invalid-url, invalid-capability, too-many-capabilities, invalid-json"),
     (status = 401, body = ErrorBody), (status = 409, body = ErrorBody, description = "duplicate-orchestrator"),
     (status = 413, body = ErrorBody), (status = 503, body = ErrorBody, description = "store-unavailable"),
 ))]

@@ -177,7 +177,7 @@ impl From<RouteError> for ApiError {
             // orchestrator could take the job, as JSON naming each answer.
             RouteError::OrchestratorRefused { .. } => StatusCode::BAD_REQUEST,
             RouteError::BudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            RouteError::RetryTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            RouteError::RetryTimeout { .. } | RouteError::JobTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         };
         let mut err = Self::new(status, e.code(), e.to_string());
         err.attempts = e.attempts().to_vec();

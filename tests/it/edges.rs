@@ -260,3 +260,44 @@ async fn the_admin_api_refuses_odd_hosts_port_0_and_capability_floods() {
         assert_eq!(ans.status, 201, "{url}: {}", String::from_utf8_lossy(&ans.body));
     }
 }
+
+#[actix_web::test]
+async fn a_timed_out_attempt_names_the_timeout_that_fired() {
+    // Two warm pairs (300 ms a job, so neither is cut as stuck before its per-try time).
+    let knobs = Knobs { latency_ms: 300, ..Knobs::default() };
+    let a = sim("a", &[("depth", knobs.clone())]);
+    let b = sim("b", &[("depth", knobs)]);
+    let gw = gateway_with(&[(&a, &["depth"]), (&b, &["depth"])], |c| {
+        let policy = json!({"per_try_timeout": "1s", "retry_timeout": "2s", "max_attempts": 3});
+        c.capabilities.insert("depth".into(), serde_json::from_value(policy).expect("policy"));
+    })
+    .await;
+    for i in 0..20 {
+        assert_eq!(gw.job("depth", &format!("warm{i}")).await.status, 200);
+        let pairs = gw.pairs("depth").await;
+        if i >= 1 && pairs.iter().all(|p| p["latency_p50_ms"].is_number()) {
+            break;
+        }
+        assert!(i < 19, "both pairs measured: {pairs:?}");
+    }
+    for s in [&a, &b] {
+        s.state.set("depth", Knobs { stall: true, ..Knobs::default() });
+    }
+    // The first attempt is cut at the per-try timeout (another pair could take the job); the
+    // second, the last candidate, gets the rest of the job's own time: timeout_seconds 2 + 5 s.
+    let header =
+        encode_client_header(&json!({"id": "t", "capability": "depth", "request": "{}", "timeout_seconds": 2}));
+    let req = gw.client.post(format!("{}/process/request/depth", gw.http)).insert_header(("Livepeer", header));
+    let ans = read(req.send_body("{}").await).await;
+    let v = ans.error(504, "job-timeout");
+    let message = v["error"]["message"].as_str().expect("message");
+    assert!(message.contains("timeout_seconds") && !message.contains("retry timeout"), "{v}");
+    let attempts = v["error"]["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{v}");
+    assert_eq!(attempts[0]["result"], "timeout", "{v}");
+    assert_eq!(attempts[0]["timeout"], "per-try", "{v}");
+    assert!(attempts[0]["detail"].as_str().is_some_and(|d| d.contains("per_try_timeout")), "{v}");
+    assert_eq!(attempts[1]["result"], "timeout", "{v}");
+    assert_eq!(attempts[1]["timeout"], "job", "{v}");
+    assert!(attempts[1]["detail"].as_str().is_some_and(|d| d.contains("timeout_seconds")), "{v}");
+}

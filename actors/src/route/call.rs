@@ -28,6 +28,8 @@ pub(super) struct Call {
     pub(crate) elapsed: Duration,
     /// It carried a `Livepeer-Payment`.
     pub(crate) paid: bool,
+    /// The time it was given, and which bound that was (what a time-out names).
+    pub(crate) time: deadline::AttemptTime,
 }
 
 impl Router {
@@ -41,7 +43,7 @@ impl Router {
         // Another attempt may follow, on another pair: only then may this one be cut short.
         // (A cold pair is never cut: the scan is skipped.)
         let alternative = !cold && s.may_retry() && placed.picked.has_alternative(&s.tried, false);
-        let timeout = deadline::attempt_timeout(AttemptContext {
+        let time = deadline::attempt_timeout(AttemptContext {
             remaining: s.remaining(),
             per_try: s.policy.per_try_timeout,
             cold,
@@ -64,7 +66,7 @@ impl Router {
                 content_type: job.content_type.as_deref(),
                 request_id: &job.request_id,
                 via: &job.via,
-                timeout,
+                timeout: time.limit,
                 max_response_bytes: self.max_response_bytes,
                 stream_timeout: deadline::stream_limit(job.client.timeout_seconds),
                 payment: payment.as_deref(),
@@ -102,7 +104,7 @@ impl Router {
         if matches!(&answer, Answer::Done(Ok(r)) if r.status < 400) {
             self.payments.debit(&placed.picked.view.read(), elapsed.as_secs_f64());
         }
-        Call { answer, elapsed, paid: payment.is_some() }
+        Call { answer, elapsed, paid: payment.is_some(), time }
     }
 }
 

@@ -56,10 +56,33 @@ pub(crate) struct AttemptContext {
     pub(crate) alternative: bool,
 }
 
-/// The time an attempt gets.
-pub(crate) fn attempt_timeout(a: AttemptContext) -> Duration {
-    let t = if a.cold || !a.alternative { a.remaining } else { a.per_try.min(a.remaining) };
-    t.max(Duration::from_millis(1))
+/// Which bound cut an attempt that got no answer in time: what its report names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Timeout {
+    /// The capability's `per_try_timeout` (another pair could take the job).
+    PerTry,
+    /// The job's own deadline, `timeout_seconds + 5 s` from its arrival.
+    Job,
+    /// Abandoned as stuck, far past the pair's p99, while another pair had room.
+    Stuck,
+}
+
+/// The time an attempt gets, and which bound that is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttemptTime {
+    /// How long.
+    pub(crate) limit: Duration,
+    /// [`Timeout::PerTry`] or [`Timeout::Job`].
+    pub(crate) bound: Timeout,
+}
+
+/// The time an attempt gets: the per-try timeout only when it is shorter than what is left of
+/// the job and the attempt may be cut; the job's own time otherwise.
+pub(crate) fn attempt_timeout(a: AttemptContext) -> AttemptTime {
+    let per_try = !a.cold && a.alternative && a.per_try < a.remaining;
+    let (limit, bound) = if per_try { (a.per_try, Timeout::PerTry) } else { (a.remaining, Timeout::Job) };
+    AttemptTime { limit: limit.max(Duration::from_millis(1)), bound }
 }
 
 /// When an attempt on a pair whose recent successful calls have this p99 counts as stuck
@@ -84,11 +107,16 @@ mod tests {
     #[test]
     fn the_profile_shortens_an_attempt_only_when_another_pair_can_take_the_job() {
         let warm = AttemptContext { remaining: S(35), per_try: S(5), cold: false, alternative: true };
-        assert_eq!(attempt_timeout(warm), S(5));
-        assert_eq!(attempt_timeout(AttemptContext { alternative: false, ..warm }), S(35), "last candidate");
-        assert_eq!(attempt_timeout(AttemptContext { cold: true, ..warm }), S(35), "a cold pair's first answer");
-        assert_eq!(attempt_timeout(AttemptContext { remaining: S(2), ..warm }), S(2), "never past the job");
-        assert_eq!(attempt_timeout(AttemptContext { remaining: Duration::ZERO, ..warm }), Duration::from_millis(1));
+        let t = |a| {
+            let AttemptTime { limit, bound } = attempt_timeout(a);
+            (limit, bound)
+        };
+        assert_eq!(t(warm), (S(5), Timeout::PerTry));
+        assert_eq!(t(AttemptContext { alternative: false, ..warm }), (S(35), Timeout::Job), "last candidate");
+        assert_eq!(t(AttemptContext { cold: true, ..warm }), (S(35), Timeout::Job), "a cold pair's first answer");
+        assert_eq!(t(AttemptContext { remaining: S(2), ..warm }), (S(2), Timeout::Job), "never past the job");
+        assert_eq!(t(AttemptContext { remaining: S(5), ..warm }), (S(5), Timeout::Job), "a tie is the job's");
+        assert_eq!(t(AttemptContext { remaining: Duration::ZERO, ..warm }), (Duration::from_millis(1), Timeout::Job));
     }
 
     #[test]

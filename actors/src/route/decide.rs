@@ -4,10 +4,11 @@
 use std::sync::Arc;
 
 use super::call::{attempt_url, Answer, Call};
+use super::deadline::{self, AttemptTime, Timeout};
 use super::state::JobState;
 use super::{AttemptKind, AttemptReport, Reply, Router};
 use crate::outcome::Outcome;
-use crate::protocol::client::excerpt;
+use crate::protocol::client::{excerpt, UpstreamError};
 use crate::scoreboard::Picked;
 
 /// What the attempt loop does next.
@@ -39,7 +40,12 @@ impl Router {
                 Decision::Relay(Reply::relay(reply, service_addr, s.attempts.len() + 1))
             }
             answer => {
-                let (status, detail) = failure_detail(answer, outcome);
+                let timeout = match (&answer, outcome) {
+                    (_, Outcome::Failed(UpstreamError::Timeout(_))) => Some(call.time.bound),
+                    (Answer::Stuck(_), _) => Some(Timeout::Stuck),
+                    _ => None,
+                };
+                let (status, detail) = failure_detail(answer, outcome, call.time, s);
                 tracing::info!(capability = %job.client.capability, orchestrator = %picked.key.orchestrator,
                     result = outcome.class(), ?status, "attempt failed; failing over");
                 Decision::FailOver(AttemptReport {
@@ -49,6 +55,7 @@ impl Router {
                     status,
                     detail,
                     elapsed_ms: call.elapsed.as_millis() as u64,
+                    timeout,
                     kind: AttemptKind::of(outcome),
                 })
             }
@@ -56,8 +63,9 @@ impl Router {
     }
 }
 
-/// The status and detail of a failed attempt, for its report.
-fn failure_detail(answer: Answer, outcome: &Outcome) -> (Option<u16>, String) {
+/// The status and detail of a failed attempt, for its report. A time-out names the bound that
+/// cut it (`time`), with its setting.
+fn failure_detail(answer: Answer, outcome: &Outcome, time: AttemptTime, s: &JobState<'_>) -> (Option<u16>, String) {
     match answer {
         Answer::Done(Ok(reply)) => {
             let detail = match outcome {
@@ -70,9 +78,29 @@ fn failure_detail(answer: Answer, outcome: &Outcome) -> (Option<u16>, String) {
             };
             (Some(reply.status), detail)
         }
+        Answer::Done(Err(UpstreamError::Timeout(after))) => {
+            let detail = match time.bound {
+                Timeout::PerTry => format!(
+                    "no answer within the capability's per_try_timeout ({:?}); cut short because another orchestrator could take the job",
+                    round_ms(after)
+                ),
+                _ => format!(
+                    "no answer within the job's own time (timeout_seconds {} s + {} s since it arrived; {:?} were left for this attempt)",
+                    s.job.client.timeout_seconds,
+                    deadline::TIMEOUT_SLACK.as_secs(),
+                    round_ms(after)
+                ),
+            };
+            (None, detail)
+        }
         Answer::Done(Err(e)) => (None, e.to_string()),
         Answer::Stuck(after) => {
             (None, format!("no answer after {} ms; abandoned for a pair with room", after.as_millis()))
         }
     }
+}
+
+/// `d` to the millisecond, for messages.
+fn round_ms(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_millis(d.as_millis() as u64)
 }

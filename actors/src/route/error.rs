@@ -9,6 +9,8 @@ use crate::capability::Capability;
 use crate::outcome::Outcome;
 use crate::scoreboard::Unavailable;
 
+use super::deadline::Timeout;
+
 /// One attempt, as reported back to the client on failure and logged.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptReport {
@@ -25,6 +27,10 @@ pub struct AttemptReport {
     pub(crate) detail: String,
     /// Duration of the attempt.
     pub(crate) elapsed_ms: u64,
+    /// For an attempt that got no answer in time, the bound that cut it: `per-try` (the
+    /// capability's `per_try_timeout`), `job` (the job's `timeout_seconds + 5 s`) or `stuck`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout: Option<Timeout>,
     /// What kind of failure it was, for the rules that pick the job's final error.
     #[serde(skip)]
     pub(crate) kind: AttemptKind,
@@ -128,6 +134,14 @@ pub enum RouteError {
         /// The attempts.
         attempts: Vec<AttemptReport>,
     },
+    /// The job's own time (`timeout_seconds + 5 s` from its arrival) passed before an answer.
+    #[error("no answer within the job's own time: timeout_seconds {timeout_seconds} s + 5 s since it arrived")]
+    JobTimeout {
+        /// The job's `timeout_seconds`.
+        timeout_seconds: u64,
+        /// The attempts.
+        attempts: Vec<AttemptReport>,
+    },
     /// The retry timeout passed before an answer.
     #[error("no answer within the retry timeout of {}s", .timeout.as_secs_f64())]
     RetryTimeout {
@@ -188,7 +202,8 @@ impl RouteError {
             | RouteError::AttemptsExhausted { attempts, .. }
             | RouteError::OrchestratorRefused { attempts }
             | RouteError::BudgetExhausted { attempts }
-            | RouteError::RetryTimeout { attempts, .. } => attempts,
+            | RouteError::RetryTimeout { attempts, .. }
+            | RouteError::JobTimeout { attempts, .. } => attempts,
             RouteError::UnknownCapability(_) | RouteError::DiscoveryRateLimited { .. } | RouteError::Overloaded(_) => {
                 &[]
             }
@@ -207,6 +222,7 @@ impl RouteError {
             RouteError::OrchestratorRefused { .. } => "orchestrator-refused",
             RouteError::BudgetExhausted { .. } => "retry-budget-exhausted",
             RouteError::RetryTimeout { .. } => "retry-timeout",
+            RouteError::JobTimeout { .. } => "job-timeout",
             RouteError::Overloaded(_) => "overloaded",
         }
     }

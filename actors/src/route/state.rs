@@ -13,7 +13,7 @@ use crate::policy::Effective;
 use crate::protocol::client::UpstreamError;
 use crate::scoreboard::{Exclusions, Unavailable};
 
-use super::deadline;
+use super::deadline::{self, Timeout};
 use super::{AttemptKind, AttemptReport, Job, RouteError};
 
 /// Admission refusals tolerated per job (a pair's state can change between its published view
@@ -79,6 +79,9 @@ impl<'a> JobState<'a> {
         if self.attempts.len() >= self.policy.max_attempts as usize {
             return Err(self.exhausted());
         }
+        if !self.attempts.is_empty() && self.remaining().is_zero() {
+            return Err(self.job_timeout());
+        }
         if !self.attempts.is_empty() && self.started.elapsed() >= self.policy.retry_timeout {
             return Err(self.retry_timeout());
         }
@@ -119,15 +122,20 @@ impl<'a> JobState<'a> {
     }
 
     /// An attempt failed with `outcome`: it is reported, its orchestrator excluded. A time-out
-    /// past the retry timeout ends the job.
+    /// at the job's own deadline ends the job with that error; another time-out past the retry
+    /// timeout ends it with the retry timeout's.
     pub(crate) fn failed(
         &mut self,
         orchestrator: OrchestratorId,
         report: AttemptReport,
         outcome: &Outcome,
     ) -> Result<(), RouteError> {
+        let fired = report.timeout;
         self.attempts.push(report);
         self.tried.push(orchestrator);
+        if fired == Some(Timeout::Job) {
+            return Err(self.job_timeout());
+        }
         let timed_out = matches!(outcome, Outcome::Failed(UpstreamError::Timeout(_)) | Outcome::Stuck(_));
         if timed_out && self.started.elapsed() >= self.policy.retry_timeout {
             return Err(self.retry_timeout());
@@ -137,6 +145,13 @@ impl<'a> JobState<'a> {
 
     fn retry_timeout(&mut self) -> RouteError {
         RouteError::RetryTimeout { timeout: self.policy.retry_timeout, attempts: std::mem::take(&mut self.attempts) }
+    }
+
+    fn job_timeout(&mut self) -> RouteError {
+        RouteError::JobTimeout {
+            timeout_seconds: self.job.client.timeout_seconds,
+            attempts: std::mem::take(&mut self.attempts),
+        }
     }
 
     /// The error once no further attempt will be made. When every attempt was refused for

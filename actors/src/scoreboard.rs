@@ -210,18 +210,23 @@ pub(crate) struct Picked {
 
 impl Picked {
     /// Whether a pair of this board other than the picked one and those in `exclude` could take
-    /// a job now: routable, and with a free slot when `free_slot`. Stops at the first such pair.
+    /// a job now: routable, not deprioritised for its 4xx answers, and with a free slot when
+    /// `free_slot`. Stops at the first such pair. (An attempt is cut short only for a real
+    /// alternative: not to hand the job to a pair that answers 4xx to nearly everything.)
     pub(crate) fn has_alternative(&self, exclude: &[OrchestratorId], free_slot: bool) -> bool {
         let now = Instant::now();
         let this = &self.key.orchestrator;
-        self.board.views.iter().any(|view| {
-            let v = view.read();
-            v.key.orchestrator != *this
-                && !exclude.contains(&v.key.orchestrator)
-                && v.routable_at(now).is_ok()
-                && (!free_slot || v.slots.has_free())
-        })
+        self.board.views.iter().any(|view| alternative(&view.read(), this, exclude, now, free_slot))
     }
+}
+
+/// Whether `v` could take a job instead of the pair of orchestrator `this` ([`Picked::has_alternative`]).
+fn alternative(v: &PairView, this: &OrchestratorId, exclude: &[OrchestratorId], now: Instant, free_slot: bool) -> bool {
+    v.key.orchestrator != *this
+        && !exclude.contains(&v.key.orchestrator)
+        && !v.client_errors.outlier
+        && v.routable_at(now).is_ok()
+        && (!free_slot || v.slots.has_free())
 }
 
 impl std::ops::Deref for Picked {
@@ -546,6 +551,11 @@ mod tests {
         // When the job may not go to `good` (tried already), `bad` is the last candidate.
         let tried = [OrchestratorId("good".into())];
         assert_eq!(pick(&views, Exclusions::tried(&tried), now, &mut rng).map(|p| p.0), Some(1));
+        // And `good`'s attempts are not cut short (per-try, stuck) for `bad`'s sake.
+        let good = OrchestratorId("good".into());
+        assert!(!alternative(&views[1].read(), &good, &[], now, true));
+        views[1].write().client_errors.outlier = false;
+        assert!(alternative(&views[1].read(), &good, &[], now, true));
         drop((held, explored));
     }
 

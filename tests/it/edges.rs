@@ -119,9 +119,8 @@ async fn a_pair_that_answers_4xx_to_everything_is_deprioritised_but_its_answers_
                     match ans.status {
                         200 => {}
                         422 => {
-                            // Relayed as is, never retried elsewhere.
+                            // Relayed as is (and, being the client's fault, not retried).
                             assert_eq!(&ans.body[..], b"prompt is too long\n");
-                            assert_eq!(ans.header("x-gateway-attempts").as_deref(), Some("1"));
                             bad_answers += 1;
                         }
                         s => panic!("job {tag}-{c}-{i}: {s} {:?}", ans.body),
@@ -268,7 +267,7 @@ async fn a_timed_out_attempt_names_the_timeout_that_fired() {
     let a = sim("a", &[("depth", knobs.clone())]);
     let b = sim("b", &[("depth", knobs)]);
     let gw = gateway_with(&[(&a, &["depth"]), (&b, &["depth"])], |c| {
-        let policy = json!({"per_try_timeout": "1s", "retry_timeout": "2s", "max_attempts": 3});
+        let policy = json!({"per_try_timeout": "1s", "retry_timeout": "3s", "max_attempts": 3});
         c.capabilities.insert("depth".into(), serde_json::from_value(policy).expect("policy"));
     })
     .await;
@@ -284,7 +283,8 @@ async fn a_timed_out_attempt_names_the_timeout_that_fired() {
         s.state.set("depth", Knobs { stall: true, ..Knobs::default() });
     }
     // The first attempt is cut at the per-try timeout (another pair could take the job); the
-    // second, the last candidate, gets the rest of the job's own time: timeout_seconds 2 + 5 s.
+    // second, the last candidate, gets the rest of the job's own time: timeout_seconds 2 + 5 s,
+    // past the retry timeout (which did not fire: no attempt was left to start).
     let header =
         encode_client_header(&json!({"id": "t", "capability": "depth", "request": "{}", "timeout_seconds": 2}));
     let req = gw.client.post(format!("{}/process/request/depth", gw.http)).insert_header(("Livepeer", header));

@@ -118,7 +118,13 @@ impl Db {
                 match found {
                     1 => store.migrate_from_v1()?,
                     SCHEMA_VERSION => {}
-                    _ => return Err(StoreError::Schema { path: store.path.display().to_string(), found }),
+                    _ => {
+                        return Err(StoreError::Schema {
+                            path: store.path.display().to_string(),
+                            found,
+                            supported: SCHEMA_VERSION,
+                        })
+                    }
                 }
             }
         }
@@ -372,7 +378,9 @@ mod tests {
             s.flush().expect("flush");
         }
         match open(dir.path()) {
-            Err(StoreError::Schema { found: 99, .. }) => {}
+            Err(e @ StoreError::Schema { found: 99, supported: SCHEMA_VERSION, .. }) => {
+                assert!(e.to_string().contains("understands only 2"), "{e}");
+            }
             other => panic!("expected schema error, got {:?}", other.map(|_| ())),
         }
     }

@@ -2,8 +2,6 @@
 
 use std::path::Path;
 
-use super::db::SCHEMA_VERSION;
-
 /// A store failure.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -34,7 +32,7 @@ pub enum StoreError {
     },
     /// The database was written by a newer gateway.
     #[error(
-        "the store at {path} has schema version {found}; this gateway understands only {SCHEMA_VERSION} \
+        "the store at {path} has schema version {found}; this gateway understands only {supported} \
              (export it with the gateway version that wrote it, then import)"
     )]
     Schema {
@@ -42,6 +40,9 @@ pub enum StoreError {
         path: String,
         /// Version found.
         found: u32,
+        /// The version this gateway reads (carried here so that the error names it without
+        /// reaching into the database module, which builds these errors).
+        supported: u32,
     },
     /// The disk refused a write or a read (full, read-only, failing). sled refuses every
     /// later write of a database after one, so the store reopens it before the next write.

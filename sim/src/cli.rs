@@ -60,6 +60,10 @@ pub struct SimArgs {
     /// Pause between two events in ms.
     #[arg(long, default_value_t = 0)]
     pub sse_interval_ms: u64,
+    /// Answer a token offering capacity for any capability name, served or not (a hostile or
+    /// misconfigured orchestrator); jobs for names not served still get a 503.
+    #[arg(long)]
+    pub any_capability: bool,
 }
 
 /// Runs the simulators `args` asks for until `shutdown` completes (the caller's signal
@@ -93,6 +97,9 @@ pub async fn run(args: SimArgs, shutdown: impl Future<Output = &'static str>) ->
         let listener =
             TcpListener::bind(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))?;
         sims.push(if args.tls { start_tls(&args.name, listener, &caps)? } else { start(&args.name, listener, &caps)? });
+    }
+    for sim in &sims {
+        sim.state.any_capability.store(args.any_capability, std::sync::atomic::Ordering::Relaxed);
     }
     for sim in &sims {
         println!("byoc-gateway sim ready url={} capabilities={}", sim.url, args.capabilities.join(","));

@@ -107,6 +107,35 @@ pub struct Knobs {
     /// With `tickets`: a job that carries a payment gets its connection aborted instead of an
     /// answer, as a master orchestrator's handler crashes on a payment it cannot process.
     pub reset_on_payment: bool,
+    /// With `tickets`: a taker. Payments are taken (verified and credited as usual), and every
+    /// job is answered `400 Insufficient balance for request` all the same, while each token
+    /// brings fresh ticket params as go-livepeer's do.
+    pub taker: bool,
+    /// With a price: each token reports a fresh random balance under 60 s of the price (a lie
+    /// that changes with every refresh); the credit jobs are checked against is unchanged.
+    pub balance_churn: bool,
+    /// With a price: each token alternates the price between `price_per_unit` and this (the
+    /// price in force for jobs is the last token's).
+    pub price_flip: Option<i64>,
+    /// With `tickets`: a defect in the ticket params every token carries.
+    pub params_quirk: ParamsQuirk,
+}
+
+/// A defect in the ticket params a simulated orchestrator issues (knob `params_quirk`), each
+/// one that a gateway must refuse to pay against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamsQuirk {
+    /// Well-formed params, as go-livepeer issues them.
+    #[default]
+    None,
+    /// An empty `recipient_rand_hash` (go-livepeer's is 32 bytes): the nonce set is unnamed.
+    EmptyRandHash,
+    /// No `expiration_block` and no `expiration_params` (the orchestrator would panic on a
+    /// payment without the latter, and params without the former are expired).
+    EmptyExpiration,
+    /// A negative `creation_round`.
+    NegativeRound,
 }
 
 impl Knobs {
@@ -127,6 +156,9 @@ impl Knobs {
             if v < 0 {
                 return Err(format!("{name} must not be negative, got {v}"));
             }
+        }
+        if self.price_flip.is_some_and(|p| p < 0) {
+            return Err(format!("price_flip must not be negative, got {:?}", self.price_flip));
         }
         if self.pixels_per_unit < 1 {
             return Err(format!("pixels_per_unit must be at least 1, got {}", self.pixels_per_unit));
@@ -167,6 +199,10 @@ impl Default for Knobs {
             balance: 0,
             tickets: false,
             reset_on_payment: false,
+            taker: false,
+            balance_churn: false,
+            price_flip: None,
+            params_quirk: ParamsQuirk::None,
         }
     }
 }

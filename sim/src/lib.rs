@@ -31,7 +31,7 @@ mod state;
 mod stream;
 
 pub use cli::{run, SimArgs};
-pub use knobs::{CapStats, Knobs, LastSeen, OverCapacity};
+pub use knobs::{CapStats, Knobs, LastSeen, OverCapacity, ParamsQuirk};
 pub use payments::{ticket_ev, PaymentStats, RECIPIENT};
 pub use runner::SIM_IMAGE_URL;
 pub use server::{start, start_tls, SimHandle};

@@ -14,6 +14,8 @@ use num_bigint::BigUint;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::knobs::ParamsQuirk;
+
 /// The simulated orchestrator's address (the tickets' recipient).
 pub const RECIPIENT: [u8; 20] = [0x5a; 20];
 /// Face value of the tickets it issues: 10^12 wei.
@@ -99,8 +101,9 @@ fn key(sender: &str, capability: &str) -> (String, String) {
 
 impl Ledger {
     /// Fresh params for a token to `sender` at `price` (a new seed each time, as go-livepeer's
-    /// `TicketParams`), bound to both by the `recipientRand` HMAC.
-    pub fn issue(&mut self, sender: &str, price: (i64, i64)) -> TicketParams {
+    /// `TicketParams`), bound to both by the `recipientRand` HMAC, with the defect `quirk` asks
+    /// for.
+    pub fn issue(&mut self, sender: &str, price: (i64, i64), quirk: ParamsQuirk) -> TicketParams {
         if self.secret == [0; 32] {
             self.secret = rand::random();
         }
@@ -119,8 +122,23 @@ impl Ledger {
             }),
         };
         let mut params = params;
+        match quirk {
+            ParamsQuirk::None | ParamsQuirk::EmptyRandHash => {}
+            ParamsQuirk::EmptyExpiration => {
+                params.expiration_block = Vec::new();
+                params.expiration_params = None;
+            }
+            ParamsQuirk::NegativeRound => {
+                if let Some(e) = params.expiration_params.as_mut() {
+                    e.creation_round = -1;
+                }
+            }
+        }
         let sender = hex::decode(sender.trim_start_matches("0x")).unwrap_or_default();
         params.recipient_rand_hash = rand_hash(&recipient_rand(&self.secret, &params, &sender, price));
+        if quirk == ParamsQuirk::EmptyRandHash {
+            params.recipient_rand_hash = Vec::new();
+        }
         if self.issued.len() == ISSUED_MAX {
             if let Some(old) = self.issued.pop_front() {
                 self.seen.remove(&old.recipient_rand_hash);
@@ -133,13 +151,16 @@ impl Ledger {
     /// The token JSON of `params`, as go-livepeer encodes them (bytes as standard base64).
     pub fn params_json(params: &TicketParams) -> serde_json::Value {
         let b = |v: &[u8]| STANDARD.encode(v);
-        let e = params.expiration_params.clone().unwrap_or_default();
-        json!({
+        let mut json = json!({
             "recipient": b(&params.recipient), "face_value": b(&params.face_value), "win_prob": b(&params.win_prob),
             "recipient_rand_hash": b(&params.recipient_rand_hash), "seed": b(&params.seed),
             "expiration_block": b(&params.expiration_block),
-            "expiration_params": {"creation_round": e.creation_round, "creation_round_block_hash": b(&e.creation_round_block_hash)},
-        })
+        });
+        if let Some(e) = &params.expiration_params {
+            json["expiration_params"] = json!({"creation_round": e.creation_round,
+                "creation_round_block_hash": b(&e.creation_round_block_hash)});
+        }
+        json
     }
 
     /// The balance reported to `sender` for `capability` (starting at `initial`).

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
@@ -41,6 +41,9 @@ pub struct SimState {
     pub(crate) job_release: tokio::sync::Semaphore,
     /// Payments taken (knob `tickets`).
     pub(crate) payments: Mutex<crate::payments::Ledger>,
+    /// Answer a token offering capacity for any capability name, served or not (a hostile or
+    /// misconfigured orchestrator); jobs for names not served still get a 503.
+    pub any_capability: AtomicBool,
 }
 
 /// A job as it arrived at the simulator (one with a valid job header).
@@ -81,6 +84,7 @@ impl SimState {
             sse_release: tokio::sync::Semaphore::new(0),
             job_release: tokio::sync::Semaphore::new(0),
             payments: Mutex::default(),
+            any_capability: AtomicBool::new(false),
         }
     }
 
@@ -94,7 +98,7 @@ impl SimState {
             })
             .collect();
         json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c,
-            "payments": self.payments.lock().stats})
+            "payments": self.payments.lock().stats, "any_capability": self.any_capability.load(Ordering::Relaxed)})
     }
 
     /// The last credential and job header received.

@@ -224,7 +224,8 @@ fn reserve(state: &SimState, header: &JobRequest) -> Phase<Slot> {
 }
 
 /// **Pay** (a priced capability paid with tickets): takes the `Livepeer-Payment`, then
-/// refuses when the balance does not cover 60 s of compute, as go-livepeer does.
+/// refuses when the balance does not cover 60 s of compute, as go-livepeer does (a `taker`
+/// refuses always).
 fn pay(req: &HttpRequest, state: &SimState, header: &JobRequest, knobs: &Knobs, per_second: f64) -> Phase<()> {
     let mut ledger = state.payments.lock();
     let payment = req.headers().get("Livepeer-Payment").and_then(|v| v.to_str().ok());
@@ -246,7 +247,8 @@ fn pay(req: &HttpRequest, state: &SimState, header: &JobRequest, knobs: &Knobs, 
         None => None,
     }
     .or_else(|| {
-        (!ledger.covers(&header.sender, &header.capability, knobs.balance, per_second))
+        // A taker answers the balance check with a refusal whatever it was paid.
+        (!ledger.covers(&header.sender, &header.capability, knobs.balance, per_second) || knobs.taker)
             .then(|| "Insufficient balance for request".to_string())
     });
     drop(ledger);

@@ -29,6 +29,11 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// A refusal for payment: for want of balance, or of the tickets sent.
+    pub(crate) fn is_payment(self) -> bool {
+        matches!(self, Refusal::PaymentRequired | Refusal::PaymentRejected)
+    }
+
     /// Stable name: the failure class of the attempt and the pair's unroutable reason.
     pub(crate) fn as_str(self) -> &'static str {
         match self {

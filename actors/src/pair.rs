@@ -19,6 +19,7 @@ mod settings;
 mod token;
 mod warmup;
 
+use account::Call;
 use warmup::Warmth;
 
 pub use settings::{PairSettings, PROBE_CONCURRENCY};
@@ -45,6 +46,7 @@ use crate::limit::ConcurrencyLimit;
 use crate::metrics as m;
 use crate::orchestrator::normalize_url;
 use crate::outcome::{Outcome, Refusal};
+use crate::payment::backoff::RefusalBackoff;
 use crate::policy::Effective;
 use crate::protocol::client::{excerpt, fetch_token, forward_job, Forward, TokenError, UpstreamError};
 use crate::protocol::header::JobRequest;
@@ -147,6 +149,10 @@ pub(crate) struct PairActor {
     payment: Option<Arc<PaymentTerms>>,
     /// Its ticket params are over the operator's payment limits.
     payment_over_limit: bool,
+    /// Its ticket params are unfit to pay against ([`crate::payment::ParamsFault`]).
+    ticket_params_invalid: bool,
+    /// Out of rotation after refusing a job it took a payment for.
+    payment_backoff: RefusalBackoff,
     refresh: Option<SpawnHandle>,
 }
 
@@ -237,6 +243,8 @@ impl PairActor {
             unreachable: false,
             payment: None,
             payment_over_limit: false,
+            ticket_params_invalid: false,
+            payment_backoff: RefusalBackoff::default(),
             refresh: None,
         };
         actor.publish();
@@ -327,6 +335,9 @@ impl PairActor {
             last_probe: self.last_probe,
             payment: self.payment.clone(),
             payment_over_limit: self.payment_over_limit,
+            ticket_params_invalid: self.ticket_params_invalid,
+            payment_backoff_until: self.payment_backoff.until_at(now),
+            payment_backoff_level: self.payment_backoff.level(),
             unreachable: self.unreachable && !self.token_ok,
             node_unreachable: self.node_unreachable,
             refusal: self.refusal,

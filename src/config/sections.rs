@@ -207,7 +207,8 @@ impl Default for SignerConfig {
 }
 
 /// Spend limits on payments (go-livepeer's `-maxTicketEV`, `-maxTotalEV`, `-depositMultiplier`
-/// equivalents), checked before a ticket is signed. Used only with a key.
+/// equivalents, and an hourly cap), checked before a ticket is signed, and the back-off of an
+/// orchestrator that refuses jobs it was paid for. Used only with a key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Payments {
@@ -216,14 +217,29 @@ pub struct Payments {
     /// Largest expected value of one payment, in wei (go-livepeer: 2e13).
     pub max_total_ev: f64,
     /// Largest face value of a ticket, in wei (the deposit divided by go-livepeer's
-    /// `-depositMultiplier`), as a decimal string; unset: not checked.
-    pub max_face_value: Option<String>,
-    /// Largest expected value paid per capability over any hour, in wei; unset: no cap.
-    pub max_ev_per_capability_hour: Option<f64>,
+    /// `-depositMultiplier`), as a decimal string (default 10^16, 0.01 ETH).
+    pub max_face_value: String,
+    /// Largest expected value paid per capability over any hour, in wei (default 10^15).
+    pub max_ev_per_capability_hour: f64,
+    /// How long an orchestrator that refused a job after taking a payment is out of rotation
+    /// the first time; the wait doubles with each such refusal until it answers a job.
+    #[serde(with = "humantime_serde")]
+    pub refusal_backoff: Duration,
+    /// The longest that wait grows.
+    #[serde(with = "humantime_serde")]
+    pub refusal_backoff_max: Duration,
 }
 
 impl Default for Payments {
     fn default() -> Self {
-        Self { max_ticket_ev: 3e12, max_total_ev: 2e13, max_face_value: None, max_ev_per_capability_hour: None }
+        let limits = byoc_actors::payment::Limits::default();
+        Self {
+            max_ticket_ev: limits.max_ticket_ev,
+            max_total_ev: limits.max_total_ev,
+            max_face_value: byoc_actors::payment::DEFAULT_MAX_FACE_VALUE.to_string(),
+            max_ev_per_capability_hour: byoc_actors::payment::DEFAULT_MAX_EV_PER_CAPABILITY_HOUR,
+            refusal_backoff: limits.refusal_backoff,
+            refusal_backoff_max: limits.refusal_backoff_max,
+        }
     }
 }

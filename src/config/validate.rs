@@ -253,22 +253,26 @@ impl Payments {
         if !(self.max_ticket_ev > 0.0 && self.max_total_ev > 0.0) {
             return Err(invalid("payments.max_ticket_ev and payments.max_total_ev must be positive".into()));
         }
-        let max_face_value = match &self.max_face_value {
-            None => None,
-            Some(v) => Some(
-                v.trim()
-                    .parse::<num_bigint::BigUint>()
-                    .map_err(|_| invalid(format!("payments.max_face_value '{v}' is not a whole number of wei")))?,
-            ),
-        };
-        if self.max_ev_per_capability_hour.is_some_and(|c| c <= 0.0) {
-            return Err(invalid("payments.max_ev_per_capability_hour must be positive".into()));
+        let v = &self.max_face_value;
+        let max_face_value =
+            v.trim().parse::<num_bigint::BigUint>().ok().filter(|f| *f > num_bigint::BigUint::ZERO).ok_or_else(
+                || invalid(format!("payments.max_face_value '{v}' is not a positive whole number of wei")),
+            )?;
+        if !(self.max_ev_per_capability_hour > 0.0 && self.max_ev_per_capability_hour.is_finite()) {
+            return Err(invalid("payments.max_ev_per_capability_hour must be a positive number of wei".into()));
+        }
+        if self.refusal_backoff.is_zero() || self.refusal_backoff_max < self.refusal_backoff {
+            return Err(invalid(
+                "payments.refusal_backoff must be more than 0 and at most payments.refusal_backoff_max".into(),
+            ));
         }
         Ok(byoc_actors::payment::Limits {
             max_ticket_ev: self.max_ticket_ev,
             max_total_ev: self.max_total_ev,
-            max_face_value,
-            max_ev_per_capability_hour: self.max_ev_per_capability_hour,
+            max_face_value: Some(max_face_value),
+            max_ev_per_capability_hour: Some(self.max_ev_per_capability_hour),
+            refusal_backoff: self.refusal_backoff,
+            refusal_backoff_max: self.refusal_backoff_max,
         })
     }
 }

@@ -213,7 +213,7 @@ async fn params_over_the_limits_keep_a_pair_out_and_the_hourly_cap_stops_payment
     let b = sim("b", &[("depth", priced())]);
     let gw = gateway_with(&[(&b, &["depth"])], |c| {
         with_key(c);
-        c.payments.max_ev_per_capability_hour = Some(2.4e11);
+        c.payments.max_ev_per_capability_hour = 2.4e11;
     })
     .await;
     eventually("the priced pair to be routable", 250, || async {
@@ -242,7 +242,127 @@ async fn a_connection_broken_right_after_a_payment_is_a_payment_refusal_and_fail
     .await;
     // Until selection has tried `a` (bounded): every job is served, by `b`.
     jobs_served_by(&gw, &b, || a.state.stats("depth").jobs > 0).await;
+    // A refusal after a payment: the pair backs off (issue 22), whatever its next tokens say.
     let p = gw.pair("depth", &a.url).await;
-    assert_eq!(p["unroutable_reason"], "payment-rejected", "{p}");
+    assert_eq!(p["unroutable_reason"], "payment-backoff", "{p}");
     assert!(p["last_error"]["message"].as_str().is_some_and(|m| m.contains("right after a payment")), "{p}");
+}
+
+/// A taker (issue 22): it takes the tickets and answers every job `400 Insufficient balance`,
+/// while every token brings fresh ticket params (as go-livepeer's do) and a balance that changes
+/// with each refresh.
+fn taker() -> Knobs {
+    Knobs { taker: true, balance_churn: true, ..priced() }
+}
+
+/// A gateway with a key in front of `sims`, refreshing tokens every 100 ms, so that a test sees
+/// many tokens (each with new params and a new balance) in a short run.
+async fn fast_refreshing_gateway(sims: &[&byoc_sim::SimHandle]) -> TestGateway {
+    let list: Vec<(&byoc_sim::SimHandle, &[&str])> = sims.iter().map(|s| (*s, &["depth"][..])).collect();
+    gateway_with(&list, |c| {
+        with_key(c);
+        c.routing.token_refresh = std::time::Duration::from_millis(100);
+    })
+    .await
+}
+
+/// Sends one job after each of `rounds` fresh tokens (the pair has applied at least one token
+/// issued after the previous job), returning the statuses.
+async fn a_job_per_fresh_token(gw: &TestGateway, s: &byoc_sim::SimHandle, rounds: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for round in 0..rounds {
+        let seen = s.state.stats("depth").tokens;
+        eventually("two more tokens", 500, || async { (s.state.stats("depth").tokens >= seen + 2).then_some(()) })
+            .await;
+        statuses.push(gw.job("depth", &format!("round-{round}")).await.status);
+    }
+    statuses
+}
+
+#[actix_web::test]
+async fn a_taker_is_paid_once_then_backed_off_whatever_its_tokens_say() {
+    let a = sim("a", &[("depth", taker())]);
+    let gw = fast_refreshing_gateway(&[&a]).await;
+    eventually("the priced pair to be routable", 250, || async {
+        gw.find_pair("depth", &a.url).await.filter(|p| p["routable"] == true)
+    })
+    .await;
+    let statuses = a_job_per_fresh_token(&gw, &a, 6).await;
+    assert!(statuses.iter().all(|s| *s != 200), "a taker serves nothing: {statuses:?}");
+    // Each token changed the params and the balance; before the fix each one cleared the
+    // refusal and re-synced the ledger down, and the gateway paid again (6 payments).
+    let paid = a.state.payment_stats();
+    assert_eq!(paid.payments, 1, "paid once, then backed off: {paid:?}");
+    assert_eq!(a.state.stats("depth").jobs, 1, "no job reached it while it was backed off");
+    let p = gw.pair("depth", &a.url).await;
+    assert_eq!(p["unroutable_reason"], "payment-backoff", "{p}");
+    assert_eq!(p["payment_backoff"]["level"], 1, "{p}");
+    assert!(p["payment_backoff"]["until_unix_ms"].as_u64().is_some(), "{p}");
+}
+
+#[actix_web::test]
+async fn a_taker_whose_price_flips_each_token_is_paid_once() {
+    // The price alternates between 10^9 and 10^10 wei/s with every token; each token also
+    // brings fresh params. Before the fix, each change of price cleared the refusal.
+    let a = sim("a", &[("depth", Knobs { taker: true, price_flip: Some(10_000_000_000), ..priced() })]);
+    let gw = fast_refreshing_gateway(&[&a]).await;
+    eventually("the priced pair to be routable", 250, || async {
+        gw.find_pair("depth", &a.url).await.filter(|p| p["routable"] == true)
+    })
+    .await;
+    a_job_per_fresh_token(&gw, &a, 6).await;
+    let paid = a.state.payment_stats();
+    assert_eq!(paid.payments, 1, "{paid:?}");
+    assert!(paid.tickets <= 600, "one payment's worth at most: {paid:?}");
+    assert_eq!(gw.pair("depth", &a.url).await["unroutable_reason"], "payment-backoff");
+}
+
+#[actix_web::test]
+async fn a_balance_that_churns_each_token_does_not_make_the_gateway_pay_again() {
+    // An orchestrator that serves every job but reports a fresh low balance in each token:
+    // the gateway's ledger knows what it paid and keeps its own figure.
+    let a = sim("a", &[("depth", Knobs { balance_churn: true, ..priced() })]);
+    let gw = fast_refreshing_gateway(&[&a]).await;
+    eventually("the priced pair to be routable", 250, || async {
+        gw.find_pair("depth", &a.url).await.filter(|p| p["routable"] == true)
+    })
+    .await;
+    let statuses = a_job_per_fresh_token(&gw, &a, 6).await;
+    assert_eq!(statuses, vec![200; 6]);
+    let paid = a.state.payment_stats();
+    // One payment tops the balance up to 180 s of the price (at most 18 tickets, fewer when the
+    // first token's made-up balance was counted); six jobs use at most 6 s of it. Before the
+    // fix, each token's lower figure replaced the ledger's and the gateway paid again (6).
+    assert_eq!(paid.payments, 1, "{paid:?}");
+    assert!(paid.tickets <= 18, "{paid:?}");
+}
+
+#[actix_web::test]
+async fn ticket_params_a_gateway_must_not_pay_against_keep_the_pair_out_with_the_reason() {
+    use byoc_sim::ParamsQuirk;
+    let quirks = [
+        (ParamsQuirk::EmptyRandHash, "recipient_rand_hash"),
+        (ParamsQuirk::EmptyExpiration, "expiration"),
+        (ParamsQuirk::NegativeRound, "creation_round"),
+    ];
+    let sims: Vec<byoc_sim::SimHandle> = quirks
+        .iter()
+        .enumerate()
+        .map(|(i, (q, _))| sim(&format!("q{i}"), &[("depth", Knobs { params_quirk: *q, ..priced() })]))
+        .collect();
+    let list: Vec<(&byoc_sim::SimHandle, &[&str])> = sims.iter().map(|s| (s, &["depth"][..])).collect();
+    let gw = gateway_with(&list, with_key).await;
+    for (s, (quirk, field)) in sims.iter().zip(quirks) {
+        let p = eventually("the pair out for its ticket params", 250, || async {
+            gw.find_pair("depth", &s.url).await.filter(|p| p["unroutable_reason"] == "ticket-params-invalid")
+        })
+        .await;
+        let message = p["last_error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{quirk:?}: {p}");
+    }
+    gw.job("depth", "j").await.error(503, "no-routable-orchestrator");
+    for s in &sims {
+        assert_eq!(s.state.stats("depth").jobs, 0, "no job, so no payment");
+        assert!(s.state.last().payment.is_none());
+    }
 }

@@ -1,7 +1,17 @@
 //! Accounting for one call: how its [`Outcome`] changes the pair's breaker, latency, limit,
-//! counters and rotation; fast-path answers drained in batches.
+//! counters and rotation (a payment refusal after a payment backs the pair off); fast-path
+//! answers drained in batches.
 
 use super::*;
+
+/// What the pair knows of a call besides its outcome.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Call {
+    /// The breaker admitted it as a half-open trial.
+    pub(super) trial: bool,
+    /// It carried a payment.
+    pub(super) paid: bool,
+}
 
 impl PairActor {
     /// Takes the pair out of rotation after a connect failure (its own or a sibling's) and
@@ -39,11 +49,10 @@ impl PairActor {
         }
     }
 
-    /// Applies one call's outcome to the pair's health. `trial` when the breaker admitted it
-    /// as a half-open trial. The caller publishes.
+    /// Applies one call's outcome to the pair's health. The caller publishes.
     pub(super) fn account(
         &mut self,
-        trial: bool,
+        Call { trial, paid }: Call,
         outcome: &Outcome,
         elapsed: Duration,
         now: Instant,
@@ -69,7 +78,9 @@ impl PairActor {
                 if trial {
                     self.breaker.release_trial();
                 }
-                self.take_out(*refusal, body);
+                if !(refusal.is_payment() && self.back_off_after_payment(paid, body, now)) {
+                    self.take_out(*refusal, body);
+                }
                 None
             }
             Outcome::CapacityRefused(status) => {
@@ -98,6 +109,8 @@ impl PairActor {
     /// when the call `counts` for it.
     fn answered(&mut self, elapsed: Duration, now: Instant, counts: bool) -> Option<Transition> {
         self.counters.success += 1;
+        // Whatever it was paid served a job: a taker does not do that.
+        self.payment_backoff.answered();
         // A slow cold start (loading a model) is not the pair's latency: it is recorded as
         // the cold start and deprioritises the pair instead.
         if !self.first_answer(elapsed, now) {
@@ -110,6 +123,32 @@ impl PairActor {
         self.offered = true;
         let slow = elapsed > self.policy.slow_call_threshold;
         counts.then(|| self.breaker.on_success(now, rand::random::<f64>(), slow)).flatten()
+    }
+
+    /// A payment refusal (`body` is what the orchestrator answered) at `now`: when a payment
+    /// went before it with no job answered since (`paid`: this call's), the pair is out for the
+    /// doubling back-off, whatever its next tokens say ([`RefusalBackoff`]). False when no
+    /// payment went before it (the refusal is then taken as any other).
+    ///
+    /// [`RefusalBackoff`]: crate::payment::backoff::RefusalBackoff
+    fn back_off_after_payment(&mut self, paid: bool, body: &str, now: Instant) -> bool {
+        let limits = &self.settings.payment_limits;
+        let Some(hold) = self.payment_backoff.refused(paid, now, limits.refusal_backoff, limits.refusal_backoff_max)
+        else {
+            return false;
+        };
+        self.counters.refused += 1;
+        let addr = self.service_addr.as_deref().unwrap_or("?").to_string();
+        let level = self.payment_backoff.level();
+        let message = format!(
+            "{addr} refused a job after taking a payment ('{body}'): out of rotation for {} s (refusal {level} since it last \
+             answered a job; the wait doubles with each, up to payments.refusal_backoff_max); new tokens do not end it, \
+             an answered job or a reset does",
+            hold.as_secs()
+        );
+        tracing::error!(pair = %self.key, level, hold_s = hold.as_secs(), "{message}");
+        self.note_error("payment-backoff", message);
+        true
     }
 
     /// A refusal that is neither the orchestrator's health nor the client's fault (`body` is
@@ -193,7 +232,7 @@ impl PairActor {
             return;
         }
         for s in &samples {
-            self.account(false, &s.outcome, s.elapsed, s.at, ctx);
+            self.account(Call::default(), &s.outcome, s.elapsed, s.at, ctx);
         }
         self.publish();
     }

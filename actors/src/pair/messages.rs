@@ -74,6 +74,8 @@ pub(crate) struct Record {
     pub(crate) outcome: Outcome,
     /// How long the call took.
     pub(crate) elapsed: Duration,
+    /// The call carried a payment (a refusal after one backs the pair off).
+    pub(crate) paid: bool,
 }
 
 impl Handler<Record> for PairActor {
@@ -92,7 +94,7 @@ impl Handler<Record> for PairActor {
                 }
             },
         };
-        self.account(trial, &msg.outcome, msg.elapsed, now, ctx);
+        self.account(Call { trial, paid: msg.paid }, &msg.outcome, msg.elapsed, now, ctx);
         self.publish();
     }
 }
@@ -289,6 +291,7 @@ impl Handler<ForceBreaker> for PairActor {
             self.forced = None;
             self.capacity_backoff_until = None;
             self.refusal = None;
+            self.payment_backoff.answered();
             self.breaker.reset()
         };
         if let Some(t) = transition {

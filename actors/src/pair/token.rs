@@ -2,6 +2,7 @@
 //! it makes of the answer (service address, capacity, price, balance, a refusal worth retrying).
 
 use super::*;
+use crate::payment::PayError;
 
 /// What a priced token offers to pay against: its ticket params and the gateway's balance
 /// there. Only tokens with a price keep one (offchain tokens carry neither).
@@ -124,7 +125,8 @@ impl PairActor {
         let fingerprint = token.fingerprint();
         if std::mem::replace(&mut self.token_fingerprint, fingerprint) != fingerprint {
             // Another token (address, price, balance, ticket parameters): what the
-            // orchestrator refused is worth another try.
+            // orchestrator refused is worth another try. (Not a refusal after a payment: that
+            // back-off ends with time, since a taker's every token is new.)
             if let Some(r) = self.refusal.take() {
                 tracing::info!(pair = %self.key, reason = r.as_str(), "token changed; pair back in rotation");
             }
@@ -164,15 +166,23 @@ impl PairActor {
                 .ok()
         });
         let can_pay = params.is_some() && self.settings.signer.payer().is_some();
-        // Params the operator's limits would never let the gateway pay against.
-        let over_limit = params
+        // Params unfit to pay against, or that the operator's limits would never let the
+        // gateway pay against.
+        let refusal = params
             .as_ref()
             .filter(|_| can_pay)
             .and_then(|p| crate::payment::check_params(p, &self.settings.payment_limits).err());
-        if over_limit.is_some() && !self.payment_over_limit {
-            tracing::warn!(pair = %self.key, error = ?over_limit, "ticket params over the payment limits; pair leaves rotation");
+        let invalid = matches!(refusal, Some(PayError::InvalidParams(_)));
+        if let Some(e) = refusal.as_ref().filter(|_| invalid && !self.ticket_params_invalid) {
+            tracing::warn!(pair = %self.key, error = %e, "the token's ticket params cannot be paid against; pair leaves rotation");
+            self.note_error("ticket-params", format!("{e}; out of rotation until a token brings sound params"));
         }
-        self.payment_over_limit = over_limit.is_some();
+        let over_limit = refusal.is_some() && !invalid;
+        if over_limit && !self.payment_over_limit {
+            tracing::warn!(pair = %self.key, error = ?refusal, "ticket params over the payment limits; pair leaves rotation");
+        }
+        self.ticket_params_invalid = invalid;
+        self.payment_over_limit = over_limit;
         self.payment = params.map(|params| Arc::new(PaymentTerms { params, balance: token.balance }));
         // A gateway that pays is not held back by the balance: it tops it up.
         let payment_required = token.payment_required() && !can_pay;

@@ -159,6 +159,13 @@ pub struct PairView {
     pub(crate) payment: Option<Arc<super::PaymentTerms>>,
     /// Its ticket params are over the operator's payment limits.
     pub(crate) payment_over_limit: bool,
+    /// Its ticket params are unfit to pay against (an empty `recipient_rand_hash`, no expiry, a
+    /// negative round, ...).
+    pub(crate) ticket_params_invalid: bool,
+    /// It refused a job after taking a payment: out of rotation until then.
+    pub(crate) payment_backoff_until: Option<Instant>,
+    /// Refusals after a payment since it last answered a job (the back-off doubles with each).
+    pub(crate) payment_backoff_level: u32,
     /// A connect failure on this orchestrator (this pair or a sibling) awaits a re-probe.
     pub(crate) node_unreachable: bool,
     /// The orchestrator refused a job for a reason that is not the client's (a routing loop,
@@ -227,6 +234,9 @@ impl PairView {
             unreachable: false,
             payment: None,
             payment_over_limit: false,
+            ticket_params_invalid: false,
+            payment_backoff_until: None,
+            payment_backoff_level: 0,
             node_unreachable: false,
             refusal: None,
             payment_required: false,
@@ -283,6 +293,12 @@ impl PairView {
         }
         if self.payment_over_limit {
             return Err(Unroutable::PaymentOverLimit);
+        }
+        if self.ticket_params_invalid {
+            return Err(Unroutable::TicketParamsInvalid);
+        }
+        if let Some(t) = self.payment_backoff_until.filter(|t| now < *t) {
+            return Err(Unroutable::PaymentBackoff(t));
         }
         if self.warmup_pending {
             return Err(Unroutable::WarmingUp);
@@ -426,6 +442,8 @@ mod tests {
             Unroutable::PriceOverCeiling,
             Unroutable::PaymentRequired,
             Unroutable::PaymentOverLimit,
+            Unroutable::TicketParamsInvalid,
+            Unroutable::PaymentBackoff(t),
             Unroutable::WarmingUp,
             Unroutable::CapacityBackoff(t),
             Unroutable::BreakerOpen(None),

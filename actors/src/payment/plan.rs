@@ -6,11 +6,12 @@
 //! `120 s + max(timeout, 60 s)` of the price: the orchestrator's check passes after the
 //! payment, the job is covered, and the next minute of jobs needs no tickets.
 
-use std::collections::HashMap;
+use std::time::Duration;
 
 use num_bigint::BigUint;
 
 use super::count::{ticket_count_for_cost, MAX_TICKETS};
+use super::params::{validate, ParamsFault};
 use super::ticket::TicketParams;
 
 /// Seconds of the price the orchestrator wants as balance after a payment.
@@ -19,7 +20,8 @@ pub(crate) const MIN_BALANCE_SECONDS: u64 = 60;
 pub(crate) const TOP_UP_BELOW_SECONDS: u64 = 120;
 
 /// The operator's spend limits (go-livepeer's `-maxTicketEV`, `-maxTotalEV`,
-/// `-depositMultiplier` equivalents).
+/// `-depositMultiplier` equivalents, plus an hourly cap), and how long a pair that refused a
+/// job after taking a payment stays out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     /// Largest expected value of one ticket, in wei (go-livepeer: 3e12).
@@ -31,11 +33,32 @@ pub struct Limits {
     pub max_face_value: Option<BigUint>,
     /// Largest expected value paid per capability over any hour, in wei; `None`: no cap.
     pub max_ev_per_capability_hour: Option<f64>,
+    /// How long a pair that refused a job after a payment stays out the first time (doubling
+    /// with each refusal until it answers a job).
+    pub refusal_backoff: Duration,
+    /// The longest it stays out.
+    pub refusal_backoff_max: Duration,
 }
+
+/// Default `max_face_value`: 10^16 wei (0.01 ETH). One winning ticket takes its face value from
+/// the deposit; go-livepeer's orchestrators issue `txCostMultiplier` (100) times a redemption's
+/// gas cost, far under this at Arbitrum One's gas prices, and cap it at the sender's reserve
+/// share themselves. A taker may not.
+pub const DEFAULT_MAX_FACE_VALUE: u64 = 10_000_000_000_000_000;
+/// Default `max_ev_per_capability_hour`: 10^15 wei (0.001 ETH) per capability per hour, about
+/// six orchestrators kept busy for the hour at $0.50/h each (at $3,000/ETH).
+pub const DEFAULT_MAX_EV_PER_CAPABILITY_HOUR: f64 = 1e15;
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_ticket_ev: 3e12, max_total_ev: 2e13, max_face_value: None, max_ev_per_capability_hour: None }
+        Self {
+            max_ticket_ev: 3e12,
+            max_total_ev: 2e13,
+            max_face_value: Some(BigUint::from(DEFAULT_MAX_FACE_VALUE)),
+            max_ev_per_capability_hour: Some(DEFAULT_MAX_EV_PER_CAPABILITY_HOUR),
+            refusal_backoff: Duration::from_secs(60),
+            refusal_backoff_max: Duration::from_secs(3600),
+        }
     }
 }
 
@@ -45,6 +68,9 @@ pub enum PayError {
     /// The token has a price but no ticket params (an offchain orchestrator that prices).
     #[error("the token prices the capability but carries no ticket parameters")]
     NoTicketParams,
+    /// The ticket params are not fit to pay against.
+    #[error("the token's ticket params cannot be paid against: {0}")]
+    InvalidParams(#[from] ParamsFault),
     /// A ticket's expected value is over `max_ticket_ev`.
     #[error("a ticket's expected value of {ev:.0} wei is over the limit of {limit:.0}")]
     TicketEvOverLimit {
@@ -91,9 +117,11 @@ pub struct Plan {
     pub(crate) ev: f64,
 }
 
-/// Whether tickets drawn from `params` fit the operator's per-ticket limits (expected value and
-/// face value); the refusal a payment would meet otherwise.
+/// Whether tickets drawn from `params` can be paid: the params are sound ([`ParamsFault`]) and
+/// fit the operator's per-ticket limits (expected value and face value); the refusal a payment
+/// would meet otherwise.
 pub fn check_params(params: &TicketParams, limits: &Limits) -> Result<(), PayError> {
+    validate(params)?;
     if let Some(limit) = &limits.max_face_value {
         let face = BigUint::from_bytes_be(&params.face_value);
         if &face > limit {
@@ -139,37 +167,6 @@ pub fn plan(
     Ok(Plan { tickets, ev: total })
 }
 
-/// Nonces per ticket-params set (`recipient_rand_hash`): never reused, at most 600 per set (the
-/// orchestrator refuses more). The gateway caches tokens, so one set serves many payments.
-#[derive(Debug, Default, Clone)]
-pub struct Nonces {
-    last: HashMap<Vec<u8>, u32>,
-}
-
-impl Nonces {
-    /// The next `n` nonces of the set `recipient_rand_hash`, taken (never handed out again).
-    pub(crate) fn take(
-        &mut self,
-        recipient_rand_hash: &[u8],
-        n: u32,
-    ) -> Result<std::ops::RangeInclusive<u32>, PayError> {
-        let last = self.last.get(recipient_rand_hash).copied().unwrap_or(0);
-        let end = last.checked_add(n).filter(|e| *e <= MAX_TICKETS).ok_or(PayError::NoncesExhausted)?;
-        self.last.insert(recipient_rand_hash.to_vec(), end);
-        Ok(last + 1..=end)
-    }
-
-    /// How many sets it remembers.
-    pub(crate) fn sets(&self) -> usize {
-        self.last.len()
-    }
-
-    /// Forgets the sets not in `live` (their params expired or were replaced), bounding memory.
-    pub(crate) fn retain(&mut self, live: impl Fn(&[u8]) -> bool) {
-        self.last.retain(|k, _| live(k));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,8 +177,7 @@ mod tests {
         TicketParams {
             face_value: BigUint::from(ev * 1000).to_bytes_be(),
             win_prob: (max / 1000u32).to_bytes_be(),
-            recipient_rand_hash: vec![7; 32],
-            ..Default::default()
+            ..crate::payment::params::tests::sound()
         }
     }
 
@@ -225,19 +221,5 @@ mod tests {
         assert!(matches!(plan((1000, 1), 0, 30, Some(&p), &face), Err(PayError::FaceValueOverLimit { .. })));
         let total = Limits { max_total_ev: 1e11, ..Limits::default() };
         assert!(matches!(plan((46_300_000_000, 1), 0, 30, Some(&p), &total), Err(PayError::TotalEvOverLimit { .. })));
-    }
-
-    #[test]
-    fn nonces_are_never_reused_and_stop_at_600_per_set() {
-        let mut n = Nonces::default();
-        assert_eq!(n.take(&[1; 32], 3), Ok(1..=3));
-        assert_eq!(n.take(&[1; 32], 2), Ok(4..=5));
-        assert_eq!(n.take(&[2; 32], 1), Ok(1..=1), "another set starts at 1");
-        assert_eq!(n.take(&[1; 32], 595), Ok(6..=600));
-        assert_eq!(n.take(&[1; 32], 1), Err(PayError::NoncesExhausted));
-        // Forgetting one set keeps the other's sequence.
-        n.retain(|k| k == [2; 32]);
-        assert_eq!(n.sets(), 1);
-        assert_eq!(n.take(&[2; 32], 1), Ok(2..=2));
     }
 }

@@ -79,6 +79,10 @@ impl Router {
             }
         }
 
+        if let Outcome::Refused(Refusal::PaymentRequired | Refusal::PaymentRejected, _) = &outcome {
+            // The orchestrator's word on the balance is proven: the ledger takes its next figure.
+            self.payments.refused(&picked.key);
+        }
         if lease.is_none() && !outcome.retryable() {
             let sample = Sample { outcome: outcome.clone(), elapsed: call.elapsed, at: std::time::Instant::now() };
             if picked.tally.deposit(sample) == Deposit::RequestDrain && picked.addr.try_send(DrainTally).is_err() {
@@ -86,7 +90,7 @@ impl Router {
                 metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
             }
         } else {
-            let record = Record { lease, outcome: outcome.clone(), elapsed: call.elapsed };
+            let record = Record { lease, outcome: outcome.clone(), elapsed: call.elapsed, paid: call.paid };
             if picked.addr.send(record).timeout(self.mailbox_timeout).await.is_err() {
                 // A lease expires on its own; the pair just misses one sample.
                 metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);

@@ -1,7 +1,8 @@
 //! **Pay** (a step of the attempt, before the call): the `Livepeer-Payment` for a priced pair,
-//! shared by every worker: the balance the gateway believes it holds per pair (re-synced to
-//! each new token's `balance`, credited with the EV sent, debited `ceil(elapsed) x price` after
-//! each call), and the nonces per ticket-params set.
+//! shared by every worker: the balance the gateway believes it holds per pair (credited with
+//! the EV sent, debited `ceil(elapsed) x price` after each call, and re-synced to a new token's
+//! `balance`, except to a lower one right after paying: see [`Ledger::sync`]), and the nonces
+//! per ticket-params set.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::pair::{PairKey, PairView};
+use crate::payment::nonces::SetId;
 use crate::payment::{plan, wire, Limits, Nonces, PayError};
 use crate::protocol::signer::Signer;
 
@@ -23,10 +25,22 @@ struct Ledger {
     tickets: u64,
     /// Their expected value (wei).
     ev_sent: f64,
-    /// The ticket-params sets (`recipient_rand_hash`) it paid against lately, newest last, at
-    /// most [`RECENT_SETS`]: their nonces are remembered, every other set's are forgotten.
-    sets: VecDeque<Vec<u8>>,
+    /// The ticket-params sets it paid against lately, newest last, at most [`RECENT_SETS`]:
+    /// their nonces are remembered, every other set's are forgotten.
+    sets: VecDeque<SetId>,
+    /// When it last paid there.
+    paid_at: Option<Instant>,
+    /// The orchestrator refused a job for payment since: its next token's balance is the one
+    /// to believe, whatever it says.
+    refused: bool,
 }
+
+/// How long after a payment a token reporting less than the ledger holds is not believed.
+/// Within it the gateway's own figure (what it paid, less what the jobs used) stands, unless
+/// the orchestrator refuses a job for want of balance; after it, the token's word wins again
+/// (go-livepeer's orchestrator forgets an idle sender's balance after 10 to 20 minutes, which is
+/// the honest reason a balance drops under the gateway's figure).
+const RESYNC_HOLD: Duration = Duration::from_secs(600);
 
 /// Sets remembered per pair. go-livepeer's orchestrator hands out a new set with every token,
 /// so only the current one is ever paid against again; a few more keep an orchestrator that
@@ -34,9 +48,33 @@ struct Ledger {
 const RECENT_SETS: usize = 8;
 
 impl Ledger {
+    /// A fresh ledger, at the balance a token reported.
+    fn new(balance: i64) -> Self {
+        Self { synced: balance, balance: balance as f64, ..Self::default() }
+    }
+
+    /// Takes a token's `balance` into account at `now`. A new figure replaces the ledger's,
+    /// unless it is lower and the gateway paid there within [`RESYNC_HOLD`] with no refusal
+    /// since: an orchestrator that reports a fresh low balance with every token (a taker's
+    /// lie, or a figure taken before the payment landed) would otherwise be paid again after
+    /// each refresh.
+    fn sync(&mut self, balance: i64, now: Instant) {
+        if balance == self.synced && !self.refused {
+            return;
+        }
+        self.synced = balance;
+        let lower = (balance as f64) < self.balance;
+        let just_paid = self.paid_at.is_some_and(|t| now.saturating_duration_since(t) < RESYNC_HOLD);
+        if lower && just_paid && !self.refused {
+            return;
+        }
+        self.balance = balance as f64;
+        self.refused = false;
+    }
+
     /// Notes that it paid against `set`, which becomes the newest (least recently used first
     /// out, so a set paid against again is never the one forgotten).
-    fn paid_against(&mut self, set: &[u8]) {
+    fn paid_against(&mut self, set: &SetId) {
         match self.sets.iter().position(|s| s == set) {
             Some(i) => {
                 if let Some(known) = self.sets.remove(i) {
@@ -44,7 +82,7 @@ impl Ledger {
                 }
                 return;
             }
-            None => self.sets.push_back(set.to_vec()),
+            None => self.sets.push_back(set.clone()),
         }
         if self.sets.len() > RECENT_SETS {
             self.sets.pop_front();
@@ -59,7 +97,7 @@ fn forget_stale_sets(nonces: &mut Nonces, ledgers: &HashMap<PairKey, Ledger>) {
     if nonces.sets() <= 2 * RECENT_SETS * ledgers.len() + 64 {
         return;
     }
-    let live: HashSet<&[u8]> = ledgers.values().flat_map(|l| l.sets.iter().map(Vec::as_slice)).collect();
+    let live: HashSet<&SetId> = ledgers.values().flat_map(|l| l.sets.iter()).collect();
     nonces.retain(|set| live.contains(set));
 }
 
@@ -112,25 +150,17 @@ impl Payments {
             return Ok(None);
         };
         let terms = v.payment.as_deref().ok_or(PayError::NoTicketParams)?;
+        let now = Instant::now();
         let mut state = self.state.lock();
         let (nonces, ledgers) = &mut *state;
-        let ledger = ledgers.entry(v.key.clone()).or_insert(Ledger {
-            synced: terms.balance,
-            balance: terms.balance as f64,
-            ..Ledger::default()
-        });
-        if ledger.synced != terms.balance {
-            // A new token: the orchestrator's word is the balance.
-            ledger.synced = terms.balance;
-            ledger.balance = terms.balance as f64;
-        }
+        let ledger = ledgers.entry(v.key.clone()).or_insert_with(|| Ledger::new(terms.balance));
+        ledger.sync(terms.balance, now);
         let price = (v.price_per_unit, v.pixels_per_unit.max(1));
         let p = plan(price, ledger.balance as i64, timeout_seconds, Some(&terms.params), &self.limits)?;
         if p.tickets == 0 {
             return Ok(None);
         }
         if let Some(cap) = self.limits.max_ev_per_capability_hour {
-            let now = Instant::now();
             let mut spent = self.spent.lock();
             let window = spent.entry(v.key.capability.clone()).or_default();
             while window.front().is_some_and(|(t, _)| now.duration_since(*t) > HOUR) {
@@ -142,7 +172,8 @@ impl Payments {
             }
             window.push_back((now, p.ev));
         }
-        let range = nonces.take(&terms.params.recipient_rand_hash, p.tickets)?;
+        let set = SetId::of(&terms.params);
+        let range = nonces.take(&set, p.tickets)?;
         let mut tickets = Vec::with_capacity(p.tickets as usize);
         for nonce in range {
             let flat = terms.params.ticket(sender, nonce).flatten();
@@ -152,7 +183,8 @@ impl Payments {
         ledger.balance += p.ev;
         ledger.tickets += u64::from(p.tickets);
         ledger.ev_sent += p.ev;
-        ledger.paid_against(&terms.params.recipient_rand_hash);
+        ledger.paid_against(&set);
+        ledger.paid_at = Some(now);
         forget_stale_sets(nonces, ledgers);
         let cap = v.key.capability.to_string();
         metrics::counter!(crate::metrics::TICKETS_SENT_TOTAL, "capability" => cap.clone())
@@ -171,6 +203,14 @@ impl Payments {
         }
     }
 
+    /// The orchestrator of `key` refused a job for payment (`Insufficient balance`, or the
+    /// tickets): its next token's balance is believed, even right after a payment.
+    pub(crate) fn refused(&self, key: &PairKey) {
+        if let Some(l) = self.state.lock().1.get_mut(key) {
+            l.refused = true;
+        }
+    }
+
     /// What the gateway paid at `key`, once it has paid there.
     pub fn report(&self, key: &PairKey) -> Option<PaymentReport> {
         self.state.lock().1.get(key).map(|l| PaymentReport {
@@ -186,6 +226,18 @@ mod tests {
     use super::*;
     use crate::capability::Capability;
     use crate::orchestrator::OrchestratorId;
+    use crate::payment::nonces::tests::set;
+    use crate::payment::TicketParams;
+
+    /// Pair `pair`'s set of token refresh `round`.
+    fn round_set(round: u32, pair: u8) -> SetId {
+        let params = TicketParams {
+            recipient: vec![pair; 20],
+            recipient_rand_hash: [&round.to_be_bytes()[..], &[pair; 28][..]].concat(),
+            ..TicketParams::default()
+        };
+        SetId::of(&params)
+    }
 
     fn key(i: usize) -> PairKey {
         PairKey {
@@ -198,16 +250,47 @@ mod tests {
     fn a_pair_remembers_its_recent_sets_only() {
         let mut l = Ledger::default();
         for i in 0..20u8 {
-            l.paid_against(&[i; 32]);
-            l.paid_against(&[i; 32]);
+            l.paid_against(&set(1, i));
+            l.paid_against(&set(1, i));
         }
         assert_eq!(l.sets.len(), RECENT_SETS);
-        assert_eq!(l.sets.back().map(Vec::as_slice), Some(&[19u8; 32][..]));
+        assert_eq!(l.sets.back(), Some(&set(1, 19)));
         // A set paid against again becomes the newest: the oldest other one goes first.
-        l.paid_against(&[12; 32]);
-        l.paid_against(&[20; 32]);
-        assert!(l.sets.contains(&vec![12u8; 32]), "reused, kept: {:?}", l.sets.len());
-        assert!(!l.sets.contains(&vec![13u8; 32]), "the least recently used went");
+        l.paid_against(&set(1, 12));
+        l.paid_against(&set(1, 20));
+        assert!(l.sets.contains(&set(1, 12)), "reused, kept: {:?}", l.sets.len());
+        assert!(!l.sets.contains(&set(1, 13)), "the least recently used went");
+    }
+
+    #[test]
+    fn a_lower_balance_right_after_paying_is_believed_only_after_a_refusal_or_the_hold() {
+        let t = Instant::now();
+        let mut l = Ledger::new(0);
+        l.balance = 180e9;
+        l.paid_at = Some(t);
+        // A token right after the payment says 5e9: the ledger keeps what it paid.
+        l.sync(5_000_000_000, t + Duration::from_secs(1));
+        assert_eq!(l.balance, 180e9);
+        // A higher figure is the orchestrator's word at any time.
+        l.sync(200_000_000_000, t + Duration::from_secs(2));
+        assert_eq!(l.balance, 200e9);
+        l.sync(7_000_000_000, t + Duration::from_secs(3));
+        assert_eq!(l.balance, 200e9);
+        // A refusal for payment proves the orchestrator's figure: the next token's is believed,
+        // even unchanged.
+        l.refused = true;
+        l.sync(7_000_000_000, t + Duration::from_secs(4));
+        assert_eq!(l.balance, 7e9);
+        assert!(!l.refused);
+        // Past the hold, a lower figure is believed again (an idle balance the orchestrator
+        // forgot).
+        l.balance = 100e9;
+        l.sync(1_000_000_000, t + RESYNC_HOLD);
+        assert_eq!(l.balance, 1e9);
+        // Never paid: a new figure is always believed.
+        let mut fresh = Ledger::new(50);
+        fresh.sync(10, t);
+        assert_eq!(fresh.balance, 10.0);
     }
 
     #[test]
@@ -217,7 +300,7 @@ mod tests {
         // Two pairs, each paying against a new set per token refresh, for a long time.
         for round in 0..10_000u32 {
             for i in 0..2 {
-                let set = [&round.to_be_bytes()[..], &[i as u8; 28][..]].concat();
+                let set = round_set(round, i as u8);
                 assert_eq!(nonces.take(&set, 1), Ok(1..=1), "a new set starts at 1");
                 ledgers.entry(key(i)).or_default().paid_against(&set);
                 forget_stale_sets(&mut nonces, &ledgers);
@@ -225,7 +308,6 @@ mod tests {
             }
         }
         // The sets still held continue where they were.
-        let last = [&9_999u32.to_be_bytes()[..], &[0u8; 28][..]].concat();
-        assert_eq!(nonces.take(&last, 1), Ok(2..=2));
+        assert_eq!(nonces.take(&round_set(9_999, 0), 1), Ok(2..=2));
     }
 }

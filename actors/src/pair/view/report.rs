@@ -62,6 +62,10 @@ impl PairView {
                 deprioritized: self.client_errors.outlier,
             },
             cost: if routable.is_ok() { Some(round3(self.cost_at(now))) } else { None },
+            payment_backoff: (self.payment_backoff_level > 0).then(|| PaymentBackoffReport {
+                level: self.payment_backoff_level,
+                until_unix_ms: self.payment_backoff_until.filter(|t| *t > now).map(|t| instant_to_unix_ms(t, now)),
+            }),
             payment: None,
         }
     }
@@ -103,6 +107,16 @@ pub struct ClientErrorsReport {
     /// sibling's): ranked last in selection and given none of the jobs its siblings have no
     /// room for, except one job per exploration interval. Its 4xx answers are still relayed.
     pub(crate) deprioritized: bool,
+}
+
+/// A pair's back-off after refusing jobs it was paid for ([`PairReport::payment_backoff`]).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PaymentBackoffReport {
+    /// Refusals after a payment since it last answered a job (the wait doubles with each).
+    pub(crate) level: u32,
+    /// When it may take a job again (Unix ms); `None` once that has passed (the next refusal
+    /// then backs it off for twice as long).
+    pub(crate) until_unix_ms: Option<u64>,
 }
 
 /// One element of `GET /admin/pairs`.
@@ -179,6 +193,9 @@ pub struct PairReport {
     pub(crate) client_errors: ClientErrorsReport,
     /// Current selection cost (lower wins), when routable.
     pub(crate) cost: Option<f64>,
+    /// Its back-off after refusing jobs it was paid for, until it answers a job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) payment_backoff: Option<PaymentBackoffReport>,
     /// What the gateway paid there (priced pairs, once it has paid): balance, tickets, EV.
     /// Filled in by the admin API from the routers' ledger.
     #[serde(skip_serializing_if = "Option::is_none")]

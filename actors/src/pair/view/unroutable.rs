@@ -42,6 +42,13 @@ pub enum Unroutable {
     PaymentRequired,
     /// The token's ticket params are over the operator's payment limits (`[payments]`).
     PaymentOverLimit,
+    /// The token's ticket params are unfit to pay against (an empty `recipient_rand_hash`, no
+    /// expiry, a negative round, ...): its last error names the field.
+    TicketParamsInvalid,
+    /// It refused a job after taking a payment (a taker, or a refusal of the tickets it took):
+    /// out until the instant, whatever its tokens say; the wait doubles with each such refusal
+    /// until it answers a job.
+    PaymentBackoff(Instant),
     /// The configured warm-up job has not succeeded yet.
     WarmingUp,
     /// The orchestrator refused for capacity with none of the gateway's jobs there; out until
@@ -88,6 +95,10 @@ pub enum Reason {
     PaymentRequired,
     /// [`Unroutable::PaymentOverLimit`].
     PaymentOverLimit,
+    /// [`Unroutable::TicketParamsInvalid`].
+    TicketParamsInvalid,
+    /// [`Unroutable::PaymentBackoff`].
+    PaymentBackoff,
     /// [`Unroutable::WarmingUp`].
     WarmingUp,
     /// [`Unroutable::CapacityBackoff`].
@@ -98,7 +109,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order of [`PairView::routable_at`]'s checks.
-    pub(crate) const ALL: [Reason; 19] = [
+    pub(crate) const ALL: [Reason; 21] = [
         Reason::Retired,
         Reason::Disabled,
         Reason::ForcedOpen,
@@ -115,6 +126,8 @@ impl Reason {
         Reason::PriceOverCeiling,
         Reason::PaymentRequired,
         Reason::PaymentOverLimit,
+        Reason::TicketParamsInvalid,
+        Reason::PaymentBackoff,
         Reason::WarmingUp,
         Reason::CapacityBackoff,
         Reason::BreakerOpen,
@@ -139,6 +152,8 @@ impl Reason {
             Reason::PriceOverCeiling => "price-over-ceiling",
             Reason::PaymentRequired => "payment-required",
             Reason::PaymentOverLimit => "payment-over-limit",
+            Reason::TicketParamsInvalid => "ticket-params-invalid",
+            Reason::PaymentBackoff => "payment-backoff",
             Reason::WarmingUp => "warming-up",
             Reason::CapacityBackoff => "capacity-backoff",
             Reason::BreakerOpen => "breaker-open",
@@ -172,6 +187,8 @@ impl Unroutable {
             Unroutable::PriceOverCeiling => Reason::PriceOverCeiling,
             Unroutable::PaymentRequired => Reason::PaymentRequired,
             Unroutable::PaymentOverLimit => Reason::PaymentOverLimit,
+            Unroutable::TicketParamsInvalid => Reason::TicketParamsInvalid,
+            Unroutable::PaymentBackoff(_) => Reason::PaymentBackoff,
             Unroutable::WarmingUp => Reason::WarmingUp,
             Unroutable::CapacityBackoff(_) => Reason::CapacityBackoff,
             Unroutable::BreakerOpen(_) => Reason::BreakerOpen,

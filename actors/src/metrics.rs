@@ -2,7 +2,11 @@
 //!
 //! Labels are bounded: `capability` is only ever a capability some orchestrator has offered
 //! (anything else is reported as `unknown`), `outcome`/`class`/`state`/`reason` come from
-//! fixed sets in the code.
+//! fixed sets in the code. A capability an operator forgets stops being exported ([`hidden`]).
+
+pub mod hidden;
+
+pub use hidden::hide_capability;
 
 /// Jobs answered, by `capability` and `outcome` (`success`, `client-error`, or an error code).
 pub(crate) const REQUESTS_TOTAL: &str = "byoc_gateway_requests_total";
@@ -88,6 +92,10 @@ pub const ROUTING_LOOPS_TOTAL: &str = "byoc_gateway_routing_loops_total";
 /// Jobs refused at once because the gateway was at `limits.max_inflight_jobs`.
 pub const JOBS_SHED_TOTAL: &str = "byoc_gateway_jobs_shed_total";
 
+/// Jobs for a capability some orchestrator offers, refused (503) because
+/// `routing.max_discovered_capabilities` capabilities were registered by discovery already.
+pub(crate) const CAPABILITY_LIMIT_TOTAL: &str = "byoc_gateway_capability_limit_total";
+
 /// Payment tickets sent, by `capability`.
 pub(crate) const TICKETS_SENT_TOTAL: &str = "byoc_gateway_tickets_sent_total";
 /// Expected value of the tickets sent, in wei, by `capability`.
@@ -127,6 +135,10 @@ pub fn describe() {
     );
     describe_counter!(JOBS_SHED_TOTAL, "Jobs refused with 503 at the in-flight job limit");
     describe_counter!(
+        CAPABILITY_LIMIT_TOTAL,
+        "Jobs refused: routing.max_discovered_capabilities capabilities registered by discovery already"
+    );
+    describe_counter!(
         DISCOVERY_RATE_LIMITED_TOTAL,
         "Jobs for unknown capability names refused: discovery probes spent"
     );
@@ -156,6 +168,7 @@ pub fn register_at_zero() {
         STORE_REOPENS,
         SURVEY_PROBES_TOTAL,
         TALLY_DROPPED_TOTAL,
+        CAPABILITY_LIMIT_TOTAL,
     ] {
         metrics::counter!(name).increment(0);
     }
@@ -186,6 +199,7 @@ pub fn register_at_zero() {
 /// Registers, at zero, the series of one registered capability (its jobs, attempts, retries,
 /// queue and slots), so they exist before its first job.
 pub(crate) fn register_capability(cap: &crate::capability::Capability) {
+    hidden::show_capability(cap);
     let c = cap.to_string();
     metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "success").increment(0);
     metrics::counter!(ATTEMPTS_TOTAL, "capability" => c.clone(), "result" => "success").increment(0);

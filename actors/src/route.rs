@@ -161,7 +161,7 @@ impl Router {
             Err(e) => {
                 // Only offered capabilities become label values (bounded cardinality).
                 let label = match e {
-                    RouteError::UnknownCapability(_) => "unknown".to_string(),
+                    RouteError::UnknownCapability(_) | RouteError::CapabilityLimit(_) => "unknown".to_string(),
                     _ => cap.to_string(),
                 };
                 metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome).increment(1);

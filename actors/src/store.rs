@@ -27,8 +27,8 @@ pub use error::StoreError;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use messages::InjectWriteFailure;
 pub use messages::{
-    ApplyWebhook, DeleteOrchestrator, DeletePolicy, Flush, ForgetPairs, InsertOrchestrator, Load, Ping, PutPolicy,
-    ReconcileConfig, SavePairs, SetOrchestratorEnabled, Size,
+    ApplyWebhook, DeleteOrchestrator, DeletePolicy, Flush, ForgetCapability, ForgetPairs, InsertOrchestrator, Load,
+    Ping, PutPolicy, ReconcileConfig, SavePairs, SetOrchestratorEnabled, Size,
 };
 
 /// Free bytes the disk must have before a broken store reopens: sled writes whole segments

@@ -16,6 +16,7 @@
 //! ever removes its own entries.
 
 mod client_errors;
+mod discovered;
 mod pairs;
 mod persistence;
 mod policies;
@@ -24,8 +25,10 @@ mod report;
 mod survey;
 mod webhook;
 
+pub use discovered::{DiscoveredReport, ForgetCapability, ForgottenCapability};
 #[cfg(any(test, feature = "fault-injection"))]
 pub use pairs::CrashPair;
+use pairs::Registration;
 pub use pairs::{Availability, EnsureCapability, ForcePairBreaker, NodeUnreachable};
 pub use persistence::{ExportStore, FlushScores};
 pub use policies::{CapabilityReport, DeleteCapabilityPolicy, GetCapability, ListCapabilities, SetCapabilityPolicy};
@@ -105,6 +108,15 @@ pub enum RegistryError {
     /// No such capability (none registered, no policy).
     #[error("no capability named '{0}' is registered")]
     CapabilityNotFound(String),
+    /// The capability cannot be forgotten: the config file or orchestrators declare it (it
+    /// would come back at once).
+    #[error("capability '{name}' is declared {}: remove it there first", declared_where(.by))]
+    CapabilityDeclared {
+        /// The capability.
+        name: String,
+        /// The orchestrators that declare it (empty: the config file's `[capabilities]`).
+        by: Vec<String>,
+    },
     /// The capability has no runtime policy to delete.
     #[error(
         "capability '{0}' has no runtime policy to delete (its policy comes from the config file or the defaults)"
@@ -119,6 +131,14 @@ pub enum RegistryError {
     /// An actor did not answer in time.
     #[error("the {0} did not answer in time")]
     Unavailable(&'static str),
+}
+
+fn declared_where(by: &[String]) -> String {
+    match by {
+        [] => "in the config file's [capabilities]".to_string(),
+        [one] => format!("by orchestrator {one}"),
+        many => format!("by {} orchestrators ({}, ...)", many.len(), many[0]),
+    }
 }
 
 /// Flattens a store round trip: a store error or a mailbox failure becomes the registry error
@@ -158,6 +178,8 @@ pub struct SupervisorInit {
     pub probe_wait: Duration,
     /// Token probes a second spent on capability names nobody is known to offer.
     pub discovery_probes_per_sec: u32,
+    /// Capabilities lazy discovery registers at most (`routing.max_discovered_capabilities`).
+    pub max_discovered_capabilities: usize,
     /// How often dirty pair scores are written.
     pub flush_every: Duration,
     /// Capability policies (shared with the routers).
@@ -179,6 +201,13 @@ pub struct Supervisor {
     orchestrators: BTreeMap<OrchestratorId, Orchestrator>,
     pairs: BTreeMap<PairKey, PairEntry>,
     registered: BTreeSet<Capability>,
+    /// Registered by lazy discovery (nothing declares them), at most `max_discovered`.
+    discovered: BTreeSet<Capability>,
+    /// Of those, the ones none of whose pairs has answered a job: their records are not saved.
+    unproven: BTreeSet<Capability>,
+    max_discovered: usize,
+    /// Jobs refused because lazy discovery was full.
+    discovery_refused: u64,
     not_offered: HashMap<Capability, Instant>,
     warm: HashMap<PairKey, PairRecord>,
     /// Pairs started off the board (surveys, name probes), with when they started.
@@ -216,7 +245,9 @@ impl Supervisor {
         let client = build_client(&init.client)?;
         let mut registered: BTreeSet<Capability> = init.eager.iter().cloned().collect();
         registered.extend(init.snapshot.orchestrators.iter().flat_map(|o| o.capabilities.iter().cloned()));
-        registered.extend(init.snapshot.pairs.iter().filter(|r| r.offered).map(|r| r.capability.clone()));
+        // Stored pairs bring back what they offered, if it is anchored or served a job.
+        let anchored = registered.clone();
+        let discovered = discovered::from_records(&init.snapshot.pairs, |c| anchored.contains(c), &mut registered);
         Ok(Self {
             settings: init.settings,
             client,
@@ -227,6 +258,10 @@ impl Supervisor {
             orchestrators: init.snapshot.orchestrators.into_iter().map(|o| (o.id.clone(), o)).collect(),
             pairs: BTreeMap::new(),
             registered,
+            discovered,
+            unproven: BTreeSet::new(),
+            max_discovered: init.max_discovered_capabilities,
+            discovery_refused: 0,
             not_offered: HashMap::new(),
             runtime_policies: init.snapshot.policies.iter().map(|(c, _)| c.clone()).collect(),
             warm: init.snapshot.pairs.into_iter().map(|r| (r.key(), r)).collect(),

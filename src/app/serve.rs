@@ -61,6 +61,7 @@ pub(super) fn start_actors(
         eager,
         probe_wait: cfg.routing.probe_wait,
         discovery_probes_per_sec: cfg.routing.discovery_probes_per_sec,
+        max_discovered_capabilities: cfg.routing.max_discovered_capabilities,
         flush_every: cfg.routing.flush_every,
         policies: policies.clone(),
         config_policies,

@@ -82,6 +82,10 @@ pub struct Routing {
     /// Token probes a second spent discovering capability names no orchestrator is known to
     /// offer (each such name probes every orchestrator once); past it such jobs get a 503.
     pub discovery_probes_per_sec: u32,
+    /// Capabilities registered because a job asked for them and some orchestrator offered them
+    /// (not declared by an orchestrator, not in `[capabilities]`, no policy), at most; past
+    /// it a job naming another such capability gets a 503 `capability-limit`.
+    pub max_discovered_capabilities: usize,
     /// Bound on one token probe.
     #[serde(with = "humantime_serde")]
     pub token_timeout: Duration,
@@ -110,6 +114,7 @@ impl Default for Routing {
             token_retry: Duration::from_secs(1),
             token_retry_max: Duration::from_secs(30),
             discovery_probes_per_sec: 200,
+            max_discovered_capabilities: 128,
             token_timeout: Duration::from_secs(1),
             probe_wait: Duration::from_millis(1500),
             tls_verify: false,

@@ -19,9 +19,10 @@ use byoc_actors::pair::PairReport;
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::store::StoreExport;
 use byoc_actors::supervisor::{
-    AddOrchestrator, CapabilityReport, DeleteCapabilityPolicy, ExportStore, ForcePairBreaker, GetCapability,
-    GetSupervisorReport, ListCapabilities, ListOrchestrators, ListPairs, ListPairsPage, PairsPage, ReloadReport,
-    RemoveOrchestrator, SetCapabilityPolicy, SetEnabledOrchestrator, Supervisor, SupervisorReport,
+    AddOrchestrator, CapabilityReport, DeleteCapabilityPolicy, ExportStore, ForcePairBreaker, ForgetCapability,
+    ForgottenCapability, GetCapability, GetSupervisorReport, ListCapabilities, ListOrchestrators, ListPairs,
+    ListPairsPage, PairsPage, ReloadReport, RemoveOrchestrator, SetCapabilityPolicy, SetEnabledOrchestrator,
+    Supervisor, SupervisorReport,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -37,7 +38,7 @@ mod orchestrator;
 mod pair;
 
 use access::{authorized, local_only, require_token};
-use capability::{capabilities, delete_capability, get_capability, put_capability};
+use capability::{capabilities, delete_capability, forget_capability, get_capability, put_capability};
 use orchestrator::{add_orchestrator, get_orchestrator, list_orchestrators, patch_orchestrator, remove_orchestrator};
 use pair::{get_pair, list_pairs, reset_pair, trip_pair};
 
@@ -118,6 +119,7 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
         .service(get_capability)
         .service(put_capability)
         .service(delete_capability)
+        .service(forget_capability)
         .service(supervisor)
         .service(discovery)
         .service(reload)
@@ -264,7 +266,9 @@ async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> Result<HttpR
             return Err(ApiError::unauthorized());
         }
     }
-    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render()))
+    // Without the series of capabilities an operator forgot (the recorder cannot drop them).
+    let text = byoc_actors::metrics::hidden::filter(state.metrics.render());
+    Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
 }
 
 /// The live status page: a self-contained HTML page (no build step, no CDN). It holds no data;

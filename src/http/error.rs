@@ -171,6 +171,7 @@ impl From<RouteError> for ApiError {
             | RouteError::QueueFull { .. }
             | RouteError::QueueTimeout { .. }
             | RouteError::DiscoveryRateLimited { .. }
+            | RouteError::CapabilityLimit(_)
             | RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::AttemptsExhausted { .. } => StatusCode::BAD_GATEWAY,
             // go-livepeer relays the orchestrator's 400; here it comes only once no other
@@ -199,6 +200,7 @@ impl From<RegistryError> for ApiError {
                 (StatusCode::NOT_FOUND, "capability-not-found")
             }
             RegistryError::InvalidPolicy(..) => (StatusCode::BAD_REQUEST, "invalid-policy"),
+            RegistryError::CapabilityDeclared { .. } => (StatusCode::CONFLICT, "capability-declared"),
             RegistryError::Store(StoreError::Corrupt { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "store-corrupt"),
             RegistryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
             RegistryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "actor-unavailable"),

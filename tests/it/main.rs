@@ -6,6 +6,7 @@
 
 mod admin;
 mod bodies;
+mod capabilities;
 mod capacity;
 mod cli;
 mod clients;

@@ -111,6 +111,10 @@ pub enum RouteError {
         /// When probes are available again.
         retry_after: Duration,
     },
+    /// An orchestrator offers the capability, but it is neither declared nor has a policy, and
+    /// lazy discovery holds as many capabilities as it may.
+    #[error("'{0}' is not a declared capability and routing.max_discovered_capabilities capabilities are registered by discovery already; an operator can declare it (config [capabilities], an orchestrator's capabilities, or PUT /admin/capabilities/NAME) or forget another")]
+    CapabilityLimit(Capability),
     /// Every attempt was refused by its orchestrator with a 400 that is not the client's fault
     /// (credentials, payment, price) and no other orchestrator could take the job.
     #[error("every orchestrator tried refused the job for a reason that is not the job's: {}", describe_refusals(.attempts))]
@@ -204,9 +208,10 @@ impl RouteError {
             | RouteError::BudgetExhausted { attempts }
             | RouteError::RetryTimeout { attempts, .. }
             | RouteError::JobTimeout { attempts, .. } => attempts,
-            RouteError::UnknownCapability(_) | RouteError::DiscoveryRateLimited { .. } | RouteError::Overloaded(_) => {
-                &[]
-            }
+            RouteError::UnknownCapability(_)
+            | RouteError::CapabilityLimit(_)
+            | RouteError::DiscoveryRateLimited { .. }
+            | RouteError::Overloaded(_) => &[],
         }
     }
 
@@ -217,6 +222,7 @@ impl RouteError {
             RouteError::NoneRoutable { .. } => "no-routable-orchestrator",
             RouteError::QueueFull { .. } => "queue-full",
             RouteError::DiscoveryRateLimited { .. } => "discovery-rate-limited",
+            RouteError::CapabilityLimit(_) => "capability-limit",
             RouteError::QueueTimeout { .. } => "queue-timeout",
             RouteError::AttemptsExhausted { .. } => "upstream-failed",
             RouteError::OrchestratorRefused { .. } => "orchestrator-refused",

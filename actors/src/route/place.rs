@@ -82,6 +82,7 @@ impl Router {
                         Availability::RateLimited(retry_after) => {
                             return Err(RouteError::DiscoveryRateLimited { capability: cap.clone(), retry_after })
                         }
+                        Availability::LimitReached => return Err(RouteError::CapabilityLimit(cap.clone())),
                     }
                 }
                 Selection::Unknown if s.attempts.is_empty() => return Err(RouteError::UnknownCapability(cap.clone())),

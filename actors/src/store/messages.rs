@@ -159,6 +159,22 @@ impl Handler<DeletePolicy> for Store {
     }
 }
 
+/// Forgets a capability: its pair records and its runtime policy. Durable when it answers;
+/// answers how many records went and whether a policy did.
+#[derive(Message)]
+#[rtype(result = "Result<(usize, bool), StoreError>")]
+pub struct ForgetCapability {
+    /// The capability.
+    pub(crate) capability: Capability,
+}
+
+impl Handler<ForgetCapability> for Store {
+    type Result = Result<(usize, bool), StoreError>;
+    fn handle(&mut self, msg: ForgetCapability, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|db| db.forget_capability(&msg.capability))
+    }
+}
+
 /// Sets an orchestrator's `enabled` flag. Durable when it answers; `None` if absent.
 #[derive(Message)]
 #[rtype(result = "Result<Option<Orchestrator>, StoreError>")]

@@ -71,9 +71,13 @@ impl Supervisor {
         }
     }
 
-    /// Registers a capability: its pairs that have offered it go on the board and, with
-    /// `survey`, every orchestrator is asked whether it offers it.
-    pub(super) fn register_capability(&mut self, cap: &Capability, survey: bool) {
+    /// Registers a capability: its pairs that have offered it go on the board and, when
+    /// something anchors it, every orchestrator is asked whether it offers it (a discovered
+    /// one was just asked about by the job that found it).
+    pub(super) fn register_capability(&mut self, cap: &Capability, how: Registration) {
+        if how == Registration::Anchored {
+            self.anchor(cap);
+        }
         if self.registered.insert(cap.clone()) {
             tracing::info!(capability = %cap, "capability registered");
             m::register_capability(cap);
@@ -81,7 +85,7 @@ impl Supervisor {
             for key in &keys {
                 self.decide(key);
             }
-            if survey {
+            if how == Registration::Anchored {
                 self.survey.capability_registered(cap.clone());
             }
         }
@@ -90,7 +94,7 @@ impl Supervisor {
     /// A newly registered orchestrator: pairs for what it declares, a survey for the rest.
     pub(super) fn orchestrator_added(&mut self, orch: &Orchestrator) {
         for cap in &orch.capabilities {
-            self.register_capability(cap, true);
+            self.register_capability(cap, Registration::Anchored);
         }
         self.survey.orchestrator_added(orch.id.clone());
         self.ensure_declared_pairs();
@@ -142,6 +146,15 @@ impl Supervisor {
     }
 }
 
+/// How a capability comes to be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Registration {
+    /// Something keeps it: an orchestrator declares it, or it has a policy.
+    Anchored,
+    /// A job asked for it and an orchestrator offered it (bounded, persisted once it served).
+    Discovered,
+}
+
 /// Whether some orchestrator offers a capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Availability {
@@ -151,6 +164,9 @@ pub enum Availability {
     NotOffered,
     /// Not known, and the probes for unknown names are spent for now: try again after this.
     RateLimited(Duration),
+    /// Not registered, and `routing.max_discovered_capabilities` capabilities are registered
+    /// by discovery already.
+    LimitReached,
 }
 
 /// Makes sure pairs exist for a capability and waits (up to the probe wait) for their first
@@ -186,6 +202,11 @@ impl Handler<EnsureCapability> for Supervisor {
                 }
             }
         } else {
+            if !self.discovery_has_room() {
+                // Nothing is probed for a name that could not be registered anyway.
+                self.refuse_discovery(&cap);
+                return Box::pin(actix::fut::ready(Availability::LimitReached));
+            }
             if !self.pairs.keys().any(|k| k.capability == cap) {
                 // A name nobody is known to offer: probing it costs one probe per orchestrator.
                 let cost = self.orchestrators.len() as f64;
@@ -216,8 +237,14 @@ impl Handler<EnsureCapability> for Supervisor {
             let offered = keys.iter().any(|k| act.pairs.get(k).is_some_and(|e| e.view.read().offered));
             if offered {
                 act.not_offered.remove(&cap);
-                // Every orchestrator was just asked about a new name: no survey needed.
-                act.register_capability(&cap, false);
+                if !act.register_discovered(&cap) {
+                    // Other names took the room while this one was probed.
+                    for key in &keys {
+                        act.remove_pair(key);
+                    }
+                    act.refuse_discovery(&cap);
+                    return Availability::LimitReached;
+                }
                 for key in &keys {
                     act.decide(key);
                 }

@@ -7,12 +7,16 @@ impl Supervisor {
     /// Records of pairs whose view changed since last saved, with the generation read, so
     /// that a change made while the write is under way keeps the pair dirty. Only pairs on
     /// the board are saved: a survey's or a name probe's pair that offered nothing would
-    /// otherwise grow the store.
-    pub(super) fn dirty_records(&self) -> (Vec<PairRecord>, Vec<(PairKey, u64)>) {
+    /// otherwise grow the store. Nor are the pairs of a discovered capability that has not
+    /// answered a job yet ([`Supervisor::note_proven`] runs first): a name a stranger made up
+    /// must not come back after a restart.
+    pub(super) fn dirty_records(&mut self) -> (Vec<PairRecord>, Vec<(PairKey, u64)>) {
+        self.note_proven();
         let now = Instant::now();
         self.pairs
             .iter()
             .filter(|(_, entry)| entry.on_board)
+            .filter(|(key, _)| !self.unproven.contains(&key.capability))
             .filter_map(|(key, entry)| {
                 let v = entry.view.read();
                 (entry.saved != Some(v.generation) && !v.retired).then(|| (v.record(now), (key.clone(), v.generation)))
@@ -105,6 +109,7 @@ impl Supervisor {
             .pairs
             .iter()
             .filter(|(_, entry)| entry.on_board || entry.saved.is_some())
+            .filter(|(key, _)| !self.unproven.contains(&key.capability))
             .filter_map(|(_, entry)| {
                 let v = entry.view.read();
                 (!v.retired).then(|| v.record(now))

@@ -94,7 +94,7 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
             let effective = act.policies.set(cap.clone(), policy);
             act.runtime_policies.insert(cap.clone());
             act.push_policy(&cap, &effective);
-            act.register_capability(&cap, true);
+            act.register_capability(&cap, Registration::Anchored);
             tracing::info!(capability = %cap, "capability policy set");
             Ok(act.capability_report(&cap))
         }))

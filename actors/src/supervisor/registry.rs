@@ -211,7 +211,7 @@ impl Handler<Reload> for Supervisor {
             }
             act.config_policies = policies;
             for cap in &new_caps {
-                act.register_capability(cap, true);
+                act.register_capability(cap, Registration::Anchored);
             }
             act.ensure_declared_pairs();
             act.survey_step(ctx);

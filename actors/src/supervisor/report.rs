@@ -78,6 +78,8 @@ pub struct SupervisorReport {
     pub(crate) restarted_pairs: Vec<RestartedPair>,
     /// Capabilities remembered as offered by nobody (fast 404s).
     pub(crate) not_offered_cached: usize,
+    /// Capabilities registered by lazy discovery, against their bound.
+    pub(crate) discovered_capabilities: DiscoveredReport,
     /// Surveys of which orchestrators offer which capabilities.
     pub(crate) survey: SurveyReport,
     /// Mailbox pressure on the central actors.
@@ -130,6 +132,7 @@ impl Handler<GetSupervisorReport> for Supervisor {
     type Result = MessageResult<GetSupervisorReport>;
 
     fn handle(&mut self, _msg: GetSupervisorReport, _ctx: &mut Self::Context) -> Self::Result {
+        self.note_proven();
         let now = Instant::now();
         let mut by_state: BTreeMap<&'static str, u32> = BTreeMap::new();
         let mut routable = 0;
@@ -161,6 +164,12 @@ impl Handler<GetSupervisorReport> for Supervisor {
             restarts_total,
             restarted_pairs: restarted,
             not_offered_cached: self.not_offered.len(),
+            discovered_capabilities: DiscoveredReport {
+                count: self.discovered.len(),
+                limit: self.max_discovered,
+                unproven: self.unproven.len(),
+                refused: self.discovery_refused,
+            },
             survey: SurveyReport {
                 in_flight: self.off_board.len(),
                 queued_walks: self.survey.queued(),

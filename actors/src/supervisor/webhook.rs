@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use actix::prelude::*;
 
-use super::{stored, Supervisor, STORE_TIMEOUT};
+use super::{stored, Registration, Supervisor, STORE_TIMEOUT};
 use crate::discovery::webhook::{WebhookError, WebhookList};
 use crate::discovery::{DiscoveryReport, FetchReport, GetDiscovery, WebhookFetched};
 use crate::metrics as m;
@@ -77,7 +77,7 @@ impl Supervisor {
             self.orchestrators.insert(o.id.clone(), o);
         }
         for cap in &new_caps {
-            self.register_capability(cap, true);
+            self.register_capability(cap, Registration::Anchored);
         }
         self.ensure_declared_pairs();
     }

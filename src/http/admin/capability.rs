@@ -1,4 +1,4 @@
-//! The capability routes: list, read, set and delete runtime policies.
+//! The capability routes: list, read, set and delete runtime policies, forget a capability.
 
 use super::*;
 
@@ -56,5 +56,22 @@ pub(super) async fn delete_capability(
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let report = ask(&state, DeleteCapabilityPolicy { name: name.into_inner() }).await??;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// Forgets a capability nothing declares: its pairs stop, its records and runtime policy leave
+/// the store, its metric series are no longer exported.
+#[utoipa::path(tag = "capabilities", params(("name" = String, Path)), responses(
+    (status = 200, body = ForgottenCapability), (status = 400, body = ErrorBody, description = "invalid-capability"),
+    (status = 401, body = ErrorBody), (status = 404, body = ErrorBody, description = "capability-not-found"),
+    (status = 409, body = ErrorBody, description = "capability-declared: the config file or orchestrators declare it"),
+    (status = 503, body = ErrorBody),
+))]
+#[post("/capabilities/{name}/forget")]
+pub(super) async fn forget_capability(
+    state: web::Data<AdminState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let report = ask(&state, ForgetCapability { name: name.into_inner() }).await??;
     Ok(HttpResponse::Ok().json(report))
 }

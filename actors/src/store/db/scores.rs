@@ -7,6 +7,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
 use super::{Db, SCHEMA_KEY, SCHEMA_VERSION, V1_PAIRS_TREE};
+use crate::capability::Capability;
 use crate::orchestrator::OrchestratorId;
 use crate::pair::view::{PairKey, PairRecord};
 use crate::store::StoreError;
@@ -129,6 +130,42 @@ impl Db {
         Ok(n)
     }
 
+    /// Forgets a capability: its pair records at every orchestrator and its runtime policy,
+    /// durably (on a failed flush everything is put back and nothing changed). Returns how many
+    /// records went and whether a policy did.
+    pub(crate) fn forget_capability(&self, capability: &Capability) -> Result<(usize, bool), StoreError> {
+        self.writable()?;
+        let mut before = Vec::new();
+        let mut n = 0;
+        for kv in self.pairs.iter() {
+            let (key, raw) = kv.map_err(|e| self.err(e))?;
+            let mut group = decode_scores(&key, &raw)?;
+            let len = group.len();
+            group.retain(|r| &r.capability != capability);
+            if group.len() == len {
+                continue;
+            }
+            n += len - group.len();
+            if group.is_empty() {
+                self.pairs.remove(&key).map_err(|e| self.err(e))?;
+            } else {
+                self.pairs.insert(&key, encode_scores(&group)).map_err(|e| self.err(e))?;
+            }
+            before.push((key, raw));
+        }
+        let policy = self.policies.remove(capability.as_str().as_bytes()).map_err(|e| self.err(e))?;
+        if let Err(e) = self.flush() {
+            for (key, raw) in before {
+                let _ = self.pairs.insert(key, raw);
+            }
+            if let Some(p) = policy {
+                let _ = self.policies.insert(capability.as_str().as_bytes(), p);
+            }
+            return Err(e);
+        }
+        Ok((n, policy.is_some()))
+    }
+
     /// Writes a batch of pair records (only for orchestrators still registered) and flushes.
     pub(crate) fn save_pairs(&self, records: &[PairRecord]) -> Result<usize, StoreError> {
         self.writable()?;
@@ -159,7 +196,7 @@ fn decode_scores(key: &[u8], value: &[u8]) -> Result<Vec<PairRecord>, StoreError
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{record, summary};
+    use super::super::testing::{cap, record, summary};
     use super::super::*;
     use super::*;
     use crate::orchestrator::Source;
@@ -199,6 +236,27 @@ mod tests {
         assert_eq!(s.forget_pairs(&gone).expect("forget"), 2);
         assert_eq!(summary(&s), vec![(a.id.0.to_string(), "depth".to_string(), 1)]);
         assert_eq!(s.pairs.len(), 1, "an orchestrator left with no record has no entry");
+    }
+
+    #[test]
+    fn forgetting_a_capability_removes_its_records_everywhere_and_its_policy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = open(dir.path()).expect("open");
+        let a = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
+        let b = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
+        let records = [record(&a.id, "depth", 1), record(&a.id, "junk", 2), record(&b.id, "junk", 3)];
+        s.merge_pairs(&records, true).expect("save");
+        s.put_policy(&cap("junk"), &Default::default()).expect("policy");
+        // A failed write changes nothing.
+        s.set_fail_writes(true);
+        assert!(s.forget_capability(&cap("junk")).is_err());
+        s.set_fail_writes(false);
+        assert_eq!(summary(&s).len(), 3);
+        assert_eq!(s.forget_capability(&cap("junk")).expect("forget"), (2, true));
+        assert_eq!(summary(&s), vec![(a.id.0.to_string(), "depth".to_string(), 1)]);
+        assert_eq!(s.pairs.len(), 1, "an orchestrator left with no record has no entry");
+        assert!(s.list_policies().expect("policies").is_empty());
+        assert_eq!(s.forget_capability(&cap("junk")).expect("again"), (0, false));
     }
 
     #[test]

@@ -41,6 +41,8 @@ async fn capabilities_registered_for_strangers_names_are_bounded() {
     // Before the bound, every name stayed registered with its pair actor (4,199 names in 20 s
     // on the probe of issue 22).
     let report = gw.admin_get("/admin/supervisor").await.json();
+    let registered = report["capabilities"].as_array().map_or(0, Vec::len);
+    assert_eq!(registered, limit + 1, "the names kept and the declared one");
     assert_eq!(report["discovered_capabilities"]["count"], limit, "{report}");
     assert_eq!(report["discovered_capabilities"]["refused"], 12, "{report}");
     assert_eq!(refused, 12);
@@ -76,11 +78,12 @@ async fn a_discovered_capability_comes_back_after_a_restart_only_once_it_served_
     assert_ne!(job(first.http.clone(), "junk-2").await, 200);
     assert_eq!(job(first.http.clone(), "real").await, 200);
     // Once the pair's answer is accounted (fast-path answers are applied in batches).
-    let before = eventually("real to have served a job", 250, || async {
-        let r = get(first.admin.clone(), "/admin/supervisor").await;
-        (r["discovered_capabilities"]["unproven"] == 2).then_some(r)
+    eventually("real to have served a job", 250, || async {
+        let pairs = get(first.admin.clone(), "/admin/pairs?capability=real").await;
+        (pairs[0]["counters"]["success"] == 1).then_some(())
     })
     .await;
+    let before = get(first.admin.clone(), "/admin/supervisor").await;
     assert_eq!(before["capabilities"], json!(["junk-1", "junk-2", "real"]), "{before}");
     assert_eq!(first.signal_and_wait("TERM"), Some(0));
 
@@ -92,6 +95,7 @@ async fn a_discovered_capability_comes_back_after_a_restart_only_once_it_served_
     let stored: Vec<&Value> = junk["pairs"].as_array().map(|p| p.iter().collect()).unwrap_or_default();
     assert!(stored.iter().all(|r| r["capability"] == "real"), "{junk}");
     assert_eq!(stored.len(), 1, "{junk}");
+    assert_eq!(before["discovered_capabilities"]["unproven"], 2, "the junk names: {before}");
 }
 
 #[actix_web::test]

@@ -302,18 +302,27 @@ async fn a_taker_is_paid_once_then_backed_off_whatever_its_tokens_say() {
 
 #[actix_web::test]
 async fn a_taker_whose_price_flips_each_token_is_paid_once() {
-    // The price alternates between 10^9 and 10^10 wei/s with every token; each token also
-    // brings fresh params. Before the fix, each change of price cleared the refusal.
-    let a = sim("a", &[("depth", Knobs { taker: true, price_flip: Some(10_000_000_000), ..priced() })]);
+    // The price alternates between 10^9 and 5 x 10^10 wei/s with every token (the first token
+    // has the low one); each token also brings fresh params. Before the fix, the change of
+    // price cleared the refusal and the gateway topped the balance up again at the high price:
+    // 18 tickets, then 600 (the probe of issue 22 saw 636 in 30 s).
+    let flips = Knobs { taker: true, price_per_unit: 50_000_000_000, price_flip: Some(1_000_000_000), ..priced() };
+    let a = sim("a", &[("depth", flips)]);
     let gw = fast_refreshing_gateway(&[&a]).await;
-    eventually("the priced pair to be routable", 250, || async {
-        gw.find_pair("depth", &a.url).await.filter(|p| p["routable"] == true)
-    })
-    .await;
-    a_job_per_fresh_token(&gw, &a, 6).await;
+    for round in 0..6 {
+        // A job at the low price, then one at the high price, and so on, each after a token
+        // issued since the previous job.
+        let want = if round % 2 == 0 { 1_000_000_000 } else { 50_000_000_000u64 };
+        let seen = a.state.stats("depth").tokens;
+        eventually("a fresh token at the price wanted", 500, || async {
+            let p = gw.find_pair("depth", &a.url).await?;
+            (a.state.stats("depth").tokens >= seen + 2 && p["price_per_unit"] == want).then_some(())
+        })
+        .await;
+        assert_ne!(gw.job("depth", &format!("round-{round}")).await.status, 200);
+    }
     let paid = a.state.payment_stats();
-    assert_eq!(paid.payments, 1, "{paid:?}");
-    assert!(paid.tickets <= 600, "one payment's worth at most: {paid:?}");
+    assert_eq!((paid.payments, paid.tickets), (1, 18), "one payment, at the first price: {paid:?}");
     assert_eq!(gw.pair("depth", &a.url).await["unroutable_reason"], "payment-backoff");
 }
 

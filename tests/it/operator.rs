@@ -53,6 +53,7 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
         ("GET", "/admin/capabilities/{name}"),
         ("PUT", "/admin/capabilities/{name}"),
         ("DELETE", "/admin/capabilities/{name}"),
+        ("POST", "/admin/capabilities/{name}/forget"),
         ("GET", "/admin/supervisor"),
         ("GET", "/admin/discovery"),
         ("POST", "/admin/reload"),

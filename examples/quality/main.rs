@@ -107,9 +107,10 @@ async fn run_one(
     dir: &std::path::Path,
 ) -> anyhow::Result<(Summary, String)> {
     let pool = pool::Pool::start(mode)?;
-    let upstreams: Vec<String> =
-        pool.sims.iter().map(|(_, s)| s.url.trim_start_matches("http://").to_string()).collect();
-    let running = targets::start(target, &args.bin, dir, &upstreams)?;
+    let upstreams: Vec<(String, i64)> =
+        pool.sims.iter().map(|(_, s)| (s.url.trim_start_matches("http://").to_string(), pool::CAPACITY)).collect();
+    let setup = targets::Setup { upstreams: &upstreams, capability: pool::CAPABILITY, declare: true };
+    let running = targets::start(target, &args.bin, dir, &setup)?;
     if !load::warm_up(&running.url, 5, Duration::from_secs(20)).await {
         pool.stop().await;
         anyhow::bail!("never answered 5 good jobs in a row during warm-up (logs in {})", dir.display());

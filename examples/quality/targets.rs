@@ -2,6 +2,9 @@
 //! connection limits equal to the orchestrators' capacity, passive and (where the open-source
 //! product has them) active health checks, retries on 5xx, connect failures and time-outs, and
 //! request buffering so a job can be replayed.
+//!
+//! Shared by `bench/quality.sh` and `bench/changing.sh` (which includes this file with
+//! `#[path]`): what differs between them is passed in [`Setup`].
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
@@ -11,8 +14,6 @@ use std::time::{Duration, Instant};
 
 use byoc_actors::protocol::signer::Offchain;
 use byoc_actors::protocol::token::eth_address_header;
-
-use crate::pool::{CAPABILITY, CAPACITY};
 
 /// A proxy under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -82,21 +83,34 @@ fn wait_port(port: u16, child: &mut Child, what: &str) -> std::io::Result<()> {
     Err(std::io::Error::other(format!("{what} did not listen within 10 s")))
 }
 
-/// Starts `target` in front of the orchestrators at `upstreams` (`host:port`), with its files
-/// under `dir`.
-pub fn start(target: Target, bin: &Path, dir: &Path, upstreams: &[String]) -> std::io::Result<Running> {
+/// What a target is put in front of.
+pub struct Setup<'a> {
+    /// The orchestrators (`host:port`) with the concurrent jobs each has room for: a peer's
+    /// per-server connection limit.
+    pub upstreams: &'a [(String, i64)],
+    /// The capability every job asks for.
+    pub capability: &'a str,
+    /// byoc-gateway only: declare the capability for each orchestrator (as a config file
+    /// would), rather than list bare URLs that the gateway surveys (as `--orch-addr` does).
+    pub declare: bool,
+}
+
+/// Starts `target` in front of `setup`'s orchestrators, with its files under `dir`.
+pub fn start(target: Target, bin: &Path, dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running> {
     std::fs::create_dir_all(dir)?;
     match target {
-        Target::Gateway => gateway(bin, dir, upstreams),
-        Target::Haproxy => haproxy(dir, upstreams),
-        Target::Nginx => nginx(dir, upstreams),
+        Target::Gateway => gateway(bin, dir, setup),
+        Target::Haproxy => haproxy(dir, setup),
+        Target::Nginx => nginx(dir, setup),
     }
 }
 
-fn gateway(bin: &Path, dir: &Path, upstreams: &[String]) -> std::io::Result<Running> {
+fn gateway(bin: &Path, dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running> {
+    let cap = setup.capability;
     let mut cfg = String::new();
-    for u in upstreams {
-        let _ = writeln!(cfg, "[[orchestrators]]\nurl = \"http://{u}\"\ncapabilities = [\"{CAPABILITY}\"]\n");
+    for (u, _) in setup.upstreams {
+        let declared = if setup.declare { format!("capabilities = [\"{cap}\"]\n") } else { String::new() };
+        let _ = writeln!(cfg, "[[orchestrators]]\nurl = \"http://{u}\"\n{declared}");
     }
     cfg.push_str("[log]\nlevel = \"warn\"\n");
     let path = dir.join("gateway.toml");
@@ -124,16 +138,17 @@ fn gateway(bin: &Path, dir: &Path, upstreams: &[String]) -> std::io::Result<Runn
         .find_map(|w| w.strip_prefix("http="))
         .ok_or_else(|| std::io::Error::other("no http= in the ready line"))?
         .to_string();
-    Ok(Running { child, url: format!("http://{http}/process/request/{CAPABILITY}") })
+    Ok(Running { child, url: format!("http://{http}/process/request/{cap}") })
 }
 
-fn haproxy(dir: &Path, upstreams: &[String]) -> std::io::Result<Running> {
+fn haproxy(dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running> {
+    let cap = setup.capability;
     let port = free_port()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let cred = eth_address_header(&Offchain);
     let mut servers = String::new();
-    for (i, u) in upstreams.iter().enumerate() {
-        let _ = writeln!(servers, "  server o{i} {u} check maxconn {CAPACITY}");
+    for (i, (u, slots)) in setup.upstreams.iter().enumerate() {
+        let _ = writeln!(servers, "  server o{i} {u} check maxconn {slots}");
     }
     let cfg = format!(
         "global
@@ -156,7 +171,7 @@ frontend fe
 backend be
   balance leastconn
   option httpchk
-  http-check send meth GET uri /process/token hdr Livepeer-Eth-Address {cred} hdr Livepeer-Capability {CAPABILITY}
+  http-check send meth GET uri /process/token hdr Livepeer-Eth-Address {cred} hdr Livepeer-Capability {cap}
   http-check expect status 200
   default-server inter 1s fall 2 rise 2 observe layer7 error-limit 5 on-error mark-down
 {servers}"
@@ -171,14 +186,15 @@ backend be
         .stderr(std::fs::File::create(dir.join("haproxy.log"))?)
         .spawn()?;
     wait_port(port, &mut child, "haproxy")?;
-    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{CAPABILITY}") })
+    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}") })
 }
 
-fn nginx(dir: &Path, upstreams: &[String]) -> std::io::Result<Running> {
+fn nginx(dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running> {
+    let cap = setup.capability;
     let port = free_port()?;
     let mut servers = String::new();
-    for u in upstreams {
-        let _ = writeln!(servers, "    server {u} max_conns={CAPACITY} max_fails=3 fail_timeout=5s;");
+    for (u, slots) in setup.upstreams {
+        let _ = writeln!(servers, "    server {u} max_conns={slots} max_fails=3 fail_timeout=5s;");
     }
     let d = dir.display();
     let user = if is_root() { "user root;\n" } else { "" };
@@ -228,7 +244,7 @@ http {{
         .stderr(std::fs::File::create(dir.join("nginx.log"))?)
         .spawn()?;
     wait_port(port, &mut child, "nginx")?;
-    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{CAPABILITY}") })
+    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}") })
 }
 
 fn is_root() -> bool {

@@ -118,6 +118,8 @@ pub(crate) struct PairActor {
     next_lease: u64,
     /// Token probes that failed in a row (their back-off, [`probe::next_delay`]).
     probe_failures: u32,
+    /// Counted in [`PairSettings::failing_probes`].
+    counted_failing: bool,
     /// When the last token probe started, in wrapping milliseconds ([`slots::millis_now`]): a
     /// `u32` fits in the actor's padding, and only intervals under a few seconds are compared.
     probed_at_ms: u32,
@@ -225,6 +227,7 @@ impl PairActor {
             next_lease: 1,
             probed_at_ms: 0,
             probe_failures: 0,
+            counted_failing: false,
             tally: Arc::default(),
             drain_scheduled: false,
             warmth,
@@ -410,6 +413,13 @@ impl Actor for PairActor {
         ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
         if !self.retired {
             self.probe(ctx, true);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // Retired, or restarting (counted again at its next probe).
+        if std::mem::take(&mut self.counted_failing) {
+            self.settings.failing_probes.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

@@ -19,6 +19,7 @@ mod health;
 mod operator;
 mod payments;
 mod persistence;
+mod pool;
 mod reliability;
 mod routing;
 mod signing;

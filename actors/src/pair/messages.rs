@@ -243,6 +243,7 @@ impl Handler<Retire> for PairActor {
         if let Some(h) = self.refresh.take() {
             ctx.cancel_future(h);
         }
+        self.count_failing();
         self.publish();
     }
 }

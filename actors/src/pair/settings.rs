@@ -35,6 +35,9 @@ pub struct PairSettings {
     /// The operator's payment limits: a priced pair whose ticket params exceed them is out of
     /// rotation (`payment-over-limit`).
     pub payment_limits: crate::payment::Limits,
+    /// Pairs whose token probes are failing now: how far their back-off may grow
+    /// ([`probe::retry_cap`](super::probe::retry_cap)).
+    pub failing_probes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Default bound on token probes in flight at once (see [`PairSettings::probe_permits`]):
@@ -57,6 +60,7 @@ impl Default for PairSettings {
             mailbox_capacity: 1024,
             probe_permits: Arc::new(tokio::sync::Semaphore::new(PROBE_CONCURRENCY)),
             payment_limits: crate::payment::Limits::default(),
+            failing_probes: Arc::default(),
         }
     }
 }

@@ -79,7 +79,8 @@ impl PairActor {
             retry: self.settings.token_retry,
             retry_max: self.settings.token_retry_max,
         };
-        let delay = probe::jittered(probe::next_delay(cadence, last), rand::random::<f64>());
+        let failing = self.settings.failing_probes.load(std::sync::atomic::Ordering::Relaxed);
+        let delay = probe::jittered(probe::next_delay(cadence, last, failing), rand::random::<f64>());
         self.refresh = Some(ctx.run_later(delay, |act, ctx| {
             act.refresh = None;
             act.sweep_leases();
@@ -113,7 +114,23 @@ impl PairActor {
             }
             Err(e) => self.probe_failed(e),
         }
+        self.count_failing();
         self.publish();
+    }
+
+    /// Keeps this pair counted in [`PairSettings::failing_probes`] exactly while its probes
+    /// fail (and it is not retired).
+    pub(super) fn count_failing(&mut self) {
+        let failing = self.probe_failures > 0 && !self.retired;
+        if failing != self.counted_failing {
+            self.counted_failing = failing;
+            let counter = &self.settings.failing_probes;
+            if failing {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                counter.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
     }
 
     /// A usable token whose jobs go to `addr`: the offer, the payment terms, and whether a

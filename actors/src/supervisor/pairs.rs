@@ -189,7 +189,13 @@ impl Handler<EnsureCapability> for Supervisor {
             return Box::pin(actix::fut::ready(Availability::NotOffered));
         }
         let mut waiting = Vec::new();
-        if self.registered.contains(&cap) {
+        // A registered capability with pairs on the board is known: its pairs are what the
+        // orchestrators offer. One registered without any (a policy named it before anyone
+        // offered it, or every offer was withdrawn) is asked about as an unknown name is, so
+        // an orchestrator that starts offering it is found by the next job, not by the survey's
+        // next pass (a minute of 404s after a policy change).
+        let on_board = self.pairs.iter().any(|(k, e)| k.capability == cap && e.on_board);
+        if self.registered.contains(&cap) && on_board {
             // Its pairs are the ones orchestrators declare or offer, and the surveys' still
             // asking: wait for those on their first probe.
             for (key, entry) in self.pairs.iter().filter(|(k, _)| k.capability == cap) {

@@ -100,6 +100,9 @@ pub struct SurveyReport {
     pub(crate) asked: u64,
     /// Of those, pairs found offering (now on the board).
     pub(crate) found: u64,
+    /// Orchestrators the survey could not reach, asked again on a back-off (about every 2 s
+    /// while few are unreachable).
+    pub(crate) unreachable: usize,
 }
 
 /// How loaded the central actors' mailboxes are, measured every second.
@@ -175,6 +178,7 @@ impl Handler<GetSupervisorReport> for Supervisor {
                 queued_walks: self.survey.queued(),
                 asked: self.survey.asked,
                 found: self.survey.found,
+                unreachable: self.survey.unreachable_count(),
             },
             scores_saved_at_unix_ms: self.scores_saved_at,
             mailbox: MailboxPressure {

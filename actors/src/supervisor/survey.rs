@@ -8,7 +8,13 @@
 //! Surveys walk every capability and orchestrator in passes (a pass starts at most every
 //! [`PASS_INTERVAL`], so an orchestrator that starts offering something, or was full when
 //! asked, is found again). A hot-added orchestrator and a newly registered capability are
-//! asked about first. The probes come out of the budget of discovery probes
+//! asked about first. An orchestrator that could not be reached is left out of the walks and
+//! asked again on its own, one probe at a time, with the pair probes' back-off (about 1 s
+//! doubling, capped as [`probe::retry_cap`] says: every 2 s or so while few are unreachable);
+//! the moment it answers, it is walked over every capability at once, so a pair on an
+//! orchestrator that comes up late is routable within about two seconds of it answering (it
+//! used to wait for the next pass, up to a minute). The probes come out of the budget of
+//! discovery probes
 //! (`routing.discovery_probes_per_sec`), at most [`IN_FLIGHT_MAX`] run at once, and each walk
 //! step examines a bounded number of keys, so probe rate, memory and the supervisor's time
 //! stay bounded whatever the registry's size.
@@ -22,6 +28,7 @@ use actix::prelude::*;
 use super::Supervisor;
 use crate::capability::Capability;
 use crate::orchestrator::{Orchestrator, OrchestratorId};
+use crate::pair::probe::{self, Cadence};
 use crate::pair::{GetView, PairKey};
 
 /// Shortest time between the starts of two survey passes.
@@ -40,6 +47,15 @@ enum Walk {
     Orchestrator { id: OrchestratorId, after: Option<Capability> },
 }
 
+/// An orchestrator the survey could not reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Retry {
+    /// Asks in a row that found nothing listening.
+    failures: u32,
+    /// When to ask again (`None`: an ask is under way).
+    next: Option<Instant>,
+}
+
 /// The survey's plan: pure, clock-free (callers pass the time), unit-tested.
 #[derive(Debug)]
 pub(super) struct Survey {
@@ -49,6 +65,10 @@ pub(super) struct Survey {
     pass: VecDeque<Walk>,
     /// When the next pass may start (`None`: now).
     next_pass: Option<Instant>,
+    /// Orchestrators that could not be reached: left out of walks, asked again on a back-off.
+    unreachable: BTreeMap<OrchestratorId, Retry>,
+    /// When a survey step is already scheduled for, besides the supervisor's tick.
+    pub(super) wake_at: Option<Instant>,
     /// Pairs asked about since start.
     pub(super) asked: u64,
     /// Of those, pairs found offering.
@@ -57,7 +77,45 @@ pub(super) struct Survey {
 
 impl Survey {
     pub(super) fn new() -> Self {
-        Self { urgent: VecDeque::new(), pass: VecDeque::new(), next_pass: None, asked: 0, found: 0 }
+        Self {
+            urgent: VecDeque::new(),
+            pass: VecDeque::new(),
+            next_pass: None,
+            unreachable: BTreeMap::new(),
+            wake_at: None,
+            asked: 0,
+            found: 0,
+        }
+    }
+
+    /// An ask found nothing listening at `id` (connect refused or timed out): it is left out
+    /// of walks and asked again after its back-off (`u` uniform in [0, 1), for jitter).
+    pub(super) fn unreachable(&mut self, id: &OrchestratorId, now: Instant, cadence: Cadence, u: f64) {
+        let failing = self.unreachable.len() + usize::from(!self.unreachable.contains_key(id));
+        let r = self.unreachable.entry(id.clone()).or_insert(Retry { failures: 0, next: None });
+        r.failures = r.failures.saturating_add(1);
+        let delay = probe::jittered(probe::failed_delay(cadence, r.failures, failing), u);
+        r.next = Some(now + delay);
+    }
+
+    /// `id` answered an ask (whatever it said): its back-off ends, and it is asked about every
+    /// registered capability at once. Returns whether it had been unreachable.
+    pub(super) fn answered(&mut self, id: &OrchestratorId) -> bool {
+        if self.unreachable.remove(id).is_none() {
+            return false;
+        }
+        self.orchestrator_added(id.clone());
+        true
+    }
+
+    /// Orchestrators the survey cannot reach now.
+    pub(super) fn unreachable_count(&self) -> usize {
+        self.unreachable.len()
+    }
+
+    /// The earliest instant an unreachable orchestrator is due another ask.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.unreachable.values().filter_map(|r| r.next).min()
     }
 
     /// Asks about `id` and every registered capability before the pass goes on.
@@ -78,9 +136,10 @@ impl Survey {
         self.urgent.len() + self.pass.len()
     }
 
-    /// Up to `n` pairs to ask about now: keys of a registered capability and an enabled
-    /// orchestrator for which `has_pair` is false, urgent walks first. Starts a pass when the
-    /// last one is done and [`PASS_INTERVAL`] has passed since it started.
+    /// Up to `n` pairs to ask about now: unreachable orchestrators due another ask first (one
+    /// key each), then keys of a registered capability and an enabled, reachable orchestrator
+    /// for which `has_pair` is false, urgent walks first. Starts a pass when the last one is
+    /// done and [`PASS_INTERVAL`] has passed since it started.
     pub(super) fn next(
         &mut self,
         n: usize,
@@ -93,14 +152,21 @@ impl Survey {
         if n == 0 {
             return out;
         }
+        self.reasks(&mut out, n, now, orchestrators, registered, &has_pair);
         if self.urgent.is_empty() && self.pass.is_empty() && self.next_pass.is_none_or(|t| now >= t) {
             self.pass = registered.iter().map(|cap| Walk::Capability { cap: cap.clone(), after: None }).collect();
             self.next_pass = Some(now + PASS_INTERVAL);
         }
         let mut scanned = 0;
+        let unreachable = &self.unreachable;
+        let skip = |id: &OrchestratorId| unreachable.contains_key(id);
         for queue in [&mut self.urgent, &mut self.pass] {
             while let Some(walk) = queue.front_mut() {
-                let done = step(walk, &mut out, n, &mut scanned, orchestrators, registered, &has_pair);
+                if out.len() >= n {
+                    self.asked += out.len() as u64;
+                    return out;
+                }
+                let done = step(walk, &mut out, n, &mut scanned, orchestrators, registered, &has_pair, &skip);
                 if done {
                     queue.pop_front();
                 }
@@ -113,9 +179,53 @@ impl Survey {
         self.asked += out.len() as u64;
         out
     }
+
+    /// One key for each unreachable orchestrator due another ask (its first registered
+    /// capability without a pair), into `out` (at most `n` in all). An orchestrator that has
+    /// left the registry, is disabled, or has a pair for everything (its pairs probe it
+    /// themselves) is forgotten.
+    fn reasks(
+        &mut self,
+        out: &mut Vec<PairKey>,
+        n: usize,
+        now: Instant,
+        orchestrators: &BTreeMap<OrchestratorId, Orchestrator>,
+        registered: &BTreeSet<Capability>,
+        has_pair: &impl Fn(&PairKey) -> bool,
+    ) {
+        let mut forget = Vec::new();
+        for (id, r) in &mut self.unreachable {
+            if out.len() >= n {
+                break;
+            }
+            if r.next.is_none_or(|t| t > now) {
+                continue;
+            }
+            if !orchestrators.get(id).is_some_and(|o| o.enabled) {
+                forget.push(id.clone());
+                continue;
+            }
+            let key = registered
+                .iter()
+                .map(|c| PairKey { orchestrator: id.clone(), capability: c.clone() })
+                .find(|k| !has_pair(k));
+            match key {
+                Some(k) => {
+                    out.push(k);
+                    r.next = None;
+                }
+                None => forget.push(id.clone()),
+            }
+        }
+        for id in forget {
+            self.unreachable.remove(&id);
+        }
+    }
 }
 
 /// Advances one walk, pushing the keys to ask about into `out`; true when the walk is done.
+/// Orchestrators for which `skip` holds (unreachable: asked on their own) are passed over.
+#[allow(clippy::too_many_arguments)]
 fn step(
     walk: &mut Walk,
     out: &mut Vec<PairKey>,
@@ -124,9 +234,10 @@ fn step(
     orchestrators: &BTreeMap<OrchestratorId, Orchestrator>,
     registered: &BTreeSet<Capability>,
     has_pair: &impl Fn(&PairKey) -> bool,
+    skip: &impl Fn(&OrchestratorId) -> bool,
 ) -> bool {
     let consider = |key: PairKey, enabled: bool, out: &mut Vec<PairKey>| {
-        if enabled && !has_pair(&key) {
+        if enabled && !skip(&key.orchestrator) && !has_pair(&key) {
             out.push(key);
         }
     };
@@ -147,7 +258,7 @@ fn step(
             true
         }
         Walk::Orchestrator { id, after } => {
-            let Some(orch) = orchestrators.get(id) else {
+            let Some(orch) = orchestrators.get(id).filter(|_| !skip(id)) else {
                 return true;
             };
             let lower = after.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
@@ -173,6 +284,7 @@ impl Supervisor {
         let budget = self.name_probes.available(self.discovery_burst(), now).min(room as u64) as usize;
         let pairs = &self.pairs;
         let keys = self.survey.next(budget, now, &self.orchestrators, &self.registered, |k| pairs.contains_key(k));
+        self.schedule_survey(ctx, now);
         if keys.is_empty() {
             return;
         }
@@ -187,19 +299,51 @@ impl Supervisor {
         }
     }
 
+    /// Runs a survey step when an unreachable orchestrator is due another ask before the next
+    /// tick (the tick runs every second; a back-off of about a second would otherwise wait for
+    /// it).
+    fn schedule_survey(&mut self, ctx: &mut Context<Self>, now: Instant) {
+        let Some(due) = self.survey.next_due() else { return };
+        if due >= now + Duration::from_secs(1) || self.survey.wake_at.is_some_and(|t| t <= due) {
+            return;
+        }
+        self.survey.wake_at = Some(due);
+        ctx.run_later(due.saturating_duration_since(now), |act, ctx| {
+            act.survey.wake_at = None;
+            act.survey_step(ctx);
+        });
+    }
+
+    /// The cadence of the survey's asks of unreachable orchestrators: the pair probes'.
+    fn survey_cadence(&self) -> Cadence {
+        Cadence {
+            refresh: self.settings.token_refresh,
+            retry: self.settings.token_retry,
+            retry_max: self.settings.token_retry_max,
+        }
+    }
+
     /// Decides an off-board pair once it has probed: on the board if its capability is
     /// registered and the orchestrator declares or offers it, otherwise retired. A pair still
-    /// waiting for its first probe is left alone unless it has waited too long.
+    /// waiting for its first probe is left alone unless it has waited too long. Whether its
+    /// orchestrator answered at all feeds the survey's back-off.
     pub(super) fn decide(&mut self, key: &PairKey) {
         let Some(since) = self.off_board.get(key).copied() else { return };
         let Some(entry) = self.pairs.get(key) else {
             self.off_board.remove(key);
             return;
         };
-        let (probed, offered) = {
+        let (probed, offered, unreachable) = {
             let v = entry.view.read();
-            (v.probed, v.offered)
+            (v.probed, v.offered, v.unreachable)
         };
+        let gave_up = !probed && since.elapsed() > self.probe_wait.max(self.settings.token_timeout) * 4;
+        if (probed && unreachable) || gave_up {
+            let cadence = self.survey_cadence();
+            self.survey.unreachable(&key.orchestrator, Instant::now(), cadence, rand::random::<f64>());
+        } else if probed && self.survey.answered(&key.orchestrator) {
+            tracing::info!(orchestrator = %key.orchestrator, "survey: the orchestrator answers again; asking it about every capability");
+        }
         let declared = self.declares(key);
         let registered = self.registered.contains(&key.capability);
         if registered && (declared || offered) {
@@ -208,7 +352,7 @@ impl Supervisor {
                 tracing::info!(pair = %key, "survey: the orchestrator offers this capability; pair on the board");
             }
             self.put_on_board(key);
-        } else if probed || since.elapsed() > self.probe_wait.max(self.settings.token_timeout) * 4 {
+        } else if probed || gave_up {
             self.remove_pair(key);
         }
     }
@@ -320,5 +464,60 @@ mod tests {
         }
         s.orchestrator_added(OrchestratorId("orch-gone".into()));
         assert!(s.next(5, t0 + PASS_INTERVAL, &o, &reg, |_| false).is_empty());
+    }
+
+    const CADENCE: Cadence =
+        Cadence { refresh: Duration::from_secs(10), retry: Duration::from_secs(1), retry_max: Duration::from_secs(30) };
+
+    #[test]
+    fn an_unreachable_orchestrator_is_asked_again_on_its_own_back_off_and_walked_once_it_answers() {
+        let o = orchs(3);
+        let reg: BTreeSet<Capability> = [cap("a"), cap("b")].into();
+        let none = |_: &PairKey| false;
+        let mut s = Survey::new();
+        let t0 = Instant::now();
+        let first = s.next(2, t0, &o, &reg, none);
+        assert_eq!(keys(&first), vec![("orch-000".into(), "a".into()), ("orch-001".into(), "a".into())]);
+        // orch-001 does not answer: the walks pass it over from now on.
+        let down = OrchestratorId("orch-001".into());
+        s.unreachable(&down, t0, CADENCE, 0.5);
+        assert_eq!(s.unreachable_count(), 1);
+        let rest = s.next(10, t0, &o, &reg, none);
+        assert!(rest.iter().all(|k| k.orchestrator != down), "{rest:?}");
+        assert_eq!(rest.len(), 3, "orch-002/a, orch-000/b, orch-002/b");
+        // Its own re-asks: one key each time, about 1 s, then 2 s later (few are down).
+        assert_eq!(s.next_due(), Some(t0 + Duration::from_secs(1)));
+        assert!(s.next(10, t0 + Duration::from_millis(900), &o, &reg, none).is_empty());
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(keys(&s.next(10, t1, &o, &reg, none)), vec![("orch-001".into(), "a".into())]);
+        assert!(s.next(10, t1, &o, &reg, none).is_empty(), "one ask at a time");
+        s.unreachable(&down, t1, CADENCE, 0.5);
+        assert_eq!(s.next_due(), Some(t1 + Duration::from_secs(2)));
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!(s.next(10, t2, &o, &reg, none).len(), 1);
+        s.unreachable(&down, t2, CADENCE, 0.5);
+        assert_eq!(s.next_due(), Some(t2 + Duration::from_secs(2)), "capped at 2 s while few are down");
+        // It answers: the back-off ends and it is asked about every capability at once.
+        assert!(s.answered(&down));
+        assert!(!s.answered(&down), "once");
+        assert_eq!(s.unreachable_count(), 0);
+        let walked = s.next(10, t2, &o, &reg, none);
+        assert_eq!(keys(&walked), vec![("orch-001".into(), "a".into()), ("orch-001".into(), "b".into())]);
+    }
+
+    #[test]
+    fn an_unreachable_orchestrator_with_pairs_for_everything_or_gone_is_forgotten() {
+        let mut o = orchs(2);
+        let reg: BTreeSet<Capability> = [cap("a")].into();
+        let mut s = Survey::new();
+        let t0 = Instant::now();
+        let (down, gone) = (OrchestratorId("orch-000".into()), OrchestratorId("orch-001".into()));
+        s.unreachable(&down, t0, CADENCE, 0.0);
+        s.unreachable(&gone, t0, CADENCE, 0.0);
+        o.remove(&gone);
+        let later = t0 + Duration::from_secs(5);
+        // orch-000 has a pair for its only capability: that pair probes it on its own.
+        assert!(s.next(10, later, &o, &reg, |k| k.orchestrator == down).is_empty());
+        assert_eq!(s.unreachable_count(), 0);
     }
 }

@@ -15,6 +15,18 @@
 //!
 //! The open time is `base_open x 2^level`, capped at `max_open`, with jitter so that pairs
 //! tripped together do not all come back in the same instant (Linkerd: 1 s to 60 s, 0.5).
+//!
+//! **What a pair's absence costs.** The caller says, at each question, whether the capability's
+//! pool is [`Pool::Short`] (jobs are queueing for a slot, or most of its pairs are out). Then an
+//! open breaker admits its trial after `base_open` (jittered), whatever its level, and a
+//! half-open one lets up to `short_pool_permits` trials run at once (the first success still
+//! closes it, any failure reopens it): when the rest of the pool cannot carry the load, the
+//! pair is tried again within about a second and regains its share at once, so one that fails
+//! in windows serves in its good windows. This is Envoy's panic threshold and
+//! max-ejection-percent in breaker form: never keep out, for long, what the pool needs. While
+//! the pool is [`Pool::Ample`] the level's exponential open time stands (a pair's absence costs
+//! little, and its trials would fail jobs for nothing). The level keeps counting either way, so
+//! a pool that becomes ample again sees the long open time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +59,9 @@ pub struct BreakerConfig {
     pub failure_rate: f64,
     /// Share of slow calls in the window that opens the breaker (0 < x <= 1).
     pub slow_call_rate: f64,
+    /// Trial calls allowed at once while half-open and the capability's pool is short (at
+    /// least `half_open_permits`); the first success closes the breaker.
+    pub short_pool_permits: u32,
 }
 
 impl Default for BreakerConfig {
@@ -61,6 +76,7 @@ impl Default for BreakerConfig {
             min_calls: 10,
             failure_rate: 0.5,
             slow_call_rate: 0.8,
+            short_pool_permits: 3,
         }
     }
 }
@@ -73,6 +89,9 @@ impl BreakerConfig {
         }
         if self.half_open_permits == 0 {
             return Err("breaker.half_open_permits must be at least 1".into());
+        }
+        if self.short_pool_permits == 0 || self.short_pool_permits > 1000 {
+            return Err("breaker.short_pool_permits must be between 1 and 1000".into());
         }
         if self.base_open.is_zero() || self.max_open < self.base_open {
             return Err("breaker.base_open must be positive and no larger than breaker.max_open".into());
@@ -119,6 +138,16 @@ impl State {
             State::HalfOpen => "half_open",
         }
     }
+}
+
+/// How short the capability's pool is, as the breaker weighs a pair's absence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pool {
+    /// The rest of the pool carries the load: a failing pair stays out for its level's time.
+    #[default]
+    Ample,
+    /// Jobs are queueing for a slot, or most pairs are out: trials come sooner and more at once.
+    Short,
 }
 
 /// A state change and why it happened.
@@ -185,7 +214,10 @@ pub struct Breaker {
     cfg: Arc<BreakerConfig>,
     window: Window,
     state: State,
+    /// When an open breaker admits a trial while the pool is ample (the level's time).
     open_until: Option<Instant>,
+    /// ... and while it is short (`base_open`, jittered; never later than `open_until`).
+    open_until_short: Option<Instant>,
     level: u32,
     consecutive_failures: u32,
     trials_in_flight: u32,
@@ -200,6 +232,7 @@ impl Breaker {
             window: Window::default(),
             state: State::Closed,
             open_until: None,
+            open_until_short: None,
             level: 0,
             consecutive_failures: 0,
             trials_in_flight: 0,
@@ -221,7 +254,9 @@ impl Breaker {
             State::Closed => {}
             State::Open | State::HalfOpen => {
                 b.state = State::Open;
-                b.open_until = Some(open_until.unwrap_or_else(Instant::now));
+                let until = open_until.unwrap_or_else(Instant::now);
+                b.open_until = Some(until);
+                b.open_until_short = Some(Instant::now().checked_add(b.cfg.base_open).map_or(until, |t| until.min(t)));
             }
         }
         b
@@ -232,9 +267,31 @@ impl Breaker {
         self.state
     }
 
-    /// When an open breaker lets a trial through.
+    /// When an open breaker lets a trial through while the pool is ample (what is persisted
+    /// and shown).
     pub fn open_until(&self) -> Option<Instant> {
         self.open_until
+    }
+
+    /// When an open breaker lets a trial through, given how short the pool is.
+    pub fn open_until_for(&self, pool: Pool) -> Option<Instant> {
+        match pool {
+            Pool::Ample => self.open_until,
+            Pool::Short => self.open_until_short,
+        }
+    }
+
+    /// Trial calls a half-open breaker lets run at once, given how short the pool is.
+    pub(crate) fn permits(&self, pool: Pool) -> u32 {
+        match pool {
+            Pool::Ample => self.cfg.half_open_permits,
+            Pool::Short => self.cfg.half_open_permits.max(self.cfg.short_pool_permits),
+        }
+    }
+
+    /// Trials running plus trials passed (what the permits bound).
+    pub(crate) fn trials_used(&self) -> u32 {
+        self.trials_in_flight + self.trial_successes
     }
 
     /// How many times in a row it has opened without closing in between.
@@ -259,23 +316,25 @@ impl Breaker {
     }
 
     /// Whether a call could be admitted at `now` (no state change).
-    pub(crate) fn would_admit(&self, now: Instant) -> bool {
+    #[cfg(test)]
+    pub(crate) fn would_admit(&self, now: Instant, pool: Pool) -> bool {
         match self.state {
             State::Closed => true,
-            State::Open => self.open_until.is_none_or(|t| now >= t),
-            State::HalfOpen => self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits,
+            State::Open => self.open_until_for(pool).is_none_or(|t| now >= t),
+            State::HalfOpen => self.trials_used() < self.permits(pool),
         }
     }
 
     /// Asks to admit one call at `now`; may move open -> half-open.
-    pub fn admit(&mut self, now: Instant) -> (Admission, Option<Transition>) {
+    pub fn admit(&mut self, now: Instant, pool: Pool) -> (Admission, Option<Transition>) {
         let mut transition = None;
         if self.state == State::Open {
-            match self.open_until {
+            match self.open_until_for(pool) {
                 Some(t) if now < t => return (Admission::Refused(Some(t)), None),
                 _ => {
                     transition = Some(self.go(State::HalfOpen, "backoff-elapsed"));
                     self.open_until = None;
+                    self.open_until_short = None;
                     self.trials_in_flight = 0;
                     self.trial_successes = 0;
                 }
@@ -283,7 +342,7 @@ impl Breaker {
         }
         let admission = match self.state {
             State::Closed => Admission::Allowed,
-            State::HalfOpen if self.trials_in_flight + self.trial_successes < self.cfg.half_open_permits => {
+            State::HalfOpen if self.trials_used() < self.permits(pool) => {
                 self.trials_in_flight += 1;
                 Admission::Trial
             }
@@ -380,6 +439,7 @@ impl Breaker {
         self.trials_in_flight = 0;
         self.trial_successes = 0;
         self.open_until = None;
+        self.open_until_short = None;
         if self.state == State::Closed {
             return None;
         }
@@ -394,12 +454,17 @@ impl Breaker {
 
     fn open(&mut self, now: Instant, u: f64, reason: &'static str) -> Transition {
         self.window.clear();
-        let base = self.backoff().as_secs_f64();
         let spread = self.cfg.jitter * (u.clamp(0.0, 1.0) - 0.5);
-        let secs = (base * (1.0 + spread)).clamp(0.001, self.cfg.max_open.as_secs_f64());
-        // Validation bounds the durations; stay total anyway (no panic on a clock edge).
-        let open_for = Duration::try_from_secs_f64(secs).unwrap_or(self.cfg.max_open);
-        self.open_until = Some(now.checked_add(open_for).unwrap_or(now));
+        let jittered = |base: Duration| {
+            let secs = (base.as_secs_f64() * (1.0 + spread)).clamp(0.001, self.cfg.max_open.as_secs_f64());
+            // Validation bounds the durations; stay total anyway (no panic on a clock edge).
+            let open_for = Duration::try_from_secs_f64(secs).unwrap_or(self.cfg.max_open);
+            now.checked_add(open_for).unwrap_or(now)
+        };
+        let until = jittered(self.backoff());
+        self.open_until = Some(until);
+        // While the pool is short the level does not lengthen the open time.
+        self.open_until_short = Some(jittered(self.cfg.base_open.min(self.backoff())).min(until));
         self.consecutive_failures = 0;
         self.trials_in_flight = 0;
         self.trial_successes = 0;
@@ -482,7 +547,7 @@ mod tests {
         b.on_failure(now, 0.5);
         assert_eq!(b.state(), State::Open);
         let later = now + Duration::from_secs(5);
-        assert_eq!(b.admit(later).0, Admission::Trial);
+        assert_eq!(b.admit(later, Pool::Ample).0, Admission::Trial);
         assert_eq!(b.on_neutral().map(|t| t.to), Some(State::Closed));
     }
 
@@ -498,7 +563,7 @@ mod tests {
         let t = b.on_failure(now, 0.5).expect("opens");
         assert_eq!((t.from, t.to, t.reason), (State::Closed, State::Open, "consecutive-failures"));
         assert_eq!(b.open_until(), Some(now + Duration::from_secs(1)));
-        assert_eq!(b.admit(now).0, Admission::Refused(Some(now + Duration::from_secs(1))));
+        assert_eq!(b.admit(now, Pool::Ample).0, Admission::Refused(Some(now + Duration::from_secs(1))));
     }
 
     #[test]
@@ -507,11 +572,11 @@ mod tests {
         let mut b = Breaker::new(cfg(1, 1));
         b.on_failure(now, 0.5);
         let later = now + Duration::from_secs(1);
-        let (adm, t) = b.admit(later);
+        let (adm, t) = b.admit(later, Pool::Ample);
         assert_eq!(adm, Admission::Trial);
         assert_eq!(t.map(|t| t.to), Some(State::HalfOpen));
         // Only one permit.
-        assert_eq!(b.admit(later).0, Admission::Refused(None));
+        assert_eq!(b.admit(later, Pool::Ample).0, Admission::Refused(None));
         // Trial fails: open at level 1, 2 s.
         let t = b.on_failure(later, 0.5).expect("reopens");
         assert_eq!(t.reason, "trial-failed");
@@ -519,11 +584,11 @@ mod tests {
         assert_eq!(b.open_until(), Some(later + Duration::from_secs(2)));
         // Next trial succeeds: closed, level reset.
         let later2 = later + Duration::from_secs(2);
-        assert_eq!(b.admit(later2).0, Admission::Trial);
+        assert_eq!(b.admit(later2, Pool::Ample).0, Admission::Trial);
         let t = b.on_success(later2, 0.5, false).expect("closes");
         assert_eq!((t.to, t.reason), (State::Closed, "trials-succeeded"));
         assert_eq!(b.level(), 0);
-        assert_eq!(b.admit(later2).0, Admission::Allowed);
+        assert_eq!(b.admit(later2, Pool::Ample).0, Admission::Allowed);
     }
 
     #[test]
@@ -532,9 +597,9 @@ mod tests {
         let mut b = Breaker::new(cfg(1, 2));
         b.on_failure(now, 0.5);
         let later = now + Duration::from_secs(5);
-        assert_eq!(b.admit(later).0, Admission::Trial);
-        assert_eq!(b.admit(later).0, Admission::Trial);
-        assert_eq!(b.admit(later).0, Admission::Refused(None));
+        assert_eq!(b.admit(later, Pool::Ample).0, Admission::Trial);
+        assert_eq!(b.admit(later, Pool::Ample).0, Admission::Trial);
+        assert_eq!(b.admit(later, Pool::Ample).0, Admission::Refused(None));
         assert_eq!(b.on_success(later, 0.5, false), None);
         assert_eq!(b.on_success(later, 0.5, false).map(|t| t.to), Some(State::Closed));
     }
@@ -549,7 +614,7 @@ mod tests {
             let until = b.open_until().expect("open");
             seen.push((until - now).as_secs());
             now = until;
-            assert_eq!(b.admit(now).0, Admission::Trial);
+            assert_eq!(b.admit(now, Pool::Ample).0, Admission::Trial);
         }
         assert_eq!(seen, vec![1, 2, 4, 8, 16, 32, 60, 60, 60]);
     }
@@ -583,8 +648,8 @@ mod tests {
         let until = now + Duration::from_secs(30);
         let mut b = Breaker::restore(cfg(5, 1), State::Open, 3, Some(until));
         assert_eq!(b.level(), 3);
-        assert_eq!(b.admit(now).0, Admission::Refused(Some(until)));
-        assert_eq!(b.admit(until).0, Admission::Trial);
+        assert_eq!(b.admit(now, Pool::Ample).0, Admission::Refused(Some(until)));
+        assert_eq!(b.admit(until, Pool::Ample).0, Admission::Trial);
     }
 
     #[test]
@@ -594,5 +659,161 @@ mod tests {
         assert!(cfg(1, 0).validate().is_err());
         assert!(BreakerConfig { jitter: 2.0, ..Default::default() }.validate().is_err());
         assert!(BreakerConfig { max_open: Duration::from_millis(1), ..Default::default() }.validate().is_err());
+    }
+
+    #[test]
+    fn a_short_pool_trials_after_base_open_whatever_the_level_and_with_more_permits() {
+        let now = Instant::now();
+        let mut b = Breaker::new(cfg(1, 1));
+        // Three failed trials: level 3, 8 s while the pool is ample.
+        let mut t = now;
+        b.on_failure(t, 0.5);
+        for _ in 0..3 {
+            t = b.open_until().expect("open");
+            assert_eq!(b.admit(t, Pool::Ample).0, Admission::Trial);
+            b.on_failure(t, 0.5);
+        }
+        assert_eq!(b.level(), 3);
+        assert_eq!(b.open_until(), Some(t + Duration::from_secs(8)));
+        assert_eq!(b.open_until_for(Pool::Short), Some(t + Duration::from_secs(1)));
+        let after_1s = t + Duration::from_secs(1);
+        assert!(!b.would_admit(after_1s, Pool::Ample));
+        assert!(b.would_admit(after_1s, Pool::Short));
+        assert_eq!(b.admit(after_1s, Pool::Ample).0, Admission::Refused(Some(t + Duration::from_secs(8))));
+        // Short: three trials at once; the first success closes it.
+        for _ in 0..3 {
+            assert_eq!(b.admit(after_1s, Pool::Short).0, Admission::Trial);
+        }
+        assert_eq!(b.admit(after_1s, Pool::Short).0, Admission::Refused(None));
+        assert_eq!(
+            b.on_success(after_1s, 0.5, false).map(|t| (t.to, t.reason)),
+            Some((State::Closed, "trials-succeeded"))
+        );
+        assert_eq!(b.level(), 0);
+    }
+
+    #[test]
+    fn validate_bounds_the_short_pool_permits() {
+        assert!(BreakerConfig { short_pool_permits: 0, ..Default::default() }.validate().is_err());
+        assert!(BreakerConfig { short_pool_permits: 1001, ..Default::default() }.validate().is_err());
+    }
+
+    /// A pair that fails in bad windows and answers in good ones, tried as soon as its breaker
+    /// admits (every 10 ms), each call taking 50 ms: the share of each good window (after the
+    /// first few) in which the breaker is closed.
+    fn closed_share_of_good_windows(window: Duration, pool: Pool, u: &[f64]) -> f64 {
+        let c = BreakerConfig { jitter: 0.5, ..BreakerConfig::default() };
+        let mut b = Breaker::new(c);
+        let t0 = Instant::now();
+        let step = Duration::from_millis(10);
+        let call = Duration::from_millis(50);
+        let (mut closed, mut total) = (0u32, 0u32);
+        let mut k = 0usize;
+        let mut busy_until = t0;
+        let end = window * 16;
+        let mut t = Duration::ZERO;
+        while t < end {
+            let now = t0 + t;
+            let bad = (t.as_millis() / window.as_millis()).is_multiple_of(2);
+            if !bad && t >= window * 4 {
+                total += 1;
+                closed += u32::from(b.state() == State::Closed);
+            }
+            if now >= busy_until {
+                let (adm, _) = b.admit(now, pool);
+                if !matches!(adm, Admission::Refused(_)) {
+                    busy_until = now + call;
+                    let done = now + call;
+                    k += 1;
+                    let r = u[k % u.len()];
+                    if bad {
+                        b.on_failure(done, r);
+                    } else {
+                        b.on_success(done, r, false);
+                    }
+                }
+            }
+            t += step;
+        }
+        f64::from(closed) / f64::from(total.max(1))
+    }
+
+    #[test]
+    fn while_the_pool_is_ample_a_pair_failing_in_windows_stays_out_its_levels_time() {
+        // The old behaviour, still right when its absence costs little: each failed trial
+        // doubles the open time, so trials land in bad windows and most good time is lost.
+        let share = closed_share_of_good_windows(Duration::from_secs(4), Pool::Ample, &[0.5]);
+        assert!(share < 0.6, "closed {share:.2} of its good windows");
+        let short = closed_share_of_good_windows(Duration::from_secs(4), Pool::Short, &[0.5]);
+        assert!(short > 0.6, "closed {short:.2} of its good windows while the pool is short");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_pair_failing_in_windows_serves_most_of_its_good_windows_while_the_pool_is_short(
+            window_ms in 2_000u64..8_000,
+            u in proptest::collection::vec(0.0f64..1.0, 1..16),
+        ) {
+            let w = Duration::from_millis(window_ms);
+            let share = closed_share_of_good_windows(w, Pool::Short, &u);
+            // It waits at most base_open x 1.25 plus one call into each good window.
+            let lost = (1250.0 + 60.0) / window_ms as f64;
+            proptest::prop_assert!(share >= 1.0 - lost - 0.02, "closed {share:.2} of good windows of {window_ms} ms");
+        }
+
+        #[test]
+        fn breaker_invariants_hold_for_any_sequence(
+            ops in proptest::collection::vec((0u8..6, 0u64..3_000, 0.0f64..1.0, proptest::bool::ANY), 1..200),
+            permits in 1u32..4,
+            short_permits in 1u32..6,
+        ) {
+            let c = BreakerConfig {
+                consecutive_failures: 2,
+                half_open_permits: permits,
+                short_pool_permits: short_permits,
+                ..BreakerConfig::default()
+            };
+            let mut b = Breaker::new(c.clone());
+            let mut now = Instant::now();
+            let mut last_level = 0;
+            for (op, dt, u, short) in ops {
+                now += Duration::from_millis(dt);
+                let pool = if short { Pool::Short } else { Pool::Ample };
+                let t = match op {
+                    0 | 1 => b.admit(now, pool).1,
+                    2 => b.on_success(now, u, false),
+                    3 => b.on_failure(now, u),
+                    4 => b.on_neutral(),
+                    _ => {
+                        b.release_trial();
+                        None
+                    }
+                };
+                // Never more trials at once than the pool's permits allow (plus those
+                // admitted while short, when it is ample now).
+                proptest::prop_assert!(b.trials_used() <= permits.max(short_permits));
+                match b.state() {
+                    State::Closed => proptest::prop_assert!(b.open_until().is_none()),
+                    State::Open => {
+                        let (long, short) = (b.open_until_for(Pool::Ample), b.open_until_for(Pool::Short));
+                        proptest::prop_assert!(long.is_some() && short.is_some() && short <= long);
+                        let long_for = long.map(|l| l.saturating_duration_since(now)).unwrap_or_default();
+                        let short_for = short.map(|s| s.saturating_duration_since(now)).unwrap_or_default();
+                        proptest::prop_assert!(long_for <= c.max_open);
+                        proptest::prop_assert!(short_for <= c.base_open.mul_f64(1.0 + c.jitter / 2.0));
+                    }
+                    State::HalfOpen => {}
+                }
+                // The level rises only by a failed trial, one at a time, and falls only to 0.
+                let level = b.level();
+                let why = t.map(|t| t.reason);
+                proptest::prop_assert!(
+                    level == last_level
+                        || (level == last_level + 1 && why == Some("trial-failed"))
+                        || (level == 0 && why == Some("trials-succeeded"))
+                );
+                last_level = level;
+            }
+        }
     }
 }

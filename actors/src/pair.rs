@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use parking_lot::RwLock;
 
-use crate::breaker::{Admission, Breaker, State, Transition};
+use crate::breaker::{Admission, Breaker, Pool, State, Transition};
 use crate::client_errors::ClientErrors;
 use crate::clock::{unix_ms_now, unix_ms_to_instant};
 use crate::limit::ConcurrencyLimit;
@@ -312,7 +312,9 @@ impl PairActor {
             breaker: self.breaker.state(),
             breaker_level: self.breaker.level(),
             open_until: self.breaker.open_until(),
-            trial_available: self.breaker.state() == State::HalfOpen && self.breaker.would_admit(now),
+            open_until_short: self.breaker.open_until_for(Pool::Short),
+            trials_used: self.breaker.trials_used(),
+            permits: (self.breaker.permits(Pool::Ample), self.breaker.permits(Pool::Short)),
             consecutive_failures: self.breaker.consecutive_failures(),
             probed: self.probed,
             token_ok: self.token_ok,

@@ -101,6 +101,9 @@ pub(crate) struct BreakerOverrides {
     /// See [`BreakerConfig::slow_call_rate`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) slow_call_rate: Option<f64>,
+    /// See [`BreakerConfig::short_pool_permits`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) short_pool_permits: Option<u32>,
 }
 
 impl BreakerOverrides {
@@ -116,6 +119,7 @@ impl BreakerOverrides {
             min_calls: self.min_calls.unwrap_or(base.min_calls),
             failure_rate: self.failure_rate.unwrap_or(base.failure_rate),
             slow_call_rate: self.slow_call_rate.unwrap_or(base.slow_call_rate),
+            short_pool_permits: self.short_pool_permits.unwrap_or(base.short_pool_permits),
         }
     }
 }

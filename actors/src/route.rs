@@ -64,6 +64,8 @@ pub struct Job {
     pub request_id: String,
     /// The `Via` header to send upstream ([`LoopMarker::upstream`]).
     pub via: awc::http::header::HeaderValue,
+    /// The client's address, when known: its share of a full queue is counted by it.
+    pub client_addr: Option<std::net::IpAddr>,
 }
 
 /// The answer relayed to the client.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use byoc_actors::breaker::{Breaker, BreakerConfig};
+use byoc_actors::breaker::{Breaker, BreakerConfig, Pool};
 use byoc_actors::capability::{Capability, MAX_CAPABILITY_LEN};
 use byoc_actors::orchestrator::normalize_url;
 use byoc_actors::policy::CapabilityPolicy;
@@ -69,6 +69,7 @@ const BREAKER_KEYS: &[&str] = &[
     "min_calls",
     "failure_rate",
     "slow_call_rate",
+    "short_pool_permits",
 ];
 
 /// Fields of the policy's `breaker` overrides.
@@ -81,6 +82,7 @@ const BREAKER_OVERRIDE_KEYS: &[&str] = &[
     "min_calls",
     "failure_rate",
     "slow_call_rate",
+    "short_pool_permits",
 ];
 
 const WARMUP_KEYS: &[&str] = &["path", "body", "content_type", "timeout_seconds"];
@@ -562,6 +564,7 @@ fn breaker_config_never_panics(v: Value) -> Result<(), TestCaseError> {
             prop_assert!((1..=1000).contains(&c.window) && (1..=c.window).contains(&c.min_calls));
             prop_assert!(c.failure_rate > 0.0 && c.failure_rate <= 1.0);
             prop_assert!(c.slow_call_rate > 0.0 && c.slow_call_rate <= 1.0);
+            prop_assert!((1..=1000).contains(&c.short_pool_permits));
         }
     }
     Ok(())
@@ -577,7 +580,9 @@ fn drive_breaker(c: BreakerConfig) {
         for _ in 0..32 {
             let _ = b.backoff();
             let Some(until) = b.open_until() else { break };
-            let _ = b.admit(until);
+            let pool = if u < 0.5 { Pool::Short } else { Pool::Ample };
+            let _ = b.open_until_for(Pool::Short);
+            let _ = b.admit(until, pool);
             let _ = b.on_failure(until, u);
         }
     }
@@ -598,6 +603,7 @@ fn log_duration() -> impl Strategy<Value = Duration> {
 fn breaker_config() -> impl Strategy<Value = BreakerConfig> {
     (1u32..10, log_duration(), log_duration(), 1u32..4, 0.0f64..=1.0, 1u32..=1000, 0.01f64..=1.0, 0.01f64..=1.0)
         .prop_flat_map(|(n, a, b, permits, jitter, window, fr, sr)| {
+            let short_permits = permits + n % 3;
             (1..=window).prop_map(move |min_calls| BreakerConfig {
                 consecutive_failures: n,
                 base_open: a.min(b),
@@ -608,6 +614,7 @@ fn breaker_config() -> impl Strategy<Value = BreakerConfig> {
                 min_calls,
                 failure_rate: fr,
                 slow_call_rate: sr,
+                short_pool_permits: short_permits,
             })
         })
 }

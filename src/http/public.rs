@@ -107,7 +107,15 @@ async fn process_request(
     let mut held = BodyReservation::new(&state.bodies);
     let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout, &mut held).await?;
     let slot = state.jobs.admit(held)?;
-    let job = Job { client, path: path.to_string(), body, content_type: content_type(&req), request_id, via };
+    let job = Job {
+        client,
+        path: path.to_string(),
+        body,
+        content_type: content_type(&req),
+        request_id,
+        via,
+        client_addr: req.peer_addr().map(|a| a.ip()),
+    };
     Ok(run_job(&state, job, slot, ErrorShape::AsIs).await)
 }
 

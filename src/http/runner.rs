@@ -97,6 +97,7 @@ async fn runner_job(
         content_type: content_type(&req),
         request_id: request_id(&req),
         via,
+        client_addr: req.peer_addr().map(|a| a.ip()),
     };
     Ok(run_job(&state, job, slot, ErrorShape::Runner).await)
 }

@@ -1,8 +1,13 @@
 //! Routing under a changing pool (issue 23), with real simulators: an orchestrator that comes up
-//! late is found within seconds; a capability registered by a policy is routed as soon as an
-//! orchestrator offers it. Tests wait for events (with generous bounds) and assert on where
-//! jobs went, never on timings.
+//! late is found within seconds; one that fails in windows regains its share in its good windows
+//! while the pool is short; a capability registered by a policy is routed as soon as an
+//! orchestrator offers it. Tests wait for events (with generous bounds) and assert on where jobs
+//! went, never on timings.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use byoc_sim::{Knobs, OverCapacity, SimHandle};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -63,4 +68,61 @@ async fn a_capability_registered_by_a_policy_is_routed_as_soon_as_an_orchestrato
     let ans = gw.job("upscale", "after-register").await;
     assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
     assert_eq!(a.state.stats("upscale").ok, 1);
+}
+
+/// Keeps `clients` jobs of `capability` in flight until `stop` is set, counting answers.
+fn keep_busy(gw: &TestGateway, capability: &str, clients: usize, stop: Arc<AtomicBool>) -> Arc<AtomicU64> {
+    let done = Arc::new(AtomicU64::new(0));
+    for c in 0..clients {
+        let (client, url) = (gw.client.clone(), format!("{}/process/request/{capability}", gw.http));
+        let (stop, done) = (stop.clone(), done.clone());
+        actix_web::rt::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) && n < 100_000 {
+                n += 1;
+                let header = job_header("flap", &format!("c{c}-{n}"));
+                let _ = client.post(&url).insert_header(("Livepeer", header)).send_body("{}").await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    done
+}
+
+async fn breaker(gw: &TestGateway, capability: &str, sim: &SimHandle) -> Value {
+    gw.pair(capability, &sim.url).await["breaker"].clone()
+}
+
+#[actix_web::test]
+async fn an_orchestrator_failing_in_windows_serves_jobs_in_its_good_windows_while_the_pool_is_short() {
+    // The pool is short: `steady` has one slot and four clients keep jobs coming, so jobs wait
+    // in the queue whenever `flappy` is out.
+    let steady = sim(
+        "steady",
+        &[("flap", Knobs { latency_ms: 100, capacity: 1, over_capacity: OverCapacity::Refuse, ..Knobs::default() })],
+    );
+    let flappy = sim(
+        "flappy",
+        &[("flap", Knobs { latency_ms: 10, capacity: 2, over_capacity: OverCapacity::Refuse, ..Knobs::default() })],
+    );
+    let gw = gateway(&[(&steady, &["flap"]), (&flappy, &["flap"])]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = keep_busy(&gw, "flap", 4, stop.clone());
+    // A bad window: every job fails there. Its breaker opens, and its trials fail, until it has
+    // opened three levels up (the old breaker then stayed out 8 s, into the next windows).
+    flappy.state.patch(Some("flap"), &json!({"error_rate": 1.0})).expect("knobs");
+    eventually("flappy's breaker three levels up", 2000, || async {
+        (breaker(&gw, "flap", &flappy).await["level"].as_u64() >= Some(3)).then_some(())
+    })
+    .await;
+    // Its good window: it must take a share of the next 40 jobs, not sit out the window.
+    flappy.state.patch(Some("flap"), &json!({"error_rate": 0.0})).expect("knobs");
+    let (ok_before, done_before) = (flappy.state.stats("flap").ok, done.load(Ordering::Relaxed));
+    eventually("40 more jobs answered", 3000, || async {
+        (done.load(Ordering::Relaxed) >= done_before + 40).then_some(())
+    })
+    .await;
+    let served = flappy.state.stats("flap").ok - ok_before;
+    stop.store(true, Ordering::Relaxed);
+    assert!(served >= 8, "flappy served {served} of the 40 jobs of its good window");
 }

@@ -43,7 +43,7 @@ impl Handler<Admit> for PairActor {
         let Some(service_addr) = self.service_addr.clone() else {
             return Err(Unroutable::TokenUnavailable);
         };
-        let (admission, transition) = self.breaker.admit(now);
+        let (admission, transition) = self.breaker.admit(now, self.slots.pool(now));
         if let Some(t) = transition {
             self.on_transition(t, "admit");
         }

@@ -17,7 +17,8 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-fn millis_since_epoch(t: Instant) -> u64 {
+/// Milliseconds from the process's reference instant to `t`.
+pub(crate) fn millis_since_epoch(t: Instant) -> u64 {
     t.saturating_duration_since(epoch()).as_millis() as u64
 }
 
@@ -36,6 +37,9 @@ pub struct Slots {
     limit: AtomicU32,
     /// When a job was last sent here to keep the pair measured (ms since [`epoch`], 0: never).
     explored_at: AtomicU64,
+    /// Since when jobs have been in flight here without an answer (ms since [`epoch`]): set
+    /// when a job arrives at an idle pair and at every answer.
+    quiet_since: AtomicU64,
     /// The capability's queue, once the pair is on its board.
     queue: OnceLock<Arc<WaitQueue>>,
 }
@@ -44,10 +48,33 @@ impl Slots {
     /// Takes a slot if one is free.
     pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<SlotGuard> {
         let limit = self.limit.load(Ordering::Acquire);
-        self.inflight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1))
-            .ok()
-            .map(|_| SlotGuard(self.clone()))
+        let before =
+            self.inflight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
+        if before == 0 {
+            // An idle pair: its silence starts with this job.
+            self.quiet_since.store(millis_since_epoch(Instant::now()), Ordering::Release);
+        }
+        Some(SlotGuard(self.clone()))
+    }
+
+    /// An answer came back from the pair (whatever it said): its jobs are moving.
+    pub(crate) fn answered(&self) {
+        self.quiet_since.store(millis_since_epoch(Instant::now()), Ordering::Release);
+    }
+
+    /// How long the pair has had jobs in flight with no answer coming back, at `now` (`None`:
+    /// nothing in flight).
+    pub(crate) fn unanswered(&self, now: Instant) -> Option<Duration> {
+        if self.inflight() == 0 {
+            return None;
+        }
+        let since = self.quiet_since.load(Ordering::Acquire);
+        Some(Duration::from_millis(millis_since_epoch(now).saturating_sub(since)))
+    }
+
+    /// How short the capability's pool is (ample until the pair is on a board).
+    pub(crate) fn pool(&self, now: Instant) -> crate::breaker::Pool {
+        self.queue.get().map_or(crate::breaker::Pool::Ample, |q| q.pool(now))
     }
 
     /// Jobs in flight.
@@ -154,9 +181,28 @@ mod tests {
         s.attach(q.clone());
         s.set_limit(1);
         let held = s.try_acquire().expect("free");
-        let mut t = q.join(4, false).expect("room");
+        let mut t = q.join(4, false, 0).expect("room");
         drop(held);
-        assert!(t.wait(Instant::now() + Duration::from_secs(5)).await, "woken by the release");
+        assert_eq!(
+            t.wait(Instant::now() + Duration::from_secs(5)).await,
+            crate::queue::Wait::Woken,
+            "woken by the release"
+        );
+    }
+
+    #[test]
+    fn the_silence_of_a_pair_runs_from_its_first_job_or_last_answer_while_jobs_are_in_flight() {
+        let s = Arc::new(Slots::default());
+        s.set_limit(4);
+        assert_eq!(s.unanswered(Instant::now()), None, "idle");
+        let a = s.try_acquire().expect("free");
+        let later = Instant::now() + Duration::from_secs(2);
+        assert!(s.unanswered(later) >= Some(Duration::from_millis(1900)), "one job: its age");
+        let _b = s.try_acquire().expect("free");
+        s.answered();
+        drop(a);
+        assert!(s.unanswered(later) <= Some(Duration::from_millis(2100)));
+        assert!(s.unanswered(Instant::now()) < Some(Duration::from_millis(500)), "an answer resets it");
     }
 
     #[test]

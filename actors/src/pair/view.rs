@@ -20,7 +20,7 @@ use std::time::Instant;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
-use crate::breaker::State;
+use crate::breaker::{Pool, State};
 use crate::capability::Capability;
 use crate::client_errors::ClientErrors;
 use crate::clock::{instant_to_unix_ms, unix_ms_now};
@@ -98,10 +98,14 @@ pub struct PairView {
     pub(crate) breaker: State,
     /// Breaker level (consecutive openings).
     pub(crate) breaker_level: u32,
-    /// When an open breaker admits a trial.
+    /// When an open breaker admits a trial while the capability's pool is ample.
     pub(crate) open_until: Option<Instant>,
-    /// Whether a half-open breaker has a trial permit left.
-    pub(crate) trial_available: bool,
+    /// ... and while it is short (`breaker.rs`).
+    pub(crate) open_until_short: Option<Instant>,
+    /// Half-open trials running plus passed.
+    pub(crate) trials_used: u32,
+    /// Trials a half-open breaker lets run at once while the pool is ample, and while short.
+    pub(crate) permits: (u32, u32),
     /// Consecutive failures while closed.
     pub(crate) consecutive_failures: u32,
     /// The first token probe of this incarnation has finished.
@@ -207,7 +211,9 @@ impl PairView {
             breaker: State::Closed,
             breaker_level: 0,
             open_until: None,
-            trial_available: false,
+            open_until_short: None,
+            trials_used: 0,
+            permits: (1, 1),
             consecutive_failures: 0,
             probed: false,
             token_ok: false,
@@ -306,14 +312,30 @@ impl PairView {
         if let Some(t) = self.capacity_backoff_until.filter(|t| now < *t) {
             return Err(Unroutable::CapacityBackoff(t));
         }
+        let pool = self.slots.pool(now);
         match self.breaker {
             State::Closed => Ok(()),
-            State::Open => match self.open_until {
+            State::Open => match self.open_until_at(pool) {
                 Some(t) if now < t => Err(Unroutable::BreakerOpen(Some(t))),
                 _ => Ok(()),
             },
-            State::HalfOpen if self.trial_available => Ok(()),
+            State::HalfOpen if self.trials_used < self.permits_at(pool) => Ok(()),
             State::HalfOpen => Err(Unroutable::BreakerOpen(None)),
+        }
+    }
+
+    /// When an open breaker admits a trial, given how short the capability's pool is.
+    pub(crate) fn open_until_at(&self, pool: Pool) -> Option<Instant> {
+        match pool {
+            Pool::Ample => self.open_until,
+            Pool::Short => self.open_until_short,
+        }
+    }
+
+    fn permits_at(&self, pool: Pool) -> u32 {
+        match pool {
+            Pool::Ample => self.permits.0,
+            Pool::Short => self.permits.1,
         }
     }
 
@@ -325,8 +347,9 @@ impl PairView {
     /// The breaker state the next job would see at `now`: an open breaker whose time is up
     /// admits a trial, so it reads half-open; a forced trip reads open.
     pub(crate) fn breaker_state_at(&self, now: Instant) -> State {
+        let until = self.open_until_at(self.slots.pool(now));
         match self.breaker {
-            State::Open if !self.forced_at(now) && self.open_until.is_some_and(|t| t <= now) => State::HalfOpen,
+            State::Open if !self.forced_at(now) && until.is_some_and(|t| t <= now) => State::HalfOpen,
             s => s,
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::pair::{Reason, SlotGuard, Unroutable};
-use crate::queue::{Ticket, WaitQueue};
+use crate::queue::{ClientKey, Ticket, Wait, WaitQueue};
 use crate::scoreboard::{Picked, Selection};
 use crate::supervisor::Availability;
 
@@ -59,8 +59,9 @@ impl Router {
                     None => ticket = Some(join(&queue, s)?),
                     // Woken, but another job took the slot: back to the head, check again.
                     Some(t) if t.is_woken() => t.requeue(),
-                    Some(t) => {
-                        if !t.wait(s.queue_until()).await {
+                    Some(t) => match t.wait(s.queue_until()).await {
+                        Wait::Woken => {}
+                        Wait::TimedOut => {
                             let waited = t.waited();
                             if let Some(t) = ticket.take() {
                                 t.give_up(true);
@@ -72,7 +73,9 @@ impl Router {
                                 attempts: std::mem::take(&mut s.attempts),
                             });
                         }
-                    }
+                        // A job of a client holding fewer places took this one's place.
+                        Wait::Displaced => return Err(queue_full(&queue, s)),
+                    },
                 },
                 Selection::Unknown if !s.ensured && s.attempts.is_empty() => {
                     s.ensured = true;
@@ -111,10 +114,31 @@ impl Router {
 /// Joins the capability's queue: at the back for a new job, at the front for one failing over
 /// (it already waited for an attempt).
 fn join(queue: &Arc<WaitQueue>, s: &mut JobState<'_>) -> Result<Ticket, RouteError> {
-    queue.join(s.policy.queue_depth as usize, !s.attempts.is_empty()).map_err(|full| RouteError::QueueFull {
+    let client = client_key(s.job.client_addr);
+    queue.join(s.policy.queue_depth as usize, !s.attempts.is_empty(), client).map_err(|full| RouteError::QueueFull {
         capability: s.capability().clone(),
         depth: full.depth,
         retry_after: full.retry_after,
         attempts: std::mem::take(&mut s.attempts),
     })
+}
+
+/// The `queue-full` answer for a job that lost its place.
+fn queue_full(queue: &WaitQueue, s: &mut JobState<'_>) -> RouteError {
+    let report = queue.report();
+    RouteError::QueueFull {
+        capability: s.capability().clone(),
+        depth: report.depth,
+        retry_after: queue.retry_after(),
+        attempts: std::mem::take(&mut s.attempts),
+    }
+}
+
+/// Who a job is from, for the queue's per-client share: its client's address (0: unknown).
+fn client_key(addr: Option<std::net::IpAddr>) -> ClientKey {
+    use std::hash::{Hash, Hasher};
+    let Some(addr) = addr else { return 0 };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    addr.hash(&mut h);
+    h.finish().max(1)
 }

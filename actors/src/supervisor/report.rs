@@ -216,7 +216,7 @@ impl Supervisor {
     pub(super) fn publish_gauges(&self, now: Instant) {
         let (mut closed, mut open, mut half, mut routable) = (0u32, 0u32, 0u32, 0u32);
         let mut unroutable = [0u32; Reason::ALL.len()];
-        let mut slots: BTreeMap<&Capability, (u64, u64)> = BTreeMap::new();
+        let mut per_cap: BTreeMap<&Capability, CapabilityCount> = BTreeMap::new();
         for (key, entry) in &self.pairs {
             let v = entry.view.read();
             match v.breaker {
@@ -224,12 +224,15 @@ impl Supervisor {
                 crate::breaker::State::Open => open += 1,
                 crate::breaker::State::HalfOpen => half += 1,
             }
-            let s = slots.entry(&key.capability).or_default();
-            s.1 += u64::from(v.inflight());
+            let c = per_cap.entry(&key.capability).or_default();
+            c.inflight += u64::from(v.inflight());
+            let on_offer = entry.on_board && v.offered;
+            c.offered += u32::from(on_offer);
             match v.routable_at(now) {
                 Ok(()) => {
                     routable += 1;
-                    s.0 += u64::from(v.slots.limit());
+                    c.slots += u64::from(v.slots.limit());
+                    c.routable += u32::from(on_offer);
                 }
                 Err(why) => unroutable[why.reason() as usize] += 1,
             }
@@ -242,9 +245,27 @@ impl Supervisor {
         for reason in Reason::ALL {
             metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).set(unroutable[reason as usize]);
         }
-        for (cap, (limit, inflight)) in slots.into_iter().filter(|(c, _)| self.registered.contains(*c)) {
-            metrics::gauge!(m::SLOTS, "capability" => cap.to_string()).set(limit as f64);
-            metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => cap.to_string()).set(inflight as f64);
+        for (cap, c) in per_cap.into_iter().filter(|(c, _)| self.registered.contains(*c)) {
+            metrics::gauge!(m::SLOTS, "capability" => cap.to_string()).set(c.slots as f64);
+            metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => cap.to_string()).set(c.inflight as f64);
+            // Envoy's panic threshold: fewer than half of the pairs that offer it routable
+            // makes the capability's pool short (its breakers trial sooner).
+            if let Some(q) = self.scoreboard.queue(cap) {
+                q.set_mostly_out(c.routable * 2 < c.offered);
+            }
         }
     }
+}
+
+/// One capability's pairs, counted for the gauges and the pool's shortness.
+#[derive(Debug, Default)]
+struct CapabilityCount {
+    /// Jobs its routable pairs may have in flight.
+    slots: u64,
+    /// Jobs in flight on its pairs.
+    inflight: u64,
+    /// Pairs on the board that have offered it.
+    offered: u32,
+    /// Of those, routable now.
+    routable: u32,
 }

@@ -6,6 +6,7 @@ impl PairView {
     /// The admin API's JSON shape of this view at `now`.
     pub(crate) fn report(&self, now: Instant) -> PairReport {
         let routable = self.routable_at(now);
+        let pool = self.slots.pool(now);
         PairReport {
             orchestrator: self.key.orchestrator.to_string(),
             orchestrator_url: self.orchestrator_url.to_string(),
@@ -21,7 +22,8 @@ impl PairView {
                 since_unix_ms: instant_to_unix_ms(self.state_since, now),
                 level: self.breaker_level,
                 consecutive_failures: self.consecutive_failures,
-                open_until_unix_ms: self.open_until.map(|t| instant_to_unix_ms(t, now)),
+                open_until_unix_ms: self.open_until_at(pool).map(|t| instant_to_unix_ms(t, now)),
+                short_pool: pool == crate::breaker::Pool::Short,
             },
             routable: routable.is_ok(),
             unroutable_reason: routable.err().map(Unroutable::as_str),
@@ -92,8 +94,12 @@ pub struct BreakerReport {
     pub(crate) level: u32,
     /// Consecutive failures while closed.
     pub(crate) consecutive_failures: u32,
-    /// When an open breaker admits a trial (Unix ms).
+    /// When an open breaker admits a trial (Unix ms), given how short the pool is now.
     pub(crate) open_until_unix_ms: Option<u64>,
+    /// The capability's pool is short now (jobs queued within 2 s, or most of its pairs are
+    /// out): an open breaker admits its trial after `base_open` whatever its level, and a
+    /// half-open one lets `short_pool_permits` trials run at once.
+    pub(crate) short_pool: bool,
 }
 
 /// The `client_errors` part of [`PairReport`].

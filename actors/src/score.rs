@@ -164,6 +164,22 @@ pub(crate) fn cost(inputs: CostInputs) -> f64 {
     inputs.latency_ms.max(0.1) * (1.0 + load) / health
 }
 
+/// The latency to expect of a pair whose jobs in flight have had no answer for `unanswered_ms`
+/// (its silence, [`Slots::unanswered`](crate::pair::Slots)): its usual latency `expected_ms`,
+/// or, once the silence is past the pair's own p99 (its jobs are overdue), at least the
+/// silence itself. A pair whose jobs have stopped coming back is slow now, before any of its
+/// slow answers arrive: Finagle's and Linkerd's peak-EWMA count pending requests for the same
+/// reason. Without measurements (`p99_ms` is `None`) there is nothing to be overdue against.
+///
+/// A factor of its own in the selection cost (beside the measured latency, the load, health
+/// and price), so each can be read and tuned apart.
+pub(crate) fn in_flight_latency(expected_ms: f64, p99_ms: Option<f64>, unanswered_ms: Option<f64>) -> f64 {
+    match (p99_ms, unanswered_ms) {
+        (Some(p99), Some(silence)) if silence > p99.max(expected_ms) => expected_ms.max(silence),
+        _ => expected_ms,
+    }
+}
+
 /// Random samples drawn before falling back to a walk.
 const P2C_SAMPLES: usize = 8;
 
@@ -289,6 +305,17 @@ mod tests {
         assert!(cost(CostInputs { inflight: 3, ..base }) < cost(CostInputs { latency_ms: 200.0, ..base }));
         assert!(cost(base) < cost(CostInputs { success_rate: 0.5, ..base }));
         assert!(cost(CostInputs { success_rate: 0.0, ..base }).is_finite());
+    }
+
+    #[test]
+    fn a_pair_whose_jobs_are_overdue_is_expected_to_take_at_least_their_silence() {
+        // Within its usual times: its usual latency.
+        assert_eq!(in_flight_latency(50.0, Some(80.0), Some(70.0)), 50.0);
+        assert_eq!(in_flight_latency(50.0, Some(80.0), None), 50.0, "nothing in flight");
+        assert_eq!(in_flight_latency(50.0, None, Some(5000.0)), 50.0, "unmeasured: nothing to be late against");
+        // Past its p99 with nothing back: at least the silence, and growing with it.
+        assert_eq!(in_flight_latency(50.0, Some(80.0), Some(200.0)), 200.0);
+        assert_eq!(in_flight_latency(50.0, Some(80.0), Some(900.0)), 900.0);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Routing under a changing pool (issue 23), with real simulators: an orchestrator that comes up
 //! late is found within seconds; one that fails in windows regains its share in its good windows
-//! while the pool is short; a capability registered by a policy is routed as soon as an
-//! orchestrator offers it. Tests wait for events (with generous bounds) and assert on where jobs
-//! went, never on timings.
+//! while the pool is short; a pair whose jobs stop coming back gets no new ones while they run;
+//! a capability registered by a policy is routed as soon as an orchestrator offers it. Tests wait
+//! for events (with generous bounds) and assert on where jobs went, never on timings.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use byoc_actors::protocol::header::encode_client_header;
 use byoc_sim::{Knobs, OverCapacity, SimHandle};
 use serde_json::{json, Value};
 
@@ -125,4 +126,51 @@ async fn an_orchestrator_failing_in_windows_serves_jobs_in_its_good_windows_whil
     let served = flappy.state.stats("flap").ok - ok_before;
     stop.store(true, Ordering::Relaxed);
     assert!(served >= 8, "flappy served {served} of the 40 jobs of its good window");
+}
+
+#[actix_web::test]
+async fn a_pair_whose_jobs_stop_coming_back_gets_no_new_job_while_they_run() {
+    let spiky = sim("spiky", &[("depth", Knobs { latency_ms: 5, capacity: 4, ..Knobs::default() })]);
+    let other = sim("other", &[("depth", Knobs { latency_ms: 60, capacity: 4, ..Knobs::default() })]);
+    let gw = gateway(&[(&spiky, &["depth"]), (&other, &["depth"])]).await;
+    // One attempt per job: nothing is cut short or retried, so where a job goes is where it
+    // stays.
+    let ans = gw.admin_put("/admin/capabilities/depth", json!({"max_attempts": 1})).await;
+    assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
+    // Both measured: spiky is the fast one.
+    for i in 0..40 {
+        assert_eq!(gw.job("depth", &format!("warm-{i}")).await.status, 200);
+        let measured = |p: Value| p["latency_p50_ms"].is_number();
+        if measured(gw.pair("depth", &spiky.url).await) && measured(gw.pair("depth", &other.url).await) {
+            break;
+        }
+    }
+    // Its latency jumps: a job sent there now does not come back.
+    spiky.state.patch(Some("depth"), &json!({"hold": true})).expect("knobs");
+    let spiky_jobs = spiky.state.stats("depth").jobs;
+    let held = gw.spawn_job("depth", "held");
+    eventually("the job held on spiky", 500, || async { (spiky.state.inflight("depth") == 1).then_some(()) }).await;
+    // Two jobs pinned to `other` (60 ms each) end: by then the held job is far older than
+    // spiky's usual few milliseconds, and nothing has come back from spiky.
+    for i in 0..2 {
+        let pinned = encode_client_header(&json!({
+            "id": format!("pinned-{i}"), "capability": "depth", "request": "{}", "timeout_seconds": 10,
+            "parameters": json!({"orchestrators": {"include": [other.url]}}).to_string(),
+        }));
+        let url = format!("{}/process/request/depth", gw.http);
+        let ans = read(gw.client.post(url).insert_header(("Livepeer", pinned)).send_body("{}").await).await;
+        assert_eq!(ans.header("x-orchestrator-url").as_deref(), Some(other.url.as_str()));
+    }
+    // Spiky is still the fastest pair on its record, with free slots: the next jobs go to the
+    // other pair all the same, while the held job runs.
+    for i in 0..5 {
+        let ans = gw.job("depth", &format!("after-{i}")).await;
+        assert_eq!(ans.status, 200);
+        assert_eq!(ans.header("x-orchestrator-url").as_deref(), Some(other.url.as_str()), "job {i}");
+    }
+    assert_eq!(spiky.state.stats("depth").jobs - spiky_jobs, 1, "spiky got nothing but the held job");
+    let p = gw.pair("depth", &spiky.url).await;
+    assert!(p["unanswered_ms"].as_f64() > p["latency_p99_ms"].as_f64(), "the gateway shows the held job overdue: {p}");
+    spiky.state.release_jobs(1);
+    assert_eq!(held.await.expect("job").status, 200);
 }

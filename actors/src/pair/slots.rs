@@ -4,6 +4,12 @@
 //! A slot is taken with a compare-and-swap against the limit, so two workers can never put
 //! more jobs on an orchestrator than it has room for, whatever they read a moment before. A
 //! freed slot wakes the next job waiting in the capability's queue.
+//!
+//! The slots also keep the pair's in-flight evidence: since when it has had jobs in flight
+//! without any answer coming back ([`Slots::unanswered`]). For one job that is its age; for
+//! several, the time since the last answer. Selection reads it (`score::in_flight_latency`):
+//! a pair whose jobs have stopped coming back is slow now, before any of its slow answers
+//! arrive.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -129,6 +135,13 @@ impl Slots {
 /// One job in flight on a pair; frees its slot when dropped (also when the job is cancelled).
 #[derive(Debug)]
 pub struct SlotGuard(Arc<Slots>);
+
+impl SlotGuard {
+    /// The job's pair answered ([`Slots::answered`]).
+    pub(crate) fn answered(&self) {
+        self.0.answered();
+    }
+}
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {

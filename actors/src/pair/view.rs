@@ -388,12 +388,24 @@ impl PairView {
         self.latency_percentiles.map_or(self.latency.estimate_ms(), |(p50, _)| p50)
     }
 
-    /// Selection cost at `now` (lower is better): expected latency x (1 + in flight / limit)
-    /// x [`penalty`](Self::penalty), times 1 + half the price share of the ceiling (a pair at the
-    /// ceiling must be 1.5x better to win), times 10 while a slow cold start deprioritises it.
+    /// How long the pair has had jobs in flight with no answer back, in ms, at `now`.
+    pub(crate) fn unanswered_ms(&self, now: Instant) -> Option<f64> {
+        self.slots.unanswered(now).map(|d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// Selection cost at `now` (lower is better): expected latency (at least the silence of its
+    /// jobs in flight once they are overdue, [`in_flight_latency`](crate::score::in_flight_latency))
+    /// x (1 + in flight / limit) x [`penalty`](Self::penalty), times 1 + half the price share of
+    /// the ceiling (a pair at the ceiling must be 1.5x better to win), times 10 while a slow cold
+    /// start deprioritises it.
     pub(crate) fn cost_at(&self, now: Instant) -> f64 {
+        let latency_ms = crate::score::in_flight_latency(
+            self.expected_latency_ms(),
+            self.latency_percentiles.map(|p| p.1),
+            self.unanswered_ms(now),
+        );
         let base = crate::score::cost(crate::score::CostInputs {
-            latency_ms: self.expected_latency_ms(),
+            latency_ms,
             inflight: self.inflight(),
             limit: self.slots.limit(),
             success_rate: self.success_rate,

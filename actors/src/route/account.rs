@@ -34,6 +34,8 @@ impl Router {
         let cap = s.capability();
         let outcome = match &mut call.answer {
             Answer::Done(Ok(reply)) => {
+                // Whatever it said, the pair answered: its jobs are moving.
+                guard.answered();
                 let outcome = Outcome::classify(reply.status, reply.content_type.as_deref(), &reply.body, &s.policy);
                 if let (UpstreamReply { stream: Some(stream), .. }, false) = (reply, outcome.retryable()) {
                     // The call is in flight until its stream ends: the slot goes with it.

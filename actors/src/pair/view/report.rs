@@ -34,6 +34,7 @@ impl PairView {
             penalty: round3(self.penalty()),
             success_rate: (self.success_rate * 10_000.0).round() / 10_000.0,
             inflight: self.inflight(),
+            unanswered_ms: self.unanswered_ms(now).map(round3),
             slots: self.slots.limit(),
             capacity_ceiling: self.capacity_ceiling,
             available_capacity: self.available_capacity,
@@ -158,6 +159,10 @@ pub struct PairReport {
     pub(crate) success_rate: f64,
     /// Jobs in flight.
     pub(crate) inflight: u32,
+    /// How long the pair has had jobs in flight with no answer coming back (ms; `None` with
+    /// nothing in flight): one job's age, or the time since the last answer. Past its p99,
+    /// selection expects a job there to take at least this long.
+    pub(crate) unanswered_ms: Option<f64>,
     /// Jobs allowed in flight now: the concurrency limit (token figure, lowered after capacity
     /// refusals and raised back by answers; the cold-start concurrency while warming).
     pub(crate) slots: u32,

@@ -148,6 +148,12 @@ pub(super) fn check_loop(req: &HttpRequest, state: &PublicState) -> Result<Heade
     Ok(marker.upstream(req.headers()))
 }
 
+/// The rate limit on "job failed" warnings, shared by every worker.
+fn failed_job_warnings() -> &'static super::warn_limit::WarnLimit {
+    static LIMIT: std::sync::OnceLock<super::warn_limit::WarnLimit> = std::sync::OnceLock::new();
+    LIMIT.get_or_init(|| super::warn_limit::WarnLimit::new(Duration::from_secs(1)))
+}
+
 /// How a relayed orchestrator error reaches the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ErrorShape {
@@ -225,8 +231,12 @@ pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot,
             if err.status.is_server_error() {
                 // A warning, not an error: the client got a clear answer and the gateway is
                 // fine; at error level every failing job of a bad orchestrator flooded the log.
-                tracing::warn!(capability = %job.client.capability, request_id = %job.request_id, code = err.code,
-                    attempts = err.attempts.len(), "job failed: {}", err.message);
+                // At most one line per error code per second (an overload refuses thousands of
+                // jobs the same way); the next line counts those left out.
+                if let Some(suppressed) = failed_job_warnings().check(err.code, std::time::Instant::now()) {
+                    tracing::warn!(capability = %job.client.capability, request_id = %job.request_id, code = err.code,
+                        attempts = err.attempts.len(), suppressed, "job failed: {}", err.message);
+                }
             }
             actix_web::ResponseError::error_response(&err)
         }

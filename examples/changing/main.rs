@@ -67,6 +67,10 @@ struct Outcome {
     /// Jobs the evicting member received while evicted.
     evicted_jobs: u64,
     usage: String,
+    /// byoc-gateway's own account of its queue, per instance.
+    queues: Vec<String>,
+    /// The p99 of the jobs arriving in each fifth of the run.
+    over_time: String,
 }
 
 #[actix_web::main]
@@ -181,6 +185,12 @@ async fn run_one(
             s
         })
         .collect();
+    let mut queues = Vec::new();
+    for r in &running {
+        if let Some(admin) = &r.admin {
+            queues.push(queue_report(admin).await);
+        }
+    }
     drop(running);
     pool.stop().await;
     Ok(Outcome {
@@ -190,7 +200,44 @@ async fn run_one(
         late_first,
         evicted_jobs,
         usage: usage.join(", "),
+        queues,
+        over_time: over_time(arrivals, &samples, length),
     })
+}
+
+/// The p99 (ms, `fail` when it lands on a failed job) of the jobs arriving in each eighth of
+/// the run: when the tail happens.
+fn over_time(arrivals: &[Duration], samples: &[load::Sample], length: Duration) -> String {
+    const PARTS: u32 = 8;
+    let mut parts: Vec<Vec<load::Sample>> = vec![Vec::new(); PARTS as usize];
+    for (at, s) in arrivals.iter().zip(samples) {
+        let k = ((at.as_secs_f64() / length.as_secs_f64()) * f64::from(PARTS)) as usize;
+        parts[k.min(PARTS as usize - 1)].push(s.clone());
+    }
+    parts
+        .iter()
+        .map(|p| Summary::of_samples(p).p99.map_or_else(|| "fail".to_string(), |v| format!("{v:.0}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a gateway's admin API says of its queue for the bench's capability.
+async fn queue_report(admin: &str) -> String {
+    let client = awc::Client::builder().timeout(Duration::from_secs(5)).finish();
+    let url = format!("{admin}/admin/capabilities/{}", pool::CAPABILITY);
+    let Ok(mut res) = client.get(url).send().await else { return "admin API unreachable".into() };
+    let Ok(v) = res.json::<serde_json::Value>().await else { return "no report".into() };
+    let q = &v["queue"];
+    format!(
+        "queued {}, dispatched {}, timed out {}, rejected {}, displaced {}, deepest {}, mean wait {} ms",
+        q["counts"]["queued"],
+        q["counts"]["dispatched"],
+        q["counts"]["timed_out"],
+        q["counts"]["rejected"],
+        q["counts"]["displaced"],
+        q["counts"]["max_depth"],
+        q["mean_wait_ms"].as_f64().map_or_else(|| "-".into(), |m| format!("{m:.0}"))
+    )
 }
 
 /// Watches the pool during the run: when the late member first answered a job well, and how
@@ -257,6 +304,15 @@ fn print_table(results: &[Outcome], oracle: &Summary, length: Duration) {
     println!("jobs each orchestrator received (run of {} s):", length.as_secs());
     for o in results {
         println!("  {:<16} {}", format!("{} x{}", o.target.name(), o.instances), o.usage);
+    }
+    println!("p99 (ms) of the jobs arriving in each eighth of the run:");
+    for o in results {
+        println!("  {:<16} {}", format!("{} x{}", o.target.name(), o.instances), o.over_time);
+    }
+    for o in results.iter().filter(|o| !o.queues.is_empty()) {
+        for (i, q) in o.queues.iter().enumerate() {
+            println!("  {:<16} queue of instance {i}: {q}", format!("{} x{}", o.target.name(), o.instances));
+        }
     }
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     let mut counts: Vec<usize> = results.iter().map(|o| o.instances).collect();

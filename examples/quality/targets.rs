@@ -42,6 +42,9 @@ pub struct Running {
     child: Child,
     /// Where jobs go.
     pub url: String,
+    /// byoc-gateway's admin API (`http://host:port`), for its own view of the run.
+    #[allow(dead_code)]
+    pub admin: Option<String>,
 }
 
 impl Drop for Running {
@@ -133,12 +136,10 @@ fn gateway(bin: &Path, dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running
             _ => return Err(std::io::Error::other("the gateway exited before it was ready (see gateway.log)")),
         }
     };
-    let http = ready
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("http="))
-        .ok_or_else(|| std::io::Error::other("no http= in the ready line"))?
-        .to_string();
-    Ok(Running { child, url: format!("http://{http}/process/request/{cap}") })
+    let field = |k: &str| ready.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string);
+    let http = field("http=").ok_or_else(|| std::io::Error::other("no http= in the ready line"))?;
+    let admin = field("admin=").map(|a| format!("http://{a}"));
+    Ok(Running { child, url: format!("http://{http}/process/request/{cap}"), admin })
 }
 
 fn haproxy(dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running> {
@@ -186,7 +187,7 @@ backend be
         .stderr(std::fs::File::create(dir.join("haproxy.log"))?)
         .spawn()?;
     wait_port(port, &mut child, "haproxy")?;
-    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}") })
+    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}"), admin: None })
 }
 
 fn nginx(dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running> {
@@ -244,7 +245,7 @@ http {{
         .stderr(std::fs::File::create(dir.join("nginx.log"))?)
         .spawn()?;
     wait_port(port, &mut child, "nginx")?;
-    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}") })
+    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}"), admin: None })
 }
 
 fn is_root() -> bool {

@@ -67,7 +67,7 @@ pub(crate) const QUEUE_DEPTH: &str = "byoc_gateway_queue_depth";
 /// Time queued jobs waited before they got a slot, in seconds, by `capability`.
 pub(crate) const QUEUE_WAIT_SECONDS: &str = "byoc_gateway_queue_wait_seconds";
 /// Jobs that joined or were turned away from a capability's queue, by `capability` and
-/// `outcome` (`dispatched`, `timeout`, `full`, `abandoned`).
+/// `outcome` (`dispatched`, `timeout`, `full`, `displaced`, `abandoned`).
 pub(crate) const QUEUE_OUTCOMES_TOTAL: &str = "byoc_gateway_queue_outcomes_total";
 /// Concurrency limit summed over a capability's routable pairs, by `capability`; refreshed
 /// every second.
@@ -77,6 +77,9 @@ pub(crate) const SLOTS_INFLIGHT: &str = "byoc_gateway_slots_inflight";
 /// Attempts abandoned as stuck (far past the pair's measured latency while another pair had a
 /// free slot), by `capability`.
 pub(crate) const STUCK_ATTEMPTS_TOTAL: &str = "byoc_gateway_stuck_attempts_total";
+/// Selections that chose to wait for a slot of a faster, full pair rather than take a much
+/// slower free one (`scoreboard::worth_waiting`).
+pub(crate) const WAITED_FOR_FASTER_TOTAL: &str = "byoc_gateway_waited_for_faster_total";
 
 /// Jobs for a capability name nobody is known to offer, refused (503) because the probes for
 /// such names were spent (`routing.discovery_probes_per_sec`).
@@ -151,6 +154,7 @@ pub fn describe() {
     describe_gauge!(SLOTS, "Concurrency limit summed over a capability's routable pairs");
     describe_gauge!(SLOTS_INFLIGHT, "Jobs in flight on a capability's pairs");
     describe_counter!(STUCK_ATTEMPTS_TOTAL, "Attempts abandoned as stuck, by capability");
+    describe_counter!(WAITED_FOR_FASTER_TOTAL, "Selections that waited for a faster pair's slot");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
 }
 
@@ -169,6 +173,7 @@ pub fn register_at_zero() {
         SURVEY_PROBES_TOTAL,
         TALLY_DROPPED_TOTAL,
         CAPABILITY_LIMIT_TOTAL,
+        WAITED_FOR_FASTER_TOTAL,
     ] {
         metrics::counter!(name).increment(0);
     }
@@ -212,7 +217,7 @@ pub(crate) fn register_capability(cap: &crate::capability::Capability) {
     ] {
         metrics::counter!(name, "capability" => c.clone()).increment(0);
     }
-    for outcome in ["dispatched", "timeout", "full", "abandoned"] {
+    for outcome in ["dispatched", "timeout", "full", "displaced", "abandoned"] {
         metrics::counter!(QUEUE_OUTCOMES_TOTAL, "capability" => c.clone(), "outcome" => outcome).increment(0);
     }
     for name in [QUEUE_DEPTH, SLOTS, SLOTS_INFLIGHT] {

@@ -23,9 +23,10 @@
 //! does not answer with the rate it had before it stopped.
 //!
 //! **How short the pool is.** The queue also tells the capability's pairs whether its pool is
-//! short ([`WaitQueue::pool`]): a job joined the queue within [`SHORT_MEMORY`] (the routable
-//! pairs could not carry the load), or most of its pairs are out of rotation (set by the
-//! supervisor each second). Breakers weigh a pair's absence by it (`breaker.rs`).
+//! short ([`WaitQueue::pool`]): a job found every routable pair full within [`SHORT_MEMORY`]
+//! (the routable pairs could not carry the load; a job that chose to wait for a faster slot
+//! does not count), or most of its pairs are out of rotation (set by the supervisor each
+//! second). Breakers weigh a pair's absence by it (`breaker.rs`).
 //!
 //! Memory is bounded by the depth, and each waiting job already holds one of the gateway's
 //! in-flight job places (`limits.max_inflight_jobs`), which bounds the bodies they hold.
@@ -169,8 +170,9 @@ struct Metrics {
 pub(crate) struct WaitQueue {
     /// Jobs waiting; read without the lock by every slot release.
     waiting: AtomicUsize,
-    /// When a job last joined (ms since the slots' epoch, 0: never): the pool was short then.
-    joined_at_ms: AtomicU64,
+    /// When a job last found every routable pair full (ms since the slots' epoch, 0: never):
+    /// the pool was short then.
+    full_at_ms: AtomicU64,
     /// Most of the capability's pairs are out of rotation (the supervisor's last count).
     mostly_out: AtomicBool,
     inner: Mutex<Inner>,
@@ -191,7 +193,7 @@ impl WaitQueue {
             |o: &'static str| metrics::counter!(m::QUEUE_OUTCOMES_TOTAL, "capability" => c.clone(), "outcome" => o);
         Self {
             waiting: AtomicUsize::new(0),
-            joined_at_ms: AtomicU64::new(0),
+            full_at_ms: AtomicU64::new(0),
             mostly_out: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 waiters: VecDeque::new(),
@@ -219,17 +221,22 @@ impl WaitQueue {
         self.waiting.load(Ordering::Acquire)
     }
 
-    /// Whether the capability's pool is short at `now`: a job queued within [`SHORT_MEMORY`],
-    /// or most of its pairs are out.
+    /// Whether the capability's pool is short at `now`: a job found every pair full within
+    /// [`SHORT_MEMORY`], or most of its pairs are out.
     pub(crate) fn pool(&self, now: Instant) -> Pool {
-        let joined = self.joined_at_ms.load(Ordering::Relaxed);
-        let recent = joined != 0
-            && crate::pair::slots::millis_since_epoch(now).saturating_sub(joined) < SHORT_MEMORY.as_millis() as u64;
+        let full = self.full_at_ms.load(Ordering::Relaxed);
+        let recent = full != 0
+            && crate::pair::slots::millis_since_epoch(now).saturating_sub(full) < SHORT_MEMORY.as_millis() as u64;
         if recent || self.mostly_out.load(Ordering::Relaxed) {
             Pool::Short
         } else {
             Pool::Ample
         }
+    }
+
+    /// Records that a job found every routable pair at its limit at `now` (the pool is short).
+    pub(crate) fn note_full(&self, now: Instant) {
+        self.full_at_ms.store(crate::pair::slots::millis_since_epoch(now).max(1), Ordering::Relaxed);
     }
 
     /// Records whether most of the capability's pairs are out of rotation (fewer than half of
@@ -248,7 +255,6 @@ impl WaitQueue {
         front: bool,
         client: ClientKey,
     ) -> Result<Ticket, QueueFull> {
-        self.joined_at_ms.store(crate::pair::slots::millis_since_epoch(Instant::now()).max(1), Ordering::Relaxed);
         let mut inner = self.inner.lock();
         if inner.depth() >= max_depth {
             match inner.displace_for(client).filter(|_| max_depth > 0) {

@@ -18,6 +18,17 @@
 //! `P / (EXPLORE_INTERVAL x R)` of jobs. When every routable pair is at its limit the answer is
 //! [`Selection::Full`], with the capability's [`WaitQueue`] to wait in.
 //!
+//! **Waiting for a faster slot** ([`worth_waiting`]): on a full scan, when the best pair with a
+//! free slot is much slower than pairs that are full, the job waits in the queue for one of
+//! their slots if that is expected to finish it sooner: the faster full pairs free a slot about
+//! every `1 / sum(inflight / latency)`, so the job behind `ahead` others starts there after
+//! `(ahead + 1)` of those, and finishes a latency later. Sending a job to an idle 300 ms
+//! orchestrator while 80 ms ones free a slot every 10 ms is what made the tail of a busy but
+//! not short pool (issue 23's oracle, which routes to the fastest free orchestrator, does that
+//! too). A job waits this way only while its own wait, counted, stays under what it would
+//! gain, only while the pool is not short (then every slot counts), and never when failing
+//! over.
+//!
 //! The boards live in a [`Scoreboard`] that the HTTP workers read in place
 //! ([`Scoreboard::select`]), so picking a pair for an attempt costs no message round trip to
 //! an actor thread: on a 2-core machine that round trip was the largest single cost of a job.
@@ -134,18 +145,35 @@ impl Scoreboard {
     }
 
     /// Picks a pair for one attempt of a job for `capability`, excluding `exclude`, and takes
-    /// one of its slots.
-    pub(crate) fn select(&self, capability: &Capability, exclude: Exclusions<'_>) -> Selection {
+    /// one of its slots. `waited` is how long the job has already waited in the queue (`None`:
+    /// it may not wait for a faster slot, such as a job failing over).
+    pub(crate) fn select(
+        &self,
+        capability: &Capability,
+        exclude: Exclusions<'_>,
+        waited: Option<Duration>,
+    ) -> Selection {
         let Some(board) = self.board(capability) else {
             return Selection::Unknown;
         };
         let now = Instant::now();
         let mut rng = rand::rng();
-        if let Some((index, guard)) = pick(&board.views, exclude, now, &mut rng) {
-            return Selection::Picked(Picked { board, index }, guard);
+        // Waiting for a faster slot is for an ample pool: while it is short every slot counts.
+        let ample = board.queue.pool(now) == crate::breaker::Pool::Ample;
+        let patience = waited.filter(|_| ample).map(|waited| Patience { waited, ahead: board.queue.waiting() });
+        match pick_with(&board.views, exclude, now, &mut rng, patience) {
+            Pick::Picked(index, guard) => return Selection::Picked(Picked { board, index }, guard),
+            Pick::Wait => {
+                metrics::counter!(crate::metrics::WAITED_FOR_FASTER_TOTAL).increment(1);
+                return Selection::Full(board.queue.clone());
+            }
+            Pick::Nothing => {}
         }
         match unavailable(&board.views, exclude, now) {
-            Some(why) if why.full > 0 => Selection::Full(board.queue.clone()),
+            Some(why) if why.full > 0 => {
+                board.queue.note_full(now);
+                Selection::Full(board.queue.clone())
+            }
             Some(why) => Selection::Unavailable(why),
             None => Selection::Unknown,
         }
@@ -289,18 +317,113 @@ pub fn pick(
     now: Instant,
     rng: &mut impl Rng,
 ) -> Option<(usize, SlotGuard)> {
+    match pick_with(views, exclude, now, rng, None) {
+        Pick::Picked(i, guard) => Some((i, guard)),
+        Pick::Wait | Pick::Nothing => None,
+    }
+}
+
+/// How long a job may still wait for a faster slot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Patience {
+    /// What it has waited in the queue already.
+    pub(crate) waited: Duration,
+    /// Jobs in the queue it would wait behind.
+    pub(crate) ahead: usize,
+}
+
+/// What [`pick_with`] found.
+#[derive(Debug)]
+pub(crate) enum Pick {
+    /// This pair, with the slot taken.
+    Picked(usize, SlotGuard),
+    /// A faster pair's slot is expected sooner than the free pair would answer: wait.
+    Wait,
+    /// No eligible pair has a free slot.
+    Nothing,
+}
+
+/// [`pick`], with the option of waiting for a faster slot ([`worth_waiting`]) for a job with
+/// `patience`.
+pub(crate) fn pick_with(
+    views: &[SharedView],
+    exclude: Exclusions<'_>,
+    now: Instant,
+    rng: &mut impl Rng,
+    patience: Option<Patience>,
+) -> Pick {
     for _ in 0..PICK_RETRIES {
         let chosen = if views.len() <= FULL_SCAN_MAX {
-            scan(views, exclude, now, rng)?
+            match scan(views, exclude, now, rng) {
+                Some((i, explored)) => {
+                    if !explored && patience.is_some_and(|p| worth_waiting(views, exclude, now, i, p)) {
+                        return Pick::Wait;
+                    }
+                    i
+                }
+                None => return Pick::Nothing,
+            }
         } else {
-            sample(views, exclude, now, rng)?
+            match sample(views, exclude, now, rng) {
+                Some(i) => i,
+                None => return Pick::Nothing,
+            }
         };
         // Another worker may have taken the last slot since it was read: choose again.
         if let Some(guard) = views[chosen].read().slots.try_acquire() {
-            return Some((chosen, guard));
+            return Pick::Picked(chosen, guard);
         }
     }
-    None
+    Pick::Nothing
+}
+
+/// Expected time (ms) a job takes on `v`, not counting a wait for its slot: its latency (at
+/// least the silence of overdue jobs) times its failure penalty (a failed attempt is retried).
+fn service_ms(v: &PairView, now: Instant) -> f64 {
+    let latency = crate::score::in_flight_latency(
+        v.expected_latency_ms(),
+        v.latency_percentiles.map(|p| p.1),
+        v.unanswered_ms(now),
+    );
+    latency.max(0.1) * v.penalty()
+}
+
+/// Whether a job with `patience` should wait for a slot of a faster, full pair rather than take
+/// `free` (the best pair with a free slot): the faster full pairs (routable, measured, not
+/// warming or deprioritised, not excluded) free a slot every `1 / sum(inflight / service)` ms;
+/// behind `ahead` jobs, this one starts after `ahead + 1` of those and then takes the fastest
+/// such pair's time. It waits when that, plus what it has waited already, is under 0.8 of
+/// `free`'s time.
+fn worth_waiting(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, free: usize, p: Patience) -> bool {
+    let free_ms = service_ms(&views[free].read(), now);
+    let waited_ms = p.waited.as_secs_f64() * 1000.0;
+    let budget_ms = 0.8 * free_ms - waited_ms;
+    if budget_ms <= 0.0 {
+        return false;
+    }
+    let (mut rate, mut fastest) = (0.0f64, f64::INFINITY);
+    for (i, view) in views.iter().enumerate() {
+        if i == free {
+            continue;
+        }
+        let v = view.read();
+        if exclude.blocks(&v).is_some()
+            || v.slots.has_free()
+            || v.warming
+            || v.latency_percentiles.is_none()
+            || v.deprioritized_at(now)
+            || v.client_errors.outlier
+            || v.routable_at(now).is_err()
+        {
+            continue;
+        }
+        let ms = service_ms(&v, now);
+        if ms < budget_ms {
+            rate += f64::from(v.inflight()) / ms;
+            fastest = fastest.min(ms);
+        }
+    }
+    rate > 0.0 && (p.ahead as f64 + 1.0) / rate + fastest < budget_ms
 }
 
 /// Whether `v` can take this job now: not tried, routable, a free slot.
@@ -342,9 +465,9 @@ fn sibling_full(views: &[SharedView], best: usize, exclude: Exclusions<'_>, now:
     })
 }
 
-/// Full scan: the best-ranked eligible pair, unless another is due exploration. The scan starts
-/// at a random pair so that ties and exploration turns are spread.
-fn scan(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut impl Rng) -> Option<usize> {
+/// Full scan: the best-ranked eligible pair, unless another is due exploration (then `true`
+/// with it). The scan starts at a random pair so that ties and exploration turns are spread.
+fn scan(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut impl Rng) -> Option<(usize, bool)> {
     let start = if views.len() > 1 { rng.random_range(0..views.len()) } else { 0 };
     let order = (0..views.len()).map(|k| (start + k) % views.len());
     let mut best: Option<(usize, (bool, f64), bool)> = None;
@@ -365,16 +488,16 @@ fn scan(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut i
         let v = views[best].read();
         if v.client_errors.outlier && sibling_full(views, best, exclude, now) {
             // Only this pair's exploration turn, else the job waits for a sibling's slot.
-            return explore(&v, now).then_some(best);
+            return explore(&v, now).then_some((best, true));
         }
     }
     if !measured {
         // The best has no measurement yet: this job measures it.
-        return Some(best);
+        return Some((best, true));
     }
     if due_seen == 0 || (due_seen == 1 && due(&views[best].read(), now)) {
         // Nobody else is due exploration (the usual case: no second pass).
-        return Some(best);
+        return Some((best, false));
     }
     // The first other eligible pair due exploration takes this job. A second pass rather than
     // a list from the first: no allocation per job.
@@ -382,7 +505,7 @@ fn scan(views: &[SharedView], exclude: Exclusions<'_>, now: Instant, rng: &mut i
         let v = views[i].read();
         eligible(&v, exclude, now) && explore(&v, now)
     });
-    Some(explored.unwrap_or(best))
+    Some(explored.map_or((best, false), |i| (i, true)))
 }
 
 /// Power of two choices among eligible pairs; a sampled pair due exploration wins its sample.
@@ -557,6 +680,37 @@ mod tests {
         views[1].write().client_errors.outlier = false;
         assert!(alternative(&views[1].read(), &good, &[], now, true));
         drop((held, explored));
+    }
+
+    #[test]
+    fn a_job_waits_for_a_faster_slot_when_that_finishes_it_sooner_and_only_then() {
+        let now = Instant::now();
+        let mut rng = rand::rng();
+        // Two fast pairs (50 ms, 4 slots each) full; a 700 ms pair idle.
+        let measured = |v: SharedView| {
+            let ms = v.read().latency.estimate_ms();
+            v.write().latency_percentiles = Some((ms, ms));
+            v
+        };
+        let views = [view("fast-a", 4, 50.0), view("fast-b", 4, 50.0), view("slow", 4, 700.0)].map(measured);
+        let held: Vec<SlotGuard> =
+            (0..8).map(|_| pick(&views, Exclusions::NONE, now, &mut rng).expect("free").1).collect();
+        let fresh = Patience { waited: Duration::ZERO, ahead: 0 };
+        // A slot of the fast pairs frees every ~6 ms: wait (~56 ms) rather than take 700 ms.
+        assert!(matches!(pick_with(&views, Exclusions::NONE, now, &mut rng, Some(fresh)), Pick::Wait));
+        // Behind 200 jobs the wait (~1.3 s) is longer than the slow pair's time: take it.
+        let crowded = Patience { ahead: 200, ..fresh };
+        assert!(matches!(pick_with(&views, Exclusions::NONE, now, &mut rng, Some(crowded)), Pick::Picked(2, _)));
+        // A job that already waited most of what it would gain takes the free slot.
+        let waited = Patience { waited: Duration::from_millis(600), ..fresh };
+        assert!(matches!(pick_with(&views, Exclusions::NONE, now, &mut rng, Some(waited)), Pick::Picked(2, _)));
+        // No patience (failing over, or a plain pick): the free slot.
+        assert!(matches!(pick_with(&views, Exclusions::NONE, now, &mut rng, None), Pick::Picked(2, _)));
+        drop(held);
+        // A pair only a little slower than the full ones is taken at once.
+        let near = [view("fast", 1, 50.0), view("near", 1, 55.0)].map(measured);
+        let _busy = pick(&near, Exclusions::NONE, now, &mut rng).expect("free");
+        assert!(matches!(pick_with(&near, Exclusions::NONE, now, &mut rng, Some(fresh)), Pick::Picked(1, _)));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! admit the job there.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::pair::{Reason, SlotGuard, Unroutable};
 use crate::queue::{ClientKey, Ticket, Wait, WaitQueue};
@@ -32,7 +33,10 @@ impl Router {
         let cap = s.capability();
         let mut ticket: Option<Ticket> = None;
         loop {
-            match self.scoreboard.select(cap, s.exclusions()) {
+            // A new job may wait for a faster slot (counting what it has waited); one failing
+            // over takes what is free.
+            let patience = s.attempts.is_empty().then(|| ticket.as_ref().map_or(Duration::ZERO, Ticket::waited));
+            match self.scoreboard.select(cap, s.exclusions(), patience) {
                 Selection::Picked(picked, guard) => {
                     if let Some(t) = ticket.take() {
                         t.dispatched();

@@ -228,8 +228,22 @@ async fn queue_report(admin: &str) -> String {
     let Ok(mut res) = client.get(url).send().await else { return "admin API unreachable".into() };
     let Ok(v) = res.json::<serde_json::Value>().await else { return "no report".into() };
     let q = &v["queue"];
+    // Attempts cut as stuck and selections that waited for a faster slot, from /metrics.
+    let counter = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    let metrics = match client.get(format!("{admin}/metrics")).send().await {
+        Ok(mut r) => String::from_utf8_lossy(&r.body().limit(16 << 20).await.unwrap_or_default()).into_owned(),
+        Err(_) => String::new(),
+    };
     format!(
-        "queued {}, dispatched {}, timed out {}, rejected {}, displaced {}, deepest {}, mean wait {} ms",
+        "stuck attempts {}, waited for a faster slot {}; queued {}, dispatched {}, timed out {}, rejected {}, \
+         displaced {}, deepest {}, mean wait {} ms",
+        counter(&metrics, "byoc_gateway_stuck_attempts_total"),
+        counter(&metrics, "byoc_gateway_waited_for_faster_total"),
         q["counts"]["queued"],
         q["counts"]["dispatched"],
         q["counts"]["timed_out"],

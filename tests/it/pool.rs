@@ -52,8 +52,11 @@ async fn an_orchestrator_down_at_start_is_asked_again_within_seconds_and_routed_
 
 #[actix_web::test]
 async fn a_capability_registered_by_a_policy_is_routed_as_soon_as_an_orchestrator_offers_it() {
-    let a = sim("a", &[("depth", healthy())]);
-    let gw = gateway(&[(&a, &["depth"])]).await;
+    let a = sim("a", &[("depth", healthy()), ("other", healthy())]);
+    // Lazy discovery has room for one name, and a job takes it: a capability a policy names
+    // needs none.
+    let gw = gateway_with(&[(&a, &["depth"])], |c| c.routing.max_discovered_capabilities = 1).await;
+    assert_eq!(gw.job("other", "discovered").await.status, 200);
     // A policy registers `upscale` before anyone offers it: the survey asks `a`, which says no.
     let ans = gw.admin_put("/admin/capabilities/upscale", json!({"profile": "low-latency"})).await;
     assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));

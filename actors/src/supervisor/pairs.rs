@@ -208,8 +208,9 @@ impl Handler<EnsureCapability> for Supervisor {
                 }
             }
         } else {
-            if !self.discovery_has_room() {
-                // Nothing is probed for a name that could not be registered anyway.
+            if !self.registered.contains(&cap) && !self.discovery_has_room() {
+                // Nothing is probed for a name that could not be registered anyway (a
+                // registered one needs no room).
                 self.refuse_discovery(&cap);
                 return Box::pin(actix::fut::ready(Availability::LimitReached));
             }

@@ -46,6 +46,10 @@ struct Args {
     /// gateway surveys, as `--orch-addr` gives).
     #[arg(long)]
     declare: bool,
+    /// byoc-gateway: TOML appended to its configuration, e.g. `[limits]\nqueue_depth = 1024`
+    /// (default: its defaults).
+    #[arg(long, default_value = "")]
+    gateway_config: String,
     /// Seed of the arrival schedule (the same for every target).
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -153,7 +157,12 @@ async fn run_one(
             (s.url.trim_start_matches("http://").to_string(), (m.slots + instances as i64 - 1) / instances as i64)
         })
         .collect();
-    let setup = targets::Setup { upstreams: &upstreams, capability: pool::CAPABILITY, declare: args.declare };
+    let setup = targets::Setup {
+        upstreams: &upstreams,
+        capability: pool::CAPABILITY,
+        declare: args.declare,
+        gateway_config: &args.gateway_config,
+    };
     let mut running = Vec::new();
     for i in 0..instances {
         running.push(targets::start(target, &args.bin, &dir.join(format!("i{i}")), &setup)?);

@@ -109,7 +109,8 @@ async fn run_one(
     let pool = pool::Pool::start(mode)?;
     let upstreams: Vec<(String, i64)> =
         pool.sims.iter().map(|(_, s)| (s.url.trim_start_matches("http://").to_string(), pool::CAPACITY)).collect();
-    let setup = targets::Setup { upstreams: &upstreams, capability: pool::CAPABILITY, declare: true };
+    let setup =
+        targets::Setup { upstreams: &upstreams, capability: pool::CAPABILITY, declare: true, gateway_config: "" };
     let running = targets::start(target, &args.bin, dir, &setup)?;
     if !load::warm_up(&running.url, 5, Duration::from_secs(20)).await {
         pool.stop().await;

@@ -96,6 +96,8 @@ pub struct Setup<'a> {
     /// byoc-gateway only: declare the capability for each orchestrator (as a config file
     /// would), rather than list bare URLs that the gateway surveys (as `--orch-addr` does).
     pub declare: bool,
+    /// byoc-gateway only: TOML appended to its configuration (empty: its defaults).
+    pub gateway_config: &'a str,
 }
 
 /// Starts `target` in front of `setup`'s orchestrators, with its files under `dir`.
@@ -116,6 +118,7 @@ fn gateway(bin: &Path, dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running
         let _ = writeln!(cfg, "[[orchestrators]]\nurl = \"http://{u}\"\n{declared}");
     }
     cfg.push_str("[log]\nlevel = \"warn\"\n");
+    cfg.push_str(setup.gateway_config);
     let path = dir.join("gateway.toml");
     std::fs::write(&path, cfg)?;
     let data: PathBuf = dir.join("data");

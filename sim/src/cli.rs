@@ -64,6 +64,12 @@ pub struct SimArgs {
     /// misconfigured orchestrator); jobs for names not served still get a 503.
     #[arg(long)]
     pub any_capability: bool,
+    /// Pad JSON answers to at least this many bytes (large results).
+    #[arg(long, default_value_t = 0)]
+    pub answer_bytes: usize,
+    /// Send answers without a `Content-Length`, in chunks (as go-livepeer does past 2 KiB).
+    #[arg(long)]
+    pub answer_chunked: bool,
 }
 
 /// Runs the simulators `args` asks for until `shutdown` completes (the caller's signal
@@ -82,6 +88,8 @@ pub async fn run(args: SimArgs, shutdown: impl Future<Output = &'static str>) ->
         cold_start_ms: args.cold_start_ms,
         sse_events: args.sse_events,
         sse_interval_ms: args.sse_interval_ms,
+        answer_bytes: args.answer_bytes,
+        answer_chunked: args.answer_chunked,
         ..Knobs::default()
     };
     let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);

@@ -119,6 +119,12 @@ pub struct Knobs {
     pub price_flip: Option<i64>,
     /// With `tickets`: a defect in the ticket params every token carries.
     pub params_quirk: ParamsQuirk,
+    /// Pad a JSON answer to at least this many bytes (a `"padding"` field of `x`s): an
+    /// orchestrator returning a large result (an image, a video).
+    pub answer_bytes: usize,
+    /// Send the answer without a `Content-Length`, in 64 KiB chunks, as go-livepeer's
+    /// orchestrator sends any answer larger than Go's 2 KiB response buffer.
+    pub answer_chunked: bool,
 }
 
 /// A defect in the ticket params a simulated orchestrator issues (knob `params_quirk`), each
@@ -203,6 +209,8 @@ impl Default for Knobs {
             balance_churn: false,
             price_flip: None,
             params_quirk: ParamsQuirk::None,
+            answer_bytes: 0,
+            answer_chunked: false,
         }
     }
 }

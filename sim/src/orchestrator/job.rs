@@ -108,11 +108,33 @@ async fn run(req: &HttpRequest, body: web::Bytes, tail: String, state: web::Data
         obj.extend(runner);
     }
     let content_type = if knobs.wrong_content_type { "text/plain; charset=utf-8" } else { "application/json" };
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
+    let mut ok = HttpResponse::Ok();
+    ok.content_type(content_type)
         .insert_header((names::LIVEPEER_BALANCE, "1000"))
-        .insert_header((names::X_METADATA, json!({"sim": state.name}).to_string()))
-        .body(answer.to_string()))
+        .insert_header((names::X_METADATA, json!({"sim": state.name}).to_string()));
+    let body = padded(answer, knobs.answer_bytes);
+    if knobs.answer_chunked {
+        const CHUNK: usize = 64 * 1024;
+        let chunks = (0..body.len())
+            .step_by(CHUNK)
+            .map(move |at| Ok::<_, actix_web::Error>(body.slice(at..(at + CHUNK).min(body.len()))));
+        return Ok(ok.streaming(futures_util::stream::iter(chunks.collect::<Vec<_>>())));
+    }
+    Ok(ok.body(body))
+}
+
+/// `answer` as bytes, with a `"padding"` field of `x`s when it is shorter than `at_least`.
+fn padded(mut answer: serde_json::Value, at_least: usize) -> web::Bytes {
+    let plain = answer.to_string();
+    if plain.len() >= at_least {
+        return plain.into();
+    }
+    // `,"padding":""` adds 14 bytes around the x's.
+    let pad = at_least.saturating_sub(plain.len() + 14);
+    if let Some(obj) = answer.as_object_mut() {
+        obj.insert("padding".into(), serde_json::Value::String("x".repeat(pad)));
+    }
+    answer.to_string().into()
 }
 
 /// Counts the job's end in the capability's stats.

@@ -7,7 +7,6 @@ pub mod body;
 pub mod error;
 pub mod public;
 pub mod runner;
-mod warn_limit;
 
 use body::BodyReservation;
 use error::ApiError;

@@ -10,6 +10,8 @@
 //! - [`outcome`]: how an upstream call ended (the one place answers are classified).
 //! - [`queue`]: a capability's wait queue for jobs that found every pair full.
 //! - [`ratelimit`]: a token bucket (probes spent discovering capability names).
+//! - [`log_limit`]: log lines that clients can cause at any rate, limited per interval with a
+//!   count of what was left out.
 //! - [`policy`]: per-capability routing policy (profiles, retry knobs).
 //! - [`payment`]: tickets, their hash and signature, the `Livepeer-Payment` message (the
 //!   pure part of payments; not yet used on the job path).
@@ -34,6 +36,7 @@ mod client_errors;
 mod clock;
 pub mod discovery;
 mod limit;
+pub mod log_limit;
 pub mod metrics;
 pub mod orchestrator;
 mod outcome;

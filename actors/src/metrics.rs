@@ -1,12 +1,15 @@
 //! Metric names (one place, `byoc_gateway_` prefix) and their descriptions.
 //!
 //! Labels are bounded: `capability` is only ever a capability some orchestrator has offered
-//! (anything else is reported as `unknown`), `outcome`/`class`/`state`/`reason` come from
-//! fixed sets in the code. A capability an operator forgets stops being exported ([`hidden`]).
+//! (anything else is reported as `unknown`; [`CapabilityLabel`] is the only value it takes),
+//! `outcome`/`class`/`state`/`reason` come from fixed sets in the code. A capability an
+//! operator forgets stops being exported ([`hidden`]).
 
 pub mod hidden;
+mod label;
 
 pub use hidden::hide_capability;
+pub use label::CapabilityLabel;
 
 /// Jobs answered, by `capability` and `outcome` (`success`, `client-error`, or an error code).
 pub(crate) const REQUESTS_TOTAL: &str = "byoc_gateway_requests_total";
@@ -161,7 +164,7 @@ pub fn describe() {
 /// Registers, at zero, every series whose labels are known at start, so dashboards show 0
 /// rather than "no data" until the first event. Gauges are registered by adding 0, never set:
 /// the recorder is process-wide, and setting one would overwrite a live value. Per-capability series are registered by
-/// [`register_capability`] when a capability is registered.
+/// [`register_capability`] when a capability's board opens (an orchestrator offers it).
 pub fn register_at_zero() {
     for name in [
         JOBS_SHED_TOTAL,
@@ -201,11 +204,11 @@ pub fn register_at_zero() {
     }
 }
 
-/// Registers, at zero, the series of one registered capability (its jobs, attempts, retries,
+/// Registers, at zero, the series of one offered capability (its jobs, attempts, retries,
 /// queue and slots), so they exist before its first job.
-pub(crate) fn register_capability(cap: &crate::capability::Capability) {
-    hidden::show_capability(cap);
-    let c = cap.to_string();
+pub(crate) fn register_capability(label: &CapabilityLabel) {
+    hidden::show_name(label.as_str());
+    let c = label.value();
     metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "success").increment(0);
     metrics::counter!(ATTEMPTS_TOTAL, "capability" => c.clone(), "result" => "success").increment(0);
     for name in [
@@ -246,8 +249,8 @@ pub(crate) struct JobMetrics {
 }
 
 impl JobMetrics {
-    fn new(cap: &crate::capability::Capability) -> Self {
-        let c = cap.to_string();
+    fn new(label: &CapabilityLabel) -> Self {
+        let c = label.value();
         Self {
             requests_success: metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "success"),
             requests_client_error: metrics::counter!(REQUESTS_TOTAL, "capability" => c.clone(), "outcome" => "client-error"),
@@ -258,16 +261,21 @@ impl JobMetrics {
     }
 }
 
-/// One HTTP worker's [`JobMetrics`] per capability. Filled only for capabilities that some
-/// orchestrator offers (the caller checks), so its size is bounded like the label values.
+/// One HTTP worker's [`JobMetrics`] per label value, so its size is bounded like the label
+/// values.
 #[derive(Default, Clone)]
 pub struct JobMetricsCache(
-    std::rc::Rc<std::cell::RefCell<std::collections::HashMap<crate::capability::Capability, std::rc::Rc<JobMetrics>>>>,
+    std::rc::Rc<std::cell::RefCell<std::collections::HashMap<CapabilityLabel, std::rc::Rc<JobMetrics>>>>,
 );
 
 impl JobMetricsCache {
-    /// The handles of `cap`, registered on first use.
-    pub(crate) fn get(&self, cap: &crate::capability::Capability) -> std::rc::Rc<JobMetrics> {
-        self.0.borrow_mut().entry(cap.clone()).or_insert_with(|| std::rc::Rc::new(JobMetrics::new(cap))).clone()
+    /// The handles of `label`, registered on first use.
+    pub(crate) fn get(&self, label: &CapabilityLabel) -> std::rc::Rc<JobMetrics> {
+        if let Some(h) = self.0.borrow().get(label) {
+            return h.clone();
+        }
+        let h = std::rc::Rc::new(JobMetrics::new(label));
+        self.0.borrow_mut().insert(label.clone(), h.clone());
+        h
     }
 }

@@ -41,8 +41,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::breaker::Pool;
-use crate::capability::Capability;
-use crate::metrics as m;
+use crate::metrics::{self as m, CapabilityLabel};
 
 /// Dispatch instants kept to estimate the drain rate.
 const DRAIN_SAMPLES: usize = 32;
@@ -186,9 +185,9 @@ impl std::fmt::Debug for WaitQueue {
 }
 
 impl WaitQueue {
-    /// An empty queue for `capability` (its metrics carry the name).
-    pub(crate) fn new(capability: &Capability) -> Self {
-        let c = capability.to_string();
+    /// An empty queue for the capability its metrics are labelled with.
+    pub(crate) fn new(label: &CapabilityLabel) -> Self {
+        let c = label.value();
         let outcome =
             |o: &'static str| metrics::counter!(m::QUEUE_OUTCOMES_TOTAL, "capability" => c.clone(), "outcome" => o);
         Self {
@@ -555,7 +554,9 @@ mod tests {
     use super::*;
 
     fn queue() -> Arc<WaitQueue> {
-        Arc::new(WaitQueue::new(&Capability::new("depth").expect("valid")))
+        Arc::new(WaitQueue::new(&CapabilityLabel::offered(
+            &crate::capability::Capability::new("depth").expect("valid"),
+        )))
     }
 
     fn soon() -> Instant {

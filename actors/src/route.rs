@@ -153,21 +153,19 @@ impl Router {
             duration_ms = elapsed.as_millis() as u64,
             "job answered"
         );
+        // Decided once the job is over: a capability first offered during this job has its
+        // board by now. Any other name (unknown, or refused before discovery) is `unknown`.
+        let label = self.scoreboard.label(cap);
         match &result {
-            // An answer means an orchestrator offers the capability: a bounded label value.
             Ok(r) => {
-                let h = self.metrics.get(cap);
+                let h = self.metrics.get(&label);
                 if r.status < 400 { &h.requests_success } else { &h.requests_client_error }.increment(1);
                 h.request_duration.record(elapsed.as_secs_f64());
             }
-            Err(e) => {
-                // Only offered capabilities become label values (bounded cardinality).
-                let label = match e {
-                    RouteError::UnknownCapability(_) | RouteError::CapabilityLimit(_) => "unknown".to_string(),
-                    _ => cap.to_string(),
-                };
-                metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.clone(), "outcome" => outcome).increment(1);
-                metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label).record(elapsed.as_secs_f64());
+            Err(_) => {
+                metrics::counter!(m::REQUESTS_TOTAL, "capability" => label.value(), "outcome" => outcome).increment(1);
+                metrics::histogram!(m::REQUEST_DURATION_SECONDS, "capability" => label.value())
+                    .record(elapsed.as_secs_f64());
             }
         }
         result
@@ -181,7 +179,7 @@ impl Router {
         loop {
             s.may_attempt()?;
             let placed = self.place(&mut s).await?;
-            self.pay_for_retry(&mut s)?;
+            self.pay_for_retry(&mut s, placed.picked.label())?;
             let mut call = self.call(&s, &header, &placed).await;
             let place::Placed { picked, guard, service_addr, lease, .. } = placed;
             let outcome = self.account(&s, &picked, lease, guard, &mut call).await;
@@ -195,15 +193,15 @@ impl Router {
     /// Retries are paid from the capability's budget; first attempts fill it. Once per attempt,
     /// after a pair was placed (a pick refused at admission does not pay, and unknown names
     /// never create a budget).
-    fn pay_for_retry(&self, s: &mut JobState<'_>) -> Result<(), RouteError> {
+    fn pay_for_retry(&self, s: &mut JobState<'_>, label: &m::CapabilityLabel) -> Result<(), RouteError> {
         let cap = s.capability();
         let now = Instant::now();
         if s.attempts.is_empty() {
             self.budgets.deposit(cap, now);
         } else if self.budgets.withdraw(cap, now, s.policy.retry_budget_percent, s.policy.retry_budget_min_per_sec) {
-            metrics::counter!(m::RETRIES_TOTAL, "capability" => cap.to_string()).increment(1);
+            metrics::counter!(m::RETRIES_TOTAL, "capability" => label.value()).increment(1);
         } else {
-            metrics::counter!(m::RETRY_BUDGET_EXHAUSTED_TOTAL, "capability" => cap.to_string()).increment(1);
+            metrics::counter!(m::RETRY_BUDGET_EXHAUSTED_TOTAL, "capability" => label.value()).increment(1);
             return Err(RouteError::BudgetExhausted { attempts: std::mem::take(&mut s.attempts) });
         }
         Ok(())

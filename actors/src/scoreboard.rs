@@ -45,6 +45,7 @@ use parking_lot::RwLock;
 use rand::Rng;
 
 use crate::capability::Capability;
+use crate::metrics::{self as m, CapabilityLabel};
 use crate::orchestrator::OrchestratorId;
 use crate::pair::{PairActor, PairKey, PairView, Reason, SharedView, SlotGuard, Tally, Unroutable};
 use crate::protocol::header::OrchestratorFilter;
@@ -116,15 +117,19 @@ struct Board {
     index: HashMap<OrchestratorId, usize>,
     /// Jobs waiting for a slot on this board.
     queue: Arc<WaitQueue>,
+    /// The `capability` label of its series: its name, since an orchestrator offers it.
+    label: CapabilityLabel,
 }
 
 impl Board {
     fn new(capability: &Capability) -> Self {
+        let label = CapabilityLabel::offered(capability);
         Self {
             slots: Vec::new(),
             views: Vec::new(),
             index: HashMap::new(),
-            queue: Arc::new(WaitQueue::new(capability)),
+            queue: Arc::new(WaitQueue::new(&label)),
+            label,
         }
     }
 }
@@ -179,6 +184,13 @@ impl Scoreboard {
         }
     }
 
+    /// The `capability` label of the series about `capability`: its name while it has a board
+    /// (an orchestrator offers it), `unknown` otherwise. The one place that decides a label:
+    /// a name a client sent never becomes one by itself.
+    pub(crate) fn label(&self, capability: &Capability) -> CapabilityLabel {
+        self.boards.read().get(capability).map_or(CapabilityLabel::UNKNOWN, |b| b.label.clone())
+    }
+
     /// The wait queue of `capability`, if it has a board.
     pub(crate) fn queue(&self, capability: &Capability) -> Option<Arc<WaitQueue>> {
         self.board(capability).map(|b| b.queue.clone())
@@ -188,9 +200,11 @@ impl Scoreboard {
     /// registers the pair, so the very next selection sees it.
     pub(crate) fn register(&self, slot: BoardEntry) {
         let mut boards = self.boards.write();
-        let board = Arc::make_mut(
-            boards.entry(slot.key.capability.clone()).or_insert_with(|| Arc::new(Board::new(&slot.key.capability))),
-        );
+        let board = Arc::make_mut(boards.entry(slot.key.capability.clone()).or_insert_with(|| {
+            let board = Board::new(&slot.key.capability);
+            m::register_capability(&board.label);
+            Arc::new(board)
+        }));
         // Freed slots of this pair wake the jobs waiting on this board.
         slot.view.read().slots.attach(board.queue.clone());
         match board.index.get(&slot.key.orchestrator) {
@@ -237,6 +251,11 @@ pub(crate) struct Picked {
 }
 
 impl Picked {
+    /// The `capability` label of its board.
+    pub(crate) fn label(&self) -> &CapabilityLabel {
+        &self.board.label
+    }
+
     /// Whether a pair of this board other than the picked one and those in `exclude` could take
     /// a job now: routable, not deprioritised for its 4xx answers, and with a free slot when
     /// `free_slot`. Stops at the first such pair. (An attempt is cut short only for a real

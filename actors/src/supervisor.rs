@@ -320,9 +320,6 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
-        for cap in &self.registered {
-            m::register_capability(cap);
-        }
         // Every reason and state at zero before the first tick (dashboards show 0, not "no data").
         for reason in Reason::ALL {
             metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).increment(0.0);

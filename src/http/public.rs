@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
+use byoc_actors::log_limit::LogLimit;
 use byoc_actors::protocol::header::decode_client_header;
 use byoc_actors::protocol::path::check_worker_path;
 use byoc_actors::protocol::{names, PROCESS_REQUEST_PREFIX};
@@ -18,6 +19,9 @@ use tracing::Instrument as _;
 
 use super::body::{read_body, BodyBudget, BodyReservation};
 use super::error::ApiError;
+
+/// Failed jobs logged per error code and second; the rest are counted in a summary line.
+static JOB_FAILED: LogLimit = LogLimit::new("job failed", 10, Duration::from_secs(1));
 
 /// Per-worker state of the public listener.
 pub struct PublicState {
@@ -148,12 +152,6 @@ pub(super) fn check_loop(req: &HttpRequest, state: &PublicState) -> Result<Heade
     Ok(marker.upstream(req.headers()))
 }
 
-/// The rate limit on "job failed" warnings, shared by every worker.
-fn failed_job_warnings() -> &'static super::warn_limit::WarnLimit {
-    static LIMIT: std::sync::OnceLock<super::warn_limit::WarnLimit> = std::sync::OnceLock::new();
-    LIMIT.get_or_init(|| super::warn_limit::WarnLimit::new(Duration::from_secs(1)))
-}
-
 /// How a relayed orchestrator error reaches the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ErrorShape {
@@ -228,15 +226,14 @@ pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot,
         }
         Err(e) => {
             let err = ApiError::from(e);
-            if err.status.is_server_error() {
-                // A warning, not an error: the client got a clear answer and the gateway is
-                // fine; at error level every failing job of a bad orchestrator flooded the log.
-                // At most one line per error code per second (an overload refuses thousands of
-                // jobs the same way); the next line counts those left out.
-                if let Some(suppressed) = failed_job_warnings().check(err.code, std::time::Instant::now()) {
-                    tracing::warn!(capability = %job.client.capability, request_id = %job.request_id, code = err.code,
-                        attempts = err.attempts.len(), suppressed, "job failed: {}", err.message);
-                }
+            // A warning, not an error: the client got a clear answer and the gateway is fine;
+            // at error level every failing job of a bad orchestrator flooded the log. Limited
+            // per code: clients can cause these at any rate (an overload refuses thousands of
+            // jobs the same way, jobs can name random capabilities), and
+            // `byoc_gateway_requests_total` counts every one.
+            if err.status.is_server_error() && JOB_FAILED.allow(err.code) {
+                tracing::warn!(capability = %job.client.capability, request_id = %job.request_id, code = err.code,
+                    attempts = err.attempts.len(), "job failed: {}", err.message);
             }
             actix_web::ResponseError::error_response(&err)
         }

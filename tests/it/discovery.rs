@@ -337,6 +337,62 @@ async fn probes_for_capability_names_nobody_offers_are_rate_limited() {
 }
 
 #[actix_web::test]
+async fn names_refused_once_the_discovery_budget_is_spent_become_no_metric_label_and_little_log() {
+    // A gateway process of its own: its /metrics and its log hold only what these jobs did.
+    let a = sim("a", &[("depth", healthy())]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[orchestrators]]\nurl = \"{}\"\ncapabilities = [\"depth\"]\n[routing]\ndiscovery_probes_per_sec = 1\n",
+            a.url
+        ),
+    )
+    .expect("write config");
+    let log = dir.path().join("stderr.log");
+    let data = dir.path().join("data");
+    let args = gateway_args(data.to_str().expect("utf-8"), &["--config", config.to_str().expect("utf-8")]);
+    let gw = Process::spawn_with(&args, &[("RUST_LOG", "warn")], Some(&log));
+    gw.wait_probed().await;
+    let c = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    const JOBS: usize = 300;
+    let names: Vec<String> = (0..JOBS).map(|i| format!("zz-{i}-{:016x}", rand::random::<u64>())).collect();
+    let mut codes = std::collections::BTreeMap::new();
+    let started = std::time::Instant::now();
+    for name in &names {
+        let header = byoc_actors::protocol::header::encode_client_header(
+            &json!({"capability": name, "request": "{}", "timeout_seconds": 5}),
+        );
+        let ans = read(
+            c.post(format!("{}/process/request/x", gw.http)).insert_header(("Livepeer", header)).send_body("{}").await,
+        )
+        .await;
+        *codes.entry(ans.json()["error"]["code"].as_str().unwrap_or("?").to_string()).or_insert(0) += 1;
+    }
+    assert!(codes.get("discovery-rate-limited").is_some_and(|n| *n >= JOBS - 10), "{codes:?}");
+    let metrics = read(c.get(format!("{}/metrics", gw.admin)).bearer_auth(TOKEN).send().await).await;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let labelled: Vec<&str> = text.lines().filter(|l| l.contains("zz-")).take(3).collect();
+    assert!(labelled.is_empty(), "a client's capability names became label values: {labelled:?}");
+    let refused = text.lines().find_map(|l| {
+        l.strip_prefix("byoc_gateway_requests_total{capability=\"unknown\",outcome=\"discovery-rate-limited\"} ")
+    });
+    assert_eq!(
+        refused.and_then(|n| n.parse::<usize>().ok()),
+        codes.get("discovery-rate-limited").copied(),
+        "counted under unknown"
+    );
+    // Each refusal is a warning, at most 10 a second (a bound from the time the jobs took,
+    // not a timing assertion).
+    let bound = 10 * (started.elapsed().as_secs() as usize + 2);
+    drop(gw);
+    let lines = std::fs::read_to_string(&log).expect("log");
+    let logged = lines.lines().filter(|l| l.contains("job failed:")).count();
+    assert!(logged <= bound, "{logged} 'job failed' lines for {JOBS} refused jobs (at most {bound})");
+}
+
+#[actix_web::test]
 async fn an_unreachable_orchestrators_probes_back_off_and_it_comes_back_when_it_answers() {
     let a = sim("a", &[("depth", healthy())]);
     let gw = gateway(&[(&a, &["depth"])]).await;

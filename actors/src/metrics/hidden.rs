@@ -26,8 +26,14 @@ pub fn hide_capability(cap: &Capability) {
 }
 
 /// Exports the series of `cap` again (it was registered anew).
+#[cfg(test)]
 pub(crate) fn show_capability(cap: &Capability) {
-    let label = label(cap);
+    show_name(cap.as_str());
+}
+
+/// Exports the series of the capability named `name` again (its board opened anew).
+pub(crate) fn show_name(name: &str) {
+    let label = format!("capability=\"{name}\"");
     if HIDDEN.read().contains(&label) {
         HIDDEN.write().remove(&label);
     }

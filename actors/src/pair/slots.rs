@@ -189,7 +189,9 @@ mod tests {
 
     #[actix_rt::test]
     async fn a_freed_slot_wakes_the_head_of_the_queue() {
-        let q = Arc::new(WaitQueue::new(&Capability::new("depth").expect("valid")));
+        let q = Arc::new(WaitQueue::new(&crate::metrics::CapabilityLabel::offered(
+            &Capability::new("depth").expect("valid"),
+        )));
         let s = Arc::new(Slots::default());
         s.attach(q.clone());
         s.set_limit(1);

@@ -31,7 +31,6 @@ impl Router {
         guard: SlotGuard,
         call: &mut Call,
     ) -> Outcome {
-        let cap = s.capability();
         let outcome = match &mut call.answer {
             Answer::Done(Ok(reply)) => {
                 // Whatever it said, the pair answered: its jobs are moving.
@@ -57,16 +56,16 @@ impl Router {
             }
             Answer::Stuck(after) => {
                 drop(guard);
-                metrics::counter!(m::STUCK_ATTEMPTS_TOTAL, "capability" => cap.to_string()).increment(1);
+                metrics::counter!(m::STUCK_ATTEMPTS_TOTAL, "capability" => picked.label().value()).increment(1);
                 Outcome::Stuck(*after)
             }
         };
 
-        let h = self.metrics.get(cap);
+        let h = self.metrics.get(picked.label());
         if outcome == Outcome::Success {
             h.attempts_success.increment(1);
         } else {
-            metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => cap.to_string(), "result" => outcome.class())
+            metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => picked.label().value(), "result" => outcome.class())
                 .increment(1);
         }
         h.upstream_duration.record(call.elapsed.as_secs_f64());

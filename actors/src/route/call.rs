@@ -53,10 +53,12 @@ impl Router {
         // made is logged; the orchestrator's refusal then fails the job over.
         let payment = {
             let v = placed.picked.view.read();
-            self.payments.prepare(&v, job.client.timeout_seconds, &*self.signer).unwrap_or_else(|e| {
-                tracing::warn!(pair = %placed.picked.key, error = %e, "no payment could be made for this attempt");
-                None
-            })
+            self.payments.prepare(&v, placed.picked.label(), job.client.timeout_seconds, &*self.signer).unwrap_or_else(
+                |e| {
+                    tracing::warn!(pair = %placed.picked.key, error = %e, "no payment could be made for this attempt");
+                    None
+                },
+            )
         };
         let forward = forward_job(
             &self.client,

@@ -143,6 +143,7 @@ impl Payments {
     pub(crate) fn prepare(
         &self,
         v: &PairView,
+        label: &crate::metrics::CapabilityLabel,
         timeout_seconds: u64,
         signer: &dyn Signer,
     ) -> Result<Option<String>, PayError> {
@@ -186,10 +187,10 @@ impl Payments {
         ledger.paid_against(&set);
         ledger.paid_at = Some(now);
         forget_stale_sets(nonces, ledgers);
-        let cap = v.key.capability.to_string();
-        metrics::counter!(crate::metrics::TICKETS_SENT_TOTAL, "capability" => cap.clone())
+        metrics::counter!(crate::metrics::TICKETS_SENT_TOTAL, "capability" => label.value())
             .increment(u64::from(p.tickets));
-        metrics::counter!(crate::metrics::TICKET_EV_SENT_WEI_TOTAL, "capability" => cap).increment(p.ev as u64);
+        metrics::counter!(crate::metrics::TICKET_EV_SENT_WEI_TOTAL, "capability" => label.value())
+            .increment(p.ev as u64);
         Ok(Some(wire::payment_header(&terms.params, sender, &tickets, price)))
     }
 

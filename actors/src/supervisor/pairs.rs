@@ -80,7 +80,6 @@ impl Supervisor {
         }
         if self.registered.insert(cap.clone()) {
             tracing::info!(capability = %cap, "capability registered");
-            m::register_capability(cap);
             let keys: Vec<PairKey> = self.off_board.keys().filter(|k| &k.capability == cap).cloned().collect();
             for key in &keys {
                 self.decide(key);

@@ -246,8 +246,11 @@ impl Supervisor {
             metrics::gauge!(m::PAIRS_UNROUTABLE, "reason" => reason.as_str()).set(unroutable[reason as usize]);
         }
         for (cap, c) in per_cap.into_iter().filter(|(c, _)| self.registered.contains(*c)) {
-            metrics::gauge!(m::SLOTS, "capability" => cap.to_string()).set(c.slots as f64);
-            metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => cap.to_string()).set(c.inflight as f64);
+            let label = self.scoreboard.label(cap);
+            if label != m::CapabilityLabel::UNKNOWN {
+                metrics::gauge!(m::SLOTS, "capability" => label.value()).set(c.slots as f64);
+                metrics::gauge!(m::SLOTS_INFLIGHT, "capability" => label.value()).set(c.inflight as f64);
+            }
             // Envoy's panic threshold: fewer than half of the pairs that offer it routable
             // makes the capability's pool short (its breakers trial sooner).
             if let Some(q) = self.scoreboard.queue(cap) {

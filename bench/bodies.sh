@@ -4,13 +4,12 @@
 # its peak during, and its RSS after the burst, and the status counts. Shows that buffered
 # bodies stay under limits.body_budget_bytes plus a fixed margin and that memory is returned.
 #
-# Usage: bench/bodies.sh [CLIENTS=20] [MIB=64] [AFTER_SECONDS=10] [extra gateway.toml lines]
+# Usage: [BIN=binary] bench/bodies.sh [CLIENTS=20] [MIB=64] [AFTER_SECONDS=10] [extra gateway.toml lines]
 # Needs: curl, python3. Loopback only; bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CLIENTS=${1:-20}; MIB=${2:-64}; AFTER=${3:-10}; EXTRA=${4:-}
-cargo build --release --quiet --bin byoc-gateway
-BIN=target/release/byoc-gateway
+if [ -z "${BIN:-}" ]; then cargo build --release --quiet --bin byoc-gateway; BIN=target/release/byoc-gateway; fi
 WORK=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 . bench/lib.sh
 SIM=$(free_port); GW=$(free_port); ADM=$(free_port)

@@ -14,7 +14,8 @@
 #   stall   [MB=66] [N=4]           N uploads of MB megabytes from 127.0.0.2 stop one byte short;
 #                                   meanwhile 6 jobs with 10 MB bodies from 127.0.0.1; prints
 #                                   their statuses and how long the stalled uploads were held
-# Env: BIN (default target/release/byoc-gateway, built), EXTRA (gateway.toml lines).
+# Env: BIN (default target/release/byoc-gateway, built), SIM_BIN (the simulator's binary,
+# default BIN), EXTRA (gateway.toml lines).
 # Needs: curl, python3, wrk (labels). Loopback only; bounded in count and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,7 @@ SIM=$(free_port); GW=$(free_port); ADM=$(free_port)
 H=$(bench_header h)
 
 start() { # SIM-FLAGS...
-  "$BIN" sim --addr 127.0.0.1:$SIM --name s --capability bench --capacity 1000 "$@" >"$WORK/sim.log" 2>&1 &
+  "${SIM_BIN:-$BIN}" sim --addr 127.0.0.1:$SIM --name s --capability bench --capacity 1000 "$@" >"$WORK/sim.log" 2>&1 &
   printf '[[orchestrators]]\nurl = "http://127.0.0.1:%s"\ncapabilities = ["bench"]\n%b\n' "$SIM" "${EXTRA:-}" >"$WORK/gateway.toml"
   "$BIN" --config "$WORK/gateway.toml" --http-addr 127.0.0.1:$GW --admin-addr 127.0.0.1:$ADM --data-dir "$WORK/data" >"$WORK/gw.out" 2>"$WORK/gw.log" &
   GWPID=$!
@@ -79,12 +80,13 @@ LUA
   LOG=$(( $(stat -c %s "$WORK/gw.log") - LOG0 ))
   echo "== $SECONDS_ s of jobs naming random capabilities (wrk -t2 -c64)"
   grep -E 'requests in|Requests/sec' "$WORK/wrk.out"
-  echo "answers: $(grep -o '"code":"[a-z-]*"' "$WORK/gw.log" | sort | uniq -c | tr '\n' ' ')"
+  echo "codes logged: $(grep -o 'code="\?[a-z-]*' "$WORK/gw.log" | sort | uniq -c | tr '\n' ' ')"
   grep -E '^byoc_gateway_requests_total\{capability="unknown"' "$WORK/metrics" || true
   echo "series naming a client's random capability: $(grep -c 'capability="zz-' "$WORK/metrics" || true)"
   echo "/metrics: $(wc -c <"$WORK/metrics") bytes, $(grep -vc '^#' "$WORK/metrics") series"
   echo "log written during the run: $LOG bytes ($(( $(wc -l <"$WORK/gw.log") )) lines in all)"
   echo "gateway RSS: before $(mib "$BEFORE"), after the run $(mib "$AFTER"), after one scrape $(mib "$SCRAPED")"
+  echo "a summary line:"; grep -m1 'were not logged' "$WORK/gw.log" | cut -c1-400
   ;;
 chunks)
   MIB=${1:-4}
@@ -117,12 +119,14 @@ stall)
   head -c 10000000 /dev/zero >"$WORK/ten"
   python3 bench/hostile.py stall "$GW" "$H" $((MB * 1000000)) "$N" 127.0.0.2 >"$WORK/stalled" &
   STALL=$!
-  # Until the stalled uploads have sent all they will send.
-  for _ in $(seq 100); do
-    used=$(curl -s http://127.0.0.1:$ADM/metrics | awk '/^byoc_gateway_body_bytes / {print int($2)}')
-    [ "${used:-0}" -ge $(( (MB * 1000000 - 1) * N * 9 / 10 )) ] && break; sleep 0.1
+  # Until the stalled uploads have sent all the gateway takes (the bytes held stop growing).
+  used=0; same=0
+  for _ in $(seq 150); do
+    sleep 0.2
+    now=$(curl -s http://127.0.0.1:$ADM/metrics | awk '/^byoc_gateway_body_bytes / {print int($2)}')
+    if [ "${now:-0}" -gt 0 ] && [ "${now:-0}" -eq "$used" ]; then same=$((same + 1)); else same=0; fi
+    used=${now:-0}; [ $same -ge 3 ] && break
   done
-  T0=$(date +%s.%N)
   echo "== $N uploads of $MB MB stop one byte short (from 127.0.0.2); body bytes held: ${used:-0}"
   for i in $(seq 6); do
     curl -s -o /dev/null -w '%{http_code}\n' --max-time 60 -X POST -H "Livepeer: $H" \

@@ -10,6 +10,7 @@
 //! - [`outcome`]: how an upstream call ended (the one place answers are classified).
 //! - [`queue`]: a capability's wait queue for jobs that found every pair full.
 //! - [`ratelimit`]: a token bucket (probes spent discovering capability names).
+//! - [`memory`]: byte budgets bounding the bodies and answers held in memory.
 //! - [`log_limit`]: log lines that clients can cause at any rate, limited per interval with a
 //!   count of what was left out.
 //! - [`policy`]: per-capability routing policy (profiles, retry knobs).
@@ -37,6 +38,7 @@ mod clock;
 pub mod discovery;
 mod limit;
 pub mod log_limit;
+pub mod memory;
 pub mod metrics;
 pub mod orchestrator;
 mod outcome;

@@ -92,6 +92,17 @@ pub const BODY_BYTES: &str = "byoc_gateway_body_bytes";
 /// Jobs refused with 503 because the body budget (`limits.body_budget_bytes`) was spent.
 pub const BODY_BUDGET_REFUSED_TOTAL: &str = "byoc_gateway_body_budget_refused_total";
 
+/// Jobs refused with 429 because their client (IP address) already held its share of the
+/// body budget (`limits.body_budget_client_percent`).
+pub const BODY_SHARE_REFUSED_TOTAL: &str = "byoc_gateway_body_share_refused_total";
+/// Jobs refused with 408 because their body arrived slower than `limits.body_min_bytes_per_sec`.
+pub const BODY_TOO_SLOW_TOTAL: &str = "byoc_gateway_body_too_slow_total";
+/// Bytes of orchestrators' answers the gateway holds now (being read or relayed).
+pub const ANSWER_BYTES: &str = "byoc_gateway_answer_bytes";
+/// Jobs ended with 503 because the answer budget (`limits.answer_budget_bytes`) had no room for
+/// their answer within their time.
+pub const ANSWER_BUDGET_REFUSED_TOTAL: &str = "byoc_gateway_answer_budget_refused_total";
+
 /// Jobs refused with 508 because they had already passed through this gateway.
 pub const ROUTING_LOOPS_TOTAL: &str = "byoc_gateway_routing_loops_total";
 
@@ -150,6 +161,16 @@ pub fn describe() {
     );
     describe_gauge!(BODY_BYTES, Unit::Bytes, "Bytes of job bodies held now");
     describe_counter!(BODY_BUDGET_REFUSED_TOTAL, "Jobs refused with 503: the body budget was spent");
+    describe_counter!(
+        BODY_SHARE_REFUSED_TOTAL,
+        "Jobs refused with 429: their client held its share of the body budget"
+    );
+    describe_counter!(BODY_TOO_SLOW_TOTAL, "Jobs refused with 408: their body arrived slower than the minimum rate");
+    describe_gauge!(ANSWER_BYTES, Unit::Bytes, "Bytes of orchestrators' answers held now");
+    describe_counter!(
+        ANSWER_BUDGET_REFUSED_TOTAL,
+        "Jobs ended with 503: no room in the answer budget for their answer"
+    );
     describe_counter!(ROUTING_LOOPS_TOTAL, "Jobs refused with 508: they had already passed through this gateway");
     describe_gauge!(QUEUE_DEPTH, "Jobs waiting for a free slot, by capability");
     describe_histogram!(QUEUE_WAIT_SECONDS, Unit::Seconds, "Time queued jobs waited for a slot");
@@ -169,6 +190,9 @@ pub fn register_at_zero() {
     for name in [
         JOBS_SHED_TOTAL,
         BODY_BUDGET_REFUSED_TOTAL,
+        BODY_SHARE_REFUSED_TOTAL,
+        BODY_TOO_SLOW_TOTAL,
+        ANSWER_BUDGET_REFUSED_TOTAL,
         DISCOVERY_RATE_LIMITED_TOTAL,
         ROUTING_LOOPS_TOTAL,
         NODE_UNREACHABLE_TOTAL,
@@ -199,7 +223,7 @@ pub fn register_at_zero() {
     ] {
         metrics::counter!(BREAKER_TRANSITIONS_TOTAL, "from" => from, "to" => to, "reason" => reason).increment(0);
     }
-    for name in [DISCOVERY_ORCHESTRATORS, STORE_SIZE_BYTES, BODY_BYTES, ORCHESTRATORS, PAIRS_ROUTABLE] {
+    for name in [DISCOVERY_ORCHESTRATORS, STORE_SIZE_BYTES, BODY_BYTES, ANSWER_BYTES, ORCHESTRATORS, PAIRS_ROUTABLE] {
         metrics::gauge!(name).increment(0.0);
     }
 }

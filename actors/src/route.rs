@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use bytes::Bytes;
 
 use crate::budget::RetryBudgets;
 use crate::capability::Capability;
@@ -81,8 +80,9 @@ pub struct Reply {
     pub metadata: Option<String>,
     /// The `service_addr` that answered.
     pub orchestrator_url: Arc<str>,
-    /// The body (empty when `stream` is set).
-    pub body: Bytes,
+    /// The body (empty when `stream` is set), holding its bytes of the answer budget until
+    /// it is sent ([`JobBody::stream`](crate::protocol::body::JobBody::stream)).
+    pub body: crate::protocol::body::JobBody,
     /// A `text/event-stream` answer, relayed as it arrives. Once its headers are in, the job is
     /// committed to this orchestrator: nothing is retried after the first byte.
     pub stream: Option<EventStream>,
@@ -120,6 +120,8 @@ pub struct Router {
     pub signer: SharedSigner,
     /// Largest orchestrator answer accepted.
     pub max_response_bytes: usize,
+    /// The bytes of answers held at once, over every job (shared by every worker).
+    pub answers: Arc<crate::memory::ByteBudget>,
     /// Bound on waiting for an actor's answer.
     pub mailbox_timeout: Duration,
     /// Bound on lazy capability discovery.
@@ -186,6 +188,7 @@ impl Router {
             match self.decide(&s, call, &outcome, &picked, service_addr) {
                 Decision::Relay(reply) => return Ok(reply),
                 Decision::FailOver(report) => s.failed(picked.key.orchestrator.clone(), report, &outcome)?,
+                Decision::End(e) => return Err(e),
             }
         }
     }

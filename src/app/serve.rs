@@ -25,6 +25,10 @@ pub(super) fn upstream_client(cfg: &Config) -> anyhow::Result<ClientSettings> {
         connect_timeout: cfg.routing.connect_timeout,
         max_connections: cfg.routing.max_connections,
         max_response_bytes: cfg.limits.max_response_bytes,
+        answers: byoc_actors::memory::ByteBudget::new(
+            cfg.limits.answer_budget_bytes,
+            byoc_actors::metrics::ANSWER_BYTES,
+        ),
     };
     byoc_actors::protocol::client::check_tls(&client).context("upstream client")?;
     Ok(client)
@@ -48,6 +52,7 @@ pub(super) fn start_actors(
         token_timeout: cfg.routing.token_timeout,
         signer: v.signer.clone(),
         payment_limits: v.payment_limits.clone(),
+        answers: client.answers.clone(),
         ..PairSettings::default()
     });
     let (policies, config_policies, eager) = resolve_policies(v, &snapshot);
@@ -91,7 +96,14 @@ pub(super) fn serve_public(v: &Validated, listener: TcpListener, core: Core, wor
     let l = cfg.limits.clone();
     let (mailbox_timeout, probe_wait) = (cfg.routing.mailbox_timeout, cfg.routing.probe_wait);
     let jobs = crate::http::JobLimit::new(l.max_inflight_jobs);
-    let bodies = crate::http::body::BodyBudget::new(l.body_budget_bytes);
+    let bodies =
+        crate::http::body::BodyBudget::new(l.body_budget_bytes, l.body_budget_client_percent, l.max_body_bytes);
+    let body_rules = crate::http::body::BodyRules {
+        max_bytes: l.max_body_bytes,
+        read_timeout: l.body_read_timeout,
+        min_bytes_per_sec: l.body_min_bytes_per_sec,
+        rate_grace: l.body_rate_grace,
+    };
     // Fixed at start: a reload changes orchestrators and policies, not routes.
     let runner_routes =
         web::Data::new(crate::http::runner::RunnerRoutes::new(v.runner_routes.clone(), cfg.runner.timeout_seconds));
@@ -109,6 +121,7 @@ pub(super) fn serve_public(v: &Validated, listener: TcpListener, core: Core, wor
             policies: core.policies.clone(),
             signer: core.signer.clone(),
             max_response_bytes: l.max_response_bytes,
+            answers: core.client.answers.clone(),
             mailbox_timeout,
             probe_wait,
             budgets: core.budgets.clone(),
@@ -120,8 +133,7 @@ pub(super) fn serve_public(v: &Validated, listener: TcpListener, core: Core, wor
                 router,
                 store: core.store.clone(),
                 supervisor: core.supervisor.clone(),
-                max_body_bytes: l.max_body_bytes,
-                body_read_timeout: l.body_read_timeout,
+                body: body_rules.clone(),
                 jobs: jobs.clone(),
                 bodies: bodies.clone(),
             }))

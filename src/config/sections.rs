@@ -43,6 +43,23 @@ pub struct Limits {
     /// Bytes of job bodies the gateway holds at once (read, waiting in a queue or being sent);
     /// past it a job gets a fast 503 `body-budget-exhausted`. At least `max_body_bytes`.
     pub body_budget_bytes: usize,
+    /// Share of `body_budget_bytes` (percent) that the bodies of one client (IP address) may
+    /// hold at once; past it that client's job gets a 429 `body-share-exhausted`. 100 turns it
+    /// off (behind a proxy every client has the proxy's address). A share is never less than
+    /// `max_body_bytes`.
+    pub body_budget_client_percent: u8,
+    /// Once `body_rate_grace` has passed, a body must keep arriving at this many bytes a second
+    /// on average over every `body_rate_grace`, or its job gets a 408 `body-too-slow` (0: no
+    /// minimum; `body_read_timeout` still bounds the whole body).
+    pub body_min_bytes_per_sec: u64,
+    /// The grace period before the minimum rate applies, and the window it is measured over.
+    #[serde(with = "humantime_serde")]
+    pub body_rate_grace: Duration,
+    /// Bytes of orchestrators' answers the gateway holds at once, over every job (being read or
+    /// relayed to the client). An answer with a `Content-Length` waits for its room before it is
+    /// read; a job whose answer finds no room within its time gets a 503
+    /// `answer-budget-exhausted`. At least `max_response_bytes`.
+    pub answer_budget_bytes: usize,
     /// Jobs that may wait in one capability's queue for a free slot when every orchestrator is
     /// at its concurrency limit (a capability's `queue_depth` overrides it; 0: no queue, a
     /// full pool answers 503 at once).
@@ -59,6 +76,10 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(30),
             max_inflight_jobs: 4096,
             body_budget_bytes: 256 << 20,
+            body_budget_client_percent: 50,
+            body_min_bytes_per_sec: 16 << 10,
+            body_rate_grace: Duration::from_secs(5),
+            answer_budget_bytes: byoc_actors::protocol::client::DEFAULT_ANSWER_BUDGET,
             listen_backlog: 4096,
             queue_depth: byoc_actors::policy::DEFAULT_QUEUE_DEPTH,
         }

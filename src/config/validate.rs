@@ -198,6 +198,26 @@ impl Limits {
                 l.body_budget_bytes, l.max_body_bytes
             )));
         }
+        if l.answer_budget_bytes < l.max_response_bytes {
+            return Err(invalid(format!(
+                "limits.answer_budget_bytes ({}) must be at least limits.max_response_bytes ({}): an answer of the largest size could never be held",
+                l.answer_budget_bytes, l.max_response_bytes
+            )));
+        }
+        if l.max_response_bytes > u32::MAX as usize {
+            return Err(invalid(format!("limits.max_response_bytes must be at most {} (4 GiB)", u32::MAX)));
+        }
+        if l.body_budget_client_percent == 0 || l.body_budget_client_percent > 100 {
+            return Err(invalid(format!(
+                "limits.body_budget_client_percent ({}) must be 1 to 100",
+                l.body_budget_client_percent
+            )));
+        }
+        if l.body_min_bytes_per_sec > 0 && l.body_rate_grace.is_zero() {
+            return Err(invalid(
+                "limits.body_rate_grace must be positive when limits.body_min_bytes_per_sec is set".into(),
+            ));
+        }
         if l.queue_depth > byoc_actors::policy::MAX_QUEUE_DEPTH {
             return Err(invalid(format!(
                 "limits.queue_depth must be at most {}",

@@ -172,7 +172,8 @@ impl From<RouteError> for ApiError {
             | RouteError::QueueTimeout { .. }
             | RouteError::DiscoveryRateLimited { .. }
             | RouteError::CapabilityLimit(_)
-            | RouteError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | RouteError::Overloaded(_)
+            | RouteError::AnswerBudgetExhausted { .. } => StatusCode::SERVICE_UNAVAILABLE,
             RouteError::AttemptsExhausted { .. } => StatusCode::BAD_GATEWAY,
             // go-livepeer relays the orchestrator's 400; here it comes only once no other
             // orchestrator could take the job, as JSON naming each answer.

@@ -31,10 +31,8 @@ pub struct PublicState {
     pub store: Addr<Store>,
     /// For `/readyz`.
     pub supervisor: Addr<Supervisor>,
-    /// Largest accepted job body.
-    pub max_body_bytes: usize,
-    /// Bound on receiving the body.
-    pub body_read_timeout: std::time::Duration,
+    /// How job bodies are read (size, time and pace bounds).
+    pub body: super::body::BodyRules,
     /// Jobs in flight, gateway-wide (shared by every worker).
     pub jobs: std::sync::Arc<super::JobLimit>,
     /// Bytes of job bodies held, gateway-wide.
@@ -108,8 +106,8 @@ async fn process_request(
     let via = check_loop(&req, &state)?;
     let request_id = request_id(&req);
     let client = decode_client_header(req.headers().get(names::LIVEPEER).map(HeaderValue::as_bytes))?;
-    let mut held = BodyReservation::new(&state.bodies);
-    let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout, &mut held).await?;
+    let mut held = BodyReservation::new(&state.bodies, req.peer_addr().map(|a| a.ip()));
+    let body = read_body(&req, payload, &state.body, &mut held).await?;
     let slot = state.jobs.admit(held)?;
     let job = Job {
         client,
@@ -191,9 +189,10 @@ pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot,
             if shape == ErrorShape::Runner && reply.status >= 400 && !is_json(reply.content_type.as_deref()) {
                 // go-livepeer's orchestrator relays a worker's JSON error as text/plain: such a
                 // body keeps its bytes and gets its JSON type back; text is wrapped.
-                if serde_json::from_slice::<serde::de::IgnoredAny>(&reply.body).is_err() {
-                    let msg = String::from_utf8_lossy(&reply.body).trim().to_string();
-                    reply.body = json!({"detail": {"msg": msg}}).to_string().into();
+                let text = reply.body.to_bytes();
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&text).is_err() {
+                    let msg = String::from_utf8_lossy(&text).trim().to_string();
+                    reply.body = actix_web::web::Bytes::from(json!({"detail": {"msg": msg}}).to_string()).into();
                 }
                 reply.content_type = Some("application/json".into());
             }
@@ -221,7 +220,8 @@ pub(super) async fn run_job(state: &PublicState, job: Job, slot: super::JobSlot,
                     stream.hold(slot);
                     b.streaming(stream)
                 }
-                None => b.body(reply.body),
+                // The body holds its bytes of the answer budget until it is sent.
+                None => b.body(reply.body.stream()),
             }
         }
         Err(e) => {

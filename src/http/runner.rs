@@ -87,8 +87,8 @@ async fn runner_job(
     };
     let client = client_job(&req, capability, routes.timeout_seconds)?;
     let via = super::public::check_loop(&req, &state)?;
-    let mut held = BodyReservation::new(&state.bodies);
-    let body = read_body(&req, payload, state.max_body_bytes, state.body_read_timeout, &mut held).await?;
+    let mut held = BodyReservation::new(&state.bodies, req.peer_addr().map(|a| a.ip()));
+    let body = read_body(&req, payload, &state.body, &mut held).await?;
     let slot = state.jobs.admit(held)?;
     let job = Job {
         client,

@@ -38,6 +38,8 @@ pub struct PairSettings {
     /// Pairs whose token probes are failing now: how far their back-off may grow
     /// ([`probe::retry_cap`](super::probe::retry_cap)).
     pub failing_probes: Arc<std::sync::atomic::AtomicUsize>,
+    /// The budget warm-up answers are held in (the gateway's answer budget).
+    pub answers: Arc<crate::memory::ByteBudget>,
 }
 
 /// Default bound on token probes in flight at once (see [`PairSettings::probe_permits`]):
@@ -61,6 +63,7 @@ impl Default for PairSettings {
             probe_permits: Arc::new(tokio::sync::Semaphore::new(PROBE_CONCURRENCY)),
             payment_limits: crate::payment::Limits::default(),
             failing_probes: Arc::default(),
+            answers: crate::protocol::client::ClientSettings::default().answers,
         }
     }
 }

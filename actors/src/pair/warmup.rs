@@ -70,6 +70,7 @@ impl PairActor {
         let capability = self.key.capability.to_string();
         let via = self.settings.marker.entry().clone();
         let max_response_bytes = 16 << 20;
+        let answers = self.settings.answers.clone();
         let fut = async move {
             let request = "{}".to_string();
             let parameters = "{}".to_string();
@@ -97,6 +98,7 @@ impl PairActor {
                     via: &via,
                     timeout: Duration::from_secs(warmup.timeout_seconds),
                     max_response_bytes,
+                    answers: &answers,
                     stream_timeout: Duration::from_secs(warmup.timeout_seconds),
                     payment: None,
                 },
@@ -114,7 +116,7 @@ impl PairActor {
                     tracing::info!(pair = %act.key, elapsed_ms = elapsed.as_millis() as u64, "warm-up job answered; pair takes traffic");
                 }
                 Ok(reply) => {
-                    act.note_error("warmup", format!("warm-up job answered {}: {}", reply.status, excerpt(&reply.body)));
+                    act.note_error("warmup", format!("warm-up job answered {}: {}", reply.status, excerpt(&reply.body.head(200))));
                 }
                 Err(e) => act.note_error("warmup", format!("warm-up job failed: {e}")),
             }

@@ -5,24 +5,26 @@
 //! off unless the operator asks for it, exactly as go-livepeer's gateway does
 //! (`InsecureSkipVerify`). Plain `http://` orchestrators work too.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use awc::error::{PayloadError, SendRequestError};
-use awc::http::header::{HeaderName, HeaderValue, CONTENT_TYPE, VIA};
-use bytes::Bytes;
+use awc::http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, VIA};
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
 
+mod answer;
 mod event_stream;
 
 use event_stream::Chunks;
 pub use event_stream::{EventStream, StreamBroken};
 
+use super::body::JobBody;
 use super::names;
 use super::signer::Signer;
 use super::token::{eth_address_header, JobToken};
 use crate::capability::Capability;
+use crate::memory::ByteBudget;
 
 /// How the upstream client is built. One client is built per thread that calls
 /// orchestrators (an `awc::Client` is `!Send`), all from the same settings.
@@ -37,7 +39,12 @@ pub struct ClientSettings {
     pub max_connections: usize,
     /// Largest response body accepted from an orchestrator.
     pub max_response_bytes: usize,
+    /// The bytes of answers held at once, over every job (`limits.answer_budget_bytes`).
+    pub answers: Arc<ByteBudget>,
 }
+
+/// Default of `limits.answer_budget_bytes`.
+pub const DEFAULT_ANSWER_BUDGET: usize = 256 << 20;
 
 impl Default for ClientSettings {
     fn default() -> Self {
@@ -46,6 +53,7 @@ impl Default for ClientSettings {
             connect_timeout: Duration::from_secs(2),
             max_connections: 4096,
             max_response_bytes: 64 * 1024 * 1024,
+            answers: ByteBudget::new(DEFAULT_ANSWER_BUDGET, crate::metrics::ANSWER_BYTES),
         }
     }
 }
@@ -121,6 +129,10 @@ pub(crate) enum UpstreamError {
     /// The target URL could not be used.
     #[error("invalid upstream URL: {0}")]
     InvalidUrl(String),
+    /// The gateway had no room in its answer budget for the answer within the attempt's time
+    /// (the gateway's limit, not the orchestrator's fault).
+    #[error("no room in the gateway's answer budget ({0} bytes, limits.answer_budget_bytes) for the answer in time")]
+    AnswerBudget(usize),
 }
 
 impl UpstreamError {
@@ -139,6 +151,7 @@ impl UpstreamError {
             UpstreamError::Transport(_) => "transport",
             UpstreamError::ResponseTooLarge(_) => "too-large",
             UpstreamError::InvalidUrl(_) => "invalid-url",
+            UpstreamError::AnswerBudget(_) => "answer-budget",
         }
     }
 }
@@ -222,8 +235,9 @@ pub(crate) struct UpstreamReply {
     pub(crate) balance: Option<String>,
     /// `X-Metadata`, if any.
     pub(crate) metadata: Option<String>,
-    /// The whole body; empty when the answer is a stream.
-    pub(crate) body: Bytes,
+    /// The whole body, holding its bytes of the answer budget; empty when the answer is a
+    /// stream.
+    pub(crate) body: JobBody,
     /// A `text/event-stream` answer, relayed as it arrives instead of buffered.
     pub(crate) stream: Option<EventStream>,
 }
@@ -254,6 +268,8 @@ pub(crate) struct Forward<'a> {
     pub(crate) timeout: Duration,
     /// Largest body accepted back.
     pub(crate) max_response_bytes: usize,
+    /// The budget the answer's bytes are taken from.
+    pub(crate) answers: &'a Arc<ByteBudget>,
     /// Bound on an event stream once it has started (the job's own timeout).
     pub(crate) stream_timeout: Duration,
     /// The `Livepeer-Payment` value, when the job is paid.
@@ -266,8 +282,11 @@ pub(crate) struct Forward<'a> {
 pub(crate) async fn forward_job(
     client: &awc::Client,
     fwd: Forward<'_>,
-    body: &super::body::JobBody,
+    body: &JobBody,
 ) -> Result<UpstreamReply, UpstreamError> {
+    // Set while the answer waits for room in the budget: a time-out then is the gateway's.
+    let waiting = std::cell::Cell::new(false);
+    let (answers, max) = (fwd.answers, fwd.max_response_bytes);
     let fut = async {
         // Pre-parsed header names (parsing a `&str` name costs more than the rest of the
         // header), and no awc timeout: the `tokio::time::timeout` below bounds the whole
@@ -283,7 +302,7 @@ pub(crate) async fn forward_job(
         if let Some(p) = fwd.payment {
             req = req.insert_header((names::LIVEPEER_PAYMENT, p));
         }
-        let mut resp = req.send_body(body.upstream()).await.map_err(|e| map_send_error(e, fwd.timeout))?;
+        let mut resp = req.send_body(body.stream()).await.map_err(|e| map_send_error(e, fwd.timeout))?;
         let header = |name: &HeaderName| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         let status = resp.status().as_u16();
         let content_type = header(&CONTENT_TYPE);
@@ -294,23 +313,23 @@ pub(crate) async fn forward_job(
         if (200..300).contains(&status) && is_event_stream(content_type.as_deref()) {
             let chunks: Chunks = Box::pin(resp);
             let stream = Some(EventStream::new(chunks, fwd.stream_timeout));
-            return Ok(UpstreamReply { status, content_type, balance, metadata, body: Bytes::new(), stream });
+            let body = JobBody::default();
+            return Ok(UpstreamReply { status, content_type, balance, metadata, body, stream });
         }
         if !(200..600).contains(&status) {
             // No job ends with this status (`Outcome::BadStatus`): its body is not read (after a
             // `101` it is whatever the orchestrator sends until it hangs up), and dropping the
             // unread answer closes the connection rather than pooling it.
-            return Ok(UpstreamReply { status, content_type, balance, metadata, body: Bytes::new(), stream: None });
+            let body = JobBody::default();
+            return Ok(UpstreamReply { status, content_type, balance, metadata, body, stream: None });
         }
-        let body = resp
-            .body()
-            .limit(fwd.max_response_bytes)
-            .await
-            .map_err(|e| map_payload_error(e, fwd.max_response_bytes))?;
+        let declared = header(&CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+        let body = answer::read(&mut resp, declared, answers, max, &waiting).await?;
         Ok(UpstreamReply { status, content_type, balance, metadata, body, stream: None })
     };
     match tokio::time::timeout(fwd.timeout, fut).await {
         Ok(r) => r,
+        Err(_) if waiting.get() => Err(UpstreamError::AnswerBudget(answers.limit())),
         Err(_) => Err(UpstreamError::Timeout(fwd.timeout)),
     }
 }

@@ -35,7 +35,9 @@ impl Router {
             Answer::Done(Ok(reply)) => {
                 // Whatever it said, the pair answered: its jobs are moving.
                 guard.answered();
-                let outcome = Outcome::classify(reply.status, reply.content_type.as_deref(), &reply.body, &s.policy);
+                // Classification reads at most the first 4 KiB of a body.
+                let head = reply.body.head(4096);
+                let outcome = Outcome::classify(reply.status, reply.content_type.as_deref(), &head, &s.policy);
                 if let (UpstreamReply { stream: Some(stream), .. }, false) = (reply, outcome.retryable()) {
                     // The call is in flight until its stream ends: the slot goes with it.
                     stream.hold(guard);
@@ -83,6 +85,11 @@ impl Router {
         if let Outcome::Refused(Refusal::PaymentRequired | Refusal::PaymentRejected, _) = &outcome {
             // The orchestrator's word on the balance is proven: the ledger takes its next figure.
             self.payments.refused(&picked.key);
+        }
+        if matches!(outcome, Outcome::Failed(UpstreamError::AnswerBudget(_))) {
+            // The gateway's own memory limit, not the pair's doing: nothing to learn about the
+            // pair (a trial's lease expires on its own).
+            return outcome;
         }
         if lease.is_none() && !outcome.retryable() {
             let sample = Sample { outcome: outcome.clone(), elapsed: call.elapsed, at: std::time::Instant::now() };

@@ -70,6 +70,7 @@ impl Router {
                 via: &job.via,
                 timeout: time.limit,
                 max_response_bytes: self.max_response_bytes,
+                answers: &self.answers,
                 stream_timeout: deadline::stream_limit(job.client.timeout_seconds),
                 payment: payment.as_deref(),
             },

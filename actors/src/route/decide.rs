@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::call::{attempt_url, Answer, Call};
 use super::deadline::{self, AttemptTime, Timeout};
 use super::state::JobState;
-use super::{AttemptKind, AttemptReport, Reply, Router};
+use super::{AttemptKind, AttemptReport, Reply, RouteError, Router};
 use crate::outcome::Outcome;
 use crate::protocol::client::{excerpt, UpstreamError};
 use crate::scoreboard::Picked;
@@ -17,6 +17,8 @@ pub(super) enum Decision {
     Relay(Reply),
     /// Fail over; the failed attempt's report.
     FailOver(AttemptReport),
+    /// End the job with this error: trying elsewhere cannot help.
+    End(RouteError),
 }
 
 impl Router {
@@ -38,6 +40,11 @@ impl Router {
                         orchestrator = %picked.key.orchestrator, "job recovered by failover");
                 }
                 Decision::Relay(Reply::relay(reply, service_addr, s.attempts.len() + 1))
+            }
+            Answer::Done(Err(UpstreamError::AnswerBudget(limit))) => {
+                // Another orchestrator's answer would need the same room: the job ends here.
+                metrics::counter!(crate::metrics::ANSWER_BUDGET_REFUSED_TOTAL).increment(1);
+                Decision::End(RouteError::AnswerBudgetExhausted { limit, attempts: s.attempts.clone() })
             }
             answer => {
                 let timeout = match (&answer, outcome) {
@@ -74,7 +81,7 @@ fn failure_detail(answer: Answer, outcome: &Outcome, time: AttemptTime, s: &JobS
                 Outcome::BadStatus(status) => {
                     format!("answered status {status}, which no job can end with; not relayed")
                 }
-                _ => excerpt(&reply.body),
+                _ => excerpt(&reply.body.head(200)),
             };
             (Some(reply.status), detail)
         }

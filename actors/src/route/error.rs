@@ -157,6 +157,15 @@ pub enum RouteError {
     /// An actor's mailbox did not take the message in time: the gateway is overloaded.
     #[error("the gateway is overloaded ({0} did not answer in time)")]
     Overloaded(&'static str),
+    /// The orchestrator answered, but the answers the gateway holds for other jobs left no room
+    /// for this one in the answer budget within the job's time.
+    #[error("the gateway holds as many answers as its answer budget ({limit} bytes, limits.answer_budget_bytes) allows and had no room for this job's answer in time; retry shortly")]
+    AnswerBudgetExhausted {
+        /// The budget in bytes.
+        limit: usize,
+        /// The failed attempts before the one whose answer had no room.
+        attempts: Vec<AttemptReport>,
+    },
 }
 
 fn describe_others(others: Option<&Unavailable>) -> String {
@@ -207,7 +216,8 @@ impl RouteError {
             | RouteError::OrchestratorRefused { attempts }
             | RouteError::BudgetExhausted { attempts }
             | RouteError::RetryTimeout { attempts, .. }
-            | RouteError::JobTimeout { attempts, .. } => attempts,
+            | RouteError::JobTimeout { attempts, .. }
+            | RouteError::AnswerBudgetExhausted { attempts, .. } => attempts,
             RouteError::UnknownCapability(_)
             | RouteError::CapabilityLimit(_)
             | RouteError::DiscoveryRateLimited { .. }
@@ -230,6 +240,7 @@ impl RouteError {
             RouteError::RetryTimeout { .. } => "retry-timeout",
             RouteError::JobTimeout { .. } => "job-timeout",
             RouteError::Overloaded(_) => "overloaded",
+            RouteError::AnswerBudgetExhausted { .. } => "answer-budget-exhausted",
         }
     }
 
@@ -242,7 +253,9 @@ impl RouteError {
             | RouteError::DiscoveryRateLimited { retry_after, .. } => {
                 Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
-            RouteError::Overloaded(_) | RouteError::BudgetExhausted { .. } => Some(1),
+            RouteError::Overloaded(_)
+            | RouteError::BudgetExhausted { .. }
+            | RouteError::AnswerBudgetExhausted { .. } => Some(1),
             _ => None,
         }
     }

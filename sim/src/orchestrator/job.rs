@@ -112,29 +112,35 @@ async fn run(req: &HttpRequest, body: web::Bytes, tail: String, state: web::Data
     ok.content_type(content_type)
         .insert_header((names::LIVEPEER_BALANCE, "1000"))
         .insert_header((names::X_METADATA, json!({"sim": state.name}).to_string()));
-    let body = padded(answer, knobs.answer_bytes);
-    if knobs.answer_chunked {
-        const CHUNK: usize = 64 * 1024;
-        let chunks = (0..body.len())
-            .step_by(CHUNK)
-            .map(move |at| Ok::<_, actix_web::Error>(body.slice(at..(at + CHUNK).min(body.len()))));
-        return Ok(ok.streaming(futures_util::stream::iter(chunks.collect::<Vec<_>>())));
+    if knobs.answer_bytes == 0 {
+        return Ok(ok.body(answer.to_string()));
     }
-    Ok(ok.body(body))
+    let chunks = padded(&answer, knobs.answer_bytes);
+    if !knobs.answer_chunked {
+        ok.no_chunking(chunks.iter().map(|c| c.len() as u64).sum());
+    }
+    Ok(ok.streaming(futures_util::stream::iter(chunks.into_iter().map(Ok::<_, actix_web::Error>))))
 }
 
-/// `answer` as bytes, with a `"padding"` field of `x`s when it is shorter than `at_least`.
-fn padded(mut answer: serde_json::Value, at_least: usize) -> web::Bytes {
-    let plain = answer.to_string();
-    if plain.len() >= at_least {
-        return plain.into();
+/// `answer` with a `"padding"` field of `x`s that makes it at least `at_least` bytes long, in
+/// 64 KiB chunks that share one buffer (a simulator answering many large jobs at once holds
+/// little).
+fn padded(answer: &serde_json::Value, at_least: usize) -> Vec<web::Bytes> {
+    const CHUNK: usize = 64 * 1024;
+    static XS: std::sync::OnceLock<web::Bytes> = std::sync::OnceLock::new();
+    let xs = XS.get_or_init(|| web::Bytes::from(vec![b'x'; CHUNK]));
+    let mut plain = answer.to_string();
+    plain.pop(); // the closing brace
+    plain.push_str(r#","padding":""#);
+    let mut pad = at_least.saturating_sub(plain.len() + 2);
+    let mut chunks = vec![web::Bytes::from(plain)];
+    while pad > 0 {
+        let n = pad.min(CHUNK);
+        chunks.push(xs.slice(..n));
+        pad -= n;
     }
-    // `,"padding":""` adds 14 bytes around the x's.
-    let pad = at_least.saturating_sub(plain.len() + 14);
-    if let Some(obj) = answer.as_object_mut() {
-        obj.insert("padding".into(), serde_json::Value::String("x".repeat(pad)));
-    }
-    answer.to_string().into()
+    chunks.push(web::Bytes::from_static(b"\"}"));
+    chunks
 }
 
 /// Counts the job's end in the capability's stats.

@@ -139,3 +139,5 @@ stall)
   ;;
 *) echo "unknown mode $MODE" >&2; exit 2 ;;
 esac
+# Why jobs failed, when some did (the labels mode fails them on purpose).
+[ "$MODE" = labels ] || grep -E 'job failed|attempt failed' "$WORK/gw.log" | head -4 | cut -c1-500 || true

@@ -6,6 +6,11 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::support::*;
 
+/// Held by the tests that read the process-wide byte gauges (`byoc_gateway_body_bytes`,
+/// `byoc_gateway_answer_bytes`) or hold bytes in them for a while: every gateway of the test
+/// process adds to the same gauges, so these tests take turns.
+static GAUGES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn post_body(gw: &TestGateway, id: &str, bytes: usize) -> Answer {
     let req = gw
         .client
@@ -17,6 +22,7 @@ async fn post_body(gw: &TestGateway, id: &str, bytes: usize) -> Answer {
 
 #[actix_web::test]
 async fn past_the_body_budget_a_job_gets_a_fast_503_and_the_budget_comes_back() {
+    let _turn = GAUGES.lock().await;
     let a = sim("a", &[("depth", Knobs { hold: true, ..healthy() })]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
         c.limits.max_body_bytes = 1 << 20;
@@ -50,6 +56,7 @@ async fn past_the_body_budget_a_job_gets_a_fast_503_and_the_budget_comes_back() 
 
 #[actix_web::test]
 async fn clients_sending_their_bodies_slowly_do_not_take_job_places() {
+    let _turn = GAUGES.lock().await;
     let a = sim("a", &[("depth", healthy())]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| c.limits.max_inflight_jobs = 4).await;
     let addr = gw.http.trim_start_matches("http://").to_string();
@@ -156,6 +163,7 @@ async fn a_body_sent_as_one_byte_chunks_arrives_whole() {
 
 #[actix_web::test]
 async fn a_stalled_upload_is_cut_once_its_pace_drops_and_jobs_are_served_meanwhile() {
+    let _turn = GAUGES.lock().await;
     let a = sim("a", &[("depth", healthy())]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
         c.limits.body_read_timeout = std::time::Duration::from_secs(20);
@@ -177,6 +185,7 @@ async fn a_stalled_upload_is_cut_once_its_pace_drops_and_jobs_are_served_meanwhi
 
 #[actix_web::test]
 async fn one_client_holds_at_most_its_share_of_the_body_budget() {
+    let _turn = GAUGES.lock().await;
     let a = sim("a", &[("depth", Knobs { hold: true, ..healthy() })]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
         c.limits.max_body_bytes = 400_000;
@@ -213,6 +222,7 @@ async fn one_client_holds_at_most_its_share_of_the_body_budget() {
 
 #[actix_web::test]
 async fn answers_wait_for_room_in_the_answer_budget_and_a_job_that_finds_none_gets_a_clear_503() {
+    let _turn = GAUGES.lock().await;
     // Answers larger than the kernel's largest socket send buffer (4 MiB), so that one a
     // client does not read cannot leave the gateway.
     let a = sim("a", &[("depth", Knobs { answer_bytes: 6_000_000, ..healthy() })]);
@@ -263,6 +273,7 @@ async fn answers_wait_for_room_in_the_answer_budget_and_a_job_that_finds_none_ge
 
 #[actix_web::test]
 async fn a_large_answer_without_content_length_arrives_whole() {
+    let _turn = GAUGES.lock().await;
     let a = sim("a", &[("depth", Knobs { answer_bytes: 3_000_000, answer_chunked: true, ..healthy() })]);
     let gw = gateway_with(&[(&a, &["depth"])], |c| {
         c.limits.max_response_bytes = 4 << 20;

@@ -28,6 +28,7 @@ use byoc_actors::protocol::via::LoopMarker;
 use byoc_actors::route::{Payments, Router};
 use byoc_actors::scoreboard::Scoreboard;
 use byoc_actors::store::{self, ApplyWebhook, Flush, ReconcileConfig, Store};
+use byoc_actors::stream::Streams;
 use byoc_actors::supervisor::{FlushScores, Reload, Supervisor, SupervisorInit};
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -50,6 +51,8 @@ pub struct Gateway {
     pub store: Addr<Store>,
     /// The identity orchestrators see (scheme and address are shown at start).
     pub signer: SharedSigner,
+    /// Live streams (stopped upstream at shutdown).
+    pub streams: Streams,
     public: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
@@ -89,6 +92,7 @@ impl Gateway {
             admin_addr,
             supervisor: core.supervisor,
             store: core.store,
+            streams: core.streams.clone(),
             signer: v.signer,
             public: public_handle,
             admin: admin_handle,
@@ -99,6 +103,15 @@ impl Gateway {
     /// Graceful stop: stop accepting and drain in-flight jobs (bounded by the grace period),
     /// stop the admin listener, write dirty scores, flush the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        // Streams first, while the workers they run on are up: each orchestrator is told to stop.
+        let live = self.streams.live_count();
+        if live > 0 {
+            tracing::info!(streams = live, "shutting down: stopping live streams");
+        }
+        let stopped = self.streams.shutdown(self.grace.min(Duration::from_secs(15))).await;
+        if stopped > 0 {
+            tracing::info!(streams = stopped, "live streams stopped");
+        }
         tracing::info!(grace_s = self.grace.as_secs(), "shutting down: draining in-flight jobs");
         if tokio::time::timeout(self.grace + Duration::from_secs(1), self.public.stop(true)).await.is_err() {
             tracing::warn!("drain did not finish within the grace period");

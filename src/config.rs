@@ -53,10 +53,12 @@ pub enum ConfigError {
 
 mod args;
 mod sections;
+mod streams;
 mod validate;
 
 pub use args::RunArgs;
 pub use sections::{Discovery, Limits, Log, Payments, Routing, Runner, SignerConfig, StaticOrchestrator};
+pub use streams::{StreamTimeouts, Streams};
 use validate::{check_env, Unlock};
 
 /// The whole configuration.
@@ -102,6 +104,8 @@ pub struct Config {
     pub signer: SignerConfig,
     /// Spend limits on payments to priced orchestrators (used only with a key).
     pub payments: Payments,
+    /// Live streams.
+    pub streams: Streams,
 }
 
 impl Default for Config {
@@ -126,6 +130,7 @@ impl Default for Config {
             log: Log::default(),
             signer: SignerConfig::default(),
             payments: Payments::default(),
+            streams: Streams::default(),
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct Validated {
     pub signer: SharedSigner,
     /// The spend limits of payments.
     pub payment_limits: byoc_actors::payment::Limits,
+    /// How streams run.
+    pub stream_settings: byoc_actors::stream::StreamSettings,
 }
 
 impl Config {

@@ -7,6 +7,7 @@ pub mod body;
 pub mod error;
 pub mod public;
 pub mod runner;
+pub mod stream;
 
 use body::BodyReservation;
 use error::ApiError;

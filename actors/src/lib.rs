@@ -52,4 +52,5 @@ pub mod route;
 pub mod score;
 pub mod scoreboard;
 pub mod store;
+pub mod stream;
 pub mod supervisor;

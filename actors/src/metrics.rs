@@ -303,3 +303,21 @@ impl JobMetricsCache {
         h
     }
 }
+
+/// Live streams, by `capability`.
+pub(crate) const STREAMS_ACTIVE: &str = "byoc_gateway_streams_active";
+/// Stream starts, by `capability` and `outcome` (`started`, or an error code).
+pub(crate) const STREAM_STARTS_TOTAL: &str = "byoc_gateway_stream_starts_total";
+/// Streams that ended, by `capability` and `reason`.
+pub(crate) const STREAM_ENDS_TOTAL: &str = "byoc_gateway_stream_ends_total";
+/// Orchestrator swaps of streams, by `capability` and `reason`.
+pub(crate) const STREAM_SWAPS_TOTAL: &str = "byoc_gateway_stream_swaps_total";
+/// Events from stream runners, by `capability` and `kind` (`status`, `other`, `invalid`).
+pub(crate) const STREAM_EVENTS_TOTAL: &str = "byoc_gateway_stream_events_total";
+/// Stream payment rounds, by `capability` and `result`.
+pub(crate) const STREAM_PAYMENTS_TOTAL: &str = "byoc_gateway_stream_payments_total";
+/// Time a media segment took through the gateway, from its first byte in to its last byte out,
+/// by `direction` (`in`: client to orchestrator, `out`: orchestrator to client).
+pub(crate) const STREAM_SEGMENT_SECONDS: &str = "byoc_gateway_stream_segment_seconds";
+/// Stream lifetimes in seconds, by `capability`.
+pub(crate) const STREAM_DURATION_SECONDS: &str = "byoc_gateway_stream_duration_seconds";

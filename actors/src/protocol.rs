@@ -12,6 +12,7 @@ pub mod path;
 pub mod signer;
 pub mod sse;
 pub mod token;
+pub mod trickle;
 pub mod via;
 
 /// The protocol's header names, parsed once (the hot path inserts and reads them on every
@@ -22,7 +23,7 @@ pub mod names {
     /// The job header (base64 JSON), client to gateway and gateway to orchestrator.
     pub const LIVEPEER: HeaderName = HeaderName::from_static("livepeer");
     /// Tickets paying for a job (base64 of `net.Payment`).
-    pub(crate) const LIVEPEER_PAYMENT: HeaderName = HeaderName::from_static("livepeer-payment");
+    pub const LIVEPEER_PAYMENT: HeaderName = HeaderName::from_static("livepeer-payment");
     /// The gateway's signed address, on token requests.
     pub const LIVEPEER_ETH_ADDRESS: HeaderName = HeaderName::from_static("livepeer-eth-address");
     /// The capability a token is asked for.

@@ -20,12 +20,12 @@
 mod account;
 mod admit;
 mod call;
-mod deadline;
+pub(crate) mod deadline;
 mod decide;
 mod error;
 mod pay;
-mod place;
-mod state;
+pub(crate) mod place;
+pub(crate) mod state;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

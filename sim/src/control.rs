@@ -91,3 +91,8 @@ pub(crate) async fn crash(state: web::Data<SimState>) -> HttpResponse {
     actix_web::rt::spawn(async move { s.crash().await });
     HttpResponse::Ok().json(json!({"crashing": true}))
 }
+
+/// `POST /sim/streams/vanish`: every stream here loses its channels (404 from now on).
+pub(crate) async fn vanish_streams(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"vanished": state.vanish_streams()}))
+}

@@ -125,6 +125,27 @@ pub struct Knobs {
     /// Send the answer without a `Content-Length`, in 64 KiB chunks, as go-livepeer's
     /// orchestrator sends any answer larger than Go's 2 KiB response buffer.
     pub answer_chunked: bool,
+    /// Streams: answer `/ai/stream/start` with this status (400 says `No capacity available for
+    /// capability`, 402 `Insufficient balance for request`, as go-livepeer's orchestrator).
+    pub stream_start_status: Option<u16>,
+    /// Streams: never answer `/ai/stream/start`.
+    pub stream_start_hang: bool,
+    /// Streams: the runner publishes no more events (status events and the rest).
+    pub stream_events_stop: bool,
+    /// Streams: the trickle server stops taking ingress segments (their POST bodies are not
+    /// read, no answer comes): an orchestrator not consuming its input.
+    pub stream_ingress_stall: bool,
+    /// Streams: the runner keeps reading its input but writes no more output.
+    pub stream_output_stop: bool,
+    /// Streams: answer `/ai/stream/payment` with this status.
+    pub stream_payment_status: Option<u16>,
+    /// Streams: a status event every this many ms.
+    pub stream_event_interval_ms: u64,
+    /// Streams (with data output): a data line every this many ms.
+    pub stream_data_interval_ms: u64,
+    /// Streams, priced with `tickets`: the stream's time is debited every this many ms (go-livepeer:
+    /// 23 s every 23 s); a second round that leaves the balance negative removes the stream.
+    pub stream_debit_interval_ms: u64,
 }
 
 /// A defect in the ticket params a simulated orchestrator issues (knob `params_quirk`), each
@@ -169,6 +190,15 @@ impl Knobs {
         if self.pixels_per_unit < 1 {
             return Err(format!("pixels_per_unit must be at least 1, got {}", self.pixels_per_unit));
         }
+        for (name, v) in [
+            ("stream_event_interval_ms", self.stream_event_interval_ms),
+            ("stream_data_interval_ms", self.stream_data_interval_ms),
+            ("stream_debit_interval_ms", self.stream_debit_interval_ms),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
         Ok(())
     }
 }
@@ -211,6 +241,15 @@ impl Default for Knobs {
             params_quirk: ParamsQuirk::None,
             answer_bytes: 0,
             answer_chunked: false,
+            stream_start_status: None,
+            stream_start_hang: false,
+            stream_events_stop: false,
+            stream_ingress_stall: false,
+            stream_output_stop: false,
+            stream_payment_status: None,
+            stream_event_interval_ms: 1000,
+            stream_data_interval_ms: 500,
+            stream_debit_interval_ms: 23_000,
         }
     }
 }

@@ -23,6 +23,7 @@
 mod cli;
 mod control;
 mod knobs;
+mod live;
 mod orchestrator;
 mod payments;
 mod runner;
@@ -32,6 +33,7 @@ mod stream;
 
 pub use cli::{run, SimArgs};
 pub use knobs::{CapStats, Knobs, LastSeen, OverCapacity, ParamsQuirk};
+pub use live::{runner_marker, LiveStats};
 pub use payments::{ticket_ev, PaymentStats, RECIPIENT};
 pub use runner::SIM_IMAGE_URL;
 pub use server::{start, start_tls, SimHandle};

@@ -7,7 +7,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::knobs::Knobs;
 use crate::state::SimState;
-use crate::{control, orchestrator};
+use crate::{control, live, orchestrator};
 
 /// A running simulator.
 #[derive(Clone)]
@@ -122,6 +122,23 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/process/token").route(web::get().to(orchestrator::token)))
         .service(web::resource("/process/request/{tail:.*}").route(web::post().to(orchestrator::job)))
         .service(web::resource("/capability/register").route(web::post().to(control::register)))
+        .service(web::resource("/ai/stream/start").route(web::post().to(live::start)))
+        .service(web::resource("/ai/stream/update").route(web::post().to(live::update)))
+        .service(web::resource("/ai/stream/stop").route(web::post().to(live::stop)))
+        .service(web::resource("/ai/stream/payment").route(web::post().to(live::payment)))
+        .service(
+            web::resource("/ai/trickle/{name}")
+                .route(web::delete().to(live::channel_delete))
+                .route(web::post().to(|| async { actix_web::HttpResponse::Ok().finish() })),
+        )
+        .service(web::resource("/ai/trickle/{name}/next").route(web::get().to(live::channel_next)))
+        .service(
+            web::resource("/ai/trickle/{name}/{seq}")
+                .route(web::get().to(live::channel_get))
+                .route(web::post().to(live::channel_post))
+                .route(web::delete().to(live::segment_delete)),
+        )
+        .service(web::resource("/sim/streams/vanish").route(web::post().to(control::vanish_streams)))
         .service(web::resource("/sim/state").route(web::get().to(control::state_report)))
         .service(web::resource("/sim/last").route(web::get().to(control::last_seen)))
         .service(web::resource("/sim/knobs").route(web::post().to(control::knobs)))

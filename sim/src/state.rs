@@ -44,6 +44,8 @@ pub struct SimState {
     /// Answer a token offering capacity for any capability name, served or not (a hostile or
     /// misconfigured orchestrator); jobs for names not served still get a 503.
     pub any_capability: AtomicBool,
+    /// Streams and their trickle channels.
+    pub(crate) live: crate::live::Live,
 }
 
 /// A job as it arrived at the simulator (one with a valid job header).
@@ -85,6 +87,7 @@ impl SimState {
             job_release: tokio::sync::Semaphore::new(0),
             payments: Mutex::default(),
             any_capability: AtomicBool::new(false),
+            live: crate::live::Live::default(),
         }
     }
 
@@ -98,7 +101,8 @@ impl SimState {
             })
             .collect();
         json!({"name": self.name, "service_addr": *self.service_addr.lock(), "capabilities": c,
-            "payments": self.payments.lock().stats, "any_capability": self.any_capability.load(Ordering::Relaxed)})
+            "payments": self.payments.lock().stats, "any_capability": self.any_capability.load(Ordering::Relaxed),
+            "streams": self.live_stats()})
     }
 
     /// The last credential and job header received.

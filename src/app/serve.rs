@@ -16,6 +16,8 @@ pub(super) struct Core {
     /// Payments to priced orchestrators (used only with a key).
     payments: Arc<Payments>,
     client: ClientSettings,
+    /// Live streams.
+    pub(super) streams: Streams,
 }
 
 /// The upstream client's settings, checked now rather than inside a worker (TLS set-up).
@@ -87,6 +89,7 @@ pub(super) fn start_actors(
         budgets: RetryBudgets::default(),
         payments: Arc::new(Payments::new(v.payment_limits.clone())),
         client,
+        streams: Streams::new(v.stream_settings.clone()),
     })
 }
 
@@ -108,6 +111,7 @@ pub(super) fn serve_public(v: &Validated, listener: TcpListener, core: Core, wor
     let runner_routes =
         web::Data::new(crate::http::runner::RunnerRoutes::new(v.runner_routes.clone(), cfg.runner.timeout_seconds));
     let header_read_timeout = l.header_read_timeout;
+    let public_url = web::Data::new(crate::http::stream::PublicUrl(cfg.streams.public_url.trim().to_string()));
     let server = HttpServer::new(move || {
         let client = build_client(&core.client).unwrap_or_else(|e| {
             tracing::error!(error = %e, "upstream client setup failed in a worker; using defaults");
@@ -136,9 +140,12 @@ pub(super) fn serve_public(v: &Validated, listener: TcpListener, core: Core, wor
                 body: body_rules.clone(),
                 jobs: jobs.clone(),
                 bodies: bodies.clone(),
+                streams: core.streams.clone(),
             }))
             .app_data(runner_routes.clone())
+            .app_data(public_url.clone())
             .configure(crate::http::public::configure)
+            .configure(crate::http::stream::configure)
             .configure(crate::http::runner::configure)
             .default_service(web::to(crate::http::not_found))
     })
@@ -171,6 +178,7 @@ pub(super) fn serve_admin(
         reloader: Arc::new(move || reload_message(&source, &running)),
         request_timeout: cfg.limits.body_read_timeout,
         payments: core.payments.clone(),
+        streams: core.streams.clone(),
     });
     let json_limit = cfg.limits.admin_body_bytes;
     let api = web::Data::new(crate::http::admin::openapi());

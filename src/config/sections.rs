@@ -64,6 +64,8 @@ pub struct Limits {
     /// at its concurrency limit (a capability's `queue_depth` overrides it; 0: no queue, a
     /// full pool answers 503 at once).
     pub queue_depth: u32,
+    /// Live streams at once, gateway-wide; past it a start gets 503 `stream-limit`.
+    pub max_streams: usize,
 }
 
 impl Default for Limits {
@@ -82,6 +84,7 @@ impl Default for Limits {
             answer_budget_bytes: byoc_actors::protocol::client::DEFAULT_ANSWER_BUDGET,
             listen_backlog: 4096,
             queue_depth: byoc_actors::policy::DEFAULT_QUEUE_DEPTH,
+            max_streams: 1000,
         }
     }
 }

@@ -74,6 +74,7 @@ impl Config {
         let discovery = self.discovery.settings()?;
         let runner_routes = self.runner.routes().map_err(invalid)?;
         let payment_limits = self.payments.limits()?;
+        let stream_settings = self.streams.settings(self.limits.max_streams)?;
         // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
         let signer = self.signer.unlock(unlock)?;
         Ok(Validated {
@@ -87,6 +88,7 @@ impl Config {
             source: RunArgs::default(),
             signer,
             payment_limits,
+            stream_settings,
         })
     }
 
@@ -188,6 +190,7 @@ impl Limits {
             || l.header_read_timeout.is_zero()
             || l.body_read_timeout.is_zero()
             || l.max_inflight_jobs == 0
+            || l.max_streams == 0
             || l.listen_backlog == 0
         {
             return Err(invalid("limits must be positive".into()));

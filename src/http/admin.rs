@@ -36,11 +36,13 @@ mod access;
 mod capability;
 mod orchestrator;
 mod pair;
+mod stream;
 
 use access::{authorized, local_only, require_token};
 use capability::{capabilities, delete_capability, forget_capability, get_capability, put_capability};
 use orchestrator::{add_orchestrator, get_orchestrator, list_orchestrators, patch_orchestrator, remove_orchestrator};
 use pair::{get_pair, list_pairs, reset_pair, trip_pair};
+use stream::{get_stream, list_streams, stop_stream};
 
 /// Bound on an admin call to an actor.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +67,8 @@ pub struct AdminState {
     pub request_timeout: Duration,
     /// The routers' payment ledger (what `GET /admin/pairs` shows as `payment`).
     pub payments: Arc<byoc_actors::route::Payments>,
+    /// Live streams.
+    pub streams: byoc_actors::stream::Streams,
 }
 
 #[derive(OpenApi)]
@@ -76,6 +80,7 @@ pub struct AdminState {
         (name = "orchestrators", description = "The orchestrator registry"),
         (name = "pairs", description = "Pair actors (orchestrator x capability) and their breakers"),
         (name = "capabilities", description = "Capability routing policies"),
+        (name = "streams", description = "Live streams (go-livepeer's /process/stream API)"),
         (name = "operations", description = "Supervisor, reload, store, metrics, status page"),
     )
 )]
@@ -120,6 +125,9 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
         .service(put_capability)
         .service(delete_capability)
         .service(forget_capability)
+        .service(list_streams)
+        .service(get_stream)
+        .service(stop_stream)
         .service(supervisor)
         .service(discovery)
         .service(reload)

@@ -15,6 +15,7 @@ use actix_web::{HttpResponse, ResponseError};
 use byoc_actors::protocol::header::HeaderError;
 use byoc_actors::route::{AttemptReport, RouteError};
 use byoc_actors::store::StoreError;
+use byoc_actors::stream::StreamError;
 use byoc_actors::supervisor::RegistryError;
 
 /// The JSON shape of every error answer.
@@ -207,6 +208,41 @@ impl From<RegistryError> for ApiError {
             RegistryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "actor-unavailable"),
         };
         Self::new(status, code, e.to_string())
+    }
+}
+
+impl From<StreamError> for ApiError {
+    fn from(e: StreamError) -> Self {
+        let status = match &e {
+            StreamError::Start(route) => return Self::from(route.clone()).with_message(e.to_string()),
+            StreamError::InvalidBody(_)
+            | StreamError::InvalidParams(_)
+            | StreamError::InvalidStreamId(_)
+            | StreamError::Unsupported(_)
+            | StreamError::CapabilityMismatch { .. } => StatusCode::BAD_REQUEST,
+            StreamError::Duplicate(_) | StreamError::Ended { .. } => StatusCode::CONFLICT,
+            StreamError::NotFound(_) | StreamError::NoMedia(_) => StatusCode::NOT_FOUND,
+            StreamError::SegmentTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            StreamError::StartTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            StreamError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            // go-livepeer: 503 `Stream data not available`.
+            StreamError::NoData | StreamError::Limit(_) | StreamError::ShuttingDown | StreamError::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        let mut err = Self::new(status, e.code(), e.to_string());
+        err.attempts = e.attempts().to_vec();
+        if matches!(e, StreamError::Limit(_) | StreamError::Unavailable) {
+            err.retry_after = Some(1);
+        }
+        err
+    }
+}
+
+impl ApiError {
+    fn with_message(mut self, message: String) -> Self {
+        self.message = message;
+        self
     }
 }
 

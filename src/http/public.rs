@@ -37,6 +37,8 @@ pub struct PublicState {
     pub jobs: std::sync::Arc<super::JobLimit>,
     /// Bytes of job bodies held, gateway-wide.
     pub bodies: std::sync::Arc<BodyBudget>,
+    /// Live streams (shared by every worker).
+    pub streams: byoc_actors::stream::Streams,
 }
 
 /// Registers the public routes.

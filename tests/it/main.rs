@@ -24,6 +24,7 @@ mod reliability;
 mod routing;
 mod signing;
 mod streaming;
+mod streams;
 mod supervision;
 mod support;
 mod ui;

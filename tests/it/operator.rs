@@ -58,6 +58,9 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
         ("GET", "/admin/discovery"),
         ("POST", "/admin/reload"),
         ("GET", "/admin/store/export"),
+        ("GET", "/admin/streams"),
+        ("GET", "/admin/streams/{id}"),
+        ("DELETE", "/admin/streams/{id}"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

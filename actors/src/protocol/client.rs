@@ -156,7 +156,7 @@ impl UpstreamError {
     }
 }
 
-fn map_send_error(e: SendRequestError, timeout: Duration) -> UpstreamError {
+pub(crate) fn map_send_error(e: SendRequestError, timeout: Duration) -> UpstreamError {
     match e {
         // awc reports a connection the server dropped mid-exchange as its connector being
         // "disconnected": the request went out, so it is a broken exchange, not a failed connect.

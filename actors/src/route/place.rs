@@ -14,7 +14,7 @@ use super::state::JobState;
 use super::{RouteError, Router};
 
 /// A pair chosen for an attempt, with a slot taken there and the job admitted.
-pub(super) struct Placed {
+pub(crate) struct Placed {
     /// The pair.
     pub(crate) picked: Picked,
     /// The slot the attempt holds until it ends.
@@ -29,7 +29,7 @@ pub(super) struct Placed {
 
 impl Router {
     /// Finds a pair for the next attempt of the job in `s`, or the error that ends the job.
-    pub(super) async fn place(&self, s: &mut JobState<'_>) -> Result<Placed, RouteError> {
+    pub(crate) async fn place(&self, s: &mut JobState<'_>) -> Result<Placed, RouteError> {
         let cap = s.capability();
         let mut ticket: Option<Ticket> = None;
         loop {

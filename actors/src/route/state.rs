@@ -21,7 +21,7 @@ use super::{AttemptKind, AttemptReport, Job, RouteError};
 const MAX_REFUSALS: usize = 16;
 
 /// One job's progress through the loop.
-pub(super) struct JobState<'a> {
+pub(crate) struct JobState<'a> {
     /// The job.
     pub(crate) job: &'a Job,
     /// Its capability's policy, read once.

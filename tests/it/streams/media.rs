@@ -1,0 +1,27 @@
+//! Media over HTTP: the client publishes segments to the gateway's trickle ingress and reads the
+//! runner's output from its trickle egress; both URLs are the gateway's own.
+
+use super::*;
+
+#[actix_web::test]
+async fn ingress_segments_come_back_processed_through_the_gateways_own_urls() {
+    let a = sim("a", &[(CAP, live())]);
+    let gw = gateway_with(&[(&a, &[CAP])], streams_config).await;
+    let urls = gw.started("m1").await;
+    assert_eq!(urls["publish_url"], format!("{}/process/stream/m1/in", gw.http));
+    assert_eq!(urls["subscribe_url"], format!("{}/process/stream/m1/out", gw.http));
+    for i in 0..3i64 {
+        let input = format!("segment-{i}-").repeat(1000).into_bytes();
+        let out = round_trip(&gw, &urls, i, &input).await;
+        assert_eq!(out.status, 200);
+        assert_eq!(out.header("lp-trickle-seq").as_deref(), Some(i.to_string().as_str()));
+        assert_eq!(out.body.as_ref(), processed("a", &input).as_slice(), "segment {i}");
+    }
+    let r = gw.stream_report("m1").await;
+    assert_eq!((r["ingress"]["segments"].as_u64(), r["egress"]["segments"].as_u64()), (Some(3), Some(3)), "{r}");
+    assert_eq!(a.state.live_stats().ingress_segments, 3);
+    // A segment far behind the window is a 470 naming the latest, as go-livepeer's server answers.
+    let old = subscribe(&gw.client, &urls, 100).await;
+    assert_eq!(old.status, 470);
+    assert_eq!(old.header("lp-trickle-latest").as_deref(), Some("3"));
+}

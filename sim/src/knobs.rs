@@ -146,6 +146,9 @@ pub struct Knobs {
     /// Streams, priced with `tickets`: the stream's time is debited every this many ms (go-livepeer:
     /// 23 s every 23 s); a second round that leaves the balance negative removes the stream.
     pub stream_debit_interval_ms: u64,
+    /// Streams: seconds of the price debited per round (0: the round's own length, as go-livepeer);
+    /// more than the round's length plays a long stream in a short test.
+    pub stream_debit_seconds: u64,
 }
 
 /// A defect in the ticket params a simulated orchestrator issues (knob `params_quirk`), each
@@ -250,6 +253,7 @@ impl Default for Knobs {
             stream_event_interval_ms: 1000,
             stream_data_interval_ms: 500,
             stream_debit_interval_ms: 23_000,
+            stream_debit_seconds: 0,
         }
     }
 }

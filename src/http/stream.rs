@@ -22,19 +22,33 @@ pub const MAX_STREAM_BODY: usize = 10 << 20;
 
 /// Registers the stream routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    // Each resource answers a preflight and a JSON 405 for the methods it does not serve.
+    let res = |path: &str, allowed: &'static str| {
+        web::resource(path).default_service(web::to(move |req: HttpRequest, state: web::Data<PublicState>| {
+            other_method(req, state, allowed)
+        }))
+    };
     cfg.service(
         web::scope("/process/stream")
-            .service(web::resource("/start").route(web::post().to(start)))
-            .service(web::resource("/{id}/update").route(web::post().to(update)))
-            .service(web::resource("/{id}/status").route(web::get().to(status)))
-            .service(web::resource("/{id}/stop").route(web::post().to(stop)))
-            .service(web::resource("/{id}/data").route(web::get().to(data)))
-            .service(web::resource("/{id}/in").route(web::delete().to(ingress_close)))
-            .service(web::resource("/{id}/in/{seq}").route(web::post().to(ingress_post)))
-            .service(web::resource("/{id}/out/next").route(web::get().to(egress_next)))
-            .service(web::resource("/{id}/out/{seq}").route(web::get().to(egress_get)))
+            .service(res("/start", "POST").route(web::post().to(start)))
+            .service(res("/{id}/update", "POST").route(web::post().to(update)))
+            .service(res("/{id}/status", "GET").route(web::get().to(status)))
+            .service(res("/{id}/stop", "POST").route(web::post().to(stop)))
+            .service(res("/{id}/data", "GET").route(web::get().to(data)))
+            .service(res("/{id}/in", "DELETE").route(web::delete().to(ingress_close)))
+            .service(res("/{id}/in/{seq}", "POST").route(web::post().to(ingress_post)))
+            .service(res("/{id}/out/next", "GET").route(web::get().to(egress_next)))
+            .service(res("/{id}/out/{seq}", "GET").route(web::get().to(egress_get)))
             .default_service(web::to(fallback)),
     );
+}
+
+/// A method a stream resource does not serve: the preflight, or a JSON 405.
+async fn other_method(req: HttpRequest, state: web::Data<PublicState>, allowed: &'static str) -> HttpResponse {
+    if req.method() == Method::OPTIONS {
+        return cors(HttpResponse::NoContent().finish(), &state, true);
+    }
+    fail(ApiError::method_not_allowed(allowed), &state)
 }
 
 fn streams(state: &PublicState) -> &Streams {

@@ -3,7 +3,9 @@
 //! HTTP clients for the start, the status, the data SSE and the media endpoints.
 
 mod api;
+mod inputs;
 mod media;
+mod payments;
 mod swaps;
 
 use byoc_actors::protocol::header::encode_client_header;

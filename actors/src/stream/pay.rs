@@ -3,8 +3,12 @@
 //! after a swap with the token of the orchestrator it started on), and the payment keeps the
 //! balance there above the orchestrator's 60 s minimum: the core tops it up to
 //! `120 s + 70 s` of the price whenever it is under `120 s`, and the orchestrator debits 23 s of it
-//! every 23 s, so a payment every `streams.payment_interval` (30 s) leaves a margin. The
-//! operator's limits (per ticket, per payment, per capability and hour) apply as to any job.
+//! every 23 s, so a payment every `streams.payment_interval` (30 s) leaves a margin. The stream's
+//! time is debited from the gateway's own ledger each round (at least a second per round, as the
+//! orchestrator charges whole seconds), so the core's rule against believing a lower balance
+//! right after a payment (a taker's lie) does not starve a stream whose balance is really being
+//! used. The operator's limits (per ticket, per payment, per capability and hour) apply as to any
+//! job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,12 +48,14 @@ pub(crate) enum PayFailure {
     Token(String),
 }
 
-/// One payment round for the stream placed at `accepted`.
+/// One payment round for the stream placed at `accepted`, which has run `used` since the last
+/// round (or since its start there).
 pub(crate) async fn pay(
     router: &Router,
     stream_id: &str,
     accepted: &Accepted,
     token_timeout: Duration,
+    used: Duration,
 ) -> Result<Paid, PayFailure> {
     let signer = &*router.signer;
     let mut view = accepted.picked.view.read().clone();
@@ -74,6 +80,7 @@ pub(crate) async fn pay(
         .and_then(|v| serde_json::from_value::<TicketParams>(v.clone()).ok())
         .ok_or(PayFailure::OverLimit(PayError::NoTicketParams))?;
     view.payment = Some(Arc::new(PaymentTerms { params, balance: token.balance }));
+    router.payments.debit(&view, used.as_secs_f64());
     let label = router.scoreboard.label(&cap);
     let header = match router.payments.prepare(&view, &label, PAYMENT_SECONDS, signer) {
         Ok(Some(h)) => h,
@@ -95,12 +102,15 @@ pub(crate) async fn pay(
         },
     )
     .await;
+    let refused = |why: String| {
+        // Its next token's balance is believed again, even right after this payment.
+        router.payments.refused(&view.key);
+        PayFailure::Refused(why)
+    };
     match answer {
         Ok(a) if (200..300).contains(&a.status) => Ok(Paid::Sent),
-        Ok(a) => {
-            Err(PayFailure::Refused(format!("answered {}: {}", a.status, crate::protocol::client::excerpt(&a.body))))
-        }
+        Ok(a) => Err(refused(format!("answered {}: {}", a.status, crate::protocol::client::excerpt(&a.body)))),
         // A master orchestrator that cannot process a payment crashes its handler.
-        Err(e) => Err(PayFailure::Refused(format!("no answer to the payment: {e}"))),
+        Err(e) => Err(refused(format!("no answer to the payment: {e}"))),
     }
 }

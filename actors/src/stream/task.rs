@@ -87,7 +87,15 @@ pub(crate) async fn run(
     metrics::gauge!(m::STREAMS_ACTIVE, "capability" => cap.clone()).increment(1.0);
     tracing::info!(stream = %stream.id, capability = %cap, orchestrator = %accepted.picked.key.orchestrator, "stream started");
     let (tx, mut triggers) = mpsc::channel::<Trigger>(4);
-    let task = Task { ctx, stream: stream.clone(), spec, sessions: std::cell::Cell::new(0), triggers: tx, timeout };
+    let task = Task {
+        ctx,
+        stream: stream.clone(),
+        spec,
+        sessions: std::cell::Cell::new(0),
+        unpaid_since: std::cell::Cell::new(Instant::now()),
+        triggers: tx,
+        timeout,
+    };
     let mut session = task.begin(accepted);
     // The client hears of the start only once the channels are being set up.
     if started.send(Ok(())).is_err() {
@@ -166,6 +174,9 @@ struct Task {
     stream: Arc<Stream>,
     spec: Spec,
     sessions: std::cell::Cell<u64>,
+    /// Since when the current session's time has not been debited (its start, or the last
+    /// payment round).
+    unpaid_since: std::cell::Cell<Instant>,
     triggers: mpsc::Sender<Trigger>,
     timeout: Duration,
 }
@@ -174,6 +185,7 @@ impl Task {
     /// Starts a session on `accepted`.
     fn begin(&self, accepted: Accepted) -> Session {
         self.sessions.set(self.sessions.get() + 1);
+        self.unpaid_since.set(Instant::now());
         let orchestrator = accepted.picked.key.orchestrator.to_string();
         {
             let mut snap = self.stream.snapshot.lock();
@@ -220,7 +232,10 @@ impl Task {
     /// One payment round: `Ok` when the stream goes on, a trigger when it moves, an end reason
     /// when it cannot be paid for at all.
     async fn pay(&self, session: &Session) -> Result<(), Result<(SwapReason, String), EndReason>> {
-        let r = pay::pay(&self.ctx.router, &self.stream.id, &session.accepted, self.ctx.settings.token_timeout).await;
+        let now = Instant::now();
+        let used = now.saturating_duration_since(self.unpaid_since.replace(now));
+        let r =
+            pay::pay(&self.ctx.router, &self.stream.id, &session.accepted, self.ctx.settings.token_timeout, used).await;
         let cap = self.stream.capability.to_string();
         let result = match &r {
             Ok(Paid::Sent) => "sent",

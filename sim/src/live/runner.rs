@@ -205,7 +205,8 @@ async fn debit(state: Arc<SimState>, id: String, header: JobRequest) {
         let per_second = k.price_per_unit as f64 / k.pixels_per_unit.max(1) as f64;
         let balance = {
             let mut ledger = state.payments.lock();
-            ledger.debit(&header.sender, &header.capability, every.as_secs_f64(), per_second);
+            let seconds = if k.stream_debit_seconds > 0 { k.stream_debit_seconds as f64 } else { every.as_secs_f64() };
+            ledger.debit(&header.sender, &header.capability, seconds, per_second);
             ledger.balance(&header.sender, &header.capability, k.balance)
         };
         if balance >= 0 {

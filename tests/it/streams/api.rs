@@ -96,3 +96,26 @@ async fn a_stream_starts_runs_and_stops_end_to_end() {
     let again = read(gw.client.post(urls["stop_url"].as_str().expect("stop url")).send().await).await;
     again.error(409, "stream-ended");
 }
+
+#[actix_web::test]
+async fn shutdown_stops_every_live_stream_upstream() {
+    let a = sim("a", &[(CAP, live())]);
+    let gw = gateway_with(&[(&a, &[CAP])], streams_config).await;
+    for id in ["x1", "x2", "x3"] {
+        gw.started(id).await;
+    }
+    assert_eq!(a.state.live_streams().len(), 3);
+    let mut data = gw.client.get(format!("{}/process/stream/x1/data", gw.http)).send().await.expect("sse");
+    let TestGateway { gw: inner, client, .. } = gw;
+    inner.shutdown().await.expect("clean shutdown");
+    // Every orchestrator was told before the gateway went.
+    assert!(a.state.live_streams().is_empty(), "{:?}", a.state.live_streams());
+    let stats = a.state.live_stats();
+    assert_eq!(stats.stops, 3);
+    assert!(stats.stop_bodies.iter().all(|b| b == "gateway shutting down"), "{:?}", stats.stop_bodies);
+    // The data subscriber got its end event.
+    let body =
+        tokio::time::timeout(Duration::from_secs(10), data.body().limit(1 << 20)).await.expect("ended").expect("body");
+    assert!(String::from_utf8_lossy(&body).contains("the gateway shut down"), "{body:?}");
+    drop(client);
+}

@@ -32,6 +32,12 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
                     byoc_actors::metrics::DURATION_BUCKETS,
                 )
                 .map_err(|e| e.to_string())?
+                // A full name wins over the suffix: stream lifetimes run to hours.
+                .set_buckets_for_metric(
+                    Matcher::Full(byoc_actors::metrics::STREAM_DURATION_SECONDS.into()),
+                    byoc_actors::metrics::STREAM_DURATION_BUCKETS,
+                )
+                .map_err(|e| e.to_string())?
                 .build_recorder();
             let handle = recorder.handle();
             // Histogram samples queue in the recorder until drained; without a scrape they

@@ -180,6 +180,18 @@ pub fn describe() {
     describe_counter!(STUCK_ATTEMPTS_TOTAL, "Attempts abandoned as stuck, by capability");
     describe_counter!(WAITED_FOR_FASTER_TOTAL, "Selections that waited for a faster pair's slot");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
+    describe_gauge!(STREAMS_ACTIVE, "Live streams, by capability");
+    describe_counter!(STREAM_STARTS_TOTAL, "Stream starts, by capability and outcome");
+    describe_counter!(STREAM_ENDS_TOTAL, "Streams that ended, by capability and reason");
+    describe_counter!(STREAM_SWAPS_TOTAL, "Orchestrator swaps of streams, by capability and reason");
+    describe_counter!(STREAM_EVENTS_TOTAL, "Events from stream runners, by capability and kind");
+    describe_counter!(STREAM_PAYMENTS_TOTAL, "Stream payment rounds, by capability and result");
+    describe_histogram!(
+        STREAM_SEGMENT_SECONDS,
+        Unit::Seconds,
+        "Time a media segment took through the gateway (first byte in to last byte out), by direction"
+    );
+    describe_histogram!(STREAM_DURATION_SECONDS, Unit::Seconds, "Stream lifetimes, by capability");
 }
 
 /// Registers, at zero, every series whose labels are known at start, so dashboards show 0
@@ -226,6 +238,9 @@ pub fn register_at_zero() {
     for name in [DISCOVERY_ORCHESTRATORS, STORE_SIZE_BYTES, BODY_BYTES, ANSWER_BYTES, ORCHESTRATORS, PAIRS_ROUTABLE] {
         metrics::gauge!(name).increment(0.0);
     }
+    for direction in ["in", "out"] {
+        let _ = metrics::histogram!(STREAM_SEGMENT_SECONDS, "direction" => direction);
+    }
 }
 
 /// Registers, at zero, the series of one offered capability (its jobs, attempts, retries,
@@ -251,8 +266,14 @@ pub(crate) fn register_capability(label: &CapabilityLabel) {
         metrics::gauge!(name, "capability" => c.clone()).increment(0.0);
     }
     // Registered without a sample: rendered with zero counts.
-    for name in [REQUEST_DURATION_SECONDS, UPSTREAM_DURATION_SECONDS, QUEUE_WAIT_SECONDS] {
+    for name in [REQUEST_DURATION_SECONDS, UPSTREAM_DURATION_SECONDS, QUEUE_WAIT_SECONDS, STREAM_DURATION_SECONDS] {
         let _ = metrics::histogram!(name, "capability" => c.clone());
+    }
+    // Streams of the capability.
+    metrics::gauge!(STREAMS_ACTIVE, "capability" => c.clone()).increment(0.0);
+    metrics::counter!(STREAM_STARTS_TOTAL, "capability" => c.clone(), "outcome" => "started").increment(0);
+    for reason in crate::stream::SwapReason::ALL {
+        metrics::counter!(STREAM_SWAPS_TOTAL, "capability" => c.clone(), "reason" => reason.as_str()).increment(0);
     }
 }
 
@@ -318,6 +339,10 @@ pub(crate) const STREAM_EVENTS_TOTAL: &str = "byoc_gateway_stream_events_total";
 pub(crate) const STREAM_PAYMENTS_TOTAL: &str = "byoc_gateway_stream_payments_total";
 /// Time a media segment took through the gateway, from its first byte in to its last byte out,
 /// by `direction` (`in`: client to orchestrator, `out`: orchestrator to client).
-pub(crate) const STREAM_SEGMENT_SECONDS: &str = "byoc_gateway_stream_segment_seconds";
-/// Stream lifetimes in seconds, by `capability`.
-pub(crate) const STREAM_DURATION_SECONDS: &str = "byoc_gateway_stream_duration_seconds";
+pub(crate) const STREAM_SEGMENT_SECONDS: &str = "byoc_gateway_stream_segment_duration_seconds";
+/// Stream lifetimes in seconds, by `capability` (buckets [`STREAM_DURATION_BUCKETS`]).
+pub const STREAM_DURATION_SECONDS: &str = "byoc_gateway_stream_duration_seconds";
+
+/// Histogram buckets in seconds for stream lifetimes: 1 s to a day.
+pub const STREAM_DURATION_BUCKETS: &[f64] =
+    &[1.0, 10.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0];

@@ -1,6 +1,7 @@
 //! The live status page in a real headless browser (Debian's chromium driven through
 //! chromedriver's WebDriver HTTP API): it loads with the token, lists the pairs of a running
-//! gateway, and its trip button opens a pair's breaker.
+//! gateway, and its trip button opens a pair's breaker; it lists live streams, and a stream's
+//! stop button ends it.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -163,6 +164,41 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
     assert_eq!(forced, "forced", "a manual trip is shown as forced");
     assert_eq!(gw.pair("depth", &a.url).await["breaker"]["state"], "open", "the click reached the gateway");
     assert_eq!(gw.pair("upscale", &a.url).await["breaker"]["state"], "closed");
+
+    // A live stream is listed with its state and orchestrator, and its stop button ends it.
+    let start = gw
+        .client
+        .post(format!("{}/process/stream/start", gw.http))
+        .insert_header((
+            "Livepeer",
+            byoc_actors::protocol::header::encode_client_header(
+                &json!({"capability": "upscale", "timeout_seconds": 10, "parameters": "{\"enable_data_output\":true}"}),
+            ),
+        ))
+        .send_body(json!({"stream_id": "ui1"}).to_string())
+        .await;
+    assert_eq!(read(start).await.status, 200);
+    let stream_state = || {
+        js("const r = document.querySelector('tr[data-stream=\"ui1\"] .stream-state'); return r ? r.textContent : null;")
+    };
+    eventually("the page lists the stream running", 250, || async {
+        (stream_state().await == "running").then_some(())
+    })
+    .await;
+    let stop = driver
+        .call(
+            "POST",
+            &s("/element"),
+            Some(json!({"using": "css selector", "value": "tr[data-stream=\"ui1\"] button.stop-stream"})),
+        )
+        .await;
+    let eid = stop[ELEMENT].as_str().unwrap_or_else(|| panic!("element id in {stop}")).to_string();
+    driver.call("POST", &s(&format!("/element/{eid}/click")), Some(json!({}))).await;
+    eventually("the page shows the stream ended", 250, || async {
+        stream_state().await.as_str().is_some_and(|t| t.starts_with("ended")).then_some(())
+    })
+    .await;
+    assert_eq!(gw.admin_get("/admin/streams/ui1").await.json()["ended"]["reason"]["kind"], "stopped-by-operator");
 
     if let Some(dir) = std::env::var_os("BYOC_SCREENSHOT_DIR") {
         use base64::Engine as _;

@@ -20,6 +20,16 @@ async fn ingress_segments_come_back_processed_through_the_gateways_own_urls() {
     let r = gw.stream_report("m1").await;
     assert_eq!((r["ingress"]["segments"].as_u64(), r["egress"]["segments"].as_u64()), (Some(3), Some(3)), "{r}");
     assert_eq!(a.state.live_stats().ingress_segments, 3);
+    // The relay time of each segment is in the metrics, each way (process-wide: at least these).
+    let m = read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await;
+    let text = String::from_utf8_lossy(&m.body).into_owned();
+    for direction in ["in", "out"] {
+        let count = format!("byoc_gateway_stream_segment_duration_seconds_count{{direction=\"{direction}\"}} ");
+        let n: f64 =
+            text.lines().find_map(|l| l.strip_prefix(&count)).and_then(|v| v.trim().parse().ok()).expect(&count);
+        assert!(n >= 3.0, "{count}{n}");
+    }
+    assert!(text.contains(&format!("byoc_gateway_streams_active{{capability=\"{CAP}\"}}")), "the live streams gauge");
     // A segment far behind the window is a 470 naming the latest, as go-livepeer's server answers.
     let old = subscribe(&gw.client, &urls, 100).await;
     assert_eq!(old.status, 470);

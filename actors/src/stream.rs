@@ -386,7 +386,12 @@ impl Streams {
             urls: urls.clone(),
             created: Instant::now(),
             created_unix_ms: unix_ms_now(),
-            ingress: features.ingress.then(|| Channel::new(settings.channel)),
+            // Only the session's relay reads the ingress (each segment it relays is held by its
+            // task): the window need not keep more than the segment being written and the one
+            // before.
+            ingress: features
+                .ingress
+                .then(|| Channel::new(window::Limits { window: settings.channel.window.min(2), ..settings.channel })),
             egress: features.egress.then(|| Channel::new(settings.channel)),
             data: features.data.then(|| DataFeed::new(settings.data_buffer_lines, settings.max_line_bytes)),
             status: Mutex::default(),

@@ -68,6 +68,10 @@ fn serve(state: &Arc<SimState>, listener: TcpListener) -> std::io::Result<()> {
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
         .workers(1)
+        // go-livepeer's orchestrator (Go's net/http) keeps idle connections open; actix-web's
+        // default of 5 s would close the gateway's pooled connections under it, and the next
+        // call on one would break.
+        .keep_alive(std::time::Duration::from_secs(75))
         .disable_signals()
         .shutdown_timeout(1);
     let server = if state.tls {

@@ -344,7 +344,8 @@ mod tests {
 
     #[test]
     fn names_are_stable() {
-        assert_eq!(SwapReason::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().len(), 8);
+        let names: Vec<&str> = SwapReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names, crate::metrics::STREAM_SWAP_REASONS, "the metric's label values");
         assert_eq!(EndReason::NoOrchestrator("x".into()).as_str(), "no-orchestrator");
         assert!(EndReason::NoOrchestrator("all full".into()).describe().contains("all full"));
         assert_eq!(State::Swapping(SwapReason::NoOutput).as_str(), "swapping");

@@ -299,12 +299,41 @@ impl Task {
         let outcome = swap_outcome(reason, detail, session.age());
         let paid = reason == SwapReason::PaymentRefused;
         place::account(&self.ctx.router, &session.accepted.picked, None, &outcome, session.age(), paid).await;
-        self.stop_upstream_later(&session.accepted, Bytes::from(format!("{}: {detail}", reason.as_str())));
+        let stopping =
+            self.stop_upstream_later(&session.accepted, Bytes::from(format!("{}: {detail}", reason.as_str())));
         self.stream.snapshot.lock().orchestrator = None;
         drop(session);
-        let exclude = [old];
+        // Another orchestrator first; when none can take it, the one it left may (its pair was
+        // just charged: it is a candidate only while it stays routable), so a deployment with one
+        // orchestrator restarts the stream there instead of ending it. The swap bound stops a loop.
+        let mut placed = self.place_again(&[old], commands).await?;
+        if placed.is_err() {
+            // The same stream id again there: only once it has been told to stop the last one.
+            let _ = stopping.await;
+            placed = self.place_again(&[], commands).await?;
+        }
+        match placed {
+            Ok(accepted) => {
+                tracing::info!(stream = %self.stream.id, orchestrator = %accepted.picked.key.orchestrator, "stream moved to another orchestrator");
+                Ok(self.begin(accepted))
+            }
+            Err(why) => {
+                self.end(None, EndReason::NoOrchestrator(why), Bytes::new()).await;
+                Err(())
+            }
+        }
+    }
+
+    /// Places the stream again, leaving out `exclude`, within the stream's `timeout_seconds`, while
+    /// still taking commands: `Err(())` when a stop ended the stream meanwhile, `Ok(Err(why))` when
+    /// nothing accepted it.
+    async fn place_again(
+        &self,
+        exclude: &[crate::orchestrator::OrchestratorId],
+        commands: &mut mpsc::Receiver<Command>,
+    ) -> Result<Result<Accepted, String>, ()> {
         let stream = self.stream.clone();
-        let placing = place::place(&self.ctx.router, &self.spec, &exclude, |r| {
+        let placing = place::place(&self.ctx.router, &self.spec, exclude, |r| {
             stream.refused_start();
             metrics::counter!(m::STREAM_SWAPS_TOTAL, "capability" => stream.capability.to_string(), "reason" => SwapReason::StartRefused.as_str()).increment(1);
             tracing::debug!(stream = %stream.id, orchestrator = %r.orchestrator, "swap candidate refused");
@@ -312,10 +341,10 @@ impl Task {
         tokio::pin!(placing);
         let deadline = tokio::time::sleep(self.timeout);
         tokio::pin!(deadline);
-        let placed = loop {
+        loop {
             tokio::select! {
-                r = &mut placing => break r.map_err(|e| e.to_string()),
-                () = &mut deadline => break Err(format!("none accepted within timeout_seconds ({} s)", self.timeout.as_secs())),
+                r = &mut placing => return Ok(r.map_err(|e| e.to_string())),
+                () = &mut deadline => return Ok(Err(format!("none accepted within timeout_seconds ({} s)", self.timeout.as_secs()))),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Stop { by, body, reply }) => {
                         let answer = self.end(None, by.reason(), body).await;
@@ -334,16 +363,6 @@ impl Task {
                         return Err(());
                     }
                 },
-            }
-        };
-        match placed {
-            Ok(accepted) => {
-                tracing::info!(stream = %self.stream.id, orchestrator = %accepted.picked.key.orchestrator, "stream moved to another orchestrator");
-                Ok(self.begin(accepted))
-            }
-            Err(why) => {
-                self.end(None, EndReason::NoOrchestrator(why), Bytes::new()).await;
-                Err(())
             }
         }
     }
@@ -393,13 +412,13 @@ impl Task {
     }
 
     /// Tells the orchestrator of `accepted` to stop the stream, without waiting (a swap goes on).
-    fn stop_upstream_later(&self, accepted: &Accepted, body: Bytes) {
+    fn stop_upstream_later(&self, accepted: &Accepted, body: Bytes) -> tokio::task::JoinHandle<()> {
         let router = self.ctx.router.clone();
         let (id, cap) = (self.stream.id.clone(), self.stream.capability.to_string());
         let service_addr = accepted.service_addr.clone();
         actix::spawn(async move {
             let _ = stop_upstream(&router, &id, &cap, &service_addr, body).await;
-        });
+        })
     }
 
     /// Ends the stream: its orchestrator (if any) is told to stop and answers, its channels close,

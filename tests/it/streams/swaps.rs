@@ -120,12 +120,32 @@ async fn a_crashed_orchestrator_loses_the_stream_to_another() {
 }
 
 #[actix_web::test]
-async fn with_nothing_to_move_to_the_stream_ends_with_the_reason_in_its_status() {
+async fn with_no_other_orchestrator_it_restarts_there_and_ends_when_that_one_is_down() {
     let a = sim("a", &[(CAP, live())]);
     let gw = gateway_with(&[(&a, &[CAP])], streams_config).await;
     let urls = gw.started("n1").await;
-    let mut data = gw.client.get(urls["data_url"].as_str().expect("data")).send().await.expect("sse");
+    let up = gw.update_stream("n1", &json!({"prompt": "kept"})).await;
+    assert_eq!(up.status, 200);
+    // The only orchestrator loses the stream's channels: the stream starts there again (counted),
+    // told to stop the old session first, with the params replayed.
     a.state.vanish_streams();
+    let r = eventually("restarted on a", 500, || async {
+        let r = gw.stream_report("n1").await;
+        (r["state"] == "running" && r["swaps"] == 1).then_some(r)
+    })
+    .await;
+    assert_eq!(r["orchestrator"]["url"], a.url.as_str(), "{r}");
+    assert_eq!(a.state.live_stats().starts, 2);
+    eventually("params replayed", 250, || async {
+        a.state.live_stats().control_params.iter().any(|p| p.contains("kept")).then_some(())
+    })
+    .await;
+    let out = round_trip(&gw, &urls, 0, b"again").await;
+    assert_eq!(out.body.as_ref(), processed("a", b"again").as_slice());
+
+    // Now it is down: nothing can take the stream, which ends with the reason in its status.
+    let mut data = gw.client.get(urls["data_url"].as_str().expect("data")).send().await.expect("sse");
+    a.stop().await;
     let status = eventually("the stream to end", 500, || async {
         let v = gw.stream_status("n1").await.json();
         (v["gateway"]["state"] == "ended").then_some(v)
@@ -136,7 +156,7 @@ async fn with_nothing_to_move_to_the_stream_ends_with_the_reason_in_its_status()
     assert!(message.contains("no orchestrator could take the stream"), "{status}");
     // The data subscriber gets the end event with the reason.
     let body =
-        tokio::time::timeout(Duration::from_secs(10), data.body().limit(1 << 20)).await.expect("ends").expect("body");
+        tokio::time::timeout(Duration::from_secs(20), data.body().limit(1 << 20)).await.expect("ends").expect("body");
     let text = String::from_utf8_lossy(&body);
     assert!(text.contains("event: end\ndata: {") && text.contains("no orchestrator could take the stream"), "{text}");
     // Its media URLs answer as a closed trickle channel does.

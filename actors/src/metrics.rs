@@ -272,6 +272,9 @@ pub(crate) fn register_capability(label: &CapabilityLabel) {
     // Streams of the capability.
     metrics::gauge!(STREAMS_ACTIVE, "capability" => c.clone()).increment(0.0);
     metrics::counter!(STREAM_STARTS_TOTAL, "capability" => c.clone(), "outcome" => "started").increment(0);
+    metrics::counter!(STREAM_ENDS_TOTAL, "capability" => c.clone(), "reason" => "stopped").increment(0);
+    metrics::counter!(STREAM_EVENTS_TOTAL, "capability" => c.clone(), "kind" => "status").increment(0);
+    metrics::counter!(STREAM_PAYMENTS_TOTAL, "capability" => c.clone(), "result" => "sent").increment(0);
     for reason in STREAM_SWAP_REASONS {
         metrics::counter!(STREAM_SWAPS_TOTAL, "capability" => c.clone(), "reason" => *reason).increment(0);
     }

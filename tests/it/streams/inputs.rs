@@ -118,12 +118,16 @@ async fn a_start_refused_or_hanging_moves_on_to_the_next_candidate() {
             let urls = gw.started(&id).await;
             assert_eq!(urls["stream_id"], id.as_str());
             let r = gw.runs_on(&id, &good).await;
+            // Stopped at once, so the good orchestrator never fills up (a full one refuses too).
+            let stop = read(gw.client.post(format!("{}/process/stream/{id}/stop", gw.http)).send().await).await;
+            assert_eq!(stop.status, 200);
             if r["start_refusals"] == 1 {
                 break;
             }
             assert!(i < 7, "the bad candidate was never tried ({knobs:?})");
         }
-        assert!(bad.state.live_stats().refused >= 1 || knobs.stream_start_hang);
+        assert!(bad.state.live_stats().refused >= 1 || knobs.stream_start_hang, "{knobs:?}");
+        assert_eq!(good.state.live_stats().refused, 0, "the good one never refused");
     }
 }
 

@@ -51,7 +51,7 @@ async fn a_priced_stream_pays_at_start_and_over_time_to_its_current_orchestrator
     gw.add_live(&b).await;
     a.state.vanish_streams();
     gw.runs_on("p1", &b).await;
-    eventually("a stream payment to b", 500, || async { (b.state.live_stats().payments >= 2).then_some(()) }).await;
+    eventually("two stream payments to b", 1500, || async { (b.state.live_stats().payments >= 2).then_some(()) }).await;
     let at_b = b.state.payment_stats();
     assert_eq!(at_b.refused, 0, "{at_b:?}");
     assert!(at_b.payments >= 3, "the start at b and its rounds: {at_b:?}");
@@ -94,7 +94,7 @@ async fn the_spend_cap_applies_to_streams_too() {
     })
     .await;
     gw.started("p3").await;
-    let r = eventually("the stream to end", 500, || async {
+    let r = eventually("the stream to end", 1500, || async {
         let r = gw.stream_report("p3").await;
         (r["state"] == "ended").then_some(r)
     })

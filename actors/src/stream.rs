@@ -435,7 +435,8 @@ impl Streams {
             return Err(StreamError::Duplicate(stream.id.clone()));
         }
         if live.len() >= self.inner.settings.max_streams {
-            metrics::counter!(crate::metrics::STREAM_STARTS_TOTAL, "capability" => "unknown", "outcome" => "stream-limit").increment(1);
+            let unknown = crate::metrics::CapabilityLabel::UNKNOWN.value();
+            metrics::counter!(crate::metrics::STREAM_STARTS_TOTAL, "capability" => unknown, "outcome" => "stream-limit").increment(1);
             return Err(StreamError::Limit(self.inner.settings.max_streams));
         }
         live.insert(stream.id.clone(), stream.clone());

@@ -371,6 +371,22 @@ async fn names_refused_once_the_discovery_budget_is_spent_become_no_metric_label
         *codes.entry(ans.json()["error"]["code"].as_str().unwrap_or("?").to_string()).or_insert(0) += 1;
     }
     assert!(codes.get("discovery-rate-limited").is_some_and(|n| *n >= JOBS - 10), "{codes:?}");
+    // Stream starts naming such capabilities are refused the same way, and label nothing either.
+    for i in 0..20 {
+        let header = byoc_actors::protocol::header::encode_client_header(
+            &json!({"capability": format!("zz-stream-{i}"), "request": "{}", "parameters": "{}", "timeout_seconds": 5}),
+        );
+        let ans = read(
+            c.post(format!("{}/process/stream/start", gw.http))
+                .insert_header(("Livepeer", header))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body("{}")
+                .await,
+        )
+        .await;
+        let code = ans.json()["error"]["code"].as_str().unwrap_or("?").to_string();
+        assert!(["discovery-rate-limited", "unknown-capability"].contains(&code.as_str()), "{code}");
+    }
     let metrics = read(c.get(format!("{}/metrics", gw.admin)).bearer_auth(TOKEN).send().await).await;
     let text = String::from_utf8_lossy(&metrics.body);
     let labelled: Vec<&str> = text.lines().filter(|l| l.contains("zz-")).take(3).collect();
@@ -383,6 +399,12 @@ async fn names_refused_once_the_discovery_budget_is_spent_become_no_metric_label
         codes.get("discovery-rate-limited").copied(),
         "counted under unknown"
     );
+    let stream_refusals: usize = text
+        .lines()
+        .filter(|l| l.starts_with("byoc_gateway_stream_starts_total{capability=\"unknown\","))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert_eq!(stream_refusals, 20, "the refused stream starts are counted under unknown");
     // Each refusal is a warning, at most 10 a second (a bound from the time the jobs took,
     // not a timing assertion).
     let bound = 10 * (started.elapsed().as_secs() as usize + 2);

@@ -187,8 +187,8 @@ pub(crate) async fn account(
     elapsed: Duration,
     paid: bool,
 ) {
-    let cap = picked.key.capability.to_string();
-    metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => cap, "result" => outcome.class()).increment(1);
+    metrics::counter!(m::ATTEMPTS_TOTAL, "capability" => picked.label().value(), "result" => outcome.class())
+        .increment(1);
     let record = Record { lease, outcome: outcome.clone(), elapsed, paid };
     if picked.addr.send(record).timeout(router.mailbox_timeout).await.is_err() {
         metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);

@@ -52,6 +52,8 @@ pub(crate) struct Pump {
     pub(crate) session: u64,
     /// The orchestrator's `service_addr` (for the events' `orchestrator_info`).
     pub(crate) orchestrator_url: Arc<str>,
+    /// The `capability` label of the stream's metrics.
+    pub(crate) label: crate::metrics::CapabilityLabel,
 }
 
 impl Pump {
@@ -91,6 +93,7 @@ impl Session {
         settings: &Arc<StreamSettings>,
         client: &awc::Client,
         triggers: Triggers,
+        label: crate::metrics::CapabilityLabel,
     ) -> Self {
         let pump = Pump {
             stream: stream.clone(),
@@ -99,6 +102,7 @@ impl Session {
             triggers,
             session: id,
             orchestrator_url: accepted.service_addr.clone(),
+            label,
         };
         let urls = &accepted.urls;
         let mut tasks = vec![

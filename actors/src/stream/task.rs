@@ -26,7 +26,7 @@ use crate::clock::unix_ms_now;
 use crate::metrics as m;
 use crate::outcome::{Outcome, Refusal};
 use crate::protocol::client::UpstreamError;
-use crate::route::{AttemptReport, RouteError, Router};
+use crate::route::{AttemptReport, Router};
 
 use super::machine::{Decision, EndReason, SwapReason};
 use super::pay::{self, Paid, PayFailure};
@@ -74,8 +74,9 @@ pub(crate) async fn run(
         Ok(a) => a,
         Err(e) => {
             let outcome = e.code();
-            metrics::counter!(m::STREAM_STARTS_TOTAL, "capability" => label(&ctx, &stream, &e), "outcome" => outcome)
-                .increment(1);
+            // Only capabilities some orchestrator offers are label values (`unknown` otherwise).
+            let label = ctx.router.scoreboard.label(&stream.capability);
+            metrics::counter!(m::STREAM_STARTS_TOTAL, "capability" => label.value(), "outcome" => outcome).increment(1);
             tracing::info!(stream = %stream.id, capability = %stream.capability, error = %e, "stream start failed");
             ctx.streams.forget(&stream.id);
             let _ = started.send(Err(e));
@@ -83,8 +84,10 @@ pub(crate) async fn run(
         }
     };
     let cap = stream.capability.to_string();
-    metrics::counter!(m::STREAM_STARTS_TOTAL, "capability" => cap.clone(), "outcome" => "started").increment(1);
-    metrics::gauge!(m::STREAMS_ACTIVE, "capability" => cap.clone()).increment(1.0);
+    // The capability's board exists (a pair of it accepted the stream): its label.
+    let label = accepted.picked.label().clone();
+    metrics::counter!(m::STREAM_STARTS_TOTAL, "capability" => label.value(), "outcome" => "started").increment(1);
+    metrics::gauge!(m::STREAMS_ACTIVE, "capability" => label.value()).increment(1.0);
     tracing::info!(stream = %stream.id, capability = %cap, orchestrator = %accepted.picked.key.orchestrator, "stream started");
     let (tx, mut triggers) = mpsc::channel::<Trigger>(4);
     let task = Task {
@@ -93,6 +96,7 @@ pub(crate) async fn run(
         spec,
         sessions: std::cell::Cell::new(0),
         unpaid_since: std::cell::Cell::new(Instant::now()),
+        label,
         triggers: tx,
         timeout,
     };
@@ -158,17 +162,6 @@ pub(crate) async fn run(
     }
 }
 
-fn label(ctx: &Ctx, stream: &Stream, e: &StreamError) -> String {
-    // Only capabilities some orchestrator offers become label values.
-    match e {
-        StreamError::Start(RouteError::UnknownCapability(_) | RouteError::DiscoveryRateLimited { .. }) => {
-            "unknown".into()
-        }
-        _ if ctx.router.scoreboard.queue(&stream.capability).is_none() => "unknown".into(),
-        _ => stream.capability.to_string(),
-    }
-}
-
 struct Task {
     ctx: Ctx,
     stream: Arc<Stream>,
@@ -177,6 +170,8 @@ struct Task {
     /// Since when the current session's time has not been debited (its start, or the last
     /// payment round).
     unpaid_since: std::cell::Cell<Instant>,
+    /// The `capability` label of the stream's metrics.
+    label: m::CapabilityLabel,
     triggers: mpsc::Sender<Trigger>,
     timeout: Duration,
 }
@@ -202,6 +197,7 @@ impl Task {
             &self.ctx.settings,
             &self.ctx.router.client,
             self.triggers.clone(),
+            self.label.clone(),
         )
     }
 
@@ -236,7 +232,6 @@ impl Task {
         let used = now.saturating_duration_since(self.unpaid_since.replace(now));
         let r =
             pay::pay(&self.ctx.router, &self.stream.id, &session.accepted, self.ctx.settings.token_timeout, used).await;
-        let cap = self.stream.capability.to_string();
         let result = match &r {
             Ok(Paid::Sent) => "sent",
             Ok(Paid::NotDue) => "not-due",
@@ -245,7 +240,8 @@ impl Task {
             Err(PayFailure::SpendCap(_)) => "spend-cap",
             Err(PayFailure::Token(_)) => "token-failed",
         };
-        metrics::counter!(m::STREAM_PAYMENTS_TOTAL, "capability" => cap, "result" => result).increment(1);
+        metrics::counter!(m::STREAM_PAYMENTS_TOTAL, "capability" => self.label.value(), "result" => result)
+            .increment(1);
         let mut snap = self.stream.snapshot.lock();
         match r {
             Ok(Paid::Sent) => {
@@ -285,8 +281,8 @@ impl Task {
         detail: &str,
         commands: &mut mpsc::Receiver<Command>,
     ) -> Result<Session, ()> {
-        let cap = self.stream.capability.to_string();
-        metrics::counter!(m::STREAM_SWAPS_TOTAL, "capability" => cap, "reason" => reason.as_str()).increment(1);
+        metrics::counter!(m::STREAM_SWAPS_TOTAL, "capability" => self.label.value(), "reason" => reason.as_str())
+            .increment(1);
         let decision = self.stream.snapshot.lock().machine.trigger(reason, detail, Instant::now(), unix_ms_now());
         let old = session.accepted.picked.key.orchestrator.clone();
         tracing::warn!(stream = %self.stream.id, orchestrator = %old, reason = reason.as_str(), detail, "stream leaves its orchestrator");
@@ -332,10 +328,10 @@ impl Task {
         exclude: &[crate::orchestrator::OrchestratorId],
         commands: &mut mpsc::Receiver<Command>,
     ) -> Result<Result<Accepted, String>, ()> {
-        let stream = self.stream.clone();
+        let (stream, label) = (self.stream.clone(), self.label.clone());
         let placing = place::place(&self.ctx.router, &self.spec, exclude, |r| {
             stream.refused_start();
-            metrics::counter!(m::STREAM_SWAPS_TOTAL, "capability" => stream.capability.to_string(), "reason" => SwapReason::StartRefused.as_str()).increment(1);
+            metrics::counter!(m::STREAM_SWAPS_TOTAL, "capability" => label.value(), "reason" => SwapReason::StartRefused.as_str()).increment(1);
             tracing::debug!(stream = %stream.id, orchestrator = %r.orchestrator, "swap candidate refused");
         });
         tokio::pin!(placing);
@@ -441,9 +437,10 @@ impl Task {
             self.stream.status.lock().set_error(reason.describe(), unix_ms_now());
         }
         self.stream.close_channels();
-        metrics::gauge!(m::STREAMS_ACTIVE, "capability" => cap.clone()).decrement(1.0);
-        metrics::counter!(m::STREAM_ENDS_TOTAL, "capability" => cap.clone(), "reason" => reason.as_str()).increment(1);
-        metrics::histogram!(m::STREAM_DURATION_SECONDS, "capability" => cap)
+        metrics::gauge!(m::STREAMS_ACTIVE, "capability" => self.label.value()).decrement(1.0);
+        metrics::counter!(m::STREAM_ENDS_TOTAL, "capability" => self.label.value(), "reason" => reason.as_str())
+            .increment(1);
+        metrics::histogram!(m::STREAM_DURATION_SECONDS, "capability" => self.label.value())
             .record(self.stream.created.elapsed().as_secs_f64());
         self.ctx.streams.retire(&self.stream);
         answer

@@ -40,7 +40,7 @@ pub(super) async fn run(pump: Pump, url: String) {
             EventKind::Other => "other",
             EventKind::Invalid => "invalid",
         };
-        metrics::counter!(crate::metrics::STREAM_EVENTS_TOTAL, "capability" => cap.clone(), "kind" => kind)
+        metrics::counter!(crate::metrics::STREAM_EVENTS_TOTAL, "capability" => pump.label.value(), "kind" => kind)
             .increment(1);
     }
 }

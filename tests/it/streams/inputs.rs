@@ -64,6 +64,13 @@ async fn unknown_streams_are_json_404s_and_duplicates_409s() {
     // A bad segment number.
     let bad = read(gw.client.post(format!("{}/process/stream/dup/in/x", gw.http)).send_body("x").await).await;
     bad.error(400, "invalid-seq");
+    // An operator stops it: the orchestrator is told, the report shows it ended, a second stop is a 409.
+    let stopped = gw.admin_delete("/admin/streams/dup").await;
+    assert_eq!(stopped.status, 200, "{}", String::from_utf8_lossy(&stopped.body));
+    assert_eq!(stopped.json()["state"], "ended", "{}", stopped.json());
+    let told = a.state.live_stats().stop_bodies.iter().any(|b| b.contains("stopped by an operator"));
+    assert!(told, "{:?}", a.state.live_stats().stop_bodies);
+    gw.admin_delete("/admin/streams/dup").await.error(409, "stream-ended");
 }
 
 #[actix_web::test]

@@ -119,3 +119,20 @@ async fn shutdown_stops_every_live_stream_upstream() {
     assert!(String::from_utf8_lossy(&body).contains("the gateway shut down"), "{body:?}");
     drop(client);
 }
+
+#[actix_web::test]
+async fn the_control_channel_is_kept_alive() {
+    let a = sim("a", &[(CAP, live())]);
+    let gw = gateway_with(&[(&a, &[CAP])], |c| {
+        streams_config(c);
+        c.streams.keepalive = Duration::from_millis(100);
+    })
+    .await;
+    gw.started("k1").await;
+    // The runner reads `{"keep":"alive"}` on its control channel, again and again, and never as params.
+    eventually("keep-alives on the control channel", 250, || async {
+        (a.state.live_stats().keepalives >= 3).then_some(())
+    })
+    .await;
+    assert!(a.state.live_stats().control_params.iter().all(|p| !p.contains("keep")));
+}

@@ -144,8 +144,8 @@ pub struct Validated {
     pub http_addr: SocketAddr,
     /// Parsed admin address.
     pub admin_addr: SocketAddr,
-    /// Static orchestrators: normalised URL and declared capabilities (deduplicated).
-    pub orchestrators: Vec<(String, Vec<Capability>)>,
+    /// Static orchestrators: normalised URL, declared capabilities (deduplicated), label.
+    pub orchestrators: Vec<byoc_actors::orchestrator::Listed>,
     /// Per-capability policies.
     pub policies: Vec<(Capability, CapabilityPolicy)>,
     /// Every AI-runner path and the capability it routes to (aliases applied).
@@ -308,10 +308,41 @@ mod tests {
         cfg.apply(&RunArgs::default());
         let v = cfg.validate().expect("valid");
         assert_eq!(v.orchestrators.len(), 1);
-        assert_eq!(v.orchestrators[0].0, "https://1.2.3.4:8935");
-        assert_eq!(v.orchestrators[0].1.len(), 1);
+        assert_eq!(v.orchestrators[0].url, "https://1.2.3.4:8935");
+        assert_eq!(v.orchestrators[0].capabilities.len(), 1);
         let bad = Config { orch_addr: vec!["ftp://x:1".into()], ..Default::default() };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn orchestrators_may_carry_labels_from_flags_and_the_file() {
+        let mut cfg = Config::from_toml(
+            "orch_addr = [\"fast=1.2.3.4:8935\"]\n[[orchestrators]]\nurl = \"http://5.6.7.8:1\"\nlabel = \"slow box\"\n",
+        )
+        .expect("toml");
+        cfg.apply(&RunArgs::default());
+        let v = cfg.clone().validate().expect("valid");
+        let labels: Vec<(&str, Option<&str>)> =
+            v.orchestrators.iter().map(|l| (l.url.as_str(), l.label.as_deref())).collect();
+        assert_eq!(labels, vec![("https://1.2.3.4:8935", Some("fast")), ("http://5.6.7.8:1", Some("slow box"))]);
+        // The flag, comma separated as clap splits it, overrides the file's list.
+        let args = RunArgs { orch_addr: Some(vec!["a=http://h:1".into(), "http://g:1".into()]), ..Default::default() };
+        cfg.apply(&args);
+        let v = cfg.validate().expect("valid");
+        assert_eq!(v.orchestrators[0].label.as_deref(), Some("a"));
+        assert_eq!(v.orchestrators[1].label, None);
+        // Bad labels, and two labels for one orchestrator, are configuration errors.
+        for (orch_addr, toml) in [
+            (vec!["=http://h:1"], ""),
+            (vec!["a\u{1b}b=http://h:1"], ""),
+            (vec!["a=http://h:1"], "[[orchestrators]]\nurl = \"http://h:1\"\nlabel = \"b\"\n"),
+            (vec![], "[[orchestrators]]\nurl = \"http://h:1\"\nlabel = \"x,y\"\n"),
+        ] {
+            let mut cfg = Config::from_toml(toml).expect("toml");
+            cfg.orch_addr = orch_addr.iter().map(|s| s.to_string()).collect();
+            let err = cfg.validate().expect_err("invalid");
+            assert!(matches!(&err, ConfigError::Invalid(m) if m.contains("label")), "{orch_addr:?}: {err}");
+        }
     }
 
     #[test]

@@ -55,14 +55,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         data_dir,
         admin_token: Some(args.admin_token.clone()),
         orchestrators: [
-            (&fast, vec!["image-to-image", "depth"]),
-            (&slow, vec!["image-to-image"]),
-            (&broken, vec!["image-to-image", "depth"]),
+            (&fast, "fast", vec!["image-to-image", "depth"]),
+            (&slow, "slow", vec!["image-to-image"]),
+            (&broken, "broken", vec!["image-to-image", "depth"]),
         ]
         .iter()
-        .map(|(s, caps)| StaticOrchestrator {
+        .map(|(s, label, caps)| StaticOrchestrator {
             url: s.url.clone(),
             capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            label: Some(label.to_string()),
         })
         .collect(),
         ..Config::default()
@@ -182,7 +183,7 @@ impl Demo<'_> {
         println!("\npair actors now (GET /admin/pairs):");
         let pairs = self.gw.supervisor.send(ListPairs::default()).await.unwrap_or_default();
         for p in pairs {
-            let name = self.names.get(&p.orchestrator_url).copied().unwrap_or("?");
+            let name = p.orchestrator_label.as_deref().unwrap_or("?");
             println!(
                 "  {name:<7} {:<15} breaker={:<9} routable={:<5} p50={:>6} ms  ok={:<3} 5xx={:<2} oom={:<2} {}",
                 p.capability,
@@ -220,13 +221,13 @@ Try it (paste into another terminal while the demo runs):
   # (its breaker admits a trial once its open time is up, at most a minute)
   curl -s -X POST '{broken_url}/sim/knobs?capability=image-to-image' -H 'Content-Type: application/json' -d '{{"error_rate":0}}'
   for i in $(seq 20); do curl -s -o /dev/null http://{http}/process/request/image-to-image -H 'Livepeer: {h}' -d '{{}}'; sleep 3; done
-  curl -s 'http://{admin}/admin/pairs?capability=image-to-image' -H 'Authorization: Bearer {token}' | grep -o '"orchestrator_url":"[^"]*","capability":"[^"]*","service_addr":"[^"]*","breaker":{{"state":"[a-z_]*"'
+  curl -s 'http://{admin}/admin/pairs?capability=image-to-image' -H 'Authorization: Bearer {token}' | grep -o '"orchestrator_label":"[^"]*","capability":"[^"]*","service_addr":"[^"]*","breaker":{{"state":"[a-z_]*"'
 
   # make 'fast' fail too: jobs fail over (X-Gateway-Attempts: 2) and its breaker opens
   curl -s -X POST '{fast_url}/sim/knobs?capability=image-to-image' -H 'Content-Type: application/json' -d '{{"error_rate":1.0}}'
   for i in 1 2 3 4 5 6; do curl -s -o /dev/null -D - http://{http}/process/request/image-to-image -H 'Livepeer: {h}' -d '{{}}' | grep -i -E '^x-(orchestrator-url|gateway-attempts)'; done
 
-  # the registry, the supervisor, the metrics
+  # the registry (each orchestrator with its label), the supervisor, the metrics
   curl -s http://{admin}/admin/orchestrators -H 'Authorization: Bearer {token}'
   curl -s http://{admin}/admin/supervisor -H 'Authorization: Bearer {token}'
   curl -s http://{admin}/metrics | grep '^byoc_gateway_pairs'

@@ -1,5 +1,9 @@
-//! Orchestrators as the registry knows them: id, normalised URL, declared capabilities and
-//! where the entry came from.
+//! Orchestrators as the registry knows them: id, normalised URL, declared capabilities, the
+//! operator's label and where the entry came from.
+
+mod label;
+
+pub use label::{split_labelled, Label, LabelError, MAX_LABEL_CHARS};
 
 use std::fmt;
 use std::sync::Arc;
@@ -57,6 +61,49 @@ pub struct Orchestrator {
     /// no new ones are sent, tokens are still probed so the view stays current.
     #[serde(default = "enabled_default")]
     pub(crate) enabled: bool,
+    /// The operator's name for it ("fast", "l40s-frankfurt"), if given: shown beside the id.
+    #[serde(default)]
+    pub label: Option<Label>,
+}
+
+/// An orchestrator as a static source (flags, config file, webhook) lists it: normalised URL,
+/// declared capabilities and the operator's label, if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// Normalised base URL.
+    pub url: String,
+    /// Declared capabilities (deduplicated).
+    pub capabilities: Vec<Capability>,
+    /// The label the source gives it. `None` leaves the registry's label as it is: a label set
+    /// through the admin API survives a reload of a file that names none.
+    pub label: Option<Label>,
+}
+
+/// An operator's change to one orchestrator (`PATCH /admin/orchestrators/{id}`): each field
+/// given is set, the others are left as they are.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OrchestratorChange {
+    /// Take new jobs (`true`) or drain (`false`).
+    pub enabled: Option<bool>,
+    /// A new label (`Some(Some(..))`) or none (`Some(None)`).
+    pub label: Option<Option<Label>>,
+}
+
+impl OrchestratorChange {
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.enabled.is_none() && self.label.is_none()
+    }
+
+    /// Applies it to `orch`.
+    pub(crate) fn apply(&self, orch: &mut Orchestrator) {
+        if let Some(enabled) = self.enabled {
+            orch.enabled = enabled;
+        }
+        if let Some(label) = &self.label {
+            orch.label = label.clone();
+        }
+    }
 }
 
 fn enabled_default() -> bool {

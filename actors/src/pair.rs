@@ -29,7 +29,7 @@ pub(crate) use token::PaymentTerms;
 pub(crate) use messages::Crash;
 pub(crate) use messages::{
     Admit, ClientErrorVerdict, DrainTally, ForceBreaker, GetView, PeerUnreachable, Permit, Record, Retire, SetEnabled,
-    SetPolicy, Settle,
+    SetLabel, SetPolicy, Settle,
 };
 
 use std::collections::HashMap;
@@ -44,7 +44,7 @@ use crate::client_errors::ClientErrors;
 use crate::clock::{unix_ms_now, unix_ms_to_instant};
 use crate::limit::ConcurrencyLimit;
 use crate::metrics as m;
-use crate::orchestrator::normalize_url;
+use crate::orchestrator::{normalize_url, Label};
 use crate::outcome::{Outcome, Refusal};
 use crate::payment::backoff::RefusalBackoff;
 use crate::policy::Effective;
@@ -79,6 +79,8 @@ pub(crate) struct PairActor {
     policy: Arc<Effective>,
     client: awc::Client,
     key: PairKey,
+    /// The operator's label of its orchestrator (shown in its view and its log lines).
+    label: Option<Label>,
     /// Published state; also where the orchestrator's URL is kept (one copy per pair).
     view: SharedView,
     breaker: Breaker,
@@ -204,6 +206,7 @@ impl PairActor {
             policy,
             client,
             key,
+            label: None,
             view,
             breaker,
             latency,
@@ -261,6 +264,18 @@ impl PairActor {
         self
     }
 
+    /// Starts the pair with its orchestrator's label.
+    pub(crate) fn with_label(mut self, label: Option<Label>) -> Self {
+        self.label = label;
+        self.publish();
+        self
+    }
+
+    /// The orchestrator's label, for log lines (`orchestrator_label`, absent when unset).
+    fn label(&self) -> Option<&str> {
+        self.label.as_ref().map(Label::as_str)
+    }
+
     /// The cell this actor publishes into.
     pub(crate) fn view(&self) -> SharedView {
         self.view.clone()
@@ -308,6 +323,7 @@ impl PairActor {
         *v = PairView {
             key: self.key.clone(),
             orchestrator_url,
+            orchestrator_label: self.label.clone(),
             service_addr: self.service_addr.clone(),
             breaker: self.breaker.state(),
             breaker_level: self.breaker.level(),
@@ -379,12 +395,14 @@ impl PairActor {
             "from" => t.from.as_str(), "to" => t.to.as_str(), "reason" => t.reason)
         .increment(1);
         match t.to {
-            State::Open => tracing::warn!(pair = %self.key, from = t.from.as_str(), reason = t.reason, cause,
+            State::Open => {
+                tracing::warn!(pair = %self.key, orchestrator_label = self.label(), from = t.from.as_str(), reason = t.reason, cause,
                 level = self.breaker.level(),
                 open_for_ms = self.breaker.open_until().map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64),
-                "breaker opened"),
+                "breaker opened")
+            }
             _ => {
-                tracing::info!(pair = %self.key, from = t.from.as_str(), to = t.to.as_str(), reason = t.reason, "breaker transition")
+                tracing::info!(pair = %self.key, orchestrator_label = self.label(), from = t.from.as_str(), to = t.to.as_str(), reason = t.reason, "breaker transition")
             }
         }
     }
@@ -402,7 +420,7 @@ impl PairActor {
             keep
         });
         if self.leases.len() != before {
-            tracing::debug!(pair = %self.key, dropped = before - self.leases.len(), "expired leases dropped");
+            tracing::debug!(pair = %self.key, orchestrator_label = self.label(), dropped = before - self.leases.len(), "expired leases dropped");
             self.publish();
         }
     }
@@ -447,7 +465,7 @@ impl actix::Supervised for PairActor {
         self.tally.unrequest();
         self.restarts += 1;
         metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "actor" => "pair").increment(1);
-        tracing::warn!(pair = %self.key, restarts = self.restarts, "pair actor restarted by the supervisor");
+        tracing::warn!(pair = %self.key, orchestrator_label = self.label(), restarts = self.restarts, "pair actor restarted by the supervisor");
         self.publish();
     }
 }

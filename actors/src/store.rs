@@ -28,7 +28,7 @@ pub use error::StoreError;
 pub use messages::InjectWriteFailure;
 pub use messages::{
     ApplyWebhook, DeleteOrchestrator, DeletePolicy, Flush, ForgetCapability, ForgetPairs, InsertOrchestrator, Load,
-    Ping, PutPolicy, ReconcileConfig, SavePairs, SetOrchestratorEnabled, Size,
+    Ping, PutPolicy, ReconcileConfig, SavePairs, Size, UpdateOrchestrator,
 };
 
 /// Free bytes the disk must have before a broken store reopens: sled writes whole segments

@@ -32,9 +32,7 @@ use pairs::Registration;
 pub use pairs::{Availability, EnsureCapability, ForcePairBreaker, NodeUnreachable};
 pub use persistence::{ExportStore, FlushScores};
 pub use policies::{CapabilityReport, DeleteCapabilityPolicy, GetCapability, ListCapabilities, SetCapabilityPolicy};
-pub use registry::{
-    AddOrchestrator, ListOrchestrators, Reload, ReloadReport, RemoveOrchestrator, SetEnabledOrchestrator,
-};
+pub use registry::{AddOrchestrator, ChangeOrchestrator, ListOrchestrators, Reload, ReloadReport, RemoveOrchestrator};
 pub use report::{
     GetSupervisorReport, ListPairs, ListPairsPage, MailboxPressure, PairsPage, RestartedPair, SupervisorReport,
     SurveyReport,
@@ -51,14 +49,16 @@ use serde::Serialize;
 use crate::capability::{Capability, CapabilityError};
 use crate::discovery::DiscoveryReport;
 use crate::metrics as m;
-use crate::orchestrator::{normalize_url, Orchestrator, OrchestratorId, Source, UrlError};
+use crate::orchestrator::{
+    normalize_url, Label, LabelError, Listed, Orchestrator, OrchestratorChange, OrchestratorId, Source, UrlError,
+};
 #[cfg(any(test, feature = "fault-injection"))]
 use crate::pair::Crash;
-use crate::pair::SetEnabled;
 use crate::pair::{
     ForceBreaker, GetView, PairActor, PairKey, PairRecord, PairReport, PairSettings, PeerUnreachable, Reason, Retire,
     SetPolicy, Settle, SharedView, Tally,
 };
+use crate::pair::{SetEnabled, SetLabel};
 use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
 use crate::queue::QueueReport;
@@ -66,7 +66,7 @@ use crate::ratelimit::RateLimit;
 use crate::scoreboard::{BoardEntry, Scoreboard};
 use crate::store::{
     self, DeleteOrchestrator, DeletePolicy, ExportedPolicy, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
-    SetOrchestratorEnabled, Size, Store, StoreError, StoreExport,
+    Size, Store, StoreError, StoreExport, UpdateOrchestrator,
 };
 
 /// How long "nobody offers capability X" is remembered, so that clients asking for an
@@ -88,6 +88,9 @@ pub enum RegistryError {
     /// A declared capability name is not valid.
     #[error("invalid capability '{0}': {1}")]
     InvalidCapability(String, CapabilityError),
+    /// The operator's label is not valid.
+    #[error(transparent)]
+    InvalidLabel(#[from] LabelError),
     /// More declared capabilities than one orchestrator may have.
     #[error("{0} capabilities listed; at most {max} may be declared for one orchestrator (others are discovered as jobs ask for them)", max = crate::orchestrator::MAX_DECLARED_CAPABILITIES)]
     TooManyCapabilities(usize),

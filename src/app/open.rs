@@ -78,7 +78,7 @@ pub(super) async fn forget_webhook_orchestrators(
         return Ok(());
     }
     let delta = store
-        .send(ApplyWebhook { add: Vec::new(), remove: stale })
+        .send(ApplyWebhook { add: Vec::new(), relabel: Vec::new(), remove: stale })
         .await
         .context("store actor")?
         .context("cannot remove the orchestrators of a webhook no longer configured")?;

@@ -20,8 +20,9 @@ pub struct RunArgs {
     /// Data directory (sled store) [default: ./data].
     #[arg(long, env = "BYOC_GATEWAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Orchestrators, comma separated, like go-livepeer's -orchAddr (host:port means https).
-    #[arg(long, env = "BYOC_GATEWAY_ORCH_ADDR", value_name = "URL[,URL...]", value_delimiter = ',')]
+    /// Orchestrators, comma separated, like go-livepeer's -orchAddr (host:port means https);
+    /// `label=URL` also names one for operators (`fast=http://10.0.0.5:8935`).
+    #[arg(long, env = "BYOC_GATEWAY_ORCH_ADDR", value_name = "[LABEL=]URL[,...]", value_delimiter = ',')]
     pub orch_addr: Option<Vec<String>>,
     /// Discovery webhook, like go-livepeer's -orchWebhookUrl: GET answers
     /// [{"address":"https://host:port","score":1.0},...]; fetched at start and every minute.

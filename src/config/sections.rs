@@ -15,6 +15,9 @@ pub struct StaticOrchestrator {
     /// Capabilities declared for it (pairs are created at start).
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The operator's label for it ("fast", "l40s-frankfurt"), shown beside its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Size limits.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use byoc_actors::capability::Capability;
 use byoc_actors::discovery::webhook::{check_webhook_url, WebhookHeaders};
 use byoc_actors::discovery::DiscoverySettings;
-use byoc_actors::orchestrator::{normalize_url, MAX_DECLARED_CAPABILITIES};
+use byoc_actors::orchestrator::{normalize_url, split_labelled, Label, Listed, MAX_DECLARED_CAPABILITIES};
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::protocol::signer::{self, Offchain, Scheme, SharedSigner};
 
@@ -126,16 +126,22 @@ impl Config {
         Ok(policies)
     }
 
-    /// The orchestrators of `--orch-addr` and `[[orchestrators]]`, normalised: one entry per
-    /// URL, with the union of the capabilities listed for it.
-    fn orchestrator_list(&self) -> Result<Vec<(String, Vec<Capability>)>, ConfigError> {
-        let mut orchestrators: Vec<(String, Vec<Capability>)> = Vec::new();
-        let listed = self
-            .orch_addr
-            .iter()
-            .map(|u| (u.as_str(), &[][..]))
-            .chain(self.orchestrators.iter().map(|o| (o.url.as_str(), o.capabilities.as_slice())));
-        for (raw, caps) in listed {
+    /// The orchestrators of `--orch-addr` (`URL` or `label=URL`) and `[[orchestrators]]`,
+    /// normalised: one entry per URL, with the union of the capabilities listed for it and
+    /// its label (two different labels for one URL are an error).
+    fn orchestrator_list(&self) -> Result<Vec<Listed>, ConfigError> {
+        let mut orchestrators: Vec<Listed> = Vec::new();
+        let mut listed = Vec::new();
+        for item in &self.orch_addr {
+            let (label, url) = split_labelled(item).map_err(|e| invalid(format!("orch_addr '{item}': {e}")))?;
+            listed.push((url, &[][..], label));
+        }
+        for o in &self.orchestrators {
+            let label = o.label.as_deref().map(Label::new).transpose();
+            let label = label.map_err(|e| invalid(format!("orchestrator {} label: {e}", o.url)))?;
+            listed.push((o.url.as_str(), o.capabilities.as_slice(), label));
+        }
+        for (raw, caps, label) in listed {
             let url = normalize_url(raw).map_err(|e| invalid(format!("orchestrator: {e}")))?;
             if caps.len() > MAX_DECLARED_CAPABILITIES {
                 return Err(invalid(format!(
@@ -143,22 +149,29 @@ impl Config {
                     caps.len()
                 )));
             }
-            let index = match orchestrators.iter().position(|(u, _)| *u == url) {
+            let index = match orchestrators.iter().position(|l| l.url == url) {
                 Some(i) => i,
                 None => {
-                    orchestrators.push((url.clone(), Vec::new()));
+                    orchestrators.push(Listed { url: url.clone(), capabilities: Vec::new(), label: None });
                     orchestrators.len() - 1
                 }
             };
+            let entry = &mut orchestrators[index];
+            match (&entry.label, label) {
+                (Some(a), Some(b)) if *a != b => {
+                    return Err(invalid(format!("orchestrator {url} is given two labels, '{a}' and '{b}'")));
+                }
+                (None, Some(b)) => entry.label = Some(b),
+                _ => {}
+            }
             for c in caps {
                 let cap =
                     Capability::new(c).map_err(|e| invalid(format!("orchestrator {url} capability '{c}': {e}")))?;
-                let existing = &mut orchestrators[index].1;
-                if !existing.contains(&cap) {
-                    existing.push(cap);
+                if !entry.capabilities.contains(&cap) {
+                    entry.capabilities.push(cap);
                 }
             }
-            if orchestrators[index].1.len() > MAX_DECLARED_CAPABILITIES {
+            if entry.capabilities.len() > MAX_DECLARED_CAPABILITIES {
                 return Err(invalid(format!(
                     "orchestrator {url}: more than {MAX_DECLARED_CAPABILITIES} capabilities declared over its entries"
                 )));

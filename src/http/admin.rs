@@ -19,10 +19,10 @@ use byoc_actors::pair::PairReport;
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::store::StoreExport;
 use byoc_actors::supervisor::{
-    AddOrchestrator, CapabilityReport, DeleteCapabilityPolicy, ExportStore, ForcePairBreaker, ForgetCapability,
-    ForgottenCapability, GetCapability, GetSupervisorReport, ListCapabilities, ListOrchestrators, ListPairs,
-    ListPairsPage, PairsPage, ReloadReport, RemoveOrchestrator, SetCapabilityPolicy, SetEnabledOrchestrator,
-    Supervisor, SupervisorReport,
+    AddOrchestrator, CapabilityReport, ChangeOrchestrator, DeleteCapabilityPolicy, ExportStore, ForcePairBreaker,
+    ForgetCapability, ForgottenCapability, GetCapability, GetSupervisorReport, ListCapabilities, ListOrchestrators,
+    ListPairs, ListPairsPage, PairsPage, ReloadReport, RemoveOrchestrator, SetCapabilityPolicy, Supervisor,
+    SupervisorReport,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;

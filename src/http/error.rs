@@ -194,6 +194,7 @@ impl From<RegistryError> for ApiError {
         let (status, code) = match &e {
             RegistryError::InvalidUrl(_) => (StatusCode::BAD_REQUEST, "invalid-url"),
             RegistryError::InvalidCapability(..) => (StatusCode::BAD_REQUEST, "invalid-capability"),
+            RegistryError::InvalidLabel(_) => (StatusCode::BAD_REQUEST, "invalid-label"),
             RegistryError::TooManyCapabilities(_) => (StatusCode::BAD_REQUEST, "too-many-capabilities"),
             RegistryError::Duplicate { .. } => (StatusCode::CONFLICT, "duplicate-orchestrator"),
             RegistryError::NotFound(_) => (StatusCode::NOT_FOUND, "orchestrator-not-found"),

@@ -513,3 +513,37 @@ async fn configured_headers_are_sent_with_each_fetch_and_never_shown() {
         assert!(!String::from_utf8_lossy(&body).contains("s3cret"), "never shown");
     }
 }
+
+#[actix_web::test]
+async fn the_webhook_names_its_orchestrators_and_renames_only_its_own() {
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("depth", healthy())]);
+    let hook = Webhook::start(Reply::List(vec![]));
+    let gw = gateway_with(&[(&b, &["depth"])], with_webhook(&hook)).await;
+    let listing = |a_label: &str| {
+        Reply::Body(
+            json!([{"address": a.url, "label": a_label}, {"address": b.url, "label": "not-the-webhooks"}]).to_string(),
+        )
+    };
+    hook.set(listing("gpu-a"));
+    let added = eventually("a discovered with its label", 500, || async {
+        entry(&gw, &a.url).await.filter(|o| o["label"] == "gpu-a")
+    })
+    .await;
+    assert_eq!(added["source"], "webhook");
+    assert_eq!(gw.job("depth", "j").await.status, 200);
+    let pair = eventually("a's depth pair", 250, || gw.find_pair("depth", &a.url)).await;
+    assert_eq!(pair["orchestrator_label"], "gpu-a");
+
+    hook.set(listing("gpu-a-renamed"));
+    eventually("a renamed", 500, || async {
+        let pair = gw.find_pair("depth", &a.url).await?;
+        (pair["orchestrator_label"] == "gpu-a-renamed").then_some(())
+    })
+    .await;
+    assert_eq!(entry(&gw, &a.url).await.expect("a")["label"], "gpu-a-renamed");
+    // b comes from the config: the webhook listing it with a label changes nothing.
+    let b_entry = entry(&gw, &b.url).await.expect("b");
+    assert_eq!((b_entry["source"].clone(), b_entry["label"].clone()), (json!("config"), Value::Null));
+    hook.server.stop(false).await;
+}

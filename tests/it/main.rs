@@ -16,6 +16,7 @@ mod edges;
 mod errors;
 mod fidelity;
 mod health;
+mod labels;
 mod operator;
 mod payments;
 mod persistence;

@@ -39,6 +39,7 @@ pub fn config(data_dir: &Path, orchestrators: &[(&SimHandle, &[&str])]) -> Confi
             .map(|(s, caps)| StaticOrchestrator {
                 url: s.url.clone(),
                 capabilities: caps.iter().map(|c| c.to_string()).collect(),
+                label: None,
             })
             .collect(),
         ..Config::default()

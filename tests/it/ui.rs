@@ -59,7 +59,11 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
         return;
     }
     let a = sim("a", &[("depth", healthy()), ("upscale", healthy())]);
-    let gw = gateway(&[(&a, &["depth", "upscale"])]).await;
+    let b = sim("b", &[("image-to-image", healthy())]);
+    let gw = gateway_with(&[(&a, &["depth", "upscale"]), (&b, &["image-to-image"])], |c| {
+        c.orchestrators[0].label = Some("gpu Frankfurt".into());
+    })
+    .await;
     assert_eq!(gw.job("depth", "j").await.status, 200);
     let orch = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
 
@@ -111,7 +115,7 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
             Some(json!({"script": "return document.querySelectorAll('tr[data-pair]').length", "args": []})),
         )
         .await;
-    assert_eq!(rows, 2, "both pairs of the running gateway are listed");
+    assert_eq!(rows, 3, "every pair of the running gateway is listed");
     // The capability table shows the slots: no job in flight, the token's 4 slots.
     let slots = driver
         .call(
@@ -133,13 +137,31 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
     assert_eq!(up, "up", "the orchestrator shows up");
     let version = js("return document.querySelector('#version').textContent").await;
     assert!(version.as_str().is_some_and(|v| v.starts_with('v') && v.contains("up ")), "{version}");
-    // Filtering: only the matching pair stays visible.
-    js("const f = document.querySelector('#filter'); f.value = 'upscale'; f.dispatchEvent(new Event('input')); return 0;").await;
-    let visible =
-        js("return [...document.querySelectorAll('#pairs tbody tr')].filter((tr) => !tr.hidden).length").await;
-    assert_eq!(visible, 1, "the filter leaves the upscale pair");
-    js("const f = document.querySelector('#filter'); f.value = ''; f.dispatchEvent(new Event('input')); return 0;")
-        .await;
+    // The operator's label is shown beside the id, for the orchestrator and for its pairs.
+    let name = js(&format!(
+        "const r = document.querySelector('tr[data-orchestrator=\"{orch}\"] .name .label'); return r ? r.textContent : null;"
+    ))
+    .await;
+    assert_eq!(name, "gpu Frankfurt");
+    let pair_name = js(&format!(
+        "const r = document.querySelector('tr[data-pair=\"{orch}/upscale\"] .name'); return r ? r.textContent : null;"
+    ))
+    .await;
+    assert_eq!(pair_name, format!("gpu Frankfurt {orch}"));
+    // Filtering: only the matching pairs (and orchestrators) stay visible.
+    let filter = |text: &str| {
+        js(&format!("const f = document.querySelector('#filter'); f.value = '{text}'; f.dispatchEvent(new Event('input')); return 0;"))
+    };
+    let visible = |table: &str| {
+        js(&format!("return [...document.querySelectorAll('#{table} tbody tr')].filter((tr) => !tr.hidden).length"))
+    };
+    filter("upscale").await;
+    assert_eq!(visible("pairs").await, 1, "the filter leaves the upscale pair");
+    filter("frankfurt").await;
+    assert_eq!(visible("pairs").await, 2, "a label finds its orchestrator's pairs");
+    assert_eq!(visible("orchestrators").await, 1, "and the orchestrator");
+    filter("").await;
+    assert_eq!(visible("pairs").await, 3);
     let url_now = driver.call("GET", &s("/url"), None).await;
     assert!(!url_now.as_str().unwrap_or("").contains(TOKEN), "the token is removed from the address bar");
 

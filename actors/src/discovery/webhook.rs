@@ -7,6 +7,9 @@
 //!   fails (a truncated list applied as if complete would drain the orchestrators cut off);
 //! - each element's `address` is normalised like `--orch-addr` (bare `host:port` means https);
 //!   `score` and any other field are ignored (the gateway ranks by its own health model);
+//! - an element's `label`, when present, names the orchestrator for operators; one that is not
+//!   a valid label is ignored (the orchestrator is still used) and reported with the skipped
+//!   entries;
 //! - an element that is not an object, has no string `address`, or whose address is not a
 //!   usable orchestrator URL is *skipped* and reported, and the rest applies: one bad row must
 //!   not freeze discovery of every other orchestrator;
@@ -21,7 +24,7 @@ use awc::http::header::{HeaderName, HeaderValue};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::orchestrator::normalize_url;
+use crate::orchestrator::{normalize_url, Label, Listed};
 
 /// Largest webhook answer read (bytes); a bigger one fails the fetch.
 pub(crate) const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -31,9 +34,10 @@ pub(crate) const MAX_ENTRIES: usize = 1000;
 /// A successfully parsed webhook answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct WebhookList {
-    /// Normalised orchestrator URLs, deduplicated, in the order listed.
-    pub(crate) urls: Vec<String>,
-    /// Entries skipped, each with the reason.
+    /// The orchestrators listed (normalised URL, label; no declared capabilities),
+    /// deduplicated by URL (the first wins), in the order listed.
+    pub(crate) entries: Vec<Listed>,
+    /// Entries skipped (or whose label was ignored), each with the reason.
     pub(crate) skipped: Vec<SkippedEntry>,
 }
 
@@ -121,13 +125,28 @@ pub(crate) fn parse(body: &[u8]) -> Result<WebhookList, WebhookError> {
                 continue;
             }
         };
-        match normalize_url(address) {
-            Ok(url) if !list.urls.contains(&url) => list.urls.push(url),
-            Ok(_) => {}
-            Err(e) => list.skipped.push(SkippedEntry { index, reason: e.to_string() }),
-        }
+        let url = match normalize_url(address) {
+            Ok(url) if !list.entries.iter().any(|l| l.url == url) => url,
+            Ok(_) => continue,
+            Err(e) => {
+                list.skipped.push(SkippedEntry { index, reason: e.to_string() });
+                continue;
+            }
+        };
+        let label = match entry.get("label") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(l)) => Label::new(l)
+                .inspect_err(|e| list.skipped.push(SkippedEntry { index, reason: format!("label ignored: {e}") }))
+                .ok(),
+            Some(other) => {
+                let reason = format!("label ignored: {}, not a string", kind(other));
+                list.skipped.push(SkippedEntry { index, reason });
+                None
+            }
+        };
+        list.entries.push(Listed { url, capabilities: Vec::new(), label });
     }
-    if list.urls.is_empty() {
+    if list.entries.is_empty() {
         if let Some(first) = list.skipped.first() {
             return Err(WebhookError::NoValidEntry(entries.len(), first.reason.clone()));
         }
@@ -263,14 +282,33 @@ mod tests {
                         {"address":"10.0.0.2:8935"},
                         {"address":"http://b.example:9000/","score":0.2,"region":"eu"}]"#;
         let list = parse(body).expect("valid");
-        assert_eq!(list.urls, vec!["https://a.example:8935", "https://10.0.0.2:8935", "http://b.example:9000"]);
+        assert_eq!(urls(&list), vec!["https://a.example:8935", "https://10.0.0.2:8935", "http://b.example:9000"]);
         assert!(list.skipped.is_empty());
+        assert!(list.entries.iter().all(|l| l.label.is_none()));
+    }
+
+    fn urls(list: &WebhookList) -> Vec<&str> {
+        list.entries.iter().map(|l| l.url.as_str()).collect()
+    }
+
+    #[test]
+    fn entries_may_carry_a_label_and_a_bad_one_is_ignored_not_the_orchestrator() {
+        let body =
+            br#"[{"address":"a:1","label":"fast"}, {"address":"b:1","label":"x\ny"}, {"address":"c:1","label":7},
+                        {"address":"d:1","label":null}]"#;
+        let list = parse(body).expect("valid");
+        assert_eq!(urls(&list), vec!["https://a:1", "https://b:1", "https://c:1", "https://d:1"]);
+        let labels: Vec<Option<&str>> = list.entries.iter().map(|l| l.label.as_ref().map(Label::as_str)).collect();
+        assert_eq!(labels, vec![Some("fast"), None, None, None]);
+        let skipped: Vec<(usize, bool)> =
+            list.skipped.iter().map(|s| (s.index, s.reason.starts_with("label ignored"))).collect();
+        assert_eq!(skipped, vec![(1, true), (2, true)]);
     }
 
     #[test]
     fn duplicates_after_normalisation_count_once() {
         let list = parse(br#"[{"address":"a:1"},{"address":"https://A:1/"}]"#).expect("valid");
-        assert_eq!(list.urls, vec!["https://a:1"]);
+        assert_eq!(urls(&list), vec!["https://a:1"]);
     }
 
     #[test]
@@ -278,7 +316,7 @@ mod tests {
         let body = br#"[{"address":"https://ok:1"}, {"address":"ftp://x:1"}, {"address":"http://x:1/path"},
                         {"score":1}, {"address":5}, "https://bare-string:1", null]"#;
         let list = parse(body).expect("one valid entry is enough");
-        assert_eq!(list.urls, vec!["https://ok:1"]);
+        assert_eq!(urls(&list), vec!["https://ok:1"]);
         let skipped: Vec<usize> = list.skipped.iter().map(|s| s.index).collect();
         assert_eq!(skipped, vec![1, 2, 3, 4, 5, 6]);
         assert!(list.skipped[0].reason.contains("scheme"), "{:?}", list.skipped[0]);

@@ -1,6 +1,6 @@
 //! The messages a pair actor handles, one handler each: admission of a trial (`Admit`), accounting
 //! (`Record`, `DrainTally`, `Settle`), node-level signals (`PeerUnreachable`), operator and
-//! supervisor commands (`SetPolicy`, `SetEnabled`, `Retire`, `ForceBreaker`, `GetView`,
+//! supervisor commands (`SetPolicy`, `SetEnabled`, `SetLabel`, `Retire`, `ForceBreaker`, `GetView`,
 //! `ClientErrorVerdict`), and fault injection (`Crash`, tests only).
 
 use super::*;
@@ -89,7 +89,7 @@ impl Handler<Record> for PairActor {
                 Some(lease) => lease.trial,
                 None => {
                     // Expired or from before a restart: the breaker already moved on without it.
-                    tracing::debug!(pair = %self.key, lease = id, "record for an unknown lease ignored");
+                    tracing::debug!(pair = %self.key, orchestrator_label = self.label(), lease = id, "record for an unknown lease ignored");
                     return;
                 }
             },
@@ -168,11 +168,13 @@ impl Handler<ClientErrorVerdict> for PairActor {
     fn handle(&mut self, ClientErrorVerdict(verdict): ClientErrorVerdict, _ctx: &mut Self::Context) {
         let share = self.client_errors.share() * 100.0;
         match verdict {
-            Some(baseline) if !self.client_errors.outlier => tracing::warn!(pair = %self.key,
+            Some(baseline) if !self.client_errors.outlier => {
+                tracing::warn!(pair = %self.key, orchestrator_label = self.label(),
                 "answers 4xx to {share:.0} % of jobs while a sibling answers {:.0} %: deprioritised (its 4xx answers are still relayed)",
-                baseline * 100.0),
+                baseline * 100.0)
+            }
             None if self.client_errors.outlier => {
-                tracing::info!(pair = %self.key, "its share of 4xx answers ({share:.0} %) is back near its siblings': no longer deprioritised")
+                tracing::info!(pair = %self.key, orchestrator_label = self.label(), "its share of 4xx answers ({share:.0} %) is back near its siblings': no longer deprioritised")
             }
             _ => {}
         }
@@ -229,6 +231,20 @@ impl Handler<SetEnabled> for PairActor {
     }
 }
 
+/// Its orchestrator's label changed.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SetLabel(pub(crate) Option<Label>);
+
+impl Handler<SetLabel> for PairActor {
+    type Result = ();
+
+    fn handle(&mut self, SetLabel(label): SetLabel, _ctx: &mut Self::Context) {
+        self.label = label;
+        self.publish();
+    }
+}
+
 /// Takes the pair out of service for good (its orchestrator was removed): no new leases,
 /// no more probes. In-flight jobs finish; the actor stops once nobody holds its address.
 #[derive(Message)]
@@ -261,7 +277,7 @@ impl Handler<Crash> for PairActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Crash, ctx: &mut Self::Context) {
-        tracing::warn!(pair = %self.key, "fault injected: pair actor stops");
+        tracing::warn!(pair = %self.key, orchestrator_label = self.label(), "fault injected: pair actor stops");
         ctx.stop();
     }
 }

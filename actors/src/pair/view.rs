@@ -24,7 +24,7 @@ use crate::breaker::{Pool, State};
 use crate::capability::Capability;
 use crate::client_errors::ClientErrors;
 use crate::clock::{instant_to_unix_ms, unix_ms_now};
-use crate::orchestrator::OrchestratorId;
+use crate::orchestrator::{Label, OrchestratorId};
 use crate::outcome::Refusal;
 use crate::score::PeakEwma;
 
@@ -92,6 +92,8 @@ pub struct PairView {
     pub(crate) key: PairKey,
     /// Orchestrator base URL (where tokens are probed).
     pub(crate) orchestrator_url: Arc<str>,
+    /// The operator's label of the orchestrator.
+    pub(crate) orchestrator_label: Option<Label>,
     /// Where jobs go (the token's `service_addr`), once a token was seen.
     pub(crate) service_addr: Option<Arc<str>>,
     /// Breaker state.
@@ -207,6 +209,7 @@ impl PairView {
         Self {
             key,
             orchestrator_url,
+            orchestrator_label: None,
             service_addr: None,
             breaker: State::Closed,
             breaker_level: 0,

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument as _;
 
+use crate::orchestrator::Label;
 use crate::protocol::client::{forward_job, Forward, UpstreamError, UpstreamReply};
 
 use super::deadline::{self, AttemptContext};
@@ -36,9 +37,13 @@ impl Router {
     /// Sends the job in `s` to the placed pair with the signed `header`.
     pub(super) async fn call(&self, s: &JobState<'_>, header: &str, placed: &Placed) -> Call {
         let job = s.job;
-        let (cold, p99) = {
+        let (cold, p99, label) = {
             let v = placed.picked.view.read();
-            (v.warming || v.latency_percentiles.is_none(), v.latency_percentiles.map(|p| p.1))
+            (
+                v.warming || v.latency_percentiles.is_none(),
+                v.latency_percentiles.map(|p| p.1),
+                v.orchestrator_label.clone(),
+            )
         };
         // Another attempt may follow, on another pair: only then may this one be cut short.
         // (A cold pair is never cut: the scan is skipped.)
@@ -55,7 +60,8 @@ impl Router {
             let v = placed.picked.view.read();
             self.payments.prepare(&v, placed.picked.label(), job.client.timeout_seconds, &*self.signer).unwrap_or_else(
                 |e| {
-                    tracing::warn!(pair = %placed.picked.key, error = %e, "no payment could be made for this attempt");
+                    tracing::warn!(pair = %placed.picked.key, orchestrator_label = label.as_deref(), error = %e,
+                        "no payment could be made for this attempt");
                     None
                 },
             )
@@ -80,6 +86,7 @@ impl Router {
             "attempt",
             n = s.attempts.len() + 1,
             orchestrator = %placed.picked.key.orchestrator,
+            orchestrator_label = label.as_ref().map(Label::as_str),
             trial = placed.trial
         ));
         let t0 = Instant::now();

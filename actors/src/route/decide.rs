@@ -7,6 +7,7 @@ use super::call::{attempt_url, Answer, Call};
 use super::deadline::{self, AttemptTime, Timeout};
 use super::state::JobState;
 use super::{AttemptKind, AttemptReport, Reply, RouteError, Router};
+use crate::orchestrator::Label;
 use crate::outcome::Outcome;
 use crate::protocol::client::{excerpt, UpstreamError};
 use crate::scoreboard::Picked;
@@ -37,7 +38,8 @@ impl Router {
             Answer::Done(Ok(reply)) if !outcome.retryable() => {
                 if !s.attempts.is_empty() {
                     tracing::warn!(capability = %job.client.capability, attempts = s.attempts.len() + 1,
-                        orchestrator = %picked.key.orchestrator, "job recovered by failover");
+                        orchestrator = %picked.key.orchestrator, orchestrator_label = label(picked).as_deref(),
+                        "job recovered by failover");
                 }
                 Decision::Relay(Reply::relay(reply, service_addr, s.attempts.len() + 1))
             }
@@ -54,7 +56,7 @@ impl Router {
                 };
                 let (status, detail) = failure_detail(answer, outcome, call.time, s);
                 tracing::info!(capability = %job.client.capability, orchestrator = %picked.key.orchestrator,
-                    result = outcome.class(), ?status, "attempt failed; failing over");
+                    orchestrator_label = label(picked).as_deref(), result = outcome.class(), ?status, "attempt failed; failing over");
                 Decision::FailOver(AttemptReport {
                     orchestrator: picked.key.orchestrator.to_string(),
                     url: attempt_url(&service_addr, &job.path),
@@ -68,6 +70,11 @@ impl Router {
             }
         }
     }
+}
+
+/// The operator's label of the picked pair's orchestrator, for log lines.
+fn label(picked: &Picked) -> Option<Label> {
+    picked.view.read().orchestrator_label.clone()
 }
 
 /// The status and detail of a failed attempt, for its report. A time-out names the bound that

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use super::error::StoreError;
 use crate::capability::Capability;
-use crate::orchestrator::{Orchestrator, OrchestratorId};
+use crate::orchestrator::{Orchestrator, OrchestratorChange, OrchestratorId};
 use crate::pair::view::PairRecord;
 use crate::policy::CapabilityPolicy;
 
@@ -214,14 +214,19 @@ impl Db {
         }
     }
 
-    /// Sets an orchestrator's `enabled` flag, durably; `None` if it is not registered.
-    pub(crate) fn set_enabled(&self, id: &OrchestratorId, enabled: bool) -> Result<Option<Orchestrator>, StoreError> {
+    /// Applies an operator's change to one orchestrator (its `enabled` flag, its label),
+    /// durably; `None` if it is not registered.
+    pub(crate) fn update_orchestrator(
+        &self,
+        id: &OrchestratorId,
+        change: &OrchestratorChange,
+    ) -> Result<Option<Orchestrator>, StoreError> {
         self.writable()?;
         let Some(raw) = self.orchestrators.get(id.0.as_bytes()).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
         let mut orch: Orchestrator = Self::decode(id.0.as_bytes(), &raw)?;
-        orch.enabled = enabled;
+        change.apply(&mut orch);
         self.orchestrators.insert(id.0.as_bytes(), Self::encode(&orch)).map_err(|e| self.err(e))?;
         if let Err(e) = self.flush() {
             let _ = self.orchestrators.insert(id.0.as_bytes(), raw);
@@ -337,7 +342,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let s = open(dir.path()).expect("open");
-            s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
+            s.insert("http://a:1", vec![], None, Source::Admin).expect("io").expect("new");
         }
         // What a start on a full disk leaves: sled's snapshot file, created and never written.
         let leftover = dir.path().join(DB_DIR).join("snap.00000000000000FF.generating");
@@ -352,7 +357,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let s = open(dir.path()).expect("open");
-            s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
+            s.insert("http://a:1", vec![], None, Source::Admin).expect("io").expect("new");
         }
         // Overwrite every file of the database with garbage, as a failing disk would.
         for entry in std::fs::read_dir(dir.path().join(DB_DIR)).expect("dir").flatten() {

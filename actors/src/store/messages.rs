@@ -5,7 +5,7 @@ use actix::prelude::*;
 
 use super::{Duplicate, Snapshot, Store, StoreError, WebhookDelta};
 use crate::capability::Capability;
-use crate::orchestrator::{Orchestrator, OrchestratorId, Source};
+use crate::orchestrator::{Label, Listed, Orchestrator, OrchestratorChange, OrchestratorId, Source};
 use crate::pair::view::{PairKey, PairRecord};
 use crate::policy::CapabilityPolicy;
 
@@ -22,7 +22,8 @@ impl Handler<Load> for Store {
 }
 
 /// Makes the registry's config-sourced entries match `entries` (URL, declared
-/// capabilities): adds missing ones, updates declared capabilities, removes config entries
+/// capabilities, label): adds missing ones, updates declared capabilities and the labels the
+/// config gives (an entry without one keeps its label), removes config entries
 /// no longer listed (with their pair records). Admin-added entries are left alone. An entry
 /// the discovery webhook added and the config now lists becomes a config entry (the static
 /// source wins, so the webhook dropping it later does not remove it). Returns the resulting
@@ -30,8 +31,8 @@ impl Handler<Load> for Store {
 #[derive(Message)]
 #[rtype(result = "Result<Snapshot, StoreError>")]
 pub struct ReconcileConfig {
-    /// Normalised URLs with their declared capabilities.
-    pub entries: Vec<(String, Vec<Capability>)>,
+    /// The orchestrators the flags and the file list.
+    pub entries: Vec<Listed>,
 }
 
 impl Handler<ReconcileConfig> for Store {
@@ -42,15 +43,18 @@ impl Handler<ReconcileConfig> for Store {
 }
 
 /// Applies a change of the discovery webhook's list, worked out by the supervisor against its
-/// registry: adds `add` with source `webhook` and removes the `remove` entries that still have
-/// source `webhook` (with their pair records), then flushes once. Idempotent, so a retry after
+/// registry: adds `add` with source `webhook`, relabels the `relabel` entries that still have
+/// source `webhook`, and removes the `remove` entries that still have source `webhook` (with
+/// their pair records), then flushes once. Idempotent, so a retry after
 /// a failure converges: a URL already registered (by any source) is answered as it stands, an
 /// entry already gone is skipped. On a failed flush everything is undone and nothing changed.
 #[derive(Message)]
 #[rtype(result = "Result<WebhookDelta, StoreError>")]
 pub struct ApplyWebhook {
-    /// Normalised URLs to add.
-    pub add: Vec<String>,
+    /// Orchestrators to add (normalised URL, label).
+    pub add: Vec<Listed>,
+    /// Webhook entries whose label the webhook changed.
+    pub relabel: Vec<(OrchestratorId, Label)>,
     /// Webhook entries to remove.
     pub remove: Vec<OrchestratorId>,
 }
@@ -58,7 +62,7 @@ pub struct ApplyWebhook {
 impl Handler<ApplyWebhook> for Store {
     type Result = Result<WebhookDelta, StoreError>;
     fn handle(&mut self, msg: ApplyWebhook, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|db| db.apply_webhook(&msg.add, &msg.remove))
+        self.write(|db| db.apply_webhook(&msg.add, &msg.relabel, &msg.remove))
     }
 }
 
@@ -70,6 +74,8 @@ pub struct InsertOrchestrator {
     pub(crate) url: String,
     /// Declared capabilities.
     pub(crate) capabilities: Vec<Capability>,
+    /// The operator's label.
+    pub(crate) label: Option<Label>,
     /// Where it came from.
     pub(crate) source: Source,
 }
@@ -77,7 +83,7 @@ pub struct InsertOrchestrator {
 impl Handler<InsertOrchestrator> for Store {
     type Result = Result<Result<Orchestrator, Duplicate>, StoreError>;
     fn handle(&mut self, msg: InsertOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|db| db.insert(&msg.url, msg.capabilities, msg.source))
+        self.write(|db| db.insert(&msg.url, msg.capabilities, msg.label, msg.source))
     }
 }
 
@@ -175,20 +181,21 @@ impl Handler<ForgetCapability> for Store {
     }
 }
 
-/// Sets an orchestrator's `enabled` flag. Durable when it answers; `None` if absent.
+/// Applies an operator's change to one orchestrator (enabled flag, label). Durable when it
+/// answers; `None` if absent.
 #[derive(Message)]
 #[rtype(result = "Result<Option<Orchestrator>, StoreError>")]
-pub struct SetOrchestratorEnabled {
+pub struct UpdateOrchestrator {
     /// Which one.
     pub(crate) id: OrchestratorId,
-    /// The new flag.
-    pub(crate) enabled: bool,
+    /// What changes.
+    pub(crate) change: OrchestratorChange,
 }
 
-impl Handler<SetOrchestratorEnabled> for Store {
+impl Handler<UpdateOrchestrator> for Store {
     type Result = Result<Option<Orchestrator>, StoreError>;
-    fn handle(&mut self, msg: SetOrchestratorEnabled, _ctx: &mut Self::Context) -> Self::Result {
-        self.write(|db| db.set_enabled(&msg.id, msg.enabled))
+    fn handle(&mut self, msg: UpdateOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
+        self.write(|db| db.update_orchestrator(&msg.id, &msg.change))
     }
 }
 

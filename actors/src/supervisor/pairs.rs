@@ -24,7 +24,8 @@ impl Supervisor {
             record.as_ref(),
             declared,
         )
-        .with_enabled(orch.enabled);
+        .with_enabled(orch.enabled)
+        .with_label(orch.label.clone());
         let view = actor.view();
         let tally = actor.tally();
         // Just loaded from disk: not dirty until it changes.
@@ -142,6 +143,16 @@ impl Supervisor {
             self.remove_pair(key);
         }
         keys.len()
+    }
+
+    /// Hands an orchestrator's (new) label to each of its pairs, which show it in their views
+    /// and log lines.
+    pub(super) fn relabel_pairs(&self, orch: &Orchestrator) {
+        for (key, entry) in &self.pairs {
+            if key.orchestrator == orch.id {
+                entry.addr.do_send(SetLabel(orch.label.clone()));
+            }
+        }
     }
 }
 
@@ -355,7 +366,8 @@ impl Handler<NodeUnreachable> for Supervisor {
                 n += 1;
             }
         }
-        tracing::warn!(orchestrator = %msg.orchestrator, pairs = n,
+        let label = self.orchestrators.get(&msg.orchestrator).and_then(|o| o.label.as_ref()).map(Label::as_str);
+        tracing::warn!(orchestrator = %msg.orchestrator, orchestrator_label = label, pairs = n,
             "connect failure: the orchestrator's pairs leave rotation until re-probed");
     }
 }

@@ -11,6 +11,8 @@ pub struct AddOrchestrator {
     pub url: String,
     /// Declared capabilities (optional).
     pub capabilities: Vec<String>,
+    /// The operator's label (optional).
+    pub label: Option<String>,
     /// Where the request came from.
     pub source: Source,
 }
@@ -31,16 +33,19 @@ impl Handler<AddOrchestrator> for Supervisor {
                     caps.push(cap);
                 }
             }
-            Ok::<_, RegistryError>((url, caps))
+            let label = msg.label.as_deref().map(Label::new).transpose()?;
+            Ok::<_, RegistryError>((url, caps, label))
         })();
-        let (url, capabilities) = match prepared {
+        let (url, capabilities, label) = match prepared {
             Ok(v) => v,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        let fut = self.store.send(InsertOrchestrator { url, capabilities, source: msg.source }).timeout(STORE_TIMEOUT);
+        let fut =
+            self.store.send(InsertOrchestrator { url, capabilities, label, source: msg.source }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(|res, act, ctx| {
             let orch = stored(res)?.map_err(|dup| RegistryError::Duplicate { id: dup.id, url: dup.url })?;
-            tracing::info!(id = %orch.id, url = %orch.url, capabilities = ?orch.capabilities, "orchestrator added");
+            tracing::info!(id = %orch.id, orchestrator_label = orch.label.as_ref().map(Label::as_str), url = %orch.url,
+                capabilities = ?orch.capabilities, "orchestrator added");
             act.orchestrators.insert(orch.id.clone(), orch.clone());
             act.not_offered.clear();
             act.orchestrator_added(&orch);
@@ -74,7 +79,8 @@ impl Handler<RemoveOrchestrator> for Supervisor {
                 return Err(RegistryError::NotFound(id.0.to_string()));
             };
             let pairs = act.remove_orchestrator_pairs(&id);
-            tracing::info!(id = %orch.id, url = %orch.url, pairs, "orchestrator removed; its pairs drain");
+            tracing::info!(id = %orch.id, orchestrator_label = orch.label.as_ref().map(Label::as_str), url = %orch.url,
+                pairs, "orchestrator removed; its pairs drain");
             Ok(orch)
         }))
     }
@@ -93,37 +99,51 @@ impl Handler<ListOrchestrators> for Supervisor {
     }
 }
 
-/// Enables an orchestrator or disables (drains) it: durably, then its pairs follow at once.
+/// Changes an orchestrator as the operator asks (`PATCH`): enables or disables (drains) it,
+/// sets or removes its label. Durably, then its pairs follow at once.
 #[derive(Message)]
 #[rtype(result = "Result<Orchestrator, RegistryError>")]
-pub struct SetEnabledOrchestrator {
+pub struct ChangeOrchestrator {
     /// Which one.
     pub id: String,
-    /// The new flag.
-    pub enabled: bool,
+    /// The new `enabled` flag, if it changes.
+    pub enabled: Option<bool>,
+    /// The new label (`Some(None)` removes it), if it changes.
+    pub label: Option<Option<String>>,
 }
 
-impl Handler<SetEnabledOrchestrator> for Supervisor {
+impl Handler<ChangeOrchestrator> for Supervisor {
     type Result = ResponseActFuture<Self, Result<Orchestrator, RegistryError>>;
 
-    fn handle(&mut self, msg: SetEnabledOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: ChangeOrchestrator, _ctx: &mut Self::Context) -> Self::Result {
         let id = OrchestratorId(msg.id.into());
+        let label = match msg.label.map(|l| l.as_deref().map(Label::new).transpose()).transpose() {
+            Ok(l) => l,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e.into()))),
+        };
         if !self.orchestrators.contains_key(&id) {
             return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0.to_string()))));
         }
-        let enabled = msg.enabled;
-        let fut = self.store.send(SetOrchestratorEnabled { id: id.clone(), enabled }).timeout(STORE_TIMEOUT);
+        let change = OrchestratorChange { enabled: msg.enabled, label };
+        let fut = self.store.send(UpdateOrchestrator { id: id.clone(), change: change.clone() }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-                        let Some(orch) = stored(res)? else {
+            let Some(orch) = stored(res)? else {
                 return Err(RegistryError::NotFound(id.0.to_string()));
             };
             act.orchestrators.insert(id.clone(), orch.clone());
-            for (key, entry) in &act.pairs {
-                if key.orchestrator == id {
-                    entry.addr.do_send(SetEnabled(enabled));
+            if let Some(enabled) = change.enabled {
+                for (key, entry) in &act.pairs {
+                    if key.orchestrator == id {
+                        entry.addr.do_send(SetEnabled(enabled));
+                    }
                 }
+                tracing::info!(id = %id, orchestrator_label = orch.label.as_ref().map(Label::as_str), enabled,
+                    "orchestrator {}", if enabled { "enabled" } else { "disabled: draining" });
             }
-            tracing::info!(id = %id, enabled, "orchestrator {}", if enabled { "enabled" } else { "disabled: draining" });
+            if change.label.is_some() {
+                act.relabel_pairs(&orch);
+                tracing::info!(id = %id, orchestrator_label = orch.label.as_ref().map(Label::as_str), "orchestrator labelled");
+            }
             Ok(orch)
         }))
     }
@@ -150,8 +170,8 @@ pub struct ReloadReport {
 #[derive(Message)]
 #[rtype(result = "Result<ReloadReport, RegistryError>")]
 pub struct Reload {
-    /// Normalised URLs with declared capabilities.
-    pub orchestrators: Vec<(String, Vec<Capability>)>,
+    /// The orchestrators the file and the flags list.
+    pub orchestrators: Vec<Listed>,
     /// The file's per-capability policies (already validated).
     pub policies: HashMap<Capability, CapabilityPolicy>,
     /// Settings that changed but are not applied live (reported back as they are).
@@ -185,6 +205,10 @@ impl Handler<Reload> for Supervisor {
                     act.survey.orchestrator_added(o.id.clone());
                 }
                 new_caps.extend(o.capabilities.iter().cloned());
+                let relabelled = act.orchestrators.get(&o.id).is_some_and(|old| old.label != o.label);
+                if relabelled {
+                    act.relabel_pairs(&o);
+                }
                 act.orchestrators.insert(o.id.clone(), o);
             }
             // Policies: the file's, unless a runtime policy wins.

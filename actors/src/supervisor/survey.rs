@@ -333,9 +333,9 @@ impl Supervisor {
             self.off_board.remove(key);
             return;
         };
-        let (probed, offered, unreachable) = {
+        let (probed, offered, unreachable, label) = {
             let v = entry.view.read();
-            (v.probed, v.offered, v.unreachable)
+            (v.probed, v.offered, v.unreachable, v.orchestrator_label.clone())
         };
         let gave_up = !probed && since.elapsed() > self.probe_wait.max(self.settings.token_timeout) * 4;
         if (probed && unreachable) || gave_up {
@@ -349,7 +349,8 @@ impl Supervisor {
         if registered && (declared || offered) {
             if offered && !declared {
                 self.survey.found += 1;
-                tracing::info!(pair = %key, "survey: the orchestrator offers this capability; pair on the board");
+                tracing::info!(pair = %key, orchestrator_label = label.as_ref().map(|l| l.as_str()),
+                    "survey: the orchestrator offers this capability; pair on the board");
             }
             self.put_on_board(key);
         } else if probed || gave_up {
@@ -396,6 +397,7 @@ mod tests {
                     added_at: 0,
                     source: Source::Admin,
                     enabled: true,
+                    label: None,
                 };
                 (id, o)
             })

@@ -14,7 +14,7 @@ use super::{stored, Registration, Supervisor, STORE_TIMEOUT};
 use crate::discovery::webhook::{WebhookError, WebhookList};
 use crate::discovery::{DiscoveryReport, FetchReport, GetDiscovery, WebhookFetched};
 use crate::metrics as m;
-use crate::orchestrator::{OrchestratorId, Source};
+use crate::orchestrator::{Label, Listed, Orchestrator, OrchestratorId, Source};
 use crate::store::{ApplyWebhook, WebhookDelta};
 
 /// How many skipped-entry reasons one log line carries (the admin view has them all).
@@ -76,6 +76,10 @@ impl Supervisor {
             new_caps.extend(o.capabilities.iter().cloned());
             self.orchestrators.insert(o.id.clone(), o);
         }
+        for o in delta.relabelled {
+            self.relabel_pairs(&o);
+            self.orchestrators.insert(o.id.clone(), o);
+        }
         for cap in &new_caps {
             self.register_capability(cap, Registration::Anchored);
         }
@@ -89,7 +93,7 @@ fn failed(msg: &WebhookFetched, e: &WebhookError, list: Option<&WebhookList>) ->
         took_ms: msg.took_ms,
         outcome: e.outcome(),
         error: Some(e.to_string()),
-        listed: list.map_or(0, |l| l.urls.len()),
+        listed: list.map_or(0, |l| l.entries.len()),
         skipped: list.map(|l| l.skipped.clone()).unwrap_or_default(),
         added: Vec::new(),
         removed: Vec::new(),
@@ -109,15 +113,25 @@ impl Handler<WebhookFetched> for Supervisor {
                 return Box::pin(actix::fut::ready(()));
             }
         };
-        let listed: HashSet<&str> = list.urls.iter().map(String::as_str).collect();
-        let by_url: std::collections::HashMap<&str, Source> =
-            self.orchestrators.values().map(|o| (o.url.as_str(), o.source)).collect();
-        let add: Vec<String> = list.urls.iter().filter(|u| !by_url.contains_key(u.as_str())).cloned().collect();
-        let registered_elsewhere: Vec<String> = list
-            .urls
+        let listed: HashSet<&str> = list.entries.iter().map(|l| l.url.as_str()).collect();
+        let by_url: std::collections::HashMap<&str, &Orchestrator> =
+            self.orchestrators.values().map(|o| (o.url.as_str(), o)).collect();
+        let add: Vec<Listed> = list.entries.iter().filter(|l| !by_url.contains_key(l.url.as_str())).cloned().collect();
+        // A label the webhook gives its own entry wins; an entry listed without one keeps its own.
+        let relabel: Vec<(OrchestratorId, Label)> = list
+            .entries
             .iter()
-            .filter(|u| by_url.get(u.as_str()).is_some_and(|s| *s != Source::Webhook))
-            .cloned()
+            .filter_map(|l| {
+                let o = by_url.get(l.url.as_str()).filter(|o| o.source == Source::Webhook)?;
+                let label = l.label.as_ref().filter(|label| o.label.as_ref() != Some(*label))?;
+                Some((o.id.clone(), label.clone()))
+            })
+            .collect();
+        let registered_elsewhere: Vec<String> = list
+            .entries
+            .iter()
+            .filter(|l| by_url.get(l.url.as_str()).is_some_and(|o| o.source != Source::Webhook))
+            .map(|l| l.url.clone())
             .collect();
         let remove: Vec<OrchestratorId> = self
             .orchestrators
@@ -130,17 +144,17 @@ impl Handler<WebhookFetched> for Supervisor {
             took_ms: msg.took_ms,
             outcome: "ok",
             error: None,
-            listed: list.urls.len(),
+            listed: list.entries.len(),
             skipped: list.skipped.clone(),
             added: Vec::new(),
             removed: Vec::new(),
             registered_elsewhere,
         };
-        if add.is_empty() && remove.is_empty() {
+        if add.is_empty() && remove.is_empty() && relabel.is_empty() {
             self.record_fetch(report);
             return Box::pin(actix::fut::ready(()));
         }
-        let fut = self.store.send(ApplyWebhook { add, remove }).timeout(STORE_TIMEOUT);
+        let fut = self.store.send(ApplyWebhook { add, relabel, remove }).timeout(STORE_TIMEOUT);
         Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match stored(res) {
             Ok(delta) => {
                 report.added =

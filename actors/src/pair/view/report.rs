@@ -10,6 +10,7 @@ impl PairView {
         PairReport {
             orchestrator: self.key.orchestrator.to_string(),
             orchestrator_url: self.orchestrator_url.to_string(),
+            orchestrator_label: self.orchestrator_label.as_ref().map(|l| l.to_string()),
             capability: self.key.capability.to_string(),
             service_addr: self.service_addr.as_deref().map(str::to_string),
             breaker: BreakerReport {
@@ -133,6 +134,8 @@ pub struct PairReport {
     pub orchestrator: String,
     /// Orchestrator URL.
     pub orchestrator_url: String,
+    /// The operator's label of the orchestrator (null when it has none).
+    pub orchestrator_label: Option<String>,
     /// Capability.
     pub capability: String,
     /// Where jobs go.

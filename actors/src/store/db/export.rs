@@ -133,7 +133,7 @@ mod tests {
     fn export_then_import_into_a_fresh_store_reproduces_it() {
         let (a, b) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
         let src = open(a.path()).expect("open");
-        let o1 = src.insert("http://a:1", vec![cap("depth")], Source::Admin).expect("io").expect("new");
+        let o1 = src.insert("http://a:1", vec![cap("depth")], None, Source::Admin).expect("io").expect("new");
         src.policies
             .insert(b"depth", Db::encode(&CapabilityPolicy { max_attempts: Some(2), ..Default::default() }))
             .expect("policy");
@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(serde_json::to_value(&snap.pairs).ok(), serde_json::to_value([record(&o1.id, "depth", 7)]).ok());
         assert_eq!(snap.policies[0].1.max_attempts, Some(2));
         // New ids do not collide with imported ones; a second import conflicts and changes nothing.
-        let o2 = dst.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
+        let o2 = dst.insert("http://b:1", vec![], None, Source::Admin).expect("io").expect("new");
         assert_ne!(o2.id, o1.id);
         assert!(matches!(dst.import(&back), Err(ImportError::Conflict(_))));
         assert_eq!(dst.snapshot().expect("snapshot").orchestrators.len(), 2);

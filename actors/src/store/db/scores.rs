@@ -205,8 +205,8 @@ mod tests {
     fn saves_merge_into_the_orchestrator_group_and_skip_deleted_orchestrators() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = open(dir.path()).expect("open");
-        let a = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
-        let b = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
+        let a = s.insert("http://a:1", vec![], None, Source::Admin).expect("io").expect("new");
+        let b = s.insert("http://b:1", vec![], None, Source::Admin).expect("io").expect("new");
         let gone = OrchestratorId("orch-gone".into());
         let first = [record(&a.id, "depth", 1), record(&b.id, "depth", 2), record(&gone, "depth", 3)];
         assert_eq!(s.merge_pairs(&first, true).expect("save"), 2, "the unregistered orchestrator is skipped");
@@ -228,8 +228,8 @@ mod tests {
     fn forgetting_pairs_removes_only_their_records() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = open(dir.path()).expect("open");
-        let a = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
-        let b = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
+        let a = s.insert("http://a:1", vec![], None, Source::Admin).expect("io").expect("new");
+        let b = s.insert("http://b:1", vec![], None, Source::Admin).expect("io").expect("new");
         let records = [record(&a.id, "depth", 1), record(&a.id, "upscale", 2), record(&b.id, "depth", 3)];
         s.merge_pairs(&records, true).expect("save");
         let gone = [records[1].key(), records[2].key(), record(&b.id, "never-saved", 0).key()];
@@ -242,8 +242,8 @@ mod tests {
     fn forgetting_a_capability_removes_its_records_everywhere_and_its_policy() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = open(dir.path()).expect("open");
-        let a = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new");
-        let b = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new");
+        let a = s.insert("http://a:1", vec![], None, Source::Admin).expect("io").expect("new");
+        let b = s.insert("http://b:1", vec![], None, Source::Admin).expect("io").expect("new");
         let records = [record(&a.id, "depth", 1), record(&a.id, "junk", 2), record(&b.id, "junk", 3)];
         s.merge_pairs(&records, true).expect("save");
         s.put_policy(&cap("junk"), &Default::default()).expect("policy");
@@ -266,7 +266,7 @@ mod tests {
         let n = SAVE_BATCH_GROUPS * 2 + 7;
         let mut records = Vec::new();
         for i in 0..n {
-            let o = s.insert(&format!("http://o{i}:1"), vec![], Source::Admin).expect("io").expect("new");
+            let o = s.insert(&format!("http://o{i}:1"), vec![], None, Source::Admin).expect("io").expect("new");
             records.push(record(&o.id, "depth", i as u64));
             records.push(record(&o.id, "upscale", i as u64));
         }
@@ -282,8 +282,8 @@ mod tests {
         {
             // Write the schema 1 layout by hand: one JSON record per pair in `pairs`.
             let s = open(dir.path()).expect("open");
-            a = s.insert("http://a:1", vec![], Source::Admin).expect("io").expect("new").id;
-            b = s.insert("http://b:1", vec![], Source::Admin).expect("io").expect("new").id;
+            a = s.insert("http://a:1", vec![], None, Source::Admin).expect("io").expect("new").id;
+            b = s.insert("http://b:1", vec![], None, Source::Admin).expect("io").expect("new").id;
             let v1 = s.db.open_tree(V1_PAIRS_TREE).expect("tree");
             for r in [record(&a, "depth", 1), record(&a, "upscale", 2), record(&b, "depth", 3)] {
                 let key = format!("{}\0{}", r.orchestrator.0, r.capability.as_str());

@@ -57,7 +57,7 @@ mod streams;
 mod validate;
 
 pub use args::RunArgs;
-pub use sections::{Discovery, Limits, Log, Payments, Routing, Runner, SignerConfig, StaticOrchestrator};
+pub use sections::{Discovery, History, Limits, Log, Payments, Routing, Runner, SignerConfig, StaticOrchestrator};
 pub use streams::{StreamTimeouts, Streams};
 use validate::{check_env, Unlock};
 
@@ -100,6 +100,8 @@ pub struct Config {
     pub discovery: Discovery,
     /// Logging.
     pub log: Log,
+    /// The status page's plots.
+    pub history: History,
     /// Signing key (none: offchain).
     pub signer: SignerConfig,
     /// Spend limits on payments to priced orchestrators (used only with a key).
@@ -128,6 +130,7 @@ impl Default for Config {
             runner: Runner::default(),
             discovery: Discovery::default(),
             log: Log::default(),
+            history: History::default(),
             signer: SignerConfig::default(),
             payments: Payments::default(),
             streams: Streams::default(),
@@ -342,6 +345,21 @@ mod tests {
             cfg.orch_addr = orch_addr.iter().map(|s| s.to_string()).collect();
             let err = cfg.validate().expect_err("invalid");
             assert!(matches!(&err, ConfigError::Invalid(m) if m.contains("label")), "{orch_addr:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_history_is_bounded() {
+        let ok = Config::from_toml("[history]\nperiod = \"200ms\"\nwindow = \"20s\"\nmax_pairs = 10\n").expect("toml");
+        assert_eq!(ok.validate().expect("valid").config.history.settings().samples(), 100);
+        for bad in [
+            "[history]\nperiod = \"10ms\"\n",
+            "[history]\nperiod = \"10s\"\nwindow = \"10s\"\n",
+            "[history]\nperiod = \"1s\"\nwindow = \"2h\"\n",
+            "[history]\nmax_pairs = 1000000\n",
+        ] {
+            let err = Config::from_toml(bad).expect("toml").validate().expect_err(bad);
+            assert!(matches!(&err, ConfigError::Invalid(m) if m.contains("history.")), "{bad}: {err}");
         }
     }
 

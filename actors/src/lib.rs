@@ -21,6 +21,7 @@
 //!   card's `Dispatcher`, not an actor: see `docs/architecture.md`).
 //! - [`supervisor`]: `Supervisor`, the registry; starts, restarts and retires pair actors.
 //! - [`discovery`]: `Discovery`, the orchestrator webhook (`--orch-webhook-url`) fetcher.
+//! - [`history`]: the status page's recent past, a bounded ring of samples (pure).
 //! - [`store`]: `Store`, the sled database on a `SyncArbiter`.
 //! - [`route`]: the attempt loop of one job (select, admit, call, record, fail over).
 //! - [`metrics`]: metric names.
@@ -36,6 +37,7 @@ pub mod capability;
 mod client_errors;
 mod clock;
 pub mod discovery;
+pub mod history;
 mod limit;
 pub mod log_limit;
 pub mod memory;

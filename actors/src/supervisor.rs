@@ -17,6 +17,7 @@
 
 mod client_errors;
 mod discovered;
+mod history;
 mod pairs;
 mod persistence;
 mod policies;
@@ -26,6 +27,7 @@ mod survey;
 mod webhook;
 
 pub use discovered::{DiscoveredReport, ForgetCapability, ForgottenCapability};
+pub use history::GetHistory;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use pairs::CrashPair;
 use pairs::Registration;
@@ -48,6 +50,7 @@ use serde::Serialize;
 
 use crate::capability::{Capability, CapabilityError};
 use crate::discovery::DiscoveryReport;
+use crate::history::{History, HistorySettings};
 use crate::metrics as m;
 use crate::orchestrator::{
     normalize_url, Label, LabelError, Listed, Orchestrator, OrchestratorChange, OrchestratorId, Source, UrlError,
@@ -191,6 +194,8 @@ pub struct SupervisorInit {
     pub config_policies: HashMap<Capability, CapabilityPolicy>,
     /// Discovery as configured ([`DiscoveryReport::default`] when no webhook is set).
     pub discovery: DiscoveryReport,
+    /// The status page's history: how often to sample, how far back, how many pairs.
+    pub history: HistorySettings,
 }
 
 /// The actor.
@@ -239,6 +244,10 @@ pub struct Supervisor {
     scores_saved_at: Option<u64>,
     /// What the discovery webhook last did.
     discovery: DiscoveryReport,
+    /// The status page's recent past.
+    history: History,
+    /// When the last history sample was taken.
+    last_sample: Instant,
 }
 
 impl Supervisor {
@@ -283,6 +292,8 @@ impl Supervisor {
             ticks: 0,
             scores_saved_at: None,
             discovery: init.discovery,
+            history: History::new(init.history),
+            last_sample: Instant::now(),
         })
     }
 
@@ -358,5 +369,6 @@ impl Actor for Supervisor {
             "supervisor started"
         );
         ctx.run_interval(Duration::from_secs(1), |act, ctx| act.tick(ctx));
+        ctx.run_interval(self.history.settings().period, |act, _ctx| act.sample_history());
     }
 }

@@ -73,6 +73,7 @@ pub(super) fn start_actors(
         policies: policies.clone(),
         config_policies,
         discovery: v.discovery.as_ref().map(DiscoveryReport::configured).unwrap_or_default(),
+        history: cfg.history.settings(),
     })
     .context("supervisor")?
     .start();

@@ -219,6 +219,34 @@ impl Default for Log {
     }
 }
 
+/// The status page's plots: a bounded in-memory history of samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct History {
+    /// Time between samples.
+    #[serde(with = "humantime_serde")]
+    pub period: Duration,
+    /// How far back the plots reach (at most 1,000 samples are kept).
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Pairs with plots, the first in (orchestrator id, capability) order.
+    pub max_pairs: usize,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        let d = byoc_actors::history::HistorySettings::default();
+        Self { period: d.period, window: d.window, max_pairs: d.max_pairs }
+    }
+}
+
+impl History {
+    /// The settings the supervisor samples with.
+    pub fn settings(&self) -> byoc_actors::history::HistorySettings {
+        byoc_actors::history::HistorySettings { period: self.period, window: self.window, max_pairs: self.max_pairs }
+    }
+}
+
 /// The gateway's Ethereum identity (go-livepeer `-ethKeystorePath` / `-ethPassword`). Without
 /// a key the gateway runs offchain: zero address, empty signatures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

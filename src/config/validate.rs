@@ -12,7 +12,9 @@ use byoc_actors::orchestrator::{normalize_url, split_labelled, Label, Listed, MA
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::protocol::signer::{self, Offchain, Scheme, SharedSigner};
 
-use super::{Config, ConfigError, Discovery, Limits, Payments, Routing, RunArgs, Runner, SignerConfig, Validated};
+use super::{
+    Config, ConfigError, Discovery, History, Limits, Payments, Routing, RunArgs, Runner, SignerConfig, Validated,
+};
 
 /// A listen address: `IP:port`, or `host:port` for a host name that resolves (`localhost:9935`);
 /// the first address it resolves to is used.
@@ -67,6 +69,7 @@ impl Config {
         }
         self.limits.check()?;
         self.routing.check()?;
+        self.history.check()?;
         self.breaker.validate().map_err(invalid)?;
         self.default_policy.validate().map_err(|e| invalid(format!("default_policy: {e}")))?;
         let policies = self.capability_policies()?;
@@ -178,6 +181,26 @@ impl Config {
             }
         }
         Ok(orchestrators)
+    }
+}
+
+impl History {
+    /// A period of at least 100 ms, a window of at least two periods and at most 1,000 of
+    /// them, and at most 100,000 pairs: the history's memory stays bounded.
+    fn check(&self) -> Result<(), ConfigError> {
+        use byoc_actors::history::MAX_SAMPLES;
+        if self.period < Duration::from_millis(100) {
+            return Err(invalid("history.period must be at least 100ms".into()));
+        }
+        if self.window < self.period * 2 || self.window.as_millis() / self.period.as_millis() > MAX_SAMPLES as u128 {
+            return Err(invalid(format!(
+                "history.window must be between two and {MAX_SAMPLES} periods (history.period)"
+            )));
+        }
+        if self.max_pairs > 100_000 {
+            return Err(invalid("history.max_pairs must be at most 100000".into()));
+        }
+        Ok(())
     }
 }
 

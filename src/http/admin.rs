@@ -14,15 +14,16 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::{delete, get, patch, post, put, web, HttpRequest, HttpResponse};
 use byoc_actors::discovery::{DiscoveryReport, GetDiscovery};
+use byoc_actors::history::HistoryReport;
 use byoc_actors::orchestrator::{Orchestrator, Source};
 use byoc_actors::pair::PairReport;
 use byoc_actors::policy::CapabilityPolicy;
 use byoc_actors::store::StoreExport;
 use byoc_actors::supervisor::{
     AddOrchestrator, CapabilityReport, ChangeOrchestrator, DeleteCapabilityPolicy, ExportStore, ForcePairBreaker,
-    ForgetCapability, ForgottenCapability, GetCapability, GetSupervisorReport, ListCapabilities, ListOrchestrators,
-    ListPairs, ListPairsPage, PairsPage, ReloadReport, RemoveOrchestrator, SetCapabilityPolicy, Supervisor,
-    SupervisorReport,
+    ForgetCapability, ForgottenCapability, GetCapability, GetHistory, GetSupervisorReport, ListCapabilities,
+    ListOrchestrators, ListPairs, ListPairsPage, PairsPage, ReloadReport, RemoveOrchestrator, SetCapabilityPolicy,
+    Supervisor, SupervisorReport,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -129,6 +130,7 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
         .service(get_stream)
         .service(stop_stream)
         .service(supervisor)
+        .service(history)
         .service(discovery)
         .service(reload)
         .service(export_store)
@@ -302,6 +304,17 @@ async fn ui() -> HttpResponse {
 #[get("/supervisor")]
 async fn supervisor(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
     let report = ask(&state, GetSupervisorReport).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The status page's plots: per pair its median latency and success ratio, per capability its
+/// answers and failures per second, queue depth and queue wait, one value per sample
+/// (`history.period`, 10 s) over `history.window` (15 min), oldest first, `null` where nothing
+/// happened in an interval.
+#[utoipa::path(tag = "operations", responses((status = 200, body = HistoryReport), (status = 401, body = ErrorBody)))]
+#[get("/history")]
+async fn history(state: web::Data<AdminState>) -> Result<HttpResponse, ApiError> {
+    let report = ask(&state, GetHistory).await?;
     Ok(HttpResponse::Ok().json(report))
 }
 

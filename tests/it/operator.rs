@@ -56,6 +56,7 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
         ("POST", "/admin/capabilities/{name}/forget"),
         ("GET", "/admin/supervisor"),
         ("GET", "/admin/discovery"),
+        ("GET", "/admin/history"),
         ("POST", "/admin/reload"),
         ("GET", "/admin/store/export"),
         ("GET", "/admin/streams"),

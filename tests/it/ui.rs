@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -62,9 +63,29 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
     let b = sim("b", &[("image-to-image", healthy())]);
     let gw = gateway_with(&[(&a, &["depth", "upscale"]), (&b, &["image-to-image"])], |c| {
         c.orchestrators[0].label = Some("gpu Frankfurt".into());
+        // Plots from a sample every 200 ms (10 s in production) over 20 s.
+        c.history.period = Duration::from_millis(200);
+        c.history.window = Duration::from_secs(20);
     })
     .await;
     assert_eq!(gw.job("depth", "j").await.status, 200);
+    // Jobs until the history holds two samples in a row in which the depth pair answered:
+    // enough for a latency line on the page.
+    let orch_id = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
+    let mut answered_twice = false;
+    for i in 0..300 {
+        assert_eq!(gw.job("depth", &format!("plot{i}")).await.status, 200);
+        let h = gw.admin_get("/admin/history").await.json();
+        let pair = h["pairs"].as_array().and_then(|ps| {
+            ps.iter().find(|p| p["orchestrator"] == orch_id.as_str() && p["capability"] == "depth").cloned()
+        });
+        let lat = pair.map(|p| p["latency_p50_ms"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
+        if lat.windows(2).any(|w| w[0].is_number() && w[1].is_number()) {
+            answered_twice = true;
+            break;
+        }
+    }
+    assert!(answered_twice, "the history never held two samples in a row with answers");
     let orch = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
 
     let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
@@ -162,6 +183,25 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
     assert_eq!(visible("orchestrators").await, 1, "and the orchestrator");
     filter("").await;
     assert_eq!(visible("pairs").await, 3);
+    // The plots: a latency line for the depth pair and a throughput line for its capability,
+    // drawn from the history in inline SVG.
+    let points = |selector: String| {
+        js(&format!("const r = document.querySelector('{selector}'); return r ? r.getAttribute('points').trim().split(/\\s+/).length : 0;"))
+    };
+    let latency = format!("tr[data-pair=\"{orch}/depth\"] svg.spark.latency polyline");
+    let n = eventually("a latency line on the page", 250, || async {
+        let n = points(latency.clone()).await.as_u64().unwrap_or(0);
+        (n >= 2).then_some(n)
+    })
+    .await;
+    assert!(n >= 2);
+    let throughput = "tr[data-capability=\"depth\"] svg.spark.throughput polyline.ok".to_string();
+    assert!(points(throughput).await.as_u64().unwrap_or(0) >= 2, "the depth capability's throughput line");
+    let header = js("return document.querySelector('#pairs th .window').textContent").await;
+    assert_eq!(header, "last 20 s", "the plots' window is named");
+    let external = js("return [...document.querySelectorAll('[src],[href],link,img,iframe')].length").await;
+    assert_eq!(external, 0, "the page loads nothing: it works offline");
+
     let url_now = driver.call("GET", &s("/url"), None).await;
     assert!(!url_now.as_str().unwrap_or("").contains(TOKEN), "the token is removed from the address bar");
 
@@ -229,4 +269,40 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
         std::fs::write(Path::new(&dir).join("status-page.png"), bytes).expect("write screenshot");
     }
     driver.call("DELETE", &format!("/session/{sid}"), None).await;
+}
+
+/// The plots' history (`GET /admin/history`) samples every period and keeps its window: the
+/// oldest sample goes as a new one comes, and pairs past `history.max_pairs` get no series.
+#[actix_web::test]
+async fn the_history_keeps_a_window_of_samples_for_at_most_max_pairs() {
+    let a = sim("a", &[("depth", healthy()), ("upscale", healthy())]);
+    let gw = gateway_with(&[(&a, &["depth", "upscale"])], |c| {
+        c.history.period = Duration::from_millis(100);
+        c.history.window = Duration::from_millis(500);
+        c.history.max_pairs = 1;
+    })
+    .await;
+    let full = eventually("five samples", 500, || async {
+        let h = gw.admin_get("/admin/history").await.json();
+        (h["samples"].as_array().map(Vec::len) == Some(5)).then_some(h)
+    })
+    .await;
+    assert_eq!(
+        (full["period_ms"].clone(), full["window_ms"].clone(), full["samples_max"].clone()),
+        (json!(100), json!(500), json!(5))
+    );
+    let first = full["samples"][0].as_u64().expect("unix ms");
+    let later = eventually("the window moves on", 500, || async {
+        let h = gw.admin_get("/admin/history").await.json();
+        (h["samples"][0].as_u64().is_some_and(|t| t > first)).then_some(h)
+    })
+    .await;
+    assert_eq!(later["samples"].as_array().map(Vec::len), Some(5), "still five: {later}");
+    let pairs = later["pairs"].as_array().expect("pairs");
+    assert_eq!(pairs.len(), 1, "one pair has series: {later}");
+    assert_eq!(later["pairs_omitted"], 1);
+    assert_eq!(pairs[0]["latency_p50_ms"].as_array().map(Vec::len), Some(5), "one value per sample");
+    let caps: Vec<&str> =
+        later["capabilities"].as_array().expect("caps").iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(caps, vec!["depth", "upscale"]);
 }

@@ -75,6 +75,9 @@ pub struct Config {
     pub admin_token: Option<String>,
     /// Require the admin token on `/metrics` too (Prometheus `authorization` / bearer).
     pub metrics_require_token: bool,
+    /// Most pairs with per-pair series (`byoc_gateway_pair_*`, labelled by orchestrator id) on
+    /// `/metrics`: the first in (orchestrator id, capability) order; 0 for none.
+    pub metrics_pair_series: usize,
     /// Orchestrators as go-livepeer's `-orchAddr` list.
     pub orch_addr: Vec<String>,
     /// Orchestrators with declared capabilities.
@@ -118,6 +121,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             admin_token: None,
             metrics_require_token: false,
+            metrics_pair_series: 500,
             orch_addr: Vec::new(),
             orchestrators: Vec::new(),
             workers: 0,

@@ -7,6 +7,7 @@
 
 pub mod hidden;
 mod label;
+pub(crate) mod pairs;
 
 pub use hidden::hide_capability;
 pub use label::CapabilityLabel;

@@ -139,6 +139,9 @@ pub(crate) struct PairActor {
     last_error: Option<Arc<LastError>>,
     restarts: u32,
     counters: Counters,
+    /// Times its breaker opened since the pair started (not persisted: a counter for
+    /// `byoc_gateway_pair_breaker_opens_total`, which a restart resets).
+    breaker_opens: u64,
     retired: bool,
     disabled: bool,
     /// An operator's trip: held open until a reset, or until the instant if one was given.
@@ -241,6 +244,7 @@ impl PairActor {
             last_error: None,
             restarts,
             counters,
+            breaker_opens: 0,
             retired: false,
             disabled: false,
             forced: None,
@@ -348,6 +352,7 @@ impl PairActor {
             last_error: self.last_error.clone(),
             restarts: self.restarts,
             counters: self.counters,
+            breaker_opens: self.breaker_opens,
             retired: self.retired,
             disabled: self.disabled,
             forced: self.forced.is_some(),

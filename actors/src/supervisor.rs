@@ -18,6 +18,7 @@
 mod client_errors;
 mod discovered;
 mod history;
+mod pair_metrics;
 mod pairs;
 mod persistence;
 mod policies;
@@ -28,6 +29,7 @@ mod webhook;
 
 pub use discovered::{DiscoveredReport, ForgetCapability, ForgottenCapability};
 pub use history::GetHistory;
+pub use pair_metrics::RenderPairMetrics;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use pairs::CrashPair;
 use pairs::Registration;

@@ -176,6 +176,7 @@ pub(super) fn serve_admin(
         metrics,
         token: cfg.admin_token.as_deref().map(Arc::from),
         metrics_require_token: cfg.metrics_require_token,
+        metrics_pair_series: cfg.metrics_pair_series,
         reloader: Arc::new(move || reload_message(&source, &running)),
         request_timeout: cfg.limits.body_read_timeout,
         payments: core.payments.clone(),

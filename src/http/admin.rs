@@ -22,8 +22,8 @@ use byoc_actors::store::StoreExport;
 use byoc_actors::supervisor::{
     AddOrchestrator, CapabilityReport, ChangeOrchestrator, DeleteCapabilityPolicy, ExportStore, ForcePairBreaker,
     ForgetCapability, ForgottenCapability, GetCapability, GetHistory, GetSupervisorReport, ListCapabilities,
-    ListOrchestrators, ListPairs, ListPairsPage, PairsPage, ReloadReport, RemoveOrchestrator, SetCapabilityPolicy,
-    Supervisor, SupervisorReport,
+    ListOrchestrators, ListPairs, ListPairsPage, PairsPage, ReloadReport, RemoveOrchestrator, RenderPairMetrics,
+    SetCapabilityPolicy, Supervisor, SupervisorReport,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
@@ -62,6 +62,8 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
     /// Whether `/metrics` also requires the token.
     pub metrics_require_token: bool,
+    /// Most pairs with per-pair series on `/metrics` (`metrics_pair_series`).
+    pub metrics_pair_series: usize,
     /// Config reload.
     pub reloader: Reloader,
     /// Bound on one admin call, its body included (`limits.body_read_timeout`).
@@ -277,7 +279,13 @@ async fn metrics(req: HttpRequest, state: web::Data<AdminState>) -> Result<HttpR
         }
     }
     // Without the series of capabilities an operator forgot (the recorder cannot drop them).
-    let text = byoc_actors::metrics::hidden::filter(state.metrics.render());
+    let mut text = byoc_actors::metrics::hidden::filter(state.metrics.render());
+    // The per-pair series, as the pairs are now. A supervisor too busy to answer costs them
+    // this scrape, not the whole scrape.
+    match ask(&state, RenderPairMetrics { limit: state.metrics_pair_series }).await {
+        Ok(pairs) => text.push_str(&pairs),
+        Err(e) => tracing::warn!(error = %e, "per-pair series left out of this scrape"),
+    }
     Ok(HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text))
 }
 

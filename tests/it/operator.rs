@@ -366,3 +366,50 @@ async fn json_logs_carry_the_request_id_and_never_the_token() {
     assert!(lines.iter().any(|l| l["fields"]["message"] == "byoc-gateway listening"));
     assert!(!text.contains("sekret-token-value") && !text.contains("wrong-guess"), "tokens must never be logged");
 }
+
+/// The scraped text of `/metrics`.
+async fn scrape(gw: &TestGateway) -> String {
+    String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).into_owned()
+}
+
+#[actix_web::test]
+async fn per_pair_series_are_bounded_and_end_with_their_orchestrator() {
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("depth", healthy())]);
+    let gw = gateway_with(&[(&a, &["depth"]), (&b, &["depth"])], |c| {
+        c.metrics_pair_series = 1;
+        c.orchestrators[0].label = Some("fast".into());
+    })
+    .await;
+    let a_id = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
+    let b_id = gw.pair("depth", &b.url).await["orchestrator"].as_str().expect("id").to_string();
+    assert!(a_id < b_id, "{a_id} comes first");
+    // A job on a: its latency is measured.
+    let header = byoc_actors::protocol::header::encode_client_header(&json!({
+        "capability": "depth", "request": "{}", "timeout_seconds": 10,
+        "parameters": json!({"orchestrators": {"include": [a.url]}}).to_string(),
+    }));
+    let req = gw.client.post(format!("{}/process/request/depth", gw.http)).insert_header(("Livepeer", header));
+    assert_eq!(read(req.send_body("{}").await).await.status, 200);
+
+    let text = scrape(&gw).await;
+    let of = |id: &str| format!("orchestrator=\"{id}\"");
+    for needle in [
+        format!("byoc_gateway_pair_routable{{{},capability=\"depth\"}} 1", of(&a_id)),
+        format!("byoc_gateway_pair_breaker_state{{{},capability=\"depth\"}} 0", of(&a_id)),
+        format!("byoc_gateway_pair_calls_total{{{},capability=\"depth\",result=\"success\"}} 1", of(&a_id)),
+        format!("byoc_gateway_pair_latency_seconds{{{},capability=\"depth\",quantile=\"0.5\"}}", of(&a_id)),
+        format!("byoc_gateway_orchestrator_info{{{},orchestrator_label=\"fast\"}} 1", of(&a_id)),
+        "byoc_gateway_pair_series_omitted 1".to_string(),
+    ] {
+        assert!(text.contains(&needle), "missing {needle}:\n{text}");
+    }
+    assert!(!text.contains(&of(&b_id)), "b's pair is over the bound of 1: no series");
+
+    // a goes: its series end with it, and b's take its place.
+    assert_eq!(gw.admin_delete(&format!("/admin/orchestrators/{a_id}")).await.status, 204);
+    let text = scrape(&gw).await;
+    assert!(!text.contains(&of(&a_id)), "a removed orchestrator has no series:\n{text}");
+    assert!(text.contains(&format!("byoc_gateway_pair_routable{{{},capability=\"depth\"}}", of(&b_id))));
+    assert!(text.contains("byoc_gateway_pair_series_omitted 0"));
+}

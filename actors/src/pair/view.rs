@@ -85,6 +85,21 @@ pub struct Counters {
     pub(crate) refused: u64,
 }
 
+impl Counters {
+    /// Failed calls: every failure class, not the client's 4xx nor capacity refusals (what the
+    /// status page and the per-pair series call failures).
+    pub(crate) fn failures(&self) -> u64 {
+        self.http_5xx
+            + self.connect
+            + self.timeout
+            + self.transport
+            + self.oom
+            + self.contract
+            + self.refused
+            + self.bad_status
+    }
+}
+
 /// The live state of a pair as published by its actor.
 #[derive(Debug, Clone)]
 pub struct PairView {
@@ -147,6 +162,8 @@ pub struct PairView {
     pub(crate) restarts: u32,
     /// Outcome counters.
     pub(crate) counters: Counters,
+    /// Times its breaker opened since the pair started.
+    pub(crate) breaker_opens: u64,
     /// Retired (orchestrator removed): takes no new work.
     pub(crate) retired: bool,
     /// Its orchestrator is disabled by the operator (draining).
@@ -234,6 +251,7 @@ impl PairView {
             last_error: None,
             restarts: 0,
             counters: Counters::default(),
+            breaker_opens: 0,
             retired: false,
             disabled: false,
             forced: false,

@@ -4,13 +4,6 @@
 
 use super::*;
 use crate::history::{CapabilityReading, HistoryReport, PairReading};
-use crate::pair::view::Counters;
-
-/// Failed calls, as the history counts them: every failure class, not the client's 4xx nor
-/// capacity refusals (the status page's "errors").
-fn failures(c: &Counters) -> u64 {
-    c.http_5xx + c.connect + c.timeout + c.transport + c.oom + c.contract + c.refused + c.bad_status
-}
 
 impl Supervisor {
     /// Takes one sample of every pair on a board and every registered capability.
@@ -26,7 +19,7 @@ impl Supervisor {
                 let v = e.view.read();
                 let reading = PairReading {
                     success: v.counters.success,
-                    failures: failures(&v.counters),
+                    failures: v.counters.failures(),
                     p50_ms: v.latency_percentiles.map(|p| p.0),
                 };
                 (k.clone(), reading)

@@ -64,6 +64,7 @@ impl Gateway {
     /// actors, then the two servers.
     pub async fn start(v: Validated) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+        byoc_actors::metrics::set_payment_limit(v.payment_limits.max_ev_per_capability_hour);
         // Store first: a locked or corrupt store must fail before any port is bound.
         let (store, snapshot) = open_store(&v).await?;
         // Ports next, before any actor with timers starts: a port in use then fails the start

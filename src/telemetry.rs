@@ -38,6 +38,13 @@ pub fn install_metrics() -> Result<PrometheusHandle, String> {
                     byoc_actors::metrics::STREAM_DURATION_BUCKETS,
                 )
                 .map_err(|e| e.to_string())?
+                // A histogram too (it was a summary, whose quantiles cannot be aggregated over
+                // capabilities or replicas, and which the dashboard's p99 could not use).
+                .set_buckets_for_metric(
+                    Matcher::Full(byoc_actors::metrics::QUEUE_WAIT_SECONDS.into()),
+                    byoc_actors::metrics::DURATION_BUCKETS,
+                )
+                .map_err(|e| e.to_string())?
                 .build_recorder();
             let handle = recorder.handle();
             // Histogram samples queue in the recorder until drained; without a scrape they

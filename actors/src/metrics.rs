@@ -69,7 +69,7 @@ pub(crate) const TALLY_DROPPED_TOTAL: &str = "byoc_gateway_tally_dropped_total";
 /// Jobs waiting in a capability's queue for a free slot, by `capability`.
 pub(crate) const QUEUE_DEPTH: &str = "byoc_gateway_queue_depth";
 /// Time queued jobs waited before they got a slot, in seconds, by `capability`.
-pub(crate) const QUEUE_WAIT_SECONDS: &str = "byoc_gateway_queue_wait_seconds";
+pub const QUEUE_WAIT_SECONDS: &str = "byoc_gateway_queue_wait_seconds";
 /// Jobs that joined or were turned away from a capability's queue, by `capability` and
 /// `outcome` (`dispatched`, `timeout`, `full`, `displaced`, `abandoned`).
 pub(crate) const QUEUE_OUTCOMES_TOTAL: &str = "byoc_gateway_queue_outcomes_total";
@@ -118,6 +118,17 @@ pub(crate) const CAPABILITY_LIMIT_TOTAL: &str = "byoc_gateway_capability_limit_t
 pub(crate) const TICKETS_SENT_TOTAL: &str = "byoc_gateway_tickets_sent_total";
 /// Expected value of the tickets sent, in wei, by `capability`.
 pub(crate) const TICKET_EV_SENT_WEI_TOTAL: &str = "byoc_gateway_ticket_ev_sent_wei_total";
+
+/// The operator's cap on payments per capability per hour (`payments.max_ev_per_capability_hour`,
+/// wei); absent when there is no cap. Alerts compare the hour's spend with it.
+pub const PAYMENT_EV_HOUR_LIMIT_WEI: &str = "byoc_gateway_payment_ev_per_capability_hour_limit_wei";
+
+/// Exports the payment cap per capability and hour (`None`: no cap, no series).
+pub fn set_payment_limit(max_ev_per_capability_hour: Option<f64>) {
+    if let Some(limit) = max_ev_per_capability_hour {
+        metrics::gauge!(PAYMENT_EV_HOUR_LIMIT_WEI).set(limit);
+    }
+}
 
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
@@ -180,6 +191,7 @@ pub fn describe() {
     describe_gauge!(SLOTS_INFLIGHT, "Jobs in flight on a capability's pairs");
     describe_counter!(STUCK_ATTEMPTS_TOTAL, "Attempts abandoned as stuck, by capability");
     describe_counter!(WAITED_FOR_FASTER_TOTAL, "Selections that waited for a faster pair's slot");
+    describe_gauge!(PAYMENT_EV_HOUR_LIMIT_WEI, "Cap on the expected value paid per capability over an hour (wei)");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
     describe_gauge!(STREAMS_ACTIVE, "Live streams, by capability");
     describe_counter!(STREAM_STARTS_TOTAL, "Stream starts, by capability and outcome");

@@ -79,9 +79,8 @@ pub(crate) struct PairActor {
     policy: Arc<Effective>,
     client: awc::Client,
     key: PairKey,
-    /// The operator's label of its orchestrator (shown in its view and its log lines).
-    label: Option<Label>,
-    /// Published state; also where the orchestrator's URL is kept (one copy per pair).
+    /// Published state; also where the orchestrator's URL and label are kept (one copy per
+    /// pair), and its breaker openings counted.
     view: SharedView,
     breaker: Breaker,
     latency: PeakEwma,
@@ -139,9 +138,6 @@ pub(crate) struct PairActor {
     last_error: Option<Arc<LastError>>,
     restarts: u32,
     counters: Counters,
-    /// Times its breaker opened since the pair started (not persisted: a counter for
-    /// `byoc_gateway_pair_breaker_opens_total`, which a restart resets).
-    breaker_opens: u64,
     retired: bool,
     disabled: bool,
     /// An operator's trip: held open until a reset, or until the instant if one was given.
@@ -180,12 +176,12 @@ impl PairActor {
         policy: Arc<Effective>,
         client: awc::Client,
         key: PairKey,
-        orchestrator_url: Arc<str>,
+        orchestrator: Arc<view::OrchestratorRef>,
         record: Option<&PairRecord>,
         offered: bool,
     ) -> Self {
         let now = Instant::now();
-        let view = Arc::new(RwLock::new(PairView::new(key.clone(), orchestrator_url.clone())));
+        let view = Arc::new(RwLock::new(PairView::of(key.clone(), orchestrator)));
         let mut latency = PeakEwma::new(settings.initial_latency_ms, settings.ewma_decay);
         let mut success = SuccessRate::new(1.0, 0.1);
         let mut breaker = Breaker::new(policy.breaker.clone());
@@ -209,7 +205,6 @@ impl PairActor {
             policy,
             client,
             key,
-            label: None,
             view,
             breaker,
             latency,
@@ -244,7 +239,6 @@ impl PairActor {
             last_error: None,
             restarts,
             counters,
-            breaker_opens: 0,
             retired: false,
             disabled: false,
             forced: None,
@@ -268,16 +262,9 @@ impl PairActor {
         self
     }
 
-    /// Starts the pair with its orchestrator's label.
-    pub(crate) fn with_label(mut self, label: Option<Label>) -> Self {
-        self.label = label;
-        self.publish();
-        self
-    }
-
     /// The orchestrator's label, for log lines (`orchestrator_label`, absent when unset).
-    fn label(&self) -> Option<&str> {
-        self.label.as_ref().map(Label::as_str)
+    fn label(&self) -> Option<Label> {
+        self.view.read().orchestrator.label.clone()
     }
 
     /// The cell this actor publishes into.
@@ -323,11 +310,12 @@ impl PairActor {
             limit = limit.min(self.policy.cold_start_concurrency);
         }
         self.slots.set_limit(limit);
-        let orchestrator_url = v.orchestrator_url.clone();
+        // Kept in the view only (the actor's size counts 10,000 times): the orchestrator's URL
+        // and label, and the breaker's openings.
+        let (orchestrator, breaker_opens) = (v.orchestrator.clone(), v.breaker_opens);
         *v = PairView {
             key: self.key.clone(),
-            orchestrator_url,
-            orchestrator_label: self.label.clone(),
+            orchestrator,
             service_addr: self.service_addr.clone(),
             breaker: self.breaker.state(),
             breaker_level: self.breaker.level(),
@@ -352,7 +340,7 @@ impl PairActor {
             last_error: self.last_error.clone(),
             restarts: self.restarts,
             counters: self.counters,
-            breaker_opens: self.breaker_opens,
+            breaker_opens,
             retired: self.retired,
             disabled: self.disabled,
             forced: self.forced.is_some(),
@@ -387,7 +375,7 @@ impl PairActor {
 
     /// Where the orchestrator's tokens are probed.
     fn orchestrator_url(&self) -> Arc<str> {
-        self.view.read().orchestrator_url.clone()
+        self.view.read().orchestrator.url.clone()
     }
 
     fn note_error(&mut self, class: &str, message: String) {
@@ -401,13 +389,13 @@ impl PairActor {
         .increment(1);
         match t.to {
             State::Open => {
-                tracing::warn!(pair = %self.key, orchestrator_label = self.label(), from = t.from.as_str(), reason = t.reason, cause,
+                tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), from = t.from.as_str(), reason = t.reason, cause,
                 level = self.breaker.level(),
                 open_for_ms = self.breaker.open_until().map(|u| u.saturating_duration_since(Instant::now()).as_millis() as u64),
                 "breaker opened")
             }
             _ => {
-                tracing::info!(pair = %self.key, orchestrator_label = self.label(), from = t.from.as_str(), to = t.to.as_str(), reason = t.reason, "breaker transition")
+                tracing::info!(pair = %self.key, orchestrator_label = self.label().as_deref(), from = t.from.as_str(), to = t.to.as_str(), reason = t.reason, "breaker transition")
             }
         }
     }
@@ -425,7 +413,7 @@ impl PairActor {
             keep
         });
         if self.leases.len() != before {
-            tracing::debug!(pair = %self.key, orchestrator_label = self.label(), dropped = before - self.leases.len(), "expired leases dropped");
+            tracing::debug!(pair = %self.key, orchestrator_label = self.label().as_deref(), dropped = before - self.leases.len(), "expired leases dropped");
             self.publish();
         }
     }
@@ -470,7 +458,7 @@ impl actix::Supervised for PairActor {
         self.tally.unrequest();
         self.restarts += 1;
         metrics::counter!(m::ACTOR_RESTARTS_TOTAL, "actor" => "pair").increment(1);
-        tracing::warn!(pair = %self.key, orchestrator_label = self.label(), restarts = self.restarts, "pair actor restarted by the supervisor");
+        tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), restarts = self.restarts, "pair actor restarted by the supervisor");
         self.publish();
     }
 }

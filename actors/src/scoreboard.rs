@@ -89,7 +89,7 @@ impl<'a> Exclusions<'a> {
             return Some(true);
         }
         match self.filter {
-            Some(f) if !f.allows(&v.key.orchestrator.0, &v.orchestrator_url) => Some(false),
+            Some(f) if !f.allows(&v.key.orchestrator.0, &v.orchestrator.url) => Some(false),
             _ => None,
         }
     }

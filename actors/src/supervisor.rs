@@ -57,6 +57,7 @@ use crate::metrics as m;
 use crate::orchestrator::{
     normalize_url, Label, LabelError, Listed, Orchestrator, OrchestratorChange, OrchestratorId, Source, UrlError,
 };
+use crate::pair::view::OrchestratorRef;
 #[cfg(any(test, feature = "fault-injection"))]
 use crate::pair::Crash;
 use crate::pair::{
@@ -209,6 +210,8 @@ pub struct Supervisor {
     policies: PolicyBook,
     config_policies: HashMap<Capability, CapabilityPolicy>,
     orchestrators: BTreeMap<OrchestratorId, Orchestrator>,
+    /// Each orchestrator as its pairs' views show it (URL, label), shared by its pairs.
+    orchestrator_refs: HashMap<OrchestratorId, Arc<OrchestratorRef>>,
     pairs: BTreeMap<PairKey, PairEntry>,
     registered: BTreeSet<Capability>,
     /// Registered by lazy discovery (nothing declares them), at most `max_discovered`.
@@ -270,6 +273,7 @@ impl Supervisor {
             policies: init.policies,
             config_policies: init.config_policies,
             orchestrators: init.snapshot.orchestrators.into_iter().map(|o| (o.id.clone(), o)).collect(),
+            orchestrator_refs: HashMap::new(),
             pairs: BTreeMap::new(),
             registered,
             discovered,

@@ -98,7 +98,7 @@ impl PairActor {
             }
         };
         if trial && matches!(outcome, Outcome::Success | Outcome::ClientError(_)) {
-            tracing::info!(pair = %self.key, orchestrator_label = self.label(), "half-open trial passed");
+            tracing::info!(pair = %self.key, orchestrator_label = self.label().as_deref(), "half-open trial passed");
         }
         if let Some(t) = transition {
             self.on_transition(t, outcome.class());
@@ -146,7 +146,7 @@ impl PairActor {
              an answered job or a reset does",
             hold.as_secs()
         );
-        tracing::error!(pair = %self.key, orchestrator_label = self.label(), level, hold_s = hold.as_secs(), "{message}");
+        tracing::error!(pair = %self.key, orchestrator_label = self.label().as_deref(), level, hold_s = hold.as_secs(), "{message}");
         self.note_error("payment-backoff", message);
         true
     }
@@ -164,7 +164,7 @@ impl PairActor {
             Refusal::PriceUnavailable => format!("{addr} answered 400 '{body}': the orchestrator cannot price the capability"),
             Refusal::PaymentRejected => format!("{addr} refused the gateway's payment tickets: {body}"),
         };
-        tracing::error!(pair = %self.key, orchestrator_label = self.label(), reason = refusal.as_str(), "{message}; pair leaves rotation");
+        tracing::error!(pair = %self.key, orchestrator_label = self.label().as_deref(), reason = refusal.as_str(), "{message}; pair leaves rotation");
         self.note_error(
             refusal.as_str(),
             format!("{message}; out of rotation until its token changes or the pair is reset"),

@@ -89,7 +89,7 @@ impl Handler<Record> for PairActor {
                 Some(lease) => lease.trial,
                 None => {
                     // Expired or from before a restart: the breaker already moved on without it.
-                    tracing::debug!(pair = %self.key, orchestrator_label = self.label(), lease = id, "record for an unknown lease ignored");
+                    tracing::debug!(pair = %self.key, orchestrator_label = self.label().as_deref(), lease = id, "record for an unknown lease ignored");
                     return;
                 }
             },
@@ -169,12 +169,12 @@ impl Handler<ClientErrorVerdict> for PairActor {
         let share = self.client_errors.share() * 100.0;
         match verdict {
             Some(baseline) if !self.client_errors.outlier => {
-                tracing::warn!(pair = %self.key, orchestrator_label = self.label(),
+                tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(),
                 "answers 4xx to {share:.0} % of jobs while a sibling answers {:.0} %: deprioritised (its 4xx answers are still relayed)",
                 baseline * 100.0)
             }
             None if self.client_errors.outlier => {
-                tracing::info!(pair = %self.key, orchestrator_label = self.label(), "its share of 4xx answers ({share:.0} %) is back near its siblings': no longer deprioritised")
+                tracing::info!(pair = %self.key, orchestrator_label = self.label().as_deref(), "its share of 4xx answers ({share:.0} %) is back near its siblings': no longer deprioritised")
             }
             _ => {}
         }
@@ -231,17 +231,17 @@ impl Handler<SetEnabled> for PairActor {
     }
 }
 
-/// Its orchestrator's label changed.
+/// Its orchestrator's label changed: the orchestrator as its pairs now show it (one value
+/// shared by the orchestrator's pairs).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct SetLabel(pub(crate) Option<Label>);
+pub(crate) struct SetLabel(pub(crate) Arc<view::OrchestratorRef>);
 
 impl Handler<SetLabel> for PairActor {
     type Result = ();
 
-    fn handle(&mut self, SetLabel(label): SetLabel, _ctx: &mut Self::Context) {
-        self.label = label;
-        self.publish();
+    fn handle(&mut self, SetLabel(orchestrator): SetLabel, _ctx: &mut Self::Context) {
+        self.view.write().orchestrator = orchestrator;
     }
 }
 
@@ -277,7 +277,7 @@ impl Handler<Crash> for PairActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Crash, ctx: &mut Self::Context) {
-        tracing::warn!(pair = %self.key, orchestrator_label = self.label(), "fault injected: pair actor stops");
+        tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), "fault injected: pair actor stops");
         ctx.stop();
     }
 }

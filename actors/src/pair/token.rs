@@ -145,7 +145,7 @@ impl PairActor {
             // orchestrator refused is worth another try. (Not a refusal after a payment: that
             // back-off ends with time, since a taker's every token is new.)
             if let Some(r) = self.refusal.take() {
-                tracing::info!(pair = %self.key, orchestrator_label = self.label(), reason = r.as_str(), "token changed; pair back in rotation");
+                tracing::info!(pair = %self.key, orchestrator_label = self.label().as_deref(), reason = r.as_str(), "token changed; pair back in rotation");
             }
         }
         self.payment_terms(token);
@@ -167,7 +167,7 @@ impl PairActor {
         self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
         self.limit.on_token(token.available_capacity, inflight);
         if self.over_ceiling() && !was_over {
-            tracing::warn!(pair = %self.key, orchestrator_label = self.label(), "advertised price is over the capability's ceiling; pair leaves rotation");
+            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), "advertised price is over the capability's ceiling; pair leaves rotation");
         }
         metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
     }
@@ -179,7 +179,7 @@ impl PairActor {
         let priced = token.price.is_some_and(|p| p.price_per_unit > 0);
         let params = token.ticket_params.as_ref().filter(|_| priced).and_then(|v| {
             serde_json::from_value::<crate::payment::TicketParams>(v.clone())
-                .inspect_err(|e| tracing::warn!(pair = %self.key, orchestrator_label = self.label(), error = %e, "token's ticket_params do not decode; cannot pay there"))
+                .inspect_err(|e| tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), error = %e, "token's ticket_params do not decode; cannot pay there"))
                 .ok()
         });
         let can_pay = params.is_some() && self.settings.signer.payer().is_some();
@@ -191,12 +191,12 @@ impl PairActor {
             .and_then(|p| crate::payment::check_params(p, &self.settings.payment_limits).err());
         let invalid = matches!(refusal, Some(PayError::InvalidParams(_)));
         if let Some(e) = refusal.as_ref().filter(|_| invalid && !self.ticket_params_invalid) {
-            tracing::warn!(pair = %self.key, orchestrator_label = self.label(), error = %e, "the token's ticket params cannot be paid against; pair leaves rotation");
+            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), error = %e, "the token's ticket params cannot be paid against; pair leaves rotation");
             self.note_error("ticket-params", format!("{e}; out of rotation until a token brings sound params"));
         }
         let over_limit = refusal.is_some() && !invalid;
         if over_limit && !self.payment_over_limit {
-            tracing::warn!(pair = %self.key, orchestrator_label = self.label(), error = ?refusal, "ticket params over the payment limits; pair leaves rotation");
+            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), error = ?refusal, "ticket params over the payment limits; pair leaves rotation");
         }
         self.ticket_params_invalid = invalid;
         self.payment_over_limit = over_limit;
@@ -204,7 +204,7 @@ impl PairActor {
         // A gateway that pays is not held back by the balance: it tops it up.
         let payment_required = token.payment_required() && !can_pay;
         if payment_required && !self.payment_required {
-            tracing::warn!(pair = %self.key, orchestrator_label = self.label(), balance = token.balance,
+            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), balance = token.balance,
                 "the capability is priced and the gateway's balance there is under 60 s of it (the gateway cannot pay there); pair leaves rotation");
         }
         self.payment_required = payment_required;
@@ -222,7 +222,7 @@ impl PairActor {
             TokenError::Body(_) => "bad-token",
         };
         if self.token_ok {
-            tracing::warn!(pair = %self.key, orchestrator_label = self.label(), error = %e, "token probe failed; pair leaves rotation");
+            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), error = %e, "token probe failed; pair leaves rotation");
         }
         self.token_ok = false;
         self.note_error("token", e.to_string());

@@ -113,7 +113,7 @@ impl PairActor {
                 Ok(reply) if (200..300).contains(&reply.status) => {
                     // Its first answer: warm (also when the warm-up job was dropped meanwhile).
                     act.first_answer(elapsed, Instant::now());
-                    tracing::info!(pair = %act.key, orchestrator_label = act.label(), elapsed_ms = elapsed.as_millis() as u64, "warm-up job answered; pair takes traffic");
+                    tracing::info!(pair = %act.key, orchestrator_label = act.label().as_deref(), elapsed_ms = elapsed.as_millis() as u64, "warm-up job answered; pair takes traffic");
                 }
                 Ok(reply) => {
                     act.note_error("warmup", format!("warm-up job answered {}: {}", reply.status, excerpt(&reply.body.head(200))));
@@ -136,7 +136,7 @@ impl PairActor {
         metrics::counter!(m::COLD_STARTS_TOTAL, "slow" => if slow { "true" } else { "false" }).increment(1);
         if slow {
             self.deprioritized_until = now.checked_add(self.policy.cold_start_penalty);
-            tracing::warn!(pair = %self.key, orchestrator_label = self.label(), cold_start_ms = elapsed.as_millis() as u64,
+            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), cold_start_ms = elapsed.as_millis() as u64,
                 penalty_s = self.policy.cold_start_penalty.as_secs(), "slow cold start; pair deprioritised");
         }
         slow

@@ -42,7 +42,7 @@ impl Router {
             (
                 v.warming || v.latency_percentiles.is_none(),
                 v.latency_percentiles.map(|p| p.1),
-                v.orchestrator_label.clone(),
+                v.orchestrator.label.clone(),
             )
         };
         // Another attempt may follow, on another pair: only then may this one be cut short.

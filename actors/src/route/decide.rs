@@ -74,7 +74,7 @@ impl Router {
 
 /// The operator's label of the picked pair's orchestrator, for log lines.
 fn label(picked: &Picked) -> Option<Label> {
-    picked.view.read().orchestrator_label.clone()
+    picked.view.read().orchestrator.label.clone()
 }
 
 /// The status and detail of a failed attempt, for its report. A time-out names the bound that

@@ -63,7 +63,7 @@ pub(crate) async fn pay(
         return Ok(Paid::NotDue);
     }
     let cap = view.key.capability.clone();
-    let token = fetch_token(&router.client, &view.orchestrator_url, &cap, signer, token_timeout)
+    let token = fetch_token(&router.client, &view.orchestrator.url, &cap, signer, token_timeout)
         .await
         .map_err(|e| PayFailure::Token(e.to_string()))?;
     // The fresh token's terms: its price, its ticket params, the balance it reports.

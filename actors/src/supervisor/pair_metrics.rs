@@ -42,14 +42,14 @@ impl Supervisor {
                 PairSample {
                     orchestrator: &k.orchestrator.0,
                     capability: k.capability.as_str(),
-                    label: v.orchestrator_label.as_deref(),
+                    label: v.orchestrator.label.as_deref(),
                     routable: v.routable_at(now).is_ok(),
                     breaker: match v.breaker_state_at(now) {
                         State::Closed => 0,
                         State::HalfOpen => 1,
                         State::Open => 2,
                     },
-                    breaker_opens: v.breaker_opens,
+                    breaker_opens: u64::from(v.breaker_opens),
                     latency: v.latency_percentiles.map(|(p50, p99)| (p50 / 1000.0, p99 / 1000.0)),
                     success_ratio: v.success_rate,
                     inflight: v.inflight(),

@@ -14,18 +14,19 @@ impl Supervisor {
             return;
         };
         let declared = orch.capabilities.contains(&key.capability);
+        let enabled = orch.enabled;
+        let orchestrator = self.orchestrator_ref(&key.orchestrator);
         let record = self.warm.remove(&key);
         let actor = PairActor::new(
             self.settings.clone(),
             self.policies.effective(&key.capability),
             self.client.clone(),
             key.clone(),
-            Arc::from(orch.url.as_str()),
+            orchestrator,
             record.as_ref(),
             declared,
         )
-        .with_enabled(orch.enabled)
-        .with_label(orch.label.clone());
+        .with_enabled(enabled);
         let view = actor.view();
         let tally = actor.tally();
         // Just loaded from disk: not dirty until it changes.
@@ -138,6 +139,7 @@ impl Supervisor {
     /// Retires every pair of an orchestrator that has left the registry (they leave the boards
     /// at once; in-flight jobs finish). Returns how many there were.
     pub(super) fn remove_orchestrator_pairs(&mut self, id: &OrchestratorId) -> usize {
+        self.orchestrator_refs.remove(id);
         let keys: Vec<PairKey> = self.pairs.keys().filter(|k| &k.orchestrator == id).cloned().collect();
         for key in &keys {
             self.remove_pair(key);
@@ -145,12 +147,30 @@ impl Supervisor {
         keys.len()
     }
 
+    /// The orchestrator as its pairs' views show it (URL and label), one value shared by its
+    /// pairs: made on its first pair, again when its label changes.
+    fn orchestrator_ref(&mut self, id: &OrchestratorId) -> Arc<OrchestratorRef> {
+        let Some(orch) = self.orchestrators.get(id) else {
+            return Arc::new(OrchestratorRef { url: Arc::from(""), label: None });
+        };
+        match self.orchestrator_refs.get(id) {
+            Some(r) if r.label == orch.label => r.clone(),
+            _ => {
+                let r = Arc::new(OrchestratorRef { url: Arc::from(orch.url.as_str()), label: orch.label.clone() });
+                self.orchestrator_refs.insert(id.clone(), r.clone());
+                r
+            }
+        }
+    }
+
     /// Hands an orchestrator's (new) label to each of its pairs, which show it in their views
-    /// and log lines.
-    pub(super) fn relabel_pairs(&self, orch: &Orchestrator) {
+    /// and log lines. `orch` is its registry entry, already in the registry.
+    pub(super) fn relabel_pairs(&mut self, orch: &Orchestrator) {
+        self.orchestrators.insert(orch.id.clone(), orch.clone());
+        let r = self.orchestrator_ref(&orch.id);
         for (key, entry) in &self.pairs {
             if key.orchestrator == orch.id {
-                entry.addr.do_send(SetLabel(orch.label.clone()));
+                entry.addr.do_send(SetLabel(r.clone()));
             }
         }
     }

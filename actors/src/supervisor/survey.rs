@@ -335,7 +335,7 @@ impl Supervisor {
         };
         let (probed, offered, unreachable, label) = {
             let v = entry.view.read();
-            (v.probed, v.offered, v.unreachable, v.orchestrator_label.clone())
+            (v.probed, v.offered, v.unreachable, v.orchestrator.label.clone())
         };
         let gave_up = !probed && since.elapsed() > self.probe_wait.max(self.settings.token_timeout) * 4;
         if (probed && unreachable) || gave_up {

@@ -9,8 +9,8 @@ impl PairView {
         let pool = self.slots.pool(now);
         PairReport {
             orchestrator: self.key.orchestrator.to_string(),
-            orchestrator_url: self.orchestrator_url.to_string(),
-            orchestrator_label: self.orchestrator_label.as_ref().map(|l| l.to_string()),
+            orchestrator_url: self.orchestrator.url.to_string(),
+            orchestrator_label: self.orchestrator.label.as_ref().map(|l| l.to_string()),
             capability: self.key.capability.to_string(),
             service_addr: self.service_addr.as_deref().map(str::to_string),
             breaker: BreakerReport {

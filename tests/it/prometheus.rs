@@ -4,7 +4,9 @@
 //! free port, scraping every second) scraping a real gateway under a few seconds of load runs
 //! every recording rule, every alert and every query of the Grafana dashboard
 //! (`deploy/grafana/byoc-gateway.json`): each parses, the recording rules and the panels return
-//! data, and none names a metric or a label the gateway does not export.
+//! data, and none names a metric or a label the gateway does not export. The load includes a
+//! live stream (started, a segment each way, moved by a swap, stopped), so the stream rules and
+//! panels are checked on real values.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
@@ -14,8 +16,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::streams::{all, live, round_trip};
 use crate::support::*;
 use byoc_sim::Knobs;
+
+/// The live-stream capability of the load (a name of its own: the metrics recorder is shared
+/// by every gateway of this process).
+const LIVE: &str = "prom-live";
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -329,11 +336,15 @@ async fn every_rule_and_every_dashboard_query_runs_against_a_real_gateway() {
         Knobs { latency_ms: 5, capacity: 2, ..Knobs::default() },
         Knobs { latency_ms: 40, capacity: 1, ..Knobs::default() },
     );
-    let fast = sim("fast", &[("prom-depth", fast_knobs.clone()), ("prom-i2i", fast_knobs)]);
-    let slow = sim("slow", &[("prom-depth", slow_knobs.clone()), ("prom-i2i", slow_knobs)]);
+    let fast = sim("fast", &[("prom-depth", fast_knobs.clone()), ("prom-i2i", fast_knobs), (LIVE, live())]);
+    let slow = sim("slow", &[("prom-depth", slow_knobs.clone()), ("prom-i2i", slow_knobs), (LIVE, live())]);
     let broken = sim("broken", &[("prom-depth", Knobs { error_rate: 1.0, latency_ms: 2, ..Knobs::default() })]);
     let gw = gateway_with(
-        &[(&fast, &["prom-depth", "prom-i2i"]), (&slow, &["prom-depth", "prom-i2i"]), (&broken, &["prom-depth"])],
+        &[
+            (&fast, &["prom-depth", "prom-i2i", LIVE]),
+            (&slow, &["prom-depth", "prom-i2i", LIVE]),
+            (&broken, &["prom-depth"]),
+        ],
         |c| {
             for (o, label) in c.orchestrators.iter_mut().zip(["fast", "slow", "broken"]) {
                 o.label = Some(label.into());
@@ -343,6 +354,19 @@ async fn every_rule_and_every_dashboard_query_runs_against_a_real_gateway() {
     .await;
     let target = gw.admin.trim_start_matches("http://").to_string();
     let prom = Prometheus::start(&prometheus, &target).await;
+
+    // A live stream, with a media segment each way, for the stream rules and panels: once
+    // Prometheus has scraped its counters at zero (a rate counts only what it saw increase).
+    eventually("prometheus scraped the stream counters at zero", 1500, || async {
+        let q = format!("byoc_gateway_stream_starts_total{{capability=\"{LIVE}\", outcome=\"started\"}} == 0");
+        (!prom.query(&q).await.is_empty()).then_some(())
+    })
+    .await;
+    let started = gw.start_stream(LIVE, &all(), &json!({"stream_id": "prom-s1", "params": "{}"})).await;
+    assert_eq!(started.status, 200, "{}", String::from_utf8_lossy(&started.body));
+    let urls = started.json();
+    let out = round_trip(&gw, &urls, 0, b"frame").await;
+    assert_eq!(out.status, 200, "{}", String::from_utf8_lossy(&out.body));
 
     // A few seconds of load: bursts of concurrent jobs on both capabilities (more than the
     // pool's slots, so some queue), the broken orchestrator failing over.
@@ -358,6 +382,22 @@ async fn every_rule_and_every_dashboard_query_runs_against_a_real_gateway() {
         }
     }
     let broken_id = gw.pair("prom-depth", &broken.url).await["orchestrator"].as_str().expect("id").to_string();
+
+    // Prometheus sees the live stream; then its orchestrator loses it (the stream moves: a
+    // swap), and the client stops it.
+    eventually("prometheus saw the live stream", 1500, || async {
+        let v = prom.query(&format!("capability:byoc_gateway_streams_active:sum{{capability=\"{LIVE}\"}} == 1")).await;
+        (!v.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(fast.state.vanish_streams() + slow.state.vanish_streams(), 1);
+    eventually("the stream moved", 500, || async {
+        let r = gw.admin_get("/admin/streams/prom-s1").await.json();
+        (r["swaps"] == 1 && r["state"] == "running").then_some(())
+    })
+    .await;
+    let stop = read(gw.client.post(urls["stop_url"].as_str().expect("stop url")).send_body("bye").await).await;
+    assert_eq!(stop.status, 200, "{}", String::from_utf8_lossy(&stop.body));
     assert_eq!(gw.admin_post(&format!("/admin/pairs/{broken_id}/prom-depth/trip"), json!({})).await.status, 200);
 
     // Prometheus has scraped every one of those jobs, and the rules have run on them.
@@ -367,6 +407,21 @@ async fn every_rule_and_every_dashboard_query_runs_against_a_real_gateway() {
         (n >= f64::from(sent)).then_some(())
     })
     .await;
+    // The stream rules computed the stream's life from what the gateway exported.
+    for (expr, what) in [
+        (format!("capability_reason:byoc_gateway_stream_swaps:rate5m{{capability=\"{LIVE}\", reason=~\"channel-.*\"}} > 0"), "the swap"),
+        (format!("capability:byoc_gateway_stream_swaps:rate5m{{capability=\"{LIVE}\"}} > 0"), "the swap of a running stream"),
+        (format!("capability_reason:byoc_gateway_stream_ends:rate5m{{capability=\"{LIVE}\", reason=\"stopped\"}} > 0"), "the stop"),
+        (format!("capability:byoc_gateway_stream_starts:rate5m{{capability=\"{LIVE}\"}} > 0"), "the start"),
+        (format!("capability:byoc_gateway_stream_starts_failed:ratio_rate5m{{capability=\"{LIVE}\"}} == 0"), "no failed start"),
+        ("count(direction:byoc_gateway_stream_segment_duration_seconds:p99_rate5m >= 0) == 2".to_string(), "segments both ways"),
+        (format!("capability:byoc_gateway_streams_active:sum{{capability=\"{LIVE}\"}} == 0"), "no live stream left"),
+    ] {
+        eventually(&format!("prometheus recorded {what}: {expr}"), 1500, || async {
+            (!prom.query(&expr).await.is_empty()).then_some(())
+        })
+        .await;
+    }
     // Every histogram is a histogram, not a summary (a summary cannot be aggregated).
     let text = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).into_owned();
     let summaries: Vec<&str> = text.lines().filter(|l| l.starts_with("# TYPE ") && l.ends_with(" summary")).collect();

@@ -247,6 +247,8 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
         (stream_state().await == "running").then_some(())
     })
     .await;
+    let on = js("const r = document.querySelector('tr[data-stream=\"ui1\"] .stream-orchestrator .label'); return r ? r.textContent : null;").await;
+    assert_eq!(on, "gpu Frankfurt", "a stream's orchestrator shows with its label");
     let stop = driver
         .call(
             "POST",

@@ -25,7 +25,7 @@ pub use crate::clock::MAX_DURATION;
 
 /// Jobs that may wait for a slot in one capability's queue unless `limits.queue_depth` or the
 /// capability's `queue_depth` says otherwise.
-pub const DEFAULT_QUEUE_DEPTH: u32 = 256;
+pub const DEFAULT_QUEUE_DEPTH: u32 = 1024;
 
 /// Largest queue depth a policy may set.
 pub const MAX_QUEUE_DEPTH: u32 = 1 << 20;

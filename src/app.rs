@@ -53,6 +53,9 @@ pub struct Gateway {
     pub signer: SharedSigner,
     /// Live streams (stopped upstream at shutdown).
     pub streams: Streams,
+    /// Where the RTMP ingest listens, when it is on.
+    pub rtmp_addr: Option<SocketAddr>,
+    rtmp: Option<actix_web::rt::task::JoinHandle<()>>,
     public: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
@@ -75,6 +78,18 @@ impl Gateway {
         let admin_listener =
             listen(v.admin_addr, backlog).with_context(|| format!("cannot bind admin_addr {}", v.admin_addr))?;
         let (http_addr, admin_addr) = (public_listener.local_addr()?, admin_listener.local_addr()?);
+        let rtmp_listener = match v.rtmp_addr {
+            Some(addr) => {
+                let l = listen(addr, backlog).with_context(|| format!("cannot bind streams.rtmp_addr {addr}"))?;
+                l.set_nonblocking(true)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let mut v = v;
+        if let Some(l) = &rtmp_listener {
+            v.stream_settings.edges.rtmp_port = Some(l.local_addr()?.port());
+        }
         tracing::info!(scheme = v.signer.scheme(), address = %v.signer.address(), "signer");
         let client = upstream_client(&v.config)?;
         let core = start_actors(&v, store, snapshot, client)?;
@@ -85,15 +100,28 @@ impl Gateway {
         let public = serve_public(&v, public_listener, core.clone(), workers)?;
         let admin = serve_admin(&v, admin_listener, &core, metrics)?;
         let (public_handle, admin_handle) = (public.handle(), admin.handle());
+        let rtmp_addr = match rtmp_listener {
+            Some(l) => {
+                let addr = l.local_addr()?;
+                let l = tokio::net::TcpListener::from_std(l).context("rtmp listener")?;
+                let task = actix_web::rt::spawn(byoc_actors::media::serve_rtmp(l, core.streams.clone()));
+                Some((addr, task))
+            }
+            None => None,
+        };
         actix_web::rt::spawn(public);
         actix_web::rt::spawn(admin);
-        tracing::info!(%http_addr, %admin_addr, workers, "byoc-gateway listening");
+        let rtmp_shown = rtmp_addr.as_ref().map_or_else(|| "off".to_string(), |(a, _)| a.to_string());
+        tracing::info!(%http_addr, %admin_addr, rtmp_addr = %rtmp_shown, workers, "byoc-gateway listening");
+        let (rtmp_addr, rtmp) = rtmp_addr.map_or((None, None), |(a, t)| (Some(a), Some(t)));
         Ok(Self {
             http_addr,
             admin_addr,
             supervisor: core.supervisor,
             store: core.store,
             streams: core.streams.clone(),
+            rtmp_addr,
+            rtmp,
             signer: v.signer,
             public: public_handle,
             admin: admin_handle,
@@ -112,6 +140,10 @@ impl Gateway {
         let stopped = self.streams.shutdown(self.grace.min(Duration::from_secs(15))).await;
         if stopped > 0 {
             tracing::info!(streams = stopped, "live streams stopped");
+        }
+        // No new RTMP publisher (the live ones were disconnected as their streams ended).
+        if let Some(t) = &self.rtmp {
+            t.abort();
         }
         tracing::info!(grace_s = self.grace.as_secs(), "shutting down: draining in-flight jobs");
         if tokio::time::timeout(self.grace + Duration::from_secs(1), self.public.stop(true)).await.is_err() {

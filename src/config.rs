@@ -167,6 +167,8 @@ pub struct Validated {
     pub payment_limits: byoc_actors::payment::Limits,
     /// How streams run.
     pub stream_settings: byoc_actors::stream::StreamSettings,
+    /// The RTMP ingest's address (`streams.rtmp_addr`), if it is on.
+    pub rtmp_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -240,6 +242,9 @@ impl Config {
         }
         if let Some(v) = &args.admin_addr {
             self.admin_addr = v.clone();
+        }
+        if let Some(v) = &args.rtmp_addr {
+            self.streams.rtmp_addr = v.clone();
         }
         if let Some(v) = &args.data_dir {
             self.data_dir = v.clone();

@@ -66,6 +66,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             label: Some(label.to_string()),
         })
         .collect(),
+        // The demo shows routing; RTMP ingest stays off so it never contends for port 1935.
+        streams: crate::config::Streams { rtmp_addr: String::new(), ..Default::default() },
         ..Config::default()
     };
     let gw = Gateway::start(cfg.validate()?).await?;

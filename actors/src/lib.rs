@@ -40,6 +40,7 @@ pub mod discovery;
 pub mod history;
 mod limit;
 pub mod log_limit;
+pub mod media;
 pub mod memory;
 pub mod metrics;
 pub mod orchestrator;

@@ -23,6 +23,7 @@
 //! serves the output (`GET .../out/{seq}`; RTMP outputs later). Neither changes across swaps.
 
 mod data;
+pub mod edges;
 pub mod error;
 pub mod machine;
 mod pay;
@@ -52,6 +53,7 @@ use crate::protocol::header::{encode_job_request, ClientJob};
 use crate::protocol::trickle::window::{self, Channel};
 use crate::route::{Job, Router};
 
+pub use edges::{EdgeReport, EdgeSettings, OutputReport};
 pub use error::StreamError;
 pub use machine::{EndReason, SwapBound, SwapReason};
 pub use report::{PaymentCounts, StreamReport};
@@ -103,6 +105,8 @@ pub struct StreamSettings {
     pub watch_every: Duration,
     /// Allow cross-origin calls (`OPTIONS` preflight and `Access-Control-Allow-Origin`).
     pub allow_cors: bool,
+    /// The media edges (RTMP ingest and outputs).
+    pub edges: EdgeSettings,
 }
 
 impl Default for StreamSettings {
@@ -127,6 +131,7 @@ impl Default for StreamSettings {
             ended_kept: 256,
             watch_every: Duration::from_secs(1),
             allow_cors: false,
+            edges: EdgeSettings::default(),
         }
     }
 }
@@ -262,6 +267,10 @@ pub struct Stream {
     pub(crate) snapshot: Mutex<Snapshot>,
     /// The latest update's body, replayed on every new control channel.
     pub(crate) params: Mutex<Option<Bytes>>,
+    /// Where the egress is pushed by RTMP (the start's `rtmp_output`).
+    pub(crate) rtmp_outputs: Vec<String>,
+    /// What the media edges report (written by `crate::media`).
+    pub(crate) edges: Mutex<EdgeReport>,
     commands: mpsc::Sender<Command>,
     ended: watch::Sender<bool>,
 }
@@ -276,6 +285,16 @@ impl Stream {
     /// Whether it has ended.
     pub fn is_ended(&self) -> bool {
         self.snapshot.lock().machine.is_ended()
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// A watch that turns `true` when it ends.
+    pub(crate) fn ended_watch(&self) -> watch::Receiver<bool> {
+        self.ended.subscribe()
     }
 
     fn end_reason(&self) -> Option<EndReason> {
@@ -363,13 +382,16 @@ impl Streams {
             return Err(StreamError::ShuttingDown);
         }
         let start = request::parse_start(&spec.body, request::random_id)?;
-        if !start.rtmp_output.trim().is_empty() {
-            return Err(StreamError::Unsupported(
-                "rtmp_output: RTMP outputs are not served by this gateway yet (media over trickle: parameters.enable_video_egress)".into(),
+        let features = Features::of(&spec.client.parameters);
+        if !start.rtmp_outputs.is_empty() && !features.egress {
+            return Err(StreamError::InvalidOutput(
+                "an RTMP output carries the stream's processed video: start it with parameters.enable_video_egress"
+                    .into(),
             ));
         }
-        let features = Features::of(&spec.client.parameters);
-        let urls = StreamUrls::new(&spec.base_url, &start.stream_id, features);
+        let rtmp_base = self.inner.settings.edges.rtmp_port.map(|port| edges::rtmp_base(&spec.base_url, port));
+        let urls =
+            StreamUrls::new(&spec.base_url, &start.stream_id, features, rtmp_base.as_deref(), &start.rtmp_outputs);
         let (commands, rx) = mpsc::channel(16);
         let settings = &self.inner.settings;
         let snapshot = Snapshot {
@@ -399,6 +421,8 @@ impl Streams {
             activity: Mutex::default(),
             snapshot: Mutex::new(snapshot),
             params: Mutex::new(None),
+            rtmp_outputs: start.rtmp_outputs.clone(),
+            edges: Mutex::default(),
             commands,
             ended: watch::channel(false).0,
         });

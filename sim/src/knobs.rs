@@ -149,6 +149,10 @@ pub struct Knobs {
     /// Streams: seconds of the price debited per round (0: the round's own length, as go-livepeer);
     /// more than the round's length plays a long stream in a short test.
     pub stream_debit_seconds: u64,
+    /// Streams: the runner processes real video: each ingress segment (MPEG-TS) goes through
+    /// `ffmpeg -vf <this>` (re-encoded with x264, audio copied, timestamps kept) instead of the
+    /// marker-line pass-through, so a test can tell processed video from passed-through video.
+    pub stream_video_filter: Option<String>,
 }
 
 /// A defect in the ticket params a simulated orchestrator issues (knob `params_quirk`), each
@@ -254,6 +258,7 @@ impl Default for Knobs {
             stream_data_interval_ms: 500,
             stream_debit_interval_ms: 23_000,
             stream_debit_seconds: 0,
+            stream_video_filter: None,
         }
     }
 }

@@ -17,6 +17,7 @@
 
 mod calls;
 mod runner;
+mod transform;
 mod trickle;
 
 use std::collections::{HashMap, VecDeque};

@@ -17,6 +17,9 @@ pub struct RunArgs {
     /// Admin API listen address [default: 127.0.0.1:5935].
     #[arg(long, env = "BYOC_GATEWAY_ADMIN_ADDR", value_name = "ADDR")]
     pub admin_addr: Option<String>,
+    /// RTMP ingest listen address; empty: no RTMP ingest [default: 127.0.0.1:1935].
+    #[arg(long, env = "BYOC_GATEWAY_RTMP_ADDR", value_name = "ADDR")]
+    pub rtmp_addr: Option<String>,
     /// Data directory (sled store) [default: ./data].
     #[arg(long, env = "BYOC_GATEWAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

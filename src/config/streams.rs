@@ -56,6 +56,11 @@ pub struct Streams {
     pub allow_cors: bool,
     /// Per-capability overrides of `event_timeout` and `output_timeout`.
     pub capabilities: BTreeMap<String, StreamTimeouts>,
+    /// RTMP ingest listen address (`rtmp://{host}:{port}/{stream_id}` in `StreamUrls`); empty:
+    /// no RTMP ingest and no `rtmp_url`.
+    pub rtmp_addr: String,
+    /// The ffmpeg program that remuxes RTMP ingest to MPEG-TS and the output to FLV.
+    pub ffmpeg: String,
 }
 
 /// Timeouts of one capability's streams.
@@ -89,6 +94,8 @@ impl Default for Streams {
             ended_kept: s.ended_kept,
             allow_cors: false,
             capabilities: BTreeMap::new(),
+            rtmp_addr: "127.0.0.1:1935".into(),
+            ffmpeg: s.edges.ffmpeg.clone(),
         }
     }
 }
@@ -134,6 +141,9 @@ impl Streams {
                 )));
             }
         }
+        if self.ffmpeg.trim().is_empty() {
+            return Err(invalid("streams.ffmpeg must name the ffmpeg program".into()));
+        }
         let mut capability_timeouts = std::collections::HashMap::new();
         for (name, t) in &self.capabilities {
             let cap = Capability::new(name).map_err(|e| invalid(format!("streams.capabilities.{name}: {e}")))?;
@@ -156,6 +166,7 @@ impl Streams {
             max_inflight_segments: self.max_inflight_segments,
             ended_kept: self.ended_kept,
             allow_cors: self.allow_cors,
+            edges: byoc_actors::stream::EdgeSettings { ffmpeg: self.ffmpeg.trim().to_string(), ..Default::default() },
             ..StreamSettings::default()
         })
     }

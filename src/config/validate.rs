@@ -78,6 +78,10 @@ impl Config {
         let runner_routes = self.runner.routes().map_err(invalid)?;
         let payment_limits = self.payments.limits()?;
         let stream_settings = self.streams.settings(self.limits.max_streams)?;
+        let rtmp_addr = match self.streams.rtmp_addr.trim() {
+            "" => None,
+            raw => Some(listen_addr("streams.rtmp_addr", raw)?),
+        };
         // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
         let signer = self.signer.unlock(unlock)?;
         Ok(Validated {
@@ -92,6 +96,7 @@ impl Config {
             signer,
             payment_limits,
             stream_settings,
+            rtmp_addr,
         })
     }
 

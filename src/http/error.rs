@@ -220,6 +220,7 @@ impl From<StreamError> for ApiError {
             | StreamError::InvalidParams(_)
             | StreamError::InvalidStreamId(_)
             | StreamError::Unsupported(_)
+            | StreamError::InvalidOutput(_)
             | StreamError::CapabilityMismatch { .. } => StatusCode::BAD_REQUEST,
             StreamError::Duplicate(_) | StreamError::Ended { .. } => StatusCode::CONFLICT,
             StreamError::NotFound(_) | StreamError::NoMedia(_) => StatusCode::NOT_FOUND,

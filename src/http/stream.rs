@@ -114,7 +114,10 @@ async fn start(
     };
     let spec = StartSpec { client, body, base_url: base_url(&req, &configured.0), request_id: request_id(&req) };
     match streams(&state).start(&state.router, spec).await {
-        Ok(urls) => cors(HttpResponse::Ok().json(urls), &state, false),
+        Ok(urls) => {
+            byoc_actors::media::start_outputs(streams(&state), &urls.stream_id);
+            cors(HttpResponse::Ok().json(urls), &state, false)
+        }
         Err(e) => fail(e, &state),
     }
 }

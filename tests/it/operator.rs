@@ -14,6 +14,7 @@ fn run_args(dir: &std::path::Path, config: &std::path::Path) -> RunArgs {
         config: Some(config.to_path_buf()),
         http_addr: Some("127.0.0.1:0".into()),
         admin_addr: Some("127.0.0.1:0".into()),
+        rtmp_addr: Some("127.0.0.1:0".into()),
         data_dir: Some(dir.join("data")),
         admin_token: Some(TOKEN.into()),
         ..RunArgs::default()

@@ -6,6 +6,7 @@ mod api;
 mod inputs;
 mod media;
 mod payments;
+mod rtmp;
 mod swaps;
 
 use byoc_actors::protocol::header::encode_client_header;

@@ -48,6 +48,8 @@ pub fn config(data_dir: &Path, orchestrators: &[(&SimHandle, &[&str])]) -> Confi
     // learns about a change (only jobs and explicit waits move state).
     cfg.routing.token_refresh = Duration::from_secs(60);
     cfg.routing.token_retry = Duration::from_millis(200);
+    // Tests run side by side: each RTMP ingest on a port of its own.
+    cfg.streams.rtmp_addr = "127.0.0.1:0".into();
     cfg
 }
 
@@ -303,6 +305,7 @@ impl Process {
         };
         let mut child = Command::new(binary())
             .args(args)
+            .env("BYOC_GATEWAY_RTMP_ADDR", "127.0.0.1:0")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -20,6 +20,9 @@ pub enum StreamError {
     /// The request asks for something the gateway does not do (yet).
     #[error("{0}; nothing was started")]
     Unsupported(String),
+    /// `rtmp_output` is not a list of RTMP destinations.
+    #[error("invalid rtmp_output: {0}; nothing was started")]
+    InvalidOutput(String),
     /// The update's `Livepeer` header names another capability than the stream's.
     #[error("the stream runs capability '{stream}', the update names '{update}'; nothing was sent")]
     CapabilityMismatch {
@@ -93,6 +96,7 @@ impl StreamError {
             StreamError::InvalidParams(_) => "invalid-params",
             StreamError::InvalidStreamId(_) => "invalid-stream-id",
             StreamError::Unsupported(_) => "unsupported",
+            StreamError::InvalidOutput(_) => "invalid-rtmp-output",
             StreamError::CapabilityMismatch { .. } => "capability-mismatch",
             StreamError::Duplicate(_) => "stream-exists",
             StreamError::NotFound(_) => "stream-not-found",

@@ -102,6 +102,8 @@ pub struct StreamReport {
     pub ended: Option<Ended>,
     /// The URLs its client was given.
     pub urls: StreamUrls,
+    /// Its RTMP ingest and outputs.
+    pub media: super::EdgeReport,
 }
 
 /// The report of `s`.
@@ -150,5 +152,6 @@ pub(crate) fn report(s: &Stream) -> StreamReport {
         payments: snap.payments.clone(),
         ended,
         urls: s.urls.clone(),
+        media: s.edges.lock().clone(),
     }
 }

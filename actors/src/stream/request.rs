@@ -16,11 +16,19 @@ struct WireStart {
     #[serde(default)]
     stream_name: Option<String>,
     #[serde(default)]
-    rtmp_output: Option<String>,
+    rtmp_output: Option<Outputs>,
     #[serde(default)]
     stream_id: Option<String>,
     #[serde(default)]
     params: Option<Box<RawValue>>,
+}
+
+/// `rtmp_output`: one URL (go-livepeer's form) or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Outputs {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// A start request, checked.
@@ -29,8 +37,9 @@ pub struct StartRequest {
     /// The stream's id: `stream_id` (or a random one), prefixed `{stream_name}-` when a name is
     /// given.
     pub stream_id: String,
-    /// The client's `rtmp_output`.
-    pub rtmp_output: String,
+    /// The client's `rtmp_output` destinations (`rtmp://` or `rtmps://` URLs), at most
+    /// [`MAX_OUTPUTS`](super::edges::MAX_OUTPUTS).
+    pub rtmp_outputs: Vec<String>,
     /// The pipeline's parameters (a JSON object), if any.
     pub params: Option<serde_json::Map<String, serde_json::Value>>,
 }
@@ -79,7 +88,36 @@ pub fn parse_start(body: &[u8], random_id: impl FnOnce() -> String) -> Result<St
     let id = wire.stream_id.filter(|s| !s.is_empty()).unwrap_or_else(random_id);
     let stream_id = if name.is_empty() { id } else { format!("{name}-{id}") };
     check_stream_id(&stream_id)?;
-    Ok(StartRequest { stream_id, rtmp_output: wire.rtmp_output.unwrap_or_default(), params })
+    let rtmp_outputs = parse_outputs(wire.rtmp_output)?;
+    Ok(StartRequest { stream_id, rtmp_outputs, params })
+}
+
+/// Checks the RTMP destinations: each an `rtmp://` or `rtmps://` URL with a host; blanks are none.
+fn parse_outputs(wire: Option<Outputs>) -> Result<Vec<String>, StreamError> {
+    let list = match wire {
+        None => Vec::new(),
+        Some(Outputs::One(s)) => vec![s],
+        Some(Outputs::Many(v)) => v,
+    };
+    let list: Vec<String> = list.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if list.len() > super::edges::MAX_OUTPUTS {
+        return Err(StreamError::InvalidOutput(format!(
+            "{} destinations, at most {} are served",
+            list.len(),
+            super::edges::MAX_OUTPUTS
+        )));
+    }
+    for o in &list {
+        let ok = url::Url::parse(o)
+            .is_ok_and(|u| matches!(u.scheme(), "rtmp" | "rtmps") && u.host_str().is_some_and(|h| !h.is_empty()));
+        if !ok {
+            return Err(StreamError::InvalidOutput(format!(
+                "'{}' is not an rtmp:// or rtmps:// URL with a host",
+                super::edges::redact(o)
+            )));
+        }
+    }
+    Ok(list)
 }
 
 /// go-livepeer carries `params` as a string holding JSON; an object itself is accepted too. An
@@ -156,13 +194,15 @@ pub fn stream_request(id: &str) -> String {
 pub struct StreamUrls {
     /// The stream's id.
     pub stream_id: String,
-    /// WHIP ingest (not served yet: empty).
+    /// WHIP ingest (not served: empty).
     pub whip_url: String,
-    /// WHEP playback (not served yet: empty).
+    /// WHEP playback (not served: empty).
     pub whep_url: String,
-    /// RTMP ingest (not served yet: empty).
+    /// RTMP ingest, `rtmp://{host}:{port}/{stream_id}` (with ingress, while `streams.rtmp_addr`
+    /// is set).
     pub rtmp_url: String,
-    /// RTMP outputs (not served yet: empty).
+    /// The RTMP outputs the stream is pushed to (the start's `rtmp_output`, comma-separated when
+    /// several).
     pub rtmp_output_url: String,
     /// `POST` new pipeline parameters here.
     pub update_url: String,
@@ -184,14 +224,18 @@ pub struct StreamUrls {
 
 impl StreamUrls {
     /// The URLs of stream `id` under `base` (the gateway's public URL, no trailing `/`).
-    pub fn new(base: &str, id: &str, features: Features) -> Self {
+    /// `rtmp_base` (`rtmp://host:port`) is where the RTMP ingest listens, if it does.
+    pub fn new(base: &str, id: &str, features: Features, rtmp_base: Option<&str>, outputs: &[String]) -> Self {
         let url = |leaf: &str| format!("{base}/process/stream/{id}/{leaf}");
         Self {
             stream_id: id.to_string(),
             whip_url: String::new(),
             whep_url: String::new(),
-            rtmp_url: String::new(),
-            rtmp_output_url: String::new(),
+            rtmp_url: match rtmp_base {
+                Some(b) if features.ingress => format!("{b}/{id}"),
+                _ => String::new(),
+            },
+            rtmp_output_url: outputs.join(","),
             update_url: url("update"),
             status_url: url("status"),
             data_url: if features.data { url("data") } else { String::new() },
@@ -294,12 +338,13 @@ mod tests {
 
     #[test]
     fn urls_name_the_gateways_own_endpoints() {
-        let u = StreamUrls::new("http://gw:9935", "s1", Features { ingress: true, egress: true, data: false });
+        let u =
+            StreamUrls::new("http://gw:9935", "s1", Features { ingress: true, egress: true, data: false }, None, &[]);
         assert_eq!(u.update_url, "http://gw:9935/process/stream/s1/update");
         assert_eq!(u.publish_url, "http://gw:9935/process/stream/s1/in");
         assert_eq!(u.subscribe_url, "http://gw:9935/process/stream/s1/out");
         assert_eq!(u.data_url, "");
-        let v = serde_json::to_value(StreamUrls::new("http://gw", "s", Features::default())).expect("json");
+        let v = serde_json::to_value(StreamUrls::new("http://gw", "s", Features::default(), None, &[])).expect("json");
         for field in [
             "stream_id",
             "whip_url",

@@ -2,7 +2,8 @@
 //! orchestrator, on the stream's trickle channels. It reads the control channel (params and
 //! keep-alives), publishes a status event every `stream_event_interval_ms` and a data line every
 //! `stream_data_interval_ms`, turns every ingress segment into an egress segment as it arrives (a
-//! marker line naming the simulator, then the input's bytes), and, on a priced capability that
+//! marker line naming the simulator, then the input's bytes; or, with `stream_video_filter`, the
+//! video filtered and re-encoded by ffmpeg, `transform.rs`), and, on a priced capability that
 //! takes tickets, debits the stream's time and removes a stream left unpaid for two rounds. Knobs
 //! are read as it goes, so a test can turn a fault on mid-stream.
 
@@ -170,11 +171,20 @@ async fn media(state: Arc<SimState>, id: String, capability: String) {
         seq = reader.seq() + 1;
         let Some(first) = reader.next().await else { continue };
         state.live.stats.lock().ingress_segments += 1;
-        let writing = !knobs(&state, &capability).stream_output_stop;
+        let k = knobs(&state, &capability);
+        let writing = !k.stream_output_stop;
         let mut writer = match state.live.channel(&out) {
             Some(ch) if writing => ch.write(NEXT),
             _ => None,
         };
+        if let Some(vf) = k.stream_video_filter.as_deref() {
+            super::transform::filter(reader, first, vf, writer.as_mut()).await;
+            if let Some(w) = writer {
+                w.finish();
+                state.live.stats.lock().egress_segments += 1;
+            }
+            continue;
+        }
         if let Some(w) = writer.as_mut() {
             let _ = w.write(Bytes::from(marker(&state.name)));
             let _ = w.write(first);

@@ -28,7 +28,10 @@ async fn bad_starts_are_refused_before_any_orchestrator_is_contacted() {
     start(ok_header(), json!({"params": 5}).to_string()).await.error(400, "invalid-params");
     start(ok_header(), json!({"stream_name": "cam-out"}).to_string()).await.error(400, "invalid-stream-id");
     start(ok_header(), json!({"stream_id": "a/b"}).to_string()).await.error(400, "invalid-stream-id");
-    start(ok_header(), json!({"rtmp_output": "rtmp://x/y"}).to_string()).await.error(400, "unsupported");
+    start(ok_header(), json!({"rtmp_output": "ftp://x/y"}).to_string()).await.error(400, "invalid-rtmp-output");
+    start(ok_header(), json!({"rtmp_output": vec!["rtmp://a/b"; 9]}).to_string())
+        .await
+        .error(400, "invalid-rtmp-output");
     // Over go-livepeer's 10 MiB.
     let big = format!("{{\"params\":\"{}\"}}", "x".repeat(11 << 20));
     start(ok_header(), big).await.error(413, "body-too-large");

@@ -372,4 +372,17 @@ mod tests {
         assert_eq!(start_body(None), bytes::Bytes::from_static(br#"{"params":null}"#));
         assert_eq!(stream_request("s"), r#"{"stream_id":"s"}"#);
     }
+
+    #[test]
+    fn rtmp_outputs_are_one_url_or_a_list_of_rtmp_urls() {
+        let outs = |body: &str| parse_start(body.as_bytes(), fixed).map(|r| r.rtmp_outputs);
+        assert_eq!(outs(r#"{"rtmp_output":"rtmp://a/live/k"}"#).expect("one"), vec!["rtmp://a/live/k"]);
+        assert_eq!(outs(r#"{"rtmp_output":["rtmp://a/x"," rtmps://b:443/y",""]}"#).expect("list").len(), 2);
+        assert!(outs(r#"{"rtmp_output":""}"#).expect("none").is_empty());
+        for bad in [r#"{"rtmp_output":"http://a/x"}"#, r#"{"rtmp_output":"rtmp:///x"}"#, r#"{"rtmp_output":5}"#] {
+            assert!(outs(bad).is_err(), "{bad}");
+        }
+        let many = serde_json::json!({ "rtmp_output": vec!["rtmp://a/b"; 9] }).to_string();
+        assert!(matches!(outs(&many), Err(StreamError::InvalidOutput(_))));
+    }
 }

@@ -5,7 +5,8 @@
 //! listener (`ffmpeg -listen 1`) into a file, is checked with ffprobe. A swap in the middle
 //! leaves the publisher and the output connected (one gap in the output). Publishers for unknown,
 //! stopped or ingress-less streams are refused at once, and a publisher is disconnected (its
-//! ffmpeg reaped) when its stream stops.
+//! ffmpeg reaped) when its stream stops. An output whose destination hangs up is restarted and
+//! reaches the destination again when it is back.
 //!
 //! The media tests take turns (real-time encoders on a shared machine, and the reaping check
 //! counts this process's ffmpeg children).
@@ -73,9 +74,17 @@ fn publisher(url: &str, seconds: u64) -> Child {
 
 /// An RTMP listener writing what it receives to `file` (`ffmpeg -listen 1`).
 fn receiver(port: u16, file: &Path) -> Child {
+    receiver_for(port, file, None)
+}
+
+/// An RTMP listener that hangs up after `seconds` of media, when given.
+fn receiver_for(port: u16, file: &Path, seconds: Option<u64>) -> Child {
+    let limit = seconds.map(|s| vec!["-t".to_string(), s.to_string()]).unwrap_or_default();
     Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-listen", "1"])
-        .args(["-i", &format!("rtmp://127.0.0.1:{port}/live/out"), "-c", "copy", "-f", "flv"])
+        .args(["-i", &format!("rtmp://127.0.0.1:{port}/live/out")])
+        .args(limit)
+        .args(["-c", "copy", "-f", "flv"])
         .arg(file)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -307,4 +316,53 @@ async fn publishers_for_unknown_stopped_or_ingressless_streams_are_refused_and_a
     // An output that is not RTMP is refused with a clear error.
     let bad = gw.start_stream(CAP, &all(), &json!({"stream_id": "o1", "rtmp_output": "http://x/y"})).await;
     bad.error(400, "invalid-rtmp-output");
+}
+
+#[actix_web::test]
+async fn an_output_whose_destination_hangs_up_is_restarted_and_reaches_it_again() {
+    if !tools_or_skip("an_output_whose_destination_hangs_up_is_restarted_and_reaches_it_again") {
+        return;
+    }
+    let _turn = MEDIA.lock().await;
+    let a = sim("a", &[(CAP, knobs())]);
+    let gw = gateway_with(&[(&a, &[CAP])], media_config).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    // The first destination takes 3 s of video and hangs up.
+    let first = receiver_for(port, &dir.path().join("first.flv"), Some(3));
+    let urls = start_with_output(&gw, "r4", &format!("rtmp://127.0.0.1:{port}/live/out")).await;
+    let push = publisher(&rtmp_url(&urls), SECONDS);
+    let (status, err) = exited(first, SECONDS + 30, "the first destination").await;
+    assert!(status.success(), "{err}");
+    // It comes back at the same address: the output, restarted after its back-off, reaches it.
+    let second_file = dir.path().join("second.flv");
+    let second = receiver_for(port, &second_file, None);
+    let restarted = eventually("the output restarted", 1500, || async {
+        let r = gw.stream_report("r4").await;
+        let o = &r["media"]["outputs"][0];
+        (o["starts"].as_u64() >= Some(2) && o["connected"] == true).then_some(r)
+    })
+    .await;
+    let from = restarted["media"]["outputs"][0]["segments"].as_u64().unwrap_or(0);
+    let r = eventually("segments into the second destination", 1500, || async {
+        let r = gw.stream_report("r4").await;
+        (r["media"]["outputs"][0]["segments"].as_u64() >= Some(from + 2)).then_some(r)
+    })
+    .await;
+    let o = &r["media"]["outputs"][0];
+    assert!(o["last_error"].is_string(), "the hang-up is reported: {r}");
+    // Neither the publisher nor the stream noticed: one RTMP session, pushed to its end.
+    let (status, err) = exited(push, SECONDS + 60, "the publisher").await;
+    assert!(status.success(), "the publisher failed: {err}");
+    let stop = read(gw.client.post(format!("{}/process/stream/r4/stop", gw.http)).send().await).await;
+    assert_eq!(stop.status, 200, "{}", String::from_utf8_lossy(&stop.body));
+    let (status, _) = exited(second, 60, "the second destination").await;
+    assert!(status.success(), "{r}");
+    let r = gw.stream_report("r4").await;
+    assert_eq!(r["media"]["rtmp_sessions"], 1, "{r}");
+    assert_eq!(r["swaps"], 0, "{r}");
+    let p = probe(&second_file);
+    assert_eq!(p.width, WIDTH_IN / 2, "processed video in the second destination");
+    assert!(p.frames >= 2 * FPS, "{} frames after the restart: {r}", p.frames);
+    eventually("every ffmpeg of the stream reaped", 500, || async { (piped_ffmpegs() == 0).then_some(()) }).await;
 }

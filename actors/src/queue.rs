@@ -40,6 +40,13 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+mod drain;
+mod ticket;
+
+use drain::{drain_rate, retry_after};
+use ticket::TicketState;
+pub(crate) use ticket::{Ticket, Wait};
+
 use crate::breaker::Pool;
 use crate::metrics::{self as m, CapabilityLabel};
 
@@ -365,186 +372,6 @@ impl WaitQueue {
             drain_per_sec: drain_rate(&inner.dispatches, Instant::now()),
             mean_wait_ms: (c.dispatched > 0).then(|| c.wait_ms_total as f64 / c.dispatched as f64),
             counts: c,
-        }
-    }
-}
-
-/// Dispatches a second over the last ones, counted up to `now`: a queue that stops moving sees
-/// its rate fall as time passes, rather than keep the rate of its last burst.
-fn drain_rate(dispatches: &VecDeque<Instant>, now: Instant) -> Option<f64> {
-    let first = dispatches.front()?;
-    let span = now.saturating_duration_since(*first).as_secs_f64();
-    (span > 0.0).then(|| dispatches.len() as f64 / span)
-}
-
-/// The time `depth` waiting jobs (plus the one asking) take to drain at the recent rate,
-/// between 1 and 60 s. With no dispatch yet, the queue is taken to drain at most one job per
-/// time it has been busy.
-fn retry_after(inner: &Inner, depth: usize, now: Instant) -> Duration {
-    let rate = drain_rate(&inner.dispatches, now).or_else(|| {
-        let busy = now.saturating_duration_since(inner.busy_since?).as_secs_f64();
-        (busy > 0.0).then(|| 1.0 / busy)
-    });
-    match rate {
-        Some(rate) if rate > 0.0 => Duration::try_from_secs_f64(((depth + 1) as f64 / rate).ceil())
-            .unwrap_or(RETRY_AFTER_MAX)
-            .clamp(RETRY_AFTER_MIN, RETRY_AFTER_MAX),
-        _ => RETRY_AFTER_MIN,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TicketState {
-    /// In the queue, not woken.
-    Queued,
-    /// Woken and not yet placed or gone back.
-    Woken,
-    /// Placed, or left for good (accounted).
-    Left,
-}
-
-/// How a wait in the queue ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Wait {
-    /// Woken: a slot may be free.
-    Woken,
-    /// The wait bound passed first.
-    TimedOut,
-    /// Its place went to a job of a client holding fewer places: the queue is full for it.
-    Displaced,
-}
-
-/// A job's place in a [`WaitQueue`]. Dropped while waiting (the client went away), it leaves
-/// the queue; dropped after a wake it did not use, it passes the wake on.
-pub(crate) struct Ticket {
-    queue: Arc<WaitQueue>,
-    id: u64,
-    client: ClientKey,
-    rx: oneshot::Receiver<()>,
-    joined: Instant,
-    state: TicketState,
-}
-
-impl std::fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ticket").field("id", &self.id).field("state", &self.state).finish()
-    }
-}
-
-impl Ticket {
-    /// Waits to be woken, at most until `until`.
-    pub(crate) async fn wait(&mut self, until: Instant) -> Wait {
-        if self.state != TicketState::Queued {
-            return Wait::Woken;
-        }
-        let got = match tokio::time::timeout_at(until.into(), &mut self.rx).await {
-            Ok(Ok(())) => Wait::Woken,
-            Ok(Err(_)) => Wait::Displaced,
-            // The deadline and a wake can cross: a wake already sent counts.
-            Err(_) => match self.rx.try_recv() {
-                Ok(()) => Wait::Woken,
-                Err(oneshot::error::TryRecvError::Closed) => Wait::Displaced,
-                Err(oneshot::error::TryRecvError::Empty) => Wait::TimedOut,
-            },
-        };
-        match got {
-            Wait::Woken => self.state = TicketState::Woken,
-            // Its place is already given back.
-            Wait::Displaced => self.state = TicketState::Left,
-            Wait::TimedOut => {}
-        }
-        got
-    }
-
-    /// Whether the job was woken and has not used the wake yet.
-    pub(crate) fn is_woken(&self) -> bool {
-        self.state == TicketState::Woken
-    }
-
-    /// Woken, but no slot was free after all: back to the head of the queue (its place is still
-    /// its own: the depth already counts it).
-    pub(crate) fn requeue(&mut self) {
-        if self.state != TicketState::Woken {
-            return;
-        }
-        if let Some((id, rx)) = self.queue.unwake(self.client, true) {
-            self.id = id;
-            self.rx = rx;
-        }
-        self.state = TicketState::Queued;
-    }
-
-    /// The job got a slot: it leaves the queue, and the next job is woken, since more slots
-    /// may be free.
-    pub(crate) fn dispatched(mut self) {
-        self.leave();
-        let waited = self.joined.elapsed();
-        {
-            let mut inner = self.queue.inner.lock();
-            inner.counts.dispatched += 1;
-            inner.counts.wait_ms_total += waited.as_millis() as u64;
-            if inner.dispatches.len() >= DRAIN_SAMPLES {
-                inner.dispatches.pop_front();
-            }
-            inner.dispatches.push_back(Instant::now());
-        }
-        self.queue.metrics.dispatched.increment(1);
-        self.queue.metrics.wait.record(waited.as_secs_f64());
-        self.state = TicketState::Left;
-        self.queue.wake_one();
-    }
-
-    /// The job leaves without a slot: its wait bound passed (`timed_out`) or no pair can take
-    /// it any more. A wake it held is passed on.
-    pub(crate) fn give_up(mut self, timed_out: bool) {
-        if self.state == TicketState::Left {
-            return;
-        }
-        {
-            let mut inner = self.queue.inner.lock();
-            if timed_out {
-                inner.counts.timed_out += 1;
-            } else {
-                inner.counts.abandoned += 1;
-            }
-        }
-        if timed_out { &self.queue.metrics.timed_out } else { &self.queue.metrics.abandoned }.increment(1);
-        self.leave();
-    }
-
-    /// Out of the queue, giving its place back; a wake not used goes to the next job.
-    fn leave(&mut self) {
-        match std::mem::replace(&mut self.state, TicketState::Left) {
-            TicketState::Queued => {
-                if !self.queue.remove(self.id) {
-                    // Not in line: woken between the last check and now (pass the wake on), or
-                    // displaced (its place is already given back, and the channel says so).
-                    if self.rx.try_recv().is_ok() {
-                        self.queue.unwake(self.client, false);
-                        self.queue.wake_one();
-                    }
-                }
-            }
-            TicketState::Woken => {
-                self.queue.unwake(self.client, false);
-                self.queue.wake_one();
-            }
-            TicketState::Left => {}
-        }
-    }
-
-    /// How long the job has been waiting.
-    pub(crate) fn waited(&self) -> Duration {
-        self.joined.elapsed()
-    }
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        if self.state != TicketState::Left {
-            self.queue.inner.lock().counts.abandoned += 1;
-            self.queue.metrics.abandoned.increment(1);
-            self.leave();
         }
     }
 }

@@ -36,7 +36,7 @@ use crate::config::{Config, RunArgs, Validated};
 use crate::http::admin::AdminState;
 use crate::http::public::PublicState;
 use crate::telemetry;
-use open::{open_store, resolve_policies};
+use open::{open_registry, resolve_policies, Opened};
 use serve::{listen, serve_admin, serve_public, start_actors, upstream_client};
 
 /// A running gateway.
@@ -56,6 +56,10 @@ pub struct Gateway {
     /// Where the RTMP ingest listens, when it is on.
     pub rtmp_addr: Option<SocketAddr>,
     rtmp: Option<actix_web::rt::task::JoinHandle<()>>,
+    /// How fresh the registry is (etcd), as the admin API shows it.
+    pub registry_status: byoc_actors::registry::RegistryStatus,
+    /// The etcd backend, when the registry is shared.
+    etcd: Option<byoc_actors::registry::etcd::EtcdRegistry>,
     public: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
@@ -68,8 +72,9 @@ impl Gateway {
     pub async fn start(v: Validated) -> anyhow::Result<Self> {
         let metrics = telemetry::install_metrics().map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
         byoc_actors::metrics::set_payment_limit(v.payment_limits.max_ev_per_capability_hour);
-        // Store first: a locked or corrupt store must fail before any port is bound.
-        let (store, snapshot) = open_store(&v).await?;
+        // Store and registry first: a locked or corrupt store, or an etcd that cannot be used,
+        // must fail before any port is bound.
+        let opened = open_registry(&v).await?;
         // Ports next, before any actor with timers starts: a port in use then fails the start
         // cleanly (an actor system torn down mid-start panicked on the way out).
         let backlog = v.config.limits.listen_backlog;
@@ -92,13 +97,21 @@ impl Gateway {
         }
         tracing::info!(scheme = v.signer.scheme(), address = %v.signer.address(), "signer");
         let client = upstream_client(&v.config)?;
-        let core = start_actors(&v, store, snapshot, client)?;
+        let etcd = opened.etcd.clone();
+        let registry_status = opened.status.clone();
+        let core = start_actors(&v, opened, client)?;
         let workers = match v.config.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
         };
-        let public = serve_public(&v, public_listener, core.clone(), workers)?;
-        let admin = serve_admin(&v, admin_listener, &core, metrics)?;
+        let jobs = crate::http::JobLimit::new(v.config.limits.max_inflight_jobs);
+        let fleet = serve::fleet(&v, http_addr, admin_addr, &jobs, etcd.as_ref().map(|(e, _)| e.clone()));
+        if let Some((etcd, from)) = &etcd {
+            etcd.start_watch(*from, core.supervisor.clone().recipient(), core.supervisor.clone().recipient());
+            etcd.start_membership(fleet.source());
+        }
+        let public = serve_public(&v, public_listener, core.clone(), workers, jobs)?;
+        let admin = serve_admin(&v, admin_listener, &core, metrics, fleet)?;
         let (public_handle, admin_handle) = (public.handle(), admin.handle());
         let rtmp_addr = match rtmp_listener {
             Some(l) => {
@@ -123,6 +136,8 @@ impl Gateway {
             rtmp_addr,
             rtmp,
             signer: v.signer,
+            registry_status,
+            etcd: etcd.map(|(e, _)| e),
             public: public_handle,
             admin: admin_handle,
             grace: v.config.shutdown_grace,
@@ -150,6 +165,10 @@ impl Gateway {
             tracing::warn!("drain did not finish within the grace period");
         }
         self.admin.stop(true).await;
+        if let Some(etcd) = &self.etcd {
+            // Leaves the fleet at once (the lease is revoked) rather than after its TTL.
+            etcd.shutdown().await;
+        }
         match self.supervisor.send(FlushScores).timeout(Duration::from_secs(10)).await {
             Ok(Ok(n)) => tracing::info!(pairs = n, "pair scores saved"),
             Ok(Err(e)) => tracing::warn!(error = %e, "saving pair scores at shutdown failed"),

@@ -52,11 +52,13 @@ pub enum ConfigError {
 }
 
 mod args;
+mod registry;
 mod sections;
 mod streams;
 mod validate;
 
 pub use args::RunArgs;
+pub use registry::{check_replica_id, RegistryConfig};
 pub use sections::{Discovery, History, Limits, Log, Payments, Routing, Runner, SignerConfig, StaticOrchestrator};
 pub use streams::{StreamTimeouts, Streams};
 use validate::{check_env, Unlock};
@@ -111,6 +113,12 @@ pub struct Config {
     pub payments: Payments,
     /// Live streams.
     pub streams: Streams,
+    /// Where the registry lives: sled (one gateway) or etcd (a fleet).
+    pub registry: RegistryConfig,
+    /// The address clients reach this replica at (`https://gw-1.example`): in a fleet, the
+    /// URLs of the streams it owns point at it, so the load balancer needs no stickiness.
+    /// Shown in `GET /admin/fleet`. Unset: the address of the request.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -138,6 +146,8 @@ impl Default for Config {
             signer: SignerConfig::default(),
             payments: Payments::default(),
             streams: Streams::default(),
+            registry: RegistryConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -169,6 +179,9 @@ pub struct Validated {
     pub stream_settings: byoc_actors::stream::StreamSettings,
     /// The RTMP ingest's address (`streams.rtmp_addr`), if it is on.
     pub rtmp_addr: Option<SocketAddr>,
+    /// The etcd registry's settings (`None`: sled). The replica id is empty until resolved
+    /// against the data dir at start, unless configured.
+    pub etcd: Option<byoc_actors::registry::etcd::EtcdSettings>,
 }
 
 impl Config {
@@ -269,6 +282,7 @@ impl Config {
         if let Some(v) = &args.eth_password {
             self.signer.password_file = Some(v.clone());
         }
+        args.apply_registry(self);
     }
 }
 

@@ -42,6 +42,11 @@ impl JobLimit {
         std::sync::Arc::new(Self { limit, inflight: std::sync::atomic::AtomicUsize::new(0) })
     }
 
+    /// Jobs in flight now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// A place for one job whose body holds `body`, or the 503 to answer.
     pub fn admit(self: &std::sync::Arc<Self>, body: BodyReservation) -> Result<JobSlot, ApiError> {
         use std::sync::atomic::Ordering;

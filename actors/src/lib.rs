@@ -23,6 +23,8 @@
 //! - [`discovery`]: `Discovery`, the orchestrator webhook (`--orch-webhook-url`) fetcher.
 //! - [`history`]: the status page's recent past, a bounded ring of samples (pure).
 //! - [`store`]: `Store`, the sled database on a `SyncArbiter`.
+//! - [`registry`]: the registry's write side behind one trait, with a sled and an etcd backend
+//!   (fleets), and how fresh this replica's copy is.
 //! - [`route`]: the attempt loop of one job (select, admit, call, record, fail over).
 //! - [`metrics`]: metric names.
 //!
@@ -51,6 +53,7 @@ pub mod policy;
 pub mod protocol;
 mod queue;
 mod ratelimit;
+pub mod registry;
 pub mod route;
 pub mod score;
 pub mod scoreboard;

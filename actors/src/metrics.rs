@@ -129,6 +129,23 @@ pub fn set_payment_limit(max_ev_per_capability_hour: Option<f64>) {
         metrics::gauge!(PAYMENT_EV_HOUR_LIMIT_WEI).set(limit);
     }
 }
+/// Whether this replica's copy of the registry may miss changes made on other replicas
+/// (etcd unreachable, or started from the local cache): 1 or 0.
+pub(crate) const REGISTRY_STALE: &str = "byoc_gateway_registry_stale";
+/// For how long the registry copy has been stale, in seconds (0 when fresh).
+pub(crate) const REGISTRY_STALE_SECONDS: &str = "byoc_gateway_registry_stale_seconds";
+/// The registry revision this replica has applied (etcd only).
+pub(crate) const REGISTRY_REVISION: &str = "byoc_gateway_registry_revision";
+/// Time from a registry write's commit (its writer's clock) to this replica applying it, in
+/// seconds (etcd only).
+pub(crate) const REGISTRY_APPLY_SECONDS: &str = "byoc_gateway_registry_apply_duration_seconds";
+/// Registry writes, by `outcome` (`committed`, `conflict`, `not-applied`, `unknown`).
+pub(crate) const REGISTRY_WRITES_TOTAL: &str = "byoc_gateway_registry_writes_total";
+/// Times the registry watch was re-established, by `how` (`resumed` from the last revision,
+/// `resynced` after a compaction or at start).
+pub(crate) const REGISTRY_WATCH_RESTARTS_TOTAL: &str = "byoc_gateway_registry_watch_restarts_total";
+/// Replicas of the fleet registered in etcd (this one included), as last listed.
+pub(crate) const FLEET_REPLICAS: &str = "byoc_gateway_fleet_replicas";
 
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
@@ -205,6 +222,13 @@ pub fn describe() {
         "Time a media segment took through the gateway (first byte in to last byte out), by direction"
     );
     describe_histogram!(STREAM_DURATION_SECONDS, Unit::Seconds, "Stream lifetimes, by capability");
+    describe_gauge!(REGISTRY_STALE, "1 while this replica's registry copy may miss other replicas' changes");
+    describe_gauge!(REGISTRY_STALE_SECONDS, Unit::Seconds, "How long the registry copy has been stale");
+    describe_gauge!(REGISTRY_REVISION, "Registry revision this replica has applied (etcd)");
+    describe_histogram!(REGISTRY_APPLY_SECONDS, Unit::Seconds, "Registry write commit to apply on this replica");
+    describe_counter!(REGISTRY_WRITES_TOTAL, "Registry writes by outcome");
+    describe_counter!(REGISTRY_WATCH_RESTARTS_TOTAL, "Registry watch re-established, by how");
+    describe_gauge!(FLEET_REPLICAS, "Replicas registered in the fleet");
 }
 
 /// Registers, at zero, every series whose labels are known at start, so dashboards show 0
@@ -248,7 +272,18 @@ pub fn register_at_zero() {
     ] {
         metrics::counter!(BREAKER_TRANSITIONS_TOTAL, "from" => from, "to" => to, "reason" => reason).increment(0);
     }
-    for name in [DISCOVERY_ORCHESTRATORS, STORE_SIZE_BYTES, BODY_BYTES, ANSWER_BYTES, ORCHESTRATORS, PAIRS_ROUTABLE] {
+    for outcome in ["committed", "conflict", "not-applied", "unknown"] {
+        metrics::counter!(REGISTRY_WRITES_TOTAL, "outcome" => outcome).increment(0);
+    }
+    for name in [
+        DISCOVERY_ORCHESTRATORS,
+        STORE_SIZE_BYTES,
+        BODY_BYTES,
+        ANSWER_BYTES,
+        ORCHESTRATORS,
+        PAIRS_ROUTABLE,
+        REGISTRY_STALE,
+    ] {
         metrics::gauge!(name).increment(0.0);
     }
     for direction in ["in", "out"] {

@@ -21,14 +21,15 @@ use std::path::PathBuf;
 use actix::prelude::*;
 
 pub use db::export::{ExportedPolicy, ImportError, ImportSummary, StoreExport, EXPORT_FORMAT};
+pub use db::mirror::MirrorInfo;
 pub use db::registry::WebhookDelta;
 pub use db::{open, Db, Duplicate, Snapshot, DB_DIR, SCHEMA_VERSION};
 pub use error::StoreError;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use messages::InjectWriteFailure;
 pub use messages::{
-    ApplyWebhook, DeleteOrchestrator, DeletePolicy, Flush, ForgetCapability, ForgetPairs, InsertOrchestrator, Load,
-    Ping, PutPolicy, ReconcileConfig, SavePairs, Size, UpdateOrchestrator,
+    ApplyWebhook, DeleteOrchestrator, DeletePolicy, Flush, ForgetCapability, ForgetPairs, GetMirror,
+    InsertOrchestrator, Load, MirrorRegistry, Ping, PutPolicy, ReconcileConfig, SavePairs, Size, UpdateOrchestrator,
 };
 
 /// Free bytes the disk must have before a broken store reopens: sled writes whole segments
@@ -43,6 +44,8 @@ pub struct Store {
     db: Option<Db>,
     /// A disk error made sled refuse writes: reopen before the next one.
     broken: bool,
+    /// The fleet whose registry the registry trees mirror (etcd backend).
+    mirror_prefix: Option<String>,
     /// Fault injection, carried over a reopen.
     #[cfg(any(test, feature = "fault-injection"))]
     fail_writes: bool,
@@ -55,6 +58,7 @@ impl Store {
             data_dir: db.data_dir(),
             db: Some(db),
             broken: false,
+            mirror_prefix: None,
             #[cfg(any(test, feature = "fault-injection"))]
             fail_writes: false,
         }
@@ -72,6 +76,7 @@ impl Store {
                 data_dir: data_dir.clone(),
                 db: None,
                 broken: true,
+                mirror_prefix: None,
                 #[cfg(any(test, feature = "fault-injection"))]
                 fail_writes: false,
             })

@@ -15,6 +15,7 @@
 //! successful fetch, see [`crate::discovery`] and `supervisor/webhook.rs`). Each source only
 //! ever removes its own entries.
 
+mod changes;
 mod client_errors;
 mod discovered;
 mod history;
@@ -69,11 +70,9 @@ use crate::policy::{CapabilityPolicy, Effective, PolicyBook};
 use crate::protocol::client::{build_client, ClientBuildError, ClientSettings};
 use crate::queue::QueueReport;
 use crate::ratelimit::RateLimit;
+use crate::registry::{Forced, Outcome, Registry, RegistryStatus, WriteError};
 use crate::scoreboard::{BoardEntry, Scoreboard};
-use crate::store::{
-    self, DeleteOrchestrator, DeletePolicy, ExportedPolicy, InsertOrchestrator, PutPolicy, ReconcileConfig, SavePairs,
-    Size, Store, StoreError, StoreExport, UpdateOrchestrator,
-};
+use crate::store::{self, ExportedPolicy, SavePairs, Size, Store, StoreError, StoreExport};
 
 /// How long "nobody offers capability X" is remembered, so that clients asking for an
 /// unserved capability get a fast 404 instead of a probe fan-out each time.
@@ -140,6 +139,25 @@ pub enum RegistryError {
     /// An actor did not answer in time.
     #[error("the {0} did not answer in time")]
     Unavailable(&'static str),
+    /// The shared registry (etcd) could not take the write; `outcome` says whether it may
+    /// still commit.
+    #[error("{detail}")]
+    RegistryUnavailable {
+        /// Not applied, or unknown.
+        outcome: Outcome,
+        /// What happened.
+        detail: String,
+    },
+}
+
+impl From<WriteError> for RegistryError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Store(e) => RegistryError::Store(e),
+            WriteError::StoreTimeout => RegistryError::Unavailable("store"),
+            WriteError::Unavailable { outcome, detail } => RegistryError::RegistryUnavailable { outcome, detail },
+        }
+    }
 }
 
 fn declared_where(by: &[String]) -> String {
@@ -175,8 +193,14 @@ pub struct SupervisorInit {
     pub settings: Arc<PairSettings>,
     /// How the pairs' upstream client (token probes) is built.
     pub client: ClientSettings,
-    /// The store.
+    /// The store (pair scores; with sled, the registry too).
     pub store: Addr<Store>,
+    /// Where registry writes go (sled or etcd).
+    pub registry: Arc<dyn Registry>,
+    /// How fresh the registry copy is (etcd), shared with the admin API.
+    pub status: RegistryStatus,
+    /// Forced breaker states shared by the fleet, as loaded (etcd; empty with sled).
+    pub forced: BTreeMap<PairKey, Forced>,
     /// The boards jobs select from, kept in step with the registry.
     pub scoreboard: Scoreboard,
     /// The registry and learned scores as loaded.
@@ -206,6 +230,14 @@ pub struct Supervisor {
     settings: Arc<PairSettings>,
     client: awc::Client,
     store: Addr<Store>,
+    registry: Arc<dyn Registry>,
+    status: RegistryStatus,
+    /// Forced breaker states of the registry (etcd: shared; applied to pairs as they start).
+    fleet_forced: BTreeMap<PairKey, Forced>,
+    /// Writers waiting for their commit's revision to be applied by the watch.
+    waiters: BTreeMap<i64, Vec<tokio::sync::oneshot::Sender<()>>>,
+    /// The registry changed since the local copy was last written (etcd).
+    mirror_dirty: bool,
     scoreboard: Scoreboard,
     policies: PolicyBook,
     config_policies: HashMap<Capability, CapabilityPolicy>,
@@ -269,6 +301,11 @@ impl Supervisor {
             settings: init.settings,
             client,
             store: init.store,
+            registry: init.registry,
+            status: init.status,
+            fleet_forced: init.forced,
+            waiters: BTreeMap::new(),
+            mirror_dirty: false,
             scoreboard: init.scoreboard,
             policies: init.policies,
             config_policies: init.config_policies,
@@ -312,6 +349,8 @@ impl Supervisor {
         self.decide_off_board();
         self.survey_step(ctx);
         self.flush_if_due(now, ctx);
+        self.mirror_if_dirty();
+        self.status.tick();
     }
 
     /// Mailbox pressure: how late this tick runs (and, every 10 ticks, how long the store

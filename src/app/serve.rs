@@ -18,6 +18,8 @@ pub(super) struct Core {
     client: ClientSettings,
     /// Live streams.
     pub(super) streams: Streams,
+    /// How fresh the registry is.
+    status: byoc_actors::registry::RegistryStatus,
 }
 
 /// The upstream client's settings, checked now rather than inside a worker (TLS set-up).
@@ -38,12 +40,8 @@ pub(super) fn upstream_client(cfg: &Config) -> anyhow::Result<ClientSettings> {
 
 /// Starts the supervisor (which starts the pair actors) and, when a webhook is configured, the
 /// discovery fetcher.
-pub(super) fn start_actors(
-    v: &Validated,
-    store: Addr<Store>,
-    snapshot: store::Snapshot,
-    client: ClientSettings,
-) -> anyhow::Result<Core> {
+pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings) -> anyhow::Result<Core> {
+    let Opened { store, snapshot, registry, status, forced, .. } = opened;
     let cfg = &v.config;
     let marker = Arc::new(LoopMarker::new());
     let settings = Arc::new(PairSettings {
@@ -63,6 +61,9 @@ pub(super) fn start_actors(
         settings,
         client: client.clone(),
         store: store.clone(),
+        registry,
+        status: status.clone(),
+        forced,
         scoreboard: scoreboard.clone(),
         snapshot,
         eager,
@@ -91,15 +92,48 @@ pub(super) fn start_actors(
         payments: Arc::new(Payments::new(v.payment_limits.clone())),
         client,
         streams: Streams::new(v.stream_settings.clone()),
+        status,
     })
 }
 
+/// This replica as the fleet sees it (`GET /admin/fleet`, its membership record).
+pub(super) fn fleet(
+    v: &Validated,
+    http_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    jobs: &Arc<crate::http::JobLimit>,
+    etcd: Option<byoc_actors::registry::etcd::EtcdRegistry>,
+) -> Arc<crate::http::admin::fleet::Fleet> {
+    let record = byoc_actors::registry::etcd::ReplicaRecord {
+        id: etcd.as_ref().map_or_else(|| "local".to_string(), |e| e.settings().replica_id.clone()),
+        http_addr: http_addr.to_string(),
+        admin_addr: admin_addr.to_string(),
+        public_url: v.config.public_url.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        started_at_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        uptime_seconds: 0,
+        jobs_in_flight: 0,
+        streams_in_flight: 0,
+        updated_at_unix_ms: 0,
+        registry_revision: None,
+    };
+    let lease_ttl = v.etcd.as_ref().map_or(0, |s| s.lease_ttl.as_secs());
+    Arc::new(crate::http::admin::fleet::Fleet { record, jobs: jobs.clone(), etcd, lease_ttl_seconds: lease_ttl })
+}
+
 /// The public API's server: each worker has its own upstream client and router.
-pub(super) fn serve_public(v: &Validated, listener: TcpListener, core: Core, workers: usize) -> anyhow::Result<Server> {
+pub(super) fn serve_public(
+    v: &Validated,
+    listener: TcpListener,
+    core: Core,
+    workers: usize,
+    jobs: Arc<crate::http::JobLimit>,
+) -> anyhow::Result<Server> {
     let cfg = &v.config;
     let l = cfg.limits.clone();
     let (mailbox_timeout, probe_wait) = (cfg.routing.mailbox_timeout, cfg.routing.probe_wait);
-    let jobs = crate::http::JobLimit::new(l.max_inflight_jobs);
     let bodies =
         crate::http::body::BodyBudget::new(l.body_budget_bytes, l.body_budget_client_percent, l.max_body_bytes);
     let body_rules = crate::http::body::BodyRules {
@@ -168,6 +202,7 @@ pub(super) fn serve_admin(
     listener: TcpListener,
     core: &Core,
     metrics: PrometheusHandle,
+    fleet: Arc<crate::http::admin::fleet::Fleet>,
 ) -> anyhow::Result<Server> {
     let cfg = &v.config;
     let (source, running) = (v.source.clone(), cfg.clone());
@@ -181,6 +216,8 @@ pub(super) fn serve_admin(
         request_timeout: cfg.limits.body_read_timeout,
         payments: core.payments.clone(),
         streams: core.streams.clone(),
+        registry: core.status.clone(),
+        fleet,
     });
     let json_limit = cfg.limits.admin_body_bytes;
     let api = web::Data::new(crate::http::admin::openapi());

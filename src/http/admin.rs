@@ -35,6 +35,7 @@ use super::error::{mailbox, ApiError, ErrorBody};
 
 mod access;
 mod capability;
+pub mod fleet;
 mod orchestrator;
 mod pair;
 mod stream;
@@ -72,6 +73,10 @@ pub struct AdminState {
     pub payments: Arc<byoc_actors::route::Payments>,
     /// Live streams.
     pub streams: byoc_actors::stream::Streams,
+    /// How fresh the registry copy is (headers of every admin answer, `GET /admin/registry`).
+    pub registry: byoc_actors::registry::RegistryStatus,
+    /// This replica in its fleet (`GET /admin/fleet`).
+    pub fleet: Arc<fleet::Fleet>,
 }
 
 #[derive(OpenApi)]
@@ -113,6 +118,7 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
     >,
 > {
     utoipa_actix_web::scope("/admin")
+        .wrap(actix_web::middleware::from_fn(fleet::registry_headers))
         .wrap(actix_web::middleware::from_fn(require_token))
         .service(list_orchestrators)
         .service(add_orchestrator)
@@ -136,6 +142,8 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
         .service(discovery)
         .service(reload)
         .service(export_store)
+        .service(fleet::fleet)
+        .service(fleet::registry_status)
 }
 
 /// The OpenAPI document of the admin listener, collected from the registered handlers.

@@ -48,6 +48,12 @@ pub struct ErrorDetail {
     /// Seconds until a retry may succeed (also in `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
+    /// For a registry write that failed (`registry-unavailable`): `not-applied` (certainly
+    /// not applied: retry when the registry is back) or `unknown` (sent and unanswered: it may
+    /// still commit; read the registry back before retrying).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub outcome: Option<&'static str>,
 }
 
 /// An error answer.
@@ -63,12 +69,14 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Attempts made, for failed jobs.
     pub attempts: Vec<AttemptReport>,
+    /// Whether a failed registry write may still commit.
+    pub outcome: Option<&'static str>,
 }
 
 impl ApiError {
     /// A new error.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, attempts: Vec::new() }
+        Self { status, code, message: message.into(), retry_after: None, attempts: Vec::new(), outcome: None }
     }
 
     /// 503 `overloaded`: the gateway's in-flight job limit is reached; retry in a second.
@@ -123,6 +131,7 @@ impl ApiError {
                 message: self.message.clone(),
                 attempts: self.attempts.clone(),
                 retry_after_seconds: self.retry_after,
+                outcome: self.outcome,
             },
             detail: RunnerErrorDetail { msg: self.message.clone() },
         }
@@ -207,8 +216,14 @@ impl From<RegistryError> for ApiError {
             RegistryError::Store(StoreError::Corrupt { .. }) => (StatusCode::INTERNAL_SERVER_ERROR, "store-corrupt"),
             RegistryError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store-unavailable"),
             RegistryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "actor-unavailable"),
+            RegistryError::RegistryUnavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "registry-unavailable"),
         };
-        Self::new(status, code, e.to_string())
+        let mut err = Self::new(status, code, e.to_string());
+        if let RegistryError::RegistryUnavailable { outcome, .. } = &e {
+            err.outcome = Some(outcome.as_str());
+            err.retry_after = Some(1);
+        }
+        err
     }
 }
 

@@ -8,8 +8,12 @@
 //! - `pair_scores`: orchestrator id -> that orchestrator's [`PairRecord`]s, sorted by
 //!   capability, in postcard (a compact binary serde format); see [`scores`]
 //! - `policies`: capability -> [`CapabilityPolicy`] (JSON, set through the admin API)
+//!
+//! With the etcd backend the registry trees hold this replica's copy of the fleet's registry
+//! ([`mirror`]; `meta` then has `registry_mirror`).
 
 pub(crate) mod export;
+pub(crate) mod mirror;
 pub(crate) mod registry;
 pub(crate) mod scores;
 

@@ -3,7 +3,7 @@
 
 use actix::prelude::*;
 
-use super::{Duplicate, Snapshot, Store, StoreError, WebhookDelta};
+use super::{Duplicate, MirrorInfo, Snapshot, Store, StoreError, WebhookDelta};
 use crate::capability::Capability;
 use crate::orchestrator::{Label, Listed, Orchestrator, OrchestratorChange, OrchestratorId, Source};
 use crate::pair::view::{PairKey, PairRecord};
@@ -213,6 +213,46 @@ impl Handler<InjectWriteFailure> for Store {
     fn handle(&mut self, msg: InjectWriteFailure, _ctx: &mut Self::Context) {
         tracing::warn!(failing = msg.0, "fault injected: store writes {}", if msg.0 { "fail" } else { "work again" });
         self.set_fail_writes(msg.0);
+    }
+}
+
+/// Replaces the registry trees with this replica's copy of the fleet's registry (etcd
+/// backend); see `store/db/mirror.rs`.
+#[derive(Message)]
+#[rtype(result = "Result<(), StoreError>")]
+pub struct MirrorRegistry {
+    /// The registry as applied.
+    pub state: crate::registry::RegistryState,
+}
+
+impl Handler<MirrorRegistry> for Store {
+    type Result = Result<(), StoreError>;
+    fn handle(&mut self, msg: MirrorRegistry, _ctx: &mut Self::Context) -> Self::Result {
+        let prefix = self.mirror_prefix.clone().unwrap_or_default();
+        let res = self.write(|db| db.mirror(&msg.state, &prefix));
+        if let Err(e) = &res {
+            tracing::warn!(error = %e, "the local copy of the fleet's registry could not be written; retried at the next change");
+        }
+        res
+    }
+}
+
+/// What the data dir's registry trees mirror (`None`: a registry of its own), and, with
+/// `prefix`, makes later [`MirrorRegistry`] writes name that fleet.
+#[derive(Message)]
+#[rtype(result = "Result<Option<MirrorInfo>, StoreError>")]
+pub struct GetMirror {
+    /// The fleet's prefix later copies are written for.
+    pub prefix: Option<String>,
+}
+
+impl Handler<GetMirror> for Store {
+    type Result = Result<Option<MirrorInfo>, StoreError>;
+    fn handle(&mut self, msg: GetMirror, _ctx: &mut Self::Context) -> Self::Result {
+        if msg.prefix.is_some() {
+            self.mirror_prefix = msg.prefix;
+        }
+        self.read()?.mirror_of()
     }
 }
 

@@ -194,12 +194,22 @@ impl Handler<ForgetCapability> for Supervisor {
             Ok(c) => c,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        let fut = self.store.send(store::ForgetCapability { capability: cap.clone() }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let (records_forgotten, policy_removed) = stored(res)?;
+        let fut = self.registry.forget_capability(cap.clone());
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| {
+            let committed = match super::changes::written(res) {
+                Ok(c) => c,
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+            };
+            // The shared policy (if any) leaves through the registry; the pairs and the
+            // discovery bookkeeping are this replica's own.
+            let policy_change = crate::registry::Change::PolicyRemoved(cap.clone());
             let pairs_stopped = act.forget_in_memory(&cap);
-            tracing::info!(capability = %cap, pairs_stopped, records_forgotten, policy_removed, "capability forgotten");
-            Ok(ForgottenCapability { name: cap.to_string(), pairs_stopped, records_forgotten, policy_removed })
+            Box::pin(act.applied(committed, move |_| vec![policy_change], ctx).map(
+                move |(records_forgotten, policy_removed), _act, _ctx| {
+                    tracing::info!(capability = %cap, pairs_stopped, records_forgotten, policy_removed, "capability forgotten");
+                    Ok(ForgottenCapability { name: cap.to_string(), pairs_stopped, records_forgotten, policy_removed })
+                },
+            ))
         }))
     }
 }

@@ -32,6 +32,9 @@ impl Supervisor {
         // Just loaded from disk: not dirty until it changes.
         let saved = record.is_some().then(|| view.read().generation);
         let addr = actix::Supervisor::start(move |_ctx| actor);
+        if let Some(forced) = self.forced_for(&key) {
+            addr.do_send(forced);
+        }
         self.pairs.insert(key.clone(), PairEntry { addr, view, tally, saved, on_board: false });
         if register {
             self.put_on_board(&key);
@@ -321,19 +324,50 @@ pub struct ForcePairBreaker {
 }
 
 impl Handler<ForcePairBreaker> for Supervisor {
-    type Result = ResponseFuture<Result<PairReport, RegistryError>>;
+    type Result = ResponseActFuture<Self, Result<PairReport, RegistryError>>;
 
     fn handle(&mut self, msg: ForcePairBreaker, _ctx: &mut Self::Context) -> Self::Result {
-        let addr = self.find_pair(&msg.orchestrator, &msg.capability);
-        Box::pin(async move {
-            let addr = addr?;
-            let view = addr
-                .send(ForceBreaker { trip: msg.trip, hold_for: msg.hold_for })
-                .timeout(Duration::from_secs(5))
-                .await
-                .map_err(|_| RegistryError::Unavailable("pair actor"))?;
-            Ok(view.report(Instant::now()))
-        })
+        let addr = match self.find_pair(&msg.orchestrator, &msg.capability) {
+            Ok(a) => a,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        // find_pair checked both names.
+        let Ok(capability) = Capability::new(&msg.capability) else {
+            return Box::pin(actix::fut::ready(Err(RegistryError::PairNotFound(msg.orchestrator, msg.capability))));
+        };
+        let key = PairKey { orchestrator: OrchestratorId(msg.orchestrator.as_str().into()), capability };
+        let forced = if msg.trip {
+            Forced::Trip {
+                until_unix_ms: msg.hold_for.map(|d| crate::clock::unix_ms_now().saturating_add(d.as_millis() as u64)),
+            }
+        } else {
+            Forced::Reset
+        };
+        let fut = self.registry.force(key.clone(), forced);
+        let (orchestrator, cap_name) = (msg.orchestrator, msg.capability);
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| {
+            let committed = match super::changes::written(res) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Box::pin(actix::fut::ready(Err(RegistryError::PairNotFound(orchestrator, cap_name))))
+                        as ResponseActFuture<Self, _>
+                }
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+            };
+            let change = crate::registry::Change::Forced(key, forced);
+            Box::pin(act.applied(committed, move |_| vec![change], ctx).then(move |(), _act, _ctx| {
+                // The pair handles the forced state before this read (one mailbox, in order).
+                async move {
+                    let view = addr
+                        .send(GetView)
+                        .timeout(Duration::from_secs(5))
+                        .await
+                        .map_err(|_| RegistryError::Unavailable("pair actor"))?;
+                    Ok(view.report(Instant::now()))
+                }
+                .into_actor(_act)
+            }))
+        }))
     }
 }
 

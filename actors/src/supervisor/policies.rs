@@ -1,6 +1,8 @@
 //! Capabilities and their runtime policies: what the admin API lists, sets and deletes.
 
+use super::changes::written;
 use super::*;
+use crate::registry::Change;
 
 /// One capability as `/admin/capabilities` shows it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -88,15 +90,17 @@ impl Handler<SetCapabilityPolicy> for Supervisor {
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let policy = msg.policy;
-        let fut = self.store.send(PutPolicy { capability: cap.clone(), policy: policy.clone() }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            stored(res)?;
-            let effective = act.policies.set(cap.clone(), policy);
-            act.runtime_policies.insert(cap.clone());
-            act.push_policy(&cap, &effective);
-            act.register_capability(&cap, Registration::Anchored);
-            tracing::info!(capability = %cap, "capability policy set");
-            Ok(act.capability_report(&cap))
+        let fut = self.registry.put_policy(cap.clone(), policy.clone());
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| {
+            let committed = match written(res) {
+                Ok(c) => c,
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+            };
+            let change = Change::Policy(cap.clone(), Box::new(policy));
+            Box::pin(
+                act.applied(committed, move |_| vec![change], ctx)
+                    .map(move |(), act, _| Ok(act.capability_report(&cap))),
+            )
         }))
     }
 }
@@ -118,19 +122,21 @@ impl Handler<DeleteCapabilityPolicy> for Supervisor {
             Ok(c) => c,
             Err(e) => return Box::pin(actix::fut::ready(Err(RegistryError::InvalidCapability(msg.name, e)))),
         };
-        let fut = self.store.send(DeletePolicy { capability: cap.clone() }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            if !stored(res)? {
-                return Err(RegistryError::NoRuntimePolicy(cap.to_string()));
-            }
-            act.runtime_policies.remove(&cap);
-            let effective = match act.config_policies.get(&cap) {
-                Some(p) => act.policies.set(cap.clone(), p.clone()),
-                None => act.policies.remove(&cap),
+        let fut = self.registry.delete_policy(cap.clone());
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| {
+            let committed = match written(res) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Box::pin(actix::fut::ready(Err(RegistryError::NoRuntimePolicy(cap.to_string()))))
+                        as ResponseActFuture<Self, _>
+                }
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))),
             };
-            act.push_policy(&cap, &effective);
-            tracing::info!(capability = %cap, "runtime capability policy removed");
-            Ok(act.capability_report(&cap))
+            let change = Change::PolicyRemoved(cap.clone());
+            Box::pin(
+                act.applied(committed, move |_| vec![change], ctx)
+                    .map(move |(), act, _| Ok(act.capability_report(&cap))),
+            )
         }))
     }
 }

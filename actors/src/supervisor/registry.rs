@@ -1,7 +1,9 @@
 //! The orchestrator registry as the admin API, the config file and reloads change it: add, remove, list,
 //! enable or drain, reload.
 
+use super::changes::written;
 use super::*;
+use crate::registry::Change;
 
 /// Registers an orchestrator (durably) and starts its pairs.
 #[derive(Message)]
@@ -40,17 +42,15 @@ impl Handler<AddOrchestrator> for Supervisor {
             Ok(v) => v,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        let fut =
-            self.store.send(InsertOrchestrator { url, capabilities, label, source: msg.source }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(|res, act, ctx| {
-            let orch = stored(res)?.map_err(|dup| RegistryError::Duplicate { id: dup.id, url: dup.url })?;
-            tracing::info!(id = %orch.id, orchestrator_label = orch.label.as_ref().map(Label::as_str), url = %orch.url,
-                capabilities = ?orch.capabilities, "orchestrator added");
-            act.orchestrators.insert(orch.id.clone(), orch.clone());
-            act.not_offered.clear();
-            act.orchestrator_added(&orch);
-            act.survey_step(ctx);
-            Ok(orch)
+        let fut = self.registry.add(url, capabilities, label, msg.source);
+        Box::pin(fut.into_actor(self).then(|res, act, ctx| {
+            let committed = match written(res)
+                .and_then(|r| r.map_err(|dup| RegistryError::Duplicate { id: dup.id, url: dup.url }))
+            {
+                Ok(c) => c,
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+            };
+            Box::pin(act.applied(committed, |o| vec![Change::Orchestrator(o.clone())], ctx).map(|o, _, _| Ok(o)))
         }))
     }
 }
@@ -72,16 +72,19 @@ impl Handler<RemoveOrchestrator> for Supervisor {
         if !self.orchestrators.contains_key(&id) {
             return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0.to_string()))));
         }
-        let fut = self.store.send(DeleteOrchestrator { id: id.clone() }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            stored(res)?;
-            let Some(orch) = act.orchestrators.remove(&id) else {
-                return Err(RegistryError::NotFound(id.0.to_string()));
+        let fut = self.registry.remove(id.clone());
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| {
+            let committed = match written(res) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0.to_string()))))
+                        as ResponseActFuture<Self, _>
+                }
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))),
             };
-            let pairs = act.remove_orchestrator_pairs(&id);
-            tracing::info!(id = %orch.id, orchestrator_label = orch.label.as_ref().map(Label::as_str), url = %orch.url,
-                pairs, "orchestrator removed; its pairs drain");
-            Ok(orch)
+            Box::pin(
+                act.applied(committed, |o| vec![Change::OrchestratorRemoved(o.id.clone())], ctx).map(|o, _, _| Ok(o)),
+            )
         }))
     }
 }
@@ -125,26 +128,17 @@ impl Handler<ChangeOrchestrator> for Supervisor {
             return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0.to_string()))));
         }
         let change = OrchestratorChange { enabled: msg.enabled, label };
-        let fut = self.store.send(UpdateOrchestrator { id: id.clone(), change: change.clone() }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| {
-            let Some(orch) = stored(res)? else {
-                return Err(RegistryError::NotFound(id.0.to_string()));
-            };
-            act.orchestrators.insert(id.clone(), orch.clone());
-            if let Some(enabled) = change.enabled {
-                for (key, entry) in &act.pairs {
-                    if key.orchestrator == id {
-                        entry.addr.do_send(SetEnabled(enabled));
-                    }
+        let fut = self.registry.update(id.clone(), change);
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| {
+            let committed = match written(res) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    return Box::pin(actix::fut::ready(Err(RegistryError::NotFound(id.0.to_string()))))
+                        as ResponseActFuture<Self, _>
                 }
-                tracing::info!(id = %id, orchestrator_label = orch.label.as_ref().map(Label::as_str), enabled,
-                    "orchestrator {}", if enabled { "enabled" } else { "disabled: draining" });
-            }
-            if change.label.is_some() {
-                act.relabel_pairs(&orch);
-                tracing::info!(id = %id, orchestrator_label = orch.label.as_ref().map(Label::as_str), "orchestrator labelled");
-            }
-            Ok(orch)
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+            };
+            Box::pin(act.applied(committed, |o| vec![Change::Orchestrator(o.clone())], ctx).map(|o, _, _| Ok(o)))
         }))
     }
 }
@@ -182,36 +176,36 @@ impl Handler<Reload> for Supervisor {
     type Result = ResponseActFuture<Self, Result<ReloadReport, RegistryError>>;
 
     fn handle(&mut self, msg: Reload, _ctx: &mut Self::Context) -> Self::Result {
-        let fut = self.store.send(ReconcileConfig { entries: msg.orchestrators }).timeout(STORE_TIMEOUT);
+        let fut = self.registry.reconcile_config(msg.orchestrators);
         let (policies, restart_required) = (msg.policies, msg.restart_required);
-        Box::pin(fut.into_actor(self).map(move |res, act, ctx| {
-            let snapshot = stored(res)?;
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| {
+            let committed = match written(res) {
+                Ok(c) => c,
+                Err(e) => return Box::pin(actix::fut::ready(Err(e))) as ResponseActFuture<Self, _>,
+            };
             let mut report = ReloadReport { restart_required, ..ReloadReport::default() };
-            // Registry: what the store now holds is the truth.
-            let now_ids: BTreeSet<OrchestratorId> = snapshot.orchestrators.iter().map(|o| o.id.clone()).collect();
-            let gone: Vec<OrchestratorId> =
-                act.orchestrators.keys().filter(|id| !now_ids.contains(*id)).cloned().collect();
-            for id in gone {
-                if let Some(o) = act.orchestrators.remove(&id) {
-                    report.orchestrators_removed.push(o.url);
+            // Registry: what the backend now holds is the truth.
+            let now: BTreeMap<OrchestratorId, Orchestrator> =
+                committed.value.iter().map(|o| (o.id.clone(), o.clone())).collect();
+            let mut changes = Vec::new();
+            for (id, o) in &act.orchestrators {
+                if !now.contains_key(id) {
+                    report.orchestrators_removed.push(o.url.clone());
+                    changes.push(Change::OrchestratorRemoved(id.clone()));
                 }
-                act.remove_orchestrator_pairs(&id);
             }
+            for (id, o) in &now {
+                match act.orchestrators.get(id) {
+                    None => {
+                        report.orchestrators_added.push(o.url.clone());
+                        changes.push(Change::Orchestrator(o.clone()));
+                    }
+                    Some(old) if old != o => changes.push(Change::Orchestrator(o.clone())),
+                    Some(_) => {}
+                }
+            }
+            // Policies: the file's, unless a runtime policy wins (a replica's own file: not shared).
             let mut new_caps = Vec::new();
-            for o in snapshot.orchestrators {
-                if !act.orchestrators.contains_key(&o.id) {
-                    report.orchestrators_added.push(o.url.clone());
-                    act.not_offered.clear();
-                    act.survey.orchestrator_added(o.id.clone());
-                }
-                new_caps.extend(o.capabilities.iter().cloned());
-                let relabelled = act.orchestrators.get(&o.id).is_some_and(|old| old.label != o.label);
-                if relabelled {
-                    act.relabel_pairs(&o);
-                }
-                act.orchestrators.insert(o.id.clone(), o);
-            }
-            // Policies: the file's, unless a runtime policy wins.
             let names: BTreeSet<Capability> = act.config_policies.keys().chain(policies.keys()).cloned().collect();
             for cap in names {
                 let old = act.config_policies.get(&cap).cloned();
@@ -239,8 +233,11 @@ impl Handler<Reload> for Supervisor {
             }
             act.ensure_declared_pairs();
             act.survey_step(ctx);
-            tracing::info!(?report, "configuration reloaded");
-            Ok(report)
+            let committed = crate::registry::Committed { value: report, revision: committed.revision };
+            Box::pin(act.applied(committed, move |_| changes, ctx).map(|report, _, _| {
+                tracing::info!(?report, "configuration reloaded");
+                Ok(report)
+            }))
         }))
     }
 }

@@ -2,20 +2,23 @@
 //! and reports it ([`GetDiscovery`]).
 //!
 //! The change is worked out against the supervisor's own registry (the truth the boards
-//! follow), not against the store, and written as a delta ([`ApplyWebhook`]): so a fetch
-//! that races an admin add or delete changes only what it means to change, and a fetch whose
-//! store write failed is simply worked out again at the next tick.
+//! follow), not against the backend, and written as a delta (`Registry::apply_webhook`): so a
+//! fetch that races an admin add or delete changes only what it means to change, and a fetch
+//! whose write failed is simply worked out again at the next tick. In a fleet every replica
+//! with the webhook configured applies the same delta; the writes are idempotent (a URL is
+//! registered once, an entry removed once).
 
 use std::collections::HashSet;
 
 use actix::prelude::*;
 
-use super::{stored, Registration, Supervisor, STORE_TIMEOUT};
+use super::Supervisor;
 use crate::discovery::webhook::{WebhookError, WebhookList};
 use crate::discovery::{DiscoveryReport, FetchReport, GetDiscovery, WebhookFetched};
 use crate::metrics as m;
 use crate::orchestrator::{Label, Listed, Orchestrator, OrchestratorId, Source};
-use crate::store::{ApplyWebhook, WebhookDelta};
+use crate::registry::Change;
+use crate::store::WebhookDelta;
 
 /// How many skipped-entry reasons one log line carries (the admin view has them all).
 const LOGGED_SKIPS: usize = 5;
@@ -58,32 +61,6 @@ impl Supervisor {
         d.last_fetch = Some(report);
         d.orchestrators = webhook_orchestrators;
         metrics::gauge!(m::DISCOVERY_ORCHESTRATORS).set(d.orchestrators as f64);
-    }
-
-    fn apply_webhook_delta(&mut self, delta: WebhookDelta) {
-        for o in delta.removed {
-            if self.orchestrators.remove(&o.id).is_some() {
-                self.remove_orchestrator_pairs(&o.id);
-            }
-        }
-        let mut new_caps = Vec::new();
-        for o in delta.added {
-            if !self.orchestrators.contains_key(&o.id) {
-                // A new orchestrator may offer what was cached as offered by nobody.
-                self.not_offered.clear();
-                self.survey.orchestrator_added(o.id.clone());
-            }
-            new_caps.extend(o.capabilities.iter().cloned());
-            self.orchestrators.insert(o.id.clone(), o);
-        }
-        for o in delta.relabelled {
-            self.relabel_pairs(&o);
-            self.orchestrators.insert(o.id.clone(), o);
-        }
-        for cap in &new_caps {
-            self.register_capability(cap, Registration::Anchored);
-        }
-        self.ensure_declared_pairs();
     }
 }
 
@@ -154,21 +131,37 @@ impl Handler<WebhookFetched> for Supervisor {
             self.record_fetch(report);
             return Box::pin(actix::fut::ready(()));
         }
-        let fut = self.store.send(ApplyWebhook { add, relabel, remove }).timeout(STORE_TIMEOUT);
-        Box::pin(fut.into_actor(self).map(move |res, act, _ctx| match stored(res) {
-            Ok(delta) => {
-                report.added =
-                    delta.added.iter().filter(|o| o.source == Source::Webhook).map(|o| o.url.clone()).collect();
-                report.removed = delta.removed.iter().map(|o| o.url.clone()).collect();
-                act.apply_webhook_delta(delta);
-                act.record_fetch(report);
+        let fut = self.registry.apply_webhook(add, relabel, remove);
+        Box::pin(fut.into_actor(self).then(move |res, act, ctx| match res {
+            Ok(committed) => {
+                report.added = committed
+                    .value
+                    .added
+                    .iter()
+                    .filter(|o| o.source == Source::Webhook)
+                    .map(|o| o.url.clone())
+                    .collect();
+                report.removed = committed.value.removed.iter().map(|o| o.url.clone()).collect();
+                Box::pin(act.applied(committed, delta_changes, ctx).map(move |_, act, _| act.record_fetch(report)))
+                    as ResponseActFuture<Self, ()>
             }
             Err(e) => {
                 let report = failed(&msg, &WebhookError::Registry(e.to_string()), Some(&list));
                 act.record_fetch(report);
+                Box::pin(actix::fut::ready(()))
             }
         }))
     }
+}
+
+/// The registry changes of a webhook delta.
+fn delta_changes(delta: &WebhookDelta) -> Vec<Change> {
+    delta
+        .removed
+        .iter()
+        .map(|o| Change::OrchestratorRemoved(o.id.clone()))
+        .chain(delta.added.iter().chain(&delta.relabelled).map(|o| Change::Orchestrator(o.clone())))
+        .collect()
 }
 
 impl Handler<GetDiscovery> for Supervisor {

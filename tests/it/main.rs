@@ -16,6 +16,7 @@ mod disk;
 mod edges;
 mod errors;
 mod fidelity;
+mod fleet;
 mod health;
 mod labels;
 mod operator;

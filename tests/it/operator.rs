@@ -63,6 +63,8 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
         ("GET", "/admin/streams"),
         ("GET", "/admin/streams/{id}"),
         ("DELETE", "/admin/streams/{id}"),
+        ("GET", "/admin/fleet"),
+        ("GET", "/admin/registry"),
     ]
     .iter()
     .map(|(m, p)| (m.to_string(), p.to_string()))

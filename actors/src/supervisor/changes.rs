@@ -5,9 +5,9 @@
 //! the write's revision ([`Supervisor::applied`]), so a `GET` right after a `201` on the same
 //! replica sees it.
 //!
-//! With etcd the supervisor also keeps the local sled's copy of the registry in step (at most
-//! once a tick): the copy a replica starts from when etcd is unreachable at start, and what
-//! saved scores are checked against.
+//! With etcd the supervisor also keeps the local sled's copy of the registry in step (after
+//! each batch the watch delivers): the copy a replica starts from when etcd is unreachable at
+//! start, and what saved scores are checked against.
 
 use tokio::sync::oneshot;
 
@@ -214,6 +214,7 @@ impl Handler<WatchEvents> for Supervisor {
             self.apply(change, ctx);
         }
         self.applied_revision(msg.revision);
+        self.mirror_if_dirty();
     }
 }
 
@@ -230,6 +231,7 @@ impl Handler<Resynced> for Supervisor {
             self.applied_revision(r);
         }
         self.mirror_dirty = true;
+        self.mirror_if_dirty();
     }
 }
 

@@ -1,0 +1,457 @@
+//! A fleet of replicas sharing one registry through a real etcd (issue 26): hot-adds, policies
+//! and forced trips reach every replica; concurrent writes resolve one way; etcd's death,
+//! a partition and a compaction cost writes, never routing, and nothing acknowledged is lost;
+//! a dead replica leaves the fleet within its lease. The time from one replica's
+//! acknowledgement to another replica applying it is printed (`fleet apply`), not asserted.
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+use harness::{data_dir, replica, replica_flags, Etcd, Relay};
+
+/// Starts an in-process replica of the fleet in `etcd_url` in front of `orchestrators`.
+async fn replica_gw(etcd_url: &str, id: &str, orchestrators: &[(&byoc_sim::SimHandle, &[&str])]) -> TestGateway {
+    let url = etcd_url.to_string();
+    let id = id.to_string();
+    gateway_with(orchestrators, move |c| replica(c, &url, &id)).await
+}
+
+/// Waits until `gw` lists the orchestrator at `url`; returns it.
+async fn sees(gw: &TestGateway, url: &str) -> Value {
+    eventually(&format!("{} lists {url}", gw.admin), 500, || async {
+        let list = gw.admin_get("/admin/orchestrators").await.json();
+        list.as_array()?.iter().find(|o| o["url"] == url).cloned()
+    })
+    .await
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = list
+        .as_array()
+        .map(|a| a.iter().filter_map(|o| o["id"].as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[actix_web::test]
+async fn three_replicas_share_hot_adds_policies_trips_and_removals() {
+    let test = "fleet: three replicas share the registry";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let b = sim("b", &[("depth", healthy())]);
+    let r1 = replica_gw(&etcd.url, "r1", &[]).await;
+    let r2 = replica_gw(&etcd.url, "r2", &[]).await;
+    let r3 = replica_gw(&etcd.url, "r3", &[]).await;
+
+    // The fleet: three replicas, each with its addresses.
+    let fleet = eventually("three replicas in the fleet", 500, || async {
+        let f = r2.admin_get("/admin/fleet").await.json();
+        (f["replicas"].as_array()?.len() == 3).then_some(f)
+    })
+    .await;
+    assert_eq!(fleet["lease_ttl_seconds"], 3);
+    let listed: Vec<&str> =
+        fleet["replicas"].as_array().expect("list").iter().filter_map(|r| r["id"].as_str()).collect();
+    assert_eq!(listed, ["r1", "r2", "r3"]);
+    let r1_entry = &fleet["replicas"][0];
+    assert_eq!(r1_entry["http_addr"].as_str(), r1.http.strip_prefix("http://"));
+    assert_eq!(r1_entry["admin_addr"].as_str(), r1.admin.strip_prefix("http://"));
+    for field in ["version", "uptime_seconds", "jobs_in_flight"] {
+        assert!(!r1_entry[field].is_null(), "{field}: {r1_entry}");
+    }
+
+    // Hot-add on r1; route on r2 and r3.
+    let sent = Instant::now();
+    let added = r1.admin_post("/admin/orchestrators", json!({"url": a.url, "capabilities": ["depth"]})).await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let acked = sent.elapsed();
+    let id = added.json()["id"].as_str().expect("id").to_string();
+    for gw in [&r2, &r3] {
+        let seen = sees(gw, &a.url).await;
+        println!(
+            "fleet apply: add acknowledged by r1 after {acked:?}, listed by {} after {:?}",
+            gw.admin,
+            sent.elapsed()
+        );
+        assert_eq!(seen["id"], id.as_str(), "the same id on every replica");
+    }
+    for (gw, n) in [(&r2, 0), (&r3, 1)] {
+        let job = eventually("a job routed through the hot-added orchestrator", 250, || async {
+            let j = gw.job("depth", &format!("j{n}")).await;
+            (j.status == 200).then_some(j)
+        })
+        .await;
+        assert_eq!(job.header("x-orchestrator-url").as_deref(), Some(a.url.as_str()));
+    }
+    // Every replica shows the same registry at the same revision.
+    let revs = eventually("the same revision on every replica", 500, || async {
+        let mut revs = Vec::new();
+        for gw in [&r1, &r2, &r3] {
+            let ans = gw.admin_get("/admin/orchestrators").await;
+            revs.push((ans.header("x-registry-revision")?, ids(&ans.json())));
+        }
+        (revs.iter().all(|r| *r == revs[0])).then_some(revs)
+    })
+    .await;
+    assert!(revs[0].0.parse::<i64>().is_ok_and(|r| r > 0), "{revs:?}");
+
+    // A second orchestrator added on r2 gets the next id, the same everywhere.
+    let added = r2.admin_post("/admin/orchestrators", json!({"url": b.url, "capabilities": ["depth"]})).await;
+    assert_eq!(added.status, 201);
+    let id_b = added.json()["id"].as_str().expect("id").to_string();
+    assert_ne!(id_b, id);
+    assert_eq!(sees(&r3, &b.url).await["id"], id_b.as_str());
+
+    // A policy set on r3 is in force on r1.
+    let put = r3.admin_put("/admin/capabilities/depth", json!({"max_attempts": 1, "retry_timeout": "3s"})).await;
+    assert_eq!(put.status, 200, "{:?}", put.body);
+    eventually("r1 applies the policy", 500, || async {
+        let c = r1.admin_get("/admin/capabilities/depth").await.json();
+        (c["effective"]["max_attempts"] == 1).then_some(())
+    })
+    .await;
+
+    // A forced trip on r2 (with its expiry) holds the pair open on r1 and r3 too.
+    let trip = r2.admin_post(&format!("/admin/pairs/{id}/depth/trip?for=10m"), json!({})).await;
+    assert_eq!(trip.status, 200, "{:?}", trip.body);
+    for gw in [&r1, &r3] {
+        let pair = eventually("the forced trip reaches the replica", 500, || async {
+            let p = gw.admin_get(&format!("/admin/pairs/{id}/depth")).await.json();
+            (p["breaker"]["forced"] == true).then_some(p)
+        })
+        .await;
+        assert_eq!(pair["unroutable_reason"], "forced-open");
+        assert!(pair["breaker"]["forced_until_unix_ms"].as_u64().is_some(), "{pair}");
+    }
+    // Jobs on r3 now go to b only.
+    for n in 0..4 {
+        let j = r3.job("depth", &format!("t{n}")).await;
+        assert_eq!((j.status, j.header("x-orchestrator-url")), (200, Some(b.url.clone())), "job {n}");
+    }
+    // The reset on r1 frees it everywhere.
+    assert_eq!(r1.admin_post(&format!("/admin/pairs/{id}/depth/reset"), json!({})).await.status, 200);
+    eventually("the reset reaches r3", 500, || async {
+        let p = r3.admin_get(&format!("/admin/pairs/{id}/depth")).await.json();
+        (p["breaker"]["forced"] == false && p["breaker"]["state"] == "closed").then_some(())
+    })
+    .await;
+
+    // Disabled on r1: draining on r2; removed on r3: gone from r1.
+    assert_eq!(r1.admin_patch(&format!("/admin/orchestrators/{id_b}"), json!({"enabled": false})).await.status, 200);
+    eventually("r2 drains b", 500, || async {
+        let o = r2.admin_get(&format!("/admin/orchestrators/{id_b}")).await.json();
+        (o["enabled"] == false).then_some(())
+    })
+    .await;
+    assert_eq!(r3.admin_delete(&format!("/admin/orchestrators/{id_b}")).await.status, 204);
+    eventually("r1 forgets b", 500, || async {
+        (r1.admin_get(&format!("/admin/orchestrators/{id_b}")).await.status == 404).then_some(())
+    })
+    .await;
+    // A write that names a removed orchestrator is a 404 on any replica, never a re-creation.
+    assert_eq!(r2.admin_patch(&format!("/admin/orchestrators/{id_b}"), json!({"enabled": true})).await.status, 404);
+
+    // The apply time is measured on every replica (a histogram in /metrics).
+    let metrics = String::from_utf8_lossy(&r1.admin_get("/metrics").await.body).into_owned();
+    assert!(metrics.contains("byoc_gateway_registry_apply_duration_seconds_count"), "{metrics}");
+    for line in metrics.lines().filter(|l| l.starts_with("byoc_gateway_registry_apply_duration_seconds_")) {
+        println!("fleet apply: {line}");
+    }
+}
+
+#[actix_web::test]
+async fn concurrent_writes_on_several_replicas_resolve_one_way() {
+    let test = "fleet: concurrent writes";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let r1 = replica_gw(&etcd.url, "c1", &[]).await;
+    let r2 = replica_gw(&etcd.url, "c2", &[]).await;
+    let r3 = replica_gw(&etcd.url, "c3", &[]).await;
+
+    // The same URL on three replicas at once: one 201, two 409 naming the winner's id.
+    let body = json!({"url": "http://127.0.0.1:9"});
+    let (x, y, z) = tokio::join!(
+        r1.admin_post("/admin/orchestrators", body.clone()),
+        r2.admin_post("/admin/orchestrators", body.clone()),
+        r3.admin_post("/admin/orchestrators", body.clone())
+    );
+    let mut statuses = vec![x.status, y.status, z.status];
+    statuses.sort();
+    assert_eq!(statuses, [201, 409, 409], "{x:?} {y:?} {z:?}");
+    let winner = [&x, &y, &z].into_iter().find(|a| a.status == 201).expect("one").json()["id"].clone();
+    for a in [&x, &y, &z].into_iter().filter(|a| a.status == 409) {
+        assert!(a.error(409, "duplicate-orchestrator")["error"]["message"]
+            .as_str()
+            .expect("msg")
+            .contains(winner.as_str().expect("id")));
+    }
+
+    // Different URLs at once: every one registered, each under its own id.
+    let mut futs = Vec::new();
+    for (i, gw) in [&r1, &r2, &r3, &r1, &r2, &r3].into_iter().enumerate() {
+        futs.push(gw.admin_post("/admin/orchestrators", json!({"url": format!("http://127.0.0.1:{}", 100 + i)})));
+    }
+    let answers = futures_util::future::join_all(futs).await;
+    let mut new_ids: Vec<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 201, "{a:?}");
+            a.json()["id"].as_str().expect("id").to_string()
+        })
+        .collect();
+    new_ids.sort();
+    new_ids.dedup();
+    assert_eq!(new_ids.len(), 6, "distinct ids: {new_ids:?}");
+
+    // A disable racing a delete of the same entry: whichever etcd commits first, the entry is
+    // gone on every replica afterwards (a late disable cannot bring it back).
+    let target = new_ids[0].clone();
+    let path = format!("/admin/orchestrators/{target}");
+    let (p, d) = tokio::join!(r1.admin_patch(&path, json!({"enabled": false})), r2.admin_delete(&path));
+    assert_eq!(d.status, 204);
+    assert!(p.status == 200 || p.status == 404, "{p:?}");
+    let lists = eventually("every replica agrees", 500, || async {
+        let mut lists = Vec::new();
+        for gw in [&r1, &r2, &r3] {
+            lists.push(ids(&gw.admin_get("/admin/orchestrators").await.json()));
+        }
+        lists.iter().all(|l| *l == lists[0]).then_some(lists)
+    })
+    .await;
+    assert_eq!(lists[0].len(), 6, "{lists:?}");
+    assert!(!lists[0].contains(&target));
+}
+
+#[actix_web::test]
+async fn with_etcd_down_routing_goes_on_writes_are_refused_and_resume_with_nothing_lost() {
+    let test = "fleet: etcd down";
+    let Some(mut etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let r1 = replica_gw(&etcd.url, "d1", &[]).await;
+    let r2 = replica_gw(&etcd.url, "d2", &[]).await;
+    let added = r1.admin_post("/admin/orchestrators", json!({"url": a.url, "capabilities": ["depth"]})).await;
+    assert_eq!(added.status, 201);
+    sees(&r2, &a.url).await;
+    assert!(r2.admin_get("/admin/orchestrators").await.header("x-registry-stale").is_none());
+
+    etcd.kill();
+    // Writes: refused, never half-applied, saying whether they may still commit.
+    let refused = eventually("a write refused as not applied", 500, || async {
+        let a = r1.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:7"})).await;
+        assert_eq!(a.status, 503, "{a:?}");
+        (a.json()["error"]["outcome"] == "not-applied").then_some(a)
+    })
+    .await;
+    refused.error(503, "registry-unavailable");
+    assert!(refused.header("retry-after").is_some());
+    let put = r2.admin_put("/admin/capabilities/depth", json!({"max_attempts": 2})).await;
+    assert_eq!(put.error(503, "registry-unavailable")["error"]["outcome"], "not-applied");
+    // Reads say they may be stale; so do /metrics and /admin/registry.
+    let read = r2.admin_get("/admin/orchestrators").await;
+    assert!(read.header("x-registry-stale").is_some(), "{:?}", read.headers);
+    assert_eq!(ids(&read.json()).len(), 1, "the last applied registry");
+    let status = r2.admin_get("/admin/registry").await.json();
+    assert_eq!((status["backend"].as_str(), status["stale"].as_bool()), (Some("etcd"), Some(true)), "{status}");
+    let metrics = String::from_utf8_lossy(&r2.admin_get("/metrics").await.body).into_owned();
+    assert!(metrics.lines().any(|l| l == "byoc_gateway_registry_stale 1"), "{metrics}");
+    // Routing goes on with the registry as last applied.
+    for (n, gw) in [&r1, &r2].into_iter().enumerate() {
+        let j = gw.job("depth", &format!("down{n}")).await;
+        assert_eq!((j.status, j.header("x-orchestrator-url")), (200, Some(a.url.clone())));
+    }
+
+    etcd.restart().await;
+    // Writes resume (no restart of the replicas); what was there is still there.
+    let b = sim("b", &[("depth", healthy())]);
+    let added = eventually("writes accepted again", 500, || async {
+        let a = r2.admin_post("/admin/orchestrators", json!({"url": b.url, "capabilities": ["depth"]})).await;
+        (a.status == 201).then_some(a)
+    })
+    .await;
+    sees(&r1, &b.url).await;
+    let list = ids(&r1.admin_get("/admin/orchestrators").await.json());
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.contains(&added.json()["id"].as_str().expect("id").to_string()));
+    eventually("fresh again", 500, || async {
+        (r1.admin_get("/admin/orchestrators").await.header("x-registry-stale").is_none()).then_some(())
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn a_cut_off_replica_resyncs_after_a_compaction_and_a_partitioned_write_is_unknown() {
+    let test = "fleet: partition and compaction";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let relay = Relay::start(&etcd.url);
+    let r1 = replica_gw(&etcd.url, "p1", &[]).await;
+    let r2 = replica_gw(&relay.url, "p2", &[]).await;
+    let first = r1.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:11"})).await;
+    assert_eq!(first.status, 201);
+    sees(&r2, "http://127.0.0.1:11").await;
+
+    // Partitioned: a write sent into the silence may still commit: "unknown".
+    relay.blackhole();
+    let lost = r2.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:13"})).await;
+    assert_eq!(lost.error(503, "registry-unavailable")["error"]["outcome"], "unknown", "{lost:?}");
+    relay.cut();
+    eventually("r2 notices", 500, || async {
+        (r2.admin_get("/admin/registry").await.json()["stale"] == true).then_some(())
+    })
+    .await;
+    // Changes r2 cannot see, then the history it would resume from compacted away.
+    let gone = first.json()["id"].as_str().expect("id").to_string();
+    assert_eq!(r1.admin_delete(&format!("/admin/orchestrators/{gone}")).await.status, 204);
+    assert_eq!(r1.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:12"})).await.status, 201);
+    assert_eq!(r1.admin_put("/admin/capabilities/depth", json!({"max_attempts": 3})).await.status, 200);
+    let listed_by_r1 = ids(&r1.admin_get("/admin/orchestrators").await.json());
+    if !etcd.compact(test) {
+        return;
+    }
+    relay.heal();
+    // r2 resyncs without a restart: the removal, the add and the policy are all there.
+    eventually("r2 resynced", 500, || async {
+        let list = r2.admin_get("/admin/orchestrators").await;
+        let urls: Vec<String> =
+            list.json().as_array()?.iter().filter_map(|o| o["url"].as_str().map(String::from)).collect();
+        (urls.contains(&"http://127.0.0.1:12".to_string()) && list.header("x-registry-stale").is_none()).then_some(urls)
+    })
+    .await;
+    // Exactly what r1 lists (the unanswered write may or may not have committed: both agree).
+    assert_eq!(ids(&r2.admin_get("/admin/orchestrators").await.json()), listed_by_r1);
+    assert!(!listed_by_r1.contains(&gone));
+    let c = r2.admin_get("/admin/capabilities/depth").await.json();
+    assert_eq!(c["effective"]["max_attempts"], 3, "{c}");
+    let metrics = String::from_utf8_lossy(&r2.admin_get("/metrics").await.body).into_owned();
+    assert!(metrics.contains("byoc_gateway_registry_watch_restarts_total{how=\"resynced\"}"), "{metrics}");
+}
+
+#[actix_web::test]
+async fn kill_9_during_admin_writes_loses_no_acknowledged_write_and_the_dead_replica_leaves() {
+    let test = "fleet: kill -9 a replica during writes";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(root.path(), "k1");
+    let data = data.to_str().expect("utf-8");
+    let mut args = gateway_args(data, &[]);
+    args.extend(replica_flags(&etcd.url, "k1"));
+    let victim = Process::spawn(&args);
+    let survivor = replica_gw(&etcd.url, "k2", &[]).await;
+    eventually("both in the fleet", 500, || async {
+        (survivor.admin_get("/admin/fleet").await.json()["replicas"].as_array()?.len() == 2).then_some(())
+    })
+    .await;
+
+    // Writes through the victim, one after another, until it dies under them.
+    let client = awc::Client::builder().timeout(Duration::from_secs(10)).finish();
+    let admin = victim.admin.clone();
+    let writer = actix_web::rt::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0..400u32 {
+            let url = format!("http://127.0.0.1:{}", 20_000 + i);
+            let res = client
+                .post(format!("{admin}/admin/orchestrators"))
+                .bearer_auth(TOKEN)
+                .send_json(&json!({"url": url}))
+                .await;
+            match res {
+                Ok(r) if r.status().as_u16() == 201 => acked.push(url),
+                Ok(r) => panic!("write {i}: {}", r.status()),
+                Err(_) => break, // the victim is gone
+            }
+        }
+        acked
+    });
+    eventually("some writes acknowledged", 500, || async {
+        (survivor.admin_get("/admin/orchestrators").await.json().as_array()?.len() >= 5).then_some(())
+    })
+    .await;
+    let started_kill = Instant::now();
+    assert_eq!(victim.signal_and_wait("KILL"), None);
+    let acked = writer.await.expect("writer");
+    assert!(!acked.is_empty());
+
+    // Every acknowledged write is in the fleet's registry.
+    let list = survivor.admin_get("/admin/orchestrators").await.json();
+    let urls: Vec<&str> = list.as_array().expect("list").iter().filter_map(|o| o["url"].as_str()).collect();
+    for url in &acked {
+        assert!(urls.contains(&url.as_str()), "acknowledged {url} is missing ({} acknowledged)", acked.len());
+    }
+    // The dead replica leaves the fleet when its lease runs out.
+    eventually("the dead replica leaves the fleet", 1000, || async {
+        let f = survivor.admin_get("/admin/fleet").await.json();
+        let ids: Vec<&str> = f["replicas"].as_array()?.iter().filter_map(|r| r["id"].as_str()).collect();
+        (ids == ["k2"]).then_some(())
+    })
+    .await;
+    println!(
+        "fleet lease: the killed replica left the fleet {:?} after kill -9 (lease TTL 3s)",
+        started_kill.elapsed()
+    );
+}
+
+#[actix_web::test]
+async fn a_replica_starting_while_etcd_is_unreachable_starts_from_its_copy_or_refuses() {
+    let test = "fleet: start while etcd is unreachable";
+    let Some(mut etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let (with_copy, fresh) = (data_dir(root.path(), "copy"), data_dir(root.path(), "fresh"));
+    let (with_copy, fresh) = (with_copy.to_str().expect("utf-8"), fresh.to_str().expect("utf-8"));
+    // A replica that has run once keeps a copy of the registry in its data dir.
+    {
+        let mut args = gateway_args(with_copy, &[]);
+        args.extend(replica_flags(&etcd.url, "s1"));
+        let p = Process::spawn(&args);
+        let c = awc::Client::default();
+        let r = c
+            .post(format!("{}/admin/orchestrators", p.admin))
+            .bearer_auth(TOKEN)
+            .send_json(&json!({"url": a.url, "capabilities": ["depth"]}))
+            .await
+            .expect("add");
+        assert_eq!(r.status().as_u16(), 201);
+        assert_eq!(p.signal_and_wait("TERM"), Some(0));
+    }
+    etcd.kill();
+
+    // No copy: it refuses to start, saying why.
+    let mut args = gateway_args(fresh, &[]);
+    args.extend(replica_flags(&etcd.url, "s2"));
+    let out = std::process::Command::new(binary()).args(&args).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no copy of the fleet's registry") && err.contains(&etcd.url), "{err}");
+
+    // A copy: it starts from it, stale and loud, routes, and refuses writes.
+    let log = root.path().join("s1.log");
+    let mut args = gateway_args(with_copy, &[]);
+    args.extend(replica_flags(&etcd.url, "s1"));
+    let p = Process::spawn_with(&args, &[("RUST_LOG", "warn")], Some(&log));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(logged.contains("ETCD UNREACHABLE AT START"), "{logged}");
+    let c = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let mut r = c.get(format!("{}/admin/orchestrators", p.admin)).bearer_auth(TOKEN).send().await.expect("read");
+    assert!(r.headers().get("x-registry-stale").is_some());
+    let list: Value = r.json().await.expect("json");
+    assert_eq!(list[0]["url"], a.url.as_str());
+    let job = read(
+        c.post(format!("{}/process/request/depth", p.http))
+            .insert_header(("Livepeer", job_header("depth", "cached")))
+            .send_body("{}")
+            .await,
+    )
+    .await;
+    assert_eq!((job.status, job.header("x-orchestrator-url")), (200, Some(a.url.clone())), "{job:?}");
+
+    // etcd back: the replica follows again without a restart.
+    etcd.restart().await;
+    eventually("fresh once etcd answers", 500, || async {
+        let r = c.get(format!("{}/admin/orchestrators", p.admin)).bearer_auth(TOKEN).send().await.ok()?;
+        r.headers().get("x-registry-stale").is_none().then_some(())
+    })
+    .await;
+}

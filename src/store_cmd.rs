@@ -27,13 +27,39 @@ pub enum StoreCommand {
         #[arg(long, env = "BYOC_GATEWAY_ADMIN_TOKEN", hide_env_values = true)]
         admin_token: Option<String>,
     },
-    /// Load an export into the data dir of a stopped gateway (normally a fresh one).
+    /// Load an export into the data dir of a stopped gateway (normally a fresh one), or, with
+    /// --registry-backend etcd, its registry (orchestrators with their ids, runtime policies)
+    /// into a fleet's etcd (learned scores stay with each replica's data dir).
     Import {
         /// The export file.
         file: PathBuf,
-        /// Data dir to load it into.
+        /// Data dir to load it into (sled).
         #[arg(long, env = "BYOC_GATEWAY_DATA_DIR", default_value = "./data")]
         data_dir: PathBuf,
+        /// Where the registry goes: sled (the data dir) or etcd.
+        #[arg(long, env = "BYOC_GATEWAY_REGISTRY_BACKEND", default_value = "sled", value_name = "sled|etcd")]
+        registry_backend: String,
+        /// etcd endpoints, comma separated (http://host:port).
+        #[arg(long, env = "BYOC_GATEWAY_ETCD_ENDPOINTS", value_delimiter = ',', value_name = "URL[,URL...]")]
+        etcd_endpoints: Vec<String>,
+        /// The fleet's key prefix in etcd.
+        #[arg(long, env = "BYOC_GATEWAY_REGISTRY_PREFIX", default_value = "/byoc-gateway/")]
+        registry_prefix: String,
+        /// CA certificate(s) (PEM) of etcd's server certificates.
+        #[arg(long, env = "BYOC_GATEWAY_ETCD_CA_FILE", value_name = "FILE")]
+        etcd_ca_file: Option<PathBuf>,
+        /// Client certificate (PEM) for etcd.
+        #[arg(long, env = "BYOC_GATEWAY_ETCD_CERT_FILE", value_name = "FILE")]
+        etcd_cert_file: Option<PathBuf>,
+        /// Client key (PEM) for etcd.
+        #[arg(long, env = "BYOC_GATEWAY_ETCD_KEY_FILE", value_name = "FILE")]
+        etcd_key_file: Option<PathBuf>,
+        /// etcd user (with --etcd-password-file).
+        #[arg(long, env = "BYOC_GATEWAY_ETCD_USERNAME", hide_env_values = true)]
+        etcd_username: Option<String>,
+        /// File holding the etcd user's password.
+        #[arg(long, env = "BYOC_GATEWAY_ETCD_PASSWORD_FILE", value_name = "FILE")]
+        etcd_password_file: Option<PathBuf>,
     },
 }
 
@@ -55,10 +81,39 @@ pub async fn run(cmd: StoreCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        StoreCommand::Import { file, data_dir } => {
+        StoreCommand::Import {
+            file,
+            data_dir,
+            registry_backend,
+            etcd_endpoints,
+            registry_prefix,
+            etcd_ca_file,
+            etcd_cert_file,
+            etcd_key_file,
+            etcd_username,
+            etcd_password_file,
+        } => {
             let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let export: StoreExport = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a byoc-gateway store export", file.display()))?;
+            if registry_backend.trim() == "etcd" {
+                let registry = crate::config::RegistryConfig {
+                    backend: byoc_actors::registry::Backend::Etcd,
+                    etcd_endpoints,
+                    prefix: registry_prefix,
+                    replica_id: Some("store-import".into()),
+                    etcd_ca_file,
+                    etcd_cert_file,
+                    etcd_key_file,
+                    etcd_username,
+                    etcd_password_file,
+                    ..Default::default()
+                };
+                return import_etcd(&registry, &export, &file).await;
+            }
+            if registry_backend.trim() != "sled" {
+                anyhow::bail!("--registry-backend must be sled or etcd, not '{registry_backend}'");
+            }
             let db = open_offline(&data_dir)?;
             let summary = db.import(&export).map_err(|e| match e {
                 byoc_actors::store::ImportError::Store(e) => anyhow::anyhow!(
@@ -76,6 +131,34 @@ pub async fn run(cmd: StoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Loads an export's registry into a fleet's etcd (migration from a single gateway).
+async fn import_etcd(
+    registry: &crate::config::RegistryConfig,
+    export: &StoreExport,
+    file: &Path,
+) -> anyhow::Result<()> {
+    let settings = registry.etcd_settings().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = byoc_actors::registry::RegistryStatus::new(
+        byoc_actors::registry::Backend::Etcd,
+        byoc_actors::registry::Staleness::fresh(0, None),
+    );
+    let etcd = byoc_actors::registry::etcd::EtcdRegistry::start(settings.clone(), None, status)?;
+    let res = etcd.import(export).await;
+    etcd.shutdown().await;
+    let imported = res.map_err(|e| anyhow::anyhow!("import into etcd refused: {e}"))?;
+    println!(
+        "imported {} orchestrators and {} policies from {} into etcd {} (prefix {}) at revision {}; learned scores \
+         stay in the gateway's data dir (start it as a replica with that data dir to keep them)",
+        imported.orchestrators,
+        imported.policies,
+        file.display(),
+        settings.endpoints.join(","),
+        settings.prefix,
+        imported.revision
+    );
+    Ok(())
 }
 
 fn open_offline(data_dir: &Path) -> anyhow::Result<store::Db> {

@@ -93,7 +93,7 @@ async fn open_etcd(v: &Validated, mut settings: EtcdSettings, store: Addr<Store>
     let local = store.send(Load).await.context("store actor")?.context("cannot read the store")?;
     let now = unix_ms();
     let status = RegistryStatus::new(Backend::Etcd, Staleness::from_cache(now, None, "connecting to etcd".into()));
-    let etcd = EtcdRegistry::start(settings.clone(), store.clone(), status.clone()).context("etcd registry")?;
+    let etcd = EtcdRegistry::start(settings.clone(), Some(store.clone()), status.clone()).context("etcd registry")?;
     let (state, read_at) = match etcd.load().await {
         Ok(loaded) => loaded,
         Err(e) => {

@@ -48,7 +48,7 @@ pub struct RegistryConfig {
     pub etcd_password_file: Option<PathBuf>,
     /// A registry flag or environment variable that could not be used (reported by validation).
     #[serde(skip)]
-    pub(super) bad_flag: Option<String>,
+    pub(crate) bad_flag: Option<String>,
 }
 
 impl std::fmt::Debug for RegistryConfig {
@@ -166,6 +166,14 @@ impl RegistryConfig {
             credentials,
             replica_id: self.replica_id.clone().unwrap_or_default(),
         }))
+    }
+}
+
+impl RegistryConfig {
+    /// The etcd settings of this section (for `store import`): an error unless the backend is
+    /// etcd and the section is valid.
+    pub fn etcd_settings(&self) -> Result<EtcdSettings, ConfigError> {
+        self.settings()?.ok_or_else(|| ConfigError::Invalid("registry.backend is not etcd".into()))
     }
 }
 

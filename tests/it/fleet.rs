@@ -455,3 +455,81 @@ async fn a_replica_starting_while_etcd_is_unreachable_starts_from_its_copy_or_re
     })
     .await;
 }
+
+#[actix_web::test]
+async fn a_single_gateways_store_export_imports_into_etcd_and_its_data_dir_joins_the_fleet() {
+    let test = "fleet: migration from sled";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = data_dir(root.path(), "single");
+    let data = data.to_str().expect("utf-8");
+    // A single gateway (sled) with an orchestrator and a policy.
+    let single = Process::spawn(&gateway_args(data, &[]));
+    let c = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let mut r = c
+        .post(format!("{}/admin/orchestrators", single.admin))
+        .bearer_auth(TOKEN)
+        .send_json(&json!({"url": a.url, "capabilities": ["depth"]}))
+        .await
+        .expect("add");
+    let orch: Value = r.json().await.expect("json");
+    let r = c
+        .put(format!("{}/admin/capabilities/depth", single.admin))
+        .bearer_auth(TOKEN)
+        .send_json(&json!({"max_attempts": 2}))
+        .await
+        .expect("policy");
+    assert_eq!(r.status().as_u16(), 200);
+    let file = root.path().join("export.json");
+    let file = file.to_str().expect("utf-8");
+    let out = std::process::Command::new(binary())
+        .args(["store", "export", file, "--admin-url", &single.admin, "--admin-token", TOKEN])
+        .output()
+        .expect("export");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(single.signal_and_wait("TERM"), Some(0));
+
+    // Starting it as a replica before the import is refused: its registry would be lost.
+    let mut args = gateway_args(data, &[]);
+    args.extend(replica_flags(&etcd.url, "m1"));
+    let refused = std::process::Command::new(binary()).args(&args).output().expect("run");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("store import"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    let import = |extra: &[&str]| {
+        std::process::Command::new(binary())
+            .args(["store", "import", file, "--registry-backend", "etcd", "--etcd-endpoints", &etcd.url])
+            .args(["--registry-prefix", "/byoc-test/"])
+            .args(extra)
+            .output()
+            .expect("import")
+    };
+    let out = import(&[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 1 orchestrators and 1 policies"));
+    // A second import would clash: refused, nothing written.
+    let again = import(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("conflict"), "{}", String::from_utf8_lossy(&again.stderr));
+
+    // The old data dir joins the fleet with the same ids; another replica sees them too.
+    let joined = Process::spawn(&args);
+    joined.wait_probed().await;
+    let other = replica_gw(&etcd.url, "m2", &[]).await;
+    let seen = sees(&other, &a.url).await;
+    assert_eq!(seen["id"], orch["id"]);
+    let c2 = other.admin_get("/admin/capabilities/depth").await.json();
+    assert_eq!(c2["effective"]["max_attempts"], 2);
+    let job = other.job("depth", "migrated").await;
+    assert_eq!((job.status, job.header("x-orchestrator-url")), (200, Some(a.url.clone())));
+    // New ids continue past the imported ones.
+    let b = other.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:5"})).await;
+    assert_eq!(b.status, 201);
+    assert_ne!(b.json()["id"], orch["id"]);
+    drop(joined);
+}

@@ -113,7 +113,8 @@ struct Inner {
     settings: EtcdSettings,
     keys: Keys,
     status: RegistryStatus,
-    store: Addr<Store>,
+    /// The local store (this replica's pair records); `None` for `store import`.
+    store: Option<Addr<Store>>,
     client: tokio::sync::Mutex<Option<Client>>,
     /// Stops the runtime's thread (and with it the watch and membership tasks).
     stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -132,7 +133,11 @@ pub struct EtcdRegistry {
 impl EtcdRegistry {
     /// Starts the etcd thread. Nothing is sent to etcd yet (the client connects on first use);
     /// `status` is what the watch will keep up to date.
-    pub fn start(settings: EtcdSettings, store: Addr<Store>, status: RegistryStatus) -> Result<Self, EtcdError> {
+    pub fn start(
+        settings: EtcdSettings,
+        store: Option<Addr<Store>>,
+        status: RegistryStatus,
+    ) -> Result<Self, EtcdError> {
         let (tx_handle, rx_handle) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -465,6 +470,7 @@ impl Registry for EtcdRegistry {
         let store = self.inner.store.clone();
         Box::pin(async move {
             let policy = shared.await?;
+            let Some(store) = store else { return Err(WriteError::StoreTimeout) };
             let (records, _) = store
                 .send(ForgetCapability { capability })
                 .timeout(Duration::from_secs(10))

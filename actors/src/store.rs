@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use actix::prelude::*;
 
 pub use db::export::{ExportedPolicy, ImportError, ImportSummary, StoreExport, EXPORT_FORMAT};
-pub use db::mirror::MirrorInfo;
+pub use db::mirror::{MirrorInfo, RegistryCopy};
 pub use db::registry::WebhookDelta;
 pub use db::{open, Db, Duplicate, Snapshot, DB_DIR, SCHEMA_VERSION};
 pub use error::StoreError;

@@ -172,7 +172,7 @@ async fn open_etcd(v: &Validated, mut settings: EtcdSettings, store: Addr<Store>
         status.update(|s| s.applied(r));
     }
     store
-        .send(MirrorRegistry { state: state.clone() })
+        .send(MirrorRegistry { state: state.copy() })
         .await
         .context("store actor")?
         .context("cannot write the local copy of the fleet's registry")?;

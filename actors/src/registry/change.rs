@@ -65,6 +65,15 @@ pub struct RegistryState {
 }
 
 impl RegistryState {
+    /// What the local store keeps of it (the copy a replica starts from without etcd).
+    pub fn copy(&self) -> crate::store::RegistryCopy {
+        crate::store::RegistryCopy {
+            orchestrators: self.orchestrators.clone(),
+            policies: self.policies.clone(),
+            revision: self.revision,
+        }
+    }
+
     /// Applies one change (what a replica does to its copy).
     pub fn apply(&mut self, change: &Change) {
         match change {

@@ -222,7 +222,7 @@ impl Handler<InjectWriteFailure> for Store {
 #[rtype(result = "Result<(), StoreError>")]
 pub struct MirrorRegistry {
     /// The registry as applied.
-    pub state: crate::registry::RegistryState,
+    pub state: super::RegistryCopy,
 }
 
 impl Handler<MirrorRegistry> for Store {

@@ -181,7 +181,7 @@ impl Supervisor {
             return;
         }
         self.mirror_dirty = false;
-        self.store.do_send(MirrorRegistry { state: self.registry_state() });
+        self.store.do_send(MirrorRegistry { state: self.registry_state().copy() });
     }
 }
 

@@ -8,9 +8,24 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::{Db, Duplicate};
-use crate::registry::RegistryState;
+use crate::capability::Capability;
+use crate::orchestrator::{Orchestrator, OrchestratorId};
+use crate::policy::CapabilityPolicy;
 use crate::store::StoreError;
+
+/// A registry to copy: what the store keeps of it (forced trips are not kept).
+#[derive(Debug, Clone, Default)]
+pub struct RegistryCopy {
+    /// The orchestrators, by id.
+    pub orchestrators: BTreeMap<OrchestratorId, Orchestrator>,
+    /// Runtime capability policies.
+    pub policies: BTreeMap<Capability, CapabilityPolicy>,
+    /// The registry revision copied.
+    pub revision: Option<i64>,
+}
 
 const MIRROR_KEY: &[u8] = b"registry_mirror";
 
@@ -34,7 +49,7 @@ impl Db {
     /// Replaces the registry trees with `state` (orchestrators and runtime policies) and marks
     /// them a copy of the fleet under `prefix`. Orchestrators no longer there go with their
     /// scores; the others keep theirs.
-    pub(crate) fn mirror(&self, state: &RegistryState, prefix: &str) -> Result<(), StoreError> {
+    pub(crate) fn mirror(&self, state: &RegistryCopy, prefix: &str) -> Result<(), StoreError> {
         self.writable()?;
         for o in self.list_orchestrators()? {
             match state.orchestrators.get(&o.id) {
@@ -107,7 +122,7 @@ mod tests {
         let db = open(dir.path()).expect("open");
         assert_eq!(db.mirror_of().expect("read"), None, "a data dir's own registry");
         let (a, b) = (orch("orch-1", "http://a:1"), orch("orch-2", "http://b:1"));
-        let mut state = RegistryState::default();
+        let mut state = RegistryCopy::default();
         state.orchestrators.insert(a.id.clone(), a.clone());
         state.orchestrators.insert(b.id.clone(), b.clone());
         state.policies.insert(cap("depth"), CapabilityPolicy { max_attempts: Some(2), ..Default::default() });

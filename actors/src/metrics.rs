@@ -275,6 +275,10 @@ pub fn register_at_zero() {
     for outcome in ["committed", "conflict", "not-applied", "unknown"] {
         metrics::counter!(REGISTRY_WRITES_TOTAL, "outcome" => outcome).increment(0);
     }
+    for how in ["resumed", "resynced"] {
+        metrics::counter!(REGISTRY_WATCH_RESTARTS_TOTAL, "how" => how).increment(0);
+    }
+    let _ = metrics::histogram!(REGISTRY_APPLY_SECONDS);
     for name in [
         DISCOVERY_ORCHESTRATORS,
         STORE_SIZE_BYTES,
@@ -283,6 +287,9 @@ pub fn register_at_zero() {
         ORCHESTRATORS,
         PAIRS_ROUTABLE,
         REGISTRY_STALE,
+        REGISTRY_STALE_SECONDS,
+        REGISTRY_REVISION,
+        FLEET_REPLICAS,
     ] {
         metrics::gauge!(name).increment(0.0);
     }

@@ -47,9 +47,18 @@ struct Args {
     #[arg(long)]
     declare: bool,
     /// byoc-gateway: TOML appended to its configuration, e.g. `[limits]\nqueue_depth = 1024`
-    /// (default: its defaults).
+    /// (default: its defaults); `{run}` in it becomes the run's tag (a fresh etcd prefix per
+    /// run, say).
     #[arg(long, default_value = "")]
     gateway_config: String,
+    /// Several instances of a target get one HAProxy in round robin in front of them (as a fleet
+    /// behind a load balancer), instead of the load generator alternating between them.
+    #[arg(long)]
+    front: bool,
+    /// Print the fleet targets of issue 26: byoc-gateway with several instances within 10 % of
+    /// one instance's good share and p99, and ahead of HAProxy with as many instances on both.
+    #[arg(long)]
+    fleet_targets: bool,
     /// Seed of the arrival schedule (the same for every target).
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -75,6 +84,8 @@ struct Outcome {
     queues: Vec<String>,
     /// The p99 of the jobs arriving in each fifth of the run.
     over_time: String,
+    /// Jobs the orchestrators refused for want of capacity.
+    refused: u64,
 }
 
 #[actix_web::main]
@@ -114,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
-        print_table(&results, &oracle, length);
+        print_table(&results, &oracle, length, args.fleet_targets);
     }
     if !failed.is_empty() {
         anyhow::bail!("some runs did not complete: {failed:?}");
@@ -157,17 +168,29 @@ async fn run_one(
             (s.url.trim_start_matches("http://").to_string(), (m.slots + instances as i64 - 1) / instances as i64)
         })
         .collect();
+    let gateway_config = args.gateway_config.replace("{run}", tag);
     let setup = targets::Setup {
         upstreams: &upstreams,
         capability: pool::CAPABILITY,
         declare: args.declare,
-        gateway_config: &args.gateway_config,
+        gateway_config: &gateway_config,
     };
     let mut running = Vec::new();
     for i in 0..instances {
         running.push(targets::start(target, &args.bin, &dir.join(format!("i{i}")), &setup)?);
     }
-    let urls: Vec<String> = running.iter().map(|r| r.url.clone()).collect();
+    let mut urls: Vec<String> = running.iter().map(|r| r.url.clone()).collect();
+    if !load::warm_up(&urls, 5, Duration::from_secs(30)).await {
+        pool.stop().await;
+        anyhow::bail!("never answered 5 good jobs in a row during warm-up (logs in {})", dir.display());
+    }
+    let front = match (args.front, instances > 1) {
+        (true, true) => Some(targets::front(&dir.join("front"), &urls, pool::CAPABILITY)?),
+        _ => None,
+    };
+    if let Some(f) = &front {
+        urls = vec![f.url.clone()];
+    }
     if !load::warm_up(&urls, 5, Duration::from_secs(30)).await {
         pool.stop().await;
         anyhow::bail!("never answered 5 good jobs in a row during warm-up (logs in {})", dir.display());
@@ -180,6 +203,7 @@ async fn run_one(
         futures_util::future::join3(pool.run_schedule(length), watch, load).await;
     let joined = pool::late_joins_at(length);
     let late_first = late_ok_at.map(|t| t.saturating_duration_since(started).saturating_sub(joined));
+    let refused: u64 = pool.stats().iter().zip(&before).map(|((_, a), (_, b))| a.refused - b.refused).sum();
     let usage: Vec<String> = pool
         .stats()
         .iter()
@@ -200,6 +224,7 @@ async fn run_one(
             queues.push(queue_report(admin).await);
         }
     }
+    drop(front);
     drop(running);
     pool.stop().await;
     Ok(Outcome {
@@ -211,6 +236,7 @@ async fn run_one(
         usage: usage.join(", "),
         queues,
         over_time: over_time(arrivals, &samples, length),
+        refused,
     })
 }
 
@@ -291,36 +317,80 @@ async fn watch(pool: &pool::Pool, length: Duration) -> (Option<Instant>, u64) {
     (late_at, evicted)
 }
 
-fn print_table(results: &[Outcome], oracle: &Summary, length: Duration) {
+/// Issue 26's targets: byoc-gateway with several instances (a fleet) within 10 % of one
+/// instance's good share and p99, and ahead of HAProxy with as many instances on both.
+fn print_fleet_targets(results: &[Outcome]) {
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    let ms = |v: Option<f64>| v.map_or_else(|| "fail".to_string(), |v| format!("{v:.0}"));
+    let Some(one) = results.iter().find(|o| o.target == Target::Gateway && o.instances == 1) else { return };
+    for fleet in results.iter().filter(|o| o.target == Target::Gateway && o.instances > 1) {
+        let n = fleet.instances;
+        let (f, s) = (&fleet.summary, &one.summary);
+        println!("fleet targets, byoc-gateway x{n} against x1:");
+        println!(
+            "  good share {:.3} % within 10 % of x1's ({:.3} %): {}",
+            f.good_share(),
+            s.good_share(),
+            verdict(f.good_share() >= s.good_share() * 0.9)
+        );
+        let (fp, sp) = (f.p99.unwrap_or(f64::INFINITY), s.p99.unwrap_or(f64::INFINITY));
+        println!(
+            "  p99 {} ms within 10 % of x1's ({} ms): {} ({:.2}x)",
+            ms(f.p99),
+            ms(s.p99),
+            verdict(fp <= sp * 1.1),
+            fp / sp.max(1e-9)
+        );
+        println!("  orchestrators' capacity refusals: x{n} {}, x1 {}", fleet.refused, one.refused);
+        if let Some(h) = results.iter().find(|o| o.target == Target::Haproxy && o.instances == n) {
+            let hp = h.summary.p99.unwrap_or(f64::INFINITY);
+            println!(
+                "  ahead of haproxy x{n}: good share {:.3} % vs {:.3} %: {}; p99 {} ms vs {} ms: {}",
+                f.good_share(),
+                h.summary.good_share(),
+                verdict(f.good_share() >= h.summary.good_share()),
+                ms(f.p99),
+                ms(h.summary.p99),
+                verdict(fp <= hp)
+            );
+        }
+    }
+}
+
+fn print_table(results: &[Outcome], oracle: &Summary, length: Duration, fleet_targets: bool) {
     let ms = |v: Option<f64>| v.map_or_else(|| "fail".to_string(), |v| format!("{v:.0}"));
     println!(
-        "{:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>9} {:>8}  failures (status: jobs)",
-        "target", "jobs", "good %", "p50 ms", "p95 ms", "p99 ms", "late in s", "evicted"
+        "{:<16} {:>6} {:>8} {:>9} {:>7} {:>7} {:>7} {:>9} {:>8} {:>8}  failures (status: jobs)",
+        "target", "jobs", "good %", "goodput/s", "p50 ms", "p95 ms", "p99 ms", "late in s", "evicted", "refused"
     );
     println!(
-        "{:<16} {:>6} {:>8} {:>7} {:>7} {:>7} {:>9} {:>8}  -",
+        "{:<16} {:>6} {:>8} {:>9.1} {:>7} {:>7} {:>7} {:>9} {:>8} {:>8}  -",
         "oracle",
         oracle.jobs,
         "100",
+        oracle.jobs as f64 / length.as_secs_f64(),
         ms(oracle.p50),
         ms(oracle.p95),
         ms(oracle.p99),
         "0.0",
+        "-",
         "-"
     );
     for o in results {
         let s = &o.summary;
         let failures: Vec<String> = s.failures.iter().map(|(st, n)| format!("{st}: {n}")).collect();
         println!(
-            "{:<16} {:>6} {:>8.3} {:>7} {:>7} {:>7} {:>9} {:>8}  {}",
+            "{:<16} {:>6} {:>8.3} {:>9.1} {:>7} {:>7} {:>7} {:>9} {:>8} {:>8}  {}",
             format!("{} x{}", o.target.name(), o.instances),
             s.jobs,
             s.good_share(),
+            s.good_share() / 100.0 * s.jobs as f64 / length.as_secs_f64(),
             ms(s.p50),
             ms(s.p95),
             ms(s.p99),
             o.late_first.map_or_else(|| "never".into(), |d| format!("{:.1}", d.as_secs_f64())),
             o.evicted_jobs,
+            o.refused,
             if failures.is_empty() { "-".to_string() } else { failures.join(", ") }
         );
     }
@@ -338,6 +408,9 @@ fn print_table(results: &[Outcome], oracle: &Summary, length: Duration) {
         }
     }
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    if fleet_targets {
+        print_fleet_targets(results);
+    }
     let mut counts: Vec<usize> = results.iter().map(|o| o.instances).collect();
     counts.dedup();
     for n in counts {

@@ -193,6 +193,51 @@ backend be
     Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}"), admin: None })
 }
 
+/// One HAProxy in round robin in front of several instances of a target (`urls`: their job
+/// URLs), as an operator puts a load balancer in front of a fleet: no stickiness, no retries
+/// of its own (the instances retry), a TCP check so a dead instance leaves the rotation.
+#[allow(dead_code)]
+pub fn front(dir: &Path, urls: &[String], capability: &str) -> std::io::Result<Running> {
+    std::fs::create_dir_all(dir)?;
+    let port = free_port()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut servers = String::new();
+    for (i, u) in urls.iter().enumerate() {
+        let hostport = u.trim_start_matches("http://").split('/').next().unwrap_or_default();
+        let _ = writeln!(servers, "  server i{i} {hostport} check inter 1s");
+    }
+    let cfg = format!(
+        "global
+  nbthread {threads}
+  maxconn 65536
+  log stderr local0 err
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+  timeout http-request 10s
+  retries 0
+frontend fe
+  bind 127.0.0.1:{port}
+  default_backend be
+backend be
+  balance roundrobin
+{servers}"
+    );
+    let path = dir.join("front.cfg");
+    std::fs::write(&path, cfg)?;
+    let mut child = Command::new("haproxy")
+        .arg("-f")
+        .arg(&path)
+        .arg("-db")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("front.log"))?)
+        .spawn()?;
+    wait_port(port, &mut child, "haproxy (front)")?;
+    Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{capability}"), admin: None })
+}
+
 fn nginx(dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running> {
     let cap = setup.capability;
     let port = free_port()?;

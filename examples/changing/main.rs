@@ -334,12 +334,12 @@ fn print_fleet_targets(results: &[Outcome]) {
             verdict(f.good_share() >= s.good_share() * 0.9)
         );
         let (fp, sp) = (f.p99.unwrap_or(f64::INFINITY), s.p99.unwrap_or(f64::INFINITY));
+        let ratio = if sp.is_finite() { format!("{:.2}x", fp / sp.max(1e-9)) } else { "x1 reached no p99".into() };
         println!(
-            "  p99 {} ms within 10 % of x1's ({} ms): {} ({:.2}x)",
+            "  p99 {} ms within 10 % of x1's ({} ms): {} ({ratio})",
             ms(f.p99),
             ms(s.p99),
-            verdict(fp <= sp * 1.1),
-            fp / sp.max(1e-9)
+            verdict(fp <= sp * 1.1)
         );
         println!("  orchestrators' capacity refusals: x{n} {}, x1 {}", fleet.refused, one.refused);
         if let Some(h) = results.iter().find(|o| o.target == Target::Haproxy && o.instances == n) {

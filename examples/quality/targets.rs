@@ -209,7 +209,6 @@ pub fn front(dir: &Path, urls: &[String], capability: &str) -> std::io::Result<R
     let cfg = format!(
         "global
   nbthread {threads}
-  maxconn 65536
   log stderr local0 err
 defaults
   mode http

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::*;
-use harness::{data_dir, replica, replica_flags, Etcd, Relay};
+use harness::{data_dir, replica, replica_flags, Etcd, Relay, ETCD_PASSWORD, ETCD_USER};
 
 /// Starts an in-process replica of the fleet in `etcd_url` in front of `orchestrators`.
 async fn replica_gw(etcd_url: &str, id: &str, orchestrators: &[(&byoc_sim::SimHandle, &[&str])]) -> TestGateway {
@@ -532,4 +532,81 @@ async fn a_single_gateways_store_export_imports_into_etcd_and_its_data_dir_joins
     assert_eq!(b.status, 201);
     assert_ne!(b.json()["id"], orch["id"]);
     drop(joined);
+}
+
+/// The flags of etcd's user with its password in `password_file`.
+fn etcd_login(password_file: &str) -> [&str; 4] {
+    ["--etcd-username", ETCD_USER, "--etcd-password-file", password_file]
+}
+
+#[actix_web::test]
+async fn a_replica_reaches_etcd_over_tls_with_a_password_that_is_never_shown() {
+    let test = "fleet: etcd over TLS with authentication";
+    let Some(etcd) = Etcd::start_secure(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let ca = etcd.ca_file();
+    let ca = ca.to_str().expect("utf-8");
+    let good = root.path().join("etcd-password");
+    std::fs::write(&good, format!("{ETCD_PASSWORD}\n")).expect("password file");
+    let wrong = root.path().join("wrong-password");
+    let wrong_password = "not-the-etcd-pass";
+    std::fs::write(&wrong, wrong_password).expect("password file");
+    let (good, wrong) = (good.to_str().expect("utf-8"), wrong.to_str().expect("utf-8"));
+    let leak = |text: &str| text.contains(ETCD_PASSWORD) || text.contains(wrong_password);
+
+    // The right CA, user and password: the replica joins and its writes land in etcd.
+    let dir = data_dir(root.path(), "s1");
+    let log = root.path().join("s1.log");
+    let mut args = gateway_args(dir.to_str().expect("utf-8"), &["--etcd-ca-file", ca]);
+    args.extend(replica_flags(&etcd.url, "s1"));
+    args.extend(etcd_login(good));
+    let p = Process::spawn_with(&args, &[("RUST_LOG", "debug")], Some(&log));
+    let c = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let r = c
+        .post(format!("{}/admin/orchestrators", p.admin))
+        .bearer_auth(TOKEN)
+        .send_json(&json!({"url": a.url, "capabilities": ["depth"]}))
+        .await
+        .expect("add");
+    assert_eq!(r.status().as_u16(), 201);
+    let mut r = c.get(format!("{}/admin/fleet", p.admin)).bearer_auth(TOKEN).send().await.expect("fleet");
+    let fleet: Value = r.json().await.expect("json");
+    assert_eq!(fleet["replicas"][0]["id"], "s1", "{fleet}");
+    // etcd itself holds the orchestrator (read with etcdctl as the same user).
+    let out = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &etcd.url, "--cacert", ca, "--user"])
+        .arg(format!("{ETCD_USER}:{ETCD_PASSWORD}"))
+        .args(["get", "--prefix", "/byoc-test/registry/"])
+        .output()
+        .expect("etcdctl");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(a.url.as_str()), "{out:?}");
+    // Without credentials etcd refuses to show the registry: authentication is really on.
+    let anonymous = std::process::Command::new("etcdctl")
+        .args(["--endpoints", &etcd.url, "--cacert", ca, "get", "--prefix", "/byoc-test/registry/"])
+        .output()
+        .expect("etcdctl");
+    assert!(!String::from_utf8_lossy(&anonymous.stdout).contains(a.url.as_str()), "{anonymous:?}");
+
+    // A wrong password (or no CA to trust etcd's certificate): a new replica refuses to start
+    // and says why, without showing the password.
+    for (name, extra) in [("s2", vec!["--etcd-ca-file", ca]), ("s3", vec![])] {
+        let dir = data_dir(root.path(), name);
+        let mut args = gateway_args(dir.to_str().expect("utf-8"), &extra);
+        args.extend(replica_flags(&etcd.url, name));
+        args.extend(etcd_login(if name == "s2" { wrong } else { good }));
+        let out = std::process::Command::new(binary()).args(&args).env("RUST_LOG", "debug").output().expect("run");
+        assert!(!out.status.success(), "{name} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&etcd.url) && err.contains("no copy of the fleet's registry"), "{name}: {err}");
+        if name == "s2" {
+            assert!(err.to_lowercase().contains("authentication failed"), "{err}");
+        }
+        assert!(!leak(&err) && !leak(&String::from_utf8_lossy(&out.stdout)), "{name} showed a password: {err}");
+    }
+
+    assert_eq!(p.signal_and_wait("TERM"), Some(0));
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!logged.is_empty());
+    assert!(!leak(&logged), "the password is in the log: {logged}");
 }

@@ -1,7 +1,8 @@
 //! What the fleet tests run: a real etcd (Debian's `etcd-server`) on free loopback ports in a
 //! temp dir, which a test can kill, restart and compact; a TCP relay between one replica and
 //! etcd that a test can cut (a partition of that replica alone); replicas in process or as
-//! processes.
+//! processes; and an etcd behind TLS with its authentication on, whose test CA and user
+//! password the tests write with Debian's `openssl` and `etcdctl`.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -23,10 +24,21 @@ fn free_port() -> u16 {
 pub struct Etcd {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    client_port: u16,
     peer_port: u16,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` with TLS).
     pub url: String,
+    /// With TLS: the directory of the test CA (`ca.crt`) and etcd's certificate and key.
+    tls: Option<std::path::PathBuf>,
+}
+
+/// The root user and its password file of a secure etcd ([`Etcd::start_secure`]).
+pub const ETCD_USER: &str = "root";
+/// The root user's password (a test value: the tests check it is never shown).
+pub const ETCD_PASSWORD: &str = "s3cret-etcd-pass";
+
+/// Runs `cmd` and says whether it succeeded; `None` when the program is not installed.
+fn run(cmd: &mut Command) -> Option<bool> {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).status().ok().map(|s| s.success())
 }
 
 impl Etcd {
@@ -40,30 +52,96 @@ impl Etcd {
         let mut etcd = Etcd {
             child: None,
             dir: tempfile::tempdir().expect("tempdir"),
-            client_port,
             peer_port,
             url: format!("http://127.0.0.1:{client_port}"),
+            tls: None,
         };
         etcd.spawn().await;
         Some(etcd)
     }
 
+    /// Starts etcd serving TLS with a certificate of a test CA (`ca_file()`), with its
+    /// authentication enabled and one user, [`ETCD_USER`] with [`ETCD_PASSWORD`]; `None` (a
+    /// skip) when etcd, etcdctl or openssl is not installed.
+    pub async fn start_secure(test: &str) -> Option<Etcd> {
+        for (tool, package) in [("etcd", "etcd-server"), ("etcdctl", "etcd-client"), ("openssl", "openssl")] {
+            if run(Command::new(tool).arg("version")).is_none() {
+                skip(Needs::Tool, test, &format!("`{tool}` (Debian's {package}) is not installed"));
+                return None;
+            }
+        }
+        let (client_port, peer_port) = (free_port(), free_port());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = dir.path().join("certs");
+        std::fs::create_dir_all(&certs).expect("certs dir");
+        let openssl = |args: &[&str]| {
+            let ok = run(Command::new("openssl").current_dir(&certs).args(args));
+            assert_eq!(ok, Some(true), "openssl {args:?}");
+        };
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"];
+        openssl(
+            &[&["req", "-x509"], &key[..], &["-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=byoc test CA"]]
+                .concat(),
+        );
+        openssl(
+            &[
+                &["req", "-x509", "-CA", "ca.crt", "-CAkey", "ca.key"],
+                &key[..],
+                &["-keyout", "etcd.key", "-out", "etcd.crt", "-subj", "/CN=127.0.0.1"],
+                &["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"],
+            ]
+            .concat(),
+        );
+        let mut etcd =
+            Etcd { child: None, dir, peer_port, url: format!("https://127.0.0.1:{client_port}"), tls: Some(certs) };
+        etcd.spawn().await;
+        let ctl = |args: &[&str]| {
+            let ok = run(Command::new("etcdctl")
+                .args(["--endpoints", &etcd.url, "--cacert"])
+                .arg(etcd.ca_file())
+                .args(args));
+            assert_eq!(ok, Some(true), "etcdctl {args:?}");
+        };
+        ctl(&["user", "add", &format!("{ETCD_USER}:{ETCD_PASSWORD}")]);
+        ctl(&["auth", "enable"]);
+        Some(etcd)
+    }
+
+    /// The test CA's certificate (with [`Etcd::start_secure`]).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.tls.as_ref().map(|d| d.join("ca.crt")).expect("a secure etcd")
+    }
+
     async fn spawn(&mut self) {
-        let (c, p) = (self.client_port, self.peer_port);
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
+        let p = self.peer_port;
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", "t", "--data-dir"])
             .arg(self.dir.path().join("data"))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
+            .args(["--listen-client-urls", &self.url])
+            .args(["--advertise-client-urls", &self.url])
             .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
             .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{p}")])
             .args(["--initial-cluster", &format!("t=http://127.0.0.1:{p}")])
-            .args(["--logger", "zap", "--log-level", "error"])
+            .args(["--logger", "zap", "--log-level", "error"]);
+        if let Some(certs) = &self.tls {
+            cmd.arg("--cert-file").arg(certs.join("etcd.crt")).arg("--key-file").arg(certs.join("etcd.key"));
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.path().join("etcd.log")).map(Stdio::from).unwrap_or(Stdio::null()))
             .spawn()
             .expect("spawn etcd");
         self.child = Some(child);
+        if self.tls.is_some() {
+            let ca = self.ca_file();
+            eventually("etcd healthy (TLS)", 500, || async {
+                let mut cmd = Command::new("etcdctl");
+                cmd.args(["--endpoints", &self.url, "--cacert"]).arg(&ca).args(["endpoint", "health"]);
+                (run(&mut cmd) == Some(true)).then_some(())
+            })
+            .await;
+            return;
+        }
         let client = awc::Client::builder().timeout(Duration::from_secs(2)).finish();
         let health = format!("{}/health", self.url);
         eventually("etcd healthy", 500, || async {

@@ -105,7 +105,8 @@ impl Gateway {
             n => n,
         };
         let jobs = crate::http::JobLimit::new(v.config.limits.max_inflight_jobs);
-        let fleet = serve::fleet(&v, http_addr, admin_addr, &jobs, etcd.as_ref().map(|(e, _)| e.clone()));
+        let fleet =
+            serve::fleet(&v, http_addr, admin_addr, &jobs, &core.streams, etcd.as_ref().map(|(e, _)| e.clone()));
         if let Some((etcd, from)) = &etcd {
             etcd.start_watch(*from, core.supervisor.clone().recipient(), core.supervisor.clone().recipient());
             etcd.start_membership(fleet.source());

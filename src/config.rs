@@ -115,10 +115,6 @@ pub struct Config {
     pub streams: Streams,
     /// Where the registry lives: sled (one gateway) or etcd (a fleet).
     pub registry: RegistryConfig,
-    /// The address clients reach this replica at (`https://gw-1.example`): in a fleet, the
-    /// URLs of the streams it owns point at it, so the load balancer needs no stickiness.
-    /// Shown in `GET /admin/fleet`. Unset: the address of the request.
-    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -147,7 +143,6 @@ impl Default for Config {
             payments: Payments::default(),
             streams: Streams::default(),
             registry: RegistryConfig::default(),
-            public_url: None,
         }
     }
 }

@@ -102,13 +102,15 @@ pub(super) fn fleet(
     http_addr: SocketAddr,
     admin_addr: SocketAddr,
     jobs: &Arc<crate::http::JobLimit>,
+    streams: &Streams,
     etcd: Option<byoc_actors::registry::etcd::EtcdRegistry>,
 ) -> Arc<crate::http::admin::fleet::Fleet> {
     let record = byoc_actors::registry::etcd::ReplicaRecord {
         id: etcd.as_ref().map_or_else(|| "local".to_string(), |e| e.settings().replica_id.clone()),
         http_addr: http_addr.to_string(),
         admin_addr: admin_addr.to_string(),
-        public_url: v.config.public_url.clone(),
+        public_url: Some(v.config.streams.public_url.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty()),
         version: env!("CARGO_PKG_VERSION").to_string(),
         started_at_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -120,7 +122,13 @@ pub(super) fn fleet(
         registry_revision: None,
     };
     let lease_ttl = v.etcd.as_ref().map_or(0, |s| s.lease_ttl.as_secs());
-    Arc::new(crate::http::admin::fleet::Fleet { record, jobs: jobs.clone(), etcd, lease_ttl_seconds: lease_ttl })
+    Arc::new(crate::http::admin::fleet::Fleet {
+        record,
+        jobs: jobs.clone(),
+        streams: streams.clone(),
+        etcd,
+        lease_ttl_seconds: lease_ttl,
+    })
 }
 
 /// The public API's server: each worker has its own upstream client and router.

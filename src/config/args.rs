@@ -80,8 +80,9 @@ pub struct RunArgs {
     /// File holding the etcd user's password. The file's registry.etcd_password_file.
     #[arg(long, env = "BYOC_GATEWAY_ETCD_PASSWORD_FILE", value_name = "FILE")]
     pub etcd_password_file: Option<PathBuf>,
-    /// The address clients reach this replica at (https://gw-1.example): stream URLs point
-    /// at it. The file's public_url.
+    /// The address clients reach this gateway (in a fleet, this replica) at
+    /// (https://gw-1.example): the URLs of the streams it owns point at it, so a load balancer
+    /// in front needs no stickiness. The file's streams.public_url.
     #[arg(long, env = "BYOC_GATEWAY_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 }
@@ -138,7 +139,7 @@ impl RunArgs {
             r.etcd_password_file = Some(v.clone());
         }
         if let Some(v) = &self.public_url {
-            cfg.public_url = Some(v.trim().to_string()).filter(|s| !s.is_empty());
+            cfg.streams.public_url = v.trim().to_string();
         }
     }
 }

@@ -83,16 +83,6 @@ impl Config {
             raw => Some(listen_addr("streams.rtmp_addr", raw)?),
         };
         let etcd = self.registry.settings()?;
-        if let Some(u) = &self.public_url {
-            let ok = url::Url::parse(u)
-                .ok()
-                .filter(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some() && p.query().is_none());
-            if ok.is_none() {
-                return Err(invalid(format!(
-                    "public_url '{u}' must be an http:// or https:// URL (https://gw-1.example)"
-                )));
-            }
-        }
         // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
         let signer = self.signer.unlock(unlock)?;
         Ok(Validated {

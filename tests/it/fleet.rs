@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::*;
-use harness::{data_dir, replica, replica_flags, Etcd, Relay, ETCD_PASSWORD, ETCD_USER};
+use harness::{data_dir, free_port, replica, replica_flags, Etcd, Relay, ETCD_PASSWORD, ETCD_USER};
 
 /// Starts an in-process replica of the fleet in `etcd_url` in front of `orchestrators`.
 async fn replica_gw(etcd_url: &str, id: &str, orchestrators: &[(&byoc_sim::SimHandle, &[&str])]) -> TestGateway {
@@ -609,4 +609,72 @@ async fn a_replica_reaches_etcd_over_tls_with_a_password_that_is_never_shown() {
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!logged.is_empty());
     assert!(!leak(&logged), "the password is in the log: {logged}");
+}
+
+#[actix_web::test]
+async fn each_replica_hands_out_stream_urls_at_its_own_public_address() {
+    let test = "fleet: stream URLs per replica";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[(crate::streams::CAP, crate::streams::live())]);
+    let mut replicas = Vec::new();
+    for id in ["r1", "r2"] {
+        // Each replica's own address as its public URL, as an operator sets it per replica.
+        let addr = format!("127.0.0.1:{}", free_port());
+        let url = etcd.url.clone();
+        let public = format!("http://{addr}");
+        let gw = gateway_with(&[], |c| {
+            replica(c, &url, id);
+            crate::streams::streams_config(c);
+            c.http_addr = addr.clone();
+            c.streams.public_url = public.clone();
+        })
+        .await;
+        assert_eq!(gw.http, public);
+        replicas.push(gw);
+    }
+    let (r1, r2) = (&replicas[0], &replicas[1]);
+    let added =
+        r1.admin_post("/admin/orchestrators", json!({"url": a.url, "capabilities": [crate::streams::CAP]})).await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    sees(r2, &a.url).await;
+    let fleet = r1.admin_get("/admin/fleet").await.json();
+    for (i, gw) in [r1, r2].into_iter().enumerate() {
+        assert_eq!(fleet["replicas"][i]["public_url"], gw.http.as_str(), "{fleet}");
+    }
+
+    // A start reaching a replica through a load balancer (its Host header is the balancer's):
+    // the stream's URLs name the replica that holds the stream, not the balancer.
+    for (gw, id) in [(r1, "s1"), (r2, "s2")] {
+        let answer = read(
+            gw.client
+                .post(format!("{}/process/stream/start", gw.http))
+                .insert_header(("Host", "balancer.example:9935"))
+                .insert_header(("Livepeer", crate::streams::header(crate::streams::CAP, &crate::streams::all(), 10)))
+                .insert_header(("Content-Type", "application/json"))
+                .send_body(json!({"stream_id": id, "params": "{}"}).to_string())
+                .await,
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", String::from_utf8_lossy(&answer.body));
+        let urls = answer.json();
+        assert_eq!(urls["status_url"], format!("{}/process/stream/{id}/status", gw.http), "{urls}");
+        for field in ["whip_url", "whep_url", "update_url", "data_url", "stop_url"] {
+            let u = urls[field].as_str().unwrap_or_default();
+            assert!(!u.contains("balancer.example"), "{field}: {urls}");
+        }
+        // The URL works; the other replica does not hold the stream (why stickiness would
+        // otherwise be needed).
+        assert_eq!(gw.stream_status(id).await.status, 200);
+        let other = if id == "s1" { r2 } else { r1 };
+        assert_eq!(other.stream_status(id).await.status, 404);
+    }
+    // Each replica counts the streams it holds in its fleet record (renewed every third of
+    // the lease).
+    eventually("each replica's record counts its stream", 500, || async {
+        let fleet = r2.admin_get("/admin/fleet").await.json();
+        let counts: Vec<u64> =
+            fleet["replicas"].as_array()?.iter().filter_map(|r| r["streams_in_flight"].as_u64()).collect();
+        (counts == [1, 1]).then_some(())
+    })
+    .await;
 }

@@ -17,6 +17,8 @@ pub struct Fleet {
     pub record: ReplicaRecord,
     /// Its jobs in flight.
     pub jobs: Arc<crate::http::JobLimit>,
+    /// Its live streams.
+    pub streams: byoc_actors::stream::Streams,
     /// The etcd backend (`None`: sled, a fleet of one).
     pub etcd: Option<EtcdRegistry>,
     /// The membership lease's TTL (0 with sled).
@@ -26,8 +28,11 @@ pub struct Fleet {
 impl Fleet {
     /// What the membership task writes: the record and a reading of the load.
     pub fn source(&self) -> ReplicaSource {
-        let jobs = self.jobs.clone();
-        ReplicaSource { record: self.record.clone(), load: Arc::new(move || (jobs.inflight() as u64, 0)) }
+        let (jobs, streams) = (self.jobs.clone(), self.streams.clone());
+        ReplicaSource {
+            record: self.record.clone(),
+            load: Arc::new(move || (jobs.inflight() as u64, streams.live_count() as u64)),
+        }
     }
 
     /// This replica's record now.
@@ -37,6 +42,7 @@ impl Fleet {
         ReplicaRecord {
             uptime_seconds: now.saturating_sub(self.record.started_at_unix_ms) / 1000,
             jobs_in_flight: self.jobs.inflight() as u64,
+            streams_in_flight: self.streams.live_count() as u64,
             updated_at_unix_ms: now,
             registry_revision: revision,
             ..self.record.clone()

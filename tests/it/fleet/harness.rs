@@ -16,7 +16,7 @@ use byoc_gateway::config::Config;
 
 use crate::support::{eventually, skip, Needs};
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 

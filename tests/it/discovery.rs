@@ -18,7 +18,7 @@ use byoc_sim::SimHandle;
 
 /// What the webhook answers.
 #[derive(Clone)]
-enum Reply {
+pub(crate) enum Reply {
     /// 200 with these addresses, go-livepeer's shape plus a field the gateway must tolerate.
     List(Vec<String>),
     /// 200 with this body as it stands.
@@ -27,16 +27,16 @@ enum Reply {
     Status(u16),
 }
 
-struct Webhook {
+pub(crate) struct Webhook {
     url: String,
     reply: Arc<Mutex<Reply>>,
     /// The `Authorization` header of the last fetch, if it had one.
     authorization: Arc<Mutex<Option<String>>>,
-    server: ServerHandle,
+    pub(crate) server: ServerHandle,
 }
 
 impl Webhook {
-    fn start(reply: Reply) -> Webhook {
+    pub(crate) fn start(reply: Reply) -> Webhook {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind webhook");
         let url = format!("http://{}/orchestrators?key=secret-query", listener.local_addr().expect("addr"));
         let reply = Arc::new(Mutex::new(reply));
@@ -54,7 +54,7 @@ impl Webhook {
         Webhook { url, reply, authorization, server: handle }
     }
 
-    fn set(&self, reply: Reply) {
+    pub(crate) fn set(&self, reply: Reply) {
         *self.reply.lock() = reply;
     }
 
@@ -78,7 +78,7 @@ async fn serve(req: actix_web::HttpRequest, shared: web::Data<Shared>) -> HttpRe
     }
 }
 
-fn with_webhook(hook: &Webhook) -> impl FnOnce(&mut Config) + '_ {
+pub(crate) fn with_webhook(hook: &Webhook) -> impl FnOnce(&mut Config) + '_ {
     move |c: &mut Config| {
         c.discovery.webhook_url = Some(hook.url.clone());
         c.discovery.webhook_refresh = Duration::from_millis(200);

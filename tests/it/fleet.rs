@@ -1,6 +1,7 @@
 //! A fleet of replicas sharing one registry through a real etcd (issue 26): hot-adds, policies
 //! and forced trips reach every replica; concurrent writes resolve one way; etcd's death,
 //! a partition and a compaction cost writes, never routing, and nothing acknowledged is lost;
+//! an operator's label set on one replica is shown by all;
 //! a dead replica leaves the fleet within its lease. The time from one replica's
 //! acknowledgement to another replica applying it is printed (`fleet apply`), not asserted.
 
@@ -164,6 +165,170 @@ async fn three_replicas_share_hot_adds_policies_trips_and_removals() {
     }
 }
 
+/// The `byoc_gateway_orchestrator_info` line of `gw`'s `/metrics` for orchestrator `id`.
+async fn info_line(gw: &TestGateway, id: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).into_owned();
+    let prefix = format!("byoc_gateway_orchestrator_info{{orchestrator=\"{id}\"");
+    text.lines().find(|l| l.starts_with(&prefix)).map(String::from)
+}
+
+/// Waits until `gw` shows orchestrator `id` with `label` (`None`: none) in its registry, its
+/// pair's view and its `byoc_gateway_orchestrator_info` series.
+async fn shows_label(gw: &TestGateway, id: &str, url: &str, label: Option<&str>) {
+    let want = label.map_or(Value::Null, |l| json!(l));
+    let info = match label {
+        Some(l) => format!("byoc_gateway_orchestrator_info{{orchestrator=\"{id}\",orchestrator_label=\"{l}\"}} 1"),
+        None => format!("byoc_gateway_orchestrator_info{{orchestrator=\"{id}\"}} 1"),
+    };
+    let seen = eventually(&format!("{} shows {id} labelled {label:?}", gw.admin), 500, || async {
+        let o = gw.admin_get(&format!("/admin/orchestrators/{id}")).await.json();
+        let p = gw.find_pair("depth", url).await?;
+        let line = info_line(gw, id).await?;
+        (o["label"] == want && p["orchestrator_label"] == want && line == info).then_some((o, line))
+    })
+    .await;
+    assert_eq!(seen.0["url"], url);
+}
+
+#[actix_web::test]
+async fn a_label_set_on_one_replica_is_shown_on_the_others() {
+    let test = "fleet: labels";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let r1 = replica_gw(&etcd.url, "l1", &[]).await;
+    let r2 = replica_gw(&etcd.url, "l2", &[]).await;
+    let r3 = replica_gw(&etcd.url, "l3", &[]).await;
+
+    // Added with a label on r1: labelled on r2 and r3 (registry, pair view, info series).
+    let added =
+        r1.admin_post("/admin/orchestrators", json!({"url": a.url, "capabilities": ["depth"], "label": "fast"})).await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    let id = added.json()["id"].as_str().expect("id").to_string();
+    for gw in [&r1, &r2, &r3] {
+        shows_label(gw, &id, &a.url, Some("fast")).await;
+    }
+    // Relabelled on r2: the new label everywhere, the old one in no series.
+    let patched = r2.admin_patch(&format!("/admin/orchestrators/{id}"), json!({"label": "l40s Frankfurt"})).await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    assert_eq!(patched.json()["label"], "l40s Frankfurt");
+    for gw in [&r1, &r2, &r3] {
+        shows_label(gw, &id, &a.url, Some("l40s Frankfurt")).await;
+        let text = String::from_utf8_lossy(&gw.admin_get("/metrics").await.body).into_owned();
+        assert!(!text.contains("orchestrator_label=\"fast\""), "{text}");
+    }
+    // A drain on r3 changes only `enabled`: the label stays on every replica.
+    assert_eq!(r3.admin_patch(&format!("/admin/orchestrators/{id}"), json!({"enabled": false})).await.status, 200);
+    for gw in [&r1, &r2] {
+        eventually("the drain reaches the replica", 500, || async {
+            let o = gw.admin_get(&format!("/admin/orchestrators/{id}")).await.json();
+            (o["enabled"] == false).then_some(())
+        })
+        .await;
+        shows_label(gw, &id, &a.url, Some("l40s Frankfurt")).await;
+    }
+    // Removed on r3 (null): no label anywhere.
+    let cleared = r3.admin_patch(&format!("/admin/orchestrators/{id}"), json!({"label": null})).await;
+    assert_eq!(cleared.status, 200, "{:?}", cleared.body);
+    for gw in [&r1, &r2, &r3] {
+        shows_label(gw, &id, &a.url, None).await;
+    }
+    // A bad label is refused on any replica and changes nothing anywhere.
+    let bad = r1.admin_patch(&format!("/admin/orchestrators/{id}"), json!({"label": "x".repeat(200)})).await;
+    assert_eq!(bad.status, 400, "{:?}", bad.body);
+    for gw in [&r2, &r3] {
+        assert!(gw.admin_get(&format!("/admin/orchestrators/{id}")).await.json()["label"].is_null());
+    }
+}
+
+#[actix_web::test]
+async fn a_config_files_label_reaches_the_fleet_and_a_file_naming_none_keeps_the_admins() {
+    let test = "fleet: labels from a config file";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let file = root.path().join("gateway.toml");
+    let write = |label: Option<&str>| {
+        let label = label.map_or(String::new(), |l| format!("label = \"{l}\"\n"));
+        let text = format!("[[orchestrators]]\nurl = \"{}\"\ncapabilities = [\"depth\"]\n{label}", a.url);
+        std::fs::write(&file, text).expect("write config");
+    };
+    write(Some("from the file"));
+    let data = data_dir(root.path(), "f1");
+    let (f, d) = (file.to_str().expect("utf-8"), data.to_str().expect("utf-8"));
+    let mut args = gateway_args(d, &["--config", f]);
+    args.extend(replica_flags(&etcd.url, "f1"));
+    let f1 = Process::spawn(&args);
+    let r2 = replica_gw(&etcd.url, "f2", &[]).await;
+    let client = awc::Client::builder().timeout(Duration::from_secs(30)).finish();
+    let reload = || async {
+        let ans =
+            read(client.post(format!("{}/admin/reload", f1.admin)).bearer_auth(TOKEN).send_json(&json!({})).await)
+                .await;
+        assert_eq!(ans.status, 200, "{}", String::from_utf8_lossy(&ans.body));
+    };
+
+    // The file's label is in the shared record: r2 (no file) shows it.
+    let id = sees(&r2, &a.url).await["id"].as_str().expect("id").to_string();
+    shows_label(&r2, &id, &a.url, Some("from the file")).await;
+    // The file renames it; f1's reload writes that to etcd: r2 follows.
+    write(Some("renamed"));
+    reload().await;
+    shows_label(&r2, &id, &a.url, Some("renamed")).await;
+    // An admin labels it on r2; a reload of a file naming no label keeps the admin's.
+    let patched = r2.admin_patch(&format!("/admin/orchestrators/{id}"), json!({"label": "admin's"})).await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    write(None);
+    reload().await;
+    // A later write through f1, once r2 has it, orders everything the reload wrote before it.
+    let marker = read(
+        client
+            .post(format!("{}/admin/orchestrators", f1.admin))
+            .bearer_auth(TOKEN)
+            .send_json(&json!({"url": "http://127.0.0.1:9"}))
+            .await,
+    )
+    .await;
+    assert_eq!(marker.status, 201, "{}", String::from_utf8_lossy(&marker.body));
+    sees(&r2, "http://127.0.0.1:9").await;
+    shows_label(&r2, &id, &a.url, Some("admin's")).await;
+    assert_eq!(f1.signal_and_wait("TERM"), Some(0));
+}
+
+#[actix_web::test]
+async fn a_webhooks_labels_reach_the_replicas_without_the_webhook() {
+    use crate::discovery::{with_webhook, Reply, Webhook};
+    let test = "fleet: labels from the webhook";
+    let Some(etcd) = Etcd::start(test).await else { return };
+    let a = sim("a", &[("depth", healthy())]);
+    let hook = Webhook::start(Reply::List(vec![]));
+    let r1 = gateway_with(&[], |c| {
+        replica(c, &etcd.url, "w1");
+        with_webhook(&hook)(c);
+    })
+    .await;
+    let r2 = replica_gw(&etcd.url, "w2", &[]).await;
+    let listing = |label: &str| Reply::Body(json!([{"address": a.url, "label": label}]).to_string());
+    let labelled = |label: &'static str| {
+        let (r2, url) = (&r2, a.url.clone());
+        async move {
+            eventually(&format!("r2 shows the webhook's label {label}"), 500, || async {
+                let o = sees(r2, &url).await;
+                (o["label"] == label).then_some(o)
+            })
+            .await
+        }
+    };
+    hook.set(listing("gpu-a"));
+    let o = labelled("gpu-a").await;
+    assert_eq!(o["source"], "webhook");
+    // Renamed by the webhook: the webhook's own entry is relabelled in etcd, for every replica.
+    hook.set(listing("gpu-a-renamed"));
+    labelled("gpu-a-renamed").await;
+    assert_eq!(sees(&r1, &a.url).await["label"], "gpu-a-renamed");
+    hook.server.stop(false).await;
+    drop(r1);
+}
+
 #[actix_web::test]
 async fn concurrent_writes_on_several_replicas_resolve_one_way() {
     let test = "fleet: concurrent writes";
@@ -292,6 +457,12 @@ async fn a_cut_off_replica_resyncs_after_a_compaction_and_a_partitioned_write_is
     let first = r1.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:11"})).await;
     assert_eq!(first.status, 201);
     sees(&r2, "http://127.0.0.1:11").await;
+    // An orchestrator with a pair on r2, to be relabelled while r2 is cut off.
+    let s = sim("s", &[("depth", healthy())]);
+    let with_pair = r1.admin_post("/admin/orchestrators", json!({"url": s.url, "capabilities": ["depth"]})).await;
+    assert_eq!(with_pair.status, 201);
+    let s_id = with_pair.json()["id"].as_str().expect("id").to_string();
+    shows_label(&r2, &s_id, &s.url, None).await;
 
     // Partitioned: a write sent into the silence may still commit: "unknown".
     relay.blackhole();
@@ -307,6 +478,8 @@ async fn a_cut_off_replica_resyncs_after_a_compaction_and_a_partitioned_write_is
     assert_eq!(r1.admin_delete(&format!("/admin/orchestrators/{gone}")).await.status, 204);
     assert_eq!(r1.admin_post("/admin/orchestrators", json!({"url": "http://127.0.0.1:12"})).await.status, 201);
     assert_eq!(r1.admin_put("/admin/capabilities/depth", json!({"max_attempts": 3})).await.status, 200);
+    let relabelled = r1.admin_patch(&format!("/admin/orchestrators/{s_id}"), json!({"label": "while cut off"})).await;
+    assert_eq!(relabelled.status, 200);
     let listed_by_r1 = ids(&r1.admin_get("/admin/orchestrators").await.json());
     if !etcd.compact(test) {
         return;
@@ -325,6 +498,8 @@ async fn a_cut_off_replica_resyncs_after_a_compaction_and_a_partitioned_write_is
     assert!(!listed_by_r1.contains(&gone));
     let c = r2.admin_get("/admin/capabilities/depth").await.json();
     assert_eq!(c["effective"]["max_attempts"], 3, "{c}");
+    // The label set meanwhile came with the resync, down to the pair's view and its series.
+    shows_label(&r2, &s_id, &s.url, Some("while cut off")).await;
     let metrics = String::from_utf8_lossy(&r2.admin_get("/metrics").await.body).into_owned();
     assert!(metrics.contains("byoc_gateway_registry_watch_restarts_total{how=\"resynced\"}"), "{metrics}");
 }

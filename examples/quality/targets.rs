@@ -125,7 +125,9 @@ fn gateway(bin: &Path, dir: &Path, setup: &Setup<'_>) -> std::io::Result<Running
     let mut child = Command::new(bin)
         .arg("--config")
         .arg(&path)
-        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir"])
+        // No RTMP ingest: the benches send no media, and several gateways on one machine (a
+        // fleet, or x2) would all want the default 127.0.0.1:1935.
+        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rtmp-addr", "", "--data-dir"])
         .arg(&data)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("gateway.log"))?)

@@ -60,6 +60,8 @@ pub struct Gateway {
     pub registry_status: byoc_actors::registry::RegistryStatus,
     /// The etcd backend, when the registry is shared.
     etcd: Option<byoc_actors::registry::etcd::EtcdRegistry>,
+    /// Where WHIP ingest takes media (UDP), when it is on.
+    pub whip_addr: Option<SocketAddr>,
     public: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
@@ -91,15 +93,30 @@ impl Gateway {
             }
             None => None,
         };
+        let whip_socket = match v.whip_addr {
+            Some(addr) => {
+                let s = std::net::UdpSocket::bind(addr)
+                    .with_context(|| format!("cannot bind streams.whip_udp_addr {addr}"))?;
+                s.set_nonblocking(true)?;
+                Some(s)
+            }
+            None => None,
+        };
         let mut v = v;
         if let Some(l) = &rtmp_listener {
             v.stream_settings.edges.rtmp_port = Some(l.local_addr()?.port());
         }
+        v.stream_settings.edges.whip = whip_socket.is_some();
         tracing::info!(scheme = v.signer.scheme(), address = %v.signer.address(), "signer");
         let client = upstream_client(&v.config)?;
         let etcd = opened.etcd.clone();
         let registry_status = opened.status.clone();
-        let core = start_actors(&v, opened, client)?;
+        let mut core = start_actors(&v, opened, client)?;
+        if let Some(s) = whip_socket {
+            let s = tokio::net::UdpSocket::from_std(s).context("whip socket")?;
+            core.whip = Some(byoc_actors::media::Whip::start(s, core.streams.clone()).context("whip socket")?);
+        }
+        let whip_addr = core.whip.as_ref().map(byoc_actors::media::Whip::local_addr);
         let workers = match v.config.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
@@ -126,7 +143,8 @@ impl Gateway {
         actix_web::rt::spawn(public);
         actix_web::rt::spawn(admin);
         let rtmp_shown = rtmp_addr.as_ref().map_or_else(|| "off".to_string(), |(a, _)| a.to_string());
-        tracing::info!(%http_addr, %admin_addr, rtmp_addr = %rtmp_shown, workers, "byoc-gateway listening");
+        let whip_shown = whip_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
+        tracing::info!(%http_addr, %admin_addr, rtmp_addr = %rtmp_shown, whip_udp_addr = %whip_shown, workers, "byoc-gateway listening");
         let (rtmp_addr, rtmp) = rtmp_addr.map_or((None, None), |(a, t)| (Some(a), Some(t)));
         Ok(Self {
             http_addr,
@@ -136,6 +154,7 @@ impl Gateway {
             streams: core.streams.clone(),
             rtmp_addr,
             rtmp,
+            whip_addr,
             signer: v.signer,
             registry_status,
             etcd: etcd.map(|(e, _)| e),

@@ -177,6 +177,8 @@ pub struct Validated {
     /// The etcd registry's settings (`None`: sled). The replica id is empty until resolved
     /// against the data dir at start, unless configured.
     pub etcd: Option<byoc_actors::registry::etcd::EtcdSettings>,
+    /// WHIP ingest's UDP address (`streams.whip_udp_addr`), if it is on.
+    pub whip_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -254,6 +256,9 @@ impl Config {
         if let Some(v) = &args.rtmp_addr {
             self.streams.rtmp_addr = v.clone();
         }
+        if let Some(v) = &args.whip_udp_addr {
+            self.streams.whip_udp_addr = v.clone();
+        }
         if let Some(v) = &args.data_dir {
             self.data_dir = v.clone();
         }
@@ -310,6 +315,18 @@ mod tests {
         assert!(Config::from_toml("[routing]\ntoken_refresh = \"ten\"").is_err());
         let bad = Config { http_addr: "nope".into(), ..Default::default() };
         assert!(matches!(bad.validate(), Err(ConfigError::Invalid(m)) if m.contains("http_addr")));
+    }
+
+    #[test]
+    fn whip_listens_on_loopback_by_default_and_needs_an_address_publishers_reach() {
+        let v = Config::default().validate().expect("valid");
+        assert_eq!(v.whip_addr.map(|a| a.to_string()).as_deref(), Some("127.0.0.1:0"));
+        let mut off = Config::default();
+        off.apply(&RunArgs { whip_udp_addr: Some(String::new()), ..Default::default() });
+        assert_eq!(off.validate().expect("valid").whip_addr, None);
+        let mut any = Config::default();
+        any.streams.whip_udp_addr = "0.0.0.0:8189".into();
+        assert!(matches!(any.validate(), Err(ConfigError::Invalid(m)) if m.contains("streams.whip_udp_addr")));
     }
 
     #[test]

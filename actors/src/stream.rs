@@ -390,8 +390,14 @@ impl Streams {
             ));
         }
         let rtmp_base = self.inner.settings.edges.rtmp_port.map(|port| edges::rtmp_base(&spec.base_url, port));
-        let urls =
-            StreamUrls::new(&spec.base_url, &start.stream_id, features, rtmp_base.as_deref(), &start.rtmp_outputs);
+        let urls = StreamUrls::new(
+            &spec.base_url,
+            &start.stream_id,
+            features,
+            rtmp_base.as_deref(),
+            self.inner.settings.edges.whip,
+            &start.rtmp_outputs,
+        );
         let (commands, rx) = mpsc::channel(16);
         let settings = &self.inner.settings;
         let snapshot = Snapshot {
@@ -493,7 +499,8 @@ impl Streams {
         self.inner.ended.lock().iter().rev().find(|s| s.id == id).cloned()
     }
 
-    fn live(&self, id: &str) -> Result<Arc<Stream>, StreamError> {
+    /// A live stream: `NotFound` or `Ended` (with why) otherwise.
+    pub(crate) fn live(&self, id: &str) -> Result<Arc<Stream>, StreamError> {
         match self.get(id) {
             None => Err(StreamError::NotFound(id.to_string())),
             Some(s) => match s.end_reason() {

@@ -20,6 +20,8 @@ pub(super) struct Core {
     pub(super) streams: Streams,
     /// How fresh the registry is.
     status: byoc_actors::registry::RegistryStatus,
+    /// WHIP ingest, when it is on (set once its socket is bound).
+    pub(super) whip: Option<byoc_actors::media::Whip>,
 }
 
 /// The upstream client's settings, checked now rather than inside a worker (TLS set-up).
@@ -92,6 +94,7 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
         payments: Arc::new(Payments::new(v.payment_limits.clone())),
         client,
         streams: Streams::new(v.stream_settings.clone()),
+        whip: None,
         status,
     })
 }
@@ -184,6 +187,7 @@ pub(super) fn serve_public(
                 jobs: jobs.clone(),
                 bodies: bodies.clone(),
                 streams: core.streams.clone(),
+                whip: core.whip.clone(),
             }))
             .app_data(runner_routes.clone())
             .app_data(public_url.clone())

@@ -20,6 +20,10 @@ pub struct RunArgs {
     /// RTMP ingest listen address; empty: no RTMP ingest [default: 127.0.0.1:1935].
     #[arg(long, env = "BYOC_GATEWAY_RTMP_ADDR", value_name = "ADDR")]
     pub rtmp_addr: Option<String>,
+    /// WHIP ingest UDP address (the ICE candidate publishers reach); empty: no WHIP ingest
+    /// [default: 127.0.0.1:0].
+    #[arg(long, env = "BYOC_GATEWAY_WHIP_UDP_ADDR", value_name = "ADDR")]
+    pub whip_udp_addr: Option<String>,
     /// Data directory (sled store) [default: ./data].
     #[arg(long, env = "BYOC_GATEWAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,

@@ -59,6 +59,10 @@ pub struct Streams {
     /// RTMP ingest listen address (`rtmp://{host}:{port}/{stream_id}` in `StreamUrls`); empty:
     /// no RTMP ingest and no `rtmp_url`.
     pub rtmp_addr: String,
+    /// WHIP ingest's UDP address (ICE, DTLS, SRTP for every WHIP session): the one candidate of
+    /// each SDP answer, so it must be an address publishers reach (not 0.0.0.0); port 0 picks a
+    /// free one. Empty: no WHIP ingest and no `whip_url`.
+    pub whip_udp_addr: String,
     /// The ffmpeg program that remuxes RTMP ingest to MPEG-TS and the output to FLV.
     pub ffmpeg: String,
 }
@@ -95,6 +99,7 @@ impl Default for Streams {
             allow_cors: false,
             capabilities: BTreeMap::new(),
             rtmp_addr: "127.0.0.1:1935".into(),
+            whip_udp_addr: "127.0.0.1:0".into(),
             ffmpeg: s.edges.ffmpeg.clone(),
         }
     }

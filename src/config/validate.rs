@@ -83,6 +83,19 @@ impl Config {
             raw => Some(listen_addr("streams.rtmp_addr", raw)?),
         };
         let etcd = self.registry.settings()?;
+        let whip_addr = match self.streams.whip_udp_addr.trim() {
+            "" => None,
+            raw => {
+                let addr = listen_addr("streams.whip_udp_addr", raw)?;
+                if addr.ip().is_unspecified() {
+                    return Err(ConfigError::Invalid(format!(
+                        "streams.whip_udp_addr '{raw}': give the address publishers reach (it is the ICE \
+                         candidate of every WHIP answer), not an unspecified one"
+                    )));
+                }
+                Some(addr)
+            }
+        };
         // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
         let signer = self.signer.unlock(unlock)?;
         Ok(Validated {
@@ -99,6 +112,7 @@ impl Config {
             stream_settings,
             rtmp_addr,
             etcd,
+            whip_addr,
         })
     }
 

@@ -39,6 +39,8 @@ pub struct PublicState {
     pub bodies: std::sync::Arc<BodyBudget>,
     /// Live streams (shared by every worker).
     pub streams: byoc_actors::stream::Streams,
+    /// WHIP ingest, when it is on.
+    pub whip: Option<byoc_actors::media::Whip>,
 }
 
 /// Registers the public routes.

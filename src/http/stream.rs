@@ -1,7 +1,10 @@
 //! The stream API (go-livepeer's `/process/stream/*`), thin handlers over
 //! [`byoc_actors::stream::Streams`]: start, update, status, stop, data (SSE), the CORS preflight,
 //! and the stream's media endpoints (trickle ingress `POST .../in/{seq}`, egress
-//! `GET .../out/{seq}`), whose URLs do not change when the orchestrator does.
+//! `GET .../out/{seq}`, WHIP ingest `POST .../whip` in `whip.rs`), whose URLs do not change when
+//! the orchestrator does.
+
+mod whip;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
@@ -39,6 +42,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(res("/{id}/in/{seq}", "POST").route(web::post().to(ingress_post)))
             .service(res("/{id}/out/next", "GET").route(web::get().to(egress_next)))
             .service(res("/{id}/out/{seq}", "GET").route(web::get().to(egress_get)))
+            .service(res("/{id}/whip", "POST").route(web::post().to(whip::offer)))
+            .service(res("/{id}/whip/{session}", "DELETE").route(web::delete().to(whip::delete)))
             .default_service(web::to(fallback)),
     );
 }

@@ -8,6 +8,7 @@ mod media;
 mod payments;
 mod rtmp;
 mod swaps;
+mod whip;
 
 use byoc_actors::protocol::header::encode_client_header;
 use byoc_sim::{Knobs, SimHandle};

@@ -1,4 +1,5 @@
-//! One RTMP publisher's media into its stream's ingress channel: FLV tags into ffmpeg's stdin
+//! One publisher's media (RTMP, or WHIP's video put in FLV's form) into its stream's ingress
+//! channel: FLV tags into ffmpeg's stdin
 //! (`-c copy -f mpegts`), its MPEG-TS out of stdout through the [`Cutter`](super::ts::Cutter),
 //! each segment written on the channel as it grows (a segment streams to the orchestrator before
 //! it is complete). Back-pressure: a tag waits until ffmpeg takes it, so a publisher faster than
@@ -34,6 +35,15 @@ pub(crate) enum IngestError {
     TooLarge(usize),
 }
 
+/// Who publishes: says what the FLV header announces and which counter the segments go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// An RTMP publisher (audio and video).
+    Rtmp,
+    /// A WHIP publisher (video only: FLV cannot carry Opus for ffmpeg 5).
+    Whip,
+}
+
 /// A running ingest.
 pub(crate) struct Ingest {
     ffmpeg: Ffmpeg,
@@ -47,6 +57,7 @@ impl Ingest {
         stream: &Arc<Stream>,
         channel: Arc<Channel>,
         settings: &EdgeSettings,
+        source: Source,
     ) -> Result<Self, IngestError> {
         let args: Vec<String> = [
             // Start as soon as the first tags are in: the streams are named in the FLV header
@@ -81,8 +92,8 @@ impl Ingest {
             return Err(IngestError::Stuck("no pipes".into()));
         };
         let min = settings.min_segment.as_secs_f64();
-        let segmenter = tokio::spawn(segment(stdout, channel, stream.clone(), min));
-        write(&mut stdin, &flv::header(), &ffmpeg).await?;
+        let segmenter = tokio::spawn(segment(stdout, channel, stream.clone(), min, source));
+        write(&mut stdin, &flv::header(source == Source::Rtmp), &ffmpeg).await?;
         Ok(Self { ffmpeg, stdin, segmenter })
     }
 
@@ -113,7 +124,13 @@ async fn write(stdin: &mut ChildStdin, bytes: &[u8], ffmpeg: &Ffmpeg) -> Result<
 }
 
 /// ffmpeg's MPEG-TS into segments on `channel`, each from a keyframe.
-async fn segment(mut stdout: ChildStdout, channel: Arc<Channel>, stream: Arc<Stream>, min_seconds: f64) {
+async fn segment(
+    mut stdout: ChildStdout,
+    channel: Arc<Channel>,
+    stream: Arc<Stream>,
+    min_seconds: f64,
+    source: Source,
+) {
     let mut cutter = Cutter::new(min_seconds);
     let mut writer: Option<SegmentWriter> = None;
     let mut buf = vec![0u8; 64 * 1024];
@@ -133,7 +150,11 @@ async fn segment(mut stdout: ChildStdout, channel: Arc<Channel>, stream: Arc<Str
                         // The channel closed: the stream ended.
                         return;
                     }
-                    stream.edges.lock().rtmp_segments += 1;
+                    let mut edges = stream.edges.lock();
+                    match source {
+                        Source::Rtmp => edges.rtmp_segments += 1,
+                        Source::Whip => edges.whip_segments += 1,
+                    }
                 }
                 Piece::Data(b) => {
                     if let Some(w) = writer.as_mut() {

@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use super::flv::Tag;
-use super::ingest::Ingest;
+use super::ingest::{Ingest, Source};
 use crate::stream::{Stream, Streams};
 
 /// Bound on the handshake and the publish request.
@@ -259,11 +259,14 @@ impl Conn<'_> {
             if let Some(other) = &e.rtmp_publisher {
                 return Err(format!("stream {id} has an RTMP publisher already ({other})"));
             }
+            if let Some(other) = &e.whip_publisher {
+                return Err(format!("stream {id} has a WHIP publisher already ({other})"));
+            }
             e.rtmp_publisher = Some(self.peer.to_string());
             e.rtmp_sessions += 1;
         }
         let ended = stream.ended_watch();
-        match Ingest::start(&stream, channel, &self.streams.settings().edges).await {
+        match Ingest::start(&stream, channel, &self.streams.settings().edges, Source::Rtmp).await {
             Ok(ingest) => Ok(Publishing { stream, ingest, ended }),
             Err(e) => {
                 let mut edges = stream.edges.lock();

@@ -1,12 +1,12 @@
-//! The media edges of a stream as the stream core sees them: the settings the RTMP ingest and
-//! outputs run with (`crate::media` runs them) and what they report. Plain data, so the stream
+//! The media edges of a stream as the stream core sees them: the settings the RTMP and WHIP
+//! ingest and the RTMP outputs run with (`crate::media` runs them) and what they report. Plain data, so the stream
 //! core does not depend on the media code that fills it.
 
 use std::time::Duration;
 
 use serde::Serialize;
 
-/// How the media edges run (config `[streams]`: `rtmp_addr`, `ffmpeg`).
+/// How the media edges run (config `[streams]`: `rtmp_addr`, `whip_udp_addr`, `ffmpeg`).
 #[derive(Debug, Clone)]
 pub struct EdgeSettings {
     /// The RTMP ingest's port, once its listener is bound (`None`: no RTMP ingest, and
@@ -23,6 +23,13 @@ pub struct EdgeSettings {
     pub output_retry_max: Duration,
     /// An RTMP connection that sends nothing for this long is closed.
     pub rtmp_idle_timeout: Duration,
+    /// Whether WHIP ingest is served (its UDP socket is bound): `StreamUrls` carry a `whip_url`.
+    pub whip: bool,
+    /// A WHIP session whose ICE and DTLS have not completed within this is dropped.
+    pub whip_connect_timeout: Duration,
+    /// How often a WHIP publisher is asked for a keyframe (an RTCP PLI): browsers send one only
+    /// when asked, and ingest segments are cut at keyframes.
+    pub whip_keyframe_interval: Duration,
 }
 
 impl Default for EdgeSettings {
@@ -34,6 +41,9 @@ impl Default for EdgeSettings {
             output_retry_min: Duration::from_millis(500),
             output_retry_max: Duration::from_secs(30),
             rtmp_idle_timeout: Duration::from_secs(30),
+            whip: false,
+            whip_connect_timeout: Duration::from_secs(15),
+            whip_keyframe_interval: Duration::from_secs(2),
         }
     }
 }
@@ -54,6 +64,22 @@ pub struct EdgeReport {
     /// Why the last RTMP ingest ended, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rtmp_last_error: Option<String>,
+    /// The WHIP publisher connected now (its address, or `connecting`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whip_publisher: Option<String>,
+    /// WHIP sessions accepted so far.
+    pub whip_sessions: u64,
+    /// Segments cut from WHIP ingest (each starts at a keyframe).
+    pub whip_segments: u64,
+    /// Video frames a WHIP publisher sent into the remux.
+    pub whip_video_frames: u64,
+    /// Video frames dropped because the remux was behind (then up to the next keyframe).
+    pub whip_video_dropped: u64,
+    /// Audio frames received by WHIP and not carried (WHIP ingest is video only).
+    pub whip_audio_frames: u64,
+    /// Why the last WHIP session ended, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whip_last_error: Option<String>,
     /// The RTMP outputs.
     pub outputs: Vec<OutputReport>,
 }

@@ -194,7 +194,8 @@ pub fn stream_request(id: &str) -> String {
 pub struct StreamUrls {
     /// The stream's id.
     pub stream_id: String,
-    /// WHIP ingest (not served: empty).
+    /// WHIP ingest, `{base}/process/stream/{id}/whip` (with ingress, while WHIP is served:
+    /// `streams.whip_udp_addr`).
     pub whip_url: String,
     /// WHEP playback (not served: empty).
     pub whep_url: String,
@@ -224,12 +225,20 @@ pub struct StreamUrls {
 
 impl StreamUrls {
     /// The URLs of stream `id` under `base` (the gateway's public URL, no trailing `/`).
-    /// `rtmp_base` (`rtmp://host:port`) is where the RTMP ingest listens, if it does.
-    pub fn new(base: &str, id: &str, features: Features, rtmp_base: Option<&str>, outputs: &[String]) -> Self {
+    /// `rtmp_base` (`rtmp://host:port`) is where the RTMP ingest listens, if it does; `whip`
+    /// whether WHIP ingest is served.
+    pub fn new(
+        base: &str,
+        id: &str,
+        features: Features,
+        rtmp_base: Option<&str>,
+        whip: bool,
+        outputs: &[String],
+    ) -> Self {
         let url = |leaf: &str| format!("{base}/process/stream/{id}/{leaf}");
         Self {
             stream_id: id.to_string(),
-            whip_url: String::new(),
+            whip_url: if whip && features.ingress { url("whip") } else { String::new() },
             whep_url: String::new(),
             rtmp_url: match rtmp_base {
                 Some(b) if features.ingress => format!("{b}/{id}"),
@@ -338,13 +347,26 @@ mod tests {
 
     #[test]
     fn urls_name_the_gateways_own_endpoints() {
-        let u =
-            StreamUrls::new("http://gw:9935", "s1", Features { ingress: true, egress: true, data: false }, None, &[]);
+        let u = StreamUrls::new(
+            "http://gw:9935",
+            "s1",
+            Features { ingress: true, egress: true, data: false },
+            None,
+            true,
+            &[],
+        );
         assert_eq!(u.update_url, "http://gw:9935/process/stream/s1/update");
+        assert_eq!(u.whip_url, "http://gw:9935/process/stream/s1/whip");
+        let off =
+            StreamUrls::new("http://gw", "s", Features { ingress: true, ..Features::default() }, None, false, &[]);
+        assert_eq!(off.whip_url, "", "no whip_url while WHIP is off");
+        let no_ingress = StreamUrls::new("http://gw", "s", Features::default(), None, true, &[]);
+        assert_eq!(no_ingress.whip_url, "", "no whip_url without ingress");
         assert_eq!(u.publish_url, "http://gw:9935/process/stream/s1/in");
         assert_eq!(u.subscribe_url, "http://gw:9935/process/stream/s1/out");
         assert_eq!(u.data_url, "");
-        let v = serde_json::to_value(StreamUrls::new("http://gw", "s", Features::default(), None, &[])).expect("json");
+        let v = serde_json::to_value(StreamUrls::new("http://gw", "s", Features::default(), None, false, &[]))
+            .expect("json");
         for field in [
             "stream_id",
             "whip_url",

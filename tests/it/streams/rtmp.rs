@@ -20,15 +20,15 @@ use tokio::process::{Child, Command};
 
 use super::*;
 
-static MEDIA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(super) static MEDIA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The runner's processing: half size, negated (visible in any player).
-const FILTER: &str = "scale=iw/2:ih/2,negate";
+pub(super) const FILTER: &str = "scale=iw/2:ih/2,negate";
 const WIDTH_IN: u64 = 320;
 const SECONDS: u64 = 20;
 const FPS: u64 = 30;
 
-fn tools_or_skip(test: &str) -> bool {
+pub(super) fn tools_or_skip(test: &str) -> bool {
     for tool in ["ffmpeg", "ffprobe"] {
         let ok =
             std::process::Command::new(tool).arg("-version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
@@ -40,23 +40,23 @@ fn tools_or_skip(test: &str) -> bool {
     true
 }
 
-fn knobs() -> Knobs {
+pub(super) fn knobs() -> Knobs {
     Knobs { stream_video_filter: Some(FILTER.into()), ..live() }
 }
 
 /// Media tests' gateway: the stream tests' quick watchdogs, with time for a real encoder's
 /// first output.
-fn media_config(c: &mut byoc_gateway::config::Config) {
+pub(super) fn media_config(c: &mut byoc_gateway::config::Config) {
     streams_config(c);
     c.streams.output_timeout = Duration::from_secs(15);
 }
 
-fn free_port() -> u16 {
+pub(super) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// `ffmpeg -re` pushing `seconds` of test pattern to `url`.
-fn publisher(url: &str, seconds: u64) -> Child {
+pub(super) fn publisher(url: &str, seconds: u64) -> Child {
     Command::new("ffmpeg")
         .args(["-hide_banner", "-nostdin", "-loglevel", "error", "-re"])
         .args(["-f", "lavfi", "-i", &format!("testsrc=size={WIDTH_IN}x240:rate={FPS}")])
@@ -73,7 +73,7 @@ fn publisher(url: &str, seconds: u64) -> Child {
 }
 
 /// An RTMP listener writing what it receives to `file` (`ffmpeg -listen 1`).
-fn receiver(port: u16, file: &Path) -> Child {
+pub(super) fn receiver(port: u16, file: &Path) -> Child {
     receiver_for(port, file, None)
 }
 
@@ -94,7 +94,7 @@ fn receiver_for(port: u16, file: &Path, seconds: Option<u64>) -> Child {
 }
 
 /// Waits for `child` at most `secs`; its exit status and stderr.
-async fn exited(child: Child, secs: u64, what: &str) -> (std::process::ExitStatus, String) {
+pub(super) async fn exited(child: Child, secs: u64, what: &str) -> (std::process::ExitStatus, String) {
     match tokio::time::timeout(Duration::from_secs(secs), child.wait_with_output()).await {
         Ok(Ok(out)) => (out.status, String::from_utf8_lossy(&out.stderr).into_owned()),
         Ok(Err(e)) => panic!("{what}: {e}"),
@@ -104,15 +104,15 @@ async fn exited(child: Child, secs: u64, what: &str) -> (std::process::ExitStatu
 
 /// What ffprobe sees of the video in `file`: width, frame count, duration, and the gaps
 /// (seconds) between consecutive frames longer than half a second.
-struct Probe {
-    width: u64,
-    frames: u64,
-    duration: f64,
-    gaps: Vec<f64>,
-    audio: bool,
+pub(super) struct Probe {
+    pub(super) width: u64,
+    pub(super) frames: u64,
+    pub(super) duration: f64,
+    pub(super) gaps: Vec<f64>,
+    pub(super) audio: bool,
 }
 
-fn probe(file: &Path) -> Probe {
+pub(super) fn probe(file: &Path) -> Probe {
     let out = std::process::Command::new("ffprobe")
         .args([
             "-v",
@@ -157,12 +157,12 @@ async fn start_with_output(gw: &TestGateway, id: &str, output: &str) -> Value {
     a.json()
 }
 
-fn rtmp_url(urls: &Value) -> String {
+pub(super) fn rtmp_url(urls: &Value) -> String {
     urls["rtmp_url"].as_str().filter(|u| u.starts_with("rtmp://127.0.0.1:")).expect("rtmp_url").to_string()
 }
 
 /// ffmpeg processes of this test process fed by a pipe (the gateway's remuxes and the runner's).
-fn piped_ffmpegs() -> usize {
+pub(super) fn piped_ffmpegs() -> usize {
     let me = std::process::id().to_string();
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
     dir.filter_map(Result::ok)
@@ -196,7 +196,7 @@ async fn drain_and_stop(gw: &TestGateway, id: &str, sim: &SimHandle, all_cut: bo
     r
 }
 
-fn out_file(dir: &tempfile::TempDir) -> PathBuf {
+pub(super) fn out_file(dir: &tempfile::TempDir) -> PathBuf {
     dir.path().join("out.flv")
 }
 

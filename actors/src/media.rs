@@ -12,13 +12,14 @@
 //! (`-c copy`), `ts.rs` cuts it at keyframes (`ingest.rs` puts the segments on the channel), and
 //! `output.rs` runs one ffmpeg per RTMP destination (MPEG-TS in, FLV out, `-c copy`), restarted
 //! with back-off when the destination drops. `whip.rs` and `whip/` take WebRTC with `str0m` (ICE
-//! lite, DTLS, SRTP, depacketized H.264), `avc.rs` puts the frames in FLV's form, and they go
-//! through the same ingest as RTMP's.
+//! lite, DTLS, SRTP, depacketized H.264 and Opus), `avc.rs` and `mkv.rs` write them as Matroska,
+//! and they go through the same ingest as RTMP's.
 
 mod avc;
 mod ffmpeg;
 mod flv;
 mod ingest;
+mod mkv;
 mod output;
 mod rtmp;
 pub mod ts;

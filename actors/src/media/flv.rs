@@ -13,11 +13,9 @@ pub enum Tag {
     Video,
 }
 
-/// The file header (audio and video present, or video only) and the first "previous tag size"
-/// (0).
-pub fn header(audio: bool) -> Bytes {
-    let flags = if audio { 0x05 } else { 0x01 };
-    Bytes::copy_from_slice(&[b'F', b'L', b'V', 1, flags, 0, 0, 0, 9, 0, 0, 0, 0])
+/// The file header (audio and video present) and the first "previous tag size" (0).
+pub fn header() -> Bytes {
+    Bytes::from_static(&[b'F', b'L', b'V', 1, 0x05, 0, 0, 0, 9, 0, 0, 0, 0])
 }
 
 /// Largest tag body FLV can carry (a 24-bit size).
@@ -53,8 +51,7 @@ mod tests {
         assert_eq!(&t[..11], &[9, 0, 0, 5, 0x02, 0x03, 0x04, 0x01, 0, 0, 0]);
         assert_eq!(&t[11..16], &[0x17, 0, 0, 0, 0]);
         assert_eq!(&t[16..], &16u32.to_be_bytes());
-        assert_eq!(header(true).len(), 13);
-        assert_eq!(header(false)[4], 0x01);
+        assert_eq!(header().len(), 13);
         assert!(tag(Tag::Audio, 0, &vec![0; MAX_TAG + 1]).is_none());
     }
 }

@@ -1,5 +1,5 @@
-//! One publisher's media (RTMP, or WHIP's video put in FLV's form) into its stream's ingress
-//! channel: FLV tags into ffmpeg's stdin
+//! One publisher's media into its stream's ingress channel: RTMP's FLV tags (or a WHIP session's
+//! Matroska, `mkv.rs`) into ffmpeg's stdin
 //! (`-c copy -f mpegts`), its MPEG-TS out of stdout through the [`Cutter`](super::ts::Cutter),
 //! each segment written on the channel as it grows (a segment streams to the orchestrator before
 //! it is complete). Back-pressure: a tag waits until ffmpeg takes it, so a publisher faster than
@@ -40,7 +40,7 @@ pub(crate) enum IngestError {
 pub(crate) enum Source {
     /// An RTMP publisher (audio and video).
     Rtmp,
-    /// A WHIP publisher (video only: FLV cannot carry Opus for ffmpeg 5).
+    /// A WHIP publisher (H.264 and Opus in Matroska: FLV cannot carry Opus for ffmpeg 5).
     Whip,
 }
 
@@ -52,22 +52,27 @@ pub(crate) struct Ingest {
 }
 
 impl Ingest {
-    /// Starts ffmpeg for `stream` (which has an ingress channel) and writes the FLV header.
+    /// Starts ffmpeg for `stream` (which has an ingress channel); for RTMP, writes the FLV header
+    /// (a WHIP session writes its Matroska header itself, once it knows the video's parameters).
     pub(crate) async fn start(
         stream: &Arc<Stream>,
         channel: Arc<Channel>,
         settings: &EdgeSettings,
         source: Source,
     ) -> Result<Self, IngestError> {
-        let args: Vec<String> = [
+        let format = match source {
+            Source::Rtmp => "flv",
+            Source::Whip => "matroska",
+        };
+        let mut args: Vec<String> = [
             // Start as soon as the first tags are in: the streams are named in the FLV header
-            // and their configuration comes first.
+            // (Matroska's Tracks) and their configuration comes first.
             "-probesize",
             "32768",
             "-analyzeduration",
             "0",
             "-f",
-            "flv",
+            format,
             "-i",
             "pipe:0",
             "-map",
@@ -85,6 +90,12 @@ impl Ingest {
         .into_iter()
         .map(String::from)
         .collect();
+        if source == Source::Whip {
+            // The muxer waits for a packet of every stream before it writes: a browser whose
+            // audio pauses must not hold the video for ffmpeg's default 10 s.
+            let at = args.len() - 1;
+            args.splice(at..at, ["-max_interleave_delta".to_string(), "1000000".to_string()]);
+        }
         let mut ffmpeg = Ffmpeg::spawn(&settings.ffmpeg, &args, true)
             .map_err(|source| IngestError::Spawn { program: settings.ffmpeg.clone(), source })?;
         let (Some(mut stdin), Some(stdout)) = (ffmpeg.stdin.take(), ffmpeg.stdout.take()) else {
@@ -93,7 +104,9 @@ impl Ingest {
         };
         let min = settings.min_segment.as_secs_f64();
         let segmenter = tokio::spawn(segment(stdout, channel, stream.clone(), min, source));
-        write(&mut stdin, &flv::header(source == Source::Rtmp), &ffmpeg).await?;
+        if source == Source::Rtmp {
+            write(&mut stdin, &flv::header(), &ffmpeg).await?;
+        }
         Ok(Self { ffmpeg, stdin, segmenter })
     }
 
@@ -101,6 +114,11 @@ impl Ingest {
     pub(crate) async fn tag(&mut self, kind: flv::Tag, timestamp_ms: u32, data: &[u8]) -> Result<(), IngestError> {
         let tag = flv::tag(kind, timestamp_ms, data).ok_or(IngestError::TooLarge(data.len()))?;
         write(&mut self.stdin, &tag, &self.ffmpeg).await
+    }
+
+    /// Hands container bytes (a WHIP session's Matroska) to ffmpeg.
+    pub(crate) async fn bytes(&mut self, bytes: &[u8]) -> Result<(), IngestError> {
+        write(&mut self.stdin, bytes, &self.ffmpeg).await
     }
 
     /// Ends the input: ffmpeg flushes and exits (killed if it does not), the last segment is

@@ -1,6 +1,8 @@
 //! RTMP outputs: each of a stream's `rtmp_output` destinations gets the egress segments through
-//! its own ffmpeg (`-f mpegts -i pipe:0 -c copy -f flv <url>`: no re-encode, audio passed through,
-//! as go-livepeer's `ffmpegOutput` for local outputs). An output follows the egress channel on its
+//! its own ffmpeg (`-f mpegts -i pipe:0 -c:v copy -c:a copy|aac -f flv <url>`: the video is not
+//! re-encoded; AAC audio is passed through and other audio (a WHIP publisher's Opus, which FLV
+//! cannot carry) re-encoded to AAC, as go-livepeer's `ffmpegOutput` does for the client's
+//! outputs; the segment's PMT tells which). An output follows the egress channel on its
 //! own reader, so a slow or dead destination never holds the stream or the other outputs (it
 //! skips to the live edge when it falls out of the window). When the destination drops, ffmpeg
 //! exits and is restarted after a back-off (doubling up to `output_retry_max`, reset after a
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 use super::ffmpeg::Ffmpeg;
+use super::ts;
 use crate::protocol::trickle::window::{Channel, ReadStart, SegmentReader};
 use crate::protocol::trickle::NEXT;
 use crate::stream::edges::redact;
@@ -22,6 +25,8 @@ use crate::stream::{EdgeSettings, OutputReport, Stream, Streams};
 const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// Bound on ffmpeg's exit once its input ended.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
+/// Most of a segment's head read for its tables before ffmpeg starts.
+const HEAD_MAX: usize = 64 << 10;
 /// Running this long resets the back-off.
 const GOOD_RUN: Duration = Duration::from_secs(60);
 
@@ -54,7 +59,16 @@ async fn run(stream: Arc<Stream>, egress: Arc<Channel>, index: usize, dest: Stri
             r = next_segment(&egress, &mut seq) => r,
             _ = ended.wait_for(|e| *e) => None,
         };
-        let Some(first) = first else { return };
+        let Some(mut first) = first else { return };
+        // The segment's tables say whether its audio can go to FLV as it is.
+        let mut head = Vec::new();
+        while ts::audio_is_aac(&head).is_none() && head.len() < HEAD_MAX {
+            match first.next().await {
+                Some(chunk) => head.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        let audio = if ts::audio_is_aac(&head).unwrap_or(true) { "copy" } else { "aac" };
         let args: Vec<String> = [
             "-fflags",
             "+genpts",
@@ -70,8 +84,14 @@ async fn run(stream: Arc<Stream>, egress: Arc<Channel>, index: usize, dest: Stri
             "0:v?",
             "-map",
             "0:a?",
-            "-c",
+            "-c:v",
             "copy",
+            // FLV carries AAC, not a WHIP publisher's Opus: other audio is re-encoded (as
+            // go-livepeer does for the client's outputs; the one transcode, and ffmpeg's).
+            "-c:a",
+            audio,
+            "-b:a",
+            "128k",
             "-f",
             "flv",
             "-flvflags",
@@ -90,7 +110,7 @@ async fn run(stream: Arc<Stream>, egress: Arc<Channel>, index: usize, dest: Stri
                 });
                 let began = Instant::now();
                 let stop = tokio::select! {
-                    s = pump(&mut ffmpeg, first, &egress, &mut seq, &stream, index) => s,
+                    s = pump(&mut ffmpeg, head, first, &egress, &mut seq, &stream, index) => s,
                     _ = ended.wait_for(|e| *e) => Stop::Ended,
                 };
                 let tail = ffmpeg.tail();
@@ -125,6 +145,7 @@ async fn run(stream: Arc<Stream>, egress: Arc<Channel>, index: usize, dest: Stri
 /// Segments into ffmpeg until it fails or the egress closes.
 async fn pump(
     ffmpeg: &mut Ffmpeg,
+    head: Vec<u8>,
     mut reader: SegmentReader,
     egress: &Channel,
     seq: &mut i64,
@@ -132,6 +153,11 @@ async fn pump(
     index: usize,
 ) -> Stop {
     let Some(mut stdin) = ffmpeg.stdin.take() else { return Stop::Failed("no stdin".into()) };
+    match tokio::time::timeout(WRITE_WAIT, stdin.write_all(&head)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Stop::Failed(e.to_string()),
+        Err(_) => return Stop::Failed(format!("the destination took nothing for {} s", WRITE_WAIT.as_secs())),
+    }
     loop {
         while let Some(chunk) = reader.next().await {
             match tokio::time::timeout(WRITE_WAIT, stdin.write_all(&chunk)).await {

@@ -156,34 +156,65 @@ impl Cutter {
         let Some(section) = section(p) else { return };
         if pid == PAT_PID {
             self.last_pat = Some(Bytes::copy_from_slice(p));
-            // table_id, length (2), ts id (2), version (1), section numbers (2), then programs.
-            let programs = section.get(8..section.len().saturating_sub(4)).unwrap_or(&[]);
-            for prog in programs.chunks_exact(4) {
-                let number = u16::from_be_bytes([prog[0], prog[1]]);
-                if number != 0 {
-                    self.pmt_pid = Some((u16::from(prog[2] & 0x1f) << 8) | u16::from(prog[3]));
-                    break;
-                }
+            if let Some(pmt) = pmt_pid(section) {
+                self.pmt_pid = Some(pmt);
             }
         } else {
             self.last_pmt = Some(Bytes::copy_from_slice(p));
-            let Some(info_len) = section.get(10..12).map(|b| usize::from(b[0] & 0x0f) << 8 | usize::from(b[1])) else {
-                return;
-            };
-            let end = section.len().saturating_sub(4);
-            let mut i = 12 + info_len;
-            while i + 5 <= end {
-                let stream_type = section[i];
-                let es_pid = (u16::from(section[i + 1] & 0x1f) << 8) | u16::from(section[i + 2]);
-                let es_info = usize::from(section[i + 3] & 0x0f) << 8 | usize::from(section[i + 4]);
-                if is_video(stream_type) {
-                    self.video_pid = Some(es_pid);
-                    return;
-                }
-                i += 5 + es_info;
+            if let Some((_, pid)) = pmt_streams(section).into_iter().find(|(t, _)| is_video(*t)) {
+                self.video_pid = Some(pid);
             }
         }
     }
+}
+
+/// The PMT's PID in a PAT section: its first program's.
+fn pmt_pid(section: &[u8]) -> Option<u16> {
+    // table_id, length (2), ts id (2), version (1), section numbers (2), then programs.
+    let programs = section.get(8..section.len().saturating_sub(4)).unwrap_or(&[]);
+    programs
+        .chunks_exact(4)
+        .find(|prog| u16::from_be_bytes([prog[0], prog[1]]) != 0)
+        .map(|prog| (u16::from(prog[2] & 0x1f) << 8) | u16::from(prog[3]))
+}
+
+/// The elementary streams a PMT section declares: (stream type, PID).
+fn pmt_streams(section: &[u8]) -> Vec<(u8, u16)> {
+    let mut out = Vec::new();
+    let Some(info_len) = section.get(10..12).map(|b| usize::from(b[0] & 0x0f) << 8 | usize::from(b[1])) else {
+        return out;
+    };
+    let end = section.len().saturating_sub(4);
+    let mut i = 12 + info_len;
+    while i + 5 <= end {
+        let stream_type = section[i];
+        let es_pid = (u16::from(section[i + 1] & 0x1f) << 8) | u16::from(section[i + 2]);
+        let es_info = usize::from(section[i + 3] & 0x0f) << 8 | usize::from(section[i + 4]);
+        out.push((stream_type, es_pid));
+        i += 5 + es_info;
+    }
+    out
+}
+
+/// Whether the audio of a segment is AAC only (or absent), read from the PAT and PMT at its head;
+/// `None` until both were read. An RTMP output passes such audio through and re-encodes any other
+/// (a WHIP publisher's Opus) to AAC, the one FLV carries.
+pub fn audio_is_aac(head: &[u8]) -> Option<bool> {
+    let mut pmt = None;
+    for p in head.chunks_exact(PACKET) {
+        let pid = (u16::from(p[1] & 0x1f) << 8) | u16::from(p[2]);
+        if p[0] != SYNC || p[1] & 0x40 == 0 {
+            continue;
+        }
+        if pid == PAT_PID {
+            pmt = section(p).and_then(pmt_pid).or(pmt);
+        } else if Some(pid) == pmt {
+            let streams = pmt_streams(section(p)?);
+            // ADTS and LATM AAC.
+            return Some(streams.iter().all(|(t, _)| is_video(*t) || matches!(t, 0x0f | 0x11)));
+        }
+    }
+    None
 }
 
 /// H.264, HEVC, MPEG-2 and MPEG-4 video.
@@ -348,6 +379,19 @@ mod tests {
         assert_eq!(pids(&segs[2]), vec![0, PMT, VIDEO]);
         assert_eq!(&segs[2][2 * PACKET..], &key(4.0)[..]);
         assert_eq!(c.dropped_packets, 1);
+    }
+
+    #[test]
+    fn aac_audio_is_told_from_other_audio_by_the_head_tables() {
+        let head = [pat(), pmt(), key(0.0)].concat();
+        assert_eq!(audio_is_aac(&head), Some(true));
+        assert_eq!(audio_is_aac(&pat()), None, "no PMT yet");
+        assert_eq!(audio_is_aac(&[]), None);
+        // The same PMT with its audio as private data (Opus): not AAC.
+        let mut opus = pmt();
+        let at = opus.iter().position(|b| *b == 0x0f).expect("the audio's stream type");
+        opus[at] = 0x06;
+        assert_eq!(audio_is_aac(&[pat(), opus].concat()), Some(false));
     }
 
     #[test]

@@ -8,12 +8,13 @@
 //! session; `whip/session.rs`: one publisher's connection). Each session's frames go to a
 //! feeding task (`whip/feed.rs`) through a bounded queue, so a slow remux drops frames (then up to
 //! the next keyframe, which is asked for) rather than holding the socket or growing memory.
+//! The feeder writes H.264 (in AVCC form, `avc.rs`) and Opus as Matroska (`mkv.rs`), since FLV
+//! cannot carry Opus for ffmpeg 5, and the ingest remuxes that to MPEG-TS as it does RTMP's FLV.
 //!
 //! A publisher is accepted only for a live stream with ingress and no other publisher (RTMP or
 //! WHIP); otherwise the offer is refused at once. It stays connected across a swap (the channel
 //! is the stream's), is disconnected when the stream ends, and its `DELETE` ends the session (not
-//! the stream, as an RTMP publisher's disconnect). Audio (Opus) is received and not carried: FLV
-//! cannot carry Opus for ffmpeg 5, so the ingest is video only.
+//! the stream, as an RTMP publisher's disconnect).
 
 mod feed;
 mod server;
@@ -164,7 +165,8 @@ impl Whip {
         let ingest = Ingest::start(&stream, channel, &self.streams.settings().edges, Source::Whip)
             .await
             .map_err(|e| WhipError::Ingest(e.to_string()))?;
-        tokio::spawn(feed::run(stream, ingest, rx, slot));
+        let audio = server::receives(&answer.sdp, "audio", "opus/48000/2");
+        tokio::spawn(feed::run(stream, ingest, rx, slot, audio));
         Ok(answer)
     }
 

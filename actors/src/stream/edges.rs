@@ -75,8 +75,10 @@ pub struct EdgeReport {
     pub whip_video_frames: u64,
     /// Video frames dropped because the remux was behind (then up to the next keyframe).
     pub whip_video_dropped: u64,
-    /// Audio frames received by WHIP and not carried (WHIP ingest is video only).
+    /// Audio (Opus) frames a WHIP publisher sent into the remux.
     pub whip_audio_frames: u64,
+    /// Audio frames dropped because the remux was behind.
+    pub whip_audio_dropped: u64,
     /// Why the last WHIP session ended, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub whip_last_error: Option<String>,

@@ -187,7 +187,7 @@ async fn a_browser_publishes_by_whip_through_a_swap_and_the_output_carries_proce
     let publisher_addr = before["media"]["whip_publisher"].as_str().map(str::parse::<std::net::SocketAddr>);
     assert!(matches!(publisher_addr, Some(Ok(_))), "{before}");
     assert!(before["media"]["whip_video_frames"].as_u64() > Some(0), "{before}");
-    assert!(before["media"]["whip_audio_frames"].as_u64() > Some(0), "the microphone's Opus arrives: {before}");
+    assert!(before["media"]["whip_audio_frames"].as_u64() > Some(0), "the microphone's Opus goes in: {before}");
 
     // Another publisher is refused while this one publishes: the same offer again, or RTMP.
     let offer_sdp = answer["offer"].as_str().expect("offer").to_string();
@@ -251,7 +251,8 @@ async fn a_browser_publishes_by_whip_through_a_swap_and_the_output_carries_proce
     let sent = r["media"]["whip_video_frames"].as_u64().unwrap_or(0);
     assert!(p.frames * 100 >= sent * 60, "{} frames out of {sent} sent: {r}", p.frames);
     assert!(!p.gaps.is_empty() && p.gaps.len() <= 2, "the swap's gap, and no other: {:?}", p.gaps);
-    assert!(!p.audio, "WHIP ingest is video only (FLV carries no Opus for ffmpeg 5)");
+    assert!(p.audio, "the browser's Opus reaches the output (as AAC): {r}");
+    assert!(r["media"]["whip_audio_frames"].as_u64() > Some(0), "{r}");
     eventually("every ffmpeg of the stream reaped", 500, || async { (piped_ffmpegs() == 0).then_some(()) }).await;
 }
 

@@ -1,24 +1,26 @@
-//! One WHIP session's remux: its video frames (Annex B, from the server task's bounded queue) put
-//! in FLV's form and handed to the stream's [`Ingest`] (ffmpeg, the keyframe cutter, the ingress
-//! channel), as RTMP's media messages are. Holds the stream's publisher slot for as long as it
-//! runs; ends when the session does (its queue closes), when the stream ends, or when the remux
-//! fails, and always reaps its ffmpeg.
+//! One WHIP session's remux: its H.264 and Opus frames (from the server task's bounded queue)
+//! written as Matroska (`mkv.rs`; the video in AVCC form, `avc.rs`) into the stream's [`Ingest`]
+//! (ffmpeg's remux to MPEG-TS, the keyframe cutter, the ingress channel). Holds the stream's
+//! publisher slot for as long as it runs; ends when the session does (its queue closes), when
+//! the stream ends, or when the remux fails, and always reaps its ffmpeg.
 
 use std::sync::Arc;
 
 use super::super::avc::Avc;
-use super::super::flv::Tag;
 use super::super::ingest::Ingest;
+use super::super::mkv::{self, Clusters, Track};
 use super::WhipError;
 use crate::stream::Stream;
 
-/// One video frame for the remux.
+/// One frame for the remux.
 #[derive(Debug)]
 pub(super) struct Media {
-    /// The access unit, Annex B.
+    /// Video (an access unit, Annex B) or audio (an Opus packet).
+    pub(super) track: Track,
+    /// The frame.
     pub(super) data: Arc<[u8]>,
-    /// Milliseconds since the session's first frame.
-    pub(super) ms: u32,
+    /// Milliseconds since the session's first video keyframe.
+    pub(super) ms: u64,
 }
 
 /// The stream's publisher slot, taken by one WHIP session: an RTMP or another WHIP publisher is
@@ -46,15 +48,19 @@ impl Drop for Slot {
     }
 }
 
-/// Feeds frames from `rx` into `ingest` until the session or the stream ends.
+/// Feeds frames from `rx` into `ingest` until the session or the stream ends. `audio`: the
+/// session sends Opus (the answer took it), so the Matroska declares an audio track.
 pub(super) async fn run(
     stream: Arc<Stream>,
     mut ingest: Ingest,
     mut rx: tokio::sync::mpsc::Receiver<Media>,
     slot: Slot,
+    audio: bool,
 ) {
     let mut ended = stream.ended_watch();
     let mut avc = Avc::default();
+    let mut clusters = Clusters::default();
+    let mut started = false;
     let mut failed = None;
     loop {
         let media = tokio::select! {
@@ -64,28 +70,33 @@ pub(super) async fn run(
             },
             _ = ended.wait_for(|e| *e) => break,
         };
-        let frame = avc.frame(&media.data);
-        if let Some(config) = frame.config {
-            // AVC sequence header: keyframe, packet type 0, composition time 0.
-            let mut tag = vec![0x17, 0, 0, 0, 0];
-            tag.extend_from_slice(&config);
-            if let Err(e) = ingest.tag(Tag::Video, media.ms, &tag).await {
-                failed = Some(e.to_string());
-                break;
+        let mut bytes = Vec::new();
+        match media.track {
+            Track::Video => {
+                let frame = avc.frame(&media.data);
+                if !started {
+                    // The header needs the decoder configuration: it comes with the first
+                    // keyframe (the session sends nothing before one).
+                    let Some(config) = frame.config.as_ref() else { continue };
+                    bytes = mkv::header(config, audio);
+                    started = true;
+                }
+                if frame.avcc.is_empty() {
+                    continue;
+                }
+                bytes.extend(clusters.block(Track::Video, media.ms, frame.keyframe, &frame.avcc));
+                stream.edges.lock().whip_video_frames += 1;
             }
+            Track::Audio if started && audio => {
+                bytes = clusters.block(Track::Audio, media.ms, true, &media.data);
+                stream.edges.lock().whip_audio_frames += 1;
+            }
+            Track::Audio => continue,
         }
-        if frame.avcc.is_empty() {
-            continue;
-        }
-        // AVC NALU packet; WebRTC's H.264 has no B-frames, so the composition time is 0.
-        let mut tag = Vec::with_capacity(5 + frame.avcc.len());
-        tag.extend_from_slice(&[if frame.keyframe { 0x17 } else { 0x27 }, 1, 0, 0, 0]);
-        tag.extend_from_slice(&frame.avcc);
-        if let Err(e) = ingest.tag(Tag::Video, media.ms, &tag).await {
+        if let Err(e) = ingest.bytes(&bytes).await {
             failed = Some(e.to_string());
             break;
         }
-        stream.edges.lock().whip_video_frames += 1;
     }
     // Closing the queue tells the server task to drop the session (the stream ended, or the
     // remux failed).

@@ -143,24 +143,24 @@ impl Server {
         rtc.add_local_candidate(candidate);
         let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| WhipError::BadOffer(e.to_string()))?;
         let sdp = answer.to_sdp_string();
-        if !receives_h264(&sdp) {
+        if !receives(&sdp, "video", "H264/90000") {
             return Err(WhipError::NoVideo);
         }
         Ok((rtc, sdp))
     }
 }
 
-/// Whether an SDP answer takes H.264 video: an `m=video` section with a port (0 rejects it)
-/// mapping a payload type to `H264/90000`.
-fn receives_h264(sdp: &str) -> bool {
-    let mut in_video = false;
+/// Whether an SDP answer takes `codec` (`H264/90000`, `opus/48000/2`) of `kind` (`video`,
+/// `audio`): an `m=` section of that kind with a port (0 rejects it) mapping a payload type to it.
+pub(super) fn receives(sdp: &str, kind: &str, codec: &str) -> bool {
+    let mut in_kind = false;
     for line in sdp.lines().map(str::trim) {
         if let Some(m) = line.strip_prefix("m=") {
             let mut f = m.split_whitespace();
-            in_video = f.next() == Some("video") && f.next().is_some_and(|port| port != "0");
-        } else if in_video
+            in_kind = f.next() == Some(kind) && f.next().is_some_and(|port| port != "0");
+        } else if in_kind
             && line.starts_with("a=rtpmap:")
-            && line.split_whitespace().nth(1).is_some_and(|c| c.eq_ignore_ascii_case("H264/90000"))
+            && line.split_whitespace().nth(1).is_some_and(|c| c.eq_ignore_ascii_case(codec))
         {
             return true;
         }
@@ -170,7 +170,11 @@ fn receives_h264(sdp: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::receives_h264;
+    use super::receives;
+
+    fn receives_h264(sdp: &str) -> bool {
+        receives(sdp, "video", "H264/90000")
+    }
 
     #[test]
     fn an_answer_takes_h264_only_in_a_live_video_section() {
@@ -183,5 +187,7 @@ mod tests {
         assert!(!receives_h264(vp8));
         let audio_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
         assert!(!receives_h264(audio_only));
+        assert!(receives(ok, "audio", "opus/48000/2"));
+        assert!(!receives(vp8, "audio", "opus/48000/2"));
     }
 }

@@ -14,6 +14,7 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 
+use super::super::mkv::Track;
 use super::feed::Media;
 use crate::stream::{EdgeSettings, Stream};
 
@@ -59,7 +60,10 @@ pub(super) struct Session {
     /// Where the last datagram came from.
     last_source: Option<SocketAddr>,
     video: Option<Mid>,
-    first_time: Option<f64>,
+    /// When the first video keyframe arrived: time 0 of the remux.
+    base: Option<Instant>,
+    video_clock: Option<Clock>,
+    audio_clock: Option<Clock>,
     /// Frames are dropped up to the next keyframe (after a drop, or before the first keyframe).
     want_keyframe: bool,
     next_keyframe_ask: Instant,
@@ -78,7 +82,9 @@ impl Session {
             last_input: now,
             last_source: None,
             video: None,
-            first_time: None,
+            base: None,
+            video_clock: None,
+            audio_clock: None,
             want_keyframe: true,
             next_keyframe_ask: now,
             end: None,
@@ -154,8 +160,7 @@ impl Session {
 
     fn media(&mut self, d: MediaData) {
         if Some(d.mid) != self.video {
-            self.stream.edges.lock().whip_audio_frames += 1;
-            return;
+            return self.audio(d);
         }
         let keyframe = d.is_keyframe();
         if !d.contiguous {
@@ -168,16 +173,26 @@ impl Session {
             return;
         }
         self.want_keyframe = false;
-        let t = d.time.as_seconds();
-        let first = *self.first_time.get_or_insert(t);
-        let ms = ((t - first).max(0.0) * 1000.0) as u32;
-        match self.frames.try_send(Media { data: d.data, ms }) {
+        let base = *self.base.get_or_insert(d.network_time);
+        let ms = self.video_clock.get_or_insert_with(|| Clock::new(base, &d)).ms(&d);
+        match self.frames.try_send(Media { track: Track::Video, data: d.data, ms }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.stream.edges.lock().whip_video_dropped += 1;
                 self.want_keyframe = true;
                 self.ask_keyframe();
             }
+            Err(TrySendError::Closed(_)) => self.finish(End::RemuxGone),
+        }
+    }
+
+    /// An Opus packet: into the remux once the video started (time 0 is its first keyframe).
+    fn audio(&mut self, d: MediaData) {
+        let Some(base) = self.base else { return };
+        let ms = self.audio_clock.get_or_insert_with(|| Clock::new(base, &d)).ms(&d);
+        match self.frames.try_send(Media { track: Track::Audio, data: d.data, ms }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self.stream.edges.lock().whip_audio_dropped += 1,
             Err(TrySendError::Closed(_)) => self.finish(End::RemuxGone),
         }
     }
@@ -189,5 +204,25 @@ impl Session {
             // at the next interval.
             let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
         }
+    }
+}
+
+/// One track's timestamps in the remux: its RTP time since its first frame, from when that frame
+/// arrived after the session's time 0 (the tracks' RTP clocks are unrelated; their arrival puts
+/// them on one time line, close enough for lip sync on a live feed).
+struct Clock {
+    first_rtp: f64,
+    offset_ms: u64,
+}
+
+impl Clock {
+    fn new(base: Instant, first: &MediaData) -> Self {
+        let offset = first.network_time.saturating_duration_since(base);
+        Self { first_rtp: first.time.as_seconds(), offset_ms: offset.as_millis() as u64 }
+    }
+
+    fn ms(&self, d: &MediaData) -> u64 {
+        let since = (d.time.as_seconds() - self.first_rtp).max(0.0);
+        self.offset_ms + (since * 1000.0) as u64
     }
 }

@@ -1,8 +1,8 @@
 //! H.264 access units as WebRTC delivers them (Annex B: NAL units after start codes, as str0m
-//! depacketizes them) turned into FLV's form (AVCC: each NAL unit after its 4-byte length, and an
-//! `AVCDecoderConfigurationRecord` built from the SPS and PPS), so a WHIP publisher's video goes
-//! through the same FLV-to-MPEG-TS remux as RTMP's. Container framing only: no NAL unit is
-//! parsed beyond its type and the SPS's first three bytes (profile, constraints, level).
+//! depacketizes them) turned into the form FLV and Matroska carry (AVCC: each NAL unit after its
+//! 4-byte length, and an `AVCDecoderConfigurationRecord` built from the SPS and PPS), for the
+//! WHIP ingest's Matroska (`mkv.rs`). Container framing only: no NAL unit is parsed beyond its
+//! type and the SPS's first three bytes (profile, constraints, level).
 
 /// NAL unit types looked at.
 const NAL_IDR: u8 = 5;
@@ -38,7 +38,7 @@ pub(crate) fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     starts.into_iter().zip(ends).filter(|&(s, e)| e > s).map(move |(s, e)| &data[s..e])
 }
 
-/// One access unit in FLV's form.
+/// One access unit in AVCC form.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Frame {
     /// A new `AVCDecoderConfigurationRecord`, when this unit's SPS or PPS differ from the last.

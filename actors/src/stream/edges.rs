@@ -73,7 +73,8 @@ pub struct EdgeReport {
     pub whip_segments: u64,
     /// Video frames a WHIP publisher sent into the remux.
     pub whip_video_frames: u64,
-    /// Video frames dropped because the remux was behind (then up to the next keyframe).
+    /// Video frames dropped: before the first keyframe, or because the remux was behind (then up
+    /// to the next keyframe).
     pub whip_video_dropped: u64,
     /// Audio (Opus) frames a WHIP publisher sent into the remux.
     pub whip_audio_frames: u64,

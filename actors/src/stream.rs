@@ -22,6 +22,7 @@
 //! ingress relay; its egress is written by the session's egress relay and read by whatever
 //! serves the output (`GET .../out/{seq}`; RTMP outputs later). Neither changes across swaps.
 
+mod command;
 mod data;
 pub mod edges;
 pub mod error;
@@ -31,6 +32,7 @@ mod place;
 mod report;
 pub mod request;
 mod session;
+mod settings;
 mod status;
 mod task;
 mod upstream;
@@ -53,165 +55,18 @@ use crate::protocol::header::{encode_job_request, ClientJob};
 use crate::protocol::trickle::window::{self, Channel};
 use crate::route::{Job, Router};
 
+pub(crate) use command::Command;
+pub use command::{StopAnswer, Stopper, UpdateAnswer};
 pub use edges::{EdgeReport, EdgeSettings, OutputReport};
 pub use error::StreamError;
 pub use machine::{EndReason, SwapBound, SwapReason};
 pub use report::{PaymentCounts, StreamReport};
 pub use request::{Features, StreamUrls};
+pub use settings::StreamSettings;
 
 use data::DataFeed;
 use machine::Machine;
 use status::StatusStore;
-
-/// How streams behave (config `[streams]`, and `limits.max_streams`).
-#[derive(Debug, Clone)]
-pub struct StreamSettings {
-    /// Live streams at once, gateway-wide.
-    pub max_streams: usize,
-    /// No event from the runner for this long moves the stream (go-livepeer: 30 s).
-    pub event_timeout: Duration,
-    /// No egress segment for this long while ingress flows moves the stream (0: never).
-    pub output_timeout: Duration,
-    /// Per-capability `(event_timeout, output_timeout)` overrides.
-    pub capability_timeouts: HashMap<Capability, (Option<Duration>, Option<Duration>)>,
-    /// At most this many swaps within a window; one more ends the stream.
-    pub swap_bound: SwapBound,
-    /// Candidates tried per placement (at least the capability policy's `max_attempts`).
-    pub start_attempts: u32,
-    /// How often a running stream's payment is checked (and made when due).
-    pub payment_interval: Duration,
-    /// Keep-alive period on the control channel (go-livepeer: 10 s).
-    pub keepalive: Duration,
-    /// Bound on the fresh token asked before a payment.
-    pub token_timeout: Duration,
-    /// What each of a stream's channels holds (segments kept, largest segment).
-    pub channel: window::Limits,
-    /// Largest event from the runner.
-    pub max_event_bytes: usize,
-    /// Data lines kept for `/data` subscribers that lag.
-    pub data_buffer_lines: usize,
-    /// Largest data line.
-    pub max_line_bytes: usize,
-    /// Failed reads in a row a channel tolerates.
-    pub read_retries: u32,
-    /// Pause between two failed reads.
-    pub retry_pause: Duration,
-    /// Ingress segments on their way to the orchestrator at once before it counts as not taking
-    /// them (go-livepeer: 3).
-    pub max_inflight_segments: u64,
-    /// Ended streams kept for their status.
-    pub ended_kept: usize,
-    /// How often the watchdogs look.
-    pub watch_every: Duration,
-    /// Allow cross-origin calls (`OPTIONS` preflight and `Access-Control-Allow-Origin`).
-    pub allow_cors: bool,
-    /// The media edges (RTMP ingest and outputs).
-    pub edges: EdgeSettings,
-}
-
-impl Default for StreamSettings {
-    fn default() -> Self {
-        Self {
-            max_streams: 1000,
-            event_timeout: Duration::from_secs(30),
-            output_timeout: Duration::from_secs(30),
-            capability_timeouts: HashMap::new(),
-            swap_bound: SwapBound::default(),
-            start_attempts: 8,
-            payment_interval: Duration::from_secs(30),
-            keepalive: Duration::from_secs(10),
-            token_timeout: Duration::from_secs(3),
-            channel: window::Limits { window: window::DEFAULT_WINDOW, max_segment_bytes: 8 << 20 },
-            max_event_bytes: 64 << 10,
-            data_buffer_lines: 256,
-            max_line_bytes: 64 << 10,
-            read_retries: 5,
-            retry_pause: Duration::from_millis(300),
-            max_inflight_segments: 3,
-            ended_kept: 256,
-            watch_every: Duration::from_secs(1),
-            allow_cors: false,
-            edges: EdgeSettings::default(),
-        }
-    }
-}
-
-impl StreamSettings {
-    /// The event and output timeouts of `capability`.
-    pub(crate) fn timeouts(&self, capability: &Capability) -> (Duration, Duration) {
-        let o = self.capability_timeouts.get(capability).copied().unwrap_or_default();
-        (o.0.unwrap_or(self.event_timeout), o.1.unwrap_or(self.output_timeout))
-    }
-}
-
-/// Who stops a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stopper {
-    /// The client (`POST .../stop`).
-    Client,
-    /// The client closed its ingress (`DELETE .../in`).
-    IngressClosed,
-    /// An operator (`DELETE /admin/streams/{id}`).
-    Operator,
-    /// The gateway, shutting down.
-    Shutdown,
-}
-
-/// The orchestrator's answer to a stream's stop.
-#[derive(Debug, Clone, Default)]
-pub struct StopAnswer {
-    /// Its status, when it answered.
-    pub status: Option<u16>,
-    /// Its `Content-Type`.
-    pub content_type: Option<String>,
-    /// Its body.
-    pub body: Bytes,
-    /// Why it did not answer.
-    pub error: Option<String>,
-    /// Which orchestrator was told.
-    pub orchestrator: Option<String>,
-}
-
-/// The orchestrator's answer to an update (relayed to the client).
-#[derive(Debug, Clone)]
-pub struct UpdateAnswer {
-    /// Its status (202 when the stream is between orchestrators and the params were kept).
-    pub status: u16,
-    /// Its `Content-Type`.
-    pub content_type: Option<String>,
-    /// Its body.
-    pub body: Bytes,
-    /// Which orchestrator answered (empty when queued).
-    pub orchestrator: String,
-}
-
-impl UpdateAnswer {
-    fn queued() -> Self {
-        Self {
-            status: 202,
-            content_type: Some("application/json".into()),
-            body: Bytes::from_static(
-                br#"{"queued":true,"detail":"the stream is moving to another orchestrator; the params are replayed there"}"#,
-            ),
-            orchestrator: String::new(),
-        }
-    }
-}
-
-/// A message to a stream's task.
-pub(crate) enum Command {
-    Stop {
-        by: Stopper,
-        body: Bytes,
-        reply: Option<oneshot::Sender<StopAnswer>>,
-    },
-    Update {
-        body: Bytes,
-        content_type: Option<String>,
-        timeout_seconds: u64,
-        reply: oneshot::Sender<Result<UpdateAnswer, StreamError>>,
-    },
-}
 
 /// Counters of one stream, written by its channel tasks.
 #[derive(Debug, Default)]

@@ -13,6 +13,9 @@
 //! 4. **end**: the last orchestrator is told to stop, the stream's channels and data feed close,
 //!    the registry keeps the stream (and why it ended) for its status.
 
+mod end;
+mod swap;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -22,21 +25,15 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::clock::unix_ms_now;
 use crate::metrics as m;
-use crate::outcome::{Outcome, Refusal};
-use crate::protocol::client::UpstreamError;
 use crate::route::{AttemptReport, Router};
 
-use super::machine::{Decision, EndReason, SwapReason};
+use super::machine::{EndReason, SwapReason};
 use super::pay::{self, Paid, PayFailure};
 use super::place::{self, Accepted, Spec};
 use super::session::{Session, Trigger};
 use super::upstream::{self, stream_header, Call};
-use super::{Command, StopAnswer, Stopper, Stream, StreamError, StreamSettings, Streams, UpdateAnswer};
-
-/// Bound on `/ai/stream/stop` (go-livepeer's stop job: 10 s).
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{Command, Stream, StreamError, StreamSettings, Streams, UpdateAnswer};
 
 /// What the task needs besides its stream.
 pub(crate) struct Ctx {
@@ -272,97 +269,6 @@ impl Task {
         }
     }
 
-    /// Leaves the session's orchestrator and places the stream again; `Err` when the stream
-    /// ended instead (then it is already over).
-    async fn swap(
-        &self,
-        mut session: Session,
-        reason: SwapReason,
-        detail: &str,
-        commands: &mut mpsc::Receiver<Command>,
-    ) -> Result<Session, ()> {
-        metrics::counter!(m::STREAM_SWAPS_TOTAL, "capability" => self.label.value(), "reason" => reason.as_str())
-            .increment(1);
-        let decision = self.stream.snapshot.lock().machine.trigger(reason, detail, Instant::now(), unix_ms_now());
-        let old = session.accepted.picked.key.orchestrator.clone();
-        tracing::warn!(stream = %self.stream.id, orchestrator = %old, reason = reason.as_str(), detail, "stream leaves its orchestrator");
-        self.stream.status.lock().set_error(format!("{}: {detail}", reason.as_str()), unix_ms_now());
-        if let Decision::End(end) = decision {
-            self.end(Some(session), end, Bytes::from(format!("{}: {detail}", reason.as_str()))).await;
-            return Err(());
-        }
-        session.abort();
-        let outcome = swap_outcome(reason, detail, session.age());
-        let paid = reason == SwapReason::PaymentRefused;
-        place::account(&self.ctx.router, &session.accepted.picked, None, &outcome, session.age(), paid).await;
-        let stopping =
-            self.stop_upstream_later(&session.accepted, Bytes::from(format!("{}: {detail}", reason.as_str())));
-        self.stream.snapshot.lock().orchestrator = None;
-        drop(session);
-        // Another orchestrator first; when none can take it, the one it left may (its pair was
-        // just charged: it is a candidate only while it stays routable), so a deployment with one
-        // orchestrator restarts the stream there instead of ending it. The swap bound stops a loop.
-        let mut placed = self.place_again(&[old], commands).await?;
-        if placed.is_err() {
-            // The same stream id again there: only once it has been told to stop the last one.
-            let _ = stopping.await;
-            placed = self.place_again(&[], commands).await?;
-        }
-        match placed {
-            Ok(accepted) => {
-                tracing::info!(stream = %self.stream.id, orchestrator = %accepted.picked.key.orchestrator, "stream moved to another orchestrator");
-                Ok(self.begin(accepted))
-            }
-            Err(why) => {
-                self.end(None, EndReason::NoOrchestrator(why), Bytes::new()).await;
-                Err(())
-            }
-        }
-    }
-
-    /// Places the stream again, leaving out `exclude`, within the stream's `timeout_seconds`, while
-    /// still taking commands: `Err(())` when a stop ended the stream meanwhile, `Ok(Err(why))` when
-    /// nothing accepted it.
-    async fn place_again(
-        &self,
-        exclude: &[crate::orchestrator::OrchestratorId],
-        commands: &mut mpsc::Receiver<Command>,
-    ) -> Result<Result<Accepted, String>, ()> {
-        let (stream, label) = (self.stream.clone(), self.label.clone());
-        let placing = place::place(&self.ctx.router, &self.spec, exclude, |r| {
-            stream.refused_start();
-            metrics::counter!(m::STREAM_SWAPS_TOTAL, "capability" => label.value(), "reason" => SwapReason::StartRefused.as_str()).increment(1);
-            tracing::debug!(stream = %stream.id, orchestrator = %r.orchestrator, "swap candidate refused");
-        });
-        tokio::pin!(placing);
-        let deadline = tokio::time::sleep(self.timeout);
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                r = &mut placing => return Ok(r.map_err(|e| e.to_string())),
-                () = &mut deadline => return Ok(Err(format!("none accepted within timeout_seconds ({} s)", self.timeout.as_secs()))),
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Stop { by, body, reply }) => {
-                        let answer = self.end(None, by.reason(), body).await;
-                        if let Some(r) = reply {
-                            let _ = r.send(answer);
-                        }
-                        return Err(());
-                    }
-                    Some(Command::Update { body, reply, .. }) => {
-                        // Kept, and replayed on the next orchestrator's control channel.
-                        *self.stream.params.lock() = Some(body);
-                        let _ = reply.send(Ok(UpdateAnswer::queued()));
-                    }
-                    None => {
-                        self.end(None, EndReason::Stopped, Bytes::new()).await;
-                        return Err(());
-                    }
-                },
-            }
-        }
-    }
-
     /// Forwards an update to the session's orchestrator (on its own task: the stream keeps being
     /// watched meanwhile). The params are kept first, for the next orchestrator's control channel.
     fn update(
@@ -405,100 +311,6 @@ impl Task {
                 .map_err(|e| StreamError::Upstream(e.to_string()));
             let _ = reply.send(r);
         });
-    }
-
-    /// Tells the orchestrator of `accepted` to stop the stream, without waiting (a swap goes on).
-    fn stop_upstream_later(&self, accepted: &Accepted, body: Bytes) -> tokio::task::JoinHandle<()> {
-        let router = self.ctx.router.clone();
-        let (id, cap) = (self.stream.id.clone(), self.stream.capability.to_string());
-        let service_addr = accepted.service_addr.clone();
-        actix::spawn(async move {
-            let _ = stop_upstream(&router, &id, &cap, &service_addr, body).await;
-        })
-    }
-
-    /// Ends the stream: its orchestrator (if any) is told to stop and answers, its channels close,
-    /// the registry keeps it as ended.
-    async fn end(&self, session: Option<Session>, reason: EndReason, body: Bytes) -> StopAnswer {
-        let cap = self.stream.capability.to_string();
-        let answer = match session {
-            Some(mut s) => {
-                s.abort();
-                let a = stop_upstream(&self.ctx.router, &self.stream.id, &cap, &s.accepted.service_addr, body).await;
-                let orchestrator = s.accepted.service_addr.to_string();
-                drop(s);
-                StopAnswer { orchestrator: Some(orchestrator), ..a }
-            }
-            None => StopAnswer::default(),
-        };
-        let reason = self.stream.snapshot.lock().machine.end(reason).clone();
-        tracing::info!(stream = %self.stream.id, capability = %cap, reason = %reason.describe(), "stream ended");
-        if !matches!(reason, EndReason::Stopped | EndReason::StoppedByOperator | EndReason::Shutdown) {
-            self.stream.status.lock().set_error(reason.describe(), unix_ms_now());
-        }
-        self.stream.close_channels();
-        metrics::gauge!(m::STREAMS_ACTIVE, "capability" => self.label.value()).decrement(1.0);
-        metrics::counter!(m::STREAM_ENDS_TOTAL, "capability" => self.label.value(), "reason" => reason.as_str())
-            .increment(1);
-        metrics::histogram!(m::STREAM_DURATION_SECONDS, "capability" => self.label.value())
-            .record(self.stream.created.elapsed().as_secs_f64());
-        self.ctx.streams.retire(&self.stream);
-        answer
-    }
-}
-
-/// Sends `/ai/stream/stop` for stream `id` with `body` (the client's, or the reason); bounded.
-async fn stop_upstream(router: &Router, id: &str, cap: &str, service_addr: &str, body: Bytes) -> StopAnswer {
-    let header = stream_header(&*router.signer, id, cap, STOP_TIMEOUT.as_secs());
-    let answer = upstream::post(
-        &router.client,
-        Call {
-            service_addr,
-            path: upstream::STOP,
-            header: &header,
-            body,
-            content_type: None,
-            payment: None,
-            timeout: STOP_TIMEOUT,
-        },
-    )
-    .await;
-    match answer {
-        Ok(a) => StopAnswer {
-            status: Some(a.status),
-            content_type: a.header("content-type").map(str::to_string),
-            body: a.body,
-            error: None,
-            orchestrator: None,
-        },
-        Err(e) => {
-            tracing::info!(stream = %id, error = %e, "the orchestrator did not answer the stream's stop");
-            StopAnswer { error: Some(e.to_string()), ..StopAnswer::default() }
-        }
-    }
-}
-
-/// How a swap is charged to the pair it left: a silence as a time-out, a vanished or failing
-/// channel as a broken transport, a refused payment as a refusal.
-fn swap_outcome(reason: SwapReason, detail: &str, age: Duration) -> Outcome {
-    match reason {
-        SwapReason::EventsTimeout | SwapReason::NoOutput | SwapReason::IngressBackedUp => {
-            Outcome::Failed(UpstreamError::Timeout(age))
-        }
-        SwapReason::PaymentRefused => Outcome::Refused(Refusal::PaymentRejected, detail.to_string()),
-        SwapReason::ChannelGone | SwapReason::ChannelClosed | SwapReason::ChannelFailing | SwapReason::StartRefused => {
-            Outcome::Failed(UpstreamError::Transport(format!("stream {}: {detail}", reason.as_str())))
-        }
-    }
-}
-
-impl Stopper {
-    fn reason(self) -> EndReason {
-        match self {
-            Stopper::Client | Stopper::IngressClosed => EndReason::Stopped,
-            Stopper::Operator => EndReason::StoppedByOperator,
-            Stopper::Shutdown => EndReason::Shutdown,
-        }
     }
 }
 

@@ -53,12 +53,14 @@ pub enum ConfigError {
 
 mod args;
 mod registry;
+mod live_runner;
 mod sections;
 mod streams;
 mod validate;
 
 pub use args::RunArgs;
 pub use registry::{check_replica_id, RegistryConfig};
+pub use live_runner::{LiveRunnerConfig, LiveRunnerValidated, RemoteSigner};
 pub use sections::{Discovery, History, Limits, Log, Payments, Routing, Runner, SignerConfig, StaticOrchestrator};
 pub use streams::{StreamTimeouts, Streams};
 use validate::{check_env, Unlock};
@@ -115,6 +117,8 @@ pub struct Config {
     pub streams: Streams,
     /// Where the registry lives: sled (one gateway) or etcd (a fleet).
     pub registry: RegistryConfig,
+    /// Live Runner apps.
+    pub live_runner: LiveRunnerConfig,
 }
 
 impl Default for Config {
@@ -143,6 +147,7 @@ impl Default for Config {
             payments: Payments::default(),
             streams: Streams::default(),
             registry: RegistryConfig::default(),
+            live_runner: LiveRunnerConfig::default(),
         }
     }
 }
@@ -179,6 +184,8 @@ pub struct Validated {
     pub etcd: Option<byoc_actors::registry::etcd::EtcdSettings>,
     /// WHIP ingest's UDP address (`streams.whip_udp_addr`), if it is on.
     pub whip_addr: Option<SocketAddr>,
+    /// Live Runner apps, unless switched off.
+    pub live_runner: Option<LiveRunnerValidated>,
 }
 
 impl Config {

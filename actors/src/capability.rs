@@ -51,6 +51,13 @@ impl Capability {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The board key of a Live Runner app, already validated by
+    /// [`AppName`](crate::liverunner::AppName) (whose names may hold `/`). App boards and
+    /// policies live apart from the BYOC ones, so the two name spaces never meet.
+    pub(crate) fn from_app(name: Arc<str>) -> Self {
+        Self(name)
+    }
 }
 
 impl fmt::Display for Capability {

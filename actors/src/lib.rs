@@ -26,6 +26,8 @@
 //! - [`registry`]: the registry's write side behind one trait, with a sled and an etcd backend
 //!   (fleets), and how fresh this replica's copy is.
 //! - [`route`]: the attempt loop of one job (select, admit, call, record, fail over).
+//! - [`liverunner`]: Live Runner apps: runners found by discovery as pairs, calls, sessions and
+//!   live payments.
 //! - [`metrics`]: metric names.
 //!
 //! # Threads
@@ -41,6 +43,7 @@ mod clock;
 pub mod discovery;
 pub mod history;
 mod limit;
+pub mod liverunner;
 pub mod log_limit;
 pub mod media;
 pub mod memory;

@@ -146,6 +146,14 @@ pub(crate) const REGISTRY_WRITES_TOTAL: &str = "byoc_gateway_registry_writes_tot
 pub(crate) const REGISTRY_WATCH_RESTARTS_TOTAL: &str = "byoc_gateway_registry_watch_restarts_total";
 /// Replicas of the fleet registered in etcd (this one included), as last listed.
 pub(crate) const FLEET_REPLICAS: &str = "byoc_gateway_fleet_replicas";
+/// Live Runner runners held, by `state` (`fresh`, `stale`, `expired`, `unlisted`); refreshed
+/// every second.
+pub(crate) const RUNNERS: &str = "byoc_gateway_runners";
+/// Live Runner discovery fetches, by `result` (`ok`, `unsupported`, `status`, `bad-document`,
+/// an upstream failure class, `signer-ok`, `signer-failed`).
+pub(crate) const RUNNER_DISCOVERY_TOTAL: &str = "byoc_gateway_runner_discovery_total";
+/// Discovery records left out (invalid, foreign URL, over the bounds).
+pub(crate) const RUNNER_RECORDS_SKIPPED_TOTAL: &str = "byoc_gateway_runner_records_skipped_total";
 
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =

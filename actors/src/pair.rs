@@ -15,6 +15,7 @@ pub(crate) mod view;
 
 mod account;
 mod messages;
+mod offer;
 mod settings;
 mod token;
 mod warmup;
@@ -22,6 +23,7 @@ mod warmup;
 use account::Call;
 use warmup::Warmth;
 
+pub(crate) use offer::{Discovered, DiscoveredOffer, DiscoveryMiss, OfferSource, Rediscover};
 pub use settings::{PairSettings, PROBE_CONCURRENCY};
 pub(crate) use token::PaymentTerms;
 
@@ -157,6 +159,10 @@ pub(crate) struct PairActor {
     /// Out of rotation after refusing a job it took a payment for.
     payment_backoff: RefusalBackoff,
     refresh: Option<SpawnHandle>,
+    /// Where its offer comes from: its own token probes, or discovery records.
+    source: OfferSource,
+    /// What its source shows of it besides the offer (a Live Runner record), for the report.
+    details: Option<Arc<serde_json::Value>>,
 }
 
 /// The part of a token the pair routes on. A whole [`JobToken`]
@@ -250,6 +256,8 @@ impl PairActor {
             ticket_params_invalid: false,
             payment_backoff: RefusalBackoff::default(),
             refresh: None,
+            source: OfferSource::Token,
+            details: None,
         };
         actor.publish();
         actor
@@ -265,6 +273,12 @@ impl PairActor {
     /// The orchestrator's label, for log lines (`orchestrator_label`, absent when unset).
     fn label(&self) -> Option<Label> {
         self.view.read().orchestrator.label.clone()
+    }
+
+    /// Feeds the pair from `source` instead of its own token probes.
+    pub(crate) fn fed_by(mut self, source: OfferSource) -> Self {
+        self.source = source;
+        self
     }
 
     /// The cell this actor publishes into.
@@ -363,6 +377,7 @@ impl PairActor {
             deprioritized_until: self.deprioritized_until,
             capacity_backoff_until: self.capacity_backoff_until,
             client_errors: self.client_errors,
+            details: self.details.clone(),
             generation,
         };
         let routable = v.routable_at(now).is_ok();
@@ -424,8 +439,12 @@ impl Actor for PairActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.settings.mailbox_capacity);
-        if !self.retired {
-            self.probe(ctx, true);
+        match self.source {
+            _ if self.retired => {}
+            OfferSource::Token => self.probe(ctx, true),
+            // Started with its record applied; after a restart it asks for a fresh one.
+            OfferSource::Discovery(_) if !self.probed => self.ask_for_offer(ctx),
+            OfferSource::Discovery(_) => {}
         }
     }
 

@@ -17,7 +17,7 @@ pub mod params;
 pub mod plan;
 pub mod ticket;
 pub mod verify;
-pub(crate) mod wire;
+pub mod wire;
 
 pub use count::ticket_count_for_cost;
 pub use nonces::Nonces;

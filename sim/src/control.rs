@@ -96,3 +96,37 @@ pub(crate) async fn crash(state: web::Data<SimState>) -> HttpResponse {
 pub(crate) async fn vanish_streams(state: web::Data<SimState>) -> HttpResponse {
     HttpResponse::Ok().json(json!({"vanished": state.vanish_streams()}))
 }
+
+/// `GET /sim/live`: the Live Runner side's runners, sessions, knobs and stats.
+pub(crate) async fn live_report(state: web::Data<SimState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.runner_report())
+}
+
+/// Body of `POST /sim/live`: orchestrator knobs and/or runners to add or replace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LivePatch {
+    #[serde(default)]
+    knobs: Option<crate::liverunner::LiveKnobs>,
+    #[serde(default)]
+    runners: Vec<crate::liverunner::RunnerSpec>,
+}
+
+/// `POST /sim/live`: changes the Live Runner side.
+pub(crate) async fn live(body: web::Json<LivePatch>, state: web::Data<SimState>) -> HttpResponse {
+    let patch = body.into_inner();
+    if let Some(k) = patch.knobs {
+        state.set_runner_knobs(k);
+    }
+    for r in patch.runners {
+        state.add_runner(r);
+    }
+    HttpResponse::Ok().json(state.runner_report())
+}
+
+/// `POST /sim/live/release?n=N`: lets held app requests (`hold`) answer.
+pub(crate) async fn live_release(q: web::Query<ReleaseQuery>, state: web::Data<SimState>) -> HttpResponse {
+    let n = q.jobs.unwrap_or(1).min(1 << 20);
+    state.release_runner_requests(n);
+    HttpResponse::Ok().json(json!({"released": n}))
+}

@@ -17,6 +17,10 @@
 //! those it sent; `GET /sim/last` also shows the last token credential and job header, so the
 //! gateway's signatures can be checked from outside.
 //!
+//! It also answers as a Live Runner orchestrator (`liverunner.rs`): `GET /discovery`,
+//! sessions, single-shot calls, the runners' apps (HTTP, SSE, WebSocket) and live payments, in
+//! go-livepeer's or `livepeer/node`'s dialect.
+//!
 //! Its own crate: the gateway's `demo` and `sim` commands use it, the tests and benchmarks use
 //! it as a dev-dependency, and none of it is part of the routing code.
 
@@ -24,6 +28,7 @@ mod cli;
 mod control;
 mod knobs;
 mod live;
+mod liverunner;
 mod orchestrator;
 mod payments;
 mod runner;
@@ -34,6 +39,7 @@ mod stream;
 pub use cli::{run, SimArgs};
 pub use knobs::{CapStats, Knobs, LastSeen, OverCapacity, ParamsQuirk};
 pub use live::{runner_marker, LiveStats};
+pub use liverunner::{Dialect, DiscoveryFault, LiveKnobs, LiveRunnerStats, RunnerSpec};
 pub use payments::{ticket_ev, PaymentStats, RECIPIENT};
 pub use runner::SIM_IMAGE_URL;
 pub use server::{start, start_tls, SimHandle};

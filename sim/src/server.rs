@@ -7,7 +7,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::knobs::Knobs;
 use crate::state::SimState;
-use crate::{control, live, orchestrator};
+use crate::{control, live, liverunner, orchestrator};
 
 /// A running simulator.
 #[derive(Clone)]
@@ -19,6 +19,11 @@ pub struct SimHandle {
 }
 
 impl SimHandle {
+    /// Adds (or replaces) a Live Runner runner at this orchestrator.
+    pub fn add_runner(&self, spec: crate::RunnerSpec) {
+        self.state.add_runner(spec);
+    }
+
     /// Stops listening: later connections are refused.
     pub async fn stop(&self) {
         self.state.crash().await;
@@ -82,7 +87,29 @@ fn serve(state: &Arc<SimState>, listener: TcpListener) -> std::io::Result<()> {
     };
     *state.server.lock() = Some(server.handle());
     actix_web::rt::spawn(server);
+    start_debit_loop(state);
     Ok(())
+}
+
+/// Starts the Live Runner debit loop once per simulator (it outlives restarts, as the
+/// orchestrator's accounting outlives a crash of its listener in this model, and ends with the
+/// simulator's state).
+fn start_debit_loop(state: &Arc<SimState>) {
+    if state.debit_loop.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return;
+    }
+    let weak = Arc::downgrade(state);
+    actix_web::rt::spawn(async move {
+        loop {
+            let interval = match weak.upgrade() {
+                Some(s) => s.live_runner.lock().knobs.debit_interval_ms.max(10),
+                None => return,
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(interval)).await;
+            let Some(s) = weak.upgrade() else { return };
+            liverunner::debit_round(&mut s.live_runner.lock(), std::time::Instant::now());
+        }
+    });
 }
 
 /// A TLS acceptor with a fresh self-signed P-256 certificate for `localhost`/127.0.0.1.
@@ -143,6 +170,18 @@ fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::delete().to(live::segment_delete)),
         )
         .service(web::resource("/sim/streams/vanish").route(web::post().to(control::vanish_streams)))
+        .service(web::resource("/discovery").route(web::get().to(liverunner::discovery)))
+        .service(web::resource("/apps/{route}/session").route(web::post().to(liverunner::reserve)))
+        .service(web::resource("/apps/{route}/session/{id}/stop").route(web::post().to(liverunner::stop)))
+        .service(web::resource("/apps/{route}/session/{id}/payment").route(web::post().to(liverunner::session_payment)))
+        .service(web::resource("/apps/{route}/session/{id}/app{tail:.*}").to(liverunner::session_app))
+        .service(web::resource("/apps/{route}/app{tail:.*}").to(liverunner::app_call))
+        .service(web::resource("/refresh-payment").route(web::post().to(liverunner::refresh_payment)))
+        .service(web::resource("/payment").route(web::post().to(liverunner::generic_payment)))
+        .service(
+            web::resource("/sim/live").route(web::get().to(control::live_report)).route(web::post().to(control::live)),
+        )
+        .service(web::resource("/sim/live/release").route(web::post().to(control::live_release)))
         .service(web::resource("/sim/state").route(web::get().to(control::state_report)))
         .service(web::resource("/sim/last").route(web::get().to(control::last_seen)))
         .service(web::resource("/sim/knobs").route(web::post().to(control::knobs)))

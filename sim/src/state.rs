@@ -46,6 +46,14 @@ pub struct SimState {
     pub any_capability: AtomicBool,
     /// Streams and their trickle channels.
     pub(crate) live: crate::live::Live,
+    /// The base URL it answers as (`http(s)://addr`).
+    pub url: String,
+    /// Its Live Runner side (runners, sessions, payments).
+    pub(crate) live_runner: Mutex<crate::liverunner::Live>,
+    /// Permits for held Live Runner app requests (`hold`), one per request released.
+    pub(crate) live_release: tokio::sync::Semaphore,
+    /// The Live Runner debit loop runs (started once, survives restarts).
+    pub(crate) debit_loop: AtomicBool,
 }
 
 /// A job as it arrived at the simulator (one with a valid job header).
@@ -76,6 +84,10 @@ impl SimState {
     pub(crate) fn new(name: &str, addr: SocketAddr, tls: bool, service_addr: String) -> Self {
         Self {
             name: name.to_string(),
+            url: service_addr.clone(),
+            live_runner: Mutex::default(),
+            live_release: tokio::sync::Semaphore::new(0),
+            debit_loop: AtomicBool::new(false),
             service_addr: Mutex::new(service_addr),
             addr,
             tls,
@@ -189,6 +201,53 @@ impl SimState {
                 );
             }
         }
+    }
+
+    /// The base URL its Live Runner routes answer for (the `address` knob, or its own).
+    pub(crate) fn runner_service(&self) -> String {
+        self.live_runner.lock().knobs.address.clone().unwrap_or_else(|| self.url.clone())
+    }
+
+    /// Adds (or replaces) a Live Runner runner.
+    pub fn add_runner(&self, spec: crate::liverunner::RunnerSpec) {
+        self.live_runner.lock().set_runner(spec);
+    }
+
+    /// Changes the orchestrator's Live Runner knobs.
+    pub fn set_runner_knobs(&self, knobs: crate::liverunner::LiveKnobs) {
+        let mut live = self.live_runner.lock();
+        let enabled = live.knobs.enabled || knobs.enabled;
+        live.knobs = crate::liverunner::LiveKnobs { enabled, ..knobs };
+    }
+
+    /// The orchestrator's Live Runner knobs.
+    pub fn runner_knobs(&self) -> crate::liverunner::LiveKnobs {
+        self.live_runner.lock().knobs.clone()
+    }
+
+    /// What its Live Runner side counted.
+    pub fn runner_stats(&self) -> crate::liverunner::LiveRunnerStats {
+        self.live_runner.lock().stats.clone()
+    }
+
+    /// Live sessions (and single-shot reservations) of runner `route`.
+    pub fn runner_sessions(&self, route: &str) -> Vec<String> {
+        self.live_runner.lock().runners.get(route).map(|r| r.sessions.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Its Live Runner state as JSON (`GET /sim/live`).
+    pub fn runner_report(&self) -> serde_json::Value {
+        self.live_runner.lock().report()
+    }
+
+    /// Releases session `id` of runner `route` (the runner stopped it, or its health failed).
+    pub fn release_runner_session(&self, route: &str, id: &str) -> bool {
+        self.live_runner.lock().release(route, id)
+    }
+
+    /// Lets `n` held app requests (`hold`) answer.
+    pub fn release_runner_requests(&self, n: usize) {
+        self.live_release.add_permits(n);
     }
 
     /// Stops listening (a crash as the gateway sees it: connections refused).

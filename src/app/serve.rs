@@ -22,6 +22,15 @@ pub(super) struct Core {
     status: byoc_actors::registry::RegistryStatus,
     /// WHIP ingest, when it is on (set once its socket is bound).
     pub(super) whip: Option<byoc_actors::media::Whip>,
+    /// Live Runner apps, unless switched off.
+    pub(super) live: Option<LiveCore>,
+}
+
+/// What Live Runner started and every worker shares.
+#[derive(Clone)]
+pub(super) struct LiveCore {
+    /// The discovery actor.
+    pub(super) runners: Addr<byoc_actors::liverunner::Runners>,
 }
 
 /// The upstream client's settings, checked now rather than inside a worker (TLS set-up).
@@ -46,7 +55,7 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
     let Opened { store, snapshot, registry, status, forced, .. } = opened;
     let cfg = &v.config;
     let marker = Arc::new(LoopMarker::new());
-    let settings = Arc::new(PairSettings {
+    let pair_settings = Arc::new(PairSettings {
         marker: marker.clone(),
         token_refresh: cfg.routing.token_refresh,
         token_retry: cfg.routing.token_retry,
@@ -60,7 +69,7 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
     let (policies, config_policies, eager) = resolve_policies(v, &snapshot);
     let scoreboard = Scoreboard::default();
     let supervisor = Supervisor::new(SupervisorInit {
-        settings,
+        settings: pair_settings.clone(),
         client: client.clone(),
         store: store.clone(),
         registry,
@@ -83,6 +92,23 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
     if let Some(settings) = v.discovery.clone() {
         Discovery::new(settings, &client, supervisor.clone().recipient()).context("discovery client")?.start();
     }
+    let live = match &v.live_runner {
+        Some(lr) => {
+            let boards = byoc_actors::liverunner::Boards::with_aliases(lr.aliases.clone());
+            let runners = byoc_actors::liverunner::Runners::new(
+                Arc::new(lr.settings.clone()),
+                pair_settings,
+                &client,
+                supervisor.clone(),
+                boards.clone(),
+                lr.policies.clone(),
+            )
+            .context("live runner discovery client")?
+            .start();
+            Some(LiveCore { runners })
+        }
+        None => None,
+    };
     Ok(Core {
         scoreboard,
         supervisor,
@@ -96,6 +122,7 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
         streams: Streams::new(v.stream_settings.clone()),
         whip: None,
         status,
+        live,
     })
 }
 
@@ -230,6 +257,7 @@ pub(super) fn serve_admin(
         streams: core.streams.clone(),
         registry: core.status.clone(),
         fleet,
+        runners: core.live.as_ref().map(|l| l.runners.clone()),
     });
     let json_limit = cfg.limits.admin_body_bytes;
     let api = web::Data::new(crate::http::admin::openapi());

@@ -96,6 +96,10 @@ impl Config {
                 Some(addr)
             }
         };
+        let globals =
+            byoc_actors::policy::Globals { breaker: self.breaker.clone(), queue_depth: self.limits.queue_depth };
+        let keyed = self.signer.keystore.is_some();
+        let live_runner = self.live_runner.validate(&globals, keyed)?;
         // Checked last: unlocking is the slow part, and a typo elsewhere should not wait for it.
         let signer = self.signer.unlock(unlock)?;
         Ok(Validated {
@@ -113,6 +117,7 @@ impl Config {
             rtmp_addr,
             etcd,
             whip_addr,
+            live_runner,
         })
     }
 

@@ -38,12 +38,14 @@ mod capability;
 pub mod fleet;
 mod orchestrator;
 mod pair;
+mod runner;
 mod stream;
 
 use access::{authorized, local_only, require_token};
 use capability::{capabilities, delete_capability, forget_capability, get_capability, put_capability};
 use orchestrator::{add_orchestrator, get_orchestrator, list_orchestrators, patch_orchestrator, remove_orchestrator};
 use pair::{get_pair, list_pairs, reset_pair, trip_pair};
+use runner::{get_runner, list_runners, reset_runner, trip_runner};
 use stream::{get_stream, list_streams, stop_stream};
 
 /// Bound on an admin call to an actor.
@@ -77,6 +79,8 @@ pub struct AdminState {
     pub registry: byoc_actors::registry::RegistryStatus,
     /// This replica in its fleet (`GET /admin/fleet`).
     pub fleet: Arc<fleet::Fleet>,
+    /// The Live Runner discovery actor, unless Live Runner is off.
+    pub runners: Option<Addr<byoc_actors::liverunner::Runners>>,
 }
 
 #[derive(OpenApi)]
@@ -89,6 +93,7 @@ pub struct AdminState {
         (name = "pairs", description = "Pair actors (orchestrator x capability) and their breakers"),
         (name = "capabilities", description = "Capability routing policies"),
         (name = "streams", description = "Live streams (go-livepeer's /process/stream API)"),
+        (name = "live-runner", description = "Live Runner runners (discovery, breakers) and sessions"),
         (name = "operations", description = "Supervisor, reload, store, metrics, status page"),
     )
 )]
@@ -129,6 +134,10 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
         .service(get_pair)
         .service(trip_pair)
         .service(reset_pair)
+        .service(list_runners)
+        .service(get_runner)
+        .service(trip_runner)
+        .service(reset_runner)
         .service(capabilities)
         .service(get_capability)
         .service(put_capability)

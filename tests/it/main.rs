@@ -19,6 +19,7 @@ mod fidelity;
 mod fleet;
 mod health;
 mod labels;
+mod liverunner;
 mod operator;
 mod payments;
 mod persistence;

@@ -50,6 +50,10 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
         ("GET", "/admin/pairs/{orchestrator}/{capability}"),
         ("POST", "/admin/pairs/{orchestrator}/{capability}/trip"),
         ("POST", "/admin/pairs/{orchestrator}/{capability}/reset"),
+        ("GET", "/admin/runners"),
+        ("GET", "/admin/runners/{runner}"),
+        ("POST", "/admin/runners/{runner}/trip"),
+        ("POST", "/admin/runners/{runner}/reset"),
         ("GET", "/admin/capabilities"),
         ("GET", "/admin/capabilities/{name}"),
         ("PUT", "/admin/capabilities/{name}"),
@@ -78,6 +82,7 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
             .replace("{id}", "orch-1")
             .replace("{orchestrator}", "orch-1")
             .replace("{capability}", "depth")
+            .replace("{runner}", "orch-1:r")
             .replace("{name}", "depth");
         let req = gw.client.request(method.parse().expect("method"), format!("{}{concrete}", gw.admin));
         let ans = match method.as_str() {
@@ -95,6 +100,7 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
             .replace("{id}", "orch-404")
             .replace("{orchestrator}", "orch-404")
             .replace("{capability}", "nope")
+            .replace("{runner}", "orch-404:r")
             .replace("{name}", "nope");
         let url = format!("{}{concrete}", gw.admin);
         let req = gw.client.request(method.parse().expect("method"), url).bearer_auth(TOKEN);

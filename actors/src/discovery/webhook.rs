@@ -198,6 +198,11 @@ impl WebhookHeaders {
         Ok(Self(out))
     }
 
+    /// The headers, values included (to send them).
+    pub(crate) fn pairs(&self) -> &[(HeaderName, HeaderValue)] {
+        &self.0
+    }
+
     /// The header names, for views and logs.
     pub(crate) fn names(&self) -> Vec<String> {
         self.0.iter().map(|(n, _)| n.to_string()).collect()

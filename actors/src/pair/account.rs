@@ -22,7 +22,7 @@ impl PairActor {
         if self.probing {
             self.reprobe = true;
         } else {
-            self.probe(ctx, false);
+            self.ask_for_offer(ctx);
         }
     }
 
@@ -45,7 +45,8 @@ impl PairActor {
         }
         self.note_error("capacity", detail);
         if slots::millis_now().wrapping_sub(self.probed_at_ms) >= REPROBE_AFTER_REFUSAL.as_millis() as u32 {
-            self.probe(ctx, false);
+            self.probed_at_ms = slots::millis_now();
+            self.ask_for_offer(ctx);
         }
     }
 

@@ -133,23 +133,30 @@ impl PairActor {
         }
     }
 
-    /// A usable token whose jobs go to `addr`: the offer, the payment terms, and whether a
-    /// refusal or a crash it ends is over.
+    /// A usable token whose jobs go to `addr`: the payment terms, then the offer.
     fn token_usable(&mut self, token: &JobToken, addr: String, inflight: u32) {
-        if self.service_addr.as_deref() != Some(addr.as_str()) {
+        self.payment_terms(token);
+        let offer = Offer { available_capacity: token.available_capacity, price: token.price };
+        self.offer_usable(&addr, token.fingerprint(), offer, inflight);
+        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
+    }
+
+    /// A usable offer (a token's, or a discovery record's) whose work goes to `addr`, with
+    /// `fingerprint` digesting all of it but its capacity: the offer, and whether a refusal or a
+    /// crash it ends is over. `inflight` is the gateway's work there when the offer was read.
+    pub(super) fn offer_usable(&mut self, addr: &str, fingerprint: u64, offer: Offer, inflight: u32) {
+        if self.service_addr.as_deref() != Some(addr) {
             self.service_addr = Some(Arc::from(addr));
         }
-        let fingerprint = token.fingerprint();
         if std::mem::replace(&mut self.token_fingerprint, fingerprint) != fingerprint {
             // Another token (address, price, balance, ticket parameters): what the
             // orchestrator refused is worth another try. (Not a refusal after a payment: that
             // back-off ends with time, since a taker's every token is new.)
             if let Some(r) = self.refusal.take() {
-                tracing::info!(pair = %self.key, orchestrator_label = self.label().as_deref(), reason = r.as_str(), "token changed; pair back in rotation");
+                tracing::info!(pair = %self.key, orchestrator_label = self.label().as_deref(), reason = r.as_str(), "offer changed; pair back in rotation");
             }
         }
-        self.payment_terms(token);
-        if token.available_capacity > 0 {
+        if offer.available_capacity > 0 {
             self.offered = true;
         }
         if std::mem::take(&mut self.crashed) && self.cold_start_ms.is_some() {
@@ -164,12 +171,11 @@ impl PairActor {
         self.token_ok = true;
         self.unreachable = false;
         self.probe_failures = 0;
-        self.token = Some(Offer { available_capacity: token.available_capacity, price: token.price });
-        self.limit.on_token(token.available_capacity, inflight);
+        self.token = Some(offer);
+        self.limit.on_token(offer.available_capacity, inflight);
         if self.over_ceiling() && !was_over {
             tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), "advertised price is over the capability's ceiling; pair leaves rotation");
         }
-        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => "ok").increment(1);
     }
 
     /// What paying there takes, from a token: the ticket params of a priced token (what the
@@ -212,20 +218,29 @@ impl PairActor {
 
     /// A probe that got no token: out of rotation, and unreachable when nothing answered.
     fn probe_failed(&mut self, e: TokenError) {
-        if matches!(e, TokenError::Upstream(UpstreamError::Connect(_))) {
-            self.crashed = true;
-        }
-        self.unreachable = matches!(e, TokenError::Upstream(UpstreamError::Connect(_) | UpstreamError::Timeout(_)));
+        let connect = matches!(e, TokenError::Upstream(UpstreamError::Connect(_)));
+        let unreachable = matches!(e, TokenError::Upstream(UpstreamError::Connect(_) | UpstreamError::Timeout(_)));
         let class = match &e {
             TokenError::Upstream(u) => u.class(),
             TokenError::Status(..) => "status",
             TokenError::Body(_) => "bad-token",
         };
+        self.offer_failed("token", unreachable, connect, e.to_string());
+        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => class).increment(1);
+    }
+
+    /// No usable offer (`what`: a token or a discovery record), saying `message`: out of
+    /// rotation, and unreachable when nothing answered (a refused `connect` also marks the
+    /// orchestrator as crashed: cold again once it is back).
+    pub(super) fn offer_failed(&mut self, what: &str, unreachable: bool, connect: bool, message: String) {
+        if connect {
+            self.crashed = true;
+        }
+        self.unreachable = unreachable;
         if self.token_ok {
-            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), error = %e, "token probe failed; pair leaves rotation");
+            tracing::warn!(pair = %self.key, orchestrator_label = self.label().as_deref(), error = %message, "no usable {what}; pair leaves rotation");
         }
         self.token_ok = false;
-        self.note_error("token", e.to_string());
-        metrics::counter!(m::TOKEN_PROBES_TOTAL, "result" => class).increment(1);
+        self.note_error(what, message);
     }
 }

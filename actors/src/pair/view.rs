@@ -223,6 +223,9 @@ pub struct PairView {
     /// Its share of 4xx answers, and whether it stands far above its siblings' (then selection
     /// ranks it last and gives it none of the jobs its siblings have no room for).
     pub(crate) client_errors: ClientErrors,
+    /// What its offer's source shows of it (a Live Runner record: app, GPU, version,
+    /// capacity, price, discovery standing), reported as `runner`.
+    pub(crate) details: Option<Arc<serde_json::Value>>,
     /// Bumped on every publish that changes a persisted field ([`PairRecord`]); the
     /// supervisor persists pairs whose generation moved.
     pub(crate) generation: u64,
@@ -286,6 +289,7 @@ impl PairView {
             deprioritized_until: None,
             capacity_backoff_until: None,
             client_errors: ClientErrors::default(),
+            details: None,
             generation: 0,
         }
     }

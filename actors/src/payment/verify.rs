@@ -46,7 +46,7 @@ pub enum Refused {
 
 /// The address that signed the ticket whose hash is `ticket_hash` (the EIP-191 text hash of it,
 /// as go-ethereum's `VerifySig`), or `None` for a malformed signature or a high `s`.
-pub(crate) fn recover_signer(ticket_hash: &[u8; 32], sig: &[u8]) -> Option<[u8; 20]> {
+pub fn recover_signer(ticket_hash: &[u8; 32], sig: &[u8]) -> Option<[u8; 20]> {
     if sig.len() != 65 || !(27..=28).contains(&sig[64]) {
         return None;
     }

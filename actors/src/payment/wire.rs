@@ -1,4 +1,4 @@
-//! The `net.Payment` message (go-livepeer `net/lp_rpc.proto`, the subset a BYOC payment uses),
+//! The `net.Payment` message (go-livepeer `net/lp_rpc.proto`, the subset a payment uses),
 //! derived with `prost` (no build script), and the `Livepeer-Payment` header value: standard
 //! base64 of its proto3 encoding.
 
@@ -10,87 +10,87 @@ use super::ticket::{ExpirationParams, TicketParams};
 
 /// `net.TicketParams`.
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct WireTicketParams {
+pub struct WireTicketParams {
     /// The orchestrator's address.
     #[prost(bytes = "vec", tag = "1")]
-    pub(crate) recipient: Vec<u8>,
+    pub recipient: Vec<u8>,
     /// Face value, minimal big-endian.
     #[prost(bytes = "vec", tag = "2")]
-    pub(crate) face_value: Vec<u8>,
+    pub face_value: Vec<u8>,
     /// Winning probability, minimal big-endian.
     #[prost(bytes = "vec", tag = "3")]
-    pub(crate) win_prob: Vec<u8>,
+    pub win_prob: Vec<u8>,
     /// keccak256 of the orchestrator's `recipientRand`.
     #[prost(bytes = "vec", tag = "4")]
-    pub(crate) recipient_rand_hash: Vec<u8>,
+    pub recipient_rand_hash: Vec<u8>,
     /// The orchestrator's seed.
     #[prost(bytes = "vec", tag = "5")]
-    pub(crate) seed: Vec<u8>,
+    pub seed: Vec<u8>,
     /// The L1 block after which the params are void.
     #[prost(bytes = "vec", tag = "6")]
-    pub(crate) expiration_block: Vec<u8>,
+    pub expiration_block: Vec<u8>,
     /// The creation round (the orchestrator ignores this copy).
     #[prost(message, optional, tag = "7")]
-    pub(crate) expiration_params: Option<WireExpirationParams>,
+    pub expiration_params: Option<WireExpirationParams>,
 }
 
 /// `net.TicketExpirationParams`.
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct WireExpirationParams {
+pub struct WireExpirationParams {
     /// The round number.
     #[prost(int64, tag = "1")]
-    pub(crate) creation_round: i64,
+    pub creation_round: i64,
     /// Its L1 block hash.
     #[prost(bytes = "vec", tag = "2")]
-    pub(crate) creation_round_block_hash: Vec<u8>,
+    pub creation_round_block_hash: Vec<u8>,
 }
 
 /// `net.TicketSenderParams`: one ticket's nonce and signature.
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct WireSenderParams {
+pub struct WireSenderParams {
     /// The ticket's nonce.
     #[prost(uint32, tag = "1")]
-    pub(crate) sender_nonce: u32,
+    pub sender_nonce: u32,
     /// Its 65-byte signature (`r || s || v`, v in {27, 28}).
     #[prost(bytes = "vec", tag = "2")]
-    pub(crate) sig: Vec<u8>,
+    pub sig: Vec<u8>,
 }
 
 /// `net.PriceInfo`.
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct WirePriceInfo {
+pub struct WirePriceInfo {
     /// Wei per `pixels_per_unit` units.
     #[prost(int64, tag = "1")]
-    pub(crate) price_per_unit: i64,
+    pub price_per_unit: i64,
     /// Units the price covers.
     #[prost(int64, tag = "2")]
-    pub(crate) pixels_per_unit: i64,
+    pub pixels_per_unit: i64,
     /// Unused by BYOC.
     #[prost(uint32, tag = "3")]
-    pub(crate) capability: u32,
+    pub capability: u32,
     /// Unused by BYOC.
     #[prost(string, tag = "4")]
-    pub(crate) constraint: String,
+    pub constraint: String,
 }
 
 /// `net.Payment`.
 #[derive(Clone, PartialEq, Message)]
-pub(crate) struct WirePayment {
+pub struct WirePayment {
     /// The token's ticket params, verbatim.
     #[prost(message, optional, tag = "1")]
-    pub(crate) ticket_params: Option<WireTicketParams>,
+    pub ticket_params: Option<WireTicketParams>,
     /// The gateway's address (the job header's `sender`).
     #[prost(bytes = "vec", tag = "2")]
-    pub(crate) sender: Vec<u8>,
+    pub sender: Vec<u8>,
     /// The batch's expiration params (required: a missing one crashes the orchestrator).
     #[prost(message, optional, tag = "3")]
-    pub(crate) expiration_params: Option<WireExpirationParams>,
+    pub expiration_params: Option<WireExpirationParams>,
     /// One per ticket.
     #[prost(message, repeated, tag = "4")]
-    pub(crate) ticket_sender_params: Vec<WireSenderParams>,
+    pub ticket_sender_params: Vec<WireSenderParams>,
     /// The token's price, verbatim.
     #[prost(message, optional, tag = "5")]
-    pub(crate) expected_price: Option<WirePriceInfo>,
+    pub expected_price: Option<WirePriceInfo>,
 }
 
 impl From<&ExpirationParams> for WireExpirationParams {
@@ -132,6 +132,26 @@ pub(crate) fn payment_header(
         expected_price: Some(WirePriceInfo { price_per_unit: price.0, pixels_per_unit: price.1, ..Default::default() }),
     };
     STANDARD.encode(payment.encode_to_vec())
+}
+
+impl From<&WireExpirationParams> for ExpirationParams {
+    fn from(e: &WireExpirationParams) -> Self {
+        Self { creation_round: e.creation_round, creation_round_block_hash: e.creation_round_block_hash.clone() }
+    }
+}
+
+impl From<&WireTicketParams> for TicketParams {
+    fn from(p: &WireTicketParams) -> Self {
+        Self {
+            recipient: p.recipient.clone(),
+            face_value: p.face_value.clone(),
+            win_prob: p.win_prob.clone(),
+            recipient_rand_hash: p.recipient_rand_hash.clone(),
+            seed: p.seed.clone(),
+            expiration_block: p.expiration_block.clone(),
+            expiration_params: p.expiration_params.as_ref().map(Into::into),
+        }
+    }
 }
 
 #[cfg(test)]

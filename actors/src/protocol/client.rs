@@ -170,7 +170,7 @@ pub(crate) fn map_send_error(e: SendRequestError, timeout: Duration) -> Upstream
     }
 }
 
-fn map_payload_error(e: PayloadError, limit: usize) -> UpstreamError {
+pub(crate) fn map_payload_error(e: PayloadError, limit: usize) -> UpstreamError {
     match e {
         PayloadError::Overflow => UpstreamError::ResponseTooLarge(limit),
         other => UpstreamError::Transport(other.to_string()),

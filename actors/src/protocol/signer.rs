@@ -39,6 +39,13 @@ pub trait Signer: Send + Sync + std::fmt::Debug + 'static {
     fn sign_ticket(&self, _flatten: &[u8]) -> Option<[u8; 65]> {
         None
     }
+    /// A live payment's segment credentials signature (`Livepeer-Segment`): 65 bytes over the
+    /// EIP-191 text hash of `keccak256(flatten)`, the same primitive as a ticket's (go-livepeer's
+    /// broadcaster signs `keccak256(SegTranscodingMetadata.Flatten())` with `Eth.Sign`); `None`
+    /// for a signer that cannot pay.
+    fn sign_segment(&self, flatten: &[u8]) -> Option<[u8; 65]> {
+        self.sign_ticket(flatten)
+    }
     /// The 20-byte address tickets are sent from when [`Signer::sign_ticket`] signs (a keyed
     /// signer, so the gateway can pay); `None` otherwise.
     fn payer(&self) -> Option<[u8; 20]> {

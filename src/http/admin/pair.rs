@@ -46,9 +46,14 @@ pub(super) async fn list_pairs(
         ));
     }
     let offset = q.offset.unwrap_or(0);
+    // Live Runner pairs (runner x app) follow the BYOC pairs in the listing's order.
+    let runners = super::runner::runner_pairs(&state, q.capability.clone(), q.orchestrator.clone()).await?;
     let page = ListPairsPage { capability: q.capability, orchestrator: q.orchestrator, offset, limit: q.limit };
-    let PairsPage { total, mut pairs } = ask(&state, page.clone()).await?;
+    let PairsPage { total: byoc_total, mut pairs } = ask(&state, page.clone()).await?;
     with_payments(&state, &mut pairs);
+    let total = byoc_total + runners.len();
+    let room = page.limit.map_or(usize::MAX, |l| l.saturating_sub(pairs.len()));
+    pairs.extend(runners.into_iter().skip(offset.saturating_sub(byoc_total)).take(room));
     let mut resp = HttpResponse::Ok();
     resp.insert_header(("X-Total-Count", total));
     let next = offset.saturating_add(pairs.len());
@@ -131,25 +136,23 @@ pub(super) async fn trip_pair(
     path: web::Path<(String, String)>,
     q: web::Query<TripQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let hold_for = match q.into_inner().hold_for {
-        None => None,
-        Some(raw) => {
-            let d = humantime_serde::re::humantime::parse_duration(raw.trim()).map_err(|e| {
-                ApiError::bad_request(
-                    "invalid-duration",
-                    format!("for={raw:?} is not a duration such as 30s, 10m or 2h: {e}"),
-                )
-            })?;
-            if d.is_zero() || d > byoc_actors::policy::MAX_DURATION {
-                return Err(ApiError::bad_request(
-                    "invalid-duration",
-                    format!("for={raw:?} must be more than 0 and at most 7 days"),
-                ));
-            }
-            Some(d)
-        }
-    };
+    let hold_for = hold_for(q.into_inner())?;
     force(state, path, true, hold_for).await
+}
+
+/// The `?for=` of a trip: how long to hold the breaker (`None`: until a reset).
+pub(super) fn hold_for(q: TripQuery) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = q.hold_for else { return Ok(None) };
+    let d = humantime_serde::re::humantime::parse_duration(raw.trim()).map_err(|e| {
+        ApiError::bad_request("invalid-duration", format!("for={raw:?} is not a duration such as 30s, 10m or 2h: {e}"))
+    })?;
+    if d.is_zero() || d > byoc_actors::policy::MAX_DURATION {
+        return Err(ApiError::bad_request(
+            "invalid-duration",
+            format!("for={raw:?} must be more than 0 and at most 7 days"),
+        ));
+    }
+    Ok(Some(d))
 }
 
 /// Forces a pair's breaker closed and forgets its failure history and capacity back-off.

@@ -71,6 +71,12 @@ impl PairView {
                 until_unix_ms: self.payment_backoff_until.filter(|t| *t > now).map(|t| instant_to_unix_ms(t, now)),
             }),
             payment: None,
+            discovery_age_ms: self
+                .details
+                .as_ref()
+                .and(self.last_probe)
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            runner: self.details.as_deref().cloned(),
         }
     }
 }
@@ -215,4 +221,13 @@ pub struct PairReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub payment: Option<serde_json::Value>,
+    /// A Live Runner pair: how long ago its discovery record was last fetched (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) discovery_age_ms: Option<u64>,
+    /// A Live Runner pair: its runner as discovery lists it (`runner` id, `app`, `mode`, `url`,
+    /// `gpu`, `version`, `metadata`, `capacity`, `capacity_used`, `capacity_available`,
+    /// `price`, `standing`: fresh, stale or expired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub runner: Option<serde_json::Value>,
 }

@@ -1,0 +1,185 @@
+//! `[live_runner]`: Live Runner apps (discovery of each registered orchestrator's runners, the
+//! app boards' policies and aliases). Checked into the domain's settings at validation.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use byoc_actors::liverunner::{AppName, AppPolicies, AppPolicy, LiveRunnerSettings, SignerDiscovery};
+use byoc_actors::policy::Globals;
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// The `[live_runner]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LiveRunnerConfig {
+    /// Discover runners at the registered orchestrators and serve `/apps/...` (an orchestrator
+    /// without Live Runner answers its first fetch 404 and is asked again every 10 minutes).
+    pub enabled: bool,
+    /// An orchestrator's `/discovery` is fetched this often while it answers (jittered by a
+    /// fifth).
+    #[serde(with = "humantime_serde")]
+    pub discovery_refresh: Duration,
+    /// ... this soon after a failed fetch, doubling while it fails, or when a runner is full.
+    #[serde(with = "humantime_serde")]
+    pub discovery_retry: Duration,
+    /// Longest wait between fetches of a failing orchestrator.
+    #[serde(with = "humantime_serde")]
+    pub discovery_retry_max: Duration,
+    /// Bound on one fetch.
+    #[serde(with = "humantime_serde")]
+    pub discovery_timeout: Duration,
+    /// Largest discovery answer read.
+    pub discovery_max_bytes: usize,
+    /// Records of an orchestrator whose discovery fails (but answers) are kept, stale, this
+    /// long after its last success; then they expire.
+    #[serde(with = "humantime_serde")]
+    pub discovery_grace: Duration,
+    /// A runner unlisted or expired this long is retired.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
+    /// Most distinct apps held (each is a board and a metric label).
+    pub max_apps: usize,
+    /// Names clients may use for an app (`scope = "live-video-to-video/scope"`).
+    pub aliases: BTreeMap<String, String>,
+    /// Settings of apps without their own.
+    pub default_app: AppPolicy,
+    /// Per-app settings: price ceilings, spend limit, routing policy.
+    pub apps: BTreeMap<String, AppPolicy>,
+    /// A go-livepeer remote signer to find more orchestrators with
+    /// (`GET /discover-orchestrators`).
+    pub remote_signer: Option<RemoteSigner>,
+}
+
+/// A remote signer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSigner {
+    /// Its base URL.
+    pub url: String,
+    /// Headers sent with every request to it (values are secrets: never logged).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Also read its orchestrator list (`GET /discover-orchestrators`); each orchestrator it
+    /// names is then asked directly (the signer's own records can be 25 minutes stale).
+    #[serde(default)]
+    pub discovery: bool,
+    /// How often that list is read.
+    #[serde(default = "signer_refresh", with = "humantime_serde")]
+    pub discovery_refresh: Duration,
+}
+
+fn signer_refresh() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl Default for LiveRunnerConfig {
+    fn default() -> Self {
+        let d = LiveRunnerSettings::default();
+        Self {
+            enabled: true,
+            discovery_refresh: d.refresh,
+            discovery_retry: d.retry,
+            discovery_retry_max: d.retry_max,
+            discovery_timeout: d.timeout,
+            discovery_max_bytes: d.max_document_bytes,
+            discovery_grace: d.grace,
+            forget_after: d.forget_after,
+            max_apps: d.max_apps,
+            aliases: BTreeMap::new(),
+            default_app: AppPolicy::default(),
+            apps: BTreeMap::new(),
+            remote_signer: None,
+        }
+    }
+}
+
+/// `[live_runner]` checked: what the gateway starts Live Runner with.
+#[derive(Debug, Clone)]
+pub struct LiveRunnerValidated {
+    /// Discovery.
+    pub settings: LiveRunnerSettings,
+    /// App policies.
+    pub policies: AppPolicies,
+    /// Aliases (alias, app).
+    pub aliases: Vec<(String, AppName)>,
+}
+
+fn invalid(m: String) -> ConfigError {
+    ConfigError::Invalid(format!("live_runner.{m}"))
+}
+
+impl LiveRunnerConfig {
+    /// Checks the section; `payable` says whether the gateway can pay priced runners (a key).
+    pub fn validate(&self, globals: &Globals, payable: bool) -> Result<Option<LiveRunnerValidated>, ConfigError> {
+        if !self.enabled {
+            return Ok(None);
+        }
+        for (name, d) in [
+            ("discovery_refresh", self.discovery_refresh),
+            ("discovery_retry", self.discovery_retry),
+            ("discovery_retry_max", self.discovery_retry_max),
+            ("discovery_timeout", self.discovery_timeout),
+        ] {
+            if d.is_zero() || d > byoc_actors::policy::MAX_DURATION {
+                return Err(invalid(format!("{name} must be between 1 ms and 7 days")));
+            }
+        }
+        if self.discovery_max_bytes < 1024 || self.discovery_max_bytes > 64 << 20 {
+            return Err(invalid("discovery_max_bytes must be between 1 KiB and 64 MiB".into()));
+        }
+        if self.max_apps == 0 || self.max_apps > 100_000 {
+            return Err(invalid("max_apps must be between 1 and 100000".into()));
+        }
+        let mut aliases = Vec::new();
+        for (alias, app) in &self.aliases {
+            AppName::new(alias).map_err(|e| invalid(format!("aliases.{alias}: the alias: {e}")))?;
+            let app = AppName::new(app).map_err(|e| invalid(format!("aliases.{alias}: {e}")))?;
+            aliases.push((alias.clone(), app));
+        }
+        self.default_app.validate(globals).map_err(|e| invalid(format!("default_app: {e}")))?;
+        let mut apps = Vec::new();
+        for (name, policy) in &self.apps {
+            let app = AppName::new(name).map_err(|e| invalid(format!("apps.\"{name}\": {e}")))?;
+            policy.validate(globals).map_err(|e| invalid(format!("apps.\"{name}\": {e}")))?;
+            apps.push((app, policy.clone()));
+        }
+        let signer_discovery = match &self.remote_signer {
+            Some(s) => {
+                let url = byoc_actors::discovery::webhook::check_webhook_url(&s.url)
+                    .map_err(|e| invalid(format!("remote_signer.url: {e}")))?;
+                let origin = byoc_actors::liverunner::record::origin_of(&url)
+                    .ok_or_else(|| invalid("remote_signer.url must be an http(s) origin".into()))?;
+                let headers = byoc_actors::discovery::webhook::WebhookHeaders::new(
+                    s.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+                .map_err(|e| invalid(format!("remote_signer.headers: {e}")))?;
+                if s.discovery_refresh.is_zero() {
+                    return Err(invalid("remote_signer.discovery_refresh must be positive".into()));
+                }
+                s.discovery.then_some(SignerDiscovery { url: origin, headers })
+            }
+            None => None,
+        };
+        let settings = LiveRunnerSettings {
+            refresh: self.discovery_refresh,
+            retry: self.discovery_retry,
+            retry_max: self.discovery_retry_max,
+            timeout: self.discovery_timeout,
+            max_document_bytes: self.discovery_max_bytes,
+            grace: self.discovery_grace,
+            forget_after: self.forget_after,
+            registry_sync: self.discovery_refresh.min(LiveRunnerSettings::default().registry_sync),
+            max_apps: self.max_apps,
+            payable,
+            signer_discovery,
+            signer_refresh: self.remote_signer.as_ref().map_or(signer_refresh(), |s| s.discovery_refresh),
+        };
+        Ok(Some(LiveRunnerValidated {
+            settings,
+            policies: AppPolicies::new(globals.clone(), self.default_app.clone(), apps),
+            aliases,
+        }))
+    }
+}

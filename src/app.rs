@@ -65,6 +65,8 @@ pub struct Gateway {
     public: ServerHandle,
     admin: ServerHandle,
     grace: Duration,
+    /// Live Runner sessions (released at shutdown) and the client settings to release them with.
+    sessions: Option<(byoc_actors::liverunner::Sessions, ClientSettings)>,
 }
 
 impl Gateway {
@@ -146,6 +148,7 @@ impl Gateway {
         let whip_shown = whip_addr.map_or_else(|| "off".to_string(), |a| a.to_string());
         tracing::info!(%http_addr, %admin_addr, rtmp_addr = %rtmp_shown, whip_udp_addr = %whip_shown, workers, "byoc-gateway listening");
         let (rtmp_addr, rtmp) = rtmp_addr.map_or((None, None), |(a, t)| (Some(a), Some(t)));
+        let sessions = core.live.as_ref().map(|l| (l.sessions.clone(), core.client_settings()));
         Ok(Self {
             http_addr,
             admin_addr,
@@ -161,6 +164,7 @@ impl Gateway {
             public: public_handle,
             admin: admin_handle,
             grace: v.config.shutdown_grace,
+            sessions,
         })
     }
 
@@ -181,9 +185,24 @@ impl Gateway {
             t.abort();
         }
         tracing::info!(grace_s = self.grace.as_secs(), "shutting down: draining in-flight jobs");
+        // Live Runner sessions are released at their runners first (their streams then end, so
+        // the drain does not wait on them), and again after the drain for any opened meanwhile.
+        let end_sessions = |when: &'static str| {
+            let sessions = self.sessions.clone();
+            async move {
+                let Some((sessions, settings)) = sessions else { return };
+                let client = build_client(&settings).unwrap_or_default();
+                let n = sessions.end_all(&client, byoc_actors::liverunner::sessions::EndReason::Shutdown).await;
+                if n > 0 {
+                    tracing::info!(sessions = n, when, "live runner sessions released at shutdown");
+                }
+            }
+        };
+        end_sessions("before the drain").await;
         if tokio::time::timeout(self.grace + Duration::from_secs(1), self.public.stop(true)).await.is_err() {
             tracing::warn!("drain did not finish within the grace period");
         }
+        end_sessions("after the drain").await;
         self.admin.stop(true).await;
         if let Some(etcd) = &self.etcd {
             // Leaves the fleet at once (the lease is revoked) rather than after its TTL.

@@ -3,6 +3,7 @@
 //! [`error::ApiError`].
 
 pub mod admin;
+pub mod apps;
 pub mod body;
 pub mod error;
 pub mod public;

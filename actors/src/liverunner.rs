@@ -14,25 +14,40 @@
 //! - [`policy`]: per-app ceilings, spend limits and routing policy.
 //! - [`runners`]: `Runners`, the discovery actor that keeps one pair actor per runner.
 //! - `fetch`, `offer`: fetching a document; a record as a pair's offer.
+//! - [`router`]: `AppRouter`, the client side: single-shot calls and sessions, through
+//!   `dispatch` (select, admit, account: the BYOC steps on the app boards), `classify` (the one
+//!   place runners' answers are classified, both dialects), [`forward`] (headers, streaming);
+//!   [`sessions`]: the sessions the gateway owns and always releases; [`error`]: `AppError`.
 
 pub mod app;
 pub mod boards;
+mod classify;
+mod dispatch;
+pub mod error;
 mod fetch;
+pub mod forward;
 pub mod freshness;
+mod metrics;
 mod offer;
 pub mod policy;
 pub mod price;
 pub mod record;
+pub mod router;
 pub mod runners;
 pub mod segment;
+pub mod sessions;
 pub mod wire;
 
 use std::time::Duration;
 
 pub use app::AppName;
 pub use boards::Boards;
+pub use dispatch::DispatchSettings;
+pub use error::AppError;
 pub use policy::{AppPolicies, AppPolicy};
+pub use router::AppRouter;
 pub use runners::Runners;
+pub use sessions::{SessionSettings, Sessions};
 
 use crate::pair::probe::Cadence;
 

@@ -155,6 +155,16 @@ pub(crate) const RUNNER_DISCOVERY_TOTAL: &str = "byoc_gateway_runner_discovery_t
 /// Discovery records left out (invalid, foreign URL, over the bounds).
 pub(crate) const RUNNER_RECORDS_SKIPPED_TOTAL: &str = "byoc_gateway_runner_records_skipped_total";
 
+/// Live Runner app calls and session reservations, by `app`, `kind` (`call`, `session`) and
+/// `outcome` (`success`, `client-error`, `server-error`, or the gateway's error code).
+pub(crate) const APP_REQUESTS_TOTAL: &str = "byoc_gateway_app_requests_total";
+/// Duration of app calls (to the answer's head) and reservations, by `app` and `kind`.
+pub(crate) const APP_REQUEST_DURATION_SECONDS: &str = "byoc_gateway_app_request_duration_seconds";
+/// Live Runner sessions the gateway holds, by `app`.
+pub(crate) const APP_SESSIONS: &str = "byoc_gateway_app_sessions";
+/// Sessions ended, by `app` and `reason` (`stopped`, `idle`, `shutdown`, `runner-failed`).
+pub(crate) const APP_SESSIONS_ENDED_TOTAL: &str = "byoc_gateway_app_sessions_ended_total";
+
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -217,6 +227,17 @@ pub fn describe() {
     describe_counter!(STUCK_ATTEMPTS_TOTAL, "Attempts abandoned as stuck, by capability");
     describe_counter!(WAITED_FOR_FASTER_TOTAL, "Selections that waited for a faster pair's slot");
     describe_gauge!(PAYMENT_EV_HOUR_LIMIT_WEI, "Cap on the expected value paid per capability over an hour (wei)");
+    describe_gauge!(RUNNERS, "Live Runner runners held, by discovery state");
+    describe_counter!(RUNNER_DISCOVERY_TOTAL, "Live Runner discovery fetches, by result");
+    describe_counter!(RUNNER_RECORDS_SKIPPED_TOTAL, "Live Runner discovery records left out");
+    describe_counter!(APP_REQUESTS_TOTAL, "Live Runner app calls and session reservations, by app, kind and outcome");
+    describe_histogram!(
+        APP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Live Runner call (to the answer's head) and reservation duration"
+    );
+    describe_gauge!(APP_SESSIONS, "Live Runner sessions held, by app");
+    describe_counter!(APP_SESSIONS_ENDED_TOTAL, "Live Runner sessions ended, by app and reason");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
     describe_gauge!(STREAMS_ACTIVE, "Live streams, by capability");
     describe_counter!(STREAM_STARTS_TOTAL, "Stream starts, by capability and outcome");

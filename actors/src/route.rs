@@ -43,6 +43,7 @@ use crate::protocol::via::LoopMarker;
 use crate::scoreboard::Scoreboard;
 use crate::supervisor::{Availability, EnsureCapability, Supervisor};
 
+pub(crate) use admit::admit_on;
 use decide::Decision;
 pub use error::{AttemptKind, AttemptReport, RouteError};
 pub use pay::{PaymentReport, Payments};

@@ -31,6 +31,19 @@ pub(super) struct Core {
 pub(super) struct LiveCore {
     /// The discovery actor.
     pub(super) runners: Addr<byoc_actors::liverunner::Runners>,
+    /// The app boards discovery fills.
+    pub(super) boards: byoc_actors::liverunner::Boards,
+    /// The sessions the gateway holds.
+    pub(super) sessions: byoc_actors::liverunner::Sessions,
+    /// How calls and reservations run.
+    pub(super) dispatch: Arc<byoc_actors::liverunner::DispatchSettings>,
+}
+
+impl Core {
+    /// The upstream client's settings.
+    pub(super) fn client_settings(&self) -> ClientSettings {
+        self.client.clone()
+    }
 }
 
 /// The upstream client's settings, checked now rather than inside a worker (TLS set-up).
@@ -105,7 +118,14 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
             )
             .context("live runner discovery client")?
             .start();
-            Some(LiveCore { runners })
+            let sessions = byoc_actors::liverunner::Sessions::new(lr.sessions.clone());
+            let reaper_client = build_client(&client).context("live runner session client")?;
+            actix_web::rt::spawn(sessions.clone().reap(reaper_client));
+            let dispatch = Arc::new(byoc_actors::liverunner::DispatchSettings {
+                mailbox_timeout: cfg.routing.mailbox_timeout,
+                ..lr.dispatch.clone()
+            });
+            Some(LiveCore { runners, boards, sessions, dispatch })
         }
         None => None,
     };
@@ -194,7 +214,7 @@ pub(super) fn serve_public(
             scoreboard: core.scoreboard.clone(),
             metrics: Default::default(),
             supervisor: core.supervisor.clone(),
-            client,
+            client: client.clone(),
             policies: core.policies.clone(),
             signer: core.signer.clone(),
             max_response_bytes: l.max_response_bytes,
@@ -205,6 +225,17 @@ pub(super) fn serve_public(
             marker: core.marker.clone(),
             payments: core.payments.clone(),
         };
+        let apps = core.live.as_ref().map(|l| {
+            web::Data::new(crate::http::apps::AppsState {
+                router: byoc_actors::liverunner::AppRouter {
+                    boards: l.boards.clone(),
+                    client: client.clone(),
+                    settings: l.dispatch.clone(),
+                    sessions: l.sessions.clone(),
+                },
+            })
+        });
+        let live = apps.is_some();
         App::new()
             .app_data(web::Data::new(PublicState {
                 router,
@@ -221,6 +252,14 @@ pub(super) fn serve_public(
             .configure(crate::http::public::configure)
             .configure(crate::http::stream::configure)
             .configure(crate::http::runner::configure)
+            .configure(|c| {
+                if let Some(apps) = apps {
+                    c.app_data(apps);
+                }
+                if live {
+                    crate::http::apps::configure(c);
+                }
+            })
             .default_service(web::to(crate::http::not_found))
     })
     .workers(workers)
@@ -258,6 +297,8 @@ pub(super) fn serve_admin(
         registry: core.status.clone(),
         fleet,
         runners: core.live.as_ref().map(|l| l.runners.clone()),
+        sessions: core.live.as_ref().map(|l| l.sessions.clone()),
+        client: core.client.clone(),
     });
     let json_limit = cfg.limits.admin_body_bytes;
     let api = web::Data::new(crate::http::admin::openapi());

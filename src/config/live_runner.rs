@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use byoc_actors::liverunner::{AppName, AppPolicies, AppPolicy, LiveRunnerSettings, SignerDiscovery};
+use byoc_actors::liverunner::{
+    AppName, AppPolicies, AppPolicy, DispatchSettings, LiveRunnerSettings, SessionSettings, SignerDiscovery,
+};
 use byoc_actors::policy::Globals;
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +52,17 @@ pub struct LiveRunnerConfig {
     /// A go-livepeer remote signer to find more orchestrators with
     /// (`GET /discover-orchestrators`).
     pub remote_signer: Option<RemoteSigner>,
+    /// A session with no request in flight for this long is released at its runner (a client
+    /// that died does not hold a runner forever, go-livepeer #4016).
+    #[serde(with = "humantime_serde")]
+    pub session_idle_timeout: Duration,
+    /// Most sessions the gateway holds at once.
+    pub max_sessions: usize,
+    /// Most runners tried for one call or reservation.
+    pub max_attempts: usize,
+    /// Bound on a runner's answer head (status and headers) to a call or a reservation.
+    #[serde(with = "humantime_serde")]
+    pub head_timeout: Duration,
 }
 
 /// A remote signer.
@@ -91,6 +104,10 @@ impl Default for LiveRunnerConfig {
             default_app: AppPolicy::default(),
             apps: BTreeMap::new(),
             remote_signer: None,
+            session_idle_timeout: SessionSettings::default().idle_timeout,
+            max_sessions: SessionSettings::default().max_sessions,
+            max_attempts: DispatchSettings::default().max_attempts,
+            head_timeout: DispatchSettings::default().head_timeout,
         }
     }
 }
@@ -104,6 +121,10 @@ pub struct LiveRunnerValidated {
     pub policies: AppPolicies,
     /// Aliases (alias, app).
     pub aliases: Vec<(String, AppName)>,
+    /// How calls and reservations run.
+    pub dispatch: DispatchSettings,
+    /// Sessions.
+    pub sessions: SessionSettings,
 }
 
 fn invalid(m: String) -> ConfigError {
@@ -128,6 +149,17 @@ impl LiveRunnerConfig {
         }
         if self.discovery_max_bytes < 1024 || self.discovery_max_bytes > 64 << 20 {
             return Err(invalid("discovery_max_bytes must be between 1 KiB and 64 MiB".into()));
+        }
+        for (name, d) in [("session_idle_timeout", self.session_idle_timeout), ("head_timeout", self.head_timeout)] {
+            if d < Duration::from_millis(10) || d > byoc_actors::policy::MAX_DURATION {
+                return Err(invalid(format!("{name} must be between 10 ms and 7 days")));
+            }
+        }
+        if self.max_sessions == 0 || self.max_sessions > 1_000_000 {
+            return Err(invalid("max_sessions must be between 1 and 1000000".into()));
+        }
+        if self.max_attempts == 0 || self.max_attempts > 16 {
+            return Err(invalid("max_attempts must be between 1 and 16".into()));
         }
         if self.max_apps == 0 || self.max_apps > 100_000 {
             return Err(invalid("max_apps must be between 1 and 100000".into()));
@@ -180,6 +212,16 @@ impl LiveRunnerConfig {
             settings,
             policies: AppPolicies::new(globals.clone(), self.default_app.clone(), apps),
             aliases,
+            dispatch: DispatchSettings {
+                max_attempts: self.max_attempts,
+                head_timeout: self.head_timeout,
+                mailbox_timeout: DispatchSettings::default().mailbox_timeout,
+            },
+            sessions: SessionSettings {
+                idle_timeout: self.session_idle_timeout,
+                max_sessions: self.max_sessions,
+                ..SessionSettings::default()
+            },
         }))
     }
 }

@@ -39,6 +39,7 @@ pub mod fleet;
 mod orchestrator;
 mod pair;
 mod runner;
+mod session;
 mod stream;
 
 use access::{authorized, local_only, require_token};
@@ -46,6 +47,7 @@ use capability::{capabilities, delete_capability, forget_capability, get_capabil
 use orchestrator::{add_orchestrator, get_orchestrator, list_orchestrators, patch_orchestrator, remove_orchestrator};
 use pair::{get_pair, list_pairs, reset_pair, trip_pair};
 use runner::{get_runner, list_runners, reset_runner, trip_runner};
+use session::{list_sessions, stop_session};
 use stream::{get_stream, list_streams, stop_stream};
 
 /// Bound on an admin call to an actor.
@@ -81,6 +83,10 @@ pub struct AdminState {
     pub fleet: Arc<fleet::Fleet>,
     /// The Live Runner discovery actor, unless Live Runner is off.
     pub runners: Option<Addr<byoc_actors::liverunner::Runners>>,
+    /// The Live Runner sessions, unless Live Runner is off.
+    pub sessions: Option<byoc_actors::liverunner::Sessions>,
+    /// The upstream client's settings (to release a session an operator stops).
+    pub client: byoc_actors::protocol::client::ClientSettings,
 }
 
 #[derive(OpenApi)]
@@ -138,6 +144,8 @@ fn admin_scope() -> utoipa_actix_web::scope::Scope<
         .service(get_runner)
         .service(trip_runner)
         .service(reset_runner)
+        .service(list_sessions)
+        .service(stop_session)
         .service(capabilities)
         .service(get_capability)
         .service(put_capability)

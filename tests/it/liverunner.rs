@@ -4,7 +4,9 @@
 //! - `discovery`: runners found at registered orchestrators, in `/admin/pairs` with their
 //!   record; stale records kept for the grace period, then expired; unreachable, gone and
 //!   non-Live-Runner orchestrators.
+//! - `apps`: single-shot calls with failover, sessions the gateway owns and always releases.
 
+mod apps;
 mod discovery;
 
 use std::time::Duration;

@@ -54,6 +54,8 @@ async fn the_openapi_document_lists_every_admin_route_and_each_one_exists() {
         ("GET", "/admin/runners/{runner}"),
         ("POST", "/admin/runners/{runner}/trip"),
         ("POST", "/admin/runners/{runner}/reset"),
+        ("GET", "/admin/sessions"),
+        ("POST", "/admin/sessions/{id}/stop"),
         ("GET", "/admin/capabilities"),
         ("GET", "/admin/capabilities/{name}"),
         ("PUT", "/admin/capabilities/{name}"),

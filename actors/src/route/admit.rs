@@ -14,7 +14,7 @@ use crate::scoreboard::Picked;
 use super::Router;
 
 /// A job admitted on a pair.
-pub(super) struct Admitted {
+pub(crate) struct Admitted {
     /// Where to send it.
     pub(crate) service_addr: Arc<str>,
     /// The pair actor's lease (trials only).
@@ -33,17 +33,27 @@ impl Router {
     /// Admits a job on `picked` for up to `timeout`; `Err` with the pair's reason (or `None`
     /// when its actor did not answer) when it refuses.
     pub(super) async fn admit(&self, picked: &Picked, timeout: Duration) -> Result<Admitted, Option<Unroutable>> {
-        let fast = picked.view.read().fast_admission(Instant::now());
-        if let Some(service_addr) = fast {
-            return Ok(Admitted { service_addr, lease: None, trial: false });
-        }
-        match picked.addr.send(Admit { timeout }).timeout(self.mailbox_timeout).await {
-            Ok(Ok(permit)) => Ok(permit.into()),
-            Ok(Err(reason)) => Err(Some(reason)),
-            Err(_) => {
-                metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
-                Err(None)
-            }
+        admit_on(picked, timeout, self.mailbox_timeout).await
+    }
+}
+
+/// Admits work on `picked` for up to `timeout`, waiting at most `mailbox_timeout` for its actor:
+/// the BYOC attempt loop's admission, shared with Live Runner's calls and sessions.
+pub(crate) async fn admit_on(
+    picked: &Picked,
+    timeout: Duration,
+    mailbox_timeout: Duration,
+) -> Result<Admitted, Option<Unroutable>> {
+    let fast = picked.view.read().fast_admission(Instant::now());
+    if let Some(service_addr) = fast {
+        return Ok(Admitted { service_addr, lease: None, trial: false });
+    }
+    match picked.addr.send(Admit { timeout }).timeout(mailbox_timeout).await {
+        Ok(Ok(permit)) => Ok(permit.into()),
+        Ok(Err(reason)) => Err(Some(reason)),
+        Err(_) => {
+            metrics::counter!(m::MAILBOX_ERRORS_TOTAL, "actor" => "pair").increment(1);
+            Err(None)
         }
     }
 }

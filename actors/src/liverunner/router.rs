@@ -1,0 +1,111 @@
+//! `AppRouter`: what an HTTP worker needs to serve `/apps/{app}/...` (the boards, its own
+//! upstream client, the shared sessions), and the single-shot call: the attempt loop of
+//! [`dispatch`](super::dispatch) on the single-shot board, failing over while nothing has
+//! reached the client, relaying the first answer that is the app's.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::outcome::Outcome;
+use crate::protocol::client::excerpt;
+
+use super::classify::classify;
+use super::dispatch::{account, place, DispatchSettings, Tries};
+use super::error::AppError;
+use super::forward::{end_to_end_headers, relay, relay_bytes, Forward, Relay};
+use super::metrics::AppMetrics;
+use super::record::Mode;
+use super::sessions::Sessions;
+use super::{AppName, Boards};
+
+/// Most bytes of a runner's error answer read to classify it before relaying it.
+pub(crate) const ERROR_READ_BYTES: usize = 64 * 1024;
+
+/// One HTTP worker's view of Live Runner apps.
+#[derive(Clone)]
+pub struct AppRouter {
+    /// The app boards (filled by discovery).
+    pub boards: Boards,
+    /// This worker's upstream client.
+    pub client: awc::Client,
+    /// How calls run.
+    pub settings: Arc<DispatchSettings>,
+    /// The gateway's sessions (shared by every worker).
+    pub sessions: Sessions,
+}
+
+impl AppRouter {
+    /// The `app` label of `app` for metrics: its name while a runner serves it.
+    pub(crate) fn metrics(&self, app: &AppName) -> AppMetrics {
+        AppMetrics::new(&self.boards, app)
+    }
+
+    /// Serves a single-shot call of `app`: the first runner whose answer is the app's (a 2xx,
+    /// or a 4xx of its own) is relayed as it arrives; refusals before any byte (capacity,
+    /// runner gone, 5xx, a payment it wants) go to the next runner.
+    pub async fn call(&self, app: &AppName, fwd: &Forward) -> Result<Relay, AppError> {
+        let started = Instant::now();
+        let metrics = self.metrics(app);
+        let result = self.call_attempts(app, fwd).await;
+        metrics.request("call", result.as_ref().map(|r| r.status).map_err(AppError::code), started.elapsed());
+        result
+    }
+
+    async fn call_attempts(&self, app: &AppName, fwd: &Forward) -> Result<Relay, AppError> {
+        let mut tries = Tries::default();
+        while tries.tried.len() < self.settings.max_attempts {
+            let placed = place(&self.boards, &self.settings, app, Mode::SingleShot, &mut tries).await?;
+            let runner = placed.picked.key.orchestrator.to_string();
+            let attempt = Instant::now();
+            let resp = fwd.send(&self.client, &fwd.url(&placed.url), self.settings.head_timeout).await;
+            let elapsed = attempt.elapsed();
+            let mut resp = match resp {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::info!(runner, error = %e, "single-shot call failed before any byte; next runner");
+                    tries.last = Some(format!("{runner}: {e}"));
+                    account(&self.settings, &placed, &Outcome::Failed(e), elapsed).await;
+                    tries.tried.push(placed.picked.key.orchestrator.clone());
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let attempts = tries.tried.len() + 1;
+            if status < 400 {
+                account(&self.settings, &placed, &Outcome::Success, elapsed).await;
+                // The slot is held until the answer's last byte (or the client hangs up).
+                return Ok(relay(resp, placed.guard, runner, attempts));
+            }
+            // An error: read its head to tell the runner's refusal from the app's answer.
+            let headers = end_to_end_headers(resp.headers());
+            let body: Bytes = match resp.body().limit(ERROR_READ_BYTES).await {
+                Ok(b) => b,
+                Err(awc::error::PayloadError::Overflow) => {
+                    account(&self.settings, &placed, &Outcome::ServerError(status, String::new()), elapsed).await;
+                    return Err(AppError::ErrorTooLarge(ERROR_READ_BYTES));
+                }
+                Err(e) => {
+                    let e = crate::protocol::client::UpstreamError::Transport(e.to_string());
+                    tries.last = Some(format!("{runner}: {e}"));
+                    account(&self.settings, &placed, &Outcome::Failed(e), elapsed).await;
+                    tries.tried.push(placed.picked.key.orchestrator.clone());
+                    continue;
+                }
+            };
+            let outcome = classify(status, &body);
+            account(&self.settings, &placed, &outcome, elapsed).await;
+            if !outcome.retryable() {
+                return Ok(relay_bytes(status, headers, body, runner, attempts));
+            }
+            tracing::info!(runner, status, answer = %excerpt(&body), "runner refused the call; next runner");
+            tries.last = Some(format!("{runner} answered {status}: {}", excerpt(&body)));
+            tries.tried.push(placed.picked.key.orchestrator.clone());
+        }
+        Err(tries.exhausted(app))
+    }
+}
+
+mod session;
+pub use session::Opened;

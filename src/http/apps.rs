@@ -4,7 +4,8 @@
 //! - `ANY /apps/{app}/{path...}`: a single-shot call (failover before any byte);
 //! - `POST /apps/{app}/session`: a session the gateway owns: `{session_id, app_url, control_url}`
 //!   with the gateway's URLs;
-//! - `ANY /apps/{app}/session/{id}/app/{path...}`: a request of the session (streamed);
+//! - `ANY /apps/{app}/session/{id}/app/{path...}`: a request of the session (streamed), or its
+//!   WebSocket (relayed frame by frame, [`ws`]);
 //! - `POST /apps/{app}/session/{id}/stop`: ends it (the runner's session is released).
 //!
 //! `{app}` is an app name (`live-video-to-video/scope`, its `/` as is or percent-encoded as one
@@ -19,6 +20,8 @@ use serde_json::json;
 use super::body::{read_body, BodyReservation};
 use super::error::ApiError;
 use super::public::PublicState;
+
+mod ws;
 
 /// Per-worker state of the app routes.
 pub struct AppsState {
@@ -103,6 +106,9 @@ async fn apps(
         body,
     };
     match (route, app) {
+        (Route::SessionApp { id, tail }, _) if ws::is_upgrade(&req) => {
+            ws::session_ws(router, id, &tail, &req, payload).await
+        }
         (Route::SessionApp { id, tail }, _) => {
             let f = fwd(bytes::Bytes::new(), tail);
             router.session_request(id, &f, payload).await.map(respond).map_err(app_error)

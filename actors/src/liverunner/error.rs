@@ -59,6 +59,9 @@ pub enum AppError {
         /// What failed.
         reason: String,
     },
+    /// The runner's app did not accept a WebSocket upgrade (it answered this status).
+    #[error("the runner's app refused the WebSocket upgrade with {0}")]
+    UpgradeRefused(u16),
     /// The gateway holds its most sessions.
     #[error("the gateway holds its limit of {0} sessions")]
     TooManySessions(usize),
@@ -76,7 +79,7 @@ impl AppError {
             AppError::BodyTooLarge(_) => 413,
             AppError::BadBody(_) => 400,
             AppError::SessionEnded { .. } => 410,
-            AppError::RunnerFailed { .. } | AppError::ErrorTooLarge(_) => 502,
+            AppError::RunnerFailed { .. } | AppError::ErrorTooLarge(_) | AppError::UpgradeRefused(_) => 502,
         }
     }
 
@@ -92,6 +95,7 @@ impl AppError {
             AppError::UnknownSession(_) => "unknown-session",
             AppError::SessionEnded { .. } => "session-ended",
             AppError::RunnerFailed { .. } => "session-runner-failed",
+            AppError::UpgradeRefused(_) => "websocket-refused",
             AppError::TooManySessions(_) => "too-many-sessions",
             AppError::ErrorTooLarge(_) => "upstream-error-too-large",
         }

@@ -108,4 +108,4 @@ impl AppRouter {
 }
 
 mod session;
-pub use session::Opened;
+pub use session::{Opened, SessionActivity};

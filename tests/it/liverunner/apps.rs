@@ -217,3 +217,44 @@ async fn sessions_are_released_at_shutdown_and_an_operator_can_stop_one() {
     assert!(s.state.runner_sessions("r1").is_empty(), "the last session released at shutdown");
     assert_eq!(s.state.runner_stats().stopped, 2);
 }
+
+#[actix_web::test]
+async fn a_sessions_websocket_is_relayed_both_ways_and_ends_when_the_session_is_stopped() {
+    use awc::ws::{Frame, Message};
+    use futures_util::SinkExt as _;
+    let s = live_sim("o1", &[RunnerSpec::persistent("r1", "app", 2)]);
+    let gw = live_gateway(&[&s], |_| {}).await;
+    gw.routable(&s, "r1").await;
+    let v = gw.open_session("app").await.json();
+    let (id, app_url) = (v["session_id"].as_str().expect("id"), v["app_url"].as_str().expect("app_url"));
+    let (resp, mut ws) = gw.client.ws(format!("{app_url}/ws")).connect().await.expect("upgraded");
+    assert_eq!(resp.status(), 101);
+    ws.send(Message::Text("hello".into())).await.expect("sent");
+    match ws.next().await {
+        Some(Ok(Frame::Text(t))) => assert_eq!(&t[..], b"hello"),
+        other => panic!("expected the echo, got {other:?}"),
+    }
+    ws.send(Message::Binary(bytes::Bytes::from_static(&[0, 1, 2]))).await.expect("sent");
+    match ws.next().await {
+        Some(Ok(Frame::Binary(b))) => assert_eq!(&b[..], &[0, 1, 2]),
+        other => panic!("expected the binary echo, got {other:?}"),
+    }
+    assert_eq!(gw.sessions().await[0]["active"], 1, "an open socket keeps the session active");
+    // An operator stops the session: the runner closes the socket, and the close reaches the
+    // client.
+    assert_eq!(gw.admin_post(&format!("/admin/sessions/{id}/stop"), json!({})).await.status, 200);
+    loop {
+        match ws.next().await {
+            Some(Ok(Frame::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    assert!(s.state.runner_sessions("r1").is_empty());
+    // A session that has ended refuses the upgrade with a clean error.
+    let refused = gw.client.ws(format!("{app_url}/ws")).connect().await;
+    assert!(
+        matches!(refused, Err(awc::error::WsClientError::InvalidResponseStatus(s)) if s.as_u16() == 410),
+        "{:?}",
+        refused.map(|(r, _)| r.status())
+    );
+}

@@ -44,6 +44,10 @@ fn new_id() -> String {
     format!("gws_{:032x}", rand::random::<u128>())
 }
 
+/// A request of a session in flight (a WebSocket the binary relays): the session is not idle
+/// until it is dropped.
+pub struct SessionActivity(#[allow(dead_code)] Active);
+
 /// The in-flight mark of a session request; the request's end (or the client hanging up)
 /// ends it.
 struct Active {
@@ -144,13 +148,7 @@ impl AppRouter {
         S: Stream<Item = Result<Bytes, E>> + 'static,
         E: Into<Box<dyn std::error::Error>> + 'static,
     {
-        let up = match self.sessions.table.lock().begin(id) {
-            Ok(up) => up,
-            Err(Some(reason)) => {
-                return Err(AppError::SessionEnded { id: id.to_string(), reason: reason.as_str().to_string() })
-            }
-            Err(None) => return Err(AppError::UnknownSession(id.to_string())),
-        };
+        let up = self.begin(id)?;
         let active = Active { sessions: self.sessions.clone(), id: id.to_string() };
         let url = fwd.url(&up.app_url);
         let resp = fwd.request(&self.client, &url, self.settings.head_timeout).send_stream(body).await;
@@ -178,6 +176,46 @@ impl AppRouter {
             return Ok(super::super::forward::relay_bytes(status, headers, body, up.runner, 1));
         }
         Ok(relay(resp, active, up.runner, 1))
+    }
+
+    /// Starts a request of session `id` relayed outside the router (a WebSocket): the session's
+    /// app URL, and its activity mark.
+    pub fn begin_session(&self, id: &str) -> Result<(String, SessionActivity), AppError> {
+        let up = self.begin(id)?;
+        Ok((up.app_url, SessionActivity(Active { sessions: self.sessions.clone(), id: id.to_string() })))
+    }
+
+    fn begin(&self, id: &str) -> Result<Upstream, AppError> {
+        match self.sessions.table.lock().begin(id) {
+            Ok(up) => Ok(up),
+            Err(Some(reason)) => {
+                Err(AppError::SessionEnded { id: id.to_string(), reason: reason.as_str().to_string() })
+            }
+            Err(None) => Err(AppError::UnknownSession(id.to_string())),
+        }
+    }
+
+    /// The WebSocket upgrade of session `id` at its runner failed with `e`: a runner that is
+    /// gone or unreachable ends the session; an app that refuses to upgrade does not.
+    pub async fn session_ws_failed(&self, id: &str, e: awc::error::WsClientError) -> AppError {
+        use awc::error::WsClientError as W;
+        let up = match self.sessions.table.lock().begin(id) {
+            Ok(up) => up,
+            Err(_) => return AppError::UnknownSession(id.to_string()),
+        };
+        self.sessions.table.lock().end_request(id, Instant::now());
+        let outcome = match e {
+            W::SendRequest(e) => {
+                Outcome::Failed(crate::protocol::client::map_send_error(e, self.settings.head_timeout))
+            }
+            W::InvalidResponseStatus(s) if matches!(s.as_u16(), 404 | 502 | 503) => {
+                Outcome::ServerError(s.as_u16(), "the runner refused the session's WebSocket".into())
+            }
+            W::InvalidResponseStatus(s) => return AppError::UpgradeRefused(s.as_u16()),
+            other => Outcome::Failed(UpstreamError::Transport(other.to_string())),
+        };
+        let why = format!("{outcome:?}");
+        self.runner_failed(id, &up, outcome, why).await
     }
 
     /// Ends session `id` whose runner failed, charging the failure to the runner's pair.

@@ -29,6 +29,7 @@ pub mod forward;
 pub mod freshness;
 mod metrics;
 mod offer;
+mod pay;
 pub mod policy;
 pub mod price;
 pub mod record;

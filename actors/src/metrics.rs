@@ -165,6 +165,9 @@ pub(crate) const APP_SESSIONS: &str = "byoc_gateway_app_sessions";
 /// Sessions ended, by `app` and `reason` (`stopped`, `idle`, `shutdown`, `runner-failed`).
 pub(crate) const APP_SESSIONS_ENDED_TOTAL: &str = "byoc_gateway_app_sessions_ended_total";
 
+/// Top-ups of metered Live Runner sessions, by `app` and `result` (`ok`, `refused`, `gone`).
+pub(crate) const APP_TOP_UPS_TOTAL: &str = "byoc_gateway_app_top_ups_total";
+
 /// Histogram buckets in seconds for request and upstream durations: 1 ms to 2 min.
 pub const DURATION_BUCKETS: &[f64] =
     &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
@@ -237,6 +240,7 @@ pub fn describe() {
         "Live Runner call (to the answer's head) and reservation duration"
     );
     describe_gauge!(APP_SESSIONS, "Live Runner sessions held, by app");
+    describe_counter!(APP_TOP_UPS_TOTAL, "Top-ups of metered Live Runner sessions, by app and result");
     describe_counter!(APP_SESSIONS_ENDED_TOTAL, "Live Runner sessions ended, by app and reason");
     describe_counter!(TALLY_DROPPED_TOTAL, "Fast-path answers dropped from accounting (pair tally full)");
     describe_gauge!(STREAMS_ACTIVE, "Live streams, by capability");

@@ -224,6 +224,13 @@ impl Ledger {
     }
 
     /// Debits a job that ran `seconds` (rounded up) at `per_second`.
+    /// Debits exactly `wei` (a live session's time, charged as it passes).
+    pub fn debit_wei(&mut self, sender: &str, capability: &str, wei: f64) {
+        if let Some(c) = self.credit.get_mut(&key(sender, capability)) {
+            *c -= wei;
+        }
+    }
+
     pub fn debit(&mut self, sender: &str, capability: &str, seconds: f64, per_second: f64) {
         if let Some(c) = self.credit.get_mut(&key(sender, capability)) {
             *c -= seconds.ceil().max(1.0) * per_second;

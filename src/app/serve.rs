@@ -37,6 +37,28 @@ pub(super) struct LiveCore {
     pub(super) sessions: byoc_actors::liverunner::Sessions,
     /// How calls and reservations run.
     pub(super) dispatch: Arc<byoc_actors::liverunner::DispatchSettings>,
+    /// Per-app settings.
+    pub(super) policies: byoc_actors::liverunner::AppPolicies,
+}
+
+impl LiveCore {
+    /// An app router with `client`.
+    pub(super) fn router(
+        &self,
+        client: awc::Client,
+        payments: Arc<Payments>,
+        signer: byoc_actors::protocol::signer::SharedSigner,
+    ) -> byoc_actors::liverunner::AppRouter {
+        byoc_actors::liverunner::AppRouter {
+            boards: self.boards.clone(),
+            client,
+            settings: self.dispatch.clone(),
+            sessions: self.sessions.clone(),
+            payments,
+            signer,
+            policies: self.policies.clone(),
+        }
+    }
 }
 
 impl Core {
@@ -105,6 +127,7 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
     if let Some(settings) = v.discovery.clone() {
         Discovery::new(settings, &client, supervisor.clone().recipient()).context("discovery client")?.start();
     }
+    let payments = Arc::new(Payments::new(v.payment_limits.clone()));
     let live = match &v.live_runner {
         Some(lr) => {
             let boards = byoc_actors::liverunner::Boards::with_aliases(lr.aliases.clone());
@@ -125,7 +148,15 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
                 mailbox_timeout: cfg.routing.mailbox_timeout,
                 ..lr.dispatch.clone()
             });
-            Some(LiveCore { runners, boards, sessions, dispatch })
+            let live = LiveCore { runners, boards, sessions, dispatch, policies: lr.policies.clone() };
+            // Metered sessions are kept funded from the system arbiter, with their own client.
+            let funder = live.router(
+                build_client(&client).context("live runner payment client")?,
+                payments.clone(),
+                v.signer.clone(),
+            );
+            actix_web::rt::spawn(funder.fund());
+            Some(live)
         }
         None => None,
     };
@@ -137,7 +168,7 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
         signer: v.signer.clone(),
         marker,
         budgets: RetryBudgets::default(),
-        payments: Arc::new(Payments::new(v.payment_limits.clone())),
+        payments,
         client,
         streams: Streams::new(v.stream_settings.clone()),
         whip: None,
@@ -227,12 +258,7 @@ pub(super) fn serve_public(
         };
         let apps = core.live.as_ref().map(|l| {
             web::Data::new(crate::http::apps::AppsState {
-                router: byoc_actors::liverunner::AppRouter {
-                    boards: l.boards.clone(),
-                    client: client.clone(),
-                    settings: l.dispatch.clone(),
-                    sessions: l.sessions.clone(),
-                },
+                router: l.router(client.clone(), core.payments.clone(), core.signer.clone()),
             })
         });
         let live = apps.is_some();

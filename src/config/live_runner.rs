@@ -58,6 +58,10 @@ pub struct LiveRunnerConfig {
     pub session_idle_timeout: Duration,
     /// Most sessions the gateway holds at once.
     pub max_sessions: usize,
+    /// How often metered sessions at priced runners are topped up (at most the orchestrators'
+    /// debit period, go-livepeer's 5 s by default).
+    #[serde(with = "humantime_serde")]
+    pub payment_interval: Duration,
     /// Most runners tried for one call or reservation.
     pub max_attempts: usize,
     /// Bound on a runner's answer head (status and headers) to a call or a reservation.
@@ -106,6 +110,7 @@ impl Default for LiveRunnerConfig {
             remote_signer: None,
             session_idle_timeout: SessionSettings::default().idle_timeout,
             max_sessions: SessionSettings::default().max_sessions,
+            payment_interval: SessionSettings::default().payment_interval,
             max_attempts: DispatchSettings::default().max_attempts,
             head_timeout: DispatchSettings::default().head_timeout,
         }
@@ -150,7 +155,11 @@ impl LiveRunnerConfig {
         if self.discovery_max_bytes < 1024 || self.discovery_max_bytes > 64 << 20 {
             return Err(invalid("discovery_max_bytes must be between 1 KiB and 64 MiB".into()));
         }
-        for (name, d) in [("session_idle_timeout", self.session_idle_timeout), ("head_timeout", self.head_timeout)] {
+        for (name, d) in [
+            ("session_idle_timeout", self.session_idle_timeout),
+            ("head_timeout", self.head_timeout),
+            ("payment_interval", self.payment_interval),
+        ] {
             if d < Duration::from_millis(10) || d > byoc_actors::policy::MAX_DURATION {
                 return Err(invalid(format!("{name} must be between 10 ms and 7 days")));
             }
@@ -220,6 +229,7 @@ impl LiveRunnerConfig {
             sessions: SessionSettings {
                 idle_timeout: self.session_idle_timeout,
                 max_sessions: self.max_sessions,
+                payment_interval: self.payment_interval,
                 ..SessionSettings::default()
             },
         }))

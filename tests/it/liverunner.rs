@@ -4,10 +4,12 @@
 //! - `discovery`: runners found at registered orchestrators, in `/admin/pairs` with their
 //!   record; stale records kept for the grace period, then expired; unreachable, gone and
 //!   non-Live-Runner orchestrators.
+//! - `payments`: the 402 challenge answered, metered sessions kept funded, both dialects.
 //! - `apps`: single-shot calls with failover, sessions the gateway owns and always releases.
 
 mod apps;
 mod discovery;
+mod payments;
 
 use std::time::Duration;
 

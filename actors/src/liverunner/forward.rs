@@ -40,6 +40,9 @@ pub fn end_to_end_headers(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)>
     headers.iter().filter(|(n, _)| end_to_end(n)).map(|(n, v)| (n.clone(), v.clone())).collect()
 }
 
+/// Headers the gateway adds to a request for a runner (the payer's, a payment's).
+pub type ExtraHeaders = Vec<(&'static str, String)>;
+
 /// A request for a runner, as the client sent it (the body held whole, to replay on failover).
 #[derive(Debug, Clone)]
 pub struct Forward {
@@ -74,14 +77,20 @@ impl Forward {
         req
     }
 
-    /// Sends this request to `url`; the answer's head, its body still to read.
+    /// Sends this request to `url` with the `extra` headers (payment); the answer's head, its
+    /// body still to read.
     pub(crate) async fn send(
         &self,
         client: &awc::Client,
         url: &str,
         timeout: Duration,
+        extra: &ExtraHeaders,
     ) -> Result<awc::ClientResponse, UpstreamError> {
-        self.request(client, url, timeout).send_body(self.body.clone()).await.map_err(|e| map_send_error(e, timeout))
+        let mut req = self.request(client, url, timeout);
+        for (n, v) in extra {
+            req = req.insert_header((*n, v.as_str()));
+        }
+        req.send_body(self.body.clone()).await.map_err(|e| map_send_error(e, timeout))
     }
 }
 

@@ -19,6 +19,11 @@ impl AppMetrics {
         Self { label }
     }
 
+    /// The `app` label.
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
     /// A call or reservation (`kind`) ended with the runner's `status` or an error `code`.
     pub(crate) fn request(&self, kind: &'static str, result: Result<u16, &'static str>, elapsed: Duration) {
         let outcome = match result {

@@ -12,10 +12,12 @@ use crate::outcome::Outcome;
 use crate::protocol::client::excerpt;
 
 use super::classify::classify;
-use super::dispatch::{account, place, DispatchSettings, Tries};
+use super::dispatch::{account, place, DispatchSettings, Placed, Tries};
 use super::error::AppError;
-use super::forward::{end_to_end_headers, relay, relay_bytes, Forward, Relay};
+use super::forward::{end_to_end_headers, relay, relay_bytes, ExtraHeaders, Forward, Relay};
 use super::metrics::AppMetrics;
+use super::pay::{parse_challenge, LivePay, Payer, PAYER_HEADER};
+use super::price::{RunnerPrice, Unit};
 use super::record::Mode;
 use super::sessions::Sessions;
 use super::{AppName, Boards};
@@ -34,12 +36,56 @@ pub struct AppRouter {
     pub settings: Arc<DispatchSettings>,
     /// The gateway's sessions (shared by every worker).
     pub sessions: Sessions,
+    /// The payments core (shared with BYOC jobs: limits, spend caps, nonces).
+    pub payments: Arc<crate::route::Payments>,
+    /// The gateway's identity (pays priced runners when it has a key).
+    pub signer: crate::protocol::signer::SharedSigner,
+    /// Per-app settings (spend limits).
+    pub policies: super::AppPolicies,
 }
 
 impl AppRouter {
     /// The `app` label of `app` for metrics: its name while a runner serves it.
     pub(crate) fn metrics(&self, app: &AppName) -> AppMetrics {
         AppMetrics::new(&self.boards, app)
+    }
+
+    /// The payment headers every request to a runner carries when the gateway can pay (go-livepeer
+    /// challenges on-chain only with the payer named).
+    pub(crate) fn payer_header(&self) -> ExtraHeaders {
+        self.signer.payer().map(|a| vec![(PAYER_HEADER, format!("0x{}", hex::encode(a)))]).unwrap_or_default()
+    }
+
+    /// Answers runner `placed`'s 402 `body` for `app`: the headers to retry with (the payer's
+    /// and the payment's) and the payments of what it reserves; `Err` says why the gateway
+    /// cannot pay (the refusal then stands and the call goes to the next runner).
+    pub(crate) fn answer_challenge(
+        &self,
+        app: &AppName,
+        placed: &Placed,
+        body: &[u8],
+    ) -> Result<(ExtraHeaders, LivePay), String> {
+        if self.signer.payer().is_none() {
+            return Err("the gateway has no key to pay with".into());
+        }
+        let terms = parse_challenge(body).map_err(|e| e.to_string())?;
+        let price = runner_price(placed).ok_or("the runner's record has no price")?;
+        let mut pay = LivePay::new(terms, price);
+        let key = app.board_key();
+        let label = self.metrics(app).label().to_string();
+        let payer = Payer {
+            payments: &self.payments,
+            signer: &*self.signer,
+            app: &key,
+            label: &label,
+            spend_cap: self.policies.spend_limit(&key),
+        };
+        let headers =
+            pay.first(&payer, price.price as f64).map_err(|e| e.to_string())?.ok_or("the signer cannot pay")?;
+        let mut out = self.payer_header();
+        out.push(("Livepeer-Payment", headers.payment));
+        out.push(("Livepeer-Segment", headers.segment));
+        Ok((out, pay))
     }
 
     /// Serves a single-shot call of `app`: the first runner whose answer is the app's (a 2xx,
@@ -59,7 +105,28 @@ impl AppRouter {
             let placed = place(&self.boards, &self.settings, app, Mode::SingleShot, &mut tries).await?;
             let runner = placed.picked.key.orchestrator.to_string();
             let attempt = Instant::now();
-            let resp = fwd.send(&self.client, &fwd.url(&placed.url), self.settings.head_timeout).await;
+            let url = fwd.url(&placed.url);
+            let mut extra = self.payer_header();
+            let mut resp = fwd.send(&self.client, &url, self.settings.head_timeout, &extra).await;
+            // A priced runner challenges the first request (402): paid, the same request again.
+            if let Ok(r) =
+                resp.as_mut().map_err(|_| ()).and_then(|r| if r.status().as_u16() == 402 { Ok(r) } else { Err(()) })
+            {
+                let body = r.body().limit(ERROR_READ_BYTES).await.unwrap_or_default();
+                match self.answer_challenge(app, &placed, &body) {
+                    Ok((headers, _pay)) => {
+                        extra = headers;
+                        resp = fwd.send(&self.client, &url, self.settings.head_timeout, &extra).await;
+                    }
+                    Err(why) => {
+                        let outcome = Outcome::Refused(crate::outcome::Refusal::PaymentRequired, why.clone());
+                        tries.last = Some(format!("{runner} asked for a payment the gateway cannot make: {why}"));
+                        account(&self.settings, &placed, &outcome, attempt.elapsed()).await;
+                        tries.tried.push(placed.picked.key.orchestrator.clone());
+                        continue;
+                    }
+                }
+            }
             let elapsed = attempt.elapsed();
             let mut resp = match resp {
                 Ok(r) => r,
@@ -107,5 +174,13 @@ impl AppRouter {
     }
 }
 
+/// The price of runner `placed`, from its discovery record.
+fn runner_price(placed: &Placed) -> Option<RunnerPrice> {
+    let view = placed.picked.view.read();
+    let p = &view.details.as_ref()?["price"];
+    Some(RunnerPrice { price: p["price"].as_u64()?, unit: Unit::parse(p["unit"].as_str()?)? })
+}
+
+mod fund;
 mod session;
 pub use session::{Opened, SessionActivity};

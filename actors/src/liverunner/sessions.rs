@@ -69,6 +69,8 @@ pub struct SessionInfo {
     pub idle_ms: u64,
     /// Requests in flight.
     pub active: u32,
+    /// Its payments, when its runner is priced (EV sent, credit left, the manifest).
+    pub payment: Option<serde_json::Value>,
 }
 
 /// One session's upstream side.
@@ -164,8 +166,22 @@ impl<H> SessionTable<H> {
         self.live.keys().cloned().collect()
     }
 
-    /// The admin view, sorted by id.
-    pub(crate) fn list(&self, now: Instant) -> Vec<SessionInfo> {
+    /// Session `id`'s upstream side.
+    pub(crate) fn upstream(&self, id: &str) -> Option<Upstream> {
+        self.live.get(id).map(|e| e.up.clone())
+    }
+
+    /// What session `id` holds.
+    pub(crate) fn held_mut(&mut self, id: &str) -> Option<&mut H> {
+        self.live.get_mut(id).map(|e| &mut e.held)
+    }
+
+    /// The admin view, sorted by id, with `payment` saying what each holds of payments.
+    pub(crate) fn list_with(
+        &self,
+        now: Instant,
+        payment: impl Fn(&H) -> Option<serde_json::Value>,
+    ) -> Vec<SessionInfo> {
         let mut out: Vec<SessionInfo> = self
             .live
             .iter()
@@ -178,6 +194,7 @@ impl<H> SessionTable<H> {
                 age_ms: now.saturating_duration_since(e.created).as_millis() as u64,
                 idle_ms: if e.active > 0 { 0 } else { now.saturating_duration_since(e.last_active).as_millis() as u64 },
                 active: e.active,
+                payment: payment(&e.held),
             })
             .collect();
         out.sort_by(|a, b| a.id.cmp(&b.id));
@@ -185,11 +202,20 @@ impl<H> SessionTable<H> {
     }
 }
 
-/// What a live session holds: its runner's slot, the pair (to account a failure), its metrics.
+/// What a live session holds: its runner's slot, the pair (to account a failure), its metrics,
+/// its payments (a priced runner).
 pub(crate) struct Held {
     pub(crate) _guard: SlotGuard,
     pub(crate) picked: Picked,
     pub(crate) metrics: AppMetrics,
+    pub(crate) pay: Option<super::pay::LivePay>,
+}
+
+impl SessionTable<Held> {
+    /// The sessions that pay as they go: id, app and payments.
+    pub(crate) fn metered(&self) -> Vec<(String, AppName, super::pay::LivePay)> {
+        self.live.iter().filter_map(|(id, e)| e.held.pay.clone().map(|p| (id.clone(), e.up.app.clone(), p))).collect()
+    }
 }
 
 /// Settings of sessions.
@@ -201,11 +227,19 @@ pub struct SessionSettings {
     pub max_sessions: usize,
     /// Bound on a runner's answer to a stop.
     pub stop_timeout: Duration,
+    /// How often metered sessions are topped up (the SDK pays every 3 s; go-livepeer debits
+    /// every 5 s by default).
+    pub payment_interval: Duration,
 }
 
 impl Default for SessionSettings {
     fn default() -> Self {
-        Self { idle_timeout: Duration::from_secs(60), max_sessions: 10_000, stop_timeout: Duration::from_secs(5) }
+        Self {
+            idle_timeout: Duration::from_secs(60),
+            max_sessions: 10_000,
+            stop_timeout: Duration::from_secs(5),
+            payment_interval: Duration::from_secs(3),
+        }
     }
 }
 
@@ -224,7 +258,17 @@ impl Sessions {
 
     /// The admin view.
     pub fn list(&self) -> Vec<SessionInfo> {
-        self.table.lock().list(Instant::now())
+        let now = Instant::now();
+        self.table.lock().list_with(now, |h| {
+            h.pay.as_ref().map(|p| {
+                serde_json::json!({
+                    "manifest_id": p.terms.manifest_id,
+                    "ev_sent_wei": p.ev_sent.round(),
+                    "credit_wei": p.credit_now(now).round(),
+                    "wei_per_second": p.per_second,
+                })
+            })
+        })
     }
 
     /// Ends session `id` for `reason` and releases it at its runner; `false` when it was not
@@ -313,7 +357,7 @@ mod tests {
         assert_eq!(t.begin("s2").map(|_| ()), Err(Some(EndReason::Idle)));
         assert_eq!(t.begin("nope").map(|_| ()), Err(None));
         assert!(t.has_room());
-        assert_eq!(t.list(later).len(), 1);
+        assert_eq!(t.list_with(later, |_| None).len(), 1);
     }
 
     #[test]

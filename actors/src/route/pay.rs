@@ -161,37 +161,114 @@ impl Payments {
         if p.tickets == 0 {
             return Ok(None);
         }
-        if let Some(cap) = self.limits.max_ev_per_capability_hour {
-            let mut spent = self.spent.lock();
-            let window = spent.entry(v.key.capability.clone()).or_default();
-            while window.front().is_some_and(|(t, _)| now.duration_since(*t) > HOUR) {
-                window.pop_front();
-            }
-            let total: f64 = window.iter().map(|(_, ev)| ev).sum();
-            if total + p.ev > cap {
-                return Err(PayError::SpendCapReached { needed: p.ev, cap });
-            }
-            window.push_back((now, p.ev));
-        }
         let set = SetId::of(&terms.params);
-        let range = nonces.take(&set, p.tickets)?;
-        let mut tickets = Vec::with_capacity(p.tickets as usize);
-        for nonce in range {
-            let flat = terms.params.ticket(sender, nonce).flatten();
-            let Some(sig) = signer.sign_ticket(&flat) else { return Ok(None) };
-            tickets.push((nonce, sig));
-        }
+        let Some(header) = self.issue_locked(
+            nonces,
+            &v.key.capability,
+            label.value(),
+            &terms.params,
+            (p.tickets, p.ev),
+            price,
+            (sender, self.limits.max_ev_per_capability_hour),
+            signer,
+            now,
+        )?
+        else {
+            return Ok(None);
+        };
         ledger.balance += p.ev;
         ledger.tickets += u64::from(p.tickets);
         ledger.ev_sent += p.ev;
         ledger.paid_against(&set);
         ledger.paid_at = Some(now);
         forget_stale_sets(nonces, ledgers);
-        metrics::counter!(crate::metrics::TICKETS_SENT_TOTAL, "capability" => label.value())
-            .increment(u64::from(p.tickets));
-        metrics::counter!(crate::metrics::TICKET_EV_SENT_WEI_TOTAL, "capability" => label.value())
-            .increment(p.ev as u64);
-        Ok(Some(wire::payment_header(&terms.params, sender, &tickets, price)))
+        Ok(Some(header))
+    }
+
+    /// Signs `count` tickets worth `ev` wei in all against `params` for `capability` (counted
+    /// against its hourly spend cap, metrics labelled `label`): the `Livepeer-Payment` value
+    /// naming `price` as the expected price. `None` when the signer cannot sign. The step every
+    /// payment shares (BYOC jobs here, Live Runner sessions and calls through [`Self::issue`]).
+    #[allow(clippy::too_many_arguments)]
+    fn issue_locked(
+        &self,
+        nonces: &mut Nonces,
+        capability: &crate::capability::Capability,
+        label: metrics::SharedString,
+        params: &crate::payment::TicketParams,
+        (count, ev): (u32, f64),
+        price: (i64, i64),
+        (sender, spend_cap): ([u8; 20], Option<f64>),
+        signer: &dyn Signer,
+        now: Instant,
+    ) -> Result<Option<String>, PayError> {
+        if let Some(cap) = spend_cap {
+            let mut spent = self.spent.lock();
+            let window = spent.entry(capability.clone()).or_default();
+            while window.front().is_some_and(|(t, _)| now.duration_since(*t) > HOUR) {
+                window.pop_front();
+            }
+            let total: f64 = window.iter().map(|(_, ev)| ev).sum();
+            if total + ev > cap {
+                return Err(PayError::SpendCapReached { needed: ev, cap });
+            }
+            window.push_back((now, ev));
+        }
+        let set = SetId::of(params);
+        let range = nonces.take(&set, count)?;
+        let mut tickets = Vec::with_capacity(count as usize);
+        for nonce in range {
+            let flat = params.ticket(sender, nonce).flatten();
+            let Some(sig) = signer.sign_ticket(&flat) else { return Ok(None) };
+            tickets.push((nonce, sig));
+        }
+        metrics::counter!(crate::metrics::TICKETS_SENT_TOTAL, "capability" => label.clone())
+            .increment(u64::from(count));
+        metrics::counter!(crate::metrics::TICKET_EV_SENT_WEI_TOTAL, "capability" => label).increment(ev as u64);
+        Ok(Some(wire::payment_header(params, sender, &tickets, price)))
+    }
+
+    /// Tickets worth at least `cost` wei against `params` (checked against the operator's
+    /// limits), counted against `capability`'s hourly spend cap (`spend_cap`, else the global
+    /// one): the `Livepeer-Payment` value and the EV sent, or `None` when nothing is owed or the
+    /// signer cannot pay. Live Runner pays this way: its balance is per session, kept by the
+    /// session, not by a pair's ledger.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn issue(
+        &self,
+        capability: &crate::capability::Capability,
+        spend_cap: Option<f64>,
+        label: &str,
+        params: &crate::payment::TicketParams,
+        cost: f64,
+        price: (i64, i64),
+        signer: &dyn Signer,
+    ) -> Result<Option<(String, f64)>, PayError> {
+        let Some(sender) = signer.payer() else { return Ok(None) };
+        if cost <= 0.0 {
+            return Ok(None);
+        }
+        crate::payment::check_params(params, &self.limits)?;
+        let ev = params.ev();
+        // go-livepeer's signer refuses more than 100 tickets at once.
+        let count = crate::payment::ticket_count_for_cost(cost, ev, 100).clamp(1, 100);
+        let total = f64::from(count) * ev;
+        if total > self.limits.max_total_ev {
+            return Err(PayError::TotalEvOverLimit { needed: total, limit: self.limits.max_total_ev });
+        }
+        let mut state = self.state.lock();
+        let header = self.issue_locked(
+            &mut state.0,
+            capability,
+            metrics::SharedString::from(label.to_string()),
+            params,
+            (count, total),
+            price,
+            (sender, spend_cap.or(self.limits.max_ev_per_capability_hour)),
+            signer,
+            Instant::now(),
+        )?;
+        Ok(header.map(|h| (h, total)))
     }
 
     /// Debits a call that took `seconds` at the pair `v` (`ceil(seconds) x price`).

@@ -330,20 +330,26 @@ pub(crate) async fn refresh_payment(body: web::Json<Refresh>, state: web::Data<S
     HttpResponse::Ok().json(challenge_json(&info, &url))
 }
 
-/// One round of the debit loop: each paid metered session is charged the seconds since its
-/// last charge, and released when its credit does not cover them.
+/// One round of the debit loop: each paid metered session is charged the time since its last
+/// charge (go-livepeer's `LivePaymentProcessor` charges the elapsed time; `livepeer/node` whole
+/// elapsed seconds, the remainder carried), and released when its credit does not cover it.
 pub(crate) fn debit_round(live: &mut Live, now: Instant) {
+    let node = live.knobs.dialect == Dialect::Node;
     let mut unpaid = Vec::new();
     for (route, r) in &mut live.runners {
         for (id, s) in &mut r.sessions {
             let Some(payer) = s.payer.as_ref().filter(|_| s.per_second > 0.0) else { continue };
-            let seconds = now.saturating_duration_since(s.debited_at).as_secs_f64();
-            let fee = seconds.ceil().max(1.0) * s.per_second;
+            let elapsed = now.saturating_duration_since(s.debited_at).as_secs_f64();
+            let seconds = if node { elapsed.floor() } else { elapsed };
+            if seconds <= 0.0 {
+                continue;
+            }
+            let fee = seconds * s.per_second;
             if (live.ledger.balance(payer, id, 0) as f64) < fee {
                 unpaid.push((route.clone(), id.clone()));
             } else {
-                live.ledger.debit(payer, id, seconds, s.per_second);
-                s.debited_at = now;
+                live.ledger.debit_wei(payer, id, fee);
+                s.debited_at += Duration::from_secs_f64(seconds);
             }
         }
     }

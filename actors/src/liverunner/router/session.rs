@@ -14,7 +14,7 @@ use crate::protocol::client::{excerpt, UpstreamError};
 use super::super::classify::classify;
 use super::super::dispatch::{account, place, Tries};
 use super::super::error::AppError;
-use super::super::forward::{relay, Forward, Relay};
+use super::super::forward::{relay, ExtraHeaders, Forward, Relay};
 use super::super::record::Mode;
 use super::super::sessions::{EndReason, Held, Upstream};
 use super::super::AppName;
@@ -80,16 +80,26 @@ impl AppRouter {
             let placed = place(&self.boards, &self.settings, app, Mode::Persistent, &mut tries).await?;
             let runner = placed.picked.key.orchestrator.to_string();
             let attempt = Instant::now();
-            let answer = self.client.post(&*placed.url).timeout(self.settings.head_timeout).send().await;
-            let outcome_body = match answer {
-                Err(e) => Err(crate::protocol::client::map_send_error(e, self.settings.head_timeout)),
-                Ok(mut r) => match r.body().limit(ERROR_READ_BYTES).await {
-                    Ok(b) => Ok((r.status().as_u16(), b)),
-                    Err(e) => Err(UpstreamError::Transport(e.to_string())),
-                },
-            };
+            let mut pay = None;
+            let mut answer = self.post_reserve(&placed.url, &self.payer_header()).await;
+            // A priced runner challenges the reservation (402): paid, the reservation again.
+            if let Ok((402, challenge)) = &answer {
+                match self.answer_challenge(app, &placed, challenge) {
+                    Ok((headers, p)) => {
+                        pay = Some(p);
+                        answer = self.post_reserve(&placed.url, &headers).await;
+                    }
+                    Err(why) => {
+                        let outcome = Outcome::Refused(crate::outcome::Refusal::PaymentRequired, why.clone());
+                        tries.last = Some(format!("{runner} asked for a payment the gateway cannot make: {why}"));
+                        account(&self.settings, &placed, &outcome, attempt.elapsed()).await;
+                        tries.tried.push(placed.picked.key.orchestrator.clone());
+                        continue;
+                    }
+                }
+            }
             let elapsed = attempt.elapsed();
-            let (status, body) = match outcome_body {
+            let (status, body) = match answer {
                 Ok(x) => x,
                 Err(e) => {
                     tries.last = Some(format!("{runner}: {e}"));
@@ -117,7 +127,9 @@ impl AppRouter {
                     control_url: r.control_url,
                 };
                 let metrics = self.metrics(app);
-                let held = Held { _guard: placed.guard, picked: placed.picked, metrics };
+                // A fixed price is paid once; a metered session is kept funded (`fund`).
+                let pay = pay.filter(|p| p.per_second > 0.0);
+                let held = Held { _guard: placed.guard, picked: placed.picked, metrics, pay };
                 let inserted = self.sessions.table.lock().insert(id.clone(), up.clone(), held, Instant::now());
                 if let Err((full, _held)) = inserted {
                     // Filled meanwhile: the runner's session goes back at once.
@@ -139,6 +151,18 @@ impl AppRouter {
             tries.tried.push(placed.picked.key.orchestrator.clone());
         }
         Err(tries.exhausted(app))
+    }
+
+    /// `POST {url}` (a reservation) with `headers`: the status and the first bytes of the body.
+    async fn post_reserve(&self, url: &str, headers: &ExtraHeaders) -> Result<(u16, Bytes), UpstreamError> {
+        let mut req = self.client.post(url).timeout(self.settings.head_timeout);
+        for (n, v) in headers {
+            req = req.insert_header((*n, v.as_str()));
+        }
+        let mut r =
+            req.send().await.map_err(|e| crate::protocol::client::map_send_error(e, self.settings.head_timeout))?;
+        let body = r.body().limit(ERROR_READ_BYTES).await.map_err(|e| UpstreamError::Transport(e.to_string()))?;
+        Ok((r.status().as_u16(), body))
     }
 
     /// Relays a request of session `id` to its runner, streaming `body` up and the answer down.
@@ -219,7 +243,7 @@ impl AppRouter {
     }
 
     /// Ends session `id` whose runner failed, charging the failure to the runner's pair.
-    async fn runner_failed(&self, id: &str, up: &Upstream, outcome: Outcome, why: String) -> AppError {
+    pub(super) async fn runner_failed(&self, id: &str, up: &Upstream, outcome: Outcome, why: String) -> AppError {
         tracing::warn!(session = id, runner = up.runner, error = %why, "session's runner failed; session ended");
         let held = self.sessions.table.lock().remove(id, EndReason::RunnerFailed);
         if let Some((up, held)) = held {

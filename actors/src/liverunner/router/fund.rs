@@ -1,0 +1,133 @@
+//! Keeping metered sessions funded: every `payment_interval`, each paid session whose credit
+//! would not cover the next stretch (two intervals plus go-livepeer's 5 s debit period) is
+//! topped up through its `payment_url`. The answer brings the ticket params to pay against
+//! next (either dialect); a refused top-up asks `/refresh-payment` for fresh ones; a session the
+//! runner no longer knows is ended like any runner failure.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::outcome::Outcome;
+use crate::protocol::client::excerpt;
+
+use super::super::pay::{parse_challenge, parse_top_up, LivePay, Payer};
+use super::super::AppName;
+use super::{AppRouter, ERROR_READ_BYTES};
+
+/// The orchestrator's debit period (go-livepeer `-livePaymentInterval` default).
+const ORCHESTRATOR_DEBIT: Duration = Duration::from_secs(5);
+
+impl AppRouter {
+    /// Tops up metered sessions forever (spawned once, with its own client).
+    pub async fn fund(self) {
+        let interval = self.sessions.settings.payment_interval;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let metered = self.sessions.table.lock().metered();
+            for (id, app, pay) in metered {
+                self.fund_one(&id, &app, pay, interval).await;
+            }
+        }
+    }
+
+    async fn fund_one(&self, id: &str, app: &AppName, mut pay: LivePay, interval: Duration) {
+        let key = app.board_key();
+        let label = self.metrics(app).label().to_string();
+        let payer = Payer {
+            payments: &self.payments,
+            signer: &*self.signer,
+            app: &key,
+            label: &label,
+            spend_cap: self.policies.spend_limit(&key),
+        };
+        let before = pay.clone();
+        let ahead = (interval * 2 + ORCHESTRATOR_DEBIT).as_secs_f64();
+        let headers = match pay.top_up(&payer, ahead) {
+            Ok(Some(h)) => h,
+            Ok(None) => return self.keep(id, pay),
+            Err(e) => {
+                // The runner releases the session once its credit runs out; the next request
+                // then ends it here.
+                tracing::warn!(session = id, app = %app, error = %e, "cannot top up a session");
+                return self.keep(id, before);
+            }
+        };
+        let mut req = self.client.post(&pay.terms.payment_url).timeout(self.settings.head_timeout);
+        for (n, v) in self.payer_header() {
+            req = req.insert_header((n, v));
+        }
+        let answer = req
+            .insert_header(("Livepeer-Payment", headers.payment))
+            .insert_header(("Livepeer-Segment", headers.segment))
+            .send()
+            .await;
+        let mut resp = match answer {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(session = id, error = %e, "session top-up did not reach the runner");
+                return self.keep(id, before);
+            }
+        };
+        let status = resp.status().as_u16();
+        let json = resp.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+        let body = resp.body().limit(ERROR_READ_BYTES).await.unwrap_or_default();
+        match status {
+            200..=299 => {
+                match parse_top_up(&body, json, &pay.terms) {
+                    Ok(t) => pay.terms = t,
+                    Err(e) => tracing::warn!(session = id, error = %e, "top-up answer without fresh ticket params"),
+                }
+                metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label, "result" => "ok").increment(1);
+                self.keep(id, pay);
+            }
+            404 => {
+                metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label, "result" => "gone").increment(1);
+                let up = self.sessions.table.lock().upstream(id);
+                if let Some(up) = up {
+                    let why = format!("the runner no longer knows the session: {}", excerpt(&body));
+                    let outcome = Outcome::ServerError(404, excerpt(&body));
+                    self.runner_failed(id, &up, outcome, why).await;
+                }
+            }
+            _ => {
+                // 400/403 (tickets or credentials refused), 409 (price changed): fresh params.
+                tracing::warn!(session = id, status, answer = %excerpt(&body), "session top-up refused; refreshing the payment parameters");
+                metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label, "result" => "refused")
+                    .increment(1);
+                let mut next = before;
+                if let Some(t) = self.refresh(&next).await {
+                    next.terms = t;
+                }
+                self.keep(id, next);
+            }
+        }
+    }
+
+    /// Writes a session's payments back (unless it ended meanwhile).
+    fn keep(&self, id: &str, pay: LivePay) {
+        if let Some(h) = self.sessions.table.lock().held_mut(id) {
+            h.pay = Some(pay);
+        }
+    }
+
+    /// `POST {orchestrator}/refresh-payment`: fresh ticket params for the session's manifest.
+    async fn refresh(&self, pay: &LivePay) -> Option<super::super::pay::Terms> {
+        let sender = self.signer.payer()?;
+        let url = format!("{}/refresh-payment", pay.terms.orchestrator.trim_end_matches('/'));
+        let body = json!({"sender": format!("0x{}", hex::encode(sender)), "manifest_id": pay.terms.manifest_id});
+        let mut r = self.client.post(&url).timeout(self.settings.head_timeout).send_json(&body).await.ok()?;
+        let bytes = r.body().limit(ERROR_READ_BYTES).await.ok()?;
+        if !r.status().is_success() {
+            tracing::warn!(url, status = r.status().as_u16(), "refresh-payment refused");
+            return None;
+        }
+        let mut t = parse_challenge(&bytes).ok()?;
+        // go-livepeer names its generic /payment: the session's own URL still works and is
+        // the one livepeer/node (without /payment) serves.
+        t.payment_url = pay.terms.payment_url.clone();
+        Some(t)
+    }
+}

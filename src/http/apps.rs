@@ -89,10 +89,11 @@ async fn apps(
     let (app, rest) = match session_at {
         Some(i) => (None, &segments[i..]),
         None => {
-            let resolved = router
-                .boards
-                .resolve(&segments)
-                .ok_or_else(|| app_error(AppError::UnknownApp(segments.first().copied().unwrap_or("").to_string())))?;
+            let Some(resolved) = router.boards.resolve(&segments) else {
+                let session = req.method() == actix_web::http::Method::POST && segments.last() == Some(&"session");
+                router.count_unknown_app(session);
+                return Err(app_error(AppError::UnknownApp(segments.first().copied().unwrap_or("").to_string())));
+            };
             (Some(resolved.app), &segments[resolved.segments..])
         }
     };

@@ -9,6 +9,7 @@
 
 mod apps;
 mod discovery;
+mod operators;
 mod payments;
 
 use std::time::Duration;

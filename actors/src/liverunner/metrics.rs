@@ -19,6 +19,11 @@ impl AppMetrics {
         Self { label }
     }
 
+    /// The handles of a request whose path names no app a runner serves.
+    pub(crate) fn unknown() -> Self {
+        Self { label: "unknown".to_string() }
+    }
+
     /// The `app` label.
     pub(crate) fn label(&self) -> &str {
         &self.label
@@ -36,6 +41,13 @@ impl AppMetrics {
             .increment(1);
         metrics::histogram!(m::APP_REQUEST_DURATION_SECONDS, "app" => self.label.clone(), "kind" => kind)
             .record(elapsed.as_secs_f64());
+    }
+
+    /// A call or reservation (`kind`) refused with error `code` before any runner was asked
+    /// (counted; no duration: nothing was timed).
+    pub(crate) fn refused(&self, kind: &'static str, code: &'static str) {
+        metrics::counter!(m::APP_REQUESTS_TOTAL, "app" => self.label.clone(), "kind" => kind, "outcome" => code)
+            .increment(1);
     }
 
     /// A session opened.

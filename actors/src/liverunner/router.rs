@@ -50,6 +50,12 @@ impl AppRouter {
         AppMetrics::new(&self.boards, app)
     }
 
+    /// Counts a call (or, `session`, a reservation) of a path that names no app a runner serves,
+    /// under `app="unknown"`.
+    pub fn count_unknown_app(&self, session: bool) {
+        AppMetrics::unknown().refused(if session { "session" } else { "call" }, "unknown-app");
+    }
+
     /// The payment headers every request to a runner carries when the gateway can pay (go-livepeer
     /// challenges on-chain only with the payer named).
     pub(crate) fn payer_header(&self) -> ExtraHeaders {

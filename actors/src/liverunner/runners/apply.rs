@@ -86,8 +86,7 @@ impl Runners {
         ctx: &mut Context<Self>,
     ) {
         let now = Instant::now();
-        if !doc.skipped.is_empty() {
-            let first = &doc.skipped[0];
+        if let Some(first) = doc.skipped.first() {
             tracing::warn!(orchestrator = %tid, skipped = doc.skipped.len(), url = ?first.url, reason = %first.reason,
                 "discovery records left out");
             metrics::counter!(crate::metrics::RUNNER_RECORDS_SKIPPED_TOTAL).increment(doc.skipped.len() as u64);

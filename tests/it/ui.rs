@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use byoc_sim::RunnerSpec;
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -54,6 +55,66 @@ fn browser_available() -> bool {
     present
 }
 
+/// A headless chromium session driven through chromedriver (both ended on drop).
+struct Page {
+    driver: Driver,
+    sid: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Page {
+    async fn open() -> Page {
+        let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let driver = Driver { child, url: format!("http://127.0.0.1:{port}"), client: awc::Client::default() };
+        eventually("chromedriver ready", 500, || async {
+            let r = driver.client.get(format!("{}/status", driver.url)).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        let profile = tempfile::tempdir().expect("profile dir");
+        let session = driver
+            .call(
+                "POST",
+                "/session",
+                Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                             "--no-first-run", "--window-size=1280,800", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             format!("--user-data-dir={}", profile.path().display())]
+                }}}})),
+            )
+            .await;
+        let sid = session["sessionId"].as_str().expect("session id").to_string();
+        Page { driver, sid, _profile: profile }
+    }
+
+    /// Runs `script` in the page; its value.
+    async fn js(&self, script: &str) -> Value {
+        let path = format!("/session/{}/execute/sync", self.sid);
+        self.driver.call("POST", &path, Some(json!({"script": script, "args": []}))).await
+    }
+
+    /// A real click on the element `selector` names.
+    async fn click(&self, selector: &str) {
+        let found = self
+            .driver
+            .call(
+                "POST",
+                &format!("/session/{}/element", self.sid),
+                Some(json!({"using": "css selector", "value": selector})),
+            )
+            .await;
+        let eid = found[ELEMENT].as_str().unwrap_or_else(|| panic!("element id in {found}")).to_string();
+        self.driver.call("POST", &format!("/session/{}/element/{eid}/click", self.sid), Some(json!({}))).await;
+    }
+}
+
 #[actix_web::test]
 async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
     if !browser_available() {
@@ -88,33 +149,8 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
     assert!(answered_twice, "the history never held two samples in a row with answers");
     let orch = gw.pair("depth", &a.url).await["orchestrator"].as_str().expect("id").to_string();
 
-    let port = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let child = Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromedriver");
-    let driver = Driver { child, url: format!("http://127.0.0.1:{port}"), client: awc::Client::default() };
-    eventually("chromedriver ready", 500, || async {
-        let r = driver.client.get(format!("{}/status", driver.url)).send().await.ok()?;
-        r.status().is_success().then_some(())
-    })
-    .await;
-    let profile = tempfile::tempdir().expect("profile dir");
-    let session = driver
-        .call(
-            "POST",
-            "/session",
-            Some(json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
-                "binary": CHROMIUM,
-                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                         "--no-first-run", "--window-size=1280,800", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                         format!("--user-data-dir={}", profile.path().display())]
-            }}}})),
-        )
-        .await;
-    let sid = session["sessionId"].as_str().expect("session id").to_string();
+    let page = Page::open().await;
+    let (driver, sid) = (&page.driver, page.sid.clone());
     let s = |p: &str| format!("/session/{sid}{p}");
 
     driver.call("POST", &s("/url"), Some(json!({"url": format!("{}/admin/ui#token={TOKEN}", gw.admin)}))).await;
@@ -271,6 +307,70 @@ async fn the_status_page_lists_pairs_and_its_trip_button_opens_a_breaker() {
         std::fs::write(Path::new(&dir).join("status-page.png"), bytes).expect("write screenshot");
     }
     driver.call("DELETE", &format!("/session/{sid}"), None).await;
+}
+
+/// Live Runner on the status page: each runner with what discovery lists of it (app, GPU,
+/// version, capacity, price, discovery standing and age), each session the gateway holds, and
+/// their buttons: a session's stop releases it at its runner, a runner's trip opens its breaker
+/// (through `/admin/runners`, its app name holding a `/`).
+#[actix_web::test]
+async fn the_status_page_shows_live_runner_runners_and_sessions_and_their_buttons_work() {
+    if !browser_available() {
+        return;
+    }
+    let spec = RunnerSpec {
+        price: Some(7),
+        version: "1.4.0".into(),
+        ..RunnerSpec::persistent("scope-1", "live-video-to-video/scope", 2)
+    };
+    let s = crate::liverunner::live_sim("lr", &[spec]);
+    let gw = crate::liverunner::live_gateway(&[&s], |_| {}).await;
+    let id = gw.orchestrator_id(&s.url).await;
+    let runner = format!("{id}:scope-1");
+    gw.runner(&runner).await;
+
+    let page = Page::open().await;
+    let url = json!({"url": format!("{}/admin/ui#token={TOKEN}", gw.admin)});
+    page.driver.call("POST", &format!("/session/{}/url", page.sid), Some(url)).await;
+    let cell = |cls: &str| {
+        format!(
+            "const r = document.querySelector('tr[data-runner=\"{runner}\"] .{cls}'); return r ? r.textContent : null;"
+        )
+    };
+    eventually("the page lists the runner", 250, || async {
+        (page.js(&cell("app")).await == "live-video-to-video/scope").then_some(())
+    })
+    .await;
+    assert_eq!(page.js(&cell("gpu")).await, "NVIDIA L40S · 45 GiB", "its name and memory");
+    assert_eq!(page.js(&cell("capacity")).await, "0 / 2 / 2", "used / available / all");
+    assert_eq!(page.js(&cell("price")).await, "7 wei / seconds");
+    assert_eq!(page.js(&cell("standing")).await, "fresh");
+    let heading = page.js("return document.querySelector('#live-runner').hidden").await;
+    assert_eq!(heading, false, "the section shows once a runner is known");
+
+    // A session of an unpriced runner, listed and stopped from the page.
+    s.add_runner(RunnerSpec::persistent("free-1", "free-app", 2));
+    gw.runner_until(&format!("{id}:free-1"), "routable", |p| p["routable"] == true).await;
+    let opened = read(gw.client.post(format!("{}/apps/free-app/session", gw.http)).send().await).await;
+    assert_eq!(opened.status, 200, "{:?}", String::from_utf8_lossy(&opened.body));
+    let sid = opened.json()["session_id"].as_str().expect("session id").to_string();
+    let row = format!("tr[data-session=\"{sid}\"]");
+    let listed = format!("return document.querySelectorAll('{row}').length");
+    eventually("the page lists the session", 250, || async { (page.js(&listed).await == 1).then_some(()) }).await;
+    assert_eq!(s.state.runner_sessions("free-1").len(), 1);
+    page.click(&format!("{row} button.stop-session")).await;
+    eventually("the page drops the stopped session", 250, || async { (page.js(&listed).await == 0).then_some(()) })
+        .await;
+    assert!(s.state.runner_sessions("free-1").is_empty(), "the stop released it at its runner");
+
+    // The runner's trip button opens its breaker.
+    page.click(&format!("tr[data-runner=\"{runner}\"] button.trip-runner")).await;
+    eventually("the page shows the runner's breaker open", 250, || async {
+        (page.js(&cell("state")).await == "open").then_some(())
+    })
+    .await;
+    assert_eq!(gw.runner(&runner).await["breaker"]["state"], "open", "the click reached the gateway");
+    page.driver.call("DELETE", &format!("/session/{}", page.sid), None).await;
 }
 
 /// The plots' history (`GET /admin/history`) samples every period and keeps its window: the

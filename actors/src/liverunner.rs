@@ -18,6 +18,8 @@
 //!   `dispatch` (select, admit, account: the BYOC steps on the app boards), `classify` (the one
 //!   place runners' answers are classified, both dialects), [`forward`] (headers, streaming);
 //!   [`sessions`]: the sessions the gateway owns and always releases; [`error`]: `AppError`.
+//! - `pay`: paying a runner with the gateway's key (the payments core); [`remote`]: paying
+//!   through a go-livepeer remote signer instead.
 
 pub mod app;
 pub mod boards;
@@ -33,6 +35,7 @@ mod pay;
 pub mod policy;
 pub mod price;
 pub mod record;
+pub mod remote;
 pub mod router;
 pub mod runners;
 pub mod segment;
@@ -46,6 +49,7 @@ pub use boards::Boards;
 pub use dispatch::DispatchSettings;
 pub use error::AppError;
 pub use policy::{AppPolicies, AppPolicy};
+pub use remote::RemoteSigner;
 pub use router::AppRouter;
 pub use runners::Runners;
 pub use sessions::{SessionSettings, Sessions};

@@ -19,7 +19,8 @@
 //!
 //! It also answers as a Live Runner orchestrator (`liverunner.rs`): `GET /discovery`,
 //! sessions, single-shot calls, the runners' apps (HTTP, SSE, WebSocket) and live payments, in
-//! go-livepeer's or `livepeer/node`'s dialect.
+//! go-livepeer's or `livepeer/node`'s dialect; and as a go-livepeer remote signer
+//! (`signer.rs`: `/sign-orchestrator-info`, `/generate-live-payment` with its 480/481/482).
 //!
 //! Its own crate: the gateway's `demo` and `sim` commands use it, the tests and benchmarks use
 //! it as a dev-dependency, and none of it is part of the routing code.
@@ -33,6 +34,7 @@ mod orchestrator;
 mod payments;
 mod runner;
 mod server;
+mod signer;
 mod state;
 mod stream;
 
@@ -43,4 +45,5 @@ pub use liverunner::{Dialect, DiscoveryFault, LiveKnobs, LiveRunnerStats, Runner
 pub use payments::{ticket_ev, PaymentStats, RECIPIENT};
 pub use runner::SIM_IMAGE_URL;
 pub use server::{start, start_tls, SimHandle};
+pub use signer::{start_signer, SignerHandle, SignerState, SignerStats, NO_TICKETS, PRICE_EXCEEDED, REFRESH_SESSION};
 pub use state::{sha256_hex, ReceivedJob, SimState};

@@ -191,6 +191,8 @@ pub struct LiveRunnerStats {
     pub payments_refused: u64,
     /// Requests served by runners' apps.
     pub app_requests: u64,
+    /// `POST /refresh-payment` answered with fresh ticket params.
+    pub refreshes: u64,
 }
 
 /// One live session (or single-shot reservation).

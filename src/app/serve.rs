@@ -39,6 +39,8 @@ pub(super) struct LiveCore {
     pub(super) dispatch: Arc<byoc_actors::liverunner::DispatchSettings>,
     /// Per-app settings.
     pub(super) policies: byoc_actors::liverunner::AppPolicies,
+    /// The remote signer that pays priced runners, if configured.
+    pub(super) remote: Option<Arc<byoc_actors::liverunner::RemoteSigner>>,
 }
 
 impl LiveCore {
@@ -57,6 +59,7 @@ impl LiveCore {
             payments,
             signer,
             policies: self.policies.clone(),
+            remote: self.remote.clone(),
         }
     }
 }
@@ -148,7 +151,14 @@ pub(super) fn start_actors(v: &Validated, opened: Opened, client: ClientSettings
                 mailbox_timeout: cfg.routing.mailbox_timeout,
                 ..lr.dispatch.clone()
             });
-            let live = LiveCore { runners, boards, sessions, dispatch, policies: lr.policies.clone() };
+            let live = LiveCore {
+                runners,
+                boards,
+                sessions,
+                dispatch,
+                policies: lr.policies.clone(),
+                remote: lr.remote_payments.clone(),
+            };
             // Metered sessions are kept funded from the system arbiter, with their own client.
             let funder = live.router(
                 build_client(&client).context("live runner payment client")?,

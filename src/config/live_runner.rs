@@ -2,10 +2,12 @@
 //! app boards' policies and aliases). Checked into the domain's settings at validation.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use byoc_actors::liverunner::{
-    AppName, AppPolicies, AppPolicy, DispatchSettings, LiveRunnerSettings, SessionSettings, SignerDiscovery,
+    AppName, AppPolicies, AppPolicy, DispatchSettings, LiveRunnerSettings, RemoteSigner as RemoteSignerPayer,
+    SessionSettings, SignerDiscovery,
 };
 use byoc_actors::policy::Globals;
 use serde::{Deserialize, Serialize};
@@ -50,7 +52,8 @@ pub struct LiveRunnerConfig {
     /// Per-app settings: price ceilings, spend limit, routing policy.
     pub apps: BTreeMap<String, AppPolicy>,
     /// A go-livepeer remote signer to find more orchestrators with
-    /// (`GET /discover-orchestrators`).
+    /// (`GET /discover-orchestrators`) and to pay priced runners through
+    /// (`POST /generate-live-payment`).
     pub remote_signer: Option<RemoteSigner>,
     /// A session with no request in flight for this long is released at its runner (a client
     /// that died does not hold a runner forever, go-livepeer #4016).
@@ -85,10 +88,21 @@ pub struct RemoteSigner {
     /// How often that list is read.
     #[serde(default = "signer_refresh", with = "humantime_serde")]
     pub discovery_refresh: Duration,
+    /// Pay priced runners through it (`POST /generate-live-payment`) rather than with the
+    /// gateway's key: for operators whose key lives in the signer.
+    #[serde(default)]
+    pub payments: bool,
+    /// Bound on one request to it.
+    #[serde(default = "signer_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
 }
 
 fn signer_refresh() -> Duration {
     Duration::from_secs(60)
+}
+
+fn signer_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl Default for LiveRunnerConfig {
@@ -130,6 +144,8 @@ pub struct LiveRunnerValidated {
     pub dispatch: DispatchSettings,
     /// Sessions.
     pub sessions: SessionSettings,
+    /// The remote signer that pays priced runners, when `remote_signer.payments` is set.
+    pub remote_payments: Option<Arc<RemoteSignerPayer>>,
 }
 
 fn invalid(m: String) -> ConfigError {
@@ -137,8 +153,9 @@ fn invalid(m: String) -> ConfigError {
 }
 
 impl LiveRunnerConfig {
-    /// Checks the section; `payable` says whether the gateway can pay priced runners (a key).
-    pub fn validate(&self, globals: &Globals, payable: bool) -> Result<Option<LiveRunnerValidated>, ConfigError> {
+    /// Checks the section; `keyed` says whether the gateway has a key to pay priced runners
+    /// with (a remote signer with `payments` can pay too).
+    pub fn validate(&self, globals: &Globals, keyed: bool) -> Result<Option<LiveRunnerValidated>, ConfigError> {
         if !self.enabled {
             return Ok(None);
         }
@@ -186,6 +203,7 @@ impl LiveRunnerConfig {
             policy.validate(globals).map_err(|e| invalid(format!("apps.\"{name}\": {e}")))?;
             apps.push((app, policy.clone()));
         }
+        let mut remote_payments = None;
         let signer_discovery = match &self.remote_signer {
             Some(s) => {
                 let url = byoc_actors::discovery::webhook::check_webhook_url(&s.url)
@@ -198,6 +216,13 @@ impl LiveRunnerConfig {
                 .map_err(|e| invalid(format!("remote_signer.headers: {e}")))?;
                 if s.discovery_refresh.is_zero() {
                     return Err(invalid("remote_signer.discovery_refresh must be positive".into()));
+                }
+                if s.timeout < Duration::from_millis(10) || s.timeout > Duration::from_secs(300) {
+                    return Err(invalid("remote_signer.timeout must be between 10 ms and 5 minutes".into()));
+                }
+                if s.payments {
+                    remote_payments =
+                        Some(Arc::new(RemoteSignerPayer::new(origin.clone(), headers.clone(), s.timeout)));
                 }
                 s.discovery.then_some(SignerDiscovery { url: origin, headers })
             }
@@ -213,7 +238,7 @@ impl LiveRunnerConfig {
             forget_after: self.forget_after,
             registry_sync: self.discovery_refresh.min(LiveRunnerSettings::default().registry_sync),
             max_apps: self.max_apps,
-            payable,
+            payable: keyed || remote_payments.is_some(),
             signer_discovery,
             signer_refresh: self.remote_signer.as_ref().map_or(signer_refresh(), |s| s.discovery_refresh),
         };
@@ -232,6 +257,7 @@ impl LiveRunnerConfig {
                 payment_interval: self.payment_interval,
                 ..SessionSettings::default()
             },
+            remote_payments,
         }))
     }
 }

@@ -53,6 +53,8 @@ pub(crate) struct Terms {
     pub(crate) manifest_id: String,
     pub(crate) payment_url: String,
     pub(crate) orchestrator: String,
+    /// The `OrchestratorInfo` these terms came from, base64 (what a remote signer is sent).
+    pub(crate) info_b64: String,
 }
 
 /// Why a challenge or a payment answer could not be used.
@@ -80,7 +82,8 @@ fn terms_of(
     let price = info.price_info.as_ref().map(|p| (p.price_per_unit, p.pixels_per_unit.max(1))).unwrap_or((0, 1));
     let manifest_id = if manifest.is_empty() { auth.session_id.clone() } else { manifest.to_string() };
     let orchestrator = if orchestrator.is_empty() { info.transcoder.clone() } else { orchestrator.to_string() };
-    Ok(Terms { params, price, auth, manifest_id, payment_url: payment_url.to_string(), orchestrator })
+    let info_b64 = STANDARD.encode(info.encode_to_vec());
+    Ok(Terms { params, price, auth, manifest_id, payment_url: payment_url.to_string(), orchestrator, info_b64 })
 }
 
 fn decode_info(b64: &str) -> Result<OrchestratorInfo, ChallengeError> {
@@ -117,6 +120,8 @@ pub(crate) fn parse_top_up(body: &[u8], json: bool, previous: &Terms) -> Result<
 #[derive(Debug, Clone)]
 pub(crate) struct LivePay {
     pub(crate) terms: Terms,
+    /// The runner's price.
+    pub(crate) price: RunnerPrice,
     /// Wei per second (0 for `fixed`: paid once).
     pub(crate) per_second: f64,
     /// EV sent less the time used, in wei, as of `at`.
@@ -124,6 +129,9 @@ pub(crate) struct LivePay {
     pub(crate) at: Instant,
     /// Tickets' EV sent in all (wei), for the admin view.
     pub(crate) ev_sent: f64,
+    /// Paid through a remote signer: the last state it answered (`None` before its first
+    /// payment); `None` outer: paid with the gateway's key.
+    pub(crate) remote: Option<Option<serde_json::Value>>,
 }
 
 /// The two payment headers.
@@ -148,7 +156,23 @@ impl LivePay {
             Unit::Fixed => 0.0,
             _ => price.per_second().unwrap_or(0) as f64,
         };
-        Self { terms, per_second, credit: 0.0, at: Instant::now(), ev_sent: 0.0 }
+        Self { terms, price, per_second, credit: 0.0, at: Instant::now(), ev_sent: 0.0, remote: None }
+    }
+
+    /// Payments of a runner priced `price` under `terms`, made by a remote signer.
+    pub(crate) fn remote(terms: Terms, price: RunnerPrice) -> Self {
+        Self { remote: Some(None), ..Self::new(terms, price) }
+    }
+
+    /// Counts a payment a remote signer made (`payment`, the `Livepeer-Payment` value) and keeps
+    /// its `state` for the next one.
+    pub(crate) fn paid_remotely(&mut self, payment: &str, state: serde_json::Value) {
+        let now = Instant::now();
+        let ev = payment_ev(payment);
+        self.credit = self.credit_now(now) + ev;
+        self.at = now;
+        self.ev_sent += ev;
+        self.remote = Some(Some(state));
     }
 
     /// The first payment: the fixed price, or [`PRELOAD_SECONDS`] of a metered price.
@@ -192,6 +216,14 @@ impl LivePay {
         self.ev_sent += ev;
         Ok(Some(Headers { payment, segment }))
     }
+}
+
+/// The expected value of a `Livepeer-Payment` value (its tickets' EV), 0 when it cannot be
+/// read: the figure a remote signer's payments are counted with.
+pub(crate) fn payment_ev(payment: &str) -> f64 {
+    let Ok(bytes) = STANDARD.decode(payment.trim()) else { return 0.0 };
+    let Ok(p) = crate::payment::wire::WirePayment::decode(bytes.as_slice()) else { return 0.0 };
+    p.ticket_params.as_ref().map_or(0.0, |t| TicketParams::from(t).ev() * p.ticket_sender_params.len() as f64)
 }
 
 #[cfg(test)]

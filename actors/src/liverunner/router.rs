@@ -19,6 +19,7 @@ use super::metrics::AppMetrics;
 use super::pay::{parse_challenge, LivePay, Payer, PAYER_HEADER};
 use super::price::{RunnerPrice, Unit};
 use super::record::Mode;
+use super::remote::{Generated, PaymentAsk, RemoteSigner, SignerAnswer};
 use super::sessions::Sessions;
 use super::{AppName, Boards};
 
@@ -42,6 +43,8 @@ pub struct AppRouter {
     pub signer: crate::protocol::signer::SharedSigner,
     /// Per-app settings (spend limits).
     pub policies: super::AppPolicies,
+    /// A remote signer that pays instead of the gateway's key, if configured.
+    pub remote: Option<Arc<RemoteSigner>>,
 }
 
 impl AppRouter {
@@ -59,7 +62,65 @@ impl AppRouter {
     /// The payment headers every request to a runner carries when the gateway can pay (go-livepeer
     /// challenges on-chain only with the payer named).
     pub(crate) fn payer_header(&self) -> ExtraHeaders {
-        self.signer.payer().map(|a| vec![(PAYER_HEADER, format!("0x{}", hex::encode(a)))]).unwrap_or_default()
+        self.payer().map(|a| vec![(PAYER_HEADER, format!("0x{}", hex::encode(a)))]).unwrap_or_default()
+    }
+
+    /// Who pays: the remote signer's address when one pays (once it said it), else the key's.
+    pub(crate) fn payer(&self) -> Option<[u8; 20]> {
+        match &self.remote {
+            Some(r) => r.cached_payer(),
+            None => self.signer.payer(),
+        }
+    }
+
+    /// Asks the remote signer its address if it has not said it yet (once; a failure is
+    /// logged, and priced runners then refuse the gateway until it answers).
+    pub(crate) async fn learn_payer(&self) {
+        if let Some(r) = self.remote.as_ref().filter(|r| r.cached_payer().is_none()) {
+            if let Err(e) = r.payer(&self.client).await {
+                tracing::warn!(error = %e, "the remote signer did not say its address; priced runners cannot be paid");
+            }
+        }
+    }
+
+    /// Answers runner `placed`'s 402 `body`: with the remote signer when one pays, else with
+    /// the gateway's key ([`Self::answer_challenge`]).
+    pub(crate) async fn pay_challenge(
+        &self,
+        app: &AppName,
+        placed: &Placed,
+        body: &[u8],
+    ) -> Result<(ExtraHeaders, LivePay), String> {
+        let Some(remote) = &self.remote else { return self.answer_challenge(app, placed, body) };
+        let terms = parse_challenge(body).map_err(|e| e.to_string())?;
+        let price = runner_price(placed).ok_or("the runner's record has no price")?;
+        let payer = remote.payer(&self.client).await?;
+        let ask = PaymentAsk {
+            orchestrator: &terms.info_b64,
+            price,
+            manifest_id: &terms.manifest_id,
+            app: app.as_str(),
+            ceilings: self.policies.ceilings(&app.board_key()),
+            state: None,
+        };
+        let paid = match Generated::of(remote.generate(&self.client, &ask).await) {
+            Ok(p) => p,
+            Err(SignerAnswer::PriceExceeded(m)) => {
+                return Err(format!("the remote signer refuses its price (481): {m}"))
+            }
+            Err(SignerAnswer::Refresh) => return Err("the remote signer asks for fresh ticket params (480)".into()),
+            Err(SignerAnswer::NoTickets) => return Err("the remote signer made no tickets (482)".into()),
+            Err(SignerAnswer::Failed(status, m)) => return Err(format!("the remote signer failed ({status}): {m}")),
+            Err(SignerAnswer::Paid { .. }) => return Err("the remote signer's answer was not read".into()),
+        };
+        let mut pay = LivePay::remote(terms, price);
+        pay.paid_remotely(&paid.payment, paid.state);
+        let headers = vec![
+            (PAYER_HEADER, format!("0x{}", hex::encode(payer))),
+            ("Livepeer-Payment", paid.payment),
+            ("Livepeer-Segment", paid.seg_creds),
+        ];
+        Ok((headers, pay))
     }
 
     /// Answers runner `placed`'s 402 `body` for `app`: the headers to retry with (the payer's
@@ -72,7 +133,7 @@ impl AppRouter {
         body: &[u8],
     ) -> Result<(ExtraHeaders, LivePay), String> {
         if self.signer.payer().is_none() {
-            return Err("the gateway has no key to pay with".into());
+            return Err("the gateway has no key to pay with (nor a remote signer that pays)".into());
         }
         let terms = parse_challenge(body).map_err(|e| e.to_string())?;
         let price = runner_price(placed).ok_or("the runner's record has no price")?;
@@ -106,6 +167,7 @@ impl AppRouter {
     }
 
     async fn call_attempts(&self, app: &AppName, fwd: &Forward) -> Result<Relay, AppError> {
+        self.learn_payer().await;
         let mut tries = Tries::default();
         while tries.tried.len() < self.settings.max_attempts {
             let placed = place(&self.boards, &self.settings, app, Mode::SingleShot, &mut tries).await?;
@@ -119,7 +181,7 @@ impl AppRouter {
                 resp.as_mut().map_err(|_| ()).and_then(|r| if r.status().as_u16() == 402 { Ok(r) } else { Err(()) })
             {
                 let body = r.body().limit(ERROR_READ_BYTES).await.unwrap_or_default();
-                match self.answer_challenge(app, &placed, &body) {
+                match self.pay_challenge(app, &placed, &body).await {
                     Ok((headers, _pay)) => {
                         extra = headers;
                         resp = fwd.send(&self.client, &url, self.settings.head_timeout, &extra).await;

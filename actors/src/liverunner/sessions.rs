@@ -36,6 +36,8 @@ pub enum EndReason {
     Shutdown,
     /// Its runner failed (gone, unreachable, or it released the session).
     RunnerFailed,
+    /// It could not be paid any longer (the remote signer refuses its runner's price).
+    PaymentRefused,
 }
 
 impl EndReason {
@@ -46,6 +48,7 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::Shutdown => "shutdown",
             EndReason::RunnerFailed => "runner-failed",
+            EndReason::PaymentRefused => "payment-refused",
         }
     }
 }
@@ -266,6 +269,7 @@ impl Sessions {
                     "ev_sent_wei": p.ev_sent.round(),
                     "credit_wei": p.credit_now(now).round(),
                     "wei_per_second": p.per_second,
+                    "paid_by": if p.remote.is_some() { "remote-signer" } else { "key" },
                 })
             })
         })

@@ -232,9 +232,9 @@ impl Payments {
     /// limits), counted against `capability`'s hourly spend cap (`spend_cap`, else the global
     /// one): the `Livepeer-Payment` value and the EV sent, or `None` when nothing is owed or the
     /// signer cannot pay. Live Runner pays this way: its balance is per session, kept by the
-    /// session, not by a pair's ledger.
+    /// session, not by a pair's ledger; so does the simulator's remote signer.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn issue(
+    pub fn issue(
         &self,
         capability: &crate::capability::Capability,
         spend_cap: Option<f64>,

@@ -322,6 +322,7 @@ pub(crate) async fn refresh_payment(body: web::Json<Refresh>, state: web::Data<S
     };
     let price = live.runners.get(&issued.route).and_then(|r| r.spec.price).unwrap_or(issued.price);
     let info = orch_info(&mut live, &service, &body.sender, price, &body.manifest_id);
+    live.stats.refreshes += 1;
     // go-livepeer names its generic route; livepeer/node the session's.
     let url = match dialect {
         Dialect::GoLivepeer => format!("{service}/payment"),

@@ -2,7 +2,8 @@
 //! would not cover the next stretch (two intervals plus go-livepeer's 5 s debit period) is
 //! topped up through its `payment_url`. The answer brings the ticket params to pay against
 //! next (either dialect); a refused top-up asks `/refresh-payment` for fresh ones; a session the
-//! runner no longer knows is ended like any runner failure.
+//! runner no longer knows is ended like any runner failure. Through a remote signer, each round
+//! asks it for the payment (it bills the time since its last one), with its 480/481/482.
 
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use crate::outcome::Outcome;
 use crate::protocol::client::excerpt;
 
 use super::super::pay::{parse_challenge, parse_top_up, LivePay, Payer};
+use super::super::remote::{PaymentAsk, SignerAnswer};
+use super::super::sessions::EndReason;
 use super::super::AppName;
 use super::{AppRouter, ERROR_READ_BYTES};
 
@@ -44,26 +47,35 @@ impl AppRouter {
             spend_cap: self.policies.spend_limit(&key),
         };
         let before = pay.clone();
-        let ahead = (interval * 2 + ORCHESTRATOR_DEBIT).as_secs_f64();
-        let headers = match pay.top_up(&payer, ahead) {
-            Ok(Some(h)) => h,
-            Ok(None) => return self.keep(id, pay),
-            Err(e) => {
-                // The runner releases the session once its credit runs out; the next request
-                // then ends it here.
-                tracing::warn!(session = id, app = %app, error = %e, "cannot top up a session");
-                return self.keep(id, before);
+        let remote = pay.remote.is_some();
+        let (payment, segment) = if remote {
+            match self.sign_remotely(id, app, &label, &mut pay).await {
+                Some(h) => h,
+                None => return,
+            }
+        } else {
+            let ahead = (interval * 2 + ORCHESTRATOR_DEBIT).as_secs_f64();
+            match pay.top_up(&payer, ahead) {
+                Ok(Some(h)) => (h.payment, h.segment),
+                Ok(None) => return self.keep(id, pay),
+                Err(e) => {
+                    // The runner releases the session once its credit runs out; the next
+                    // request then ends it here.
+                    tracing::warn!(session = id, app = %app, error = %e, "cannot top up a session");
+                    return self.keep(id, before);
+                }
             }
         };
+        // If the runner refuses this payment, the session goes on as before it; but a remote
+        // signer has moved its state (and maybe the terms) on, and that is kept.
+        let before =
+            if remote { LivePay { remote: pay.remote.clone(), terms: pay.terms.clone(), ..before } } else { before };
         let mut req = self.client.post(&pay.terms.payment_url).timeout(self.settings.head_timeout);
         for (n, v) in self.payer_header() {
             req = req.insert_header((n, v));
         }
-        let answer = req
-            .insert_header(("Livepeer-Payment", headers.payment))
-            .insert_header(("Livepeer-Segment", headers.segment))
-            .send()
-            .await;
+        let answer =
+            req.insert_header(("Livepeer-Payment", payment)).insert_header(("Livepeer-Segment", segment)).send().await;
         let mut resp = match answer {
             Ok(r) => r,
             Err(e) => {
@@ -106,6 +118,65 @@ impl AppRouter {
         }
     }
 
+    /// A remote signer's payment for session `id`: `None` when there is nothing to send this
+    /// round (482: the balance covers it; the last state is kept, go-livepeer #4077), when the
+    /// signer failed (tried again next round), or when it refuses the runner's price (481: the
+    /// session cannot be paid and ends). A 480 gets fresh ticket params from the orchestrator
+    /// (`/refresh-payment`) and asks once more.
+    async fn sign_remotely(&self, id: &str, app: &AppName, label: &str, pay: &mut LivePay) -> Option<(String, String)> {
+        let remote = self.remote.clone()?;
+        let top_up = |result: &'static str| {
+            metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label.to_string(), "result" => result)
+                .increment(1);
+        };
+        let mut refreshed = false;
+        loop {
+            let state = pay.remote.clone().flatten();
+            let ask = PaymentAsk {
+                orchestrator: &pay.terms.info_b64,
+                price: pay.price,
+                manifest_id: &pay.terms.manifest_id,
+                app: app.as_str(),
+                ceilings: self.policies.ceilings(&app.board_key()),
+                state: state.as_ref(),
+            };
+            match remote.generate(&self.client, &ask).await {
+                SignerAnswer::Paid { payment, seg_creds, state } => {
+                    pay.paid_remotely(&payment, state);
+                    return Some((payment, seg_creds));
+                }
+                SignerAnswer::NoTickets => {
+                    top_up("skipped");
+                    self.keep(id, pay.clone());
+                    return None;
+                }
+                SignerAnswer::Refresh if !refreshed => {
+                    refreshed = true;
+                    match self.refresh(pay).await {
+                        Some(t) => pay.terms = t,
+                        None => {
+                            top_up("signer-failed");
+                            self.keep(id, pay.clone());
+                            return None;
+                        }
+                    }
+                }
+                SignerAnswer::PriceExceeded(why) => {
+                    top_up("signer-refused");
+                    tracing::warn!(session = id, app = %app, why, "the remote signer refuses the runner's price; ending the session");
+                    self.sessions.end(&self.client, id, EndReason::PaymentRefused).await;
+                    return None;
+                }
+                other => {
+                    top_up("signer-failed");
+                    tracing::warn!(session = id, app = %app, answer = ?other, "the remote signer did not pay; trying again next round");
+                    self.keep(id, pay.clone());
+                    return None;
+                }
+            }
+        }
+    }
+
     /// Writes a session's payments back (unless it ended meanwhile).
     fn keep(&self, id: &str, pay: LivePay) {
         if let Some(h) = self.sessions.table.lock().held_mut(id) {
@@ -115,7 +186,7 @@ impl AppRouter {
 
     /// `POST {orchestrator}/refresh-payment`: fresh ticket params for the session's manifest.
     async fn refresh(&self, pay: &LivePay) -> Option<super::super::pay::Terms> {
-        let sender = self.signer.payer()?;
+        let sender = self.payer()?;
         let url = format!("{}/refresh-payment", pay.terms.orchestrator.trim_end_matches('/'));
         let body = json!({"sender": format!("0x{}", hex::encode(sender)), "manifest_id": pay.terms.manifest_id});
         let mut r = self.client.post(&url).timeout(self.settings.head_timeout).send_json(&body).await.ok()?;

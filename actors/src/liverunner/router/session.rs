@@ -75,6 +75,7 @@ impl AppRouter {
         if !self.sessions.table.lock().has_room() {
             return Err(AppError::TooManySessions(self.sessions.settings.max_sessions));
         }
+        self.learn_payer().await;
         let mut tries = Tries::default();
         while tries.tried.len() < self.settings.max_attempts {
             let placed = place(&self.boards, &self.settings, app, Mode::Persistent, &mut tries).await?;
@@ -84,7 +85,7 @@ impl AppRouter {
             let mut answer = self.post_reserve(&placed.url, &self.payer_header()).await;
             // A priced runner challenges the reservation (402): paid, the reservation again.
             if let Ok((402, challenge)) = &answer {
-                match self.answer_challenge(app, &placed, challenge) {
+                match self.pay_challenge(app, &placed, challenge).await {
                     Ok((headers, p)) => {
                         pay = Some(p);
                         answer = self.post_reserve(&placed.url, &headers).await;

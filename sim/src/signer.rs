@@ -17,6 +17,8 @@
 //!   `Livepeer-Orchestrator-URL`) and any other status on demand ([`SignerHandle::fail_next`]);
 //!   400 for a malformed request or a state this signer did not sign, or a missing `ManifestID`
 //!   once state exists.
+//! - `GET /discover-orchestrators` lists the orchestrators a test names
+//!   ([`SignerHandle::list_orchestrators`]); 503 while it names none.
 
 use std::collections::VecDeque;
 use std::net::TcpListener;
@@ -72,6 +74,10 @@ pub struct SignerStats {
     pub requests_seen: Vec<(String, String, String)>,
     /// The status each request was answered, in order.
     pub answers: Vec<u16>,
+    /// `/discover-orchestrators` calls.
+    pub discoveries: u64,
+    /// The `Authorization` header of the last request (the client's configured headers).
+    pub authorization: Option<String>,
 }
 
 /// The signer's state, shared with the test that drives it.
@@ -83,6 +89,8 @@ pub struct SignerState {
     secret: [u8; 32],
     fail_next: Mutex<VecDeque<u16>>,
     stats: Mutex<SignerStats>,
+    /// The orchestrators `/discover-orchestrators` lists.
+    orchestrators: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for SignerState {
@@ -114,6 +122,12 @@ impl SignerHandle {
         self.state.fail_next.lock().push_back(status);
     }
 
+    /// The orchestrators `GET /discover-orchestrators` lists from now on (none: 503, as
+    /// go-livepeer's signer answers while its cache is empty).
+    pub fn list_orchestrators(&self, urls: &[&str]) {
+        *self.state.orchestrators.lock() = urls.iter().map(|u| u.to_string()).collect();
+    }
+
     /// The payer address (`0x` + 40 hex).
     pub fn address(&self) -> String {
         self.state.signer.payer().map(|a| format!("0x{}", hex::encode(a))).unwrap_or_default()
@@ -131,6 +145,7 @@ pub fn start_signer(listener: TcpListener, signer: SharedSigner) -> std::io::Res
         secret: rand::random(),
         fail_next: Mutex::default(),
         stats: Mutex::default(),
+        orchestrators: Mutex::default(),
     });
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
@@ -138,6 +153,15 @@ pub fn start_signer(listener: TcpListener, signer: SharedSigner) -> std::io::Res
             .app_data(data.clone())
             .route("/sign-orchestrator-info", web::post().to(orchestrator_info))
             .route("/generate-live-payment", web::post().to(generate))
+            .route("/discover-orchestrators", web::get().to(discover))
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service as _;
+                if let Some(state) = req.app_data::<web::Data<SignerState>>() {
+                    let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    state.stats.lock().authorization = auth;
+                }
+                srv.call(req)
+            })
     })
     .workers(1)
     .disable_signals()
@@ -159,6 +183,19 @@ async fn orchestrator_info(state: web::Data<SignerState>) -> HttpResponse {
     let Some(address) = state.signer.payer() else { return error(500, "the signer has no key") };
     let address = format!("0x{}", hex::encode(address));
     HttpResponse::Ok().json(json!({"address": address, "signature": state.signer.sign(address.as_bytes())}))
+}
+
+/// `GET /discover-orchestrators` (`remote_discovery.go`): each listed orchestrator with its
+/// score and no runner records of its own here (a client asks each orchestrator directly).
+async fn discover(state: web::Data<SignerState>) -> HttpResponse {
+    state.stats.lock().discoveries += 1;
+    let list = state.orchestrators.lock().clone();
+    if list.is_empty() {
+        return error(503, "Service Unavailable Error");
+    }
+    let doc: Vec<_> =
+        list.iter().map(|a| json!({"address": a, "score": 1.0, "capabilities": [], "runners": []})).collect();
+    HttpResponse::Ok().json(doc)
 }
 
 /// The request body (go-livepeer `RemotePaymentRequest`, master's fields).

@@ -4,8 +4,10 @@
 //! - `discovery`: runners found at registered orchestrators, in `/admin/pairs` with their
 //!   record; stale records kept for the grace period, then expired; unreachable, gone and
 //!   non-Live-Runner orchestrators.
-//! - `payments`: the 402 challenge answered, metered sessions kept funded, both dialects.
+//! - `payments`: the 402 challenge answered, metered sessions kept funded, both dialects, and
+//!   payments through a remote signer.
 //! - `apps`: single-shot calls with failover, sessions the gateway owns and always releases.
+//! - `operators`: metrics per app, aliases.
 
 mod apps;
 mod discovery;
@@ -14,7 +16,7 @@ mod payments;
 
 use std::time::Duration;
 
-use byoc_sim::{RunnerSpec, SimHandle};
+use byoc_sim::{RunnerSpec, SignerHandle, SimHandle};
 use serde_json::Value;
 
 use crate::support::*;
@@ -80,4 +82,28 @@ impl TestGateway {
 /// Percent-encodes a query value (app names hold `/`).
 pub fn urlencode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// A simulated go-livepeer remote signer paying with the keystore fixture's key.
+pub fn remote_signer() -> SignerHandle {
+    let key = byoc_actors::protocol::signer::load(
+        byoc_actors::protocol::signer::Scheme::V0,
+        &keystore_fixture("scrypt.json"),
+        &keystore_fixture("password.txt"),
+    )
+    .expect("the fixture key");
+    byoc_sim::start_signer(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"), key).expect("signer")
+}
+
+/// `[live_runner.remote_signer]` for `signer` (with a secret header), paying and/or
+/// discovering.
+pub fn signer_config(signer: &SignerHandle, payments: bool, discovery: bool) -> byoc_gateway::config::RemoteSigner {
+    byoc_gateway::config::RemoteSigner {
+        url: signer.url.clone(),
+        headers: [("Authorization".to_string(), "Bearer signer-secret".to_string())].into(),
+        discovery,
+        discovery_refresh: Duration::from_millis(100),
+        payments,
+        timeout: Duration::from_secs(5),
+    }
 }

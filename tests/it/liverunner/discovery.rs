@@ -183,3 +183,44 @@ async fn an_operator_can_trip_and_reset_a_runner() {
     assert_eq!(reset.json()["routable"], true);
     gw.admin_post("/admin/runners/nope:x/trip", json!({})).await.error(404, "runner-not-found");
 }
+
+#[actix_web::test]
+async fn a_remote_signers_orchestrators_are_asked_directly_and_leave_when_it_drops_them() {
+    let registered = live_sim("o1", &[RunnerSpec::single_shot("a-1", "echo", 2)]);
+    let unregistered = live_sim("o2", &[RunnerSpec::single_shot("b-1", "echo", 2)]);
+    let signer = remote_signer();
+    // While its list is empty the signer answers 503 (go-livepeer #3974): nothing changes.
+    let gw =
+        live_gateway(&[&registered], |c| c.live_runner.remote_signer = Some(signer_config(&signer, false, true))).await;
+    eventually("the signer asked", 500, || async { (signer.state.stats().discoveries >= 2).then_some(()) }).await;
+    assert_eq!(gw.admin_get("/admin/runners").await.json()["orchestrators"].as_array().map(Vec::len), Some(1));
+    assert_eq!(signer.state.stats().authorization.as_deref(), Some("Bearer signer-secret"), "its headers are sent");
+
+    // It lists both: the registered one is not doubled, the other is added and asked directly.
+    signer.list_orchestrators(&[&registered.url, &unregistered.url]);
+    let found = eventually("the signer's orchestrator discovered", 500, || async {
+        let r = gw.admin_get("/admin/runners").await.json();
+        r["orchestrators"].as_array()?.iter().find(|o| o["source"] == "signer" && o["standing"] == "fresh").cloned()
+    })
+    .await;
+    assert_eq!(found["url"], unregistered.url.as_str());
+    assert_eq!(gw.admin_get("/admin/runners").await.json()["orchestrators"].as_array().map(Vec::len), Some(2));
+    let sid = found["orchestrator"].as_str().expect("id").to_string();
+    gw.runner_until(&format!("{sid}:b-1"), "routable", |p| p["routable"] == true).await;
+    // The registered orchestrator's runner leaves, so the call can only go to the other.
+    registered.add_runner(RunnerSpec { listed: false, ..RunnerSpec::single_shot("a-1", "echo", 2) });
+    let rid = format!("{}:a-1", gw.orchestrator_id(&registered.url).await);
+    gw.runner_until(&rid, "unlisted", |p| p["routable"] == false).await;
+    let ans = read(gw.client.post(format!("{}/apps/echo/run", gw.http)).send_body("x").await).await;
+    assert_eq!(ans.status, 200, "{:?}", String::from_utf8_lossy(&ans.body));
+    assert_eq!(ans.json()["sim"], "o2", "served by the orchestrator only the signer named");
+    assert!(unregistered.state.runner_stats().discovery >= 1, "its /discovery was fetched directly");
+
+    // Dropped from the signer's list: its runners leave.
+    signer.list_orchestrators(&[&registered.url]);
+    eventually("the dropped orchestrator's runners retired", 500, || async {
+        (gw.admin_get(&format!("/admin/runners/{sid}:b-1")).await.status == 404).then_some(())
+    })
+    .await;
+    assert_eq!(gw.admin_get("/admin/runners").await.json()["orchestrators"].as_array().map(Vec::len), Some(1));
+}

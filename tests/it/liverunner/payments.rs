@@ -69,27 +69,9 @@ async fn a_fixed_price_single_shot_call_is_paid_once_and_replayed() {
     assert_eq!((stats.challenges, stats.payments, stats.payments_refused), (1, 1, 0), "{stats:?}");
 }
 
-/// A simulated go-livepeer remote signer paying with the keystore fixture's key.
-fn remote_signer() -> SignerHandle {
-    let key = byoc_actors::protocol::signer::load(
-        byoc_actors::protocol::signer::Scheme::V0,
-        &keystore_fixture("scrypt.json"),
-        &keystore_fixture("password.txt"),
-    )
-    .expect("the fixture key");
-    byoc_sim::start_signer(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"), key).expect("signer")
-}
-
 /// The gateway (without a key of its own) pays through `signer`.
 fn paid_by(c: &mut byoc_gateway::config::Config, signer: &SignerHandle) {
-    c.live_runner.remote_signer = Some(byoc_gateway::config::RemoteSigner {
-        url: signer.url.clone(),
-        headers: [("Authorization".to_string(), "Bearer signer-secret".to_string())].into(),
-        discovery: false,
-        discovery_refresh: Duration::from_secs(60),
-        payments: true,
-        timeout: Duration::from_secs(5),
-    });
+    c.live_runner.remote_signer = Some(signer_config(signer, true, false));
 }
 
 #[actix_web::test]

@@ -175,6 +175,7 @@ impl AppRouter {
             let attempt = Instant::now();
             let url = fwd.url(&placed.url);
             let mut extra = self.payer_header();
+            let mut metered = None;
             let mut resp = fwd.send(&self.client, &url, self.settings.head_timeout, &extra).await;
             // A priced runner challenges the first request (402): paid, the same request again.
             if let Ok(r) =
@@ -182,7 +183,8 @@ impl AppRouter {
             {
                 let body = r.body().limit(ERROR_READ_BYTES).await.unwrap_or_default();
                 match self.pay_challenge(app, &placed, &body).await {
-                    Ok((headers, _pay)) => {
+                    Ok((headers, pay)) => {
+                        metered = Some(pay).filter(|p| p.per_second > 0.0);
                         extra = headers;
                         resp = fwd.send(&self.client, &url, self.settings.head_timeout, &extra).await;
                     }
@@ -210,8 +212,14 @@ impl AppRouter {
             let attempts = tries.tried.len() + 1;
             if status < 400 {
                 account(&self.settings, &placed, &Outcome::Success, elapsed).await;
-                // The slot is held until the answer's last byte (or the client hangs up).
-                return Ok(relay(resp, placed.guard, runner, attempts));
+                // The slot is held until the answer's last byte (or the client hangs up); a
+                // metered call is kept funded as long.
+                let funding = metered.map(|pay| {
+                    let alive = Arc::new(());
+                    actix::spawn(self.clone().fund_call(app.clone(), pay, Arc::downgrade(&alive)));
+                    alive
+                });
+                return Ok(relay(resp, (placed.guard, funding), runner, attempts));
             }
             // An error: read its head to tell the runner's refusal from the app's answer.
             let headers = end_to_end_headers(resp.headers());

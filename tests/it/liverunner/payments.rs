@@ -179,3 +179,30 @@ async fn a_remote_signer_refusing_a_price_refuses_that_runner_and_ends_its_sessi
     let err = read(gw.client.get(format!("{app_url}/x")).send().await).await.error(410, "session-ended");
     assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("payment-refused")), "{err}");
 }
+
+#[actix_web::test]
+async fn a_metered_single_shot_stream_is_kept_funded_past_its_preload() {
+    let spec = RunnerSpec { price: Some(PRICE), ..RunnerSpec::single_shot("meter", "live/sse", 2) };
+    let s = live_sim("o1", &[spec]);
+    s.state.set_runner_knobs(LiveKnobs { tickets: true, debit_interval_ms: 200, ..s.state.runner_knobs() });
+    let gw = live_gateway(&[&s], |c| {
+        with_key(c);
+        c.live_runner.payment_interval = Duration::from_millis(100);
+    })
+    .await;
+    let id = gw.orchestrator_id(&s.url).await;
+    gw.runner_until(&format!("{id}:meter"), "routable", |p| p["routable"] == true).await;
+    // 56 events 200 ms apart: 11 s, past the 10 s the challenge's payment bought. The
+    // orchestrator debits the call as it runs and cuts it once the credit is gone.
+    let ans = read(gw.client.get(format!("{}/apps/live/sse/sse?n=56&interval_ms=200", gw.http)).send().await).await;
+    assert_eq!(ans.status, 200);
+    let text = String::from_utf8_lossy(&ans.body);
+    assert!(text.contains(r#""n":55"#), "the stream ran to its end: {}", &text[text.len().saturating_sub(300)..]);
+    let stats = s.state.runner_stats();
+    assert_eq!((stats.released_unpaid, stats.payments_refused), (0, 0), "{stats:?}");
+    assert!(stats.payments >= 2, "the reservation's payment and top-ups: {stats:?}");
+    eventually("the call's reservation released", 500, || async {
+        s.state.runner_sessions("meter").is_empty().then_some(())
+    })
+    .await;
+}

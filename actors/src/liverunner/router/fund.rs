@@ -21,6 +21,26 @@ use super::{AppRouter, ERROR_READ_BYTES};
 /// The orchestrator's debit period (go-livepeer `-livePaymentInterval` default).
 const ORCHESTRATOR_DEBIT: Duration = Duration::from_secs(5);
 
+/// What one round of paying came to.
+enum Round {
+    /// Paid, or nothing due, or a failure to try again next round: the payments go on.
+    Paid,
+    /// The runner no longer knows the session or call (404, with what it said).
+    Gone(String),
+    /// The remote signer refuses the runner's price (481): it cannot be paid any longer.
+    PriceRefused,
+}
+
+/// What a remote signer gave for one round.
+enum Signed {
+    /// The `Livepeer-Payment` and `Livepeer-Segment` values.
+    Headers(String, String),
+    /// Nothing to send this round.
+    Nothing,
+    /// 481.
+    PriceRefused,
+}
+
 impl AppRouter {
     /// Tops up metered sessions forever (spawned once, with its own client).
     pub async fn fund(self) {
@@ -37,6 +57,47 @@ impl AppRouter {
     }
 
     async fn fund_one(&self, id: &str, app: &AppName, mut pay: LivePay, interval: Duration) {
+        match self.pay_round(id, app, &mut pay, interval).await {
+            Round::Paid => self.keep(id, pay),
+            Round::Gone(body) => {
+                let up = self.sessions.table.lock().upstream(id);
+                if let Some(up) = up {
+                    let why = format!("the runner no longer knows the session: {body}");
+                    self.runner_failed(id, &up, Outcome::ServerError(404, body), why).await;
+                }
+            }
+            Round::PriceRefused => {
+                tracing::warn!(session = id, app = %app, "the remote signer refuses the runner's price; ending the session");
+                self.sessions.end(&self.client, id, EndReason::PaymentRefused).await;
+            }
+        }
+    }
+
+    /// Keeps a metered single-shot call funded while its answer streams: go-livepeer debits
+    /// a call as it debits a session and cancels it once the credit runs out (the reason for
+    /// its #4008). Ends with the call (`alive` gone), or when the runner no longer knows it or
+    /// its price cannot be paid.
+    pub(crate) async fn fund_call(self, app: AppName, mut pay: LivePay, alive: std::sync::Weak<()>) {
+        let interval = self.sessions.settings.payment_interval;
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let call = format!("call {}", pay.terms.manifest_id);
+        loop {
+            tick.tick().await;
+            if alive.strong_count() == 0 {
+                return;
+            }
+            match self.pay_round(&call, &app, &mut pay, interval).await {
+                Round::Paid => {}
+                Round::Gone(_) | Round::PriceRefused => return,
+            }
+        }
+    }
+
+    /// One round of paying for `what` (a session id, or a call): the top-up when one is due,
+    /// sent to the runner's `payment_url`; `pay` holds what to pay against next.
+    async fn pay_round(&self, what: &str, app: &AppName, pay: &mut LivePay, interval: Duration) -> Round {
         let key = app.board_key();
         let label = self.metrics(app).label().to_string();
         let payer = Payer {
@@ -49,25 +110,27 @@ impl AppRouter {
         let before = pay.clone();
         let remote = pay.remote.is_some();
         let (payment, segment) = if remote {
-            match self.sign_remotely(id, app, &label, &mut pay).await {
-                Some(h) => h,
-                None => return,
+            match self.sign_remotely(what, app, &label, pay).await {
+                Signed::Headers(p, s) => (p, s),
+                Signed::Nothing => return Round::Paid,
+                Signed::PriceRefused => return Round::PriceRefused,
             }
         } else {
             let ahead = (interval * 2 + ORCHESTRATOR_DEBIT).as_secs_f64();
             match pay.top_up(&payer, ahead) {
                 Ok(Some(h)) => (h.payment, h.segment),
-                Ok(None) => return self.keep(id, pay),
+                Ok(None) => return Round::Paid,
                 Err(e) => {
                     // The runner releases the session once its credit runs out; the next
                     // request then ends it here.
-                    tracing::warn!(session = id, app = %app, error = %e, "cannot top up a session");
-                    return self.keep(id, before);
+                    tracing::warn!(what, app = %app, error = %e, "cannot top up");
+                    *pay = before;
+                    return Round::Paid;
                 }
             }
         };
-        // If the runner refuses this payment, the session goes on as before it; but a remote
-        // signer has moved its state (and maybe the terms) on, and that is kept.
+        // If the runner refuses this payment, things go on as before it; but a remote signer
+        // has moved its state (and maybe the terms) on, and that is kept.
         let before =
             if remote { LivePay { remote: pay.remote.clone(), terms: pay.terms.clone(), ..before } } else { before };
         let mut req = self.client.post(&pay.terms.payment_url).timeout(self.settings.head_timeout);
@@ -79,8 +142,9 @@ impl AppRouter {
         let mut resp = match answer {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(session = id, error = %e, "session top-up did not reach the runner");
-                return self.keep(id, before);
+                tracing::warn!(what, error = %e, "top-up did not reach the runner");
+                *pay = before;
+                return Round::Paid;
             }
         };
         let status = resp.status().as_u16();
@@ -90,41 +154,36 @@ impl AppRouter {
             200..=299 => {
                 match parse_top_up(&body, json, &pay.terms) {
                     Ok(t) => pay.terms = t,
-                    Err(e) => tracing::warn!(session = id, error = %e, "top-up answer without fresh ticket params"),
+                    Err(e) => tracing::warn!(what, error = %e, "top-up answer without fresh ticket params"),
                 }
                 metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label, "result" => "ok").increment(1);
-                self.keep(id, pay);
+                Round::Paid
             }
             404 => {
                 metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label, "result" => "gone").increment(1);
-                let up = self.sessions.table.lock().upstream(id);
-                if let Some(up) = up {
-                    let why = format!("the runner no longer knows the session: {}", excerpt(&body));
-                    let outcome = Outcome::ServerError(404, excerpt(&body));
-                    self.runner_failed(id, &up, outcome, why).await;
-                }
+                Round::Gone(excerpt(&body))
             }
             _ => {
                 // 400/403 (tickets or credentials refused), 409 (price changed): fresh params.
-                tracing::warn!(session = id, status, answer = %excerpt(&body), "session top-up refused; refreshing the payment parameters");
+                tracing::warn!(what, status, answer = %excerpt(&body), "top-up refused; refreshing the payment parameters");
                 metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label, "result" => "refused")
                     .increment(1);
-                let mut next = before;
-                if let Some(t) = self.refresh(&next).await {
-                    next.terms = t;
+                *pay = before;
+                if let Some(t) = self.refresh(pay).await {
+                    pay.terms = t;
                 }
-                self.keep(id, next);
+                Round::Paid
             }
         }
     }
 
-    /// A remote signer's payment for session `id`: `None` when there is nothing to send this
-    /// round (482: the balance covers it; the last state is kept, go-livepeer #4077), when the
-    /// signer failed (tried again next round), or when it refuses the runner's price (481: the
-    /// session cannot be paid and ends). A 480 gets fresh ticket params from the orchestrator
+    /// A remote signer's payment for `what`: [`Signed::Nothing`] when there is nothing to
+    /// send this round (482: the balance covers it; the last state is kept, go-livepeer #4077)
+    /// or when the signer failed (tried again next round); [`Signed::PriceRefused`] when it
+    /// refuses the runner's price (481). A 480 gets fresh ticket params from the orchestrator
     /// (`/refresh-payment`) and asks once more.
-    async fn sign_remotely(&self, id: &str, app: &AppName, label: &str, pay: &mut LivePay) -> Option<(String, String)> {
-        let remote = self.remote.clone()?;
+    async fn sign_remotely(&self, what: &str, app: &AppName, label: &str, pay: &mut LivePay) -> Signed {
+        let Some(remote) = self.remote.clone() else { return Signed::Nothing };
         let top_up = |result: &'static str| {
             metrics::counter!(crate::metrics::APP_TOP_UPS_TOTAL, "app" => label.to_string(), "result" => result)
                 .increment(1);
@@ -143,12 +202,11 @@ impl AppRouter {
             match remote.generate(&self.client, &ask).await {
                 SignerAnswer::Paid { payment, seg_creds, state } => {
                     pay.paid_remotely(&payment, state);
-                    return Some((payment, seg_creds));
+                    return Signed::Headers(payment, seg_creds);
                 }
                 SignerAnswer::NoTickets => {
                     top_up("skipped");
-                    self.keep(id, pay.clone());
-                    return None;
+                    return Signed::Nothing;
                 }
                 SignerAnswer::Refresh if !refreshed => {
                     refreshed = true;
@@ -156,22 +214,19 @@ impl AppRouter {
                         Some(t) => pay.terms = t,
                         None => {
                             top_up("signer-failed");
-                            self.keep(id, pay.clone());
-                            return None;
+                            return Signed::Nothing;
                         }
                     }
                 }
                 SignerAnswer::PriceExceeded(why) => {
                     top_up("signer-refused");
-                    tracing::warn!(session = id, app = %app, why, "the remote signer refuses the runner's price; ending the session");
-                    self.sessions.end(&self.client, id, EndReason::PaymentRefused).await;
-                    return None;
+                    tracing::warn!(what, app = %app, why, "the remote signer refuses the runner's price");
+                    return Signed::PriceRefused;
                 }
                 other => {
                     top_up("signer-failed");
-                    tracing::warn!(session = id, app = %app, answer = ?other, "the remote signer did not pay; trying again next round");
-                    self.keep(id, pay.clone());
-                    return None;
+                    tracing::warn!(what, app = %app, answer = ?other, "the remote signer did not pay; trying again next round");
+                    return Signed::Nothing;
                 }
             }
         }

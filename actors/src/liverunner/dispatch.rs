@@ -5,8 +5,9 @@
 //! `Record`, the BYOC health model), **decide**: relay the answer, or fail over to the next
 //! runner while nothing has reached the client.
 //!
-//! Unlike a BYOC job, nothing waits in a queue: a runner's capacity is its sessions, and a full
-//! app is a clean `503 no-capacity` the client can retry.
+//! When every runner is at its capacity, a request waits in the app's queue for a slot, as a
+//! BYOC job waits in its capability's (bounded by the app's `queue_timeout` and `queue_depth`);
+//! then `503 no-capacity`, which the client can retry.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use crate::orchestrator::OrchestratorId;
 use crate::outcome::Outcome;
 use crate::pair::{Record, SlotGuard};
+use crate::queue::{Ticket, Wait};
 use crate::route::admit_on;
 use crate::scoreboard::{Exclusions, Picked, Selection};
 
@@ -61,18 +63,35 @@ impl Tries {
     }
 }
 
-/// Selects and admits a runner of `app` in `mode`, skipping the runners in `tries`.
+/// How long a request may wait for a runner's slot, and how many may wait (the app's
+/// `queue_timeout` and `queue_depth`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueBound {
+    pub(crate) depth: usize,
+    pub(crate) timeout: Duration,
+}
+
+/// Selects and admits a runner of `app` in `mode`, skipping the runners in `tries`. When every
+/// runner that could take it is at its capacity, the request waits in the app's queue (as a
+/// BYOC job waits in its capability's) for a slot, up to `queue.timeout`; past it, or with the
+/// queue full, `503 no-capacity`.
 pub(crate) async fn place(
     boards: &Boards,
     settings: &DispatchSettings,
     app: &AppName,
     mode: Mode,
     tries: &mut Tries,
+    queue: QueueBound,
 ) -> Result<Placed, AppError> {
     let key = app.board_key();
+    let until = std::time::Instant::now() + queue.timeout;
+    let mut ticket: Option<Ticket> = None;
     loop {
         match boards.of(mode).select(&key, Exclusions::tried(&tries.tried), None) {
             Selection::Picked(picked, guard) => {
+                if let Some(t) = ticket.take() {
+                    t.dispatched();
+                }
                 match admit_on(&picked, settings.head_timeout, settings.mailbox_timeout).await {
                     Ok(a) => return Ok(Placed { picked, guard, url: a.service_addr, lease: a.lease }),
                     Err(reason) => {
@@ -81,7 +100,26 @@ pub(crate) async fn place(
                     }
                 }
             }
-            Selection::Full(_) => return Err(AppError::NoCapacity(app.clone())),
+            Selection::Full(q) => match ticket.as_mut() {
+                // Joined, then select again before sleeping: a slot freed in between would
+                // wake nobody. A request failing over goes to the front (it waited already).
+                None => match q.join(queue.depth, !tries.tried.is_empty(), 0) {
+                    Ok(t) => ticket = Some(t),
+                    Err(_) => return Err(AppError::NoCapacity(app.clone())),
+                },
+                // Woken, but another request took the slot: back to the head, check again.
+                Some(t) if t.is_woken() => t.requeue(),
+                Some(t) => match t.wait(until).await {
+                    Wait::Woken => {}
+                    Wait::TimedOut => {
+                        if let Some(t) = ticket.take() {
+                            t.give_up(true);
+                        }
+                        return Err(AppError::NoCapacity(app.clone()));
+                    }
+                    Wait::Displaced => return Err(AppError::NoCapacity(app.clone())),
+                },
+            },
             Selection::Unknown if tries.tried.is_empty() => {
                 return Err(match boards.apps().iter().find(|(a, _)| a == app) {
                     Some(_) => AppError::WrongMode { app: app.clone(), mode: mode.as_str() },

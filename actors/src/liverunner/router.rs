@@ -12,7 +12,7 @@ use crate::outcome::Outcome;
 use crate::protocol::client::excerpt;
 
 use super::classify::classify;
-use super::dispatch::{account, place, DispatchSettings, Placed, Tries};
+use super::dispatch::{account, place, DispatchSettings, Placed, QueueBound, Tries};
 use super::error::AppError;
 use super::forward::{end_to_end_headers, relay, relay_bytes, ExtraHeaders, Forward, Relay};
 use super::metrics::AppMetrics;
@@ -51,6 +51,13 @@ impl AppRouter {
     /// The `app` label of `app` for metrics: its name while a runner serves it.
     pub(crate) fn metrics(&self, app: &AppName) -> AppMetrics {
         AppMetrics::new(&self.boards, app)
+    }
+
+    /// How long a request of `app` may wait for a slot, and how many may (its policy's
+    /// `queue_timeout`, `queue_depth`).
+    pub(crate) fn queue_bound(&self, app: &AppName) -> QueueBound {
+        let e = self.policies.book().effective(&app.board_key());
+        QueueBound { depth: e.queue_depth as usize, timeout: e.queue_timeout }
     }
 
     /// Counts a call (or, `session`, a reservation) of a path that names no app a runner serves,
@@ -170,7 +177,8 @@ impl AppRouter {
         self.learn_payer().await;
         let mut tries = Tries::default();
         while tries.tried.len() < self.settings.max_attempts {
-            let placed = place(&self.boards, &self.settings, app, Mode::SingleShot, &mut tries).await?;
+            let placed =
+                place(&self.boards, &self.settings, app, Mode::SingleShot, &mut tries, self.queue_bound(app)).await?;
             let runner = placed.picked.key.orchestrator.to_string();
             let attempt = Instant::now();
             let url = fwd.url(&placed.url);

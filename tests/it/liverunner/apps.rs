@@ -258,3 +258,38 @@ async fn a_sessions_websocket_is_relayed_both_ways_and_ends_when_the_session_is_
         refused.map(|(r, _)| r.status())
     );
 }
+
+#[actix_web::test]
+async fn a_call_finding_every_runner_busy_waits_for_a_slot_rather_than_failing() {
+    let s = live_sim("o1", &[RunnerSpec::single_shot("one", "echo", 1)]);
+    let gw = live_gateway(&[&s], |_| {}).await;
+    gw.routable(&s, "one").await;
+    let rid = format!("{}:one", gw.orchestrator_id(&s.url).await);
+    // Its first answer sets the runner's slots to its capacity (one); the next call holds it.
+    assert_eq!(read(gw.client.post(format!("{}/apps/echo/x", gw.http)).send_body("a").await).await.status, 200);
+    let held = actix_web::rt::spawn({
+        let (client, url) = (gw.client.clone(), format!("{}/apps/echo/hold", gw.http));
+        async move { read(client.post(url).send_body("held").await).await }
+    });
+    gw.runner_until(&rid, "the slot taken", |p| p["inflight"] == 1).await;
+    // A second call finds no free slot: it waits in the app's queue instead of a 503...
+    let waiting = actix_web::rt::spawn({
+        let (client, url) = (gw.client.clone(), format!("{}/apps/echo/y", gw.http));
+        async move { read(client.post(url).send_body("second").await).await }
+    });
+    eventually("the second call queued", 500, || async {
+        let m = read(gw.client.get(format!("{}/metrics", gw.admin)).send().await).await;
+        String::from_utf8_lossy(&m.body)
+            .lines()
+            .any(|l| l.starts_with("byoc_gateway_queue_depth{capability=\"echo\"") && l.ends_with(" 1"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(s.state.runner_stats().refused_capacity, 0, "nothing was sent to a full runner");
+    // ...and is served once the slot frees.
+    s.state.release_runner_requests(1);
+    assert_eq!(held.await.expect("held call").status, 200);
+    let second = waiting.await.expect("second call");
+    assert_eq!(second.status, 200, "{:?}", String::from_utf8_lossy(&second.body));
+    assert_eq!(second.json()["body_len"], 6);
+}

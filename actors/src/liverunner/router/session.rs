@@ -78,7 +78,8 @@ impl AppRouter {
         self.learn_payer().await;
         let mut tries = Tries::default();
         while tries.tried.len() < self.settings.max_attempts {
-            let placed = place(&self.boards, &self.settings, app, Mode::Persistent, &mut tries).await?;
+            let placed =
+                place(&self.boards, &self.settings, app, Mode::Persistent, &mut tries, self.queue_bound(app)).await?;
             let runner = placed.picked.key.orchestrator.to_string();
             let attempt = Instant::now();
             let mut pay = None;

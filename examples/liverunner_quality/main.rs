@@ -358,7 +358,8 @@ fn start_gateway(bin: &Path, dir: &Path, pool: &Pool) -> anyhow::Result<(Proc, R
     let mut child = Command::new(bin)
         .arg("--config")
         .arg(&path)
-        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--data-dir"])
+        // RTMP ingest off: its default port may be another gateway's on this machine.
+        .args(["--http-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--rtmp-addr", "", "--data-dir"])
         .arg(dir.join("data"))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.join("gateway.log"))?)

@@ -52,15 +52,15 @@ pub enum ConfigError {
 }
 
 mod args;
-mod registry;
 mod live_runner;
+mod registry;
 mod sections;
 mod streams;
 mod validate;
 
 pub use args::RunArgs;
-pub use registry::{check_replica_id, RegistryConfig};
 pub use live_runner::{LiveRunnerConfig, LiveRunnerValidated, RemoteSigner};
+pub use registry::{check_replica_id, RegistryConfig};
 pub use sections::{Discovery, History, Limits, Log, Payments, Routing, Runner, SignerConfig, StaticOrchestrator};
 pub use streams::{StreamTimeouts, Streams};
 use validate::{check_env, Unlock};

@@ -9,6 +9,8 @@
 # share and p99, and ahead of the HAProxy fleet on both.
 #
 # Usage: bench/fleet.sh [SECONDS=40] [LOAD=0.6] [extra flags of examples/changing/main.rs]
+# (e.g. `--front-balance leastconn`: the front sends each job to the replica with the fewest in
+# flight, instead of the issue's round robin)
 # Needs: etcd (etcd-server) and haproxy. Loopback only; bounded in time.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -51,10 +51,14 @@ struct Args {
     /// run, say).
     #[arg(long, default_value = "")]
     gateway_config: String,
-    /// Several instances of a target get one HAProxy in round robin in front of them (as a fleet
-    /// behind a load balancer), instead of the load generator alternating between them.
+    /// Several instances of a target get one HAProxy in front of them (as a fleet behind a load
+    /// balancer; `--front-balance`), instead of the load generator alternating between them.
     #[arg(long)]
     front: bool,
+    /// The front's balance algorithm (HAProxy's): `roundrobin`, as issue 26 item 5 words its
+    /// benchmark, or `leastconn` (each job to the instance with the fewest in flight).
+    #[arg(long, default_value = "roundrobin", value_parser = ["roundrobin", "leastconn"])]
+    front_balance: String,
     /// Print the fleet targets of issue 26: byoc-gateway with several instances within 10 % of
     /// one instance's good share and p99, and ahead of HAProxy with as many instances on both.
     #[arg(long)]
@@ -185,7 +189,7 @@ async fn run_one(
         anyhow::bail!("never answered 5 good jobs in a row during warm-up (logs in {})", dir.display());
     }
     let front = match (args.front, instances > 1) {
-        (true, true) => Some(targets::front(&dir.join("front"), &urls, pool::CAPABILITY)?),
+        (true, true) => Some(targets::front(&dir.join("front"), &urls, pool::CAPABILITY, &args.front_balance)?),
         _ => None,
     };
     if let Some(f) = &front {

@@ -195,11 +195,12 @@ backend be
     Ok(Running { child, url: format!("http://127.0.0.1:{port}/process/request/{cap}"), admin: None })
 }
 
-/// One HAProxy in round robin in front of several instances of a target (`urls`: their job
-/// URLs), as an operator puts a load balancer in front of a fleet: no stickiness, no retries
-/// of its own (the instances retry), a TCP check so a dead instance leaves the rotation.
+/// One HAProxy in front of several instances of a target (`urls`: their job URLs), as an
+/// operator puts a load balancer in front of a fleet: `balance` is HAProxy's algorithm
+/// (`roundrobin`, `leastconn`), no stickiness, no retries of its own (the instances retry), a
+/// TCP check so a dead instance leaves the rotation.
 #[allow(dead_code)]
-pub fn front(dir: &Path, urls: &[String], capability: &str) -> std::io::Result<Running> {
+pub fn front(dir: &Path, urls: &[String], capability: &str, balance: &str) -> std::io::Result<Running> {
     std::fs::create_dir_all(dir)?;
     let port = free_port()?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -223,7 +224,7 @@ frontend fe
   bind 127.0.0.1:{port}
   default_backend be
 backend be
-  balance roundrobin
+  balance {balance}
 {servers}"
     );
     let path = dir.join("front.cfg");
